@@ -1,0 +1,82 @@
+/**
+ * crdt policy: a field holds a Yjs document whose updates are merged by Yjs.
+ *
+ * Each crdt field is its own Y.Doc with one root type named ROOT. The stored form
+ * is the merge of every update received (Y.mergeUpdates), which Yjs guarantees to
+ * be order-independent in content; `touched` is the latest HLC of an update, so a
+ * crdt edit after a delete brings the record back like an lww field write.
+ */
+import * as Y from 'yjs';
+import type { CrdtOp, CrdtType } from './change.js';
+import { maxHlc, type HlcString } from './hlc.js';
+import type { Json } from './json.js';
+
+/** Name of the root type inside each field's document. */
+export const ROOT = 'value';
+
+export interface CrdtField {
+  readonly type: CrdtType;
+  readonly update: Uint8Array;
+  readonly touched: HlcString;
+}
+
+export function applyCrdt(current: CrdtField | undefined, op: CrdtOp, hlc: HlcString): CrdtField {
+  if (current === undefined) return { type: op.type, update: op.update, touched: hlc };
+  return {
+    // Two replicas that disagree on a field's type still agree on the result.
+    type: current.type > op.type ? current.type : op.type,
+    update: Y.mergeUpdates([current.update, op.update]),
+    touched: maxHlc(current.touched, hlc),
+  };
+}
+
+export function joinCrdt(a: CrdtField, b: CrdtField): CrdtField {
+  return {
+    type: a.type > b.type ? a.type : b.type,
+    update: Y.mergeUpdates([a.update, b.update]),
+    touched: maxHlc(a.touched, b.touched),
+  };
+}
+
+/** Loads a field's update into a fresh document. */
+export function crdtDoc(update: Uint8Array): Y.Doc {
+  const doc = new Y.Doc({ gc: true });
+  if (update.length > 0) Y.applyUpdate(doc, update);
+  return doc;
+}
+
+/** The root type of a field document, by declared type. */
+export function crdtRoot(doc: Y.Doc, type: CrdtType): Y.Text | Y.Map<unknown> | Y.Array<unknown> {
+  switch (type) {
+    case 'text':
+      return doc.getText(ROOT);
+    case 'map':
+      return doc.getMap(ROOT);
+    case 'array':
+      return doc.getArray(ROOT);
+  }
+}
+
+/** The JSON value of a crdt field: a string for text, an object for map, an array for array. */
+export function crdtValue(field: CrdtField): Json {
+  const doc = crdtDoc(field.update);
+  try {
+    const root = crdtRoot(doc, field.type);
+    return (root instanceof Y.Text ? root.toString() : root.toJSON()) as Json;
+  } finally {
+    doc.destroy();
+  }
+}
+
+/**
+ * A canonical encoding of the field's content: equal for two replicas that hold
+ * the same set of updates, whatever order they were merged in.
+ */
+export function canonicalCrdtUpdate(field: CrdtField): Uint8Array {
+  const doc = crdtDoc(field.update);
+  try {
+    return Y.encodeStateAsUpdate(doc);
+  } finally {
+    doc.destroy();
+  }
+}

@@ -1,0 +1,176 @@
+/**
+ * Hybrid logical clock (Kulkarni, Demirbas et al., "Logical Physical Clocks", 2014).
+ *
+ * A timestamp is (wall, counter, replica): `wall` tracks the largest physical time
+ * seen in milliseconds, `counter` orders events within one `wall` value, and the
+ * replica id breaks ties, so timestamps form a total order. Invariants:
+ *  - now() and receive() return strictly increasing timestamps, even when the
+ *    injected physical clock steps backwards;
+ *  - after receive(r), every later local timestamp is greater than r;
+ *  - wall - physical time stays bounded: it only runs ahead by accepting a remote
+ *    timestamp (refused beyond maxDrift) or by counter overflow (1 ms per 65,536 events).
+ */
+import { ClockDriftError, SynclineError } from './errors.js';
+import { isReplicaId, type ReplicaId } from './ids.js';
+
+export interface Timestamp {
+  readonly wall: number;
+  readonly counter: number;
+  readonly replica: ReplicaId;
+}
+
+/** Fixed widths make the string form sort like the timestamps it encodes. */
+const WALL_DIGITS = 12; // hex milliseconds: enough until the year 10889
+const COUNTER_DIGITS = 4;
+export const MAX_COUNTER = 0xffff;
+export const MAX_WALL = 16 ** WALL_DIGITS - 1;
+/** Default refusal threshold for remote timestamps ahead of the local clock. */
+export const DEFAULT_MAX_CLOCK_DRIFT = 5 * 60_000;
+
+/** "wwwwwwwwwwww-cccc-replica": compares as strings in timestamp order. */
+export type HlcString = string & { readonly __hlc: true };
+
+export function formatTimestamp(ts: Timestamp): HlcString {
+  return `${ts.wall.toString(16).padStart(WALL_DIGITS, '0')}-${ts.counter
+    .toString(16)
+    .padStart(COUNTER_DIGITS, '0')}-${ts.replica}` as HlcString;
+}
+
+const HLC_PATTERN = /^([0-9a-f]{12})-([0-9a-f]{4})-([A-Za-z0-9_-]{1,64})$/;
+
+export function isHlcString(value: unknown): value is HlcString {
+  return typeof value === 'string' && HLC_PATTERN.test(value);
+}
+
+export function parseTimestamp(value: string): Timestamp {
+  const match = HLC_PATTERN.exec(value);
+  if (!match) throw new SynclineError('invalid_timestamp', `not an HLC timestamp: ${JSON.stringify(value)}`);
+  return {
+    wall: Number.parseInt(match[1] as string, 16),
+    counter: Number.parseInt(match[2] as string, 16),
+    replica: match[3] as ReplicaId,
+  };
+}
+
+export function compareTimestamps(a: Timestamp, b: Timestamp): number {
+  if (a.wall !== b.wall) return a.wall < b.wall ? -1 : 1;
+  if (a.counter !== b.counter) return a.counter < b.counter ? -1 : 1;
+  return a.replica < b.replica ? -1 : a.replica > b.replica ? 1 : 0;
+}
+
+/** Same order as compareTimestamps on the parsed values. */
+export function compareHlc(a: HlcString, b: HlcString): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+export function maxHlc<T extends HlcString | undefined>(a: T, b: T): T {
+  if (a === undefined) return b;
+  if (b === undefined) return a;
+  return (a as string) >= (b as string) ? a : b;
+}
+
+/** The wall time encoded in an HLC string, without a full parse. */
+export function hlcWall(value: HlcString): number {
+  return Number.parseInt(value.slice(0, WALL_DIGITS), 16);
+}
+
+export interface HlcOptions {
+  readonly replica: ReplicaId;
+  /** Physical clock in milliseconds since the epoch; injected for tests and simulation. */
+  readonly now: () => number;
+  /** Remote timestamps further than this ahead of `now()` are refused. */
+  readonly maxDrift?: number;
+  /** The last timestamp issued before a restart; the clock never goes below it. */
+  readonly last?: Timestamp | HlcString;
+}
+
+export class Hlc {
+  readonly replica: ReplicaId;
+  readonly maxDrift: number;
+  readonly #physical: () => number;
+  #wall = 0;
+  #counter = 0;
+
+  constructor(options: HlcOptions) {
+    if (!isReplicaId(options.replica)) throw new TypeError(`invalid replica id ${JSON.stringify(options.replica)}`);
+    this.replica = options.replica;
+    this.maxDrift = options.maxDrift ?? DEFAULT_MAX_CLOCK_DRIFT;
+    this.#physical = options.now;
+    if (options.last !== undefined) {
+      const last = typeof options.last === 'string' ? parseTimestamp(options.last) : options.last;
+      this.#wall = last.wall;
+      this.#counter = last.counter;
+    }
+  }
+
+  /** The last timestamp issued or received; persist it to keep the clock monotonic across restarts. */
+  get last(): Timestamp {
+    return { wall: this.#wall, counter: this.#counter, replica: this.replica };
+  }
+
+  /** A timestamp for a local event (send or local write). */
+  now(): Timestamp {
+    const physical = this.#readPhysical();
+    if (physical > this.#wall) {
+      this.#wall = physical;
+      this.#counter = 0;
+    } else {
+      this.#increment();
+    }
+    return this.last;
+  }
+
+  /** Shorthand for formatTimestamp(now()). */
+  nowString(): HlcString {
+    return formatTimestamp(this.now());
+  }
+
+  /**
+   * Merges a remote timestamp into the clock (a receive event) and returns the
+   * new local timestamp, which is greater than both the remote and every earlier
+   * local timestamp. Throws ClockDriftError, leaving the clock unchanged, when the
+   * remote wall time is more than maxDrift ahead of the physical clock.
+   */
+  receive(remote: Timestamp | HlcString): Timestamp {
+    const r = typeof remote === 'string' ? parseTimestamp(remote) : remote;
+    const physical = this.#readPhysical();
+    if (r.wall - physical > this.maxDrift) throw new ClockDriftError(r.wall, physical, this.maxDrift);
+    const wall = Math.max(this.#wall, r.wall, physical);
+    if (wall === this.#wall && wall === r.wall) {
+      this.#counter = Math.max(this.#counter, r.counter);
+      this.#increment();
+    } else if (wall === this.#wall) {
+      this.#increment();
+    } else if (wall === r.wall) {
+      this.#wall = wall;
+      this.#counter = r.counter;
+      this.#increment();
+    } else {
+      this.#wall = wall;
+      this.#counter = 0;
+    }
+    return this.last;
+  }
+
+  /**
+   * Counter overflow moves the clock 1 ms ahead of its wall time instead of failing:
+   * the order stays strict and the drift this adds is bounded by the event rate.
+   */
+  #increment(): void {
+    if (this.#counter < MAX_COUNTER) {
+      this.#counter++;
+      return;
+    }
+    if (this.#wall >= MAX_WALL) throw new SynclineError('clock_overflow', 'hybrid logical clock reached its maximum value');
+    this.#wall++;
+    this.#counter = 0;
+  }
+
+  #readPhysical(): number {
+    const value = Math.floor(this.#physical());
+    if (!Number.isSafeInteger(value) || value < 0) {
+      throw new SynclineError('invalid_clock', `physical clock returned ${value}; expected milliseconds since the epoch`);
+    }
+    return Math.min(value, MAX_WALL);
+  }
+}

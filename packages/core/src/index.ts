@@ -1,0 +1,17 @@
+/**
+ * @syncline/core: the parts of Syncline with no I/O. Hybrid logical clocks,
+ * version vectors, changes and record states for the lww, merge and crdt
+ * policies, and the wire protocol shared by client and server.
+ */
+export * from './errors.js';
+export * from './ids.js';
+export * from './json.js';
+export * from './hlc.js';
+export * as vv from './version-vector.js';
+export { SeqSet, type VersionVector, type Ordering, type SeqRange } from './version-vector.js';
+export * from './change.js';
+export { type LwwField, type LwwState } from './lww.js';
+export { type MergeState, type Version, type Resolver, latestWins, contextFor, compareVersions } from './merge.js';
+export { type CrdtField, ROOT as CRDT_ROOT, crdtDoc, crdtRoot, crdtValue } from './crdt.js';
+export * from './record-state.js';
+export * from './protocol/index.js';

@@ -1,0 +1,80 @@
+/**
+ * JSON values as Syncline stores them. Object keys are data: every object built
+ * here gets its keys through defineProperty so `__proto__` stays an ordinary key.
+ */
+export type Json = null | boolean | number | string | readonly Json[] | { readonly [key: string]: Json };
+/** A record's fields: own enumerable properties only. */
+export type Fields = { readonly [field: string]: Json };
+
+export const MAX_JSON_DEPTH = 64;
+
+/** Sets an own, enumerable property, even for keys like `__proto__`. */
+export function setOwn<T>(target: Record<string, T>, key: string, value: T): void {
+  Object.defineProperty(target, key, { value, enumerable: true, writable: true, configurable: true });
+}
+
+export function isPlainObject(value: unknown): value is Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+  const proto: unknown = Object.getPrototypeOf(value);
+  return proto === Object.prototype || proto === null;
+}
+
+/**
+ * Returns the path of the first thing that is not JSON (undefined, NaN, a class
+ * instance, a cycle, too deep), or undefined when the whole value is JSON.
+ */
+export function findNonJson(value: unknown, path = '$', depth = 0): string | undefined {
+  if (depth > MAX_JSON_DEPTH) return `${path} (deeper than ${MAX_JSON_DEPTH})`;
+  switch (typeof value) {
+    case 'string':
+    case 'boolean':
+      return undefined;
+    case 'number':
+      return Number.isFinite(value) ? undefined : path;
+    case 'object': {
+      if (value === null) return undefined;
+      if (Array.isArray(value)) {
+        for (let i = 0; i < value.length; i++) {
+          const bad = findNonJson(value[i], `${path}[${i}]`, depth + 1);
+          if (bad !== undefined) return bad;
+        }
+        return undefined;
+      }
+      if (!isPlainObject(value)) return path;
+      for (const key of Object.keys(value)) {
+        const bad = findNonJson(value[key], `${path}.${key}`, depth + 1);
+        if (bad !== undefined) return bad;
+      }
+      return undefined;
+    }
+    default:
+      return path;
+  }
+}
+
+export function isJson(value: unknown): value is Json {
+  return findNonJson(value) === undefined;
+}
+
+export function isFields(value: unknown): value is Fields {
+  return isPlainObject(value) && findNonJson(value) === undefined;
+}
+
+/**
+ * A canonical string for a JSON value: object keys sorted. Used to break ties
+ * deterministically and to compare values; never parsed back.
+ */
+export function canonicalJson(value: Json): string {
+  if (value === null || typeof value !== 'object') return JSON.stringify(value);
+  if (Array.isArray(value)) return `[${(value as readonly Json[]).map(canonicalJson).join(',')}]`;
+  const obj = value as { readonly [key: string]: Json };
+  const keys = Object.keys(obj).sort();
+  return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson(obj[k] as Json)}`).join(',')}}`;
+}
+
+/** Builds a Fields object from entries, keeping every key as data. */
+export function fieldsFromEntries(entries: Iterable<readonly [string, Json]>): Fields {
+  const out: Record<string, Json> = {};
+  for (const [key, value] of entries) setOwn(out, key, value);
+  return out;
+}

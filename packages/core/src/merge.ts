@@ -1,0 +1,85 @@
+/**
+ * merge policy: concurrent writes are detected and kept as siblings.
+ *
+ * Each version is named by its change's dot (replica, seq) and carries the causal
+ * context it was written in. D(v) = context(v) + dot(v). The state is a pure
+ * function of the set A of versions applied, which makes apply a join:
+ *   seen     = the join of D(w) for every w in A
+ *   siblings = { v in A : no other w in A has D(w) covering dot(v) }
+ * A replica's own later write covers its earlier ones (its context always holds
+ * them), so superseded versions can be dropped and never come back.
+ */
+import type { VersionOp } from './change.js';
+import { compareHlc, type HlcString } from './hlc.js';
+import type { ReplicaId } from './ids.js';
+import type { Fields } from './json.js';
+import { covers, merge, vector, type VersionVector } from './version-vector.js';
+
+export interface Version {
+  readonly replica: ReplicaId;
+  readonly seq: number;
+  readonly hlc: HlcString;
+  /** null: this version deletes the record. */
+  readonly value: Fields | null;
+  readonly context: VersionVector;
+}
+
+export interface MergeState {
+  readonly seen: VersionVector;
+  /** Versions no other version has seen past, in HLC order. */
+  readonly siblings: readonly Version[];
+}
+
+export const EMPTY_MERGE: MergeState = { seen: new Map(), siblings: [] };
+
+/** Picks the visible value from the siblings; must be deterministic and pure. */
+export type Resolver = (siblings: readonly Version[]) => Fields | null;
+
+function dotted(version: Version): VersionVector {
+  return merge(version.context, vector([[version.replica, version.seq]]));
+}
+
+export function applyVersion(state: MergeState, op: VersionOp, replica: ReplicaId, seq: number, hlc: HlcString): MergeState {
+  const version: Version = { replica, seq, hlc, value: op.value, context: op.context };
+  if (hasSibling(state, version)) return state;
+  const known = covers(state.seen, replica, seq);
+  const siblings = state.siblings.filter((s) => !covers(version.context, s.replica, s.seq));
+  if (!known) {
+    siblings.push(version);
+    siblings.sort(compareVersions);
+  }
+  return { seen: merge(state.seen, dotted(version)), siblings };
+}
+
+/**
+ * Join of two states. A sibling of one side survives unless the other side's
+ * history covers it without keeping it as a sibling of its own.
+ */
+export function joinMerge(a: MergeState, b: MergeState): MergeState {
+  const survivors = new Map<string, Version>();
+  for (const [mine, other] of [
+    [a, b],
+    [b, a],
+  ] as const) {
+    for (const v of mine.siblings) {
+      if (hasSibling(other, v) || !covers(other.seen, v.replica, v.seq)) survivors.set(`${v.replica}:${v.seq}`, v);
+    }
+  }
+  return { seen: merge(a.seen, b.seen), siblings: [...survivors.values()].sort(compareVersions) };
+}
+
+function hasSibling(state: MergeState, v: Version): boolean {
+  return state.siblings.some((s) => s.replica === v.replica && s.seq === v.seq);
+}
+
+export function compareVersions(a: Version, b: Version): number {
+  return compareHlc(a.hlc, b.hlc) || (a.replica < b.replica ? -1 : a.replica > b.replica ? 1 : a.seq - b.seq);
+}
+
+/** The default resolution: the sibling with the highest HLC. */
+export const latestWins: Resolver = (siblings) => (siblings.length === 0 ? null : (siblings[siblings.length - 1] as Version).value);
+
+/** The causal context a new local write should carry to supersede every sibling. */
+export function contextFor(state: MergeState | undefined): VersionVector {
+  return state?.seen ?? new Map();
+}

@@ -1,0 +1,52 @@
+/**
+ * Encoders and decoders for every message, in both directions. Decoding is the
+ * one way in: bytes -> frame -> schema-checked typed message. Anything else
+ * becomes a ProtocolError with a code; no other exception escapes.
+ */
+import { ProtocolError } from '../errors.js';
+import { downstream, type DownstreamMessage } from './downstream.js';
+import { readFrame, writeFrame } from './frame.js';
+import type { Schema } from './schema.js';
+import { upstream, type UpstreamMessage } from './upstream.js';
+import { FRAME_MARKER } from './frame.js';
+import { PROTOCOL_VERSION } from './version.js';
+
+function encode<T>(schema: Schema<T>, message: T): Uint8Array {
+  const attachments: Uint8Array[] = [];
+  const json = schema.write(message, { attachments });
+  return writeFrame(json, attachments);
+}
+
+function decode<T>(schema: Schema<T>, frame: Uint8Array): T {
+  try {
+    const raw = readFrame(frame);
+    return schema.read(raw.json, raw, '$');
+  } catch (error) {
+    if (error instanceof ProtocolError) throw error;
+    // A schema bug must still surface as the protocol's own error type.
+    throw new ProtocolError('invalid_message', `could not decode message: ${String(error)}`, '', { cause: error });
+  }
+}
+
+export function encodeUpstream(message: UpstreamMessage): Uint8Array {
+  return encode(upstream as Schema<UpstreamMessage>, message);
+}
+
+export function decodeUpstream(frame: Uint8Array): UpstreamMessage {
+  return decode(upstream as Schema<UpstreamMessage>, frame);
+}
+
+export function encodeDownstream(message: DownstreamMessage): Uint8Array {
+  return encode(downstream as Schema<DownstreamMessage>, message);
+}
+
+export function decodeDownstream(frame: Uint8Array): DownstreamMessage {
+  return decode(downstream as Schema<DownstreamMessage>, frame);
+}
+
+/** The wire shape of the whole protocol, for the version-guard test. */
+export function describeProtocol(): string {
+  return `frame:${FRAME_MARKER};up:${upstream.describe};down:${downstream.describe}`;
+}
+
+export { PROTOCOL_VERSION };

@@ -1,0 +1,68 @@
+/** Messages from the server to a client. */
+import { isErrorCode, type ErrorCode } from '../errors.js';
+import { MAX_CHANGES_PER_MESSAGE, MAX_SPACES_PER_HELLO, change, position, seq, snapshotRecord, spaceId } from './common.js';
+import { ping, pong } from './upstream.js';
+import { array, boolean, int, literal, object, oneOf, optional, string, variants, type Infer } from './schema.js';
+
+export const ACCESS_LEVELS = ['read', 'write'] as const;
+export type Access = (typeof ACCESS_LEVELS)[number];
+
+/** Answers hello: the server's identity and clock, and per space the access granted and the log head. */
+export const welcome = object({
+  type: literal('welcome'),
+  protocol: int(1, 65535),
+  server: string('serverId', (s) => s.length > 0 && s.length <= 128),
+  /** The server's wall clock (ms) when it answered. */
+  time: int(0),
+  spaces: array(object({ space: spaceId, access: oneOf(ACCESS_LEVELS), head: position }), MAX_SPACES_PER_HELLO),
+});
+
+/** Every change of this replica up to `upTo` in `space` is durably stored. */
+export const ack = object({ type: literal('ack'), space: spaceId, upTo: seq });
+
+/**
+ * Changes of other replicas, in log order. After applying them the client has
+ * everything in the space's log up to `upTo` (its own changes are not echoed).
+ */
+export const changes = object({
+  type: literal('changes'),
+  space: spaceId,
+  changes: array(change, MAX_CHANGES_PER_MESSAGE),
+  upTo: position,
+});
+
+/**
+ * One chunk of a space's materialized state as of log position `position`.
+ * Chunks are numbered 0..chunks-1; `records` counts the records of all chunks.
+ */
+export const snapshot = object({
+  type: literal('snapshot'),
+  space: spaceId,
+  position,
+  chunk: int(0),
+  chunks: int(1),
+  total: int(0),
+  records: array(snapshotRecord, MAX_CHANGES_PER_MESSAGE),
+});
+
+/** Catch-up of `space` is complete up to `upTo`; live changes follow. */
+export const synced = object({ type: literal('synced'), space: spaceId, upTo: position });
+
+/** A refusal. `fatal`: the server closes the connection after sending it. */
+export const error = object({
+  type: literal('error'),
+  code: string<ErrorCode>('errorCode', isErrorCode),
+  message: string('message', (m) => m.length <= 4096),
+  fatal: boolean,
+  space: optional(spaceId),
+});
+
+export const downstream = variants('type', { welcome, ack, changes, snapshot, synced, error, ping, pong });
+
+export type Welcome = Infer<typeof welcome>;
+export type Ack = Infer<typeof ack>;
+export type Changes = Infer<typeof changes>;
+export type Snapshot = Infer<typeof snapshot>;
+export type Synced = Infer<typeof synced>;
+export type ErrorMessage = Infer<typeof error>;
+export type DownstreamMessage = Welcome | Ack | Changes | Snapshot | Synced | ErrorMessage | Infer<typeof ping> | Infer<typeof pong>;

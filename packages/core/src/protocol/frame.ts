@@ -1,0 +1,109 @@
+/**
+ * Frame layout (all integers unsigned LEB128 varints):
+ *
+ *   0x53 ('S')                  frame format marker
+ *   attachment count  N         at most MAX_ATTACHMENTS
+ *   N attachment lengths
+ *   JSON length
+ *   JSON text (UTF-8)           the message; bytes fields hold an attachment index
+ *   N attachments, in order
+ *
+ * JSON keeps user keys such as `__proto__` as own properties and is parsed by the
+ * engine's native parser; binary payloads (Yjs updates) ride beside it unencoded.
+ * Any inconsistency is a ProtocolError('malformed_frame'), never a raw exception.
+ */
+import { ProtocolError } from '../errors.js';
+
+export const FRAME_MARKER = 0x53;
+export const MAX_ATTACHMENTS = 1 << 20;
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder('utf-8', { fatal: true });
+
+export interface RawFrame {
+  readonly json: unknown;
+  readonly attachments: Uint8Array[];
+}
+
+function varintSize(n: number): number {
+  let size = 1;
+  while (n >= 0x80) {
+    n = Math.floor(n / 128);
+    size++;
+  }
+  return size;
+}
+
+function writeVarint(out: Uint8Array, offset: number, n: number): number {
+  while (n >= 0x80) {
+    out[offset++] = (n % 128) | 0x80;
+    n = Math.floor(n / 128);
+  }
+  out[offset++] = n;
+  return offset;
+}
+
+export function writeFrame(json: unknown, attachments: readonly Uint8Array[]): Uint8Array {
+  const text = encoder.encode(JSON.stringify(json));
+  let size = 1 + varintSize(attachments.length) + varintSize(text.length) + text.length;
+  for (const a of attachments) size += varintSize(a.length) + a.length;
+  const out = new Uint8Array(size);
+  out[0] = FRAME_MARKER;
+  let offset = writeVarint(out, 1, attachments.length);
+  for (const a of attachments) offset = writeVarint(out, offset, a.length);
+  offset = writeVarint(out, offset, text.length);
+  out.set(text, offset);
+  offset += text.length;
+  for (const a of attachments) {
+    out.set(a, offset);
+    offset += a.length;
+  }
+  return out;
+}
+
+function malformed(message: string): never {
+  throw new ProtocolError('malformed_frame', message);
+}
+
+export function readFrame(frame: Uint8Array): RawFrame {
+  if (!(frame instanceof Uint8Array)) malformed('a frame must be binary');
+  if (frame.length === 0 || frame[0] !== FRAME_MARKER) malformed('missing frame marker');
+  let offset = 1;
+  const readVarint = (): number => {
+    let n = 0;
+    let scale = 1;
+    for (let i = 0; i < 7; i++) {
+      if (offset >= frame.length) malformed('truncated frame header');
+      const byte = frame[offset++] as number;
+      n += (byte & 0x7f) * scale;
+      if ((byte & 0x80) === 0) return n;
+      scale *= 128;
+    }
+    return malformed('varint too long');
+  };
+  const count = readVarint();
+  if (count > MAX_ATTACHMENTS) malformed('too many attachments');
+  const lengths: number[] = [];
+  let total = 0;
+  for (let i = 0; i < count; i++) {
+    const length = readVarint();
+    lengths.push(length);
+    total += length;
+  }
+  const jsonLength = readVarint();
+  if (offset + jsonLength + total !== frame.length) malformed('frame lengths do not add up');
+  let json: unknown;
+  try {
+    json = JSON.parse(decoder.decode(frame.subarray(offset, offset + jsonLength)));
+  } catch (cause) {
+    throw new ProtocolError('malformed_frame', 'frame body is not UTF-8 JSON', '', { cause });
+  }
+  offset += jsonLength;
+  const attachments: Uint8Array[] = [];
+  for (const length of lengths) {
+    // Copies, so a stored update never pins the whole frame buffer.
+    attachments.push(frame.slice(offset, offset + length));
+    offset += length;
+  }
+  return { json, attachments };
+}

@@ -1,0 +1,14 @@
+/**
+ * Protocol versions. Bump PROTOCOL_VERSION whenever a message or the frame layout
+ * changes; test/core/protocol-version.test.ts fails until the new wire shape's
+ * hash is recorded for the new version.
+ *
+ *   1: first version: hello/welcome handshake, push/ack, changes, snapshot, synced, error, ping/pong.
+ */
+export const PROTOCOL_VERSION = 1;
+/** The oldest version a peer may speak and still be served. */
+export const MIN_PROTOCOL_VERSION = 1;
+
+export function isSupportedProtocol(version: number): boolean {
+  return version >= MIN_PROTOCOL_VERSION && version <= PROTOCOL_VERSION;
+}

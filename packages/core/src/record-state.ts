@@ -1,0 +1,148 @@
+/**
+ * The state of one record: the join of every change applied to it, whatever the
+ * order, duplication or delay. The lww, merge and crdt parts are each a join
+ * semilattice, so their product is one too. `materialize` derives what an app sees.
+ */
+import type { Change } from './change.js';
+import { applyCrdt, canonicalCrdtUpdate, crdtValue, joinCrdt, type CrdtField } from './crdt.js';
+import { InvalidChangeError } from './errors.js';
+import type { HlcString } from './hlc.js';
+import { canonicalJson, setOwn, type Fields, type Json } from './json.js';
+import { applyLww, EMPTY_LWW, joinLww, lwwDeletedAt, lwwFields, type LwwState } from './lww.js';
+import { applyVersion, EMPTY_MERGE, joinMerge, latestWins, type MergeState, type Resolver, type Version } from './merge.js';
+import { toEntries } from './version-vector.js';
+
+export interface RecordState {
+  readonly lww?: LwwState;
+  readonly merge?: MergeState;
+  readonly crdt?: ReadonlyMap<string, CrdtField>;
+}
+
+export const EMPTY_RECORD: RecordState = {};
+
+/** Applies one change. Pure: returns a new state and never mutates `state`. */
+export function applyChange(state: RecordState | undefined, change: Change): RecordState {
+  const base = state ?? EMPTY_RECORD;
+  switch (change.op) {
+    case 'put':
+    case 'patch':
+    case 'delete':
+      return { ...base, lww: applyLww(base.lww ?? EMPTY_LWW, change, change.hlc) };
+    case 'version':
+      return { ...base, merge: applyVersion(base.merge ?? EMPTY_MERGE, change, change.replica, change.seq, change.hlc) };
+    case 'crdt': {
+      const crdt = new Map(base.crdt);
+      try {
+        crdt.set(change.field, applyCrdt(crdt.get(change.field), change, change.hlc));
+      } catch (cause) {
+        throw new InvalidChangeError(`not a valid Yjs update: ${(cause as Error).message}`, 'update');
+      }
+      return { ...base, crdt };
+    }
+  }
+}
+
+export function applyChanges(state: RecordState | undefined, changes: Iterable<Change>): RecordState {
+  let out = state ?? EMPTY_RECORD;
+  for (const change of changes) out = applyChange(out, change);
+  return out;
+}
+
+/** Join of two record states (a snapshot with local history, two servers' views). */
+export function joinRecordStates(a: RecordState, b: RecordState): RecordState {
+  const out: { lww?: LwwState; merge?: MergeState; crdt?: Map<string, CrdtField> } = {};
+  if (a.lww || b.lww) out.lww = a.lww && b.lww ? joinLww(a.lww, b.lww) : (a.lww ?? b.lww);
+  if (a.merge || b.merge) out.merge = a.merge && b.merge ? joinMerge(a.merge, b.merge) : (a.merge ?? b.merge);
+  if (a.crdt || b.crdt) {
+    const crdt = new Map(a.crdt);
+    for (const [name, field] of b.crdt ?? []) {
+      const mine = crdt.get(name);
+      crdt.set(name, mine ? joinCrdt(mine, field) : field);
+    }
+    out.crdt = crdt;
+  }
+  return out;
+}
+
+export interface RecordView {
+  /** False when the record was never written or its latest state is deleted. */
+  readonly exists: boolean;
+  /** Visible fields, crdt fields included (text as a string, map as an object, array as an array). */
+  readonly value: Fields | undefined;
+  /** For merge records: the concurrent versions, oldest first (length > 1 means a conflict). */
+  readonly siblings: readonly Version[];
+}
+
+export interface MaterializeOptions {
+  /** merge records: chooses the visible value from the siblings (default: highest HLC). */
+  readonly resolve?: Resolver;
+}
+
+export function materialize(state: RecordState | undefined, options: MaterializeOptions = {}): RecordView {
+  if (!state) return { exists: false, value: undefined, siblings: [] };
+  let base: Fields | null = null;
+  let deletedAt: HlcString | undefined;
+  let written = false;
+  const siblings = state.merge?.siblings ?? [];
+  if (state.merge && siblings.length > 0) {
+    written = true;
+    base = (options.resolve ?? latestWins)(siblings);
+    if (base === null) deletedAt = (siblings[siblings.length - 1] as Version).hlc;
+  } else if (state.lww) {
+    written = state.lww.touched !== undefined || state.lww.deleted !== undefined;
+    deletedAt = lwwDeletedAt(state.lww);
+    base = deletedAt === undefined ? lwwFields(state.lww) : null;
+  }
+  let revivedByCrdt = false;
+  const crdtValues: Array<[string, Json]> = [];
+  for (const name of [...(state.crdt?.keys() ?? [])].sort()) {
+    const field = state.crdt?.get(name) as CrdtField;
+    written = true;
+    if (deletedAt === undefined || field.touched > deletedAt) revivedByCrdt ||= deletedAt !== undefined;
+    crdtValues.push([name, crdtValue(field)]);
+  }
+  const exists = written && (deletedAt === undefined || revivedByCrdt);
+  if (!exists) return { exists: false, value: undefined, siblings };
+  const value: Record<string, Json> = {};
+  for (const [name, v] of Object.entries(base ?? {})) setOwn(value, name, v);
+  for (const [name, v] of crdtValues) setOwn(value, name, v);
+  return { exists: true, value, siblings };
+}
+
+/**
+ * A canonical string of a record state: equal for two replicas that applied the
+ * same set of changes. Used by convergence checks and anti-entropy.
+ */
+export function canonicalState(state: RecordState | undefined): string {
+  if (!state) return '{}';
+  const parts: string[] = [];
+  if (state.lww) {
+    const { cleared, deleted, touched } = state.lww;
+    const fields = [...state.lww.fields].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    parts.push(
+      `lww:${JSON.stringify([cleared ?? null, deleted ?? null, touched ?? null])}:${fields
+        .map(([name, f]) => `${JSON.stringify(name)}=${f.hlc}:${f.value === undefined ? '-' : canonicalJson(f.value)}`)
+        .join(',')}`,
+    );
+  }
+  if (state.merge) {
+    parts.push(
+      `merge:${JSON.stringify(toEntries(state.merge.seen))}:${state.merge.siblings
+        .map((v) => `${v.replica}:${v.seq}:${v.hlc}:${v.value === null ? '-' : canonicalJson(v.value)}:${JSON.stringify(toEntries(v.context))}`)
+        .join(',')}`,
+    );
+  }
+  if (state.crdt) {
+    for (const name of [...state.crdt.keys()].sort()) {
+      const field = state.crdt.get(name) as CrdtField;
+      parts.push(`crdt:${JSON.stringify(name)}:${field.type}:${field.touched}:${hex(canonicalCrdtUpdate(field))}`);
+    }
+  }
+  return parts.join('\n');
+}
+
+function hex(bytes: Uint8Array): string {
+  let out = '';
+  for (const byte of bytes) out += byte.toString(16).padStart(2, '0');
+  return out;
+}
