@@ -6,7 +6,7 @@ const src = (pkg: string) => fileURLToPath(new URL(`./packages/${pkg}/src/index.
 export default defineConfig({
   resolve: {
     // Tests run against the sources, so `npm test` needs no build first.
-    alias: [{ find: /^@syncline\/(core|client|server|react)$/, replacement: '$1', customResolver: (id) => src(id) }],
+    alias: ['core', 'client', 'server', 'react'].map((pkg) => ({ find: new RegExp(`^@syncline/${pkg}$`), replacement: src(pkg) })),
   },
   test: {
     include: ['test/**/*.test.ts', 'test/**/*.test.tsx'],

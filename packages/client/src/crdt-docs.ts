@@ -1,0 +1,103 @@
+/**
+ * Live Yjs objects for crdt fields. Local edits on the returned Y.Text / Y.Map /
+ * Y.Array become crdt changes (one per microtask, merged); remote changes and
+ * other tabs' edits are applied to the open document with the REMOTE origin so
+ * they are not written back.
+ */
+import type { CrdtType, SpaceId } from '@syncline/core';
+import { crdtRoot } from '@syncline/core';
+import * as Y from 'yjs';
+
+export const REMOTE = Symbol('syncline-remote');
+
+export interface CrdtTarget {
+  readonly collection: string;
+  readonly id: string;
+  readonly space: SpaceId;
+  readonly field: string;
+}
+
+interface Entry {
+  readonly target: CrdtTarget;
+  readonly doc: Y.Doc;
+  readonly type: CrdtType;
+  pending: Uint8Array[];
+}
+
+export const crdtKey = (t: Pick<CrdtTarget, 'collection' | 'id' | 'space'>, field?: string): string =>
+  JSON.stringify(field === undefined ? [t.collection, t.id, t.space] : [t.collection, t.id, t.space, field]);
+
+export class CrdtDocs {
+  readonly #open = new Map<string, Entry>();
+  readonly #byRecord = new Map<string, Set<Entry>>();
+
+  constructor(
+    private readonly write: (target: CrdtTarget, update: Uint8Array, type: CrdtType) => Promise<void>,
+    private readonly onError: (error: unknown) => void,
+  ) {}
+
+  /** The open document for a field, creating it from the stored update. */
+  open(target: CrdtTarget, type: CrdtType, stored: Uint8Array | undefined): Y.Doc {
+    const key = crdtKey(target, target.field);
+    const existing = this.#open.get(key);
+    if (existing) return existing.doc;
+    const doc = new Y.Doc();
+    if (stored) Y.applyUpdate(doc, stored, REMOTE);
+    const entry: Entry = { target, doc, type, pending: [] };
+    doc.on('update', (update: Uint8Array, origin: unknown) => {
+      if (origin === REMOTE) return;
+      if (entry.pending.push(update) === 1) queueMicrotask(() => this.#flush(entry));
+    });
+    this.#open.set(key, entry);
+    const recordKey = crdtKey(target);
+    let set = this.#byRecord.get(recordKey);
+    if (!set) this.#byRecord.set(recordKey, (set = new Set()));
+    set.add(entry);
+    return doc;
+  }
+
+  root(doc: Y.Doc, type: CrdtType): Y.Text | Y.Map<unknown> | Y.Array<unknown> {
+    return crdtRoot(doc, type);
+  }
+
+  #flush(entry: Entry): void {
+    const updates = entry.pending;
+    entry.pending = [];
+    if (updates.length === 0) return;
+    const update = updates.length === 1 ? (updates[0] as Uint8Array) : Y.mergeUpdates(updates);
+    this.write(entry.target, update, entry.type).catch(this.onError);
+  }
+
+  /** Open fields of a record, to refresh after it changed elsewhere. */
+  fieldsOf(collection: string, id: string, space: string): string[] {
+    return [...(this.#byRecord.get(crdtKey({ collection, id, space: space as SpaceId })) ?? [])].map((e) => e.target.field);
+  }
+
+  applyRemote(target: CrdtTarget, update: Uint8Array): void {
+    const entry = this.#open.get(crdtKey(target, target.field));
+    if (entry) Y.applyUpdate(entry.doc, update, REMOTE);
+  }
+
+  /** Closes a field's document; later edits to it are not recorded. */
+  release(target: CrdtTarget): void {
+    const key = crdtKey(target, target.field);
+    const entry = this.#open.get(key);
+    if (!entry) return;
+    this.#flush(entry);
+    this.#open.delete(key);
+    this.#byRecord.get(crdtKey(target))?.delete(entry);
+    entry.doc.destroy();
+  }
+
+  /** Writes pending edits of every open document. */
+  flushAll(): void {
+    for (const entry of this.#open.values()) this.#flush(entry);
+  }
+
+  destroy(): void {
+    this.flushAll();
+    for (const entry of this.#open.values()) entry.doc.destroy();
+    this.#open.clear();
+    this.#byRecord.clear();
+  }
+}

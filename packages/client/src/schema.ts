@@ -1,0 +1,87 @@
+/**
+ * The app's schema: collections, each with a conflict policy, indexes, crdt
+ * fields and an optional Standard Schema validator (zod, valibot, arktype …).
+ */
+import type { StandardSchemaV1 } from '@standard-schema/spec';
+import { isName, type CrdtType, type Fields, type Json, type Resolver } from '@syncline/core';
+import { ReplicaError } from './errors.js';
+import { isKeyPart, type Key } from './storage/keys.js';
+
+export interface CollectionSchema {
+  /** 'lww' (default): last writer wins per field. 'merge': concurrent writes are kept as siblings. */
+  readonly policy?: 'lww' | 'merge';
+  /** merge: picks the visible value from the siblings; deterministic and pure. Default: the latest (HLC). */
+  readonly resolve?: Resolver;
+  /** Indexes by name: the field names whose values form the index key, in order. */
+  readonly indexes?: Readonly<Record<string, readonly string[]>>;
+  /** Fields that hold a Yjs type: edited through replica.text()/map()/array(). */
+  readonly crdt?: Readonly<Record<string, CrdtType>>;
+  /** Validates the whole visible value (crdt fields excluded) before every local write. */
+  readonly validate?: StandardSchemaV1;
+}
+
+export type Schema = Readonly<Record<string, CollectionSchema>>;
+
+/** Identity function that keeps the literal types of a schema. */
+export function defineSchema<const S extends Schema>(schema: S): S {
+  return schema;
+}
+
+export interface IndexDef {
+  readonly collection: string;
+  readonly name: string;
+  readonly fields: readonly string[];
+  /** Stable number stored in every index key; assigned once per database. */
+  readonly number: number;
+}
+
+export interface CollectionDef {
+  readonly name: string;
+  readonly policy: 'lww' | 'merge';
+  readonly resolve: Resolver | undefined;
+  readonly crdt: ReadonlyMap<string, CrdtType>;
+  readonly indexes: ReadonlyMap<string, IndexDef>;
+  readonly validate: StandardSchemaV1 | undefined;
+}
+
+/** Index name key in the persisted numbering (collection and index names are data). */
+export const indexKey = (collection: string, index: string): string => JSON.stringify([collection, index]);
+
+export function checkSchema(schema: Schema): void {
+  for (const [name, def] of Object.entries(schema)) {
+    if (!isName(name)) throw new ReplicaError('invalid_argument', `invalid collection name ${JSON.stringify(name)}`);
+    if (def.policy !== undefined && def.policy !== 'lww' && def.policy !== 'merge') {
+      throw new ReplicaError('invalid_argument', `collection "${name}": policy must be "lww" or "merge"`);
+    }
+    for (const [index, fields] of Object.entries(def.indexes ?? {})) {
+      if (!Array.isArray(fields) || fields.length === 0 || !fields.every(isName)) {
+        throw new ReplicaError('invalid_argument', `collection "${name}" index "${index}": list one or more field names`);
+      }
+    }
+    for (const [field, type] of Object.entries(def.crdt ?? {})) {
+      if (type !== 'text' && type !== 'map' && type !== 'array') {
+        throw new ReplicaError('invalid_argument', `collection "${name}" crdt field "${field}": type must be text, map or array`);
+      }
+    }
+  }
+}
+
+/** The index keys of a record: [indexNumber, ...values, id, space] per index whose fields are all indexable. */
+export function indexKeys(collection: CollectionDef, id: string, space: string, value: Fields | undefined): Key[] {
+  if (value === undefined) return [];
+  const out: Key[] = [];
+  for (const index of collection.indexes.values()) {
+    const key: Key[] = [index.number];
+    let ok = true;
+    for (const field of index.fields) {
+      const v: Json | undefined = Object.hasOwn(value, field) ? value[field] : undefined;
+      if (!isKeyPart(v)) {
+        ok = false;
+        break;
+      }
+      key.push(v);
+    }
+    if (ok) out.push([...key, id, space]);
+  }
+  return out;
+}

@@ -1,0 +1,50 @@
+/**
+ * Keys in IndexedDB order (numbers < strings < arrays; arrays compared element by
+ * element), so the memory adapter sorts exactly like IndexedDB does.
+ */
+export type Key = number | string | readonly Key[];
+
+export interface KeyRange {
+  readonly lower?: Key;
+  readonly upper?: Key;
+  readonly lowerOpen?: boolean;
+  readonly upperOpen?: boolean;
+}
+
+function rank(key: Key): number {
+  return typeof key === 'number' ? 0 : typeof key === 'string' ? 1 : 2;
+}
+
+export function compareKeys(a: Key, b: Key): number {
+  const ra = rank(a);
+  const rb = rank(b);
+  if (ra !== rb) return ra - rb;
+  if (typeof a === 'number' || typeof a === 'string') return a < (b as typeof a) ? -1 : a > (b as typeof a) ? 1 : 0;
+  const bb = b as readonly Key[];
+  const n = Math.min(a.length, bb.length);
+  for (let i = 0; i < n; i++) {
+    const c = compareKeys(a[i] as Key, bb[i] as Key);
+    if (c !== 0) return c;
+  }
+  return a.length - bb.length;
+}
+
+export function inRange(key: Key, range: KeyRange): boolean {
+  if (range.lower !== undefined) {
+    const c = compareKeys(key, range.lower);
+    if (c < 0 || (c === 0 && range.lowerOpen)) return false;
+  }
+  if (range.upper !== undefined) {
+    const c = compareKeys(key, range.upper);
+    if (c > 0 || (c === 0 && range.upperOpen)) return false;
+  }
+  return true;
+}
+
+/** A value that can be part of an index key (IndexedDB rejects NaN, objects, booleans, null). */
+export function isKeyPart(value: unknown): value is number | string {
+  return (typeof value === 'number' && !Number.isNaN(value)) || typeof value === 'string';
+}
+
+/** An array key that sorts after every array key starting with `prefix`. */
+export const MAX_KEY: Key = [[]];

@@ -1,0 +1,243 @@
+/**
+ * Storage in memory. Databases live in a registry you create, so two replicas
+ * (two "tabs") in one process can open the same database, and tests can reopen one.
+ * Read-write transactions run one at a time and write into an overlay that is
+ * applied only when the callback succeeds.
+ */
+import type { Change, SpaceId } from '@syncline/core';
+import { compareKeys, inRange, type Key, type KeyRange } from './keys.js';
+import type { ScanOptions, Storage, StorageFactory, StorageTx, StoredRecord, TxMode } from './types.js';
+
+interface IndexEntry {
+  readonly key: Key;
+  readonly record: string;
+}
+
+class MemoryDatabase {
+  readonly meta = new Map<string, unknown>();
+  readonly records = new Map<string, StoredRecord>();
+  /** Sorted by key, then record key. */
+  index: IndexEntry[] = [];
+  readonly outbox = new Map<string, Change>();
+  /** Serializes read-write transactions. */
+  queue: Promise<unknown> = Promise.resolve();
+}
+
+const recordKey = (collection: string, id: string, space: string): string => JSON.stringify([collection, id, space]);
+const outboxKey = (space: string, seq: number): string => JSON.stringify([space, seq]);
+
+function clone<T>(value: T): T {
+  return structuredClone(value);
+}
+
+function bisect(entries: readonly IndexEntry[], key: Key, record: string): number {
+  let lo = 0;
+  let hi = entries.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    const e = entries[mid] as IndexEntry;
+    const c = compareKeys(e.key, key) || (e.record < record ? -1 : e.record > record ? 1 : 0);
+    if (c < 0) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+function window<T>(items: T[], options: ScanOptions): T[] {
+  if (options.direction === 'desc') items.reverse();
+  const offset = options.offset ?? 0;
+  return items.slice(offset, options.limit === undefined ? undefined : offset + options.limit);
+}
+
+class MemoryTx implements StorageTx {
+  readonly #db: MemoryDatabase;
+  readonly #writable: boolean;
+  readonly meta = new Map<string, unknown>();
+  readonly records = new Map<string, StoredRecord>();
+  readonly outboxPut = new Map<string, Change>();
+  readonly outboxDel = new Set<string>();
+  aborted = false;
+
+  constructor(db: MemoryDatabase, writable: boolean) {
+    this.#db = db;
+    this.#writable = writable;
+  }
+
+  #checkWritable(): void {
+    if (!this.#writable) throw new Error('write in a read-only transaction');
+    if (this.aborted) throw new Error('transaction was aborted');
+  }
+
+  async getMeta<T>(key: string): Promise<T | undefined> {
+    const value = this.meta.has(key) ? this.meta.get(key) : this.#db.meta.get(key);
+    return value === undefined ? undefined : clone(value as T);
+  }
+
+  async setMeta(key: string, value: unknown): Promise<void> {
+    this.#checkWritable();
+    this.meta.set(key, clone(value));
+  }
+
+  #record(key: string): StoredRecord | undefined {
+    return this.records.get(key) ?? this.#db.records.get(key);
+  }
+
+  async getRecord(collection: string, id: string, space: SpaceId): Promise<StoredRecord | undefined> {
+    const record = this.#record(recordKey(collection, id, space));
+    return record && clone(record);
+  }
+
+  async putRecord(record: StoredRecord): Promise<void> {
+    this.#checkWritable();
+    this.records.set(recordKey(record.collection, record.id, record.space), clone(record));
+  }
+
+  /** Committed records overlaid with this transaction's writes. */
+  #allRecords(): Map<string, StoredRecord> {
+    if (this.records.size === 0) return this.#db.records;
+    const merged = new Map(this.#db.records);
+    for (const [k, v] of this.records) merged.set(k, v);
+    return merged;
+  }
+
+  async scanRecords(collection: string, options: ScanOptions & { space?: SpaceId } = {}): Promise<StoredRecord[]> {
+    const out: Array<[Key, StoredRecord]> = [];
+    for (const record of this.#allRecords().values()) {
+      if (record.collection !== collection) continue;
+      if (options.space !== undefined && record.space !== options.space) continue;
+      out.push([[record.collection, record.id, record.space], record]);
+    }
+    out.sort((a, b) => compareKeys(a[0], b[0]));
+    return window(out, options).map(([, r]) => clone(r));
+  }
+
+  #indexEntries(range: KeyRange): IndexEntry[] {
+    if (this.records.size === 0) {
+      const entries = this.#db.index;
+      const start = range.lower === undefined ? 0 : bisect(entries, range.lower, '');
+      const out: IndexEntry[] = [];
+      for (let i = start; i < entries.length; i++) {
+        const e = entries[i] as IndexEntry;
+        if (!inRange(e.key, range)) {
+          if (range.upper !== undefined && compareKeys(e.key, range.upper) > 0) break;
+          continue;
+        }
+        out.push(e);
+      }
+      return out;
+    }
+    // Inside a write transaction with pending writes: rebuild from the overlay (rare path).
+    const out: IndexEntry[] = [];
+    for (const [key, record] of this.#allRecords()) for (const ix of record.ix) if (inRange(ix, range)) out.push({ key: ix, record: key });
+    return out.sort((a, b) => compareKeys(a.key, b.key) || (a.record < b.record ? -1 : a.record > b.record ? 1 : 0));
+  }
+
+  async scanIndex(range: KeyRange, options: ScanOptions = {}): Promise<StoredRecord[]> {
+    const entries = window(this.#indexEntries(range), options);
+    return entries.map((e) => clone(this.#record(e.record) as StoredRecord));
+  }
+
+  async countIndex(range: KeyRange): Promise<number> {
+    return this.#indexEntries(range).length;
+  }
+
+  async countRecords(collection: string): Promise<number> {
+    let n = 0;
+    for (const record of this.#allRecords().values()) if (record.collection === collection) n++;
+    return n;
+  }
+
+  async addOutbox(change: Change): Promise<void> {
+    this.#checkWritable();
+    const key = outboxKey(change.space, change.seq);
+    this.outboxDel.delete(key);
+    this.outboxPut.set(key, clone(change));
+  }
+
+  #outbox(space?: SpaceId): Change[] {
+    const out: Change[] = [];
+    for (const [key, change] of this.#db.outbox) if (!this.outboxDel.has(key) && !this.outboxPut.has(key)) out.push(change);
+    for (const change of this.outboxPut.values()) out.push(change);
+    return out.filter((c) => space === undefined || c.space === space).sort((a, b) => (a.space < b.space ? -1 : a.space > b.space ? 1 : a.seq - b.seq));
+  }
+
+  async readOutbox(space: SpaceId, limit: number): Promise<Change[]> {
+    return this.#outbox(space).slice(0, limit).map(clone);
+  }
+
+  async ackOutbox(space: SpaceId, upTo: number): Promise<number> {
+    this.#checkWritable();
+    let n = 0;
+    for (const change of this.#outbox(space)) {
+      if (change.seq > upTo) break;
+      const key = outboxKey(space, change.seq);
+      this.outboxPut.delete(key);
+      this.outboxDel.add(key);
+      n++;
+    }
+    return n;
+  }
+
+  async countOutbox(space?: SpaceId): Promise<number> {
+    return this.#outbox(space).length;
+  }
+
+  abort(): void {
+    this.aborted = true;
+  }
+
+  commit(): void {
+    const db = this.#db;
+    for (const [k, v] of this.meta) db.meta.set(k, v);
+    for (const [key, record] of this.records) {
+      const old = db.records.get(key);
+      if (old) for (const ix of old.ix) db.index.splice(bisect(db.index, ix, key), 1);
+      db.records.set(key, record);
+      for (const ix of record.ix) db.index.splice(bisect(db.index, ix, key), 0, { key: ix, record: key });
+    }
+    for (const key of this.outboxDel) db.outbox.delete(key);
+    for (const [key, change] of this.outboxPut) db.outbox.set(key, change);
+  }
+}
+
+export class TransactionAbortedError extends Error {
+  override name = 'AbortError';
+}
+
+class MemoryStorage implements Storage {
+  readonly kind = 'memory';
+  #closed = false;
+  constructor(readonly db: MemoryDatabase) {}
+
+  async transaction<T>(mode: TxMode, fn: (tx: StorageTx) => Promise<T>): Promise<T> {
+    if (this.#closed) throw new Error('storage is closed');
+    if (mode === 'readonly') return fn(new MemoryTx(this.db, false));
+    const run = async (): Promise<T> => {
+      const tx = new MemoryTx(this.db, true);
+      const result = await fn(tx);
+      if (tx.aborted) throw new TransactionAbortedError('transaction aborted');
+      tx.commit();
+      return result;
+    };
+    const next = this.db.queue.then(run, run);
+    this.db.queue = next.catch(() => undefined);
+    return next;
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+  }
+}
+
+/**
+ * A factory of in-memory databases. Replicas opened from the same factory with
+ * the same name share a database (like two tabs of one origin).
+ */
+export function memoryStorage(): StorageFactory {
+  const databases = new Map<string, MemoryDatabase>();
+  return async (name) => {
+    let db = databases.get(name);
+    if (!db) databases.set(name, (db = new MemoryDatabase()));
+    return new MemoryStorage(db);
+  };
+}

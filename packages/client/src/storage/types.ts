@@ -1,0 +1,70 @@
+/**
+ * The storage interface a replica runs on. Two adapters implement it: IndexedDB
+ * (idb) and memory; test/client/storage-conformance.ts checks both against the
+ * same contract.
+ *
+ * Guarantees every adapter must give:
+ *  - transaction(): atomic and isolated. Read-write transactions are serializable
+ *    across every connection to the same database (other tabs included): nothing
+ *    of a failed or aborted transaction is visible, ever.
+ *  - Inside a transaction, only await the transaction's own methods (IndexedDB
+ *    commits a transaction as soon as it has no pending request).
+ *  - Ranges are IndexedDB key ranges (storage/keys.ts), scans are in key order.
+ *  - close() is idempotent.
+ */
+import type { Change, Fields, RecordState, SpaceId } from '@syncline/core';
+import type { Key, KeyRange } from './keys.js';
+
+export interface StoredRecord {
+  readonly space: SpaceId;
+  readonly collection: string;
+  readonly id: string;
+  readonly state: RecordState;
+  /** Materialized: present when the record exists. */
+  readonly value: Fields | undefined;
+  /** Index keys: [indexNumber, ...values, id, space]; empty when deleted. */
+  readonly ix: readonly Key[];
+}
+
+export type Direction = 'asc' | 'desc';
+
+export interface ScanOptions {
+  readonly direction?: Direction;
+  readonly limit?: number;
+  readonly offset?: number;
+}
+
+export interface StorageTx {
+  getMeta<T>(key: string): Promise<T | undefined>;
+  setMeta(key: string, value: unknown): Promise<void>;
+  getRecord(collection: string, id: string, space: SpaceId): Promise<StoredRecord | undefined>;
+  putRecord(record: StoredRecord): Promise<void>;
+  /** Records of a collection in [collection, id, space] order, optionally within an id range. */
+  scanRecords(collection: string, options?: ScanOptions & { space?: SpaceId }): Promise<StoredRecord[]>;
+  /** Records whose index keys fall in `range`, in index-key order. */
+  scanIndex(range: KeyRange, options?: ScanOptions): Promise<StoredRecord[]>;
+  countIndex(range: KeyRange): Promise<number>;
+  countRecords(collection: string): Promise<number>;
+  /** Appends a local change to the outbox (keyed by space and seq). */
+  addOutbox(change: Change): Promise<void>;
+  /** The oldest unacknowledged changes of a space, in seq order. */
+  readOutbox(space: SpaceId, limit: number): Promise<Change[]>;
+  /** Removes the changes of `space` with seq <= upTo; returns how many. */
+  ackOutbox(space: SpaceId, upTo: number): Promise<number>;
+  countOutbox(space?: SpaceId): Promise<number>;
+  /** Makes the whole transaction fail; nothing it wrote is kept. */
+  abort(): void;
+}
+
+export type TxMode = 'readonly' | 'readwrite';
+
+export interface Storage {
+  readonly kind: string;
+  transaction<T>(mode: TxMode, fn: (tx: StorageTx) => Promise<T>): Promise<T>;
+  /** Called when another connection needs this one to close (IndexedDB versionchange). */
+  onVersionChange?: () => void;
+  close(): Promise<void>;
+}
+
+/** Opens a storage for a replica database name. */
+export type StorageFactory = (name: string) => Promise<Storage>;

@@ -1,0 +1,65 @@
+/**
+ * Tabs of one origin share one replica database. Web Locks elect the tab that
+ * holds the sync connection; BroadcastChannel tells the other tabs what changed.
+ * Both are injectable: Node has BroadcastChannel but no Web Locks, so tests pass
+ * localLocks(), which gives the same semantics inside one process.
+ */
+
+/** The part of the Web Locks API a replica uses. */
+export interface LocksLike {
+  request(name: string, callback: () => Promise<void>): Promise<void>;
+}
+
+/** The part of BroadcastChannel a replica uses. */
+export interface ChannelLike {
+  postMessage(message: unknown): void;
+  close(): void;
+  onmessage: ((event: { data: unknown }) => void) | null;
+}
+
+export interface TabsOptions {
+  readonly locks?: LocksLike;
+  readonly channel?: (name: string) => ChannelLike;
+}
+
+/** Exclusive named locks within one JavaScript realm, granted in request order. */
+export function localLocks(): LocksLike {
+  const queues = new Map<string, Promise<void>>();
+  return {
+    request(name, callback) {
+      const previous = queues.get(name) ?? Promise.resolve();
+      const run = previous.then(() => callback());
+      const settled = run.catch(() => undefined);
+      queues.set(name, settled);
+      void settled.then(() => {
+        if (queues.get(name) === settled) queues.delete(name);
+      });
+      return run;
+    },
+  };
+}
+
+export function defaultTabs(): TabsOptions {
+  const nav = (globalThis as { navigator?: { locks?: LocksLike } }).navigator;
+  const Channel = (globalThis as { BroadcastChannel?: new (name: string) => ChannelLike }).BroadcastChannel;
+  const locks = nav?.locks;
+  return {
+    ...(locks ? { locks: { request: (name: string, cb: () => Promise<void>) => locks.request(name, cb) } } : {}),
+    ...(Channel ? { channel: (name: string) => new Channel(name) } : {}),
+  };
+}
+
+/** What one tab tells the others after it committed a transaction. */
+export interface TabMessage {
+  readonly type: 'changed';
+  readonly from: string;
+  /** [collection, id, space] of every record written. */
+  readonly records: ReadonlyArray<readonly [string, string, string]>;
+  /** Spaces whose outbox grew (the leader pushes them). */
+  readonly outbox: readonly string[];
+}
+
+export function isTabMessage(value: unknown): value is TabMessage {
+  const m = value as TabMessage | null;
+  return typeof m === 'object' && m !== null && m.type === 'changed' && typeof m.from === 'string' && Array.isArray(m.records) && Array.isArray(m.outbox);
+}
