@@ -12,3 +12,4 @@ export { indexedDbStorage, type IndexedDbOptions } from './storage/indexeddb-sto
 export type { Storage, StorageFactory, StorageTx, StoredRecord, TxMode, ScanOptions, Direction } from './storage/types.js';
 export { compareKeys, type Key, type KeyRange } from './storage/keys.js';
 export { localLocks, type LocksLike, type ChannelLike, type TabsOptions } from './tabs.js';
+export { startSync, SyncEngine, type SyncOptions, type SyncStatus, type SyncState, type SyncErrorInfo, type SocketLike, type SocketFactory } from './sync/sync-engine.js';

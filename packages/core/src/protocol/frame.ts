@@ -101,8 +101,9 @@ export function readFrame(frame: Uint8Array): RawFrame {
   offset += jsonLength;
   const attachments: Uint8Array[] = [];
   for (const length of lengths) {
-    // Copies, so a stored update never pins the whole frame buffer.
-    attachments.push(frame.slice(offset, offset + length));
+    // Copies into a plain Uint8Array, so a stored update never pins the whole frame
+    // buffer. (Buffer#slice, what `ws` delivers, returns a view into a shared pool.)
+    attachments.push(new Uint8Array(frame.subarray(offset, offset + length)));
     offset += length;
   }
   return { json, attachments };

@@ -152,13 +152,16 @@ export type ObjectOf<S extends Shape> = { readonly [K in Exclude<keyof S, Option
   readonly [K in OptionalKeys<S>]?: Infer<S[K]>;
 };
 
-/** An object with known keys (protocol names, never user data); unknown keys are dropped. */
+/**
+ * An object with known keys (protocol names, never user data); unknown keys are
+ * dropped when reading and never written, and keys are written in sorted order, so
+ * the encoding depends neither on the caller's key order nor on extra properties.
+ */
 export function object<S extends Shape>(shape: S): Schema<ObjectOf<S>> {
   const keys = Object.keys(shape).sort();
-  const identity = keys.every((k) => (shape[k] as Schema<unknown>).identity);
   return {
     describe: `object{${keys.map((k) => `${k}:${(shape[k] as Schema<unknown>).describe}`).join(',')}}`,
-    identity,
+    identity: false,
     read(value, ctx, path) {
       if (!isPlainObject(value)) invalid(path, 'an object');
       const out: Record<string, unknown> = {};
@@ -169,7 +172,6 @@ export function object<S extends Shape>(shape: S): Schema<ObjectOf<S>> {
       return out as ObjectOf<S>;
     },
     write(value, ctx) {
-      if (identity) return value;
       const out: Record<string, unknown> = {};
       const input = value as Record<string, unknown>;
       for (const key of keys) {

@@ -1,0 +1,83 @@
+/**
+ * Authentication: an `authenticate` hook, or built-in JWT (jose). A grant maps
+ * spaces to 'read' or 'write'. JWT claims: `spaces: { "<space>": "read" | "write" }`,
+ * where the key "*" grants every space.
+ */
+import type { Access, ReplicaId, SpaceId } from '@syncline/core';
+import { SynclineError } from '@syncline/core';
+import { createLocalJWKSet, createRemoteJWKSet, errors as joseErrors, importSPKI, jwtVerify, type JWTVerifyGetKey, type KeyObject } from "jose";
+
+export interface AuthRequest {
+  readonly token: string | undefined;
+  readonly replica: ReplicaId;
+  readonly spaces: readonly SpaceId[];
+}
+
+export interface Grant {
+  /** Who this is (for logs). */
+  readonly subject: string;
+  /** Access to a space, or undefined when not granted. */
+  access(space: SpaceId): Access | undefined;
+}
+
+/** Returns a grant, or throws SynclineError('unauthenticated' | 'forbidden'). */
+export type Authenticate = (request: AuthRequest) => Promise<Grant>;
+
+export class AuthError extends SynclineError {
+  override name = 'AuthError';
+  constructor(
+    override readonly code: 'unauthenticated' | 'forbidden',
+    message: string,
+  ) {
+    super(code, message);
+  }
+}
+
+export const openAccess: Authenticate = async () => ({ subject: 'anonymous', access: () => 'write' });
+
+export function grantFromClaim(subject: string, claim: unknown): Grant {
+  const table = new Map<string, Access>();
+  if (typeof claim === 'object' && claim !== null && !Array.isArray(claim)) {
+    for (const [space, access] of Object.entries(claim)) if (access === 'read' || access === 'write') table.set(space, access);
+  }
+  return { subject, access: (space) => table.get(space) ?? table.get('*') };
+}
+
+export interface JwtOptions {
+  readonly secret?: string;
+  readonly publicKey?: string;
+  readonly jwksUrl?: string;
+  readonly issuer?: string;
+  readonly audience?: string;
+  readonly now?: () => number;
+}
+
+export function jwtAuth(options: JwtOptions): Authenticate {
+  let key: Uint8Array | KeyObject | JWTVerifyGetKey | undefined;
+  const getKey = async () => {
+    if (key) return key;
+    if (options.secret) key = new TextEncoder().encode(options.secret);
+    else if (options.publicKey) key = (await importSPKI(options.publicKey, 'RS256')) as KeyObject;
+    else if (options.jwksUrl) key = createRemoteJWKSet(new URL(options.jwksUrl));
+    else throw new Error('jwt auth needs a secret, a publicKey or a jwksUrl');
+    return key;
+  };
+  return async ({ token }) => {
+    if (!token) throw new AuthError('unauthenticated', 'a token is required: pass sync.token to createReplica');
+    try {
+      const k = await getKey();
+      const { payload } = await jwtVerify(token, k as Uint8Array, {
+        ...(options.issuer ? { issuer: options.issuer } : {}),
+        ...(options.audience ? { audience: options.audience } : {}),
+        ...(options.now ? { currentDate: new Date(options.now()) } : {}),
+      });
+      return grantFromClaim(typeof payload.sub === 'string' ? payload.sub : 'unknown', payload['spaces']);
+    } catch (error) {
+      if (error instanceof joseErrors.JWTExpired) throw new AuthError('unauthenticated', 'the token has expired; get a new one');
+      if (error instanceof joseErrors.JOSEError) throw new AuthError('unauthenticated', `the token was refused: ${error.code}`);
+      throw error;
+    }
+  };
+}
+
+export { createLocalJWKSet };

@@ -1,0 +1,58 @@
+/** Plain HTTP routes: /healthz, /metrics, and the static app build. */
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { extname, join, normalize, resolve, sep } from 'node:path';
+import type { Registry } from 'prom-client';
+
+const TYPES: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.mjs': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.json': 'application/json',
+  '.webmanifest': 'application/manifest+json',
+  '.svg': 'image/svg+xml',
+  '.png': 'image/png',
+  '.ico': 'image/x-icon',
+  '.txt': 'text/plain; charset=utf-8',
+  '.ics': 'text/calendar; charset=utf-8',
+};
+
+export interface HttpContext {
+  readonly registry: Registry;
+  readonly staticDir: string | undefined;
+  readonly healthy: () => boolean;
+}
+
+export async function handleHttp(ctx: HttpContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const url = new URL(req.url ?? '/', 'http://localhost');
+  if (url.pathname === '/healthz') {
+    const ok = ctx.healthy();
+    res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ status: ok ? 'ok' : 'shutting_down' }));
+    return;
+  }
+  if (url.pathname === '/metrics') {
+    res.writeHead(200, { 'content-type': ctx.registry.contentType }).end(await ctx.registry.metrics());
+    return;
+  }
+  if (ctx.staticDir && (req.method === 'GET' || req.method === 'HEAD')) {
+    const root = resolve(ctx.staticDir);
+    const path = normalize(join(root, decodeURIComponent(url.pathname)));
+    if (path === root || path.startsWith(root + sep)) {
+      for (const candidate of [path, join(path, 'index.html'), join(root, 'index.html')]) {
+        const info = await stat(candidate).catch(() => undefined);
+        if (info?.isFile()) {
+          const type = TYPES[extname(candidate)] ?? 'application/octet-stream';
+          // The service worker and the page must be revalidated so a new build reaches users.
+          const cache = candidate.endsWith('.html') || candidate.endsWith('sw.js') ? 'no-cache' : 'public, max-age=3600';
+          res.writeHead(200, { 'content-type': type, 'content-length': info.size, 'cache-control': cache });
+          if (req.method === 'HEAD') res.end();
+          else createReadStream(candidate).pipe(res);
+          return;
+        }
+      }
+    }
+  }
+  res.writeHead(404, { 'content-type': 'text/plain' }).end('not found');
+}

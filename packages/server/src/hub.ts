@@ -1,0 +1,86 @@
+/**
+ * The relay: which sessions follow which space, and fan-out of newly stored
+ * changes to every other replica of the space, in log order. A session that is
+ * not live (catching up, or paused because it reads slowly) is skipped: it reads
+ * what it missed from the durable log instead, so no queue grows in memory.
+ */
+import { encodeDownstream, type Change, type ReplicaId, type SpaceId } from '@syncline/core';
+import type { LoggedChange } from './storage/types.js';
+
+export interface Follower {
+  readonly replica: ReplicaId;
+  /** Position up to which this follower has been sent the log. */
+  sentUpTo(space: SpaceId): number;
+  isLive(space: SpaceId): boolean;
+  /** Sends an encoded `changes` message covering the log up to `upTo`. */
+  deliver(space: SpaceId, frame: Uint8Array | undefined, upTo: number, count: number): void;
+  /** The follower missed entries: it must read them from the log. */
+  resync(space: SpaceId): void;
+}
+
+export class Hub {
+  readonly #followers = new Map<SpaceId, Set<Follower>>();
+
+  follow(space: SpaceId, follower: Follower): void {
+    let set = this.#followers.get(space);
+    if (!set) this.#followers.set(space, (set = new Set()));
+    set.add(follower);
+  }
+
+  unfollow(space: SpaceId, follower: Follower): void {
+    const set = this.#followers.get(space);
+    set?.delete(follower);
+    if (set?.size === 0) this.#followers.delete(space);
+  }
+
+  followers(space: SpaceId): number {
+    return this.#followers.get(space)?.size ?? 0;
+  }
+
+  /** Relays entries just stored in `space` (contiguous positions, ascending). */
+  relay(space: SpaceId, entries: readonly LoggedChange[], batch: number): number {
+    const set = this.#followers.get(space);
+    if (!set || entries.length === 0) return 0;
+    const first = (entries[0] as LoggedChange).pos;
+    const upTo = (entries[entries.length - 1] as LoggedChange).pos;
+    const writers = new Set(entries.map((e) => e.change.replica));
+    // One encoding for everyone who wrote none of these entries, one per writer otherwise.
+    const frames = new Map<ReplicaId | '', Array<{ frame: Uint8Array | undefined; upTo: number; count: number }>>();
+    const framesFor = (exclude: ReplicaId | ''): Array<{ frame: Uint8Array | undefined; upTo: number; count: number }> => {
+      let out = frames.get(exclude);
+      if (!out) frames.set(exclude, (out = encodeChanges(space, entries, exclude, batch)));
+      return out;
+    };
+    let sent = 0;
+    for (const follower of set) {
+      if (!follower.isLive(space)) continue;
+      if (follower.sentUpTo(space) !== first - 1) {
+        if (follower.sentUpTo(space) < upTo) follower.resync(space);
+        continue;
+      }
+      for (const part of framesFor(writers.has(follower.replica) ? follower.replica : '')) {
+        follower.deliver(space, part.frame, part.upTo, part.count);
+        sent += part.count;
+      }
+    }
+    return sent;
+  }
+}
+
+/** Splits entries into `changes` frames of at most `batch` changes, leaving out one replica's own. */
+export function encodeChanges(
+  space: SpaceId,
+  entries: readonly LoggedChange[],
+  exclude: ReplicaId | '',
+  batch: number,
+): Array<{ frame: Uint8Array | undefined; upTo: number; count: number }> {
+  const out: Array<{ frame: Uint8Array | undefined; upTo: number; count: number }> = [];
+  for (let i = 0; i < entries.length; i += batch) {
+    const slice = entries.slice(i, i + batch);
+    const changes: Change[] = [];
+    for (const e of slice) if (e.change.replica !== exclude) changes.push(e.change);
+    const upTo = (slice[slice.length - 1] as LoggedChange).pos;
+    out.push({ frame: changes.length === 0 ? undefined : encodeDownstream({ type: 'changes', space, changes, upTo }), upTo, count: changes.length });
+  }
+  return out;
+}

@@ -1,0 +1,72 @@
+import type { Logger } from 'pino';
+import type { Authenticate } from './auth.js';
+import type { ServerStorage } from './storage/types.js';
+
+export interface Limits {
+  /** Largest frame accepted, in bytes. Default 1 MiB. */
+  readonly maxFrameBytes: number;
+  /** Most changes in one push. Default 1,000. */
+  readonly maxBatch: number;
+  /** Bytes queued to one socket before it is paused (served from the log when it drains). Default 4 MiB. */
+  readonly maxBufferedBytes: number;
+  /** How long a paused (slow) connection may stay paused before it is dropped. Default 30 s. */
+  readonly slowConsumerTimeoutMs: number;
+  /** Messages per second per connection (token bucket, burst of the same size). Default 200. */
+  readonly messagesPerSecond: number;
+  /** Open connections. Default 10,000. */
+  readonly maxConnections: number;
+  /** Ping interval; a socket that misses two pongs is closed. Default 30 s. */
+  readonly pingIntervalMs: number;
+  /** A connection that sends no hello within this time is closed. Default 10 s. */
+  readonly helloTimeoutMs: number;
+  /** Changes per relay or catch-up message. Default 500. */
+  readonly relayBatch: number;
+  /** Records per snapshot chunk. Default 2,000. */
+  readonly snapshotChunk: number;
+}
+
+export const DEFAULT_LIMITS: Limits = {
+  maxFrameBytes: 1024 * 1024,
+  maxBatch: 1000,
+  maxBufferedBytes: 4 * 1024 * 1024,
+  slowConsumerTimeoutMs: 30_000,
+  messagesPerSecond: 200,
+  maxConnections: 10_000,
+  pingIntervalMs: 30_000,
+  helloTimeoutMs: 10_000,
+  relayBatch: 500,
+  snapshotChunk: 2000,
+};
+
+export interface CompactionOptions {
+  /** Log entries kept per space; older ones are dropped (their effect lives in the snapshot). */
+  readonly keepLast: number;
+  /** How often compaction runs. Default 60 s. */
+  readonly intervalMs?: number;
+}
+
+export interface SyncServerOptions {
+  /** Storage adapter; default SQLite at ./data/syncline.db. */
+  readonly storage?: ServerStorage;
+  /** Port to listen on (0: a random free port). Default 8787. */
+  readonly port?: number;
+  /** Default 127.0.0.1. */
+  readonly host?: string;
+  /** Who may do what; without it (and without jwt) the server is open and says so. */
+  readonly authenticate?: Authenticate;
+  /** Built-in JWT auth (see auth.ts): an HMAC secret, a public key (PEM/SPKI), or a JWKS URL. */
+  readonly jwt?: { readonly secret?: string; readonly publicKey?: string; readonly jwksUrl?: string; readonly issuer?: string; readonly audience?: string };
+  readonly limits?: Partial<Limits>;
+  /** Log compaction; default keeps every entry. */
+  readonly compaction?: CompactionOptions;
+  /** Remote HLC timestamps further ahead of the server clock are refused. Default 5 minutes. */
+  readonly maxClockDrift?: number;
+  /** Physical clock (ms). Default Date.now. */
+  readonly now?: () => number;
+  /** Folder served at / (the calendar's build). */
+  readonly staticDir?: string;
+  /** pino logger; default JSON to stdout at info (silent when NODE_ENV=test). */
+  readonly logger?: Logger;
+  /** Server id reported in welcome. Default random. */
+  readonly serverId?: string;
+}

@@ -1,0 +1,188 @@
+/**
+ * createSyncServer: HTTP + WebSocket (path /sync) sync server. Stores every
+ * change durably before acknowledging it and relays it to every other replica
+ * of its space.
+ */
+import { randomUUID } from 'node:crypto';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { DEFAULT_MAX_CLOCK_DRIFT, encodeDownstream, type SpaceId } from '@syncline/core';
+import { pino, type Logger } from 'pino';
+import { WebSocketServer } from 'ws';
+import { jwtAuth, openAccess, type Authenticate } from './auth.js';
+import { Committer } from './committer.js';
+import { handleHttp } from './http.js';
+import { Hub } from './hub.js';
+import { createMetrics, type Metrics } from './metrics.js';
+import { DEFAULT_LIMITS, type Limits, type SyncServerOptions } from './options.js';
+import { Session } from './session.js';
+import { sqliteStorage } from './storage/sqlite-storage.js';
+import type { ServerStorage } from './storage/types.js';
+
+export interface SyncServer {
+  /** Starts listening; resolves with the bound port. */
+  listen(): Promise<number>;
+  /** Stops accepting, tells clients, finishes commits in flight, closes storage. Idempotent. */
+  close(): Promise<void>;
+  readonly port: number;
+  /** ws://host:port/sync */
+  readonly url: string;
+  readonly storage: ServerStorage;
+  readonly metrics: Metrics;
+  readonly logger: Logger;
+  /** Open sessions. */
+  readonly connections: number;
+  /** Runs log compaction for every space now; returns entries removed. */
+  compact(keepLast?: number): Promise<number>;
+}
+
+export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
+  const limits: Limits = { ...DEFAULT_LIMITS, ...options.limits };
+  const logger = options.logger ?? pino({ level: process.env['NODE_ENV'] === 'test' ? 'silent' : 'info' });
+  const storage = options.storage ?? sqliteStorage({ path: './data/syncline.db' });
+  const now = options.now ?? (() => Date.now());
+  const metrics = createMetrics();
+  const hub = new Hub();
+  const sessions = new Set<Session>();
+  const committer = new Committer(
+    storage,
+    (stored) => {
+      const bySpace = new Map<SpaceId, Array<{ pos: number; change: (typeof stored)[number]['result']['stored'][number]['change'] }>>();
+      for (const { request, result } of stored) {
+        let list = bySpace.get(request.space);
+        if (!list) bySpace.set(request.space, (list = []));
+        list.push(...result.stored);
+      }
+      for (const [space, entries] of bySpace) {
+        entries.sort((a, b) => a.pos - b.pos);
+        hub.relay(space, entries, limits.relayBatch);
+      }
+    },
+    (seconds) => metrics.commitSeconds.observe(seconds),
+  );
+
+  let authenticate: Authenticate;
+  if (options.authenticate) authenticate = options.authenticate;
+  else if (options.jwt) authenticate = jwtAuth({ ...options.jwt, now });
+  else {
+    authenticate = openAccess;
+    logger.warn('AUTH IS OFF: every client can read and write every space. Pass authenticate or jwt (--jwt-secret) in production.');
+  }
+
+  const serverId = options.serverId ?? randomUUID();
+  let closing = false;
+  let closed: Promise<void> | undefined;
+  let port = 0;
+
+  const http: Server = createServer((req, res) => {
+    handleHttp({ registry: metrics.registry, staticDir: options.staticDir, healthy: () => !closing }, req, res).catch((error: unknown) => {
+      logger.error({ err: error }, 'http error');
+      if (!res.headersSent) res.writeHead(500).end();
+    });
+  });
+  // ws enforces a hard cap well above the limit; frames between the two get a coded error first.
+  const wss = new WebSocketServer({ noServer: true, maxPayload: limits.maxFrameBytes * 4 });
+
+  http.on('upgrade', (req, socket, head) => {
+    const path = new URL(req.url ?? '/', 'http://localhost').pathname;
+    if (path !== '/sync' || closing) {
+      socket.end('HTTP/1.1 404 Not Found\r\n\r\n');
+      return;
+    }
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      if (sessions.size >= limits.maxConnections) {
+        ws.send(encodeDownstream({ type: 'error', code: 'too_many_connections', message: 'the server is at its connection limit; retry later', fatal: true }));
+        ws.close(1013, 'too_many_connections');
+        return;
+      }
+      const session = new Session(ws, {
+        serverId,
+        storage,
+        hub,
+        committer,
+        authenticate,
+        limits,
+        metrics,
+        logger,
+        now,
+        maxClockDrift: options.maxClockDrift ?? DEFAULT_MAX_CLOCK_DRIFT,
+        onClose: (s) => {
+          sessions.delete(s);
+          metrics.connections.set(sessions.size);
+        },
+      });
+      sessions.add(session);
+      metrics.connections.set(sessions.size);
+    });
+  });
+
+  // Liveness: a socket that did not answer the previous ping is gone.
+  const pinger = setInterval(() => {
+    for (const session of sessions) {
+      if (!session.alive) {
+        session.socket.terminate();
+        continue;
+      }
+      session.alive = false;
+      session.socket.ping();
+    }
+  }, limits.pingIntervalMs);
+  pinger.unref();
+
+  const compactAll = async (keepLast: number): Promise<number> => {
+    let removed = 0;
+    for (const space of await storage.spaces()) removed += await storage.compact(space, keepLast);
+    return removed;
+  };
+  let compactor: NodeJS.Timeout | undefined;
+  if (options.compaction) {
+    const { keepLast, intervalMs = 60_000 } = options.compaction;
+    compactor = setInterval(() => {
+      compactAll(keepLast).catch((error: unknown) => logger.error({ err: error }, 'compaction failed'));
+    }, intervalMs);
+    compactor.unref();
+  }
+
+  return {
+    get port() {
+      return port;
+    },
+    get url() {
+      return `ws://${options.host ?? '127.0.0.1'}:${port}/sync`;
+    },
+    get connections() {
+      return sessions.size;
+    },
+    storage,
+    metrics,
+    logger,
+    compact: (keepLast = options.compaction?.keepLast ?? 0) => compactAll(keepLast),
+    listen() {
+      return new Promise((resolve, reject) => {
+        http.once('error', reject);
+        http.listen(options.port ?? 8787, options.host ?? '127.0.0.1', () => {
+          port = (http.address() as AddressInfo).port;
+          logger.info({ port, host: options.host ?? '127.0.0.1' }, 'syncline server listening');
+          resolve(port);
+        });
+      });
+    },
+    close() {
+      closed ??= (async () => {
+        closing = true;
+        clearInterval(pinger);
+        clearInterval(compactor);
+        const httpClosed = new Promise<void>((resolve) => http.close(() => resolve()));
+        for (const session of sessions) session.fail('shutting_down', 'the server is shutting down; reconnect later', true);
+        await committer.flush();
+        for (const ws of wss.clients) ws.terminate();
+        wss.close();
+        http.closeAllConnections();
+        await httpClosed;
+        await storage.close();
+        logger.info('syncline server stopped');
+      })();
+      return closed;
+    },
+  };
+}

@@ -1,0 +1,405 @@
+/**
+ * One WebSocket connection: handshake, pushes, catch-up and live relay for each
+ * space it follows. Every inbound frame is decoded into a typed message before
+ * anything else touches it; a bad one gets a coded error. Nothing here throws
+ * out of the socket's event handlers.
+ */
+import {
+  decodeUpstream,
+  encodeDownstream,
+  hlcWall,
+  isSupportedProtocol,
+  MIN_PROTOCOL_VERSION,
+  PROTOCOL_VERSION,
+  ProtocolError,
+  SynclineError,
+  validateChange,
+  type Access,
+  type DownstreamMessage,
+  type ErrorCode,
+  type Hello,
+  type Push,
+  type ReplicaId,
+  type SpaceId,
+} from '@syncline/core';
+import type { Logger } from 'pino';
+import type WebSocket from 'ws';
+import * as Y from 'yjs';
+import type { Authenticate, Grant } from './auth.js';
+import type { Committer } from './committer.js';
+import { encodeChanges, type Follower, type Hub } from './hub.js';
+import type { Metrics } from './metrics.js';
+import type { Limits } from './options.js';
+import type { ServerStorage } from './storage/types.js';
+
+export interface SessionContext {
+  readonly serverId: string;
+  readonly storage: ServerStorage;
+  readonly hub: Hub;
+  readonly committer: Committer;
+  readonly authenticate: Authenticate;
+  readonly limits: Limits;
+  readonly metrics: Metrics;
+  readonly logger: Logger;
+  readonly now: () => number;
+  readonly maxClockDrift: number;
+  readonly onClose: (session: Session) => void;
+}
+
+interface Subscription {
+  readonly access: Access;
+  sentUpTo: number;
+  live: boolean;
+  catchingUp: boolean;
+  /** A catch-up was asked for since the last one started. */
+  dirty: boolean;
+}
+
+/** Close codes: 1008 policy violation (protocol errors), 1001 going away, 1013 try again later. */
+const CLOSE_POLICY = 1008;
+const CLOSE_GOING_AWAY = 1001;
+const CLOSE_TRY_LATER = 1013;
+
+export class Session implements Follower {
+  replica: ReplicaId = '' as ReplicaId;
+  #grant: Grant | undefined;
+  #state: 'hello' | 'authenticating' | 'ready' | 'closed' = 'hello';
+  readonly #subs = new Map<SpaceId, Subscription>();
+  #tokens: number;
+  #lastRefill: number;
+  #pausedSince: number | undefined;
+  #drainTimer: NodeJS.Timeout | undefined;
+  readonly #helloTimer: NodeJS.Timeout;
+  alive = true;
+
+  constructor(
+    readonly socket: WebSocket,
+    private readonly ctx: SessionContext,
+  ) {
+    this.#tokens = ctx.limits.messagesPerSecond;
+    this.#lastRefill = ctx.now();
+    this.#helloTimer = setTimeout(() => this.fail('not_ready', 'no hello received in time', true), ctx.limits.helloTimeoutMs);
+    socket.on('message', (data, isBinary) => this.#onFrame(data, isBinary));
+    socket.on('pong', () => (this.alive = true));
+    socket.on('close', () => this.#closed());
+    socket.on('error', (error) => ctx.logger.debug({ err: error }, 'socket error'));
+  }
+
+  // ---- Follower -------------------------------------------------------------
+
+  sentUpTo(space: SpaceId): number {
+    return this.#subs.get(space)?.sentUpTo ?? 0;
+  }
+
+  isLive(space: SpaceId): boolean {
+    return this.#state === 'ready' && (this.#subs.get(space)?.live ?? false);
+  }
+
+  deliver(space: SpaceId, frame: Uint8Array | undefined, upTo: number, count: number): void {
+    const sub = this.#subs.get(space);
+    if (!sub) return;
+    sub.sentUpTo = upTo;
+    if (frame) {
+      this.#sendFrame(frame);
+      this.ctx.metrics.changesRelayed.inc(count);
+    }
+  }
+
+  resync(space: SpaceId): void {
+    void this.#catchUp(space);
+  }
+
+  // ---- inbound --------------------------------------------------------------
+
+  #onFrame(data: WebSocket.RawData, isBinary: boolean): void {
+    if (this.#state === 'closed') return;
+    const bytes = toBytes(data);
+    if (!isBinary) return this.fail('malformed_frame', 'frames must be binary', true);
+    if (bytes.length > this.ctx.limits.maxFrameBytes) {
+      return this.fail('frame_too_large', `frame of ${bytes.length} bytes exceeds the limit of ${this.ctx.limits.maxFrameBytes}`, true);
+    }
+    if (!this.#takeToken()) return this.fail('rate_limited', `more than ${this.ctx.limits.messagesPerSecond} messages per second`, false);
+    let message;
+    try {
+      message = decodeUpstream(bytes);
+    } catch (error) {
+      const e = error as ProtocolError;
+      return this.fail(e.code ?? 'invalid_message', e.message, true);
+    }
+    switch (message.type) {
+      case 'hello':
+        if (this.#state !== 'hello') return this.fail('invalid_message', 'hello sent twice', true);
+        this.#state = 'authenticating';
+        clearTimeout(this.#helloTimer);
+        this.#onHello(message).catch((error: unknown) => this.#internal(error));
+        return;
+      case 'push':
+        if (this.#state !== 'ready') return this.fail('not_ready', 'push before the handshake completed', true);
+        this.#onPush(message).catch((error: unknown) => this.#internal(error));
+        return;
+      case 'ping':
+        this.#send({ type: 'pong', id: message.id });
+        return;
+      case 'pong':
+        return;
+    }
+  }
+
+  #takeToken(): boolean {
+    const now = this.ctx.now();
+    const rate = this.ctx.limits.messagesPerSecond;
+    this.#tokens = Math.min(rate, this.#tokens + ((now - this.#lastRefill) / 1000) * rate);
+    this.#lastRefill = now;
+    if (this.#tokens < 1) return false;
+    this.#tokens -= 1;
+    return true;
+  }
+
+  async #onHello(hello: Hello): Promise<void> {
+    if (!isSupportedProtocol(hello.protocol)) {
+      return this.fail('unsupported_protocol', `protocol ${hello.protocol} is not supported; this server speaks ${MIN_PROTOCOL_VERSION}..${PROTOCOL_VERSION}`, true);
+    }
+    this.replica = hello.replica;
+    let grant: Grant;
+    try {
+      grant = await this.ctx.authenticate({ token: hello.token, replica: hello.replica, spaces: hello.spaces.map((s) => s.space) });
+    } catch (error) {
+      const code = error instanceof SynclineError && (error.code === 'forbidden' || error.code === 'unauthenticated') ? error.code : 'unauthenticated';
+      return this.fail(code, error instanceof Error ? error.message : 'authentication failed', true);
+    }
+    if (this.#isClosed()) return;
+    this.#grant = grant;
+    const granted: Array<{ space: SpaceId; access: Access; head: number; after: number }> = [];
+    for (const { space, after } of hello.spaces) {
+      const access = grant.access(space);
+      if (!access) {
+        this.fail('forbidden', `no access to space "${space}"`, false, space);
+        continue;
+      }
+      granted.push({ space, access, head: await this.ctx.storage.head(space), after });
+    }
+    if (this.#isClosed()) return;
+    if (granted.length === 0) return this.fail('forbidden', 'none of the requested spaces is granted', true);
+    this.#state = 'ready';
+    this.#send({
+      type: 'welcome',
+      protocol: PROTOCOL_VERSION,
+      server: this.ctx.serverId,
+      time: this.ctx.now(),
+      spaces: granted.map(({ space, access, head }) => ({ space, access, head })),
+    });
+    this.ctx.logger.info({ replica: this.replica, subject: grant.subject, spaces: granted.length }, 'session ready');
+    for (const { space, access, after } of granted) {
+      // A position beyond the head means the client saw another server's log: start over.
+      const head = (granted.find((g) => g.space === space) as { head: number }).head;
+      this.#subs.set(space, { access, sentUpTo: after > head ? 0 : after, live: false, catchingUp: false, dirty: false });
+      this.ctx.hub.follow(space, this);
+      void this.#catchUp(space);
+    }
+  }
+
+  async #onPush(push: Push): Promise<void> {
+    const { space, changes } = push;
+    const sub = this.#subs.get(space);
+    if (!sub || this.#grant?.access(space) === undefined) return this.fail('forbidden', `space "${space}" was not granted to this connection`, false, space);
+    if (sub.access !== 'write') return this.fail('forbidden', `read-only access to space "${space}"`, false, space);
+    if (changes.length > this.ctx.limits.maxBatch) {
+      return this.fail('batch_too_large', `push of ${changes.length} changes exceeds the limit of ${this.ctx.limits.maxBatch}`, false, space);
+    }
+    const now = this.ctx.now();
+    for (let i = 0; i < changes.length; i++) {
+      const change = changes[i] as Push['changes'][number];
+      try {
+        if (change.space !== space) throw new ProtocolError('invalid_message', 'change belongs to another space', `changes[${i}].space`);
+        if (change.replica !== this.replica) throw new ProtocolError('invalid_message', 'change was written by another replica', `changes[${i}].replica`);
+        if (i > 0 && change.seq !== (changes[i - 1] as { seq: number }).seq + 1) throw new ProtocolError('sequence_gap', 'changes must be in seq order without gaps', `changes[${i}].seq`);
+        validateChange(change);
+        if (change.op === 'crdt') Y.mergeUpdates([change.update]);
+      } catch (error) {
+        const code: ErrorCode = error instanceof ProtocolError ? error.code : 'invalid_message';
+        return this.fail(code, `change ${i} refused: ${(error as Error).message}`, false, space);
+      }
+      const ahead = hlcWall(change.hlc) - now;
+      if (ahead > this.ctx.maxClockDrift) {
+        return this.fail('clock_drift', `change ${i} is stamped ${ahead} ms ahead of the server clock (max ${this.ctx.maxClockDrift} ms); check the device clock`, false, space);
+      }
+    }
+    if (changes.length === 0) return;
+    let result;
+    try {
+      result = await this.ctx.committer.submit({ space, replica: this.replica, changes });
+    } catch (error) {
+      if (error instanceof SynclineError && error.code === 'sequence_gap') return this.fail('sequence_gap', error.message, false, space);
+      throw error;
+    }
+    this.ctx.metrics.changesStored.inc(result.stored.length);
+    if (result.upTo > 0) this.#send({ type: 'ack', space, upTo: result.upTo });
+  }
+
+  // ---- catch-up ---------------------------------------------------------------
+
+  /**
+   * Reads what the session missed from the log (or a snapshot when its position
+   * is 0 or below the compaction horizon), then turns live relay on. `dirty`
+   * records resync requests that arrive while a catch-up runs, so none is lost.
+   */
+  async #catchUp(space: SpaceId): Promise<void> {
+    const sub = this.#subs.get(space);
+    if (!sub) return;
+    sub.dirty = true;
+    if (sub.catchingUp) return;
+    sub.catchingUp = true;
+    const { storage, limits } = this.ctx;
+    try {
+      while (sub.dirty && this.#state === 'ready' && !this.#paused()) {
+        sub.dirty = false;
+        sub.live = false;
+        for (;;) {
+          if (this.#state !== 'ready' || this.#paused()) return;
+          const horizon = await storage.horizon(space);
+          if ((sub.sentUpTo === 0 || sub.sentUpTo < horizon) && (await storage.head(space)) > 0) {
+            await this.#sendSnapshot(space, sub);
+            continue;
+          }
+          const entries = await storage.readLog(space, sub.sentUpTo, limits.relayBatch);
+          if (entries.length === 0) break;
+          if ((entries[0] as { pos: number }).pos !== sub.sentUpTo + 1) {
+            // Compacted while we read: the snapshot covers what was dropped.
+            await this.#sendSnapshot(space, sub);
+            continue;
+          }
+          for (const part of encodeChanges(space, entries, this.replica, limits.relayBatch)) this.deliver(space, part.frame, part.upTo, part.count);
+        }
+        // Live first, then look at the head: a commit is either relayed or seen here.
+        sub.live = true;
+        if ((await storage.head(space)) > sub.sentUpTo) sub.dirty = true;
+      }
+      if (sub.live && this.#state === 'ready') this.#send({ type: 'synced', space, upTo: sub.sentUpTo });
+    } catch (error) {
+      this.#internal(error);
+    } finally {
+      sub.catchingUp = false;
+    }
+  }
+
+  /**
+   * Sends the materialized state of a space in chunks. Its position is the head
+   * read first: every record state already includes every change up to it, and
+   * changes after it follow from the log.
+   */
+  async #sendSnapshot(space: SpaceId, sub: Subscription): Promise<void> {
+    const { storage, limits } = this.ctx;
+    const position = await storage.head(space);
+    const total = await storage.countRecords(space);
+    const estimate = Math.max(1, Math.ceil(total / limits.snapshotChunk));
+    let page = await storage.snapshotPage(space, undefined, limits.snapshotChunk);
+    for (let chunk = 0; ; chunk++) {
+      const last = page[page.length - 1];
+      // One page of look-ahead: records created meanwhile extend the snapshot instead of being skipped.
+      const next = page.length < limits.snapshotChunk || !last ? [] : await storage.snapshotPage(space, [last.collection, last.id], limits.snapshotChunk);
+      const final = next.length === 0;
+      const chunks = final ? chunk + 1 : Math.max(estimate, chunk + 2);
+      this.#send({ type: 'snapshot', space, position, chunk, chunks, total: Math.max(total, chunk * limits.snapshotChunk + page.length), records: page });
+      if (this.#state !== 'ready') return;
+      await this.#waitForDrain();
+      if (final) break;
+      page = next;
+    }
+    sub.sentUpTo = position;
+    this.ctx.metrics.snapshots.inc();
+  }
+
+  // ---- outbound, backpressure ------------------------------------------------------
+
+  #send(message: DownstreamMessage): void {
+    this.#sendFrame(encodeDownstream(message));
+  }
+
+  #sendFrame(frame: Uint8Array): void {
+    if (this.socket.readyState !== this.socket.OPEN) return;
+    this.socket.send(frame, { binary: true });
+    if (this.socket.bufferedAmount > this.ctx.limits.maxBufferedBytes) this.#pause();
+  }
+
+  #paused(): boolean {
+    return this.#pausedSince !== undefined;
+  }
+
+  /** Stops live relay; the session reads from the log again once its socket drains. */
+  #pause(): void {
+    if (this.#pausedSince !== undefined) return;
+    this.#pausedSince = this.ctx.now();
+    for (const sub of this.#subs.values()) sub.live = false;
+    this.#drainTimer = setInterval(() => {
+      if (this.socket.bufferedAmount <= this.ctx.limits.maxBufferedBytes / 2) {
+        this.#resume();
+      } else if (this.ctx.now() - (this.#pausedSince as number) > this.ctx.limits.slowConsumerTimeoutMs) {
+        this.fail('slow_consumer', 'the connection did not read its changes in time', true);
+      }
+    }, 25);
+  }
+
+  #resume(): void {
+    clearInterval(this.#drainTimer);
+    this.#drainTimer = undefined;
+    this.#pausedSince = undefined;
+    for (const space of this.#subs.keys()) void this.#catchUp(space);
+  }
+
+  async #waitForDrain(): Promise<void> {
+    const deadline = this.ctx.now() + this.ctx.limits.slowConsumerTimeoutMs;
+    while (this.#state === 'ready' && this.socket.bufferedAmount > this.ctx.limits.maxBufferedBytes / 2) {
+      if (this.ctx.now() > deadline) return this.fail('slow_consumer', 'the connection did not read the snapshot in time', true);
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  }
+
+  // ---- errors, lifecycle ------------------------------------------------------------
+
+  /** Sends a coded error; fatal ones close the connection. Never throws. */
+  fail(code: ErrorCode, message: string, fatal: boolean, space?: SpaceId): void {
+    this.ctx.metrics.errors.inc({ code });
+    this.ctx.logger.info({ replica: this.replica || undefined, code, space, fatal }, message);
+    try {
+      this.#send({ type: 'error', code, message: message.slice(0, 4000), fatal, ...(space ? { space } : {}) });
+    } catch {
+      // the socket is gone; nothing more to tell
+    }
+    if (fatal) this.close(code === 'too_many_connections' || code === 'shutting_down' ? CLOSE_TRY_LATER : CLOSE_POLICY, code);
+  }
+
+  #internal(error: unknown): void {
+    this.ctx.logger.error({ err: error, replica: this.replica }, 'session error');
+    if (this.#state !== 'closed') this.fail('internal', 'internal server error; nothing from the failed request was stored', true);
+  }
+
+  /** The state can change across an await; TypeScript's narrowing does not know that. */
+  #isClosed(): boolean {
+    return this.#state === 'closed';
+  }
+
+  close(code = CLOSE_GOING_AWAY, reason = ''): void {
+    if (this.#state === 'closed') return;
+    this.#closed();
+    try {
+      this.socket.close(code, reason);
+    } catch {
+      this.socket.terminate();
+    }
+  }
+
+  #closed(): void {
+    if (this.#state === 'closed') return;
+    this.#state = 'closed';
+    clearTimeout(this.#helloTimer);
+    clearInterval(this.#drainTimer);
+    for (const space of this.#subs.keys()) this.ctx.hub.unfollow(space, this);
+    this.ctx.onClose(this);
+  }
+}
+
+function toBytes(data: WebSocket.RawData): Uint8Array {
+  if (Array.isArray(data)) return new Uint8Array(Buffer.concat(data));
+  if (data instanceof ArrayBuffer) return new Uint8Array(data);
+  return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+}

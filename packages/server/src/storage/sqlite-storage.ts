@@ -1,0 +1,177 @@
+/**
+ * SQLite storage (better-sqlite3) in WAL mode with synchronous=FULL: a commit is
+ * on disk when it returns. One append() is one transaction, so concurrent pushes
+ * batched by the committer share one fsync (group commit).
+ */
+import {
+  applyChange,
+  decodeChange,
+  decodeRecordState,
+  encodeChange,
+  encodeRecordState,
+  SynclineError,
+  type RecordState,
+  type SnapshotRecord,
+  type SpaceId,
+} from '@syncline/core';
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type { AppendRequest, AppendResult, LoggedChange, ServerStorage } from './types.js';
+
+/** Versioned migrations; each runs once, in order, inside a transaction. */
+const MIGRATIONS: readonly string[] = [
+  `CREATE TABLE spaces (space TEXT PRIMARY KEY, head INTEGER NOT NULL, horizon INTEGER NOT NULL) WITHOUT ROWID;
+   CREATE TABLE log (space TEXT NOT NULL, pos INTEGER NOT NULL, replica TEXT NOT NULL, seq INTEGER NOT NULL, change BLOB NOT NULL,
+     PRIMARY KEY (space, pos)) WITHOUT ROWID;
+   CREATE TABLE progress (space TEXT NOT NULL, replica TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (space, replica)) WITHOUT ROWID;
+   CREATE TABLE records (space TEXT NOT NULL, collection TEXT NOT NULL, id TEXT NOT NULL, state BLOB NOT NULL, pos INTEGER NOT NULL,
+     PRIMARY KEY (space, collection, id)) WITHOUT ROWID;`,
+];
+
+export interface SqliteOptions {
+  /** File path, or ':memory:' for tests. Parent folders are created. */
+  readonly path: string;
+}
+
+export function sqliteStorage(options: SqliteOptions): ServerStorage {
+  if (options.path !== ':memory:') mkdirSync(dirname(options.path), { recursive: true });
+  const db = new Database(options.path);
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = FULL');
+  db.pragma('busy_timeout = 5000');
+  migrate(db);
+
+  const q = {
+    space: db.prepare<[string], { head: number; horizon: number }>('SELECT head, horizon FROM spaces WHERE space = ?'),
+    upsertSpace: db.prepare('INSERT INTO spaces (space, head, horizon) VALUES (?, ?, 0) ON CONFLICT(space) DO UPDATE SET head = excluded.head'),
+    progress: db.prepare<[string, string], { seq: number }>('SELECT seq FROM progress WHERE space = ? AND replica = ?'),
+    setProgress: db.prepare('INSERT INTO progress (space, replica, seq) VALUES (?, ?, ?) ON CONFLICT(space, replica) DO UPDATE SET seq = excluded.seq'),
+    insertLog: db.prepare('INSERT INTO log (space, pos, replica, seq, change) VALUES (?, ?, ?, ?, ?)'),
+    readLog: db.prepare<[string, number, number], { pos: number; change: Buffer }>('SELECT pos, change FROM log WHERE space = ? AND pos > ? ORDER BY pos LIMIT ?'),
+    record: db.prepare<[string, string, string], { state: Buffer }>('SELECT state FROM records WHERE space = ? AND collection = ? AND id = ?'),
+    putRecord: db.prepare(
+      'INSERT INTO records (space, collection, id, state, pos) VALUES (?, ?, ?, ?, ?) ON CONFLICT(space, collection, id) DO UPDATE SET state = excluded.state, pos = excluded.pos',
+    ),
+    pageFirst: db.prepare<[string, number], { collection: string; id: string; state: Buffer }>(
+      'SELECT collection, id, state FROM records WHERE space = ? ORDER BY collection, id LIMIT ?',
+    ),
+    pageAfter: db.prepare<[string, string, string, number], { collection: string; id: string; state: Buffer }>(
+      'SELECT collection, id, state FROM records WHERE space = ? AND (collection, id) > (?, ?) ORDER BY collection, id LIMIT ?',
+    ),
+    countRecords: db.prepare<[string], { n: number }>('SELECT count(*) AS n FROM records WHERE space = ?'),
+    compact: db.prepare('DELETE FROM log WHERE space = ? AND pos <= ?'),
+    setHorizon: db.prepare('UPDATE spaces SET horizon = ? WHERE space = ?'),
+    spaces: db.prepare<[], { space: string }>('SELECT space FROM spaces ORDER BY space'),
+  };
+
+  /** One request inside the surrounding transaction (a savepoint: it fails alone). */
+  const appendOne = db.transaction((request: AppendRequest): AppendResult => {
+    const { space, replica } = request;
+    let held = q.progress.get(space, replica)?.seq ?? 0;
+    const fresh = request.changes.filter((c) => c.seq > held);
+    if (fresh.length === 0) return { stored: [], upTo: held };
+    if ((fresh[0] as { seq: number }).seq !== held + 1) {
+      throw new SynclineError('sequence_gap', `replica ${replica} pushed seq ${(fresh[0] as { seq: number }).seq} to space ${space} but the server holds up to ${held}`);
+    }
+    let head = q.space.get(space)?.head ?? 0;
+    const states = new Map<string, { collection: string; id: string; state: RecordState }>();
+    const stored: LoggedChange[] = [];
+    for (const change of fresh) {
+      if (change.seq !== held + 1) throw new SynclineError('sequence_gap', `seq ${change.seq} follows ${held} in one push`);
+      held = change.seq;
+      head++;
+      q.insertLog.run(space, head, replica, change.seq, encodeChange(change));
+      const key = JSON.stringify([change.collection, change.id]);
+      let entry = states.get(key);
+      if (!entry) {
+        const row = q.record.get(space, change.collection, change.id);
+        entry = { collection: change.collection, id: change.id, state: row ? decodeRecordState(row.state) : {} };
+        states.set(key, entry);
+      }
+      entry.state = applyChange(entry.state, change);
+      stored.push({ pos: head, change });
+    }
+    for (const { collection, id, state } of states.values()) q.putRecord.run(space, collection, id, encodeRecordState(state), head);
+    q.upsertSpace.run(space, head);
+    q.setProgress.run(space, replica, held);
+    return { stored, upTo: held };
+  });
+
+  const appendAll = db.transaction((requests: readonly AppendRequest[]): Array<AppendResult | Error> =>
+    requests.map((request) => {
+      try {
+        return appendOne(request);
+      } catch (error) {
+        return error instanceof Error ? error : new Error(String(error));
+      }
+    }),
+  );
+
+  let closed = false;
+  const check = (): void => {
+    if (closed) throw new SynclineError('closed', 'server storage is closed');
+  };
+
+  return {
+    async append(requests) {
+      check();
+      return appendAll(requests);
+    },
+    async readLog(space, after, limit) {
+      check();
+      return q.readLog.all(space, after, limit).map((row) => ({ pos: row.pos, change: decodeChange(row.change) }));
+    },
+    async head(space) {
+      check();
+      return q.space.get(space)?.head ?? 0;
+    },
+    async horizon(space) {
+      check();
+      return q.space.get(space)?.horizon ?? 0;
+    },
+    async snapshotPage(space, after, limit) {
+      check();
+      const rows = after ? q.pageAfter.all(space, after[0], after[1], limit) : q.pageFirst.all(space, limit);
+      return rows.map((row): SnapshotRecord => ({ collection: row.collection, id: row.id, state: decodeRecordState(row.state) }));
+    },
+    async countRecords(space) {
+      check();
+      return q.countRecords.get(space)?.n ?? 0;
+    },
+    async compact(space, keepLast) {
+      check();
+      return db.transaction(() => {
+        const info = q.space.get(space);
+        if (!info) return 0;
+        const horizon = Math.max(info.horizon, info.head - keepLast);
+        if (horizon <= info.horizon) return 0;
+        const removed = q.compact.run(space, horizon).changes;
+        q.setHorizon.run(horizon, space);
+        return removed;
+      })();
+    },
+    async spaces() {
+      check();
+      return q.spaces.all().map((r) => r.space as SpaceId);
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      db.close();
+    },
+  };
+}
+
+function migrate(db: Database.Database): void {
+  db.exec('CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)');
+  const row = db.prepare<[], { value: string }>("SELECT value FROM meta WHERE key = 'schema_version'").get();
+  const current = row ? Number(row.value) : 0;
+  if (current > MIGRATIONS.length) {
+    throw new SynclineError('unsupported_storage', `database schema version ${current} is newer than this server (${MIGRATIONS.length}); upgrade the server`);
+  }
+  db.transaction(() => {
+    for (let v = current; v < MIGRATIONS.length; v++) db.exec(MIGRATIONS[v] as string);
+    db.prepare("INSERT INTO meta (key, value) VALUES ('schema_version', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value").run(String(MIGRATIONS.length));
+  }).immediate();
+}
