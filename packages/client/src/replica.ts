@@ -32,6 +32,7 @@ import { openCollections } from './schema-migration.js';
 import { indexedDbStorage } from './storage/indexeddb-storage.js';
 import type { Storage, StorageFactory, StorageTx, StoredRecord } from './storage/types.js';
 import { defaultTabs, isTabMessage, type ChannelLike, type LocksLike, type TabMessage, type TabsOptions } from './tabs.js';
+import { startSync, type SyncEngine, type SyncOptions } from './sync/sync-engine.js';
 import { applyToStored, buildChange, storedRecord, type WriteOp } from './write.js';
 
 export interface ReplicaOptions<S extends Schema = Schema> {
@@ -52,6 +53,8 @@ export interface ReplicaOptions<S extends Schema = Schema> {
   readonly tabs?: TabsOptions | false;
   /** Non-fatal problems (a live query that failed, a remote clock far ahead). */
   readonly onError?: (error: Error) => void;
+  /** Sync with a Syncline server; only the leader tab connects. See replica.sync. */
+  readonly sync?: SyncOptions;
 }
 
 export interface WriteOptions {
@@ -96,6 +99,7 @@ export class Replica<S extends Schema = Schema> {
   readonly #pending = new Set<Promise<unknown>>();
   readonly #tabId: string;
   #channel: ChannelLike | undefined;
+  #sync: SyncEngine | undefined;
   #closed = false;
   #leader = false;
   readonly #leaderListeners = new Set<(leader: boolean) => void>();
@@ -133,6 +137,16 @@ export class Replica<S extends Schema = Schema> {
         if (isTabMessage(event.data) && event.data.from !== this.#tabId) this.#onOtherTab(event.data);
       };
     }
+  }
+
+  /** The sync engine, when createReplica was given `sync` (status, events). */
+  get sync(): SyncEngine | undefined {
+    return this.#sync;
+  }
+
+  /** @internal */
+  attachSync(engine: SyncEngine): void {
+    this.#sync = engine;
   }
 
   get closed(): boolean {
@@ -501,6 +515,7 @@ export class Replica<S extends Schema = Schema> {
   /** Writes pending crdt edits, waits for writes in flight, and closes storage. Idempotent. */
   async close(): Promise<void> {
     if (this.#closed) return;
+    this.#sync?.close();
     this.#crdt.flushAll();
     await Promise.allSettled([...this.#pending]);
     this.#closed = true;
@@ -533,7 +548,9 @@ export async function createReplica<const S extends Schema>(options: ReplicaOpti
       return { id, clock, collections };
     });
     const tabId = newReplicaId(randomBytes);
-    return new Replica<S>({ options, storage, collections, id, clock, tabId });
+    const replica = new Replica<S>({ options, storage, collections, id, clock, tabId });
+    if (options.sync) replica.attachSync(startSync(replica as unknown as Replica, options.sync));
+    return replica;
   } catch (error) {
     await storage.close();
     throw error;

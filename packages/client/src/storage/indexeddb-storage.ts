@@ -178,7 +178,6 @@ export function indexedDbStorage(options: IndexedDbOptions = {}): StorageFactory
     if (!factory || !Range) {
       throw new ReplicaError('storage_unavailable', 'IndexedDB is not available here; pass indexedDbStorage({ indexedDB, IDBKeyRange }) or use memoryStorage()');
     }
-    let storage: IndexedDbStorage | undefined;
     const request = factory.open(`syncline:${name}`, DB_VERSION);
     request.onupgradeneeded = (event) => {
       const database = request.result;
@@ -203,13 +202,13 @@ export function indexedDbStorage(options: IndexedDbOptions = {}): StorageFactory
         reject(new ReplicaError('storage_unavailable', `could not open IndexedDB database "syncline:${name}": ${String(request.error)}`, { cause: request.error }));
       };
     });
+    const storage = new IndexedDbStorage(wrap(raw), Range);
     // Another tab wants a newer version or deletes the database: step aside instead of blocking it.
     raw.onversionchange = () => {
       raw.close();
-      storage?.onVersionChange?.();
+      storage.onVersionChange?.();
     };
-    raw.onclose = () => storage?.onVersionChange?.();
-    storage = new IndexedDbStorage(wrap(raw), Range);
+    raw.onclose = () => storage.onVersionChange?.();
     return storage;
   };
 }

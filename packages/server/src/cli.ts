@@ -1,0 +1,105 @@
+/**
+ * syncline-server: the sync server on the command line.
+ *
+ *   syncline-server [--port 8787] [--host 127.0.0.1] [--db ./data/syncline.db]
+ *                   [--jwt-secret S | --jwt-public-key FILE | --jwks-url URL]
+ *                   [--static DIR] [--keep-log N] [--max-frame-bytes N] [--max-batch N]
+ *                   [--max-connections N] [--messages-per-second N] [--log-level info]
+ */
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { pino } from 'pino';
+import type { Limits } from './options.js';
+import { createSyncServer } from './server.js';
+import { sqliteStorage } from './storage/sqlite-storage.js';
+
+const USAGE = `usage: syncline-server [options]
+  --port N                 port to listen on (default 8787; 0 = any free port)
+  --host H                 address to bind (default 127.0.0.1)
+  --db PATH                SQLite database file (default ./data/syncline.db)
+  --jwt-secret S           require JWTs signed with this HMAC secret
+  --jwt-public-key FILE    require JWTs signed with this RSA public key (PEM)
+  --jwks-url URL           require JWTs signed with a key from this JWKS
+  --static DIR             serve this folder at / (the calendar build)
+  --keep-log N             compact each space's log to its last N changes
+  --max-frame-bytes N      largest frame (default 1048576)
+  --max-batch N            most changes per push (default 1000)
+  --max-connections N      most open connections (default 10000)
+  --messages-per-second N  per connection (default 200)
+  --log-level L            pino level (default info)
+  --help`;
+
+export async function main(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      port: { type: 'string' },
+      host: { type: 'string' },
+      db: { type: 'string' },
+      'jwt-secret': { type: 'string' },
+      'jwt-public-key': { type: 'string' },
+      'jwks-url': { type: 'string' },
+      static: { type: 'string' },
+      'keep-log': { type: 'string' },
+      'max-frame-bytes': { type: 'string' },
+      'max-batch': { type: 'string' },
+      'max-connections': { type: 'string' },
+      'messages-per-second': { type: 'string' },
+      'log-level': { type: 'string' },
+      help: { type: 'boolean' },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return;
+  }
+  const int = (name: keyof typeof values): number | undefined => {
+    const raw = values[name];
+    if (raw === undefined) return undefined;
+    const n = Number(raw);
+    if (!Number.isSafeInteger(n) || n < 0) throw new Error(`--${name} must be a non-negative integer, got ${String(raw)}`);
+    return n;
+  };
+  const limits: Partial<Limits> = {
+    ...(int('max-frame-bytes') !== undefined ? { maxFrameBytes: int('max-frame-bytes') as number } : {}),
+    ...(int('max-batch') !== undefined ? { maxBatch: int('max-batch') as number } : {}),
+    ...(int('max-connections') !== undefined ? { maxConnections: int('max-connections') as number } : {}),
+    ...(int('messages-per-second') !== undefined ? { messagesPerSecond: int('messages-per-second') as number } : {}),
+  };
+  const jwt = values['jwt-secret']
+    ? { secret: values['jwt-secret'] }
+    : values['jwt-public-key']
+      ? { publicKey: readFileSync(values['jwt-public-key'], 'utf8') }
+      : values['jwks-url']
+        ? { jwksUrl: values['jwks-url'] }
+        : undefined;
+  const logger = pino({ level: values['log-level'] ?? 'info' });
+  const keepLog = int('keep-log');
+  const server = createSyncServer({
+    port: int('port') ?? 8787,
+    host: values.host ?? '127.0.0.1',
+    storage: sqliteStorage({ path: values.db ?? './data/syncline.db' }),
+    logger,
+    limits,
+    ...(jwt ? { jwt } : {}),
+    ...(values.static ? { staticDir: values.static } : {}),
+    ...(keepLog !== undefined ? { compaction: { keepLast: keepLog } } : {}),
+  });
+  await server.listen();
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'shutting down');
+    server.close().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        logger.error({ err: error }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+}
