@@ -24,6 +24,7 @@ import {
 } from '@syncline/core';
 import type * as Y from 'yjs';
 import { CrdtDocs, type CrdtTarget } from './crdt-docs.js';
+import { RecordCache } from './record-cache.js';
 import { ReplicaError } from './errors.js';
 import { LiveQueries, type QueryCallback } from './live-query.js';
 import { collectionOf, countQuery, runQuery, toRow, type Query, type Row } from './query.js';
@@ -270,21 +271,30 @@ export class Replica<S extends Schema = Schema> {
   #commit(ops: readonly WriteOp[]): Promise<Change[]> {
     this.#checkOpen();
     const run = this.#storage.transaction('readwrite', async (tx) => {
-      await this.#syncClock(tx);
-      const seqs = new Map<SpaceId, number>();
+      const spaces = [...new Set(ops.map((op) => op.space))];
+      // Every read is issued before the first await: one round trip, not one per record.
+      const [, stored, cache] = await Promise.all([
+        this.#syncClock(tx),
+        Promise.all(spaces.map((space) => tx.getMeta<number>(seqKey(space)))),
+        RecordCache.load(tx, ops),
+      ]);
+      const seqs = new Map<SpaceId, number>(spaces.map((space, i) => [space, stored[i] ?? 0]));
       const changes: Change[] = [];
       for (const op of ops) {
         const def = collectionOf(this.#collections, op.collection);
-        const seq = (seqs.get(op.space) ?? (await tx.getMeta<number>(seqKey(op.space))) ?? 0) + 1;
+        const seq = (seqs.get(op.space) as number) + 1;
         seqs.set(op.space, seq);
-        const record = await tx.getRecord(op.collection, op.id, op.space);
+        const record = cache.get(op);
         const change = buildChange(op, def, record?.state, this.id, seq, this.#clock.nowString());
-        await tx.putRecord(applyToStored(def, record, change));
-        await tx.addOutbox(change);
+        cache.set(applyToStored(def, record, change));
         changes.push(change);
       }
-      for (const [space, seq] of seqs) await tx.setMeta(seqKey(space), seq);
-      await tx.setMeta(META_CLOCK, formatTimestamp(this.#clock.last));
+      await Promise.all([
+        ...cache.changed().map((record) => tx.putRecord(record)),
+        ...changes.map((change) => tx.addOutbox(change)),
+        ...[...seqs].map(([space, seq]) => tx.setMeta(seqKey(space), seq)),
+        tx.setMeta(META_CLOCK, formatTimestamp(this.#clock.last)),
+      ]);
       return changes;
     });
     return this.#track(
@@ -310,8 +320,7 @@ export class Replica<S extends Schema = Schema> {
     let drift: ClockDriftError | undefined;
     const applied = await this.#track(
       this.#storage.transaction('readwrite', async (tx) => {
-        await this.#syncClock(tx);
-        const latest = new Map<string, StoredRecord | undefined>();
+        const [, cache] = await Promise.all([this.#syncClock(tx), RecordCache.load(tx, changes)]);
         for (const change of changes) {
           try {
             this.#clock.receive(change.hlc);
@@ -319,15 +328,15 @@ export class Replica<S extends Schema = Schema> {
             if (!(error instanceof ClockDriftError)) throw error;
             drift ??= error;
           }
-          const key = JSON.stringify([change.collection, change.id, change.space]);
-          const record = latest.has(key) ? latest.get(key) : await tx.getRecord(change.collection, change.id, change.space);
-          const next = applyToStored(this.#collections.get(change.collection), record, change);
-          latest.set(key, next);
+          cache.set(applyToStored(this.#collections.get(change.collection), cache.get(change), change));
         }
-        for (const record of latest.values()) if (record) await tx.putRecord(record);
-        if (position) await tx.setMeta(`pos\u0000${position.space}`, position.upTo);
-        await tx.setMeta(META_CLOCK, formatTimestamp(this.#clock.last));
-        return [...latest.values()].filter((r): r is StoredRecord => r !== undefined);
+        const written = cache.changed();
+        await Promise.all([
+          ...written.map((record) => tx.putRecord(record)),
+          ...(position ? [tx.setMeta(`pos\u0000${position.space}`, position.upTo)] : []),
+          tx.setMeta(META_CLOCK, formatTimestamp(this.#clock.last)),
+        ]);
+        return written;
       }),
     );
     if (drift) this.#onError(drift);

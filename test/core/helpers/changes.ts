@@ -143,7 +143,7 @@ export function arbScript(policy: Policy, options: HistoryOptions = {}): fc.Arbi
   return fc.record({
     policy: fc.constant(policy),
     skews: fc.array(fc.integer({ min: -3_000, max: 3_000 }), { minLength: replicas, maxLength: replicas }),
-    steps: fc.array(step, { minLength: 1, maxLength: maxSteps }),
+    steps: fc.array(step, { minLength: 1, maxLength: maxSteps, size: 'max' }),
     maxWritesPerReplica: fc.constant(maxWritesPerReplica),
   });
 }
@@ -153,7 +153,7 @@ export interface History {
   readonly replicas: readonly ReplicaId[];
   /** Every change made, in the order they were made. */
   readonly changes: readonly Change[];
-  /** Each replica's local record states at the end (it has not necessarily received everything). */
+  /** Each replica's local record states at the end, by recordKey (it has not necessarily received everything). */
   readonly localStates: ReadonlyArray<ReadonlyMap<string, RecordState>>;
 }
 
@@ -322,7 +322,7 @@ export function simulate(script: Script): History {
     policy: script.policy,
     replicas: replicas.map((r) => r.id),
     changes,
-    localStates: replicas.map((r) => r.states),
+    localStates: replicas.map((r) => new Map([...r.states].map(([id, state]) => [recordKey({ collection, id }), state] as const))),
   };
 }
 
@@ -354,4 +354,24 @@ export function viewString(state: RecordState | undefined, options?: Materialize
 /** viewString of every record, sorted by record key. */
 export function viewStrings(states: ReadonlyMap<string, RecordState>, options?: MaterializeOptions): Array<[string, string]> {
   return [...states.keys()].sort().map((key) => [key, viewString(states.get(key), options)]);
+}
+
+/** A random delivery of `items`: every one of them in a random order, with random duplicates inserted. */
+export function arbDelivery<T>(items: readonly T[], maxDuplicates = 8): fc.Arbitrary<T[]> {
+  if (items.length === 0) return fc.constant([]);
+  return fc
+    .tuple(
+      fc.shuffledSubarray([...items], { minLength: items.length, maxLength: items.length }),
+      fc.array(fc.tuple(fc.nat({ max: items.length - 1 }), fc.nat()), { maxLength: maxDuplicates }),
+    )
+    .map(([order, duplicates]) => {
+      const out = [...order];
+      for (const [which, where] of duplicates) out.splice(where % (out.length + 1), 0, items[which] as T);
+      return out;
+    });
+}
+
+/** A history together with a random delivery of its changes. */
+export function arbHistoryAndDelivery(policy: Policy, options: HistoryOptions = {}): fc.Arbitrary<{ history: History; delivery: Change[] }> {
+  return arbHistory(policy, options).chain((history) => arbDelivery(history.changes).map((delivery) => ({ history, delivery })));
 }

@@ -9,7 +9,7 @@
 import type { Change, SpaceId } from '@syncline/core';
 import { wrap, type IDBPDatabase, type IDBPTransaction } from 'idb';
 import { ReplicaError } from '../errors.js';
-import type { Key, KeyRange } from './keys.js';
+import { compareKeys, type Key, type KeyRange } from './keys.js';
 import type { ScanOptions, Storage, StorageFactory, StorageTx, StoredRecord, TxMode } from './types.js';
 
 const DB_VERSION = 1;
@@ -21,6 +21,13 @@ export interface IndexedDbOptions {
   readonly indexedDB?: IDBFactory;
   /** Matching IDBKeyRange constructor (fake-indexeddb ships its own). */
   readonly IDBKeyRange?: typeof IDBKeyRange;
+}
+
+/** A range no key can fall in: IDBKeyRange.bound throws DataError for it, the contract says "empty". */
+function isEmptyRange(range: KeyRange): boolean {
+  if (range.lower === undefined || range.upper === undefined) return false;
+  const c = compareKeys(range.lower, range.upper);
+  return c > 0 || (c === 0 && (range.lowerOpen === true || range.upperOpen === true));
 }
 
 function toIdbRange(Range: typeof IDBKeyRange, range: KeyRange): IDBKeyRange | undefined {
@@ -96,10 +103,12 @@ class IdbTx implements StorageTx {
     const space = options.space;
     return this.#collect(this.tx.objectStore('records') as unknown as IDBObjectStore, range, options, space === undefined ? undefined : (r) => r.space === space);
   }
-  scanIndex(range: KeyRange, options: ScanOptions = {}): Promise<StoredRecord[]> {
+  async scanIndex(range: KeyRange, options: ScanOptions = {}): Promise<StoredRecord[]> {
+    if (isEmptyRange(range)) return [];
     return this.#collect(this.tx.objectStore('records').index('ix') as unknown as IDBIndex, toIdbRange(this.Range, range), options);
   }
   async countIndex(range: KeyRange): Promise<number> {
+    if (isEmptyRange(range)) return 0;
     return this.tx.objectStore('records').index('ix').count(toIdbRange(this.Range, range));
   }
   async countRecords(collection: string): Promise<number> {

@@ -139,7 +139,7 @@ export function tuple<const S extends readonly Schema<unknown>[]>(...items: S): 
     describe: `tuple(${items.map((s) => s.describe).join(',')})`,
     identity,
     read(value, ctx, path) {
-      if (value === undefined || value.length !== items.length) invalid(path, `an array of ${items.length} items`);
+      if (!Array.isArray(value) || value.length !== items.length) invalid(path, `an array of ${items.length} items`);
       return items.map((s, i) => s.read(value[i], ctx, `${path}[${i}]`)) as TupleOf<S>;
     },
     write: (value, ctx) => (identity ? value : items.map((s, i) => s.write(value[i], ctx))),

@@ -10,5 +10,5 @@ export const PROTOCOL_VERSION = 1;
 export const MIN_PROTOCOL_VERSION = 1;
 
 export function isSupportedProtocol(version: number): boolean {
-  return version >= MIN_PROTOCOL_VERSION && version <= PROTOCOL_VERSION;
+  return Number.isInteger(version) && version >= MIN_PROTOCOL_VERSION && version <= PROTOCOL_VERSION;
 }

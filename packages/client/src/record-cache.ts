@@ -1,0 +1,45 @@
+/**
+ * Reads every record a transaction will touch with all requests issued at once
+ * (IndexedDB answers them in order without a round trip per record), then keeps
+ * the latest version of each in memory while the transaction builds on them.
+ */
+import type { SpaceId } from '@syncline/core';
+import type { StorageTx, StoredRecord } from './storage/types.js';
+
+export interface RecordAddress {
+  readonly collection: string;
+  readonly id: string;
+  readonly space: SpaceId;
+}
+
+const keyOf = (a: RecordAddress): string => JSON.stringify([a.collection, a.id, a.space]);
+
+export class RecordCache {
+  readonly #records = new Map<string, StoredRecord | undefined>();
+  readonly #dirty = new Set<string>();
+
+  static async load(tx: StorageTx, addresses: Iterable<RecordAddress>): Promise<RecordCache> {
+    const cache = new RecordCache();
+    const unique = new Map<string, RecordAddress>();
+    for (const a of addresses) unique.set(keyOf(a), a);
+    const keys = [...unique.keys()];
+    const records = await Promise.all([...unique.values()].map((a) => tx.getRecord(a.collection, a.id, a.space)));
+    keys.forEach((key, i) => cache.#records.set(key, records[i]));
+    return cache;
+  }
+
+  get(address: RecordAddress): StoredRecord | undefined {
+    return this.#records.get(keyOf(address));
+  }
+
+  set(record: StoredRecord): void {
+    const key = keyOf(record);
+    this.#records.set(key, record);
+    this.#dirty.add(key);
+  }
+
+  /** Records changed through set(), each once, in the order first changed. */
+  changed(): StoredRecord[] {
+    return [...this.#dirty].map((key) => this.#records.get(key) as StoredRecord);
+  }
+}

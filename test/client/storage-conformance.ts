@@ -1,0 +1,448 @@
+/**
+ * The storage contract (packages/client/src/storage/types.ts), written once and run
+ * against every adapter, like automerge-repo's storage-adapter-tests. Call
+ * `storageConformance(name, makeFactory)` inside a test file; every call of
+ * `makeFactory` must give a fresh, isolated namespace of databases.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { applyChange, formatTimestamp, replicaId, spaceId, type Change, type RecordState, type SpaceId } from '@syncline/core';
+import type { Key, Storage, StorageFactory, StoredRecord } from '@syncline/client';
+
+const S1 = spaceId('s1');
+const S2 = spaceId('s2');
+/** Shares a prefix with s1: a range over s1's keys must not reach it. */
+const S10 = spaceId('s10');
+const WRITER = replicaId('writer');
+
+function change(space: SpaceId, seq: number, extra: Partial<Change> = {}): Change {
+  return {
+    space,
+    collection: 'events',
+    id: `e${seq}`,
+    replica: WRITER,
+    seq,
+    hlc: formatTimestamp({ wall: 1_000 + seq, counter: 0, replica: WRITER }),
+    op: 'put',
+    fields: { n: seq },
+    ...extra,
+  } as Change;
+}
+
+/** A real record state with Maps (lww fields, merge contexts) and bytes (crdt), to check round-trips. */
+function richState(): RecordState {
+  let state = applyChange(undefined, change(S1, 1, { op: 'put', fields: { title: 'a', nested: { list: [1, 'x', null] } } } as Partial<Change>));
+  state = applyChange(state, change(S1, 2, { op: 'patch', fields: { more: true }, unset: ['title'] } as Partial<Change>));
+  state = applyChange(state, change(S1, 3, { op: 'version', value: { v: 1 }, context: new Map([[WRITER, 2]]) } as Partial<Change>));
+  return state;
+}
+
+function record(collection: string, id: string, space: SpaceId, ix: readonly Key[] = [], value: Record<string, unknown> | undefined = { id }): StoredRecord {
+  return { collection, id, space, state: {}, value: value as StoredRecord['value'], ix };
+}
+
+const ids = (records: readonly StoredRecord[]): string[] => records.map((r) => `${r.id}@${r.space}`);
+
+export function storageConformance(name: string, makeFactory: () => StorageFactory): void {
+  describe(`storage conformance: ${name}`, () => {
+    const open: Storage[] = [];
+    let factory: StorageFactory;
+    let dbCount = 0;
+
+    async function connect(db?: string): Promise<Storage> {
+      factory ??= makeFactory();
+      const storage = await factory(db ?? `db${dbCount}`);
+      open.push(storage);
+      return storage;
+    }
+    /** A fresh database (a new name in a fresh factory). */
+    async function fresh(): Promise<Storage> {
+      factory = makeFactory();
+      dbCount++;
+      return connect();
+    }
+
+    afterEach(async () => {
+      await Promise.all(open.splice(0).map((s) => s.close()));
+    });
+
+    it('meta: missing keys are undefined; values round-trip by copy', async () => {
+      const s = await fresh();
+      const value = { list: [1, 'two', { three: 3 }], map: new Map([['k', 1]]), bytes: new Uint8Array([1, 2, 3]) };
+      await s.transaction('readwrite', async (tx) => {
+        expect(await tx.getMeta('nothing')).toBeUndefined();
+        await tx.setMeta('obj', value);
+        await tx.setMeta('num', 42);
+        await tx.setMeta('str', 'x');
+        await tx.setMeta('num', 43);
+        // A transaction reads its own writes.
+        expect(await tx.getMeta('num')).toBe(43);
+      });
+      value.list.push('mutated after the write');
+      const read = await s.transaction('readonly', async (tx) => [await tx.getMeta<typeof value>('obj'), await tx.getMeta('num'), await tx.getMeta('str')] as const);
+      expect(read).toEqual([{ list: [1, 'two', { three: 3 }], map: new Map([['k', 1]]), bytes: new Uint8Array([1, 2, 3]) }, 43, 'x']);
+      (read[0] as typeof value).list.push('mutated after the read');
+      expect(await s.transaction('readonly', (tx) => tx.getMeta<typeof value>('obj'))).toEqual({ list: [1, 'two', { three: 3 }], map: new Map([['k', 1]]), bytes: new Uint8Array([1, 2, 3]) });
+    });
+
+    it('records: put/get by (collection, id, space), overwrite, rich states round-trip', async () => {
+      const s = await fresh();
+      const state = richState();
+      const a: StoredRecord = { collection: 'events', id: 'x', space: S1, state, value: { v: 1 }, ix: [[1, 'k', 'x', S1]] };
+      await s.transaction('readwrite', async (tx) => {
+        await tx.putRecord(a);
+        await tx.putRecord(record('events', 'x', S2, [], { other: 'space' }));
+        await tx.putRecord(record('tasks', 'x', S1, [], { other: 'collection' }));
+        expect((await tx.getRecord('events', 'x', S1))?.value).toEqual({ v: 1 });
+      });
+      await s.transaction('readonly', async (tx) => {
+        expect(await tx.getRecord('events', 'x', S1)).toEqual(a);
+        expect((await tx.getRecord('events', 'x', S2))?.value).toEqual({ other: 'space' });
+        expect((await tx.getRecord('tasks', 'x', S1))?.value).toEqual({ other: 'collection' });
+        expect(await tx.getRecord('events', 'y', S1)).toBeUndefined();
+        expect(await tx.getRecord('events', 'x', S10)).toBeUndefined();
+        expect(await tx.countRecords('events')).toBe(2);
+        expect(await tx.countRecords('tasks')).toBe(1);
+        expect(await tx.countRecords('none')).toBe(0);
+      });
+      await s.transaction('readwrite', (tx) => tx.putRecord({ ...a, value: { v: 2 }, ix: [] }));
+      const after = await s.transaction('readonly', async (tx) => [await tx.getRecord('events', 'x', S1), await tx.countRecords('events')] as const);
+      expect(after[0]?.value).toEqual({ v: 2 });
+      expect(after[0]?.ix).toEqual([]);
+      expect(after[1]).toBe(2);
+    });
+
+    it('scanRecords: key order [collection, id, space], offset, limit, desc, space filter', async () => {
+      const s = await fresh();
+      // Inserted out of order; ids compare as strings by UTF-16 code unit.
+      const keys: Array<[string, SpaceId]> = [
+        ['b', S1],
+        ['a', S2],
+        ['a', S1],
+        ['aa', S1],
+        ['B', S1],
+        ['10', S2],
+        ['9', S1],
+        ['\u00e9', S1],
+        ['a', S10],
+      ];
+      await s.transaction('readwrite', async (tx) => {
+        for (const [id, space] of keys) await tx.putRecord(record('events', id, space));
+        await tx.putRecord(record('event', 'z', S1));
+        await tx.putRecord(record('eventsX', 'a', S1));
+      });
+      const all = ['10@s2', '9@s1', 'B@s1', 'a@s1', 'a@s10', 'a@s2', 'aa@s1', 'b@s1', '\u00e9@s1'];
+      await s.transaction('readonly', async (tx) => {
+        expect(ids(await tx.scanRecords('events'))).toEqual(all);
+        expect(ids(await tx.scanRecords('events', { direction: 'desc' }))).toEqual([...all].reverse());
+        expect(ids(await tx.scanRecords('events', { offset: 2, limit: 3 }))).toEqual(all.slice(2, 5));
+        expect(ids(await tx.scanRecords('events', { offset: 7 }))).toEqual(all.slice(7));
+        expect(ids(await tx.scanRecords('events', { limit: 0 }))).toEqual([]);
+        expect(ids(await tx.scanRecords('events', { offset: 100 }))).toEqual([]);
+        expect(ids(await tx.scanRecords('events', { direction: 'desc', offset: 1, limit: 2 }))).toEqual([all[7], all[6]]);
+        const s1 = all.filter((k) => k.endsWith('@s1'));
+        expect(ids(await tx.scanRecords('events', { space: S1 }))).toEqual(s1);
+        // offset and limit count records of the space only
+        expect(ids(await tx.scanRecords('events', { space: S1, offset: 1, limit: 3 }))).toEqual(s1.slice(1, 4));
+        expect(ids(await tx.scanRecords('events', { space: S1, direction: 'desc', offset: 1, limit: 2 }))).toEqual([...s1].reverse().slice(1, 3));
+        expect(ids(await tx.scanRecords('events', { space: S2 }))).toEqual(['10@s2', 'a@s2']);
+        expect(ids(await tx.scanRecords('event'))).toEqual(['z@s1']);
+        expect(ids(await tx.scanRecords('nothing'))).toEqual([]);
+      });
+    });
+
+    describe('scanIndex and countIndex', () => {
+      // Index values in IndexedDB key order: numbers < strings < arrays; arrays element by element, shorter first.
+      const ordered: Key[] = [-Infinity, -5, 0, 2.5, 10, Infinity, '', '10', 'A', 'a', 'ab', 'b', [], [1], ['a'], ['a', 1], ['b']];
+
+      async function seeded(): Promise<Storage> {
+        const s = await fresh();
+        await s.transaction('readwrite', async (tx) => {
+          // Inserted in reverse order, with a second index (2) and a record carrying two keys.
+          for (let i = ordered.length - 1; i >= 0; i--) {
+            const id = `r${String(i).padStart(2, '0')}`;
+            await tx.putRecord(record('events', id, S1, [[1, ordered[i] as Key, id, S1], [2, i, id, S1]]));
+          }
+          await tx.putRecord(record('events', 'twin', S2, [[1, 'a', 'twin', S2], [1, 'b', 'twin', S2]]));
+          await tx.putRecord(record('events', 'gone', S1, []));
+        });
+        return s;
+      }
+      const idsOf = (indexes: number[]): string[] => indexes.map((i) => `r${String(i).padStart(2, '0')}@s1`);
+
+      it('scans in key order, with ranges over array keys', async () => {
+        const s = await seeded();
+        const n = ordered.length;
+        const seq = (from: number, to: number): number[] => Array.from({ length: to - from }, (_, k) => from + k);
+        const iA = ordered.indexOf('a');
+        const iB = ordered.indexOf('b');
+        const whole = [...seq(0, iA + 1), -1, ...seq(iA + 1, iB + 1), -2, ...seq(iB + 1, n)];
+        const named = (xs: number[]) => xs.map((i) => (i === -1 || i === -2 ? 'twin@s2' : idsOf([i])[0]));
+        await s.transaction('readonly', async (tx) => {
+          expect(ids(await tx.scanIndex({ lower: [1], upper: [1, [[]]] }))).toEqual(named(whole));
+          expect(await tx.countIndex({ lower: [1], upper: [1, [[]]] })).toBe(n + 2);
+          // The whole index (both index numbers) without bounds.
+          expect(await tx.countIndex({})).toBe(2 * n + 2);
+          expect(ids(await tx.scanIndex({ lower: [2] }))).toEqual(idsOf(seq(0, n)));
+          expect(ids(await tx.scanIndex({ upper: [2] }))).toEqual(named(whole));
+          // Numbers only: [1, number, ...] sorts below [1, '', ...].
+          expect(ids(await tx.scanIndex({ lower: [1], upper: [1, ''], upperOpen: true }))).toEqual(idsOf(seq(0, 6)));
+          // Strings only.
+          expect(ids(await tx.scanIndex({ lower: [1, ''], upper: [1, []], upperOpen: true }))).toEqual(named(whole.slice(6, 14)));
+          // Arrays only.
+          expect(ids(await tx.scanIndex({ lower: [1, []], upper: [1, [[]], [[]]] }))).toEqual(idsOf(seq(12, n)));
+          // Open and closed bounds on an exact value: [1, 'a'] < [1, 'a', id, space].
+          expect(ids(await tx.scanIndex({ lower: [1, 'a'], upper: [1, 'a', [[]]] }))).toEqual([...idsOf([iA]), 'twin@s2']);
+          expect(ids(await tx.scanIndex({ lower: [1, 'a', [[]]], lowerOpen: true, upper: [1, 'b'], upperOpen: true }))).toEqual(named(whole.slice(iA + 2, iB + 1)));
+          expect(await tx.countIndex({ lower: [1, 'a', 'r09', S1], lowerOpen: true, upper: [1, 'a', [[]]] })).toBe(1);
+          expect(await tx.countIndex({ lower: [1, 'a', 'r09', S1], upper: [1, 'a', [[]]] })).toBe(2);
+          // Empty ranges (lower above upper, or equal bounds with an open side) hold nothing.
+          expect(await tx.countIndex({ lower: [1, 5], upper: [1, 1] })).toBe(0);
+          expect(ids(await tx.scanIndex({ lower: [1, 5], upper: [1, 1] }))).toEqual([]);
+          expect(ids(await tx.scanIndex({ lower: [1, 'a'], upper: [1, 'a'], upperOpen: true }, { direction: 'desc' }))).toEqual([]);
+          expect(await tx.countIndex({ lower: [1, 'a'], upper: [1, 'a'], lowerOpen: true })).toBe(0);
+          expect(await tx.countIndex({ lower: [1, 'a', 'r09', S1], upper: [1, 'a', 'r09', S1] })).toBe(1);
+          expect(ids(await tx.scanIndex({ lower: [3] }))).toEqual([]);
+        });
+      });
+
+      it('honours desc, offset and limit', async () => {
+        const s = await seeded();
+        const range = { lower: [2], upper: [2, [[]]] };
+        const all = idsOf(Array.from({ length: ordered.length }, (_, i) => i));
+        await s.transaction('readonly', async (tx) => {
+          expect(ids(await tx.scanIndex(range, { direction: 'desc' }))).toEqual([...all].reverse());
+          expect(ids(await tx.scanIndex(range, { offset: 3, limit: 4 }))).toEqual(all.slice(3, 7));
+          expect(ids(await tx.scanIndex(range, { direction: 'desc', offset: 3, limit: 4 }))).toEqual([...all].reverse().slice(3, 7));
+          expect(ids(await tx.scanIndex(range, { direction: 'desc', offset: 2 }))).toEqual([...all].reverse().slice(2));
+          expect(ids(await tx.scanIndex(range, { limit: 0 }))).toEqual([]);
+          expect(ids(await tx.scanIndex(range, { offset: 1_000 }))).toEqual([]);
+          expect(ids(await tx.scanIndex(range, { offset: 1_000, direction: 'desc' }))).toEqual([]);
+        });
+      });
+
+      it('replacing a record replaces its index keys; a record without keys is in no range', async () => {
+        const s = await seeded();
+        await s.transaction('readwrite', async (tx) => {
+          await tx.putRecord(record('events', 'r00', S1, [[2, 1000, 'r00', S1]]));
+          // Reads inside the transaction see the new keys.
+          expect(ids(await tx.scanIndex({ lower: [2, 1000], upper: [2, 1000, [[]]] }))).toEqual(['r00@s1']);
+          expect(await tx.countIndex({ lower: [1, -Infinity], upper: [1, -Infinity, [[]]] })).toBe(0);
+        });
+        await s.transaction('readonly', async (tx) => {
+          expect(await tx.countIndex({ lower: [1, -Infinity], upper: [1, -Infinity, [[]]] })).toBe(0);
+          expect(ids(await tx.scanIndex({ lower: [2], upper: [2, [[]]] }, { direction: 'desc', limit: 1 }))).toEqual(['r00@s1']);
+          expect(await tx.countIndex({ lower: [2], upper: [2, [[]]] })).toBe(ordered.length);
+          expect((await tx.scanIndex({})).some((r) => r.id === 'gone')).toBe(false);
+        });
+      });
+    });
+
+    it('outbox: add, read per space in seq order, ack, count', async () => {
+      const s = await fresh();
+      const crdt = change(S1, 2, { op: 'crdt', field: 'notes', type: 'text', update: new Uint8Array([1, 2, 3]) } as Partial<Change>);
+      const version = change(S1, 4, { op: 'version', value: { a: 1 }, context: new Map([[WRITER, 3]]) } as Partial<Change>);
+      await s.transaction('readwrite', async (tx) => {
+        for (const c of [change(S1, 3), change(S2, 1), version, crdt, change(S10, 1), change(S1, 1), change(S2, 2)]) await tx.addOutbox(c);
+      });
+      await s.transaction('readonly', async (tx) => {
+        const s1 = await tx.readOutbox(S1, 100);
+        expect(s1.map((c) => c.seq)).toEqual([1, 2, 3, 4]);
+        expect(s1[1]).toEqual(crdt);
+        expect(s1[1]?.op === 'crdt' && s1[1].update).toBeInstanceOf(Uint8Array);
+        expect(s1[3]).toEqual(version);
+        expect((await tx.readOutbox(S1, 2)).map((c) => c.seq)).toEqual([1, 2]);
+        expect((await tx.readOutbox(S2, 100)).map((c) => [c.space, c.seq])).toEqual([
+          ['s2', 1],
+          ['s2', 2],
+        ]);
+        expect((await tx.readOutbox(S10, 100)).map((c) => [c.space, c.seq])).toEqual([['s10', 1]]);
+        expect(await tx.readOutbox(spaceId('s3'), 100)).toEqual([]);
+        expect(await tx.countOutbox()).toBe(7);
+        expect(await tx.countOutbox(S1)).toBe(4);
+        expect(await tx.countOutbox(S10)).toBe(1);
+      });
+      expect(await s.transaction('readwrite', (tx) => tx.ackOutbox(S1, 2))).toBe(2);
+      await s.transaction('readwrite', async (tx) => {
+        expect((await tx.readOutbox(S1, 100)).map((c) => c.seq)).toEqual([3, 4]);
+        expect(await tx.ackOutbox(S1, 2)).toBe(0);
+        // Acknowledging inside a transaction is visible to that transaction.
+        expect(await tx.ackOutbox(S1, 3)).toBe(1);
+        expect((await tx.readOutbox(S1, 100)).map((c) => c.seq)).toEqual([4]);
+        await tx.addOutbox(change(S1, 5));
+        expect((await tx.readOutbox(S1, 100)).map((c) => c.seq)).toEqual([4, 5]);
+      });
+      await s.transaction('readonly', async (tx) => {
+        expect((await tx.readOutbox(S1, 100)).map((c) => c.seq)).toEqual([4, 5]);
+        expect(await tx.countOutbox(S2)).toBe(2);
+        expect(await tx.countOutbox(S10)).toBe(1);
+        expect(await tx.countOutbox()).toBe(5);
+      });
+      expect(await s.transaction('readwrite', (tx) => tx.ackOutbox(S1, 1_000))).toBe(2);
+      expect(await s.transaction('readonly', (tx) => tx.countOutbox(S1))).toBe(0);
+    });
+
+    it('a transaction returns its callback result; reads inside see the transaction writes', async () => {
+      const s = await fresh();
+      const result = await s.transaction('readwrite', async (tx) => {
+        await tx.putRecord(record('events', 'x', S1, [[1, 'v', 'x', S1]]));
+        await tx.addOutbox(change(S1, 1));
+        return [
+          ids(await tx.scanRecords('events')),
+          ids(await tx.scanIndex({ lower: [1], upper: [1, [[]]] })),
+          await tx.countIndex({ lower: [1], upper: [1, [[]]] }),
+          await tx.countRecords('events'),
+          await tx.countOutbox(S1),
+        ];
+      });
+      expect(result).toEqual([['x@s1'], ['x@s1'], 1, 1, 1]);
+    });
+
+    describe('atomicity', () => {
+      async function writeAll(tx: Parameters<Parameters<Storage['transaction']>[1]>[0]): Promise<void> {
+        await tx.setMeta('seq', 1);
+        await tx.putRecord(record('events', 'x', S1, [[1, 'v', 'x', S1]]));
+        await tx.addOutbox(change(S1, 1));
+        await tx.setMeta('seq', 2);
+      }
+      async function expectUntouched(s: Storage): Promise<void> {
+        const seen = await s.transaction('readonly', async (tx) => [
+          await tx.getMeta('seq'),
+          await tx.getRecord('events', 'x', S1),
+          await tx.countRecords('events'),
+          await tx.countIndex({ lower: [1], upper: [1, [[]]] }),
+          await tx.countOutbox(),
+          await tx.getRecord('events', 'kept', S1),
+        ]);
+        expect(seen).toEqual([undefined, undefined, 0, 0, 0, undefined]);
+      }
+
+      it('an exception inside a read-write transaction leaves nothing and is rethrown', async () => {
+        const s = await fresh();
+        const boom = new Error('boom');
+        await expect(
+          s.transaction('readwrite', async (tx) => {
+            await writeAll(tx);
+            throw boom;
+          }),
+        ).rejects.toBe(boom);
+        await expectUntouched(s);
+        // The storage keeps working after a failed transaction.
+        await s.transaction('readwrite', (tx) => tx.putRecord(record('events', 'y', S1)));
+        expect(await s.transaction('readonly', (tx) => tx.countRecords('events'))).toBe(1);
+      });
+
+      it('tx.abort() inside a read-write transaction leaves nothing and rejects', async () => {
+        const s = await fresh();
+        await expect(
+          s.transaction('readwrite', async (tx) => {
+            await writeAll(tx);
+            tx.abort();
+            return 'finished';
+          }),
+        ).rejects.toThrow();
+        await expectUntouched(s);
+        await s.transaction('readwrite', (tx) => tx.setMeta('after', 1));
+        expect(await s.transaction('readonly', (tx) => tx.getMeta('after'))).toBe(1);
+      });
+
+      it('an ack in a failed transaction leaves the outbox as it was', async () => {
+        const s = await fresh();
+        await s.transaction('readwrite', async (tx) => {
+          for (let seq = 1; seq <= 3; seq++) await tx.addOutbox(change(S1, seq));
+        });
+        await expect(
+          s.transaction('readwrite', async (tx) => {
+            await tx.ackOutbox(S1, 3);
+            throw new Error('crash before commit');
+          }),
+        ).rejects.toThrow('crash before commit');
+        expect(await s.transaction('readonly', async (tx) => (await tx.readOutbox(S1, 10)).map((c) => c.seq))).toEqual([1, 2, 3]);
+      });
+
+      it('a read-only transaction cannot write', async () => {
+        const s = await fresh();
+        await expect(s.transaction('readonly', (tx) => tx.setMeta('k', 1))).rejects.toThrow();
+        await expect(s.transaction('readonly', (tx) => tx.putRecord(record('events', 'x', S1)))).rejects.toThrow();
+        await expectUntouched(s);
+      });
+
+      it('a concurrent reader sees all of a transaction or none of it', async () => {
+        const s = await fresh();
+        const reads: Array<Promise<number>> = [];
+        const readPair = () => s.transaction('readonly', async (tx) => ((await tx.getRecord('events', 'a', S1)) ? 1 : 0) + ((await tx.getRecord('events', 'b', S1)) ? 1 : 0));
+        const write = s.transaction('readwrite', async (tx) => {
+          await tx.putRecord(record('events', 'a', S1));
+          reads.push(readPair());
+          await tx.getMeta('anything');
+          await tx.putRecord(record('events', 'b', S1));
+          reads.push(readPair());
+        });
+        reads.push(readPair());
+        await write;
+        reads.push(readPair());
+        const seen = await Promise.all(reads);
+        for (const n of seen) expect([0, 2]).toContain(n);
+        expect(seen[seen.length - 1]).toBe(2);
+      });
+    });
+
+    it('two connections to one database see each other committed writes; other names are separate', async () => {
+      const a = await fresh();
+      const b = await connect();
+      const other = await connect('another-db');
+      await a.transaction('readwrite', async (tx) => {
+        await tx.setMeta('from', 'a');
+        await tx.putRecord(record('events', 'x', S1, [[1, 'k', 'x', S1]]));
+        await tx.addOutbox(change(S1, 1));
+      });
+      await b.transaction('readonly', async (tx) => {
+        expect(await tx.getMeta('from')).toBe('a');
+        expect((await tx.getRecord('events', 'x', S1))?.value).toEqual({ id: 'x' });
+        expect(await tx.countIndex({ lower: [1], upper: [1, [[]]] })).toBe(1);
+        expect((await tx.readOutbox(S1, 10)).map((c) => c.seq)).toEqual([1]);
+      });
+      await b.transaction('readwrite', (tx) => tx.ackOutbox(S1, 1));
+      expect(await a.transaction('readonly', (tx) => tx.countOutbox())).toBe(0);
+      await other.transaction('readonly', async (tx) => {
+        expect(await tx.getMeta('from')).toBeUndefined();
+        expect(await tx.countRecords('events')).toBe(0);
+      });
+      // A database outlives its connections: reopen after closing both.
+      await a.close();
+      await b.close();
+      const c = await connect();
+      expect(await c.transaction('readonly', (tx) => tx.getMeta('from'))).toBe('a');
+    });
+
+    it('concurrent read-write transactions are serialized: no lost update, also across connections', async () => {
+      const a = await fresh();
+      const b = await connect();
+      const increment = (s: Storage) =>
+        s.transaction('readwrite', async (tx) => {
+          const n = (await tx.getMeta<number>('counter')) ?? 0;
+          // Another request between the read and the write widens the window for a lost update.
+          await tx.getRecord('events', 'x', S1);
+          await tx.setMeta('counter', n + 1);
+          await tx.addOutbox(change(S1, n + 1));
+          return n + 1;
+        });
+      const results = await Promise.all(Array.from({ length: 50 }, (_, i) => increment(i % 2 === 0 ? a : b)));
+      expect([...results].sort((x, y) => x - y)).toEqual(Array.from({ length: 50 }, (_, i) => i + 1));
+      await a.transaction('readonly', async (tx) => {
+        expect(await tx.getMeta('counter')).toBe(50);
+        expect(await tx.countOutbox(S1)).toBe(50);
+      });
+    });
+
+    it('close is idempotent and later transactions are refused', async () => {
+      const s = await fresh();
+      await s.transaction('readwrite', (tx) => tx.setMeta('k', 1));
+      await s.close();
+      await s.close();
+      await expect(s.transaction('readonly', (tx) => tx.getMeta('k'))).rejects.toThrow();
+      await expect(s.transaction('readwrite', (tx) => tx.setMeta('k', 2))).rejects.toThrow();
+      const again = await connect();
+      expect(await again.transaction('readonly', (tx) => tx.getMeta('k'))).toBe(1);
+    });
+  });
+}

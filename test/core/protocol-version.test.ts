@@ -1,0 +1,244 @@
+/**
+ * Guards the wire format (after Zero's protocol-version.test.ts). The hash of
+ * describeProtocol() is recorded per PROTOCOL_VERSION: changing any message schema
+ * or the frame changes the hash, and this test fails until PROTOCOL_VERSION is
+ * bumped and the new hash recorded below. Old entries stay: they document which
+ * wire shape each version had. The golden frames pin the exact bytes too, which
+ * catches encoder changes (key order, attachment order, varints) that leave the
+ * schema descriptions alone.
+ */
+import { createHash } from 'node:crypto';
+import * as Y from 'yjs';
+import { describe, expect, it } from 'vitest';
+import {
+  ERROR_CODES,
+  MIN_PROTOCOL_VERSION,
+  PROTOCOL_VERSION,
+  decodeDownstream,
+  decodeUpstream,
+  describeProtocol,
+  encodeDownstream,
+  encodeUpstream,
+  isSupportedProtocol,
+  type DownstreamMessage,
+  type Fields,
+  type HlcString,
+  type ReplicaId,
+  type SpaceId,
+  type UpstreamMessage,
+} from '@syncline/core';
+
+/** sha256(describeProtocol()) per protocol version. Append a line per version; never edit an old one. */
+const WIRE_HASHES: Readonly<Record<number, string>> = {
+  1: '105281be674ee176b2498c368954412b62fbe396776ff1c57d3c78b8bd3cbfad',
+};
+
+const hash = (text: string): string => createHash('sha256').update(text).digest('hex');
+const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
+const fromHex = (h: string): Uint8Array => Uint8Array.from(Buffer.from(h, 'hex'));
+
+describe('protocol version guard', () => {
+  it('the wire format hash is recorded for the current PROTOCOL_VERSION', () => {
+    const actual = hash(describeProtocol());
+    const recorded = WIRE_HASHES[PROTOCOL_VERSION];
+    if (recorded !== actual) {
+      const known = Object.entries(WIRE_HASHES).find(([, h]) => h === actual);
+      throw new Error(
+        'wire format changed: bump PROTOCOL_VERSION in packages/core/src/protocol/version.ts and record the new hash ' +
+          `in test/core/protocol-version.test.ts as ${PROTOCOL_VERSION + (recorded === undefined ? 0 : 1)}: '${actual}'` +
+          ` (recorded for version ${PROTOCOL_VERSION}: ${recorded === undefined ? 'nothing' : `'${recorded}'`}` +
+          `${known ? `; this wire shape is version ${known[0]}'s` : ''})`,
+      );
+    }
+  });
+
+  it('every recorded version has its own wire shape, and none is newer than PROTOCOL_VERSION', () => {
+    const versions = Object.keys(WIRE_HASHES).map(Number);
+    expect(Math.max(...versions)).toBe(PROTOCOL_VERSION);
+    expect(new Set(Object.values(WIRE_HASHES)).size).toBe(versions.length);
+    for (const h of Object.values(WIRE_HASHES)) expect(h).toMatch(/^[0-9a-f]{64}$/);
+  });
+
+  it('describeProtocol is deterministic and covers every message, field and encoding rule', () => {
+    const description = describeProtocol();
+    expect(describeProtocol()).toBe(description);
+    for (const type of ['hello', 'push', 'ping', 'pong', 'welcome', 'ack', 'changes', 'snapshot', 'synced', 'error']) {
+      expect(description).toContain(`literal:${type}`);
+    }
+    for (const op of ['put', 'patch', 'delete', 'version', 'crdt']) expect(description).toContain(`literal:${op}`);
+    // Nested shapes are described all the way down, so changing any of them changes the hash.
+    for (const part of ['frame:83', 'bytes', 'versionVector(array(tuple(string:replicaId,int:1:', 'lwwField(name,hlc,json?)', 'lwwState(', 'crdtFields(', 'string:hlc', 'oneOf:text|map|array', 'oneOf:read|write']) {
+      expect(description).toContain(part);
+    }
+  });
+});
+
+// ---------------------------------------------------------------------------
+
+const R = 'r1' as ReplicaId;
+const S = 'cal/team-7' as SpaceId;
+const ts = (wall: number, counter = 0, replica = 'r1'): HlcString =>
+  `${wall.toString(16).padStart(12, '0')}-${counter.toString(16).padStart(4, '0')}-${replica}` as HlcString;
+
+/** A real Yjs v1 update: a text root named "value" holding "hi", client id 7. */
+const YJS_HI = fromHex('0101070004010576616c756502686900');
+
+const hello: UpstreamMessage = { type: 'hello', protocol: 1, replica: R, token: 'tok', spaces: [{ space: S, after: 42 }], time: 1_700_000_000_000 };
+
+const push: UpstreamMessage = {
+  type: 'push',
+  space: S,
+  changes: [
+    { space: S, collection: 'notes', id: 'n1', replica: R, seq: 7, hlc: ts(1_700_000_000_000, 1), op: 'crdt', field: 'body', type: 'text', update: YJS_HI },
+    { space: S, collection: 'notes', id: 'n1', replica: R, seq: 8, hlc: ts(1_700_000_000_001), op: 'version', value: { title: 'Hi' }, context: new Map([['r2' as ReplicaId, 3]]) },
+  ],
+};
+
+const snapshot: DownstreamMessage = {
+  type: 'snapshot',
+  space: S,
+  position: 120,
+  chunk: 0,
+  chunks: 2,
+  total: 3,
+  records: [
+    {
+      collection: 'events',
+      id: '__proto__',
+      state: {
+        lww: {
+          cleared: ts(5),
+          deleted: undefined,
+          touched: ts(6),
+          fields: new Map([
+            ['title', { hlc: ts(6), value: null }],
+            ['place', { hlc: ts(6), value: undefined }],
+          ]),
+        },
+        crdt: new Map([['notes', { type: 'text' as const, update: YJS_HI, touched: ts(7, 0, 'r2') }]]),
+      },
+    },
+  ],
+};
+
+/** Exact frames of protocol version 1. A change here is a wire change: see the hash test. */
+const GOLDEN: ReadonlyArray<{ name: string; direction: 'up' | 'down'; message: UpstreamMessage | DownstreamMessage; hex: string }> = [
+  {
+    name: 'hello',
+    direction: 'up',
+    message: hello,
+    hex:
+      '53007c7b2270726f746f636f6c223a312c227265706c696361223a227231222c22737061636573223a5b7b2261667465' +
+      '72223a34322c227370616365223a2263616c2f7465616d2d37227d5d2c2274696d65223a313730303030303030303030' +
+      '302c22746f6b656e223a22746f6b222c2274797065223a2268656c6c6f227d',
+  },
+  {
+    name: 'push with a crdt change carrying bytes',
+    direction: 'up',
+    message: push,
+    hex:
+      '530110f3027b226368616e676573223a5b7b22636f6c6c656374696f6e223a226e6f746573222c226669656c64223a22' +
+      '626f6479222c22686c63223a223031386263666535363830302d303030312d7231222c226964223a226e31222c226f70' +
+      '223a2263726474222c227265706c696361223a227231222c22736571223a372c227370616365223a2263616c2f746561' +
+      '6d2d37222c2274797065223a2274657874222c22757064617465223a307d2c7b22636f6c6c656374696f6e223a226e6f' +
+      '746573222c22636f6e74657874223a5b5b227232222c335d5d2c22686c63223a223031386263666535363830312d3030' +
+      '30302d7231222c226964223a226e31222c226f70223a2276657273696f6e222c227265706c696361223a227231222c22' +
+      '736571223a382c227370616365223a2263616c2f7465616d2d37222c2276616c7565223a7b227469746c65223a224869' +
+      '227d7d5d2c227370616365223a2263616c2f7465616d2d37222c2274797065223a2270757368227d0101070004010576' +
+      '616c756502686900',
+  },
+  {
+    name: 'snapshot chunk with lww null/unset and crdt bytes',
+    direction: 'down',
+    message: snapshot,
+    hex:
+      '530110e4027b226368756e6b223a302c226368756e6b73223a322c22706f736974696f6e223a3132302c227265636f72' +
+      '6473223a5b7b22636f6c6c656374696f6e223a226576656e7473222c226964223a225f5f70726f746f5f5f222c227374' +
+      '617465223a7b2263726474223a5b5b226e6f746573222c2274657874222c302c223030303030303030303030372d3030' +
+      '30302d7232225d5d2c226c7777223a7b22636c6561726564223a223030303030303030303030352d303030302d723122' +
+      '2c226669656c6473223a5b5b227469746c65222c223030303030303030303030362d303030302d7231222c6e756c6c5d' +
+      '2c5b22706c616365222c223030303030303030303030362d303030302d7231225d5d2c22746f7563686564223a223030' +
+      '303030303030303030362d303030302d7231227d7d7d5d2c227370616365223a2263616c2f7465616d2d37222c22746f' +
+      '74616c223a332c2274797065223a22736e617073686f74227d0101070004010576616c756502686900',
+  },
+];
+
+describe(`golden frames of protocol version ${PROTOCOL_VERSION}`, () => {
+  it('the sample Yjs update is real', () => {
+    const doc = new Y.Doc();
+    Y.applyUpdate(doc, YJS_HI);
+    expect(doc.getText('value').toString()).toBe('hi');
+  });
+
+  for (const { name, direction, message, hex: golden } of GOLDEN) {
+    it(`${name}: encodes to the pinned bytes`, () => {
+      const bytes = direction === 'up' ? encodeUpstream(message as UpstreamMessage) : encodeDownstream(message as DownstreamMessage);
+      expect(hex(bytes), 'wire format changed: bump PROTOCOL_VERSION in packages/core/src/protocol/version.ts and record the new hash').toBe(golden);
+    });
+
+    it(`${name}: the pinned bytes decode to the message`, () => {
+      const decoded = direction === 'up' ? decodeUpstream(fromHex(golden)) : decodeDownstream(fromHex(golden));
+      expect(decoded).toEqual(message);
+    });
+  }
+
+  it('the push frame carries the Yjs update raw, after the JSON, not inside it', () => {
+    const frame = GOLDEN[1]?.hex ?? '';
+    expect(frame.endsWith(hex(YJS_HI))).toBe(true);
+    const json = Buffer.from(frame, 'hex').toString('latin1');
+    expect(json).toContain('"update":0');
+    expect(json).not.toContain(Buffer.from(YJS_HI).toString('base64'));
+  });
+
+  it('user keys such as __proto__ are written as data in the frame', () => {
+    const fields = JSON.parse('{"__proto__":{"x":1}}') as Fields;
+    const frame = encodeUpstream({ type: 'push', space: S, changes: [{ space: S, collection: 'c', id: 'i', replica: R, seq: 1, hlc: ts(1), op: 'put', fields }] });
+    expect(Buffer.from(frame).toString('utf8')).toContain('"fields":{"__proto__":{"x":1}}');
+  });
+});
+
+// ---------------------------------------------------------------------------
+
+describe('version negotiation', () => {
+  it('the supported range is [MIN_PROTOCOL_VERSION, PROTOCOL_VERSION], integers from 1', () => {
+    expect(Number.isInteger(MIN_PROTOCOL_VERSION) && Number.isInteger(PROTOCOL_VERSION)).toBe(true);
+    expect(MIN_PROTOCOL_VERSION).toBeGreaterThanOrEqual(1);
+    expect(MIN_PROTOCOL_VERSION).toBeLessThanOrEqual(PROTOCOL_VERSION);
+  });
+
+  it('isSupportedProtocol accepts exactly the versions in range', () => {
+    for (let v = MIN_PROTOCOL_VERSION; v <= PROTOCOL_VERSION; v++) expect(isSupportedProtocol(v), `version ${v}`).toBe(true);
+    expect(isSupportedProtocol(MIN_PROTOCOL_VERSION - 1)).toBe(false);
+    expect(isSupportedProtocol(PROTOCOL_VERSION + 1)).toBe(false);
+    expect(isSupportedProtocol(PROTOCOL_VERSION + 1000)).toBe(false);
+    for (const v of [0, -1, 65535, Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY]) expect(isSupportedProtocol(v), `version ${v}`).toBe(false);
+  });
+
+  it('isSupportedProtocol refuses non-integers, even between supported versions', () => {
+    for (let v = MIN_PROTOCOL_VERSION; v <= PROTOCOL_VERSION; v++) {
+      expect(isSupportedProtocol(v - 0.5), `version ${v - 0.5}`).toBe(false);
+      expect(isSupportedProtocol(v + 0.5), `version ${v + 0.5}`).toBe(false);
+    }
+    expect(isSupportedProtocol(MIN_PROTOCOL_VERSION + Number.EPSILON)).toBe(false);
+  });
+
+  it('a hello from a newer or older peer still decodes, so the server can answer unsupported_protocol', () => {
+    for (const protocol of [PROTOCOL_VERSION + 1, 65535, ...(MIN_PROTOCOL_VERSION > 1 ? [MIN_PROTOCOL_VERSION - 1] : [])]) {
+      const message = { ...hello, protocol } as UpstreamMessage;
+      const decoded = decodeUpstream(encodeUpstream(message));
+      expect(decoded).toEqual(message);
+      expect(isSupportedProtocol((decoded as { protocol: number }).protocol)).toBe(false);
+    }
+  });
+
+  it('the refusal travels as an error message with code unsupported_protocol', () => {
+    expect(Object.hasOwn(ERROR_CODES, 'unsupported_protocol')).toBe(true);
+    const refusal: DownstreamMessage = {
+      type: 'error',
+      code: 'unsupported_protocol',
+      message: `protocol ${PROTOCOL_VERSION + 1} is not supported; this server speaks ${MIN_PROTOCOL_VERSION}..${PROTOCOL_VERSION}`,
+      fatal: true,
+    };
+    expect(decodeDownstream(encodeDownstream(refusal))).toEqual(refusal);
+  });
+});
