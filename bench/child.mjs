@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 
 export async function startChild(script, args = []) {
   const child = fork(fileURLToPath(new URL(`./servers/${script}`, import.meta.url)), args, {
-    execArgv: ['--expose-gc'],
+    execArgv: ['--expose-gc', ...(process.env.BENCH_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROF}`] : [])],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   const waiting = new Map();

@@ -91,8 +91,8 @@ export class LiveLog {
 
 /**
  * Wraps a storage factory to observe or break transactions: `onTx` sees every
- * transaction's mode, `fault` may throw from inside a read-write transaction's
- * addOutbox / putRecord / setMeta (a crash in the middle of a write).
+ * transaction's mode, `fault` may throw to make a read-write transaction's
+ * addOutbox / putRecord / setMeta reject (a crash in the middle of a write).
  */
 export function instrumented(
   inner: StorageFactory,
@@ -111,7 +111,8 @@ export function instrumented(
             const original = (tx[method] as (...args: unknown[]) => unknown).bind(tx);
             faulty[method] =
               method === 'addOutbox' || method === 'putRecord' || method === 'setMeta'
-                ? (...args: unknown[]) => {
+                ? async (...args: unknown[]) => {
+                    // Like the adapters' own methods, a fault is a rejection, never a synchronous throw.
                     hooks.fault?.(method, args[0]);
                     return original(...args);
                   }

@@ -5,8 +5,10 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { compareHlc, formatTimestamp, spaceId, SynclineError, type Change, type Fields, type HlcString } from '@syncline/core';
-import { createReplica, defineSchema, ReplicaError, type CollectionSchema, type Replica, type ReplicaOptions, type Schema, type StorageFactory } from '@syncline/client';
-import { instrumented, nextCommit, outboxCount, outboxOf, storedStates, STORAGES, uniqueName } from './helpers.js';
+import 'fake-indexeddb/auto';
+import { IDBFactory } from 'fake-indexeddb';
+import { createReplica, defineSchema, indexedDbStorage, ReplicaError, type CollectionSchema, type Replica, type ReplicaOptions, type Schema, type StorageFactory } from '@syncline/client';
+import { instrumented, nextCommit, outboxCount, outboxOf, storedStates, STORAGES, uniqueName, within } from './helpers.js';
 
 const schema = defineSchema({
   events: { indexes: { byStart: ['start'], byRoomStart: ['room', 'start'] }, crdt: { notes: 'text' } },
@@ -306,14 +308,14 @@ describe.each(STORAGES)('replica on %s storage', (_kind, makeStorage) => {
     expect((await r.query({ collection: 'things', index: 'byCtor', order: 'desc' })).map((x) => x.id)).toEqual(['__proto__', 'toString', 'constructor']);
     // toString was unset on one record: it leaves the index on that field.
     expect((await r.query({ collection: 'things', index: 'toString' })).map((x) => [x.id, Object.getOwnPropertyDescriptor(x.value, '__proto__')?.value])).toEqual([
-      ['constructor', 'p1'],
       ['__proto__', 'p9'],
+      ['constructor', 'p1'],
     ]);
     expect((await r.query({ collection: 'things' })).map((x) => x.id)).toEqual(ids);
     expect(await r.count({ collection: 'things', index: 'toString', eq: [1] })).toBe(1);
     await r.delete('things', 'constructor');
     expect(await r.get('things', 'constructor')).toBeUndefined();
-    expect((await r.query({ collection: 'things', index: 'byCtor' })).map((x) => x.id)).toEqual(['__proto__', 'toString']);
+    expect((await r.query({ collection: 'things', index: 'byCtor' })).map((x) => x.id)).toEqual(['toString', '__proto__']);
 
     await r.put('__proto__', 'constructor', json('{"__proto__": "x"}'));
     expect((await r.query({ collection: '__proto__', index: 'constructor', eq: ['x'] })).map((x) => x.id)).toEqual(['constructor']);
@@ -328,7 +330,8 @@ describe.each(STORAGES)('replica on %s storage', (_kind, makeStorage) => {
     expect(Object.getPrototypeOf(plain)).toBe(Object.prototype);
     expect(plain.constructor).toBe(Object);
     expect(typeof plain.toString).toBe('function');
-    expect('p0' in plain || 'c9' in plain || 'hasOwnProperty' in Object.keys(Object.prototype)).toBe(false);
+    expect(Object.keys(Object.prototype)).toEqual([]);
+    for (const leaked of ['p0', 'p9', 'c9', 'title']) expect(leaked in plain).toBe(false);
   });
 
   it('refuses bad calls with typed errors', async () => {
@@ -441,5 +444,36 @@ describe.each(STORAGES)('replica on %s storage', (_kind, makeStorage) => {
     expect((await r4.query({ collection: 'events', index: 'byRoom', eq: ['r1'], limit: 2 })).map((r) => r.id)).toEqual(['e00', 'e02']);
     expect(await r4.count({ collection: 'events', index: 'byStart' })).toBe(59);
     expect((await r4.get('rooms', 'big'))?.value).toEqual({ name: 'Big room' });
+  });
+});
+
+describe('replica on indexeddb: another tab deletes or upgrades the database', () => {
+  it('steps aside: closes, reports a coded error, and lets the deletion finish', async () => {
+    const indexedDB = new IDBFactory();
+    const name = uniqueName('deleted');
+    const errors: Error[] = [];
+    const r = await createReplica({ name, schema, storage: indexedDbStorage({ indexedDB }), tabs: false, onError: (e) => errors.push(e) });
+    await r.put('events', 'e1', { start: 1 });
+    const deleted = new Promise<void>((resolve, reject) => {
+      const request = indexedDB.deleteDatabase(`syncline:${name}`);
+      request.onsuccess = () => resolve();
+      request.onerror = () => reject(request.error);
+      request.onblocked = () => reject(new Error('the replica blocked the deletion'));
+    });
+    await within(deleted, 5_000, 'the database deletion');
+    expect(errors.map((e) => (e as ReplicaError).code)).toEqual(['closed']);
+    await within(
+      (async () => {
+        while (!r.closed) await new Promise((resolve) => setImmediate(resolve));
+      })(),
+      5_000,
+      'the replica to close',
+    );
+    await expectCode(() => r.put('events', 'e2', { start: 2 }), 'closed');
+    // A new replica of that name starts empty.
+    const again = await createReplica({ name, schema, storage: indexedDbStorage({ indexedDB }), tabs: false });
+    expect(await again.get('events', 'e1')).toBeUndefined();
+    expect(again.id).not.toBe(r.id);
+    await again.close();
   });
 });

@@ -16,8 +16,15 @@ describe.each([
     expect(rows.map((x) => x.id)).toEqual(['e2', 'e1']);
     expect((await r.get('events', 'e1'))?.value).toEqual({ title: 'A', start: 5 });
     const t = await r.text('events', 'e1', 'notes');
+    // The edit is written in a transaction of its own: wait for that commit, not for time to pass.
+    const written = new Promise<void>((resolve) => {
+      const off = r.onCommit(() => {
+        off();
+        resolve();
+      });
+    });
     t.insert(0, 'hello');
-    await new Promise((res) => setTimeout(res, 10));
+    await written;
     expect((await r.get('events', 'e1'))?.value).toEqual({ title: 'A', start: 5, notes: 'hello' });
     await r.close();
   });

@@ -144,6 +144,9 @@ export function storageConformance(name: string, makeFactory: () => StorageFacto
         // offset and limit count records of the space only
         expect(ids(await tx.scanRecords('events', { space: S1, offset: 1, limit: 3 }))).toEqual(s1.slice(1, 4));
         expect(ids(await tx.scanRecords('events', { space: S1, direction: 'desc', offset: 1, limit: 2 }))).toEqual([...s1].reverse().slice(1, 3));
+        expect(ids(await tx.scanRecords('events', { space: S1, direction: 'desc' }))).toEqual([...s1].reverse());
+        expect(ids(await tx.scanRecords('events', { space: S1, offset: 2 }))).toEqual(s1.slice(2));
+        expect(ids(await tx.scanRecords('events', { space: S1, direction: 'desc', offset: 2 }))).toEqual([...s1].reverse().slice(2));
         expect(ids(await tx.scanRecords('events', { space: S2 }))).toEqual(['10@s2', 'a@s2']);
         expect(ids(await tx.scanRecords('event'))).toEqual(['z@s1']);
         expect(ids(await tx.scanRecords('nothing'))).toEqual([]);
@@ -217,6 +220,46 @@ export function storageConformance(name: string, makeFactory: () => StorageFacto
           expect(ids(await tx.scanIndex(range, { limit: 0 }))).toEqual([]);
           expect(ids(await tx.scanIndex(range, { offset: 1_000 }))).toEqual([]);
           expect(ids(await tx.scanIndex(range, { offset: 1_000, direction: 'desc' }))).toEqual([]);
+        });
+      });
+
+      it('large scans: every window of desc, offset and limit over 300 records', async () => {
+        const s = await fresh();
+        const n = 300;
+        const id = (i: number) => `k${String(i).padStart(3, '0')}`;
+        await s.transaction('readwrite', async (tx) => {
+          for (let i = n - 1; i >= 0; i--) await tx.putRecord(record('big', id(i), S1, [[7, i % 10, id(i), S1]]));
+        });
+        const range = { lower: [7], upper: [7, [[]]] };
+        await s.transaction('readonly', async (tx) => {
+          const asc = ids(await tx.scanIndex(range));
+          const byIndex = Array.from({ length: n }, (_, i) => i).sort((a, b) => a % 10 - (b % 10) || a - b);
+          expect(asc).toEqual(byIndex.map((i) => `${id(i)}@s1`));
+          const desc = [...asc].reverse();
+          const records = Array.from({ length: n }, (_, i) => `${id(i)}@s1`);
+          for (const [offset, limit] of [
+            [0, undefined],
+            [0, 10],
+            [0, 64],
+            [0, 65],
+            [10, 5],
+            [60, 10],
+            [100, 50],
+            [290, 50],
+            [299, undefined],
+            [300, 10],
+            [1_000, undefined],
+          ] as const) {
+            const window = (all: string[]) => all.slice(offset, limit === undefined ? undefined : offset + limit);
+            const options = { direction: 'desc' as const, offset, ...(limit === undefined ? {} : { limit }) };
+            expect(ids(await tx.scanIndex(range, options)), `desc offset ${offset} limit ${limit}`).toEqual(window(desc));
+            expect(ids(await tx.scanIndex(range, { ...options, direction: 'asc' })), `asc offset ${offset} limit ${limit}`).toEqual(window(asc));
+            expect(ids(await tx.scanRecords('big', options)), `records desc offset ${offset} limit ${limit}`).toEqual(window([...records].reverse()));
+          }
+          // A narrower range inside the index, descending past the cursor window.
+          expect(ids(await tx.scanIndex({ lower: [7, 3], upper: [7, 5, [[]]] }, { direction: 'desc', offset: 5, limit: 70 }))).toEqual(
+            desc.filter((k) => [3, 4, 5].includes(Number(k.slice(1, 4)) % 10)).slice(5, 75),
+          );
         });
       });
 

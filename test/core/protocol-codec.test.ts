@@ -20,6 +20,8 @@ import {
   readFrame,
   writeFrame,
   type Change,
+  type ChangeHeader,
+  type CrdtOp,
   type DownstreamMessage,
   type ErrorCode,
   type Fields,
@@ -153,7 +155,7 @@ function header(seq: number) {
   return { space: S, collection: 'docs', id: 'd1', replica: R, seq, hlc: hlc(1000 + seq) };
 }
 
-function crdtChange(seq = 1): Change {
+function crdtChange(seq = 1): ChangeHeader & CrdtOp {
   return { ...header(seq), op: 'crdt', field: 'body', type: 'text', update };
 }
 
@@ -365,7 +367,7 @@ describe('round trip: specifics', () => {
     const ping = { id: 7, type: 'ping', sessionToken: 'secret' } as unknown as UpstreamMessage;
     expect(wire(encodeUpstream(ping)).json).toEqual({ type: 'ping', id: 7 });
     expect(hex(encodeUpstream(ping))).toBe(hex(encodeUpstream({ type: 'ping', id: 7 })));
-    const local = { ...push.changes[1], outboxAttempts: 3 } as Change;
+    const local = { ...push.changes[1], outboxAttempts: 3 } as unknown as Change;
     const sent = wire(encodeUpstream({ type: 'push', space: S, changes: [local] })).json.changes as Record<string, unknown>[];
     expect(Object.keys(sent[0] as object)).toEqual(['collection', 'fields', 'hlc', 'id', 'op', 'replica', 'seq', 'space']);
   });

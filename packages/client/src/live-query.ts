@@ -13,8 +13,8 @@ interface Subscription {
   readonly callback: QueryCallback;
   signature: string | undefined;
   dirty: boolean;
-  /** Bumped on every run; a run whose number is stale delivers nothing. */
-  run: number;
+  /** A run is in flight; changes meanwhile make it run again instead of starting another. */
+  running: boolean;
   active: boolean;
 }
 
@@ -34,7 +34,7 @@ export class LiveQueries {
   ) {}
 
   subscribe(query: Query, callback: QueryCallback): () => void {
-    const sub: Subscription = { query, callback, signature: undefined, dirty: true, run: 0, active: true };
+    const sub: Subscription = { query, callback, signature: undefined, dirty: true, running: false, active: true };
     let set = this.#byCollection.get(query.collection);
     if (!set) this.#byCollection.set(query.collection, (set = new Set()));
     set.add(sub);
@@ -59,6 +59,12 @@ export class LiveQueries {
     if (any) this.#schedule();
   }
 
+  /** Ends every subscription (the replica closed): no more runs, callbacks or errors. */
+  close(): void {
+    for (const set of this.#byCollection.values()) for (const sub of set) sub.active = false;
+    this.#byCollection.clear();
+  }
+
   get size(): number {
     let n = 0;
     for (const set of this.#byCollection.values()) n += set.size;
@@ -74,24 +80,37 @@ export class LiveQueries {
     });
   }
 
+  /**
+   * One run at a time per subscription: changes that arrive while a run is in
+   * flight cause one more run after it, not one run each (a burst of commits
+   * from another tab would otherwise start a query per commit). A result that a
+   * change made stale before it arrived is not delivered.
+   */
   async #run(sub: Subscription): Promise<void> {
-    sub.dirty = false;
-    const run = ++sub.run;
-    let rows: Row[];
+    if (sub.running) return;
+    sub.running = true;
     try {
-      rows = await this.execute(sub.query);
-    } catch (error) {
-      if (sub.active) this.onError(error);
-      return;
-    }
-    if (!sub.active || run !== sub.run) return;
-    const sig = signature(rows);
-    if (sig === sub.signature) return;
-    sub.signature = sig;
-    try {
-      sub.callback(rows);
-    } catch (error) {
-      this.onError(error);
+      while (sub.dirty && sub.active) {
+        sub.dirty = false;
+        let rows: Row[];
+        try {
+          rows = await this.execute(sub.query);
+        } catch (error) {
+          if (sub.active) this.onError(error);
+          continue;
+        }
+        if (!sub.active || sub.dirty) continue;
+        const sig = signature(rows);
+        if (sig === sub.signature) continue;
+        sub.signature = sig;
+        try {
+          sub.callback(rows);
+        } catch (error) {
+          this.onError(error);
+        }
+      }
+    } finally {
+      sub.running = false;
     }
   }
 }

@@ -6,7 +6,7 @@
 import type { Fields, SpaceId } from '@syncline/core';
 import { ReplicaError } from './errors.js';
 import type { CollectionDef } from './schema.js';
-import { isKeyPart, MAX_KEY, type Key, type KeyRange } from './storage/keys.js';
+import { compareKeys, isKeyPart, MAX_KEY, type Key, type KeyRange } from './storage/keys.js';
 import type { Direction, StorageTx, StoredRecord } from './storage/types.js';
 
 export type KeyPart = number | string;
@@ -114,8 +114,14 @@ export async function runQuery(tx: StorageTx, def: CollectionDef, query: Query):
     let start = 0;
     if (query.after !== undefined) {
       if (typeof query.after !== 'string') throw new ReplicaError('invalid_argument', 'after: this cursor belongs to an index query');
-      const after = query.after;
-      start = live.findIndex((r) => `${r.id}\u0000${r.space}` === after) + 1;
+      // Position by key, not by finding the cursor's row: that row may have been deleted
+      // since (paging would start over). Space ids never contain \u0000, ids may.
+      const cut = query.after.lastIndexOf('\u0000');
+      if (cut < 0) throw new ReplicaError('invalid_argument', 'after: not a cursor of this query');
+      const after: Key = [query.after.slice(0, cut), query.after.slice(cut + 1)];
+      const sign = query.order === 'desc' ? -1 : 1;
+      start = live.findIndex((r) => sign * compareKeys([r.id, r.space], after) > 0);
+      if (start < 0) start = live.length;
     }
     const offset = start + (query.offset ?? 0);
     const page = live.slice(offset, query.limit === undefined ? undefined : offset + query.limit);

@@ -413,7 +413,11 @@ export class Replica<S extends Schema = Schema> {
   /** Calls back with the query's result now and after every change that alters it. Returns unsubscribe. */
   subscribe(query: Query, callback: QueryCallback): () => void {
     this.#checkOpen();
-    collectionOf(this.#collections, query.collection);
+    const def = collectionOf(this.#collections, query.collection);
+    // Refused here like an unknown collection: a live query on a missing index would never call back.
+    if (query.index !== undefined && !def.indexes.has(query.index)) {
+      throw new ReplicaError('unknown_index', `collection "${def.name}" has no index "${query.index}"; declare it in the schema`);
+    }
     return this.#live.subscribe(query, callback);
   }
 
@@ -528,6 +532,7 @@ export class Replica<S extends Schema = Schema> {
     this.#crdt.flushAll();
     await Promise.allSettled([...this.#pending]);
     this.#closed = true;
+    this.#live.close();
     this.#crdt.destroy();
     this.#setLeader(false);
     this.#releaseLeadership();

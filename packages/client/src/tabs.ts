@@ -10,11 +10,17 @@ export interface LocksLike {
   request(name: string, callback: () => Promise<void>): Promise<void>;
 }
 
+/**
+ * A message handler checked bivariantly (declared through a method), so the
+ * browser's or Node's BroadcastChannel, whose handler takes a MessageEvent, fits.
+ */
+type MessageHandler = { handle(event: { data: unknown }): void }['handle'];
+
 /** The part of BroadcastChannel a replica uses. */
 export interface ChannelLike {
   postMessage(message: unknown): void;
   close(): void;
-  onmessage: ((event: { data: unknown }) => void) | null;
+  onmessage: MessageHandler | null;
 }
 
 export interface TabsOptions {

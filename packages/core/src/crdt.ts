@@ -9,7 +9,7 @@
 import * as Y from 'yjs';
 import type { CrdtOp, CrdtType } from './change.js';
 import { maxHlc, type HlcString } from './hlc.js';
-import type { Json } from './json.js';
+import { setOwn, type Json } from './json.js';
 
 /** Name of the root type inside each field's document. */
 export const ROOT = 'value';
@@ -21,7 +21,12 @@ export interface CrdtField {
 }
 
 export function applyCrdt(current: CrdtField | undefined, op: CrdtOp, hlc: HlcString): CrdtField {
-  if (current === undefined) return { type: op.type, update: op.update, touched: hlc };
+  if (current === undefined) {
+    // Y.mergeUpdates returns a single update without reading it: decode it here so an
+    // invalid first update is refused like any other instead of failing at materialize.
+    Y.decodeUpdate(op.update);
+    return { type: op.type, update: op.update, touched: hlc };
+  }
   return {
     // Two replicas that disagree on a field's type still agree on the result.
     type: current.type > op.type ? current.type : op.type,
@@ -61,11 +66,26 @@ export function crdtRoot(doc: Y.Doc, type: CrdtType): Y.Text | Y.Map<unknown> | 
 export function crdtValue(field: CrdtField): Json {
   const doc = crdtDoc(field.update);
   try {
-    const root = crdtRoot(doc, field.type);
-    return (root instanceof Y.Text ? root.toString() : root.toJSON()) as Json;
+    return toJson(crdtRoot(doc, field.type));
   } finally {
     doc.destroy();
   }
+}
+
+/**
+ * Yjs content as JSON. Y.Map#toJSON assigns keys with `obj[key] =`, so a key
+ * `__proto__` would set the value's prototype; map keys become own properties here.
+ */
+function toJson(value: unknown): Json {
+  if (value instanceof Y.Text) return value.toString();
+  if (value instanceof Y.Map) {
+    const out: Record<string, Json> = {};
+    for (const key of [...value.keys()].sort()) setOwn(out, key, toJson(value.get(key)));
+    return out;
+  }
+  if (value instanceof Y.Array) return value.toArray().map(toJson);
+  if (value instanceof Y.AbstractType) return value.toJSON() as Json;
+  return value as Json;
 }
 
 /**

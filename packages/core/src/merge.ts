@@ -43,12 +43,15 @@ export function applyVersion(state: MergeState, op: VersionOp, replica: ReplicaI
   const version: Version = { replica, seq, hlc, value: op.value, context: op.context };
   if (hasSibling(state, version)) return state;
   const known = covers(state.seen, replica, seq);
-  const siblings = state.siblings.filter((s) => !covers(version.context, s.replica, s.seq));
+  // D(version), not just its context: `seen` (hence `known` and joinMerge) counts the dot too,
+  // so a version also supersedes its writer's earlier ones even if its context omits them.
+  const d = dotted(version);
+  const siblings = state.siblings.filter((s) => !covers(d, s.replica, s.seq));
   if (!known) {
     siblings.push(version);
     siblings.sort(compareVersions);
   }
-  return { seen: merge(state.seen, dotted(version)), siblings };
+  return { seen: merge(state.seen, d), siblings };
 }
 
 /**

@@ -82,15 +82,19 @@ export function materialize(state: RecordState | undefined, options: Materialize
   if (!state) return { exists: false, value: undefined, siblings: [] };
   let base: Fields | null = null;
   let deletedAt: HlcString | undefined;
+  /** The latest record delete, even if later writes revived the record: crdt fields last edited before it are gone. */
+  let tombstone: HlcString | undefined;
   let written = false;
   const siblings = state.merge?.siblings ?? [];
   if (state.merge && siblings.length > 0) {
     written = true;
     base = (options.resolve ?? latestWins)(siblings);
     if (base === null) deletedAt = (siblings[siblings.length - 1] as Version).hlc;
+    tombstone = deletedAt;
   } else if (state.lww) {
     written = state.lww.touched !== undefined || state.lww.deleted !== undefined;
     deletedAt = lwwDeletedAt(state.lww);
+    tombstone = state.lww.deleted;
     base = deletedAt === undefined ? lwwFields(state.lww) : null;
   }
   let revivedByCrdt = false;
@@ -98,7 +102,9 @@ export function materialize(state: RecordState | undefined, options: Materialize
   for (const name of [...(state.crdt?.keys() ?? [])].sort()) {
     const field = state.crdt?.get(name) as CrdtField;
     written = true;
-    if (deletedAt === undefined || field.touched > deletedAt) revivedByCrdt ||= deletedAt !== undefined;
+    // Like an lww field, a crdt field edited before the delete does not come back with the record.
+    if (tombstone !== undefined && field.touched < tombstone) continue;
+    revivedByCrdt ||= deletedAt !== undefined;
     crdtValues.push([name, crdtValue(field)]);
   }
   const exists = written && (deletedAt === undefined || revivedByCrdt);

@@ -59,6 +59,9 @@ export class Hub {
         continue;
       }
       for (const part of framesFor(writers.has(follower.replica) ? follower.replica : '')) {
+        // A frame can fill the follower's send buffer and pause it: the rest of a
+        // large commit group then waits in the log, not in the socket's memory.
+        if (!follower.isLive(space)) break;
         follower.deliver(space, part.frame, part.upTo, part.count);
         sent += part.count;
       }
@@ -67,7 +70,12 @@ export class Hub {
   }
 }
 
-/** Splits entries into `changes` frames of at most `batch` changes, leaving out one replica's own. */
+/**
+ * Splits entries into `changes` frames of at most `batch` changes, leaving out one
+ * replica's own. A slice of only the replica's own changes still gets a frame (with
+ * no changes): its `upTo` is how a writer learns its log position, and a writer
+ * whose position stayed at 0 would be sent a whole snapshot on every reconnect.
+ */
 export function encodeChanges(
   space: SpaceId,
   entries: readonly LoggedChange[],
@@ -80,7 +88,7 @@ export function encodeChanges(
     const changes: Change[] = [];
     for (const e of slice) if (e.change.replica !== exclude) changes.push(e.change);
     const upTo = (slice[slice.length - 1] as LoggedChange).pos;
-    out.push({ frame: changes.length === 0 ? undefined : encodeDownstream({ type: 'changes', space, changes, upTo }), upTo, count: changes.length });
+    out.push({ frame: encodeDownstream({ type: 'changes', space, changes, upTo }), upTo, count: changes.length });
   }
   return out;
 }

@@ -214,7 +214,10 @@ export class Session implements Follower {
         if (change.replica !== this.replica) throw new ProtocolError('invalid_message', 'change was written by another replica', `changes[${i}].replica`);
         if (i > 0 && change.seq !== (changes[i - 1] as { seq: number }).seq + 1) throw new ProtocolError('sequence_gap', 'changes must be in seq order without gaps', `changes[${i}].seq`);
         validateChange(change);
-        if (change.op === 'crdt') Y.mergeUpdates([change.update]);
+        // Parse the update the way every replica will (Y.mergeUpdates of a single
+        // update returns it unread): a malformed one must be refused here, not
+        // stored and relayed to break every replica that applies it.
+        if (change.op === 'crdt') Y.applyUpdate(new Y.Doc({ gc: true }), change.update);
       } catch (error) {
         const code: ErrorCode = error instanceof ProtocolError ? error.code : 'invalid_message';
         return this.fail(code, `change ${i} refused: ${(error as Error).message}`, false, space);

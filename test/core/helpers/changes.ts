@@ -155,6 +155,8 @@ export interface History {
   readonly changes: readonly Change[];
   /** Each replica's local record states at the end, by recordKey (it has not necessarily received everything). */
   readonly localStates: ReadonlyArray<ReadonlyMap<string, RecordState>>;
+  /** The changes each replica applied, its own writes included, in the order it applied them. */
+  readonly received: ReadonlyArray<readonly Change[]>;
 }
 
 /** Realistic change histories for one policy's collection. */
@@ -180,21 +182,35 @@ class SimReplica {
   /** Local record states by record id (one collection per history). */
   readonly states = new Map<string, RecordState>();
   readonly held = new Set<Change>();
+  readonly received: Change[] = [];
   readonly docs = new Map<string, Y.Doc>();
 
-  constructor(index: number, skew: number, world: { time: number }) {
+  constructor(
+    readonly index: number,
+    skew: number,
+    world: { time: number },
+  ) {
     this.id = replicaId(REPLICA_NAMES[index] ?? `replica-${index}`);
     this.offset = skew;
     this.clock = new Hlc({ replica: this.id, now: () => world.time + this.offset });
   }
 
+  /**
+   * The replica's document for a crdt field, brought up to date with every update
+   * of that field the replica has received (as an app loads it before editing).
+   */
   doc(record: string, field: string): Y.Doc {
     const key = `${record.length}:${record}/${field}`;
     let doc = this.docs.get(key);
     if (!doc) {
-      doc = new Y.Doc();
+      // A fixed Yjs client id per replica keeps the simulation deterministic (fast-check replays by seed);
+      // a fixed guid spares Yjs generating a random uuid (dozens of crypto calls) per document.
+      doc = new Y.Doc({ guid: key });
+      doc.clientID = this.index + 1;
       this.docs.set(key, doc);
     }
+    const received = this.states.get(record)?.crdt?.get(field);
+    if (received) Y.applyUpdate(doc, received.update, REMOTE);
     return doc;
   }
 
@@ -202,10 +218,8 @@ class SimReplica {
   deliver(change: Change): void {
     if (this.held.has(change)) return;
     this.held.add(change);
-    if (change.replica !== this.id) {
-      this.clock.receive(change.hlc);
-      if (change.op === 'crdt') Y.applyUpdate(this.doc(change.id, change.field), change.update, REMOTE);
-    }
+    this.received.push(change);
+    if (change.replica !== this.id) this.clock.receive(change.hlc);
     this.states.set(change.id, applyChange(this.states.get(change.id), change));
   }
 }
@@ -323,6 +337,7 @@ export function simulate(script: Script): History {
     replicas: replicas.map((r) => r.id),
     changes,
     localStates: replicas.map((r) => new Map([...r.states].map(([id, state]) => [recordKey({ collection, id }), state] as const))),
+    received: replicas.map((r) => r.received),
   };
 }
 

@@ -14,6 +14,8 @@ import type { ScanOptions, Storage, StorageFactory, StorageTx, StoredRecord, TxM
 
 const DB_VERSION = 1;
 const STORES = ['meta', 'records', 'outbox'] as const;
+/** Descending scans up to this many rows (offset included) walk a cursor; larger ones read keys first. */
+const CURSOR_WINDOW = 64;
 type Tx = IDBPTransaction<unknown, ('meta' | 'records' | 'outbox')[], 'readwrite'>;
 
 export interface IndexedDbOptions {
@@ -72,13 +74,24 @@ class IdbTx implements StorageTx {
     let skip = options.offset ?? 0;
     const limit = options.limit ?? Infinity;
     if (limit <= 0) return out;
-    // Without a filter, getAll in ascending order is much faster than a cursor.
-    if (!filter && direction === 'next') {
-      const all = (await (source as unknown as { getAll(q?: IDBKeyRange, n?: number): Promise<StoredRecord[]> }).getAll(
-        query,
-        limit === Infinity ? undefined : skip + limit,
-      )) as StoredRecord[];
-      return all.slice(skip);
+    const bulk = source as unknown as { getAll(q?: IDBKeyRange, n?: number): Promise<StoredRecord[]>; getAllKeys(q?: IDBKeyRange): Promise<IDBValidKey[]> };
+    // Cursors cost one request per row; whole ranges and large windows are read with getAll / getAllKeys.
+    if (limit === Infinity) {
+      const all = await bulk.getAll(query);
+      if (direction === 'prev') all.reverse();
+      return (filter ? all.filter(filter) : all).slice(skip);
+    }
+    if (!filter && direction === 'next') return (await bulk.getAll(query, skip + limit)).slice(skip);
+    // Descending over a large window: read the primary keys of the range at once (keys
+    // only, in source order) and fetch the window's records with requests issued
+    // together. Small windows keep the cursor, which does not read the whole range.
+    if (!filter && skip + limit > CURSOR_WINDOW) {
+      const keys = await bulk.getAllKeys(query);
+      const end = keys.length - skip;
+      if (end <= 0) return out;
+      const window = keys.slice(Math.max(0, end - limit), end).reverse();
+      const store = this.tx.objectStore('records');
+      return (await Promise.all(window.map((key) => store.get(key)))) as StoredRecord[];
     }
     let cursor = await (source as unknown as { openCursor(q?: IDBKeyRange, d?: IDBCursorDirection): Promise<{ value: StoredRecord; continue(): Promise<unknown>; advance(n: number): Promise<unknown> } | null> }).openCursor(query, direction);
     while (cursor && out.length < limit) {

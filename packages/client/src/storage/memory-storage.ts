@@ -30,6 +30,25 @@ function clone<T>(value: T): T {
   return structuredClone(value);
 }
 
+/**
+ * Records are copied once when written (like IndexedDB's structured clone) and
+ * frozen, so reads can hand them out without copying and nobody can change
+ * what is stored by mutating a row.
+ */
+function frozenCopy<T>(value: T): T {
+  return deepFreeze(structuredClone(value));
+}
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value !== 'object' || value === null || Object.isFrozen(value)) return value;
+  if (value instanceof Map) {
+    for (const v of value.values()) deepFreeze(v);
+  } else if (!ArrayBuffer.isView(value)) {
+    for (const key of Object.keys(value)) deepFreeze((value as Record<string, unknown>)[key]);
+  }
+  return ArrayBuffer.isView(value) ? value : Object.freeze(value);
+}
+
 function bisect(entries: readonly IndexEntry[], key: Key, record: string): number {
   let lo = 0;
   let hi = entries.length;
@@ -83,13 +102,12 @@ class MemoryTx implements StorageTx {
   }
 
   async getRecord(collection: string, id: string, space: SpaceId): Promise<StoredRecord | undefined> {
-    const record = this.#record(recordKey(collection, id, space));
-    return record && clone(record);
+    return this.#record(recordKey(collection, id, space));
   }
 
   async putRecord(record: StoredRecord): Promise<void> {
     this.#checkWritable();
-    this.records.set(recordKey(record.collection, record.id, record.space), clone(record));
+    this.records.set(recordKey(record.collection, record.id, record.space), frozenCopy(record));
   }
 
   /** Committed records overlaid with this transaction's writes. */
@@ -108,7 +126,7 @@ class MemoryTx implements StorageTx {
       out.push([[record.collection, record.id, record.space], record]);
     }
     out.sort((a, b) => compareKeys(a[0], b[0]));
-    return window(out, options).map(([, r]) => clone(r));
+    return window(out, options).map(([, r]) => r);
   }
 
   #indexEntries(range: KeyRange): IndexEntry[] {
@@ -134,7 +152,7 @@ class MemoryTx implements StorageTx {
 
   async scanIndex(range: KeyRange, options: ScanOptions = {}): Promise<StoredRecord[]> {
     const entries = window(this.#indexEntries(range), options);
-    return entries.map((e) => clone(this.#record(e.record) as StoredRecord));
+    return entries.map((e) => this.#record(e.record) as StoredRecord);
   }
 
   async countIndex(range: KeyRange): Promise<number> {

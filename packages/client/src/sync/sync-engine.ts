@@ -191,13 +191,13 @@ export class SyncEngine {
     }
     socket.binaryType = 'arraybuffer';
     this.#socket = socket;
-    socket.onopen = () => this.#enqueue(() => this.#hello(socket));
+    socket.onopen = () => this.#enqueue(socket, () => this.#hello(socket));
     socket.onmessage = (event) => {
       this.#lastHeard = Date.now();
       const data = event.data;
       if (!(data instanceof ArrayBuffer) && !ArrayBuffer.isView(data)) return;
       const bytes = data instanceof ArrayBuffer ? new Uint8Array(data) : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-      this.#enqueue(() => this.#handle(socket, bytes));
+      this.#enqueue(socket, () => this.#handle(socket, bytes));
     };
     socket.onerror = () => undefined; // onclose follows
     socket.onclose = () => {
@@ -240,11 +240,20 @@ export class SyncEngine {
     socket.send(encodeUpstream(message));
   }
 
-  /** Messages are handled one at a time, in arrival order. */
-  #enqueue(task: () => Promise<void>): void {
+  /**
+   * Messages are handled one at a time, in arrival order. When one fails (a
+   * storage error while applying changes), the connection is dropped: applying
+   * the messages after it would move the log position past changes that were
+   * never applied. The next connection resumes from the last applied position.
+   */
+  #enqueue(socket: SocketLike, task: () => Promise<void>): void {
     this.#queue = this.#queue.then(task).catch((error: unknown) => {
       if (this.#replica.closed) return;
       this.#fail({ code: 'internal', message: `sync failed: ${String(error)}`, fatal: true });
+      if (socket !== this.#socket) return;
+      this.#dropSocket();
+      this.#setStatus({ state: 'offline' });
+      this.#scheduleReconnect();
     });
   }
 
@@ -342,7 +351,14 @@ export class SyncEngine {
 
   async #refreshPending(): Promise<void> {
     if (this.#replica.closed) return;
-    const pending = await this.#replica.storage.transaction('readonly', (tx) => tx.countOutbox()).catch(() => this.#status.pending);
+    // Only the spaces this engine syncs: changes of a local-only space never leave the outbox.
+    const pending = await this.#replica.storage
+      .transaction('readonly', async (tx) => {
+        let n = 0;
+        for (const space of this.#spaces) n += await tx.countOutbox(space);
+        return n;
+      })
+      .catch(() => this.#status.pending);
     const allSynced = this.#ready && this.#spaces.every((s) => this.#synced.has(s) || this.#blocked.has(s));
     if (allSynced && pending === 0) this.#setStatus({ state: 'synced', pending, lastSyncedAt: Date.now() });
     else this.#setStatus({ pending, ...(this.#ready ? { state: 'syncing' as const } : {}) });

@@ -1,5 +1,5 @@
 /** Messages from the server to a client. */
-import { isErrorCode, type ErrorCode } from '../errors.js';
+import { ERROR_CODES, type ErrorCode } from '../errors.js';
 import { MAX_CHANGES_PER_MESSAGE, MAX_SPACES_PER_HELLO, change, position, seq, snapshotRecord, spaceId } from './common.js';
 import { ping, pong } from './upstream.js';
 import { array, boolean, int, literal, object, oneOf, optional, string, variants, type Infer } from './schema.js';
@@ -51,7 +51,8 @@ export const synced = object({ type: literal('synced'), space: spaceId, upTo: po
 /** A refusal. `fatal`: the server closes the connection after sending it. */
 export const error = object({
   type: literal('error'),
-  code: string<ErrorCode>('errorCode', isErrorCode),
+  /** Listed, not just checked, so a new code changes the protocol hash. */
+  code: oneOf(Object.keys(ERROR_CODES) as ErrorCode[]),
   message: string('message', (m) => m.length <= 4096),
   fatal: boolean,
   space: optional(spaceId),
