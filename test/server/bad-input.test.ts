@@ -116,6 +116,16 @@ describe('refused frames', () => {
     await expectFatal(encodeUpstream({ type: 'push', space: SPACE, changes: changes('rawearly' as ReplicaId, 1) }), 'not_ready');
   });
 
+  it('a space listed twice in hello: invalid_message, fatal (not an endless resend)', async () => {
+    // Something to resend: the good replicas' change is in the log.
+    expect(await server.storage.head(SPACE)).toBeGreaterThan(0);
+    const { client, replica } = await raw();
+    client.send({ type: 'hello', protocol: PROTOCOL_VERSION, replica, spaces: [{ space: SPACE, after: 0 }, { space: SPACE, after: 0 }], time: Date.now() });
+    expect(await client.error('invalid_message')).toMatchObject({ fatal: true });
+    await client.waitClosed();
+    expect(client.messages.map((m) => m.type)).toEqual(['error']);
+  });
+
   it('hello twice: invalid_message, fatal', async () => {
     const { client, replica } = await raw();
     await client.hello(replica, [{ space: SPACE }]);

@@ -159,6 +159,11 @@ export class Session implements Follower {
     if (!isSupportedProtocol(hello.protocol)) {
       return this.fail('unsupported_protocol', `protocol ${hello.protocol} is not supported; this server speaks ${MIN_PROTOCOL_VERSION}..${PROTOCOL_VERSION}`, true);
     }
+    // One subscription per space: a second entry would start a second catch-up
+    // whose position never advances, resending the log forever.
+    if (new Set(hello.spaces.map((s) => s.space)).size !== hello.spaces.length) {
+      return this.fail('invalid_message', 'a space is listed twice in hello', true);
+    }
     this.replica = hello.replica;
     let grant: Grant;
     try {
