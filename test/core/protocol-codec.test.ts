@@ -32,7 +32,7 @@ import {
   type SpaceId,
   type UpstreamMessage,
 } from '@syncline/core';
-import { downstreamArbs, upstreamArbs, yjsUpdate } from './helpers/arbitraries.js';
+import { downstreamArbs, upstreamArbs, yjsUpdate, varint } from './helpers/arbitraries.js';
 
 const PROTOTYPE_KEYS = Object.getOwnPropertyNames(Object.prototype).sort();
 afterAll(() => {
@@ -49,15 +49,6 @@ const hlc = (wall: number, replica = R): HlcString => formatTimestamp({ wall, co
 const utf8 = (s: string): Uint8Array => new TextEncoder().encode(s);
 const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
 
-function varint(n: number): number[] {
-  const out: number[] = [];
-  while (n >= 0x80) {
-    out.push((n % 128) | 0x80);
-    n = Math.floor(n / 128);
-  }
-  out.push(n);
-  return out;
-}
 
 /** Builds a frame by hand, following PROTOCOL.md (independently of writeFrame). */
 function rawFrame(body: string | Uint8Array, attachments: readonly Uint8Array[] = [], marker = FRAME_MARKER): Uint8Array {

@@ -29,7 +29,7 @@ import {
   type DownstreamMessage,
   type UpstreamMessage,
 } from '@syncline/core';
-import { downstreamMessageArb, upstreamMessageArb } from './helpers/arbitraries.js';
+import { downstreamMessageArb, upstreamMessageArb, varint } from './helpers/arbitraries.js';
 
 const RUNS_PER_PROPERTY = 5_000;
 
@@ -312,15 +312,6 @@ describe('decoders never throw anything but a deliberate ProtocolError', () => {
   });
 });
 
-function varint(n: number): number[] {
-  const out: number[] = [];
-  while (n >= 0x80) {
-    out.push((n % 128) | 0x80);
-    n = Math.floor(n / 128);
-  }
-  out.push(n);
-  return out;
-}
 
 /** A frame around arbitrary JSON bytes, lengths correct. */
 function rawFrame(text: Uint8Array, attachments: readonly Uint8Array[]): Uint8Array {

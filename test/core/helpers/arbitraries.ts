@@ -376,3 +376,14 @@ export const downstreamArbs = {
 
 export const upstreamMessageArb: fc.Arbitrary<UpstreamMessage> = fc.oneof(...Object.values(upstreamArbs));
 export const downstreamMessageArb: fc.Arbitrary<DownstreamMessage> = fc.oneof(...Object.values(downstreamArbs));
+
+/** Unsigned LEB128, as the frame layout writes its lengths. */
+export function varint(n: number): number[] {
+  const out: number[] = [];
+  while (n >= 0x80) {
+    out.push((n % 128) | 0x80);
+    n = Math.floor(n / 128);
+  }
+  out.push(n);
+  return out;
+}

@@ -11,13 +11,15 @@ import { upstream, type UpstreamMessage } from './upstream.js';
 import { FRAME_MARKER } from './frame.js';
 import { PROTOCOL_VERSION } from './version.js';
 
-function encode<T>(schema: Schema<T>, message: T): Uint8Array {
+/** Encodes a value with its schema into a frame (messages, stored changes and states). */
+export function encodeWith<T>(schema: Schema<T>, message: T): Uint8Array {
   const attachments: Uint8Array[] = [];
   const json = schema.write(message, { attachments });
   return writeFrame(json, attachments);
 }
 
-function decode<T>(schema: Schema<T>, frame: Uint8Array): T {
+/** Decodes a frame with a schema; every failure is a ProtocolError. */
+export function decodeWith<T>(schema: Schema<T>, frame: Uint8Array): T {
   try {
     const raw = readFrame(frame);
     return schema.read(raw.json, raw, '$');
@@ -29,19 +31,19 @@ function decode<T>(schema: Schema<T>, frame: Uint8Array): T {
 }
 
 export function encodeUpstream(message: UpstreamMessage): Uint8Array {
-  return encode(upstream as Schema<UpstreamMessage>, message);
+  return encodeWith(upstream as Schema<UpstreamMessage>, message);
 }
 
 export function decodeUpstream(frame: Uint8Array): UpstreamMessage {
-  return decode(upstream as Schema<UpstreamMessage>, frame);
+  return decodeWith(upstream as Schema<UpstreamMessage>, frame);
 }
 
 export function encodeDownstream(message: DownstreamMessage): Uint8Array {
-  return encode(downstream as Schema<DownstreamMessage>, message);
+  return encodeWith(downstream as Schema<DownstreamMessage>, message);
 }
 
 export function decodeDownstream(frame: Uint8Array): DownstreamMessage {
-  return decode(downstream as Schema<DownstreamMessage>, frame);
+  return decodeWith(downstream as Schema<DownstreamMessage>, frame);
 }
 
 /** The wire shape of the whole protocol, for the version-guard test. */
