@@ -9,6 +9,8 @@ export default defineConfig({
     alias: ['core', 'client', 'server', 'react'].map((pkg) => ({ find: new RegExp(`^@syncline/${pkg}$`), replacement: src(pkg) })),
   },
   test: {
+    // In CI, also write a JSON report so .ci/run can print a one-line summary.
+    reporters: process.env['CI'] ? ['default', ['json', { outputFile: 'test-results/vitest.json' }]] : ['default'],
     include: ['test/**/*.test.ts', 'test/**/*.test.tsx'],
     testTimeout: 30_000,
     hookTimeout: 30_000,

@@ -5,6 +5,7 @@ import { quick } from './lib.mjs';
 
 const scenarios = {
   'local-writes': () => import('./local-writes.mjs'),
+  'local-writes-browser': () => import('./browser-local-writes.mjs'),
   convergence: () => import('./convergence.mjs'),
   bootstrap: () => import('./bootstrap.mjs'),
   idle: () => import('./idle.mjs'),
