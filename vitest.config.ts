@@ -12,7 +12,8 @@ export default defineConfig({
     // In CI, also write a JSON report so .ci/run can print a one-line summary.
     reporters: process.env['CI'] ? ['default', ['json', { outputFile: 'test-results/vitest.json' }]] : ['default'],
     include: ['test/**/*.test.ts', 'test/**/*.test.tsx'],
-    testTimeout: 30_000,
+    // Generous: property tests run 1,000 cases each and CI machines are shared. Every wait inside tests is bounded on its own.
+    testTimeout: 120_000,
     hookTimeout: 30_000,
   },
 });
