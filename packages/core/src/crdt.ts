@@ -45,7 +45,8 @@ export function joinCrdt(a: CrdtField, b: CrdtField): CrdtField {
 
 /** Loads a field's update into a fresh document. */
 export function crdtDoc(update: Uint8Array): Y.Doc {
-  const doc = new Y.Doc({ gc: true });
+  // A fixed guid: generating a random one costs more than reading a small document.
+  const doc = new Y.Doc({ gc: true, guid: 'syncline-field' });
   if (update.length > 0) Y.applyUpdate(doc, update);
   return doc;
 }
