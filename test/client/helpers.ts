@@ -107,7 +107,7 @@ export function instrumented(
         return storage.transaction(mode, (tx) => {
           // Delegate by binding: the adapters keep their state in private fields.
           const faulty = {} as Record<string, unknown>;
-          for (const method of ['getMeta', 'setMeta', 'getRecord', 'putRecord', 'scanRecords', 'scanIndex', 'countIndex', 'countRecords', 'addOutbox', 'readOutbox', 'ackOutbox', 'countOutbox', 'abort'] as const) {
+          for (const method of ['getMeta', 'setMeta', 'getRecord', 'getRecords', 'putRecord', 'scanRecords', 'scanIndex', 'countIndex', 'countRecords', 'addOutbox', 'readOutbox', 'ackOutbox', 'countOutbox', 'abort'] as const) {
             const original = (tx[method] as (...args: unknown[]) => unknown).bind(tx);
             faulty[method] =
               method === 'addOutbox' || method === 'putRecord' || method === 'setMeta'

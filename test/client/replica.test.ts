@@ -123,6 +123,38 @@ describe.each(STORAGES)('replica on %s storage', (_kind, makeStorage) => {
     });
   });
 
+  describe('outbox', () => {
+    it('a large batch queues every change of each space in seq order, and updates the records it read', async () => {
+      const r = await open({ name: uniqueName('big-batch'), storage: makeStorage(), schema });
+      const id = (i: number) => `e${String(i).padStart(4, '0')}`;
+      await r.batch((b) => {
+        for (let i = 0; i < 2_500; i++) {
+          b.put('events', id(i), { start: i, room: `r${i % 3}` });
+          if (i % 1_000 === 999) b.put('tasks', `t${i}`, { done: false }, { space: 'work' });
+        }
+      });
+      const queued = await outboxOf(r);
+      expect(queued.map((c) => [c.seq, c.id])).toEqual(Array.from({ length: 2_500 }, (_, i) => [i + 1, id(i)]));
+      expect((await outboxOf(r, spaceId('work'))).map((c) => [c.seq, c.id])).toEqual([
+        [1, 't999'],
+        [2, 't1999'],
+      ]);
+      expect([await outboxCount(r), await outboxCount(r, r.defaultSpace), await outboxCount(r, spaceId('work'))]).toEqual([2_502, 2_500, 2]);
+      // A batch over existing records (and a few new ones) reads each of them: patches keep the other fields.
+      await r.batch((b) => {
+        for (let i = 100; i < 140; i++) b.patch('events', id(i), { room: 'moved' });
+        b.put('events', 'new', { start: -1 });
+      });
+      expect((await r.get('events', id(120)))?.value).toEqual({ start: 120, room: 'moved' });
+      expect((await r.query({ collection: 'events', index: 'byRoomStart', eq: ['moved'] })).map((x) => x.id)).toEqual(Array.from({ length: 40 }, (_, k) => id(100 + k)));
+      expect((await outboxOf(r)).slice(2_500).map((c) => [c.seq, c.op])).toEqual([...Array.from({ length: 40 }, (_, k) => [2_501 + k, 'patch']), [2_541, 'put']]);
+      // Acknowledging up to a seq inside the second batch's entries leaves the rest, in order.
+      expect(await r.storage.transaction('readwrite', (tx) => tx.ackOutbox(r.defaultSpace, 1_500))).toBe(1_500);
+      const left = await outboxOf(r);
+      expect([left.length, left[0]?.seq, left[left.length - 1]?.seq, await outboxCount(r)]).toEqual([1_041, 1_501, 2_541, 1_043]);
+    });
+  });
+
   describe('all or nothing', () => {
     async function expectNothingStored(r: Replica, ids: string[]): Promise<void> {
       for (const id of ids) expect(await r.get('events', id)).toBeUndefined();
@@ -181,7 +213,7 @@ describe.each(STORAGES)('replica on %s storage', (_kind, makeStorage) => {
       const r = await open({ name: uniqueName('tx-fault'), storage, schema });
       await r.put('events', 'before', { start: 0 });
       const clockBefore = await r.storage.transaction('readonly', (tx) => tx.getMeta('clock'));
-      fail = (method, arg) => method === 'addOutbox' && (arg as Change).id === 'b';
+      fail = (method, arg) => method === 'addOutbox' && (arg as Change[]).some((c) => c.id === 'b');
       const commits: unknown[] = [];
       const off = r.onCommit((e) => commits.push(e));
       await expect(
@@ -211,7 +243,7 @@ describe.each(STORAGES)('replica on %s storage', (_kind, makeStorage) => {
       await expect(
         r.storage.transaction('readwrite', async (tx) => {
           await tx.putRecord({ collection: 'events', id: 'x', space: r.defaultSpace, state: {}, value: { start: 1 }, ix: [] });
-          await tx.addOutbox(change);
+          await tx.addOutbox([change]);
           tx.abort();
         }),
       ).rejects.toThrow();

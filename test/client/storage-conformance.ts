@@ -40,6 +40,11 @@ function record(collection: string, id: string, space: SpaceId, ix: readonly Key
   return { collection, id, space, state: {}, value: value as StoredRecord['value'], ix };
 }
 
+/** Changes of `space` with seqs from..to, as one addOutbox entry. */
+function changes(space: SpaceId, from: number, to: number): Change[] {
+  return Array.from({ length: to - from + 1 }, (_, i) => change(space, from + i));
+}
+
 const ids = (records: readonly StoredRecord[]): string[] => records.map((r) => `${r.id}@${r.space}`);
 
 export function storageConformance(name: string, makeFactory: () => StorageFactory): void {
@@ -109,6 +114,42 @@ export function storageConformance(name: string, makeFactory: () => StorageFacto
       expect(after[0]?.value).toEqual({ v: 2 });
       expect(after[0]?.ix).toEqual([]);
       expect(after[1]).toBe(2);
+    });
+
+    it('getRecords: in the order asked, undefined where missing, for few or many, dense or sparse addresses', async () => {
+      const s = await fresh();
+      const id = (i: number) => `e${String(i).padStart(3, '0')}`;
+      await s.transaction('readwrite', async (tx) => {
+        for (let i = 0; i < 300; i++) await tx.putRecord(record('events', id(i), S1, [], { n: i }));
+        await tx.putRecord(record('events', id(5), S2, [], { n: -5 }));
+        await tx.putRecord(record('tasks', 't1', S1, [], { task: 1 }));
+      });
+      const at = (collection: string, i: number | string, space: SpaceId = S1) => ({ collection, id: typeof i === 'number' ? id(i) : i, space });
+      const values = (records: ReadonlyArray<StoredRecord | undefined>) => records.map((r) => (r ? [r.id, r.space, r.value] : undefined));
+      await s.transaction('readonly', async (tx) => {
+        expect(await tx.getRecords([])).toEqual([]);
+        // Few: one of each kind.
+        expect(values(await tx.getRecords([at('events', 7), at('events', 'nope'), at('events', 5, S2), at('events', 5, S10)]))).toEqual([[id(7), 's1', { n: 7 }], undefined, [id(5), 's2', { n: -5 }], undefined]);
+        // Many, spread over a span holding far more records than asked (sparse).
+        const spread = Array.from({ length: 20 }, (_, k) => at('events', 299 - k * 15));
+        expect(values(await tx.getRecords(spread))).toEqual(spread.map((a) => [a.id, 's1', { n: Number(a.id.slice(1)) }]));
+        // Many that do not exist, in a span with no record, and in a span with some.
+        const fresh20 = Array.from({ length: 20 }, (_, k) => at('events', `f${k}`));
+        expect(await tx.getRecords(fresh20)).toEqual(fresh20.map(() => undefined));
+        const mixed = Array.from({ length: 20 }, (_, k) => at('events', k % 2 === 0 ? 100 + k : `${id(100 + k)}x`));
+        expect(values(await tx.getRecords(mixed))).toEqual(mixed.map((a, k) => (k % 2 === 0 ? [a.id, 's1', { n: 100 + k }] : undefined)));
+        // Across collections and spaces, with an address asked twice.
+        const across = [at('tasks', 't1'), at('events', 5, S2), ...Array.from({ length: 8 }, (_, k) => at('events', k)), at('tasks', 't2'), at('tasks', 't1')];
+        expect(values(await tx.getRecords(across))).toEqual([['t1', 's1', { task: 1 }], [id(5), 's2', { n: -5 }], ...Array.from({ length: 8 }, (_, k) => [id(k), 's1', { n: k }]), undefined, ['t1', 's1', { task: 1 }]]);
+      });
+      // A transaction reads its own writes.
+      await s.transaction('readwrite', async (tx) => {
+        await tx.putRecord(record('events', 'f3', S1, [], { n: 'new' }));
+        await tx.putRecord(record('events', id(4), S1, [], { n: 'changed' }));
+        const asked = Array.from({ length: 10 }, (_, k) => at('events', `f${k}`));
+        expect(values(await tx.getRecords(asked))).toEqual(asked.map((a) => (a.id === 'f3' ? ['f3', 's1', { n: 'new' }] : undefined)));
+        expect(values(await tx.getRecords([...asked, at('events', 4)]))).toEqual([...asked.map((a) => (a.id === 'f3' ? ['f3', 's1', { n: 'new' }] : undefined)), [id(4), 's1', { n: 'changed' }]]);
+      });
     });
 
     it('scanRecords: key order [collection, id, space], offset, limit, desc, space filter', async () => {
@@ -285,7 +326,8 @@ export function storageConformance(name: string, makeFactory: () => StorageFacto
       const crdt = change(S1, 2, { op: 'crdt', field: 'notes', type: 'text', update: new Uint8Array([1, 2, 3]) } as Partial<Change>);
       const version = change(S1, 4, { op: 'version', value: { a: 1 }, context: new Map([[WRITER, 3]]) } as Partial<Change>);
       await s.transaction('readwrite', async (tx) => {
-        for (const c of [change(S1, 3), change(S2, 1), version, crdt, change(S10, 1), change(S1, 1), change(S2, 2)]) await tx.addOutbox(c);
+        // One-change entries, added out of order.
+        for (const c of [change(S1, 3), change(S2, 1), version, crdt, change(S10, 1), change(S1, 1), change(S2, 2)]) await tx.addOutbox([c]);
       });
       await s.transaction('readonly', async (tx) => {
         const s1 = await tx.readOutbox(S1, 100);
@@ -311,7 +353,7 @@ export function storageConformance(name: string, makeFactory: () => StorageFacto
         // Acknowledging inside a transaction is visible to that transaction.
         expect(await tx.ackOutbox(S1, 3)).toBe(1);
         expect((await tx.readOutbox(S1, 100)).map((c) => c.seq)).toEqual([4]);
-        await tx.addOutbox(change(S1, 5));
+        await tx.addOutbox([change(S1, 5)]);
         expect((await tx.readOutbox(S1, 100)).map((c) => c.seq)).toEqual([4, 5]);
       });
       await s.transaction('readonly', async (tx) => {
@@ -324,11 +366,162 @@ export function storageConformance(name: string, makeFactory: () => StorageFacto
       expect(await s.transaction('readonly', (tx) => tx.countOutbox(S1))).toBe(0);
     });
 
+    it('outbox entries: one per call; reads cut across and inside entries; partial acks keep the rest', async () => {
+      const s = await fresh();
+      const seqs = (cs: readonly Change[]) => cs.map((c) => c.seq);
+      const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
+      await s.transaction('readwrite', async (tx) => {
+        // Added out of order: entries are read in seq order.
+        await tx.addOutbox(changes(S1, 5, 9));
+        await tx.addOutbox(changes(S1, 1, 3));
+        await tx.addOutbox(changes(S10, 1, 3));
+        await tx.addOutbox([change(S1, 4)]);
+        await tx.addOutbox(changes(S2, 1, 2));
+        await tx.addOutbox([]);
+      });
+      await s.transaction('readonly', async (tx) => {
+        for (const limit of [0, 1, 2, 3, 4, 5, 7, 9, 10, 1_000]) expect(seqs(await tx.readOutbox(S1, limit)), `limit ${limit}`).toEqual(range(1, Math.min(limit, 9)));
+        // The changes come back whole, in their own space.
+        expect(await tx.readOutbox(S1, 100)).toEqual(changes(S1, 1, 9));
+        expect(await tx.readOutbox(S10, 100)).toEqual(changes(S10, 1, 3));
+        expect(await tx.readOutbox(S2, 1)).toEqual([change(S2, 1)]);
+        expect([await tx.countOutbox(S1), await tx.countOutbox(S2), await tx.countOutbox(S10), await tx.countOutbox(spaceId('s3')), await tx.countOutbox()]).toEqual([9, 2, 3, 0, 14]);
+      });
+      // Inside the first entry: the rest (3) stays, in order.
+      expect(await s.transaction('readwrite', (tx) => tx.ackOutbox(S1, 2))).toBe(2);
+      await s.transaction('readonly', async (tx) => {
+        expect(await tx.readOutbox(S1, 100)).toEqual(changes(S1, 3, 9));
+        expect(seqs(await tx.readOutbox(S1, 1))).toEqual([3]);
+        expect(seqs(await tx.readOutbox(S1, 2))).toEqual([3, 4]);
+        expect([await tx.countOutbox(S1), await tx.countOutbox()]).toEqual([7, 12]);
+      });
+      // Nothing more to acknowledge below 3.
+      expect(await s.transaction('readwrite', (tx) => tx.ackOutbox(S1, 2))).toBe(0);
+      expect(await s.transaction('readwrite', (tx) => tx.ackOutbox(S1, 0))).toBe(0);
+      // Across entries, ending inside one: 3, 4, 5, 6.
+      expect(await s.transaction('readwrite', (tx) => tx.ackOutbox(S1, 6))).toBe(4);
+      await s.transaction('readwrite', async (tx) => {
+        expect(seqs(await tx.readOutbox(S1, 100))).toEqual([7, 8, 9]);
+        // Acks and adds inside one transaction are visible to it.
+        expect(await tx.ackOutbox(S1, 7)).toBe(1);
+        await tx.addOutbox(changes(S1, 10, 11));
+        expect(seqs(await tx.readOutbox(S1, 100))).toEqual([8, 9, 10, 11]);
+        expect(seqs(await tx.readOutbox(S1, 3))).toEqual([8, 9, 10]);
+        expect(await tx.countOutbox(S1)).toBe(4);
+      });
+      await s.transaction('readonly', async (tx) => {
+        expect(await tx.readOutbox(S1, 100)).toEqual(changes(S1, 8, 11));
+        expect([await tx.countOutbox(S1), await tx.countOutbox()]).toEqual([4, 9]);
+      });
+      // Beyond the end: everything of the space, nothing of the others (s10 shares s1's prefix).
+      expect(await s.transaction('readwrite', (tx) => tx.ackOutbox(S1, 1_000))).toBe(4);
+      expect(await s.transaction('readwrite', (tx) => tx.ackOutbox(S1, 1_000))).toBe(0);
+      await s.transaction('readonly', async (tx) => {
+        expect(await tx.readOutbox(S1, 100)).toEqual([]);
+        expect(await tx.readOutbox(S10, 100)).toEqual(changes(S10, 1, 3));
+        expect([await tx.countOutbox(S1), await tx.countOutbox(S2), await tx.countOutbox(S10), await tx.countOutbox()]).toEqual([0, 2, 3, 5]);
+      });
+      // The space goes on after it was emptied.
+      await s.transaction('readwrite', (tx) => tx.addOutbox(changes(S1, 12, 13)));
+      expect(await s.transaction('readonly', async (tx) => [seqs(await tx.readOutbox(S1, 100)), await tx.countOutbox(S1)])).toEqual([[12, 13], 2]);
+    });
+
+    it('outbox: large entries and many small ones, read and acknowledged a batch at a time', async () => {
+      const s = await fresh();
+      await s.transaction('readwrite', async (tx) => {
+        for (let from = 1; from <= 1_200; from += 400) await tx.addOutbox(changes(S1, from, from + 399));
+        for (let seq = 1; seq <= 300; seq++) await tx.addOutbox([change(S2, seq)]);
+      });
+      for (const space of [S1, S2]) {
+        const total = space === S1 ? 1_200 : 300;
+        let acked = 0;
+        while (acked < total) {
+          const batch = await s.transaction('readonly', (tx) => tx.readOutbox(space, 128));
+          expect(batch.map((c) => c.seq)).toEqual(Array.from({ length: Math.min(128, total - acked) }, (_, i) => acked + 1 + i));
+          const upTo = (batch[batch.length - 1] as Change).seq;
+          expect(await s.transaction('readwrite', (tx) => tx.ackOutbox(space, upTo))).toBe(batch.length);
+          acked = upTo;
+          expect(await s.transaction('readonly', (tx) => tx.countOutbox(space))).toBe(total - acked);
+        }
+      }
+      expect(await s.transaction('readonly', (tx) => tx.countOutbox())).toBe(0);
+    });
+
+    it('outbox: entries with gaps between them are read and acknowledged by seq', async () => {
+      const s = await fresh();
+      await s.transaction('readwrite', async (tx) => {
+        await tx.addOutbox(changes(S1, 20, 22));
+        await tx.addOutbox(changes(S1, 1, 2));
+        await tx.addOutbox([change(S1, 10)]);
+      });
+      await s.transaction('readonly', async (tx) => {
+        expect((await tx.readOutbox(S1, 4)).map((c) => c.seq)).toEqual([1, 2, 10, 20]);
+        expect((await tx.readOutbox(S1, 100)).map((c) => c.seq)).toEqual([1, 2, 10, 20, 21, 22]);
+        expect(await tx.countOutbox(S1)).toBe(6);
+      });
+      expect(await s.transaction('readwrite', (tx) => tx.ackOutbox(S1, 15))).toBe(3);
+      expect(await s.transaction('readwrite', (tx) => tx.ackOutbox(S1, 20))).toBe(1);
+      expect(await s.transaction('readonly', async (tx) => [(await tx.readOutbox(S1, 100)).map((c) => c.seq), await tx.countOutbox(S1)])).toEqual([[21, 22], 2]);
+    });
+
+    it('addOutbox refuses changes that are not one contiguous run of one space, or already queued', async () => {
+      const s = await fresh();
+      await s.transaction('readwrite', (tx) => tx.addOutbox(changes(S1, 1, 2)));
+      for (const bad of [
+        [change(S1, 3), change(S2, 4)],
+        [change(S1, 3), change(S1, 5)],
+        [change(S1, 4), change(S1, 3)],
+        [change(S1, 3), change(S1, 3)],
+        [change(S1, 1)],
+      ]) {
+        await expect(s.transaction('readwrite', (tx) => tx.addOutbox(bad)), JSON.stringify(bad.map((c) => [c.space, c.seq]))).rejects.toThrow();
+      }
+      await s.transaction('readonly', async (tx) => {
+        expect(await tx.readOutbox(S1, 100)).toEqual(changes(S1, 1, 2));
+        expect(await tx.readOutbox(S2, 100)).toEqual([]);
+        expect(await tx.countOutbox()).toBe(2);
+      });
+    });
+
+    it('outbox writes of an aborted or failed transaction leave entries and counts as they were', async () => {
+      const s = await fresh();
+      await s.transaction('readwrite', async (tx) => {
+        await tx.addOutbox(changes(S1, 1, 5));
+        await tx.addOutbox(changes(S2, 1, 1));
+      });
+      const snapshot = () => s.transaction('readonly', async (tx) => [await tx.readOutbox(S1, 100), await tx.readOutbox(S2, 100), await tx.countOutbox(S1), await tx.countOutbox()]);
+      const before = await snapshot();
+      expect(before).toEqual([changes(S1, 1, 5), changes(S2, 1, 1), 5, 6]);
+      // A partial ack (rewrites the entry), a full ack and new entries, then abort.
+      await expect(
+        s.transaction('readwrite', async (tx) => {
+          expect(await tx.ackOutbox(S1, 3)).toBe(3);
+          expect(await tx.ackOutbox(S2, 1)).toBe(1);
+          await tx.addOutbox(changes(S1, 6, 8));
+          await tx.addOutbox(changes(S10, 1, 2));
+          expect(await tx.countOutbox()).toBe(7);
+          tx.abort();
+        }),
+      ).rejects.toThrow();
+      expect(await snapshot()).toEqual(before);
+      await expect(
+        s.transaction('readwrite', async (tx) => {
+          await tx.ackOutbox(S1, 4);
+          await tx.addOutbox(changes(S1, 6, 6));
+          throw new Error('crash before commit');
+        }),
+      ).rejects.toThrow('crash before commit');
+      expect(await snapshot()).toEqual(before);
+      // And the outbox still works.
+      expect(await s.transaction('readwrite', (tx) => tx.ackOutbox(S1, 4))).toBe(4);
+      expect(await snapshot()).toEqual([changes(S1, 5, 5), changes(S2, 1, 1), 1, 2]);
+    });
+
     it('a transaction returns its callback result; reads inside see the transaction writes', async () => {
       const s = await fresh();
       const result = await s.transaction('readwrite', async (tx) => {
         await tx.putRecord(record('events', 'x', S1, [[1, 'v', 'x', S1]]));
-        await tx.addOutbox(change(S1, 1));
+        await tx.addOutbox([change(S1, 1)]);
         return [
           ids(await tx.scanRecords('events')),
           ids(await tx.scanIndex({ lower: [1], upper: [1, [[]]] })),
@@ -344,7 +537,8 @@ export function storageConformance(name: string, makeFactory: () => StorageFacto
       async function writeAll(tx: Parameters<Parameters<Storage['transaction']>[1]>[0]): Promise<void> {
         await tx.setMeta('seq', 1);
         await tx.putRecord(record('events', 'x', S1, [[1, 'v', 'x', S1]]));
-        await tx.addOutbox(change(S1, 1));
+        await tx.addOutbox(changes(S1, 1, 3));
+        await tx.addOutbox(changes(S2, 1, 2));
         await tx.setMeta('seq', 2);
       }
       async function expectUntouched(s: Storage): Promise<void> {
@@ -355,8 +549,11 @@ export function storageConformance(name: string, makeFactory: () => StorageFacto
           await tx.countIndex({ lower: [1], upper: [1, [[]]] }),
           await tx.countOutbox(),
           await tx.getRecord('events', 'kept', S1),
+          await tx.countOutbox(S1),
+          await tx.readOutbox(S1, 10),
+          await tx.readOutbox(S2, 10),
         ]);
-        expect(seen).toEqual([undefined, undefined, 0, 0, 0, undefined]);
+        expect(seen).toEqual([undefined, undefined, 0, 0, 0, undefined, 0, [], []]);
       }
 
       it('an exception inside a read-write transaction leaves nothing and is rethrown', async () => {
@@ -391,15 +588,18 @@ export function storageConformance(name: string, makeFactory: () => StorageFacto
       it('an ack in a failed transaction leaves the outbox as it was', async () => {
         const s = await fresh();
         await s.transaction('readwrite', async (tx) => {
-          for (let seq = 1; seq <= 3; seq++) await tx.addOutbox(change(S1, seq));
+          await tx.addOutbox(changes(S1, 1, 3));
         });
-        await expect(
-          s.transaction('readwrite', async (tx) => {
-            await tx.ackOutbox(S1, 3);
-            throw new Error('crash before commit');
-          }),
-        ).rejects.toThrow('crash before commit');
-        expect(await s.transaction('readonly', async (tx) => (await tx.readOutbox(S1, 10)).map((c) => c.seq))).toEqual([1, 2, 3]);
+        for (const upTo of [3, 2]) {
+          await expect(
+            s.transaction('readwrite', async (tx) => {
+              expect(await tx.ackOutbox(S1, upTo)).toBe(upTo);
+              throw new Error('crash before commit');
+            }),
+          ).rejects.toThrow('crash before commit');
+          expect(await s.transaction('readonly', async (tx) => (await tx.readOutbox(S1, 10)).map((c) => c.seq))).toEqual([1, 2, 3]);
+          expect(await s.transaction('readonly', (tx) => tx.countOutbox(S1))).toBe(3);
+        }
       });
 
       it('a read-only transaction cannot write', async () => {
@@ -436,7 +636,7 @@ export function storageConformance(name: string, makeFactory: () => StorageFacto
       await a.transaction('readwrite', async (tx) => {
         await tx.setMeta('from', 'a');
         await tx.putRecord(record('events', 'x', S1, [[1, 'k', 'x', S1]]));
-        await tx.addOutbox(change(S1, 1));
+        await tx.addOutbox([change(S1, 1)]);
       });
       await b.transaction('readonly', async (tx) => {
         expect(await tx.getMeta('from')).toBe('a');
@@ -466,7 +666,7 @@ export function storageConformance(name: string, makeFactory: () => StorageFacto
           // Another request between the read and the write widens the window for a lost update.
           await tx.getRecord('events', 'x', S1);
           await tx.setMeta('counter', n + 1);
-          await tx.addOutbox(change(S1, n + 1));
+          await tx.addOutbox([change(S1, n + 1)]);
           return n + 1;
         });
       const results = await Promise.all(Array.from({ length: 50 }, (_, i) => increment(i % 2 === 0 ? a : b)));

@@ -9,7 +9,7 @@ export type { QueryCallback } from './live-query.js';
 export { ReplicaError, type ReplicaErrorCode, type ValidationIssue } from './errors.js';
 export { memoryStorage } from './storage/memory-storage.js';
 export { indexedDbStorage, type IndexedDbOptions } from './storage/indexeddb-storage.js';
-export type { Storage, StorageFactory, StorageTx, StoredRecord, TxMode, ScanOptions, Direction } from './storage/types.js';
+export type { Storage, StorageFactory, StorageTx, StoredRecord, RecordAddress, TxMode, ScanOptions, Direction } from './storage/types.js';
 export { compareKeys, type Key, type KeyRange } from './storage/keys.js';
 export { localLocks, type LocksLike, type ChannelLike, type TabsOptions } from './tabs.js';
 export { startSync, SyncEngine, type SyncOptions, type SyncStatus, type SyncState, type SyncErrorInfo, type SocketLike, type SocketFactory } from './sync/sync-engine.js';

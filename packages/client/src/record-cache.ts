@@ -1,16 +1,11 @@
 /**
- * Reads every record a transaction will touch with all requests issued at once
- * (IndexedDB answers them in order without a round trip per record), then keeps
+ * Reads every record a transaction will touch at once (tx.getRecords: requests
+ * issued together, and none for records known not to exist), then keeps
  * the latest version of each in memory while the transaction builds on them.
  */
-import type { SpaceId } from '@syncline/core';
-import type { StorageTx, StoredRecord } from './storage/types.js';
+import type { RecordAddress, StorageTx, StoredRecord } from './storage/types.js';
 
-export interface RecordAddress {
-  readonly collection: string;
-  readonly id: string;
-  readonly space: SpaceId;
-}
+export type { RecordAddress };
 
 const keyOf = (a: RecordAddress): string => JSON.stringify([a.collection, a.id, a.space]);
 
@@ -23,7 +18,7 @@ export class RecordCache {
     const unique = new Map<string, RecordAddress>();
     for (const a of addresses) unique.set(keyOf(a), a);
     const keys = [...unique.keys()];
-    const records = await Promise.all([...unique.values()].map((a) => tx.getRecord(a.collection, a.id, a.space)));
+    const records = await tx.getRecords([...unique.values()]);
     keys.forEach((key, i) => cache.#records.set(key, records[i]));
     return cache;
   }

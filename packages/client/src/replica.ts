@@ -1,7 +1,8 @@
 /**
  * The replica: a local database that is the leader for its own writes. Every
  * read and write is local; a write commits the record, its index keys, an outbox
- * entry, the space's sequence counter and the clock in one transaction.
+ * entry (one per space of the transaction), the space's sequence counter and the
+ * clock in one transaction.
  */
 import {
   ClockDriftError,
@@ -81,6 +82,26 @@ export interface CommitEvent {
 const META_REPLICA = 'replica';
 const META_CLOCK = 'clock';
 const seqKey = (space: string): string => `seq\u0000${space}`;
+
+/**
+ * Most changes in one outbox entry. A transaction's changes of a space go into one
+ * entry (a request per entry, not per change); bounding it keeps reading a push's
+ * worth of changes and rewriting a partly acknowledged entry small.
+ */
+const OUTBOX_ENTRY_MAX = 1_000;
+
+/** A transaction's changes (seqs ascending per space) as addOutbox arguments: per space, chunks of contiguous seqs. */
+function outboxEntries(changes: readonly Change[]): Change[][] {
+  const bySpace = new Map<SpaceId, Change[][]>();
+  for (const change of changes) {
+    let chunks = bySpace.get(change.space);
+    if (!chunks) bySpace.set(change.space, (chunks = [[]]));
+    let chunk = chunks[chunks.length - 1] as Change[];
+    if (chunk.length === OUTBOX_ENTRY_MAX) chunks.push((chunk = []));
+    chunk.push(change);
+  }
+  return [...bySpace.values()].flat();
+}
 
 function defaultRandomBytes(n: number): Uint8Array {
   return globalThis.crypto.getRandomValues(new Uint8Array(n));
@@ -291,7 +312,7 @@ export class Replica<S extends Schema = Schema> {
       }
       await Promise.all([
         ...cache.changed().map((record) => tx.putRecord(record)),
-        ...changes.map((change) => tx.addOutbox(change)),
+        ...outboxEntries(changes).map((entry) => tx.addOutbox(entry)),
         ...[...seqs].map(([space, seq]) => tx.setMeta(seqKey(space), seq)),
         tx.setMeta(META_CLOCK, formatTimestamp(this.#clock.last)),
       ]);

@@ -2,7 +2,9 @@
  * Storage on IndexedDB through `idb`. One database per replica name:
  *   meta     out-of-line keys: replica id, clock, sequence counters, index numbers
  *   records  key [collection, id, space]; multiEntry index `ix` over index keys
- *   outbox   key [space, seq]: local changes not yet acknowledged by the server
+ *   outbox   key [space, from]: local changes not yet acknowledged by the server, one
+ *            entry { space, from, to, changes } per transaction and space (storage/outbox.ts);
+ *            meta `outbox` holds each space's count of changes, updated in the same transaction
  * Browser edge cases: another tab upgrading (versionchange) closes this connection
  * and tells the replica; a blocked upgrade and quota errors become coded errors.
  */
@@ -10,10 +12,19 @@ import type { Change, SpaceId } from '@syncline/core';
 import { wrap, type IDBPDatabase, type IDBPTransaction } from 'idb';
 import { ReplicaError } from '../errors.js';
 import { compareKeys, type Key, type KeyRange } from './keys.js';
-import type { ScanOptions, Storage, StorageFactory, StorageTx, StoredRecord, TxMode } from './types.js';
+import { groupOutbox, META_OUTBOX, outboxEntry, type OutboxCounts, type OutboxEntry } from './outbox.js';
+import type { RecordAddress, ScanOptions, Storage, StorageFactory, StorageTx, StoredRecord, TxMode } from './types.js';
 
-const DB_VERSION = 1;
+/** 1: one outbox row per change. 2: one outbox entry per transaction and space, counts in meta. */
+const DB_VERSION = 2;
+const OUTBOX_STORE = { keyPath: ['space', 'from'] };
+/** Changes per entry when a v1 outbox is regrouped (like the replica's largest entries). */
+const MIGRATED_ENTRY_MAX = 1_000;
 const STORES = ['meta', 'records', 'outbox'] as const;
+/** getRecords of at least this many records first lists the keys present in their span... */
+const PROBE_MIN = 8;
+/** ...reading at most this many keys per record asked (more: one get per record instead). */
+const PROBE_FACTOR = 2;
 /** Descending scans up to this many rows (offset included) walk a cursor; larger ones read keys first. */
 const CURSOR_WINDOW = 64;
 type Tx = IDBPTransaction<unknown, ('meta' | 'records' | 'outbox')[], 'readwrite'>;
@@ -50,10 +61,35 @@ function mapError(error: unknown): unknown {
 }
 
 class IdbTx implements StorageTx {
+  /**
+   * Read-write transactions: the pending counts, asked for with the transaction's
+   * first request (an outbox write then needs no extra round trip to update them),
+   * and kept current by this transaction's outbox writes.
+   */
+  readonly #counts: Promise<OutboxCounts> | undefined;
+
   constructor(
     readonly tx: Tx,
     readonly Range: typeof IDBKeyRange,
-  ) {}
+    mode: TxMode,
+  ) {
+    if (mode === 'readwrite') {
+      this.#counts = tx.objectStore('meta').get(META_OUTBOX).then((counts) => (counts as OutboxCounts | undefined) ?? new Map());
+      // Observed by the outbox methods; a transaction that never gets there must not leave it unhandled.
+      this.#counts.catch(() => undefined);
+    }
+  }
+
+  async #readCounts(): Promise<OutboxCounts> {
+    return this.#counts ?? (((await this.tx.objectStore('meta').get(META_OUTBOX)) as OutboxCounts | undefined) ?? new Map());
+  }
+
+  /** Sets a space's count (in the transaction's copy) and writes every count back. */
+  #writeCounts(counts: Map<string, number>, space: string, n: number): Promise<unknown> {
+    if (n > 0) counts.set(space, n);
+    else counts.delete(space);
+    return this.tx.objectStore('meta').put(counts, META_OUTBOX);
+  }
 
   async getMeta<T>(key: string): Promise<T | undefined> {
     return (await this.tx.objectStore('meta').get(key)) as T | undefined;
@@ -63,6 +99,26 @@ class IdbTx implements StorageTx {
   }
   async getRecord(collection: string, id: string, space: SpaceId): Promise<StoredRecord | undefined> {
     return (await this.tx.objectStore('records').get([collection, id, space])) as StoredRecord | undefined;
+  }
+  async getRecords(addresses: readonly RecordAddress[]): Promise<Array<StoredRecord | undefined>> {
+    const store = this.tx.objectStore('records');
+    const keys = addresses.map((a): string[] => [a.collection, a.id, a.space]);
+    const getEach = () => Promise.all(keys.map((key) => store.get(key) as Promise<StoredRecord | undefined>));
+    if (keys.length < PROBE_MIN) return getEach();
+    // Which of them exist: the primary keys between the lowest and the highest asked, if
+    // there are few (a batch of new records, or ids that sort together). A get of a
+    // record that is not there costs about a third of a put; this is one request.
+    let low = keys[0] as string[];
+    let high = low;
+    for (const key of keys) {
+      if (compareKeys(key, low) < 0) low = key;
+      else if (compareKeys(key, high) > 0) high = key;
+    }
+    const cap = PROBE_FACTOR * keys.length;
+    const present = await store.getAllKeys(this.Range.bound(low, high), cap + 1);
+    if (present.length > cap) return getEach();
+    const existing = new Set(present.map((key) => JSON.stringify(key)));
+    return Promise.all(keys.map((key) => (existing.has(JSON.stringify(key)) ? (store.get(key) as Promise<StoredRecord | undefined>) : undefined)));
   }
   async putRecord(record: StoredRecord): Promise<void> {
     await this.tx.objectStore('records').put(record);
@@ -127,22 +183,68 @@ class IdbTx implements StorageTx {
   async countRecords(collection: string): Promise<number> {
     return this.tx.objectStore('records').count(this.Range.bound([collection], [collection, []]));
   }
-  async addOutbox(change: Change): Promise<void> {
-    await this.tx.objectStore('outbox').put(change);
+  async addOutbox(changes: readonly Change[]): Promise<void> {
+    const entry = outboxEntry(changes);
+    if (!entry) return;
+    // add, not put: an entry already under [space, from] must fail the transaction, not be replaced.
+    const added = this.tx.objectStore('outbox').add(entry);
+    const counts = (await this.#readCounts()) as Map<string, number>;
+    await Promise.all([added, this.#writeCounts(counts, entry.space, (counts.get(entry.space) ?? 0) + changes.length)]);
   }
   async readOutbox(space: SpaceId, limit: number): Promise<Change[]> {
-    return (await this.tx.objectStore('outbox').getAll(this.Range.bound([space, 0], [space, Infinity]), limit)) as Change[];
-  }
-  async ackOutbox(space: SpaceId, upTo: number): Promise<number> {
-    const range = this.Range.bound([space, 0], [space, upTo]);
+    const out: Change[] = [];
     const store = this.tx.objectStore('outbox');
-    const n = await store.count(range);
-    await store.delete(range);
+    let lower: IDBValidKey = [space, -Infinity];
+    let lowerOpen = false;
+    while (out.length < limit) {
+      const need = limit - out.length;
+      // Keys first (no change is read): every entry holds at least one change, so `need` keys are enough.
+      const keys = (await store.getAllKeys(this.Range.bound(lower, [space, Infinity], lowerOpen), need > 0xffff_ffff ? undefined : need)) as Array<[SpaceId, number]>;
+      if (keys.length === 0) break;
+      // Contiguous entries (the replica's are) up to the first that starts `need` seqs after
+      // the first hold enough; after a gap between entries, the loop reads on.
+      const first = (keys[0] as [SpaceId, number])[1];
+      let k = 1;
+      while (k < keys.length && (keys[k] as [SpaceId, number])[1] - first < need) k++;
+      const last = keys[k - 1] as [SpaceId, number];
+      const entries = (await store.getAll(this.Range.bound(keys[0] as [SpaceId, number], last))) as OutboxEntry[];
+      for (const entry of entries) {
+        for (const change of entry.changes) {
+          if (out.length === limit) break;
+          out.push(change);
+        }
+      }
+      // Every key read: either they were all the space has, or `need` entries of at least one change each.
+      if (k === keys.length) break;
+      lower = last;
+      lowerOpen = true;
+    }
+    return out;
+  }
+  async ackOutbox(space: SpaceId, acked: number): Promise<number> {
+    const upTo = Math.floor(acked);
+    const range = this.Range.bound([space, -Infinity], [space, upTo]);
+    const store = this.tx.objectStore('outbox');
+    const [entries, counts] = (await Promise.all([store.getAll(range), this.#readCounts()])) as [OutboxEntry[], Map<string, number>];
+    if (entries.length === 0) return 0;
+    let n = 0;
+    for (const entry of entries) n += Math.min(entry.to, upTo) - entry.from + 1;
+    const writes: Array<Promise<unknown>> = [store.delete(range)];
+    const partial = entries[entries.length - 1] as OutboxEntry;
+    if (partial.to > upTo) {
+      // Acknowledged in part: the rest becomes an entry keyed by its first seq, in this transaction.
+      writes.push(store.add({ space, from: upTo + 1, to: partial.to, changes: partial.changes.slice(upTo + 1 - partial.from) } satisfies OutboxEntry));
+    }
+    writes.push(this.#writeCounts(counts, space, (counts.get(space) ?? 0) - n));
+    await Promise.all(writes);
     return n;
   }
   async countOutbox(space?: SpaceId): Promise<number> {
-    const store = this.tx.objectStore('outbox');
-    return space === undefined ? store.count() : store.count(this.Range.bound([space, 0], [space, Infinity]));
+    const counts = await this.#readCounts();
+    if (space !== undefined) return counts.get(space) ?? 0;
+    let n = 0;
+    for (const count of counts.values()) n += count;
+    return n;
   }
   abort(): void {
     this.tx.abort();
@@ -171,7 +273,7 @@ class IndexedDbStorage implements Storage {
       throw error;
     }
     try {
-      const result = await fn(new IdbTx(tx, this.Range));
+      const result = await fn(new IdbTx(tx, this.Range, mode));
       await tx.done;
       return result;
     } catch (error) {
@@ -192,6 +294,27 @@ class IndexedDbStorage implements Storage {
   }
 }
 
+/**
+ * v1 -> v2: the v1 outbox held one change per row, keyed [space, seq]. Inside the
+ * upgrade transaction (all of it or nothing: a failure leaves the v1 database as
+ * it was), read every row, recreate the store with entries keyed [space, from],
+ * and record each space's count of changes in meta.
+ */
+function migrateOutboxV1(database: IDBDatabase, upgrade: IDBTransaction): void {
+  const read = upgrade.objectStore('outbox').getAll();
+  read.onsuccess = () => {
+    const changes = read.result as Change[];
+    database.deleteObjectStore('outbox');
+    const outbox = database.createObjectStore('outbox', OUTBOX_STORE);
+    const counts = new Map<string, number>();
+    for (const entry of groupOutbox(changes, MIGRATED_ENTRY_MAX)) {
+      outbox.add(entry);
+      counts.set(entry.space, (counts.get(entry.space) ?? 0) + entry.changes.length);
+    }
+    upgrade.objectStore('meta').put(counts, META_OUTBOX);
+  };
+}
+
 /** A StorageFactory for IndexedDB. In browsers the defaults are the global indexedDB and IDBKeyRange. */
 export function indexedDbStorage(options: IndexedDbOptions = {}): StorageFactory {
   return async (name) => {
@@ -207,7 +330,9 @@ export function indexedDbStorage(options: IndexedDbOptions = {}): StorageFactory
         database.createObjectStore('meta');
         const records = database.createObjectStore('records', { keyPath: ['collection', 'id', 'space'] });
         records.createIndex('ix', 'ix', { multiEntry: true });
-        database.createObjectStore('outbox', { keyPath: ['space', 'seq'] });
+        database.createObjectStore('outbox', OUTBOX_STORE);
+      } else if (event.oldVersion < 2) {
+        migrateOutboxV1(database, request.transaction as IDBTransaction);
       }
     };
     const raw = await new Promise<IDBDatabase>((resolve, reject) => {

@@ -6,7 +6,8 @@
  */
 import type { Change, SpaceId } from '@syncline/core';
 import { compareKeys, inRange, type Key, type KeyRange } from './keys.js';
-import type { ScanOptions, Storage, StorageFactory, StorageTx, StoredRecord, TxMode } from './types.js';
+import { outboxEntry } from './outbox.js';
+import type { RecordAddress, ScanOptions, Storage, StorageFactory, StorageTx, StoredRecord, TxMode } from './types.js';
 
 interface IndexEntry {
   readonly key: Key;
@@ -105,6 +106,10 @@ class MemoryTx implements StorageTx {
     return this.#record(recordKey(collection, id, space));
   }
 
+  async getRecords(addresses: readonly RecordAddress[]): Promise<Array<StoredRecord | undefined>> {
+    return addresses.map((a) => this.#record(recordKey(a.collection, a.id, a.space)));
+  }
+
   async putRecord(record: StoredRecord): Promise<void> {
     this.#checkWritable();
     this.records.set(recordKey(record.collection, record.id, record.space), frozenCopy(record));
@@ -165,11 +170,19 @@ class MemoryTx implements StorageTx {
     return n;
   }
 
-  async addOutbox(change: Change): Promise<void> {
+  async addOutbox(changes: readonly Change[]): Promise<void> {
     this.#checkWritable();
-    const key = outboxKey(change.space, change.seq);
-    this.outboxDel.delete(key);
-    this.outboxPut.set(key, clone(change));
+    // The IndexedDB adapter keeps one entry per call; here one row per change behaves the same.
+    if (!outboxEntry(changes)) return;
+    const keys = changes.map((c) => outboxKey(c.space, c.seq));
+    for (const key of keys) {
+      if (this.outboxPut.has(key) || (this.#db.outbox.has(key) && !this.outboxDel.has(key))) throw new Error(`addOutbox: ${key} is already in the outbox`);
+    }
+    const copies = clone(changes);
+    keys.forEach((key, i) => {
+      this.outboxDel.delete(key);
+      this.outboxPut.set(key, copies[i] as Change);
+    });
   }
 
   #outbox(space?: SpaceId): Change[] {

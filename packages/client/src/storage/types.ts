@@ -11,6 +11,8 @@
  *    commits a transaction as soon as it has no pending request).
  *  - Ranges are IndexedDB key ranges (storage/keys.ts), scans are in key order.
  *  - close() is idempotent.
+ *  - The outbox holds one entry per addOutbox call (a transaction's changes of
+ *    one space), not one per change: per-request cost dominates IndexedDB writes.
  */
 import type { Change, Fields, RecordState, SpaceId } from '@syncline/core';
 import type { Key, KeyRange } from './keys.js';
@@ -26,6 +28,12 @@ export interface StoredRecord {
   readonly ix: readonly Key[];
 }
 
+export interface RecordAddress {
+  readonly collection: string;
+  readonly id: string;
+  readonly space: SpaceId;
+}
+
 export type Direction = 'asc' | 'desc';
 
 export interface ScanOptions {
@@ -38,6 +46,12 @@ export interface StorageTx {
   getMeta<T>(key: string): Promise<T | undefined>;
   setMeta(key: string, value: unknown): Promise<void>;
   getRecord(collection: string, id: string, space: SpaceId): Promise<StoredRecord | undefined>;
+  /**
+   * The records at `addresses` (undefined where there is none), in the order asked.
+   * Every existing record is read; an adapter may learn which do not exist with
+   * fewer requests than one per address.
+   */
+  getRecords(addresses: readonly RecordAddress[]): Promise<Array<StoredRecord | undefined>>;
   putRecord(record: StoredRecord): Promise<void>;
   /** Records of a collection in [collection, id, space] order, optionally within an id range. */
   scanRecords(collection: string, options?: ScanOptions & { space?: SpaceId }): Promise<StoredRecord[]>;
@@ -45,12 +59,20 @@ export interface StorageTx {
   scanIndex(range: KeyRange, options?: ScanOptions): Promise<StoredRecord[]>;
   countIndex(range: KeyRange): Promise<number>;
   countRecords(collection: string): Promise<number>;
-  /** Appends a local change to the outbox (keyed by space and seq). */
-  addOutbox(change: Change): Promise<void>;
-  /** The oldest unacknowledged changes of a space, in seq order. */
+  /**
+   * Appends local changes to the outbox as ONE entry, keyed [space, first seq].
+   * The changes must be of one space with contiguous ascending seqs (rejects
+   * otherwise), none of them already in the outbox; an empty list adds nothing.
+   */
+  addOutbox(changes: readonly Change[]): Promise<void>;
+  /** Up to `limit` of the oldest unacknowledged changes of a space, in seq order (may end inside an entry). */
   readOutbox(space: SpaceId, limit: number): Promise<Change[]>;
-  /** Removes the changes of `space` with seq <= upTo; returns how many. */
+  /**
+   * Removes the changes of `space` with seq <= upTo; returns how many. An entry
+   * acknowledged only in part is rewritten with its remaining changes.
+   */
   ackOutbox(space: SpaceId, upTo: number): Promise<number>;
+  /** Unacknowledged changes of a space (all spaces when omitted). Cheap: no change is read. */
   countOutbox(space?: SpaceId): Promise<number>;
   /** Makes the whole transaction fail; nothing it wrote is kept. */
   abort(): void;

@@ -1,0 +1,340 @@
+import { useCallback, useEffect, useMemo, useState, useSyncExternalStore, type ReactNode } from 'react';
+import {
+  addDays,
+  addMonths,
+  DAY,
+  formatMonthYear,
+  formatTime,
+  formatWeekRange,
+  HOUR,
+  isoDate,
+  parseLocal,
+  startOfDay,
+  startOfMonth,
+  startOfWeek,
+  type View,
+} from './dates';
+import { syncUrl, type ReplicaHost } from './data/host';
+import { SETTINGS_SPACE, toCalEvent, toCalendar, toStatus, type Calendar, type ShownEvent, type StatusInfo } from './data/model';
+import { updateEvent } from './data/events';
+import { overlaps } from './layout';
+import { SynclineProvider, useQuery, useReplica, type QueryResult } from './syncline';
+import { ErrorBoundary } from './components/ErrorBoundary';
+import { EventDialog, type DialogTarget } from './components/EventDialog';
+import { MonthView } from './components/MonthView';
+import { CalendarDialog, Sidebar } from './components/Sidebar';
+import { SyncErrorBanner, SyncIndicator } from './components/SyncIndicator';
+import { useNow, WeekView, type NewRange } from './components/WeekView';
+import { IcsDialog } from './components/IcsDialog';
+
+/** Opens the replica (through the host) and shows the calendar once it is ready. */
+export function App({ host }: { readonly host: ReplicaHost }): ReactNode {
+  const state = useSyncExternalStore(host.subscribe, host.getState);
+  if (state.phase === 'opening') {
+    return (
+      <div className="splash" data-testid="loading">
+        Opening your calendar…
+      </div>
+    );
+  }
+  if (state.phase === 'failed') {
+    return (
+      <div className="splash splash-error" role="alert" data-testid="open-error">
+        <h1>The calendar could not open its local database.</h1>
+        <p>{state.error.message}</p>
+        <p>Private browsing or full storage can cause this. Reload to try again.</p>
+      </div>
+    );
+  }
+  return (
+    <SynclineProvider replica={state.replica}>
+      <CalendarApp host={host} />
+    </SynclineProvider>
+  );
+}
+
+// ---- URL state: ?view=week|month&date=YYYY-MM-DD (other parameters, like device, are kept) ----
+
+function readUrl(): { view: View; date: Date } {
+  const params = new URLSearchParams(location.search);
+  const view = params.get('view') === 'month' ? 'month' : 'week';
+  const date = parseLocal(params.get('date') ?? '') ?? startOfDay(new Date());
+  return { view, date };
+}
+
+function writeUrl(view: View, date: Date): void {
+  const params = new URLSearchParams(location.search);
+  params.set('view', view);
+  params.set('date', isoDate(date));
+  const url = `${location.pathname}?${params.toString()}${location.hash}`;
+  if (url !== `${location.pathname}${location.search}${location.hash}`) history.replaceState(null, '', url);
+}
+
+/** A live query's rows, keeping the previous result while a new query loads (no blank grid when navigating). */
+function useRowsKept(result: QueryResult): QueryResult['rows'] {
+  const [kept, setKept] = useState(result.rows);
+  if (!result.loading && kept !== result.rows) setKept(result.rows);
+  return result.loading ? kept : result.rows;
+}
+
+function useHidden(key: string): [ReadonlySet<string>, (id: string) => void] {
+  const [hidden, setHidden] = useState<ReadonlySet<string>>(() => {
+    try {
+      const v: unknown = JSON.parse(localStorage.getItem(key) ?? '[]');
+      return new Set(Array.isArray(v) ? v.filter((s): s is string => typeof s === 'string') : []);
+    } catch {
+      return new Set();
+    }
+  });
+  const toggle = useCallback(
+    (id: string) =>
+      setHidden((h) => {
+        const next = new Set(h);
+        if (!next.delete(id)) next.add(id);
+        localStorage.setItem(key, JSON.stringify([...next]));
+        return next;
+      }),
+    [key],
+  );
+  return [hidden, toggle];
+}
+
+function CalendarApp({ host }: { readonly host: ReplicaHost }): ReactNode {
+  const replica = useReplica();
+  const now = useNow();
+  const [{ view, date }, setNav] = useState(readUrl);
+  const [dialog, setDialog] = useState<DialogTarget | undefined>();
+  const [calendarDialog, setCalendarDialog] = useState<{ calendar: Calendar | undefined } | undefined>();
+  const [icsOpen, setIcsOpen] = useState(false);
+  const [toast, setToast] = useState<string | undefined>();
+  const [hidden, toggleHidden] = useHidden(`syncline-calendar:${host.device.dbName}:hidden`);
+  const deviceLabel = host.device.name ?? `browser ${replica.id.slice(0, 4)}`;
+
+  useEffect(() => writeUrl(view, date), [view, date]);
+  useEffect(() => {
+    if (!toast) return;
+    const timer = setTimeout(() => setToast(undefined), 4000);
+    return () => clearTimeout(timer);
+  }, [toast]);
+
+  // Calendars: the list lives in the `settings` space; each one is a space to sync.
+  const calendarsQuery = useQuery({ collection: 'calendars', space: SETTINGS_SPACE });
+  const calendars = useMemo(
+    () =>
+      calendarsQuery.rows
+        .map(toCalendar)
+        .filter((c): c is Calendar => c !== undefined)
+        .sort((a, b) => a.order - b.order || a.name.localeCompare(b.name)),
+    [calendarsQuery.rows],
+  );
+  const calendarIds = calendars.map((c) => c.id).join('\u0000');
+  useEffect(() => {
+    if (calendarIds) host.setCalendarSpaces(calendarIds.split('\u0000'));
+  }, [host, calendarIds]);
+  const calendarById = useMemo(() => new Map(calendars.map((c) => [c.id, c])), [calendars]);
+  const calendarName = useCallback((space: string) => (space === SETTINGS_SPACE ? 'the calendar list' : (calendarById.get(space)?.name ?? space)), [calendarById]);
+
+  // The visible range, and the events that overlap it.
+  const weekStart = startOfWeek(date);
+  const monthStart = startOfMonth(date);
+  const gridStart = startOfWeek(monthStart);
+  const from = view === 'week' ? weekStart : gridStart;
+  const to = addDays(from, view === 'week' ? 7 : 42);
+  // Events starting up to 62 days before the range still show if they last into it;
+  // all-day events are stored at UTC midnight, hence the extra day on both sides.
+  const eventsQuery = useQuery({ collection: 'events', index: 'byStart', range: { gte: from.getTime() - 62 * DAY, lt: to.getTime() + DAY } });
+  const eventRows = useRowsKept(eventsQuery);
+  const statusQuery = useQuery({ collection: 'status' });
+  const statuses = useMemo(() => {
+    const map = new Map<string, StatusInfo>();
+    for (const row of statusQuery.rows) {
+      const s = toStatus(row);
+      if (s) map.set(`${row.space}\u0000${row.id}`, s);
+    }
+    return map;
+  }, [statusQuery.rows]);
+  const fromMs = from.getTime();
+  const toMs = to.getTime();
+  const events = useMemo(() => {
+    const out: ShownEvent[] = [];
+    for (const row of eventRows) {
+      const calendar = calendarById.get(row.space);
+      if (!calendar || hidden.has(row.space)) continue;
+      const e = toCalEvent(row);
+      if (!e || !overlaps(e, new Date(fromMs), new Date(toMs))) continue;
+      const status = statuses.get(`${row.space}\u0000${row.id}`);
+      out.push({ ...e, color: calendar.color, calendarName: calendar.name, status: status?.status, conflict: status?.conflict ?? 0 });
+    }
+    return out;
+  }, [eventRows, calendarById, hidden, statuses, fromMs, toMs]);
+
+  const defaultCalendar = calendars.find((c) => !hidden.has(c.id))?.id ?? calendars[0]?.id ?? 'cal-personal';
+
+  const go = useCallback((delta: number) => setNav((n) => ({ ...n, date: n.view === 'week' ? addDays(n.date, 7 * delta) : addMonths(n.date, delta) })), []);
+  const today = useCallback(() => setNav((n) => ({ ...n, date: startOfDay(new Date()) })), []);
+  const setView = useCallback((v: View) => setNav((n) => ({ ...n, view: v })), []);
+  const openWeekOf = useCallback((d: Date) => setNav({ view: 'week', date: d }), []);
+  const create = useCallback((range: NewRange) => setDialog({ mode: 'new', range, space: defaultCalendar }), [defaultCalendar]);
+  const open = useCallback((e: ShownEvent) => setDialog({ mode: 'edit', id: e.id, space: e.space }), []);
+  const reschedule = useCallback(
+    (e: ShownEvent, start: Date, end: Date) => {
+      updateEvent(replica, e.id, e.space, e.fields, { ...e.fields, start: start.getTime(), end: end.getTime() }).then(
+        () => setToast(`Moved “${e.title || '(No title)'}” to ${formatTime(start)}–${formatTime(end)}, ${start.toLocaleDateString()}`),
+        (error: unknown) => setToast(`Could not move the event: ${(error as Error).message}`),
+      );
+    },
+    [replica],
+  );
+  const closeDialog = useCallback(() => setDialog(undefined), []);
+  const closeCalendarDialog = useCallback(() => setCalendarDialog(undefined), []);
+
+  const createNow = () => {
+    const base = view === 'week' && !(now >= weekStart && now < addDays(weekStart, 7)) ? weekStart : now;
+    const start = new Date(base.getFullYear(), base.getMonth(), base.getDate(), base === now ? now.getHours() + 1 : 9);
+    create({ start, end: new Date(start.getTime() + HOUR), allDay: false });
+  };
+
+  // Keyboard: t today, w / m views, ← → previous / next.
+  useEffect(() => {
+    const onKey = (e: KeyboardEvent) => {
+      if (dialog || calendarDialog || icsOpen || e.metaKey || e.ctrlKey || e.altKey) return;
+      const t = e.target as HTMLElement | null;
+      if (t && (t.tagName === 'INPUT' || t.tagName === 'TEXTAREA' || t.tagName === 'SELECT' || t.isContentEditable)) return;
+      if (e.key === 't') today();
+      else if (e.key === 'w') setView('week');
+      else if (e.key === 'm') setView('month');
+      else if (e.key === 'ArrowLeft') go(-1);
+      else if (e.key === 'ArrowRight') go(1);
+    };
+    window.addEventListener('keydown', onKey);
+    return () => window.removeEventListener('keydown', onKey);
+  }, [dialog, calendarDialog, icsOpen, today, setView, go]);
+
+  const saveCalendar = async (name: string, color: string) => {
+    const existing = calendarDialog?.calendar;
+    try {
+      if (existing) {
+        await replica.patch('calendars', existing.id, { name, color }, { space: SETTINGS_SPACE });
+      } else {
+        const slug = name.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '').slice(0, 24) || 'calendar';
+        const id = `cal-${slug}-${Math.random().toString(36).slice(2, 6)}`;
+        const order = calendars.reduce((n, c) => Math.max(n, c.order + 1), 0);
+        await replica.put('calendars', id, { name, color, order }, { space: SETTINGS_SPACE });
+      }
+      setCalendarDialog(undefined);
+    } catch (error) {
+      setToast(`Could not save the calendar: ${(error as Error).message}`);
+    }
+  };
+  const deleteCalendar = async () => {
+    const existing = calendarDialog?.calendar;
+    if (!existing) return;
+    await replica.delete('calendars', existing.id, { space: SETTINGS_SPACE });
+    setCalendarDialog(undefined);
+    setToast(`Removed “${existing.name}”`);
+  };
+
+  const title = view === 'week' ? formatWeekRange(weekStart) : formatMonthYear(monthStart);
+
+  return (
+    <div className="app" data-testid="app" data-device={host.device.name ?? ''} data-replica={replica.id}>
+      <header className="toolbar">
+        <div className="brand">
+          <svg viewBox="0 0 24 24" width="28" height="28" aria-hidden="true">
+            <rect x="2" y="4" width="20" height="18" rx="3" fill="#1a73e8" />
+            <rect x="2" y="4" width="20" height="6" rx="3" fill="#1558b0" />
+            <text x="12" y="19.5" textAnchor="middle" fontSize="9" fontWeight="700" fill="#fff">
+              {now.getDate()}
+            </text>
+          </svg>
+          <span>Calendar</span>
+        </div>
+        <button type="button" className="today-button" data-testid="nav-today" onClick={today}>
+          Today
+        </button>
+        <div className="nav-arrows">
+          <button type="button" className="icon-button" aria-label={view === 'week' ? 'Previous week' : 'Previous month'} data-testid="nav-prev" onClick={() => go(-1)}>
+            ‹
+          </button>
+          <button type="button" className="icon-button" aria-label={view === 'week' ? 'Next week' : 'Next month'} data-testid="nav-next" onClick={() => go(1)}>
+            ›
+          </button>
+        </div>
+        <h1 className="nav-title" data-testid="nav-title" data-view={view} data-date={isoDate(date)}>
+          {title}
+        </h1>
+        <span className="spacer" />
+        <div className="view-switch" role="group" aria-label="View">
+          <button type="button" aria-pressed={view === 'week'} data-testid="view-week" onClick={() => setView('week')}>
+            Week
+          </button>
+          <button type="button" aria-pressed={view === 'month'} data-testid="view-month" onClick={() => setView('month')}>
+            Month
+          </button>
+        </div>
+        <button type="button" className="ics-button" data-testid="ics-button" onClick={() => setIcsOpen(true)} title="Import or export .ics files">
+          Import / Export
+        </button>
+        <SyncIndicator syncUrl={syncUrl()} deviceLabel={deviceLabel} calendarName={calendarName} />
+      </header>
+      <SyncErrorBanner calendarName={calendarName} onToken={(token) => host.setToken(token)} />
+      <div className="main">
+        <Sidebar
+          calendars={calendars}
+          hidden={hidden}
+          date={date}
+          now={now}
+          onToggle={toggleHidden}
+          onEdit={(calendar) => setCalendarDialog({ calendar })}
+          onPickDate={(d) => setNav((n) => ({ ...n, date: d }))}
+          onCreate={createNow}
+        />
+        <main className="view" data-testid="calendar-view" data-loading={eventsQuery.loading ? 'true' : 'false'} data-events={events.length}>
+          {view === 'week' ? (
+            <WeekView
+              weekStart={weekStart}
+              events={events}
+              now={now}
+              onCreate={create}
+              onOpen={open}
+              onPickDay={(d) => setNav({ view: 'month', date: d })}
+              onReschedule={reschedule}
+            />
+          ) : (
+            <MonthView month={monthStart} gridStart={gridStart} events={events} now={now} onCreate={create} onOpen={open} onPickDay={openWeekOf} />
+          )}
+        </main>
+      </div>
+      {dialog && (
+        <ErrorBoundary
+          key={dialog.mode === 'edit' ? `${dialog.space}/${dialog.id}` : `new-${dialog.range.start.getTime()}`}
+          fallback={(error) => (
+            <div className="backdrop">
+              <div className="dialog" role="alertdialog" data-testid="dialog-error">
+                <h2>This event could not be shown</h2>
+                <p className="form-error">{error.message}</p>
+                <div className="dialog-buttons">
+                  <span className="spacer" />
+                  <button type="button" className="primary" onClick={closeDialog}>
+                    Close
+                  </button>
+                </div>
+              </div>
+            </div>
+          )}
+        >
+          <EventDialog target={dialog} calendars={calendars} deviceLabel={deviceLabel} onClose={closeDialog} onSaved={setToast} />
+        </ErrorBoundary>
+      )}
+      {calendarDialog && (
+        <CalendarDialog calendar={calendarDialog.calendar} canDelete={calendars.length > 1} onSave={saveCalendar} onDelete={deleteCalendar} onClose={closeCalendarDialog} />
+      )}
+      {icsOpen && <IcsDialog calendars={calendars} hidden={hidden} defaultCalendar={defaultCalendar} deviceLabel={deviceLabel} onClose={() => setIcsOpen(false)} onDone={setToast} />}
+      {toast && (
+        <div className="toast" role="status" data-testid="toast">
+          {toast}
+        </div>
+      )}
+    </div>
+  );
+}
