@@ -55,6 +55,18 @@ describe.each(STORAGES)('live queries on %s storage', (_kind, makeStorage) => {
     await Promise.all(opened.splice(0).map((r) => r.close()));
   });
 
+  it('reports a query that fails while running to its own onError, not to the replica', async () => {
+    const replicaErrors: Error[] = [];
+    const r = await open(makeStorage(), { onError: (e) => replicaErrors.push(e) });
+    const failure = new Promise<Error>((resolve) => {
+      // Two eq values on a one-field index: refused when the query runs, not when it subscribes.
+      r.subscribe({ collection: 'events', index: 'byStart', eq: [1, 2] }, () => undefined, { onError: resolve });
+    });
+    const error = await Promise.race([failure, new Promise<never>((_, reject) => setTimeout(() => reject(new Error('no onError within 5 s')), 5000))]);
+    expect((error as { code?: string }).code).toBe('invalid_argument');
+    expect(replicaErrors).toEqual([]);
+  });
+
   it('re-emits after an affecting change, not after a change to another collection or outside its range', async () => {
     const r = await open();
     await r.put('events', 'e1', { start: 1 });

@@ -48,6 +48,12 @@ describe('useQuery', () => {
     await waitFor(() => expect(titles()).toBe('C,B2'), WAIT);
   });
 
+  it('shows an error, not endless loading, for a query the replica refuses while running it', async () => {
+    replica = await memoryReplica();
+    const view = renderWith(replica, <Titles query={{ collection: 'notes', index: 'byRank', eq: [1, 2] }} />);
+    await waitFor(() => expect(view.getByTestId('titles').textContent).toBe('error:invalid_argument'), WAIT);
+  });
+
   it('does not re-render for writes that leave its result unchanged', async () => {
     const r = (replica = await memoryReplica());
     await r.put('notes', 'a', { title: 'A', rank: 1 });

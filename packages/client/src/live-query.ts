@@ -11,6 +11,8 @@ export type QueryCallback = (rows: Row[]) => void;
 interface Subscription {
   readonly query: Query;
   readonly callback: QueryCallback;
+  /** Where errors of this query's runs go; default: the replica's onError. */
+  readonly onError: ((error: unknown) => void) | undefined;
   signature: string | undefined;
   dirty: boolean;
   /** A run is in flight; changes meanwhile make it run again instead of starting another. */
@@ -33,8 +35,8 @@ export class LiveQueries {
     private readonly onError: (error: unknown) => void,
   ) {}
 
-  subscribe(query: Query, callback: QueryCallback): () => void {
-    const sub: Subscription = { query, callback, signature: undefined, dirty: true, running: false, active: true };
+  subscribe(query: Query, callback: QueryCallback, onError?: (error: unknown) => void): () => void {
+    const sub: Subscription = { query, callback, onError, signature: undefined, dirty: true, running: false, active: true };
     let set = this.#byCollection.get(query.collection);
     if (!set) this.#byCollection.set(query.collection, (set = new Set()));
     set.add(sub);
@@ -96,7 +98,7 @@ export class LiveQueries {
         try {
           rows = await this.execute(sub.query);
         } catch (error) {
-          if (sub.active) this.onError(error);
+          if (sub.active) (sub.onError ?? this.onError)(error);
           continue;
         }
         if (!sub.active || sub.dirty) continue;

@@ -432,14 +432,15 @@ export class Replica<S extends Schema = Schema> {
   }
 
   /** Calls back with the query's result now and after every change that alters it. Returns unsubscribe. */
-  subscribe(query: Query, callback: QueryCallback): () => void {
+  subscribe(query: Query, callback: QueryCallback, options?: { readonly onError?: (error: Error) => void }): () => void {
     this.#checkOpen();
     const def = collectionOf(this.#collections, query.collection);
     // Refused here like an unknown collection: a live query on a missing index would never call back.
     if (query.index !== undefined && !def.indexes.has(query.index)) {
       throw new ReplicaError('unknown_index', `collection "${def.name}" has no index "${query.index}"; declare it in the schema`);
     }
-    return this.#live.subscribe(query, callback);
+    const onError = options?.onError;
+    return this.#live.subscribe(query, callback, onError ? (error) => onError(error as Error) : undefined);
   }
 
   // ---- crdt fields ------------------------------------------------------------

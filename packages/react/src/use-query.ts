@@ -38,7 +38,7 @@ function liveQuery(replica: Replica, query: Query): LiveValue<QueryResult> {
           }
           first = false;
           sink.publish({ rows, loading: false, error: undefined });
-        });
+        }, { onError: (error) => sink.publish({ rows: NO_ROWS, loading: false, error: toError(error) }) });
       } catch (error) {
         sink.publish({ rows: NO_ROWS, loading: false, error: toError(error) });
         return () => undefined;
