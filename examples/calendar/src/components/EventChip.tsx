@@ -13,10 +13,12 @@ export interface EventChipProps {
   readonly onPointerDown?: (event: ShownEvent, e: ReactPointerEvent<HTMLElement>) => void;
   /** Being dragged: drawn faded, its new place is drawn by the grid. */
   readonly dragging?: boolean;
+  /** A short box: title and time on one line. */
+  readonly compact?: boolean;
 }
 
 /** One event on a grid (a box in the week's time grid, a bar in a day row, a dot line in the month). */
-export function EventChip({ event, variant, style, continuesBefore, continuesAfter, onOpen, onPointerDown, dragging }: EventChipProps): ReactNode {
+export function EventChip({ event, variant, style, continuesBefore, continuesAfter, onOpen, onPointerDown, dragging, compact }: EventChipProps): ReactNode {
   const time = event.allDay ? 'All day' : `${formatTime(event.start)} – ${formatTime(event.end)}`;
   const classes = ['event', `event-${variant}`];
   if (event.status === 'cancelled') classes.push('event-cancelled');
@@ -24,6 +26,7 @@ export function EventChip({ event, variant, style, continuesBefore, continuesAft
   if (continuesBefore) classes.push('continues-before');
   if (continuesAfter) classes.push('continues-after');
   if (dragging) classes.push('dragging');
+  if (compact) classes.push('event-compact');
   const label = [event.title || '(No title)', time, event.location, event.status ? STATUS_LABELS[event.status] : '', event.calendarName].filter(Boolean).join(', ');
   return (
     <div
@@ -56,8 +59,8 @@ export function EventChip({ event, variant, style, continuesBefore, continuesAft
       {variant === 'dot' && <span className="event-dot" aria-hidden="true" />}
       {variant === 'dot' && !event.allDay && <span className="event-time">{formatTime(event.start)}</span>}
       <span className="event-title">{event.title || '(No title)'}</span>
-      {variant === 'box' && <span className="event-time">{time}</span>}
-      {variant === 'box' && event.location && <span className="event-location">{event.location}</span>}
+      {variant === 'box' && <span className="event-time">{compact && !event.allDay ? formatTime(event.start) : time}</span>}
+      {variant === 'box' && !compact && event.location && <span className="event-location">{event.location}</span>}
       {variant === 'box' && onPointerDown && !continuesAfter && <span className="resize-handle" data-testid={`resize-${event.id}`} aria-hidden="true" />}
       {event.conflict > 1 && (
         <span className="conflict-badge" data-testid={`conflict-badge-${event.id}`} title={`${event.conflict} conflicting status changes: open to choose`}>

@@ -8,6 +8,8 @@ export const HOUR_PX = 48;
 const SLOT_MIN = 30;
 const SNAP_MIN = 30;
 const BAR_PX = 22;
+/** Width at the right of each day column that events leave free for creating overlapping events. */
+const FREE_EDGE_PX = 12;
 
 export interface NewRange {
   readonly start: Date;
@@ -235,14 +237,16 @@ export function WeekView({ weekStart, events, now, onCreate, onOpen, onPickDay, 
                     continuesBefore={box.continuesBefore}
                     continuesAfter={box.continuesAfter}
                     dragging={draggedKey === `${box.event.space}/${box.event.id}`}
+                    compact={((box.bottom - box.top) / 60) * HOUR_PX < 34}
                     onOpen={onOpen}
                     onPointerDown={onEventPointerDown}
                     style={{
                       position: 'absolute',
                       top: (box.top / 60) * HOUR_PX,
                       height: Math.max(18, ((box.bottom - box.top) / 60) * HOUR_PX - 2),
-                      left: `calc(${(box.column / box.columns) * 100}% + 1px)`,
-                      width: `calc(${100 / box.columns}% - 4px)`,
+                      // The right edge of every column stays free: clicking or dragging there creates an event at that time.
+                      left: `calc((100% - ${FREE_EDGE_PX}px) * ${box.column / box.columns} + 1px)`,
+                      width: `calc((100% - ${FREE_EDGE_PX}px) / ${box.columns} - 2px)`,
                     }}
                   />
                 ))}
