@@ -10,10 +10,12 @@
  *   offline: `device.offline()` calls context.setOffline(true) (the page sees
  *   navigator.onLine false and new connections fail) AND cuts the link.
  *   setOffline alone does not close a WebSocket that is already open in
- *   Chromium: the engine would stay "synced" on a socket that carries nothing,
- *   and come back without ever reconnecting. Cutting the link makes "offline"
- *   what it is on a real device: the socket drops, nothing reaches the server
- *   (not even the service worker's fetches), and coming back is a reconnect.
+ *   Chromium (seen with Chromium 156 and playwright-core 1.65): the socket stays
+ *   open carrying nothing, and the engine never notices it is offline (it stays
+ *   "synced", or "syncing" with changes pending). Cutting the link makes
+ *   "offline" what it is on a real device: the socket drops, nothing reaches
+ *   the server (not even the service worker's fetches), and coming back is a
+ *   reconnect.
  * - Waits end on a selector or a condition with a bounded timeout, never a sleep.
  * - Every test saves screenshots to test-results/e2e/<name>.png (`device.shot`);
  *   a failing test also saves every open page as <test>-failed-<n>.png.

@@ -78,6 +78,11 @@ describeE2E('calendar: .ics import', (e2e) => {
     expect(Math.abs(chipBox.y - slotBox.y)).toBeLessThan(4);
     expect(chipBox.x).toBeGreaterThanOrEqual(slotBox.x - 2);
     expect(chipBox.x + chipBox.width).toBeLessThanOrEqual(slotBox.x + slotBox.width + 2);
+    // A half-hour box still shows its title (not squeezed out by the time and location lines).
+    const titleBox = await box(page, '[data-testid="day-col-2027-01-05"] [data-title="Weekly standup"] .event-title');
+    expect(titleBox.height).toBeGreaterThanOrEqual(12);
+    expect(titleBox.y).toBeGreaterThanOrEqual(chipBox.y);
+    expect(titleBox.y + titleBox.height).toBeLessThanOrEqual(chipBox.y + chipBox.height + 1);
     await device.shot('ics-import-week-1', page);
 
     // Week 2: the standup again, and the offsite as one bar over Thursday and Friday.

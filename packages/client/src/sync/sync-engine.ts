@@ -114,9 +114,20 @@ export class SyncEngine {
       replica.onLeaderChange((leader) => (leader ? this.#start() : this.#stop())),
     );
     const online = () => this.reconnectNow();
+    // The browser knows before a ping times out: drop the socket and wait for `online` (or the backoff).
+    const offline = () => {
+      if (!this.#socket) return;
+      this.#dropSocket();
+      this.#setStatus({ state: 'offline' });
+      this.#scheduleReconnect();
+    };
     const target = globalThis as { addEventListener?: (t: string, f: () => void) => void; removeEventListener?: (t: string, f: () => void) => void };
     target.addEventListener?.('online', online);
-    this.#cleanups.push(() => target.removeEventListener?.('online', online));
+    target.addEventListener?.('offline', offline);
+    this.#cleanups.push(
+      () => target.removeEventListener?.('online', online),
+      () => target.removeEventListener?.('offline', offline),
+    );
     if (replica.isLeader) this.#start();
     void this.#refreshPending();
   }
