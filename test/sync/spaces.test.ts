@@ -45,3 +45,21 @@ describe('several spaces', () => {
     expect(await server.storage.head('two' as SpaceId)).toBe(2);
   });
 });
+
+describe('a refused space', () => {
+  it('keeps its forbidden error after the welcome, and the granted space still syncs', async () => {
+    const server = await startServer({
+      authenticate: async () => ({ subject: 'u', access: (space) => (space === 'mine' ? 'write' : undefined) }),
+    });
+    cleanup.push(() => server.close());
+    const a = await replica({ name: uniqueName('refused'), schema });
+    cleanup.push(() => a.close());
+    await a.put('events', 'x', { n: 1 }, { space: 'mine' });
+    const engine = sync(a, server.url, { spaces: ['mine', 'theirs'], token: 't' });
+    cleanup.push(() => engine.close());
+    await waitUntil(() => isSynced(engine), 5_000, 'synced with the granted space');
+    expect(engine.status.error).toMatchObject({ code: 'forbidden', space: 'theirs' });
+    expect(await server.storage.head('mine' as SpaceId)).toBe(1);
+    expect(await a.query({ collection: 'events', space: 'mine' })).toHaveLength(1);
+  });
+});

@@ -32,7 +32,7 @@ export interface Query {
   /** Continue after this cursor (from a previous page's `cursor`). */
   readonly after?: Cursor;
   /** Only records of this space. */
-  readonly space?: SpaceId;
+  readonly space?: string;
 }
 
 /** An opaque position in a query's order: the index key of the last row seen. */
@@ -109,7 +109,7 @@ export async function runQuery(tx: StorageTx, def: CollectionDef, query: Query):
   checkPaging(query);
   if (query.index === undefined) {
     if (query.eq !== undefined || query.range !== undefined) throw new ReplicaError('invalid_argument', 'eq and range need an index');
-    const records = await tx.scanRecords(def.name, { direction: query.order ?? 'asc', space: query.space });
+    const records = await tx.scanRecords(def.name, { direction: query.order ?? 'asc', ...(query.space !== undefined ? { space: query.space as SpaceId } : {}) });
     const live = records.filter((r) => r.value !== undefined);
     let start = 0;
     if (query.after !== undefined) {

@@ -302,7 +302,11 @@ export class SyncEngine {
         this.#backoff.reset();
         this.#ready = true;
         const clockOffset = message.time - Date.now();
-        this.#setStatus({ state: 'syncing', clockOffset, error: undefined });
+        // A space refused just before the welcome keeps its error: the app must be able to show it.
+        const granted = new Set<SpaceId>(message.spaces.map((s) => s.space));
+        const refused = this.#status.error?.space !== undefined && !granted.has(this.#status.error.space) ? this.#status.error : undefined;
+        for (const space of this.#spaces) if (!granted.has(space)) this.#blocked.add(space);
+        this.#setStatus({ state: 'syncing', clockOffset, error: refused });
         for (const { space } of message.spaces) this.#pushNext(space);
         return;
       }
