@@ -1,0 +1,147 @@
+/**
+ * Opens this device's replica and keeps its sync connection pointed at the
+ * right spaces: `settings` plus one space per calendar. The spaces a replica
+ * syncs are fixed when it opens, so when the list of calendars changes (one
+ * added here or arriving from another device) the host opens a replica with
+ * the new list, hands it to the UI and closes the old one.
+ */
+import { createReplica, type Replica } from '@syncline/client';
+import { DEFAULT_CALENDARS, schema, SETTINGS_SPACE, toCalendar } from './model';
+
+export interface Device {
+  /** From ?device=NAME; undefined for the browser's default replica. */
+  readonly name: string | undefined;
+  /** IndexedDB database name: `calendar` or `calendar-NAME`. */
+  readonly dbName: string;
+}
+
+export function deviceFromLocation(search = location.search): Device {
+  const raw = new URLSearchParams(search).get('device');
+  const name = raw && /^[A-Za-z0-9_-]{1,40}$/.test(raw) ? raw : undefined;
+  return { name, dbName: name ? `calendar-${name}` : 'calendar' };
+}
+
+/** ws(s)://host/sync of the page's origin, or ?server=ws://… to point elsewhere. */
+export function syncUrl(loc: Location = location): string {
+  const override = new URLSearchParams(loc.search).get('server');
+  if (override && /^wss?:\/\//.test(override)) return override;
+  return `${loc.protocol === 'https:' ? 'wss' : 'ws'}://${loc.host}/sync`;
+}
+
+const storageKey = (device: Device, what: string): string => `syncline-calendar:${device.dbName}:${what}`;
+
+function readList(key: string): string[] | undefined {
+  try {
+    const v: unknown = JSON.parse(localStorage.getItem(key) ?? 'null');
+    return Array.isArray(v) && v.every((s) => typeof s === 'string') ? v : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export type HostState =
+  | { readonly phase: 'opening' }
+  | { readonly phase: 'ready'; readonly replica: Replica; readonly spaces: readonly string[] }
+  | { readonly phase: 'failed'; readonly error: Error };
+
+export class ReplicaHost {
+  readonly device: Device;
+  #state: HostState = { phase: 'opening' };
+  readonly #listeners = new Set<() => void>();
+  /** Opens and closes run one at a time, in order. */
+  #queue: Promise<void> = Promise.resolve();
+  #wanted: readonly string[];
+
+  constructor(device: Device) {
+    this.device = device;
+    this.#wanted = readList(storageKey(device, 'spaces')) ?? DEFAULT_CALENDARS.map((c) => c.id);
+  }
+
+  get state(): HostState {
+    return this.#state;
+  }
+
+  readonly subscribe = (listener: () => void): (() => void) => {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  };
+
+  readonly getState = (): HostState => this.#state;
+
+  #set(state: HostState): void {
+    this.#state = state;
+    for (const listener of this.#listeners) listener();
+  }
+
+  /** The access token sent in the handshake (for servers with JWT auth), kept per device. */
+  get token(): string | undefined {
+    return localStorage.getItem(storageKey(this.device, 'token')) ?? undefined;
+  }
+
+  /** Stores a new token and reconnects with it. */
+  setToken(token: string | undefined): void {
+    if (token) localStorage.setItem(storageKey(this.device, 'token'), token);
+    else localStorage.removeItem(storageKey(this.device, 'token'));
+    this.#enqueue(() => this.#reopen(this.#wanted));
+  }
+
+  start(): void {
+    this.#enqueue(async () => {
+      await this.#reopen(this.#wanted);
+      const state = this.#state;
+      if (state.phase === 'ready') await this.#ensureCalendars(state.replica);
+    });
+  }
+
+  /** The calendar spaces to sync; reopens the replica if they changed. */
+  setCalendarSpaces(ids: readonly string[]): void {
+    const next = [...new Set(ids)].sort();
+    if (next.length === 0 || sameList(next, [...this.#wanted].sort())) return;
+    this.#wanted = next;
+    localStorage.setItem(storageKey(this.device, 'spaces'), JSON.stringify(next));
+    this.#enqueue(() => this.#reopen(next));
+  }
+
+  #enqueue(task: () => Promise<void>): void {
+    this.#queue = this.#queue.then(task).catch((error: unknown) => {
+      console.error('[calendar]', error);
+      this.#set({ phase: 'failed', error: error instanceof Error ? error : new Error(String(error)) });
+    });
+  }
+
+  async #reopen(calendars: readonly string[]): Promise<void> {
+    const previous = this.#state.phase === 'ready' ? this.#state.replica : undefined;
+    const spaces = [SETTINGS_SPACE, ...calendars];
+    const replica = await createReplica({
+      name: this.device.dbName,
+      schema,
+      space: SETTINGS_SPACE,
+      sync: { url: syncUrl(), spaces, token: () => this.token ?? '' },
+      onError: (error) => console.warn('[syncline]', error.message),
+    });
+    // Open the new replica before closing the old one, so the UI always has one.
+    this.#set({ phase: 'ready', replica, spaces });
+    await previous?.close();
+  }
+
+  /**
+   * First run: create the default calendars, unless they come from the server.
+   * Waits briefly for the settings space to sync (another device may have
+   * renamed them: writing the defaults again would undo that).
+   */
+  async #ensureCalendars(replica: Replica): Promise<void> {
+    const count = async () => (await replica.query({ collection: 'calendars', space: SETTINGS_SPACE })).map(toCalendar).filter(Boolean).length;
+    if ((await count()) > 0) return;
+    if (navigator.onLine && replica.sync) {
+      await replica.sync.waitFor((s) => s.state === 'synced' || s.error !== undefined, 4000).catch(() => undefined);
+    }
+    if (replica.closed || (await count()) > 0) return;
+    await replica.batch((b) => {
+      for (const c of DEFAULT_CALENDARS) b.put('calendars', c.id, { name: c.name, color: c.color, order: c.order }, { space: SETTINGS_SPACE });
+    });
+  }
+}
+
+function sameList(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((v, i) => v === b[i]);
+}
