@@ -385,7 +385,6 @@ export class SyncEngine {
 
   #setStatus(patch: Partial<SyncStatus>): void {
     const next = { ...this.#status, ...patch } as SyncStatus;
-    if (next.state !== 'synced' && this.#status.state === 'synced' && patch.state === undefined) (next as { state: SyncState }).state = this.#status.state;
     this.#status = next;
     for (const listener of this.#listeners) listener(next);
   }
