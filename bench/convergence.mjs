@@ -50,8 +50,6 @@ async function synclineRun(C, W) {
     startSync(replica, { url: `ws://127.0.0.1:${server.port}/sync`, WebSocket: Socket });
     replicas.push(replica);
   }
-  const engines = () => replicas.map((r) => r.sync);
-  void engines;
   const t0 = performance.now();
   await Promise.all(replicas.map((replica, r) => Promise.all(Array.from({ length: W }, (_, i) => replica.put('events', `r${r}-${i}`, event(i, `r${r}`))))));
   // 20% updates: half on own records, half on the next replica's records (concurrent with its owner's update).
