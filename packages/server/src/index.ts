@@ -1,5 +1,6 @@
 /** @syncline/server: the sync server. */
-export { createSyncServer, type SyncServer } from './server.js';
+export { createSyncServer, type SyncServer, type ConnectionEvents } from './server.js';
+export type { Connection } from './session.js';
 export { DEFAULT_LIMITS, type Limits, type SyncServerOptions, type CompactionOptions } from './options.js';
 export { jwtAuth, openAccess, grantFromClaim, AuthError, type Authenticate, type AuthRequest, type Grant, type JwtOptions } from './auth.js';
 export { sqliteStorage, type SqliteOptions } from './storage/sqlite-storage.js';

@@ -8,14 +8,14 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { DEFAULT_MAX_CLOCK_DRIFT, encodeDownstream, type SpaceId } from '@syncline/core';
 import { pino, type Logger } from 'pino';
-import { WebSocketServer } from 'ws';
+import { WebSocketServer, type WebSocket } from 'ws';
 import { jwtAuth, openAccess, type Authenticate } from './auth.js';
 import { Committer } from './committer.js';
 import { handleHttp } from './http.js';
 import { Hub } from './hub.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { DEFAULT_LIMITS, type Limits, type SyncServerOptions } from './options.js';
-import { Session } from './session.js';
+import { Session, type Connection } from './session.js';
 import { sqliteStorage } from './storage/sqlite-storage.js';
 import type { ServerStorage } from './storage/types.js';
 
@@ -34,6 +34,22 @@ export interface SyncServer {
   readonly connections: number;
   /** Runs log compaction for every space now; returns entries removed. */
   compact(keepLast?: number): Promise<number>;
+  /**
+   * Serves a connection from another transport (the simulation's in-memory
+   * network, or a WebSocket server of your own). Call the returned handlers
+   * for what the transport receives.
+   */
+  accept(connection: Connection): ConnectionEvents;
+}
+
+/** What a transport reports to the server about an accepted connection. */
+export interface ConnectionEvents {
+  /** A frame arrived; `isBinary` false for a text frame (refused). */
+  receive(frame: Uint8Array, isBinary?: boolean): void;
+  /** A ping was answered. */
+  pong(): void;
+  /** The connection is gone. */
+  closed(): void;
 }
 
 export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
@@ -90,31 +106,42 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
       return;
     }
     wss.handleUpgrade(req, socket, head, (ws) => {
-      if (sessions.size >= limits.maxConnections) {
-        ws.send(encodeDownstream({ type: 'error', code: 'too_many_connections', message: 'the server is at its connection limit; retry later', fatal: true }));
-        ws.close(1013, 'too_many_connections');
-        return;
-      }
-      const session = new Session(ws, {
-        serverId,
-        storage,
-        hub,
-        committer,
-        authenticate,
-        limits,
-        metrics,
-        logger,
-        now,
-        maxClockDrift: options.maxClockDrift ?? DEFAULT_MAX_CLOCK_DRIFT,
-        onClose: (s) => {
-          sessions.delete(s);
-          metrics.connections.set(sessions.size);
-        },
-      });
-      sessions.add(session);
-      metrics.connections.set(sessions.size);
+      const events = accept(wsConnection(ws));
+      ws.on('message', (data, isBinary) => events.receive(toBytes(data), isBinary));
+      ws.on('pong', () => events.pong());
+      ws.on('close', () => events.closed());
+      ws.on('error', (error) => logger.debug({ err: error }, 'socket error'));
     });
   });
+
+  function accept(connection: Connection): ConnectionEvents {
+    if (closing || sessions.size >= limits.maxConnections) {
+      const code = closing ? 'shutting_down' : 'too_many_connections';
+      const message = closing ? 'the server is shutting down; reconnect later' : 'the server is at its connection limit; retry later';
+      connection.send(encodeDownstream({ type: 'error', code, message, fatal: true }));
+      connection.close(1013, code);
+      return { receive: () => undefined, pong: () => undefined, closed: () => undefined };
+    }
+    const session = new Session(connection, {
+      serverId,
+      storage,
+      hub,
+      committer,
+      authenticate,
+      limits,
+      metrics,
+      logger,
+      now,
+      maxClockDrift: options.maxClockDrift ?? DEFAULT_MAX_CLOCK_DRIFT,
+      onClose: (s) => {
+        sessions.delete(s);
+        metrics.connections.set(sessions.size);
+      },
+    });
+    sessions.add(session);
+    metrics.connections.set(sessions.size);
+    return { receive: (frame, isBinary = true) => session.receive(frame, isBinary), pong: () => session.pong(), closed: () => session.closed() };
+  }
 
   // Liveness: a socket that did not answer the previous ping is gone.
   const pinger = setInterval(() => {
@@ -157,6 +184,7 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
     metrics,
     logger,
     compact: (keepLast = options.compaction?.keepLast ?? 0) => compactAll(keepLast),
+    accept,
     listen() {
       return new Promise((resolve, reject) => {
         http.once('error', reject);
@@ -175,6 +203,7 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
         const httpClosed = new Promise<void>((resolve) => http.close(() => resolve()));
         for (const session of sessions) session.fail('shutting_down', 'the server is shutting down; reconnect later', true);
         await committer.flush();
+        for (const session of sessions) session.socket.terminate();
         for (const ws of wss.clients) ws.terminate();
         wss.close();
         http.closeAllConnections();
@@ -185,4 +214,25 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
       return closed;
     },
   };
+}
+
+function wsConnection(ws: WebSocket): Connection {
+  return {
+    get bufferedAmount() {
+      return ws.bufferedAmount;
+    },
+    get open() {
+      return ws.readyState === ws.OPEN;
+    },
+    send: (frame) => ws.send(frame, { binary: true }),
+    close: (code, reason) => ws.close(code, reason),
+    terminate: () => ws.terminate(),
+    ping: () => ws.ping(),
+  };
+}
+
+function toBytes(data: WebSocket.RawData): Uint8Array {
+  if (Array.isArray(data)) return new Uint8Array(Buffer.concat(data));
+  if (data instanceof ArrayBuffer) return new Uint8Array(data);
+  return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
 }

@@ -23,7 +23,6 @@ import {
   type SpaceId,
 } from '@syncline/core';
 import type { Logger } from 'pino';
-import type WebSocket from 'ws';
 import * as Y from 'yjs';
 import type { Authenticate, Grant } from './auth.js';
 import type { Committer } from './committer.js';
@@ -44,6 +43,25 @@ export interface SessionContext {
   readonly now: () => number;
   readonly maxClockDrift: number;
   readonly onClose: (session: Session) => void;
+}
+
+/**
+ * A client connection as a session sees it: a `ws` socket in the server, an
+ * in-memory pipe in the simulation (test/sim). The transport calls the session's
+ * `receive`, `pong` and `closed` for what arrives.
+ */
+export interface Connection {
+  /** Bytes queued for sending and not yet written (backpressure). */
+  readonly bufferedAmount: number;
+  /** True while frames can be sent. */
+  readonly open: boolean;
+  send(frame: Uint8Array): void;
+  /** Closes with a closing handshake. */
+  close(code: number, reason: string): void;
+  /** Drops the transport at once. */
+  terminate(): void;
+  /** Liveness probe: the transport calls `pong()` when it is answered. */
+  ping(): void;
 }
 
 interface Subscription {
@@ -73,16 +91,29 @@ export class Session implements Follower {
   alive = true;
 
   constructor(
-    readonly socket: WebSocket,
+    readonly socket: Connection,
     private readonly ctx: SessionContext,
   ) {
     this.#tokens = ctx.limits.messagesPerSecond;
     this.#lastRefill = ctx.now();
     this.#helloTimer = setTimeout(() => this.fail('not_ready', 'no hello received in time', true), ctx.limits.helloTimeoutMs);
-    socket.on('message', (data, isBinary) => this.#onFrame(data, isBinary));
-    socket.on('pong', () => (this.alive = true));
-    socket.on('close', () => this.#closed());
-    socket.on('error', (error) => ctx.logger.debug({ err: error }, 'socket error'));
+  }
+
+  // ---- transport events -------------------------------------------------------
+
+  /** A frame arrived. */
+  receive(bytes: Uint8Array, isBinary = true): void {
+    this.#onFrame(bytes, isBinary);
+  }
+
+  /** The transport answered a ping. */
+  pong(): void {
+    this.alive = true;
+  }
+
+  /** The transport closed. */
+  closed(): void {
+    this.#closed();
   }
 
   // ---- Follower -------------------------------------------------------------
@@ -111,9 +142,8 @@ export class Session implements Follower {
 
   // ---- inbound --------------------------------------------------------------
 
-  #onFrame(data: WebSocket.RawData, isBinary: boolean): void {
+  #onFrame(bytes: Uint8Array, isBinary: boolean): void {
     if (this.#state === 'closed') return;
-    const bytes = toBytes(data);
     if (!isBinary) return this.fail('malformed_frame', 'frames must be binary', true);
     if (bytes.length > this.ctx.limits.maxFrameBytes) {
       return this.fail('frame_too_large', `frame of ${bytes.length} bytes exceeds the limit of ${this.ctx.limits.maxFrameBytes}`, true);
@@ -324,8 +354,8 @@ export class Session implements Follower {
   }
 
   #sendFrame(frame: Uint8Array): void {
-    if (this.socket.readyState !== this.socket.OPEN) return;
-    this.socket.send(frame, { binary: true });
+    if (!this.socket.open) return;
+    this.socket.send(frame);
     if (this.socket.bufferedAmount > this.ctx.limits.maxBufferedBytes) this.#pause();
   }
 
@@ -404,10 +434,4 @@ export class Session implements Follower {
     for (const space of this.#subs.keys()) this.ctx.hub.unfollow(space, this);
     this.ctx.onClose(this);
   }
-}
-
-function toBytes(data: WebSocket.RawData): Uint8Array {
-  if (Array.isArray(data)) return new Uint8Array(Buffer.concat(data));
-  if (data instanceof ArrayBuffer) return new Uint8Array(data);
-  return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
 }
