@@ -34,6 +34,8 @@ export class CrdtDocs {
   constructor(
     private readonly write: (target: CrdtTarget, update: Uint8Array, type: CrdtType) => Promise<void>,
     private readonly onError: (error: unknown) => void,
+    /** A fresh Yjs client id for each opened document (the replica's random source, so simulations replay). */
+    private readonly newClientId: () => number,
   ) {}
 
   /** The open document for a field, creating it from the stored update. */
@@ -42,6 +44,7 @@ export class CrdtDocs {
     const existing = this.#open.get(key);
     if (existing) return existing.doc;
     const doc = new Y.Doc();
+    doc.clientID = this.newClientId();
     if (stored) Y.applyUpdate(doc, stored, REMOTE);
     const entry: Entry = { target, doc, type, pending: [] };
     doc.on('update', (update: Uint8Array, origin: unknown) => {

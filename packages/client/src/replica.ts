@@ -120,6 +120,7 @@ export class Replica<S extends Schema = Schema> {
   readonly #listeners = new Set<(event: CommitEvent) => void>();
   readonly #pending = new Set<Promise<unknown>>();
   readonly #tabId: string;
+  readonly #now: () => number;
   #channel: ChannelLike | undefined;
   #sync: SyncEngine | undefined;
   #closed = false;
@@ -135,6 +136,8 @@ export class Replica<S extends Schema = Schema> {
     id: ReplicaId;
     clock: Hlc;
     tabId: string;
+    now: () => number;
+    randomBytes: (n: number) => Uint8Array;
   }) {
     const { options } = init;
     this.name = options.name;
@@ -144,9 +147,14 @@ export class Replica<S extends Schema = Schema> {
     this.#collections = init.collections;
     this.#clock = init.clock;
     this.#tabId = init.tabId;
+    this.#now = init.now;
     this.#onError = options.onError ?? ((error) => console.error('[syncline]', error));
     this.#live = new LiveQueries((q) => this.query(q), (e) => this.#onError(e as Error));
-    this.#crdt = new CrdtDocs((target, update, type) => this.#commit([{ kind: 'crdt', ...target, type, update }]).then(() => undefined), (e) => this.#onError(e as Error));
+    this.#crdt = new CrdtDocs(
+      (target, update, type) => this.#commit([{ kind: 'crdt', ...target, type, update }]).then(() => undefined),
+      (e) => this.#onError(e as Error),
+      () => new DataView(init.randomBytes(4).buffer).getUint32(0),
+    );
     this.#storage.onVersionChange = () => {
       this.#onError(new ReplicaError('closed', `database of replica "${this.name}" was upgraded or deleted by another tab; reopen the replica`));
       void this.close();
@@ -164,6 +172,11 @@ export class Replica<S extends Schema = Schema> {
   /** The sync engine, when createReplica was given `sync` (status, events). */
   get sync(): SyncEngine | undefined {
     return this.#sync;
+  }
+
+  /** @internal The physical clock the replica stamps its writes with (createReplica's `now`). */
+  clockNow(): number {
+    return this.#now();
   }
 
   /** @internal */
@@ -584,7 +597,7 @@ export async function createReplica<const S extends Schema>(options: ReplicaOpti
       return { id, clock, collections };
     });
     const tabId = newReplicaId(randomBytes);
-    const replica = new Replica<S>({ options, storage, collections, id, clock, tabId });
+    const replica = new Replica<S>({ options, storage, collections, id, clock, tabId, now, randomBytes });
     if (options.sync) replica.attachSync(startSync(replica as unknown as Replica, options.sync));
     return replica;
   } catch (error) {

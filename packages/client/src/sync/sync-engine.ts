@@ -204,7 +204,7 @@ export class SyncEngine {
     this.#socket = socket;
     socket.onopen = () => this.#enqueue(socket, () => this.#hello(socket));
     socket.onmessage = (event) => {
-      this.#lastHeard = Date.now();
+      this.#lastHeard = performance.now();
       const data = event.data;
       if (!(data instanceof ArrayBuffer) && !ArrayBuffer.isView(data)) return;
       const bytes = data instanceof ArrayBuffer ? new Uint8Array(data) : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
@@ -272,12 +272,12 @@ export class SyncEngine {
     const token = typeof this.#options.token === 'function' ? await this.#options.token() : this.#options.token;
     const spaces = [];
     for (const space of this.#spaces) spaces.push({ space, after: await this.#replica.position(space) });
-    this.#send(socket, { type: 'hello', protocol: PROTOCOL_VERSION, replica: this.#replica.id, ...(token ? { token } : {}), spaces, time: Date.now() });
+    this.#send(socket, { type: 'hello', protocol: PROTOCOL_VERSION, replica: this.#replica.id, ...(token ? { token } : {}), spaces, time: this.#replica.clockNow() });
     const interval = this.#options.pingIntervalMs ?? 20_000;
-    this.#lastHeard = Date.now();
+    this.#lastHeard = performance.now();
     let pingId = 0;
     this.#pingTimer = setInterval(() => {
-      if (Date.now() - this.#lastHeard > interval * 2.5) {
+      if (performance.now() - this.#lastHeard > interval * 2.5) {
         socket.onclose?.({ code: 4000, reason: 'ping timeout' });
         return;
       }
@@ -301,7 +301,7 @@ export class SyncEngine {
       case 'welcome': {
         this.#backoff.reset();
         this.#ready = true;
-        const clockOffset = message.time - Date.now();
+        const clockOffset = message.time - this.#replica.clockNow();
         // A space refused just before the welcome keeps its error: the app must be able to show it.
         const granted = new Set<SpaceId>(message.spaces.map((s) => s.space));
         const refused = this.#status.error?.space !== undefined && !granted.has(this.#status.error.space) ? this.#status.error : undefined;
@@ -375,7 +375,7 @@ export class SyncEngine {
       })
       .catch(() => this.#status.pending);
     const allSynced = this.#ready && this.#spaces.every((s) => this.#synced.has(s) || this.#blocked.has(s));
-    if (allSynced && pending === 0) this.#setStatus({ state: 'synced', pending, lastSyncedAt: Date.now() });
+    if (allSynced && pending === 0) this.#setStatus({ state: 'synced', pending, lastSyncedAt: this.#replica.clockNow() });
     else this.#setStatus({ pending, ...(this.#ready ? { state: 'syncing' as const } : {}) });
   }
 
