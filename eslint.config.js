@@ -26,7 +26,7 @@ export default tseslint.config(
     },
   },
   {
-    files: ['test/**/*.ts', 'bench/**/*.{ts,mjs,js}', 'packages/*/bin/**'],
+    files: ['test/**/*.ts', 'bench/**/*.{ts,mjs,js}', 'packages/*/bin/**', 'scripts/**'],
     rules: { 'no-console': 'off' },
   },
 );

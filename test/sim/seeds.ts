@@ -1,0 +1,36 @@
+/**
+ * Runs a range of seeds; the first failure is shrunk (bounded) and reported with
+ * its seed, config and shortest plan. Shared by the CI test files and the CLI.
+ */
+import { formatFailure, runSimulation, shrink, type SimStats } from './simulation.js';
+
+export interface SeedsSummary {
+  readonly seeds: number;
+  readonly totals: SimStats;
+  readonly failure: string | undefined;
+  readonly ms: number;
+}
+
+export async function runSeeds(first: number, count: number, options: { shrinkRuns?: number; log?: (line: string) => void } = {}): Promise<SeedsSummary> {
+  const started = performance.now();
+  const totals: SimStats = { ops: 0, faults: 0, serverCrashes: 0, serverRestarts: 0, replicaRestarts: 0, frames: 0, duplicated: 0, cuts: 0, changes: 0, virtualMs: 0 };
+  for (let seed = first; seed < first + count; seed++) {
+    const result = await runSimulation({ seed });
+    for (const key of Object.keys(totals) as Array<keyof SimStats>) totals[key] += result.stats[key];
+    if (!result.ok) {
+      const shrunk = (options.shrinkRuns ?? 40) > 0 ? await shrink(seed, result.plan, { maxRuns: options.shrinkRuns ?? 40 }) : undefined;
+      return { seeds: seed - first + 1, totals, failure: formatFailure(result, shrunk), ms: performance.now() - started };
+    }
+    if (options.log && (seed - first + 1) % 100 === 0) options.log(`${seed - first + 1} seeds ok (${Math.round(performance.now() - started)} ms)`);
+  }
+  return { seeds: count, totals, failure: undefined, ms: performance.now() - started };
+}
+
+export function describeSummary(first: number, summary: SeedsSummary): string {
+  const t = summary.totals;
+  return (
+    `seeds ${first}..${first + summary.seeds - 1}: ${summary.failure ? 'FAILED' : 'all passed'} in ${(summary.ms / 1000).toFixed(1)} s; ` +
+    `${t.ops} operations, ${t.faults} faults (${t.serverCrashes} server crashes, ${t.serverRestarts} server restarts, ${t.replicaRestarts} replica restarts, ${t.cuts} connections cut), ` +
+    `${t.frames} frames (${t.duplicated} duplicated), ${t.changes} changes checked, ${(t.virtualMs / 3_600_000).toFixed(1)} h of virtual time`
+  );
+}

@@ -1,0 +1,653 @@
+/**
+ * One simulation run: N replicas (the real @syncline/client on fake-indexeddb)
+ * and one server (the real @syncline/server on SQLite in /dev/shm) on the
+ * simulated network, in virtual time, driven by a plan. After the plan the
+ * network heals, the run waits for quiescence and checks the guarantees of
+ * DESIGN.md against the server's log and every replica's state.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createReplica, indexedDbStorage, type Replica } from '@syncline/client';
+import { canonicalState, decodeDownstream, hlcWall, type Change, type Json, type SpaceId } from '@syncline/core';
+import { createSyncServer, sqliteStorage, type AppendRequest, type AppendResult, type ServerStorage, type SyncServer } from '@syncline/server';
+import 'fake-indexeddb/auto';
+import { IDBFactory, IDBKeyRange } from 'fake-indexeddb';
+import { pino } from 'pino';
+import { SimNetwork } from './network.js';
+import { canonical, expectedState } from './oracle.js';
+import { Rng } from './rng.js';
+import { VirtualTime } from './virtual-time.js';
+import { COLLECTIONS, describe, makeConfig, makePlan, MAX_SKEW_MS, MERGE_COLLECTIONS, SCHEMA, type Action, type Config, type Op } from './workload.js';
+
+/** Bugs the simulation must find (test/sim/planted.test.ts). */
+export type PlantedBug =
+  /** The server acknowledges a push whose last change it never stored. */
+  | 'ack-without-store'
+  /** The server's log reader skips an entry in the middle of a batch. */
+  | 'skip-log-entry'
+  /** The replica advances its log position past a change it did not apply. */
+  | 'skip-remote-change';
+
+export interface SimOptions {
+  readonly seed: number;
+  /** Replays this plan instead of the one the seed generates (shrinking). */
+  readonly plan?: readonly Action[];
+  readonly steps?: number;
+  readonly bug?: PlantedBug;
+}
+
+export interface SimStats {
+  ops: number;
+  faults: number;
+  serverCrashes: number;
+  serverRestarts: number;
+  replicaRestarts: number;
+  frames: number;
+  duplicated: number;
+  cuts: number;
+  changes: number;
+  virtualMs: number;
+}
+
+export interface SimResult {
+  readonly seed: number;
+  readonly ok: boolean;
+  readonly failures: readonly string[];
+  readonly config: Config;
+  readonly plan: readonly Action[];
+  /** Hash of every frame delivered and of the final state: equal runs, equal digests. */
+  readonly digest: string;
+  readonly stats: SimStats;
+}
+
+const T0 = Date.UTC(2026, 0, 1);
+const MAX_DRIFT = 30 * 60_000;
+const SETTLE_LIMIT_MS = 30 * 60_000;
+const QUIESCE_LIMIT_MS = 60 * 60_000;
+const silent = pino({ level: 'silent' });
+
+interface Slot {
+  readonly index: number;
+  readonly name: string;
+  readonly spaces: readonly SpaceId[];
+  readonly factory: IDBFactory;
+  readonly rng: Rng;
+  skew: number;
+  replica: Replica | undefined;
+  chain: Promise<void>;
+  busy: number;
+}
+
+class Failure extends Error {}
+
+/** Storage as the simulation sees it: can die with its server, crash right after a commit, or carry a planted bug. */
+class SimStorage implements ServerStorage {
+  dead = false;
+  crashAfterStore = false;
+  constructor(
+    /** The real storage, without the simulation's faults (the checks read it). */
+    readonly inner: ServerStorage,
+    private readonly world: World,
+  ) {}
+  #alive(): void {
+    if (this.dead) throw new Error('the server process is gone');
+  }
+  async append(requests: readonly AppendRequest[]): Promise<Array<AppendResult | Error>> {
+    this.#alive();
+    let reqs = requests;
+    const dropped = new Map<number, number>();
+    if (this.world.bug === 'ack-without-store') {
+      reqs = requests.map((r, i) => {
+        if (r.changes.length < 2 || !this.world.bugRng.chance(0.3)) return r;
+        dropped.set(i, (r.changes[r.changes.length - 1] as Change).seq);
+        return { ...r, changes: r.changes.slice(0, -1) };
+      });
+    }
+    const results = await this.inner.append(reqs);
+    for (const [i, seq] of dropped) {
+      const result = results[i];
+      if (result && !(result instanceof Error)) results[i] = { ...result, upTo: Math.max(result.upTo, seq) };
+    }
+    if (this.crashAfterStore && results.some((r) => !(r instanceof Error) && r.stored.length > 0)) {
+      this.crashAfterStore = false;
+      this.world.crashServer('after a commit, before its acks');
+      throw new Error('the server process died after committing');
+    }
+    return results;
+  }
+  async readLog(space: SpaceId, after: number, limit: number) {
+    this.#alive();
+    const entries = await this.inner.readLog(space, after, limit);
+    if (this.world.bug === 'skip-log-entry' && entries.length >= 3 && this.world.bugRng.chance(0.2)) entries.splice(1, 1);
+    return entries;
+  }
+  async head(space: SpaceId) {
+    this.#alive();
+    return this.inner.head(space);
+  }
+  async horizon(space: SpaceId) {
+    this.#alive();
+    return this.inner.horizon(space);
+  }
+  async snapshotPage(space: SpaceId, after: readonly [string, string] | undefined, limit: number) {
+    this.#alive();
+    return this.inner.snapshotPage(space, after, limit);
+  }
+  async countRecords(space: SpaceId) {
+    this.#alive();
+    return this.inner.countRecords(space);
+  }
+  async compact(space: SpaceId, keepLast: number) {
+    this.#alive();
+    return this.inner.compact(space, keepLast);
+  }
+  async spaces() {
+    this.#alive();
+    return this.inner.spaces();
+  }
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+}
+
+class World {
+  readonly time = new VirtualTime(T0);
+  readonly rng: Rng;
+  readonly bugRng: Rng;
+  readonly config: Config;
+  readonly network: SimNetwork;
+  readonly slots: Slot[];
+  readonly dir: string;
+  readonly dbPath: string;
+  readonly failures: string[] = [];
+  readonly stats: SimStats = { ops: 0, faults: 0, serverCrashes: 0, serverRestarts: 0, replicaRestarts: 0, frames: 0, duplicated: 0, cuts: 0, changes: 0, virtualMs: 0 };
+  readonly hash = createHash('sha256');
+  /** (replica, space) → highest seq the replica was told is stored. */
+  readonly acked = new Map<string, number>();
+  server: SyncServer | undefined;
+  storage: SimStorage | undefined;
+  #serverEpoch = 0;
+  readonly #background = new Set<Promise<void>>();
+  #starting = false;
+
+  constructor(
+    readonly seed: number,
+    readonly bug: PlantedBug | undefined,
+  ) {
+    const root = new Rng(seed);
+    const configRng = root.fork('config');
+    this.rng = root.fork('runtime');
+    this.bugRng = root.fork('bug');
+    this.config = makeConfig(configRng);
+    this.network = new SimNetwork(this.rng.fork('network'), { minDelayMs: this.config.minDelayMs, maxDelayMs: this.config.maxDelayMs, duplicate: this.config.duplicate });
+    this.network.onFrame = (event) => this.#observe(event.dir, event.client, event.bytes);
+    const base = existsSync('/dev/shm') ? '/dev/shm' : tmpdir();
+    this.dir = mkdtempSync(join(base, 'syncline-sim-'));
+    this.dbPath = join(this.dir, 'server.db');
+    this.slots = this.config.skews.map((skew, index) => ({
+      index,
+      name: `r${index}`,
+      spaces: (this.config.follows[index] as readonly string[]).map((s) => s as SpaceId),
+      factory: new IDBFactory(),
+      rng: root.fork(`replica-${index}`),
+      skew,
+      replica: undefined,
+      chain: Promise.resolve(),
+      busy: 0,
+    }));
+  }
+
+  fail(message: string): void {
+    this.failures.push(message);
+  }
+
+  #observe(dir: 'up' | 'down', client: string, bytes: Uint8Array): void {
+    this.hash.update(`${this.time.now}|${dir}|${client}|`).update(bytes);
+    if (dir !== 'down') return;
+    let message;
+    try {
+      message = decodeDownstream(bytes);
+    } catch {
+      return;
+    }
+    if (message.type === 'ack') {
+      const slot = this.slots.find((s) => s.name === client);
+      const id = slot?.replica?.id;
+      if (!id) return;
+      const key = `${id}\u0000${message.space}`;
+      this.acked.set(key, Math.max(this.acked.get(key) ?? 0, message.upTo));
+    }
+  }
+
+  // ---- server ---------------------------------------------------------------------
+
+  startServer(): void {
+    const storage = new SimStorage(sqliteStorage({ path: this.dbPath }), this);
+    this.storage = storage;
+    this.server = createSyncServer({
+      storage,
+      logger: silent,
+      serverId: `sim-${++this.#serverEpoch}`,
+      maxClockDrift: MAX_DRIFT,
+      limits: { messagesPerSecond: 10_000, relayBatch: 50, snapshotChunk: 7 },
+    });
+    this.network.server = this.server;
+  }
+
+  /** Like SIGKILL: connections vanish, nothing more is stored; a new process starts later on the same file. */
+  crashServer(why: string): void {
+    const { server, storage } = this;
+    if (!server || !storage) return;
+    this.stats.serverCrashes++;
+    this.hash.update(`crash ${why}`);
+    storage.dead = true;
+    this.server = undefined;
+    this.storage = undefined;
+    this.network.serverDied();
+    this.#track(server.close());
+    this.#restartLater(this.rng.between(100, 20_000));
+  }
+
+  restartServer(): void {
+    const { server } = this;
+    if (!server) return;
+    this.stats.serverRestarts++;
+    this.server = undefined;
+    this.network.server = undefined;
+    this.#track(
+      server.close().then(() => {
+        this.network.epoch++;
+      }),
+    );
+    this.#restartLater(this.rng.between(100, 5_000));
+  }
+
+  #restartLater(ms: number): void {
+    if (this.#starting) return;
+    this.#starting = true;
+    this.#track(
+      new Promise<void>((resolve) => setTimeout(resolve, ms)).then(async () => {
+        // The old process must be gone before a new one opens the file.
+        while ([...this.#background].length > 1) await new Promise((resolve) => setTimeout(resolve, 50));
+        this.#starting = false;
+        if (!this.server) this.startServer();
+      }),
+    );
+  }
+
+  #track(promise: Promise<void>): void {
+    const p = promise.catch((error: unknown) => this.fail(`background task failed: ${String(error)}`)).finally(() => this.#background.delete(p));
+    this.#background.add(p);
+  }
+
+  // ---- replicas -------------------------------------------------------------------
+
+  async openReplica(slot: Slot): Promise<void> {
+    const replica = await createReplica({
+      name: slot.name,
+      schema: SCHEMA,
+      storage: indexedDbStorage({ indexedDB: slot.factory, IDBKeyRange }),
+      tabs: false,
+      now: () => Date.now() + slot.skew,
+      randomBytes: (n) => slot.rng.bytes(n),
+      maxClockDrift: MAX_DRIFT,
+      onError: (error) => this.fail(`r${slot.index} reported an error: ${error.message}`),
+      sync: {
+        url: 'ws://sim/sync',
+        spaces: slot.spaces,
+        WebSocket: this.network.socketFactory(slot.name),
+        backoff: { initialMs: 200, maxMs: 20_000 },
+        random: () => slot.rng.next(),
+        pingIntervalMs: 10_000,
+        batchSize: 20,
+      },
+    });
+    if (this.bug === 'skip-remote-change') {
+      const apply = replica.applyRemote.bind(replica);
+      replica.applyRemote = (changes, options) => apply(changes.length >= 2 && this.bugRng.chance(0.3) ? changes.slice(1) : changes, options);
+    }
+    slot.replica = replica;
+  }
+
+  enqueue(slot: Slot, what: string, task: (replica: Replica) => Promise<void>): void {
+    slot.busy++;
+    slot.chain = slot.chain
+      .then(async () => {
+        if (!slot.replica) throw new Failure('replica is not open');
+        await task(slot.replica);
+      })
+      .catch((error: unknown) => this.fail(`r${slot.index} ${what} failed: ${error instanceof Error ? error.message : String(error)}`))
+      .finally(() => slot.busy--);
+  }
+
+  async applyOp(replica: Replica, space: string, op: Op): Promise<void> {
+    const options = { space };
+    switch (op.kind) {
+      case 'put':
+        return void (await replica.put(op.collection, op.id, op.fields, options));
+      case 'patch': {
+        const patch: Record<string, Json | undefined> = {};
+        for (const [k, v] of Object.entries(op.fields)) patch[k] = v === null ? undefined : v;
+        return void (await replica.patch(op.collection, op.id, patch, options));
+      }
+      case 'delete':
+        return void (await replica.delete(op.collection, op.id, options));
+      case 'text': {
+        const text = await replica.text('notes', op.id, 'body', options);
+        const at = Math.floor(op.at * (text.length + 1));
+        text.doc?.transact(() => {
+          if (op.remove > 0 && at < text.length) text.delete(at, Math.min(op.remove, text.length - at));
+          if (op.insert) text.insert(Math.min(at, text.length), op.insert);
+        });
+        return;
+      }
+      case 'map': {
+        const map = await replica.map('boards', op.id, 'cells', options);
+        if (op.value === null) map.delete(op.key);
+        else map.set(op.key, op.value);
+        return;
+      }
+      case 'batch':
+        return void (await replica.batch((b) => {
+          for (const sub of op.ops) {
+            if (sub.kind === 'put') b.put(sub.collection, sub.id, sub.fields, options);
+            else if (sub.kind === 'delete') b.delete(sub.collection, sub.id, options);
+            else b.patch(sub.collection, sub.id, Object.fromEntries(Object.entries(sub.fields).map(([k, v]) => [k, v === null ? undefined : v])), options);
+          }
+        }));
+    }
+  }
+
+  act(action: Action): void {
+    this.hash.update(`${this.time.now} ${describe(action)}`);
+    if (action.t !== 'op' && action.t !== 'wait') this.stats.faults++;
+    switch (action.t) {
+      case 'op': {
+        const slot = this.slots[action.replica];
+        if (!slot) return;
+        this.stats.ops++;
+        this.enqueue(slot, describe(action), (r) => this.applyOp(r, action.space, action.op));
+        return;
+      }
+      case 'partition':
+        this.network.partition(
+          action.replicas.map((i) => `r${i}`),
+          action.mode,
+        );
+        return;
+      case 'heal':
+        this.network.heal();
+        return;
+      case 'cut':
+        this.network.cutClient(`r${action.replica}`, action.mode);
+        return;
+      case 'restart-replica': {
+        const slot = this.slots[action.replica];
+        if (!slot) return;
+        this.stats.replicaRestarts++;
+        this.enqueue(slot, 'restart', async (r) => {
+          await r.close();
+          slot.replica = undefined;
+          await this.openReplica(slot);
+        });
+        return;
+      }
+      case 'restart-server':
+        this.restartServer();
+        return;
+      case 'crash-server':
+        this.crashServer('at a random moment');
+        return;
+      case 'crash-after-store':
+        if (this.storage) this.storage.crashAfterStore = true;
+        return;
+      case 'compact': {
+        const { server, storage } = this;
+        if (!server || !storage) return;
+        server.compact(action.keepLast).catch((error: unknown) => {
+          if (!storage.dead) this.fail(`compaction failed: ${String(error)}`);
+        });
+        return;
+      }
+      case 'clock-step': {
+        const slot = this.slots[action.replica];
+        if (slot) slot.skew = Math.max(-MAX_SKEW_MS, Math.min(MAX_SKEW_MS, slot.skew + action.ms));
+        return;
+      }
+      case 'wait':
+        return;
+    }
+  }
+
+  /** Runs virtual time until the promise settles (bounded). */
+  async drive<T>(promise: Promise<T>, limitMs = 60_000): Promise<T> {
+    let settled = false;
+    const watched = promise.finally(() => (settled = true));
+    watched.catch(() => undefined);
+    for (let waited = 0; !settled; waited += 5) {
+      if (waited > limitMs) throw new Failure(`an operation did not finish within ${limitMs} ms of virtual time`);
+      await this.time.runFor(5);
+    }
+    return watched;
+  }
+
+  // ---- quiescence and checks ------------------------------------------------------------
+
+  async quiesce(): Promise<void> {
+    this.network.heal();
+    if (this.storage) this.storage.crashAfterStore = false;
+    const start = this.time.now;
+    // Every queued operation and restart finishes.
+    while (this.slots.some((s) => s.busy > 0) || this.#background.size > 0) {
+      if (this.time.now - start > SETTLE_LIMIT_MS) throw new Failure('operations or restarts still pending 30 min after the network healed');
+      await this.time.runFor(100);
+    }
+    if (!this.server) this.startServer();
+    // Then the system goes quiet: everything acknowledged and relayed.
+    while (!(await this.#quiet())) {
+      if (this.time.now - start > QUIESCE_LIMIT_MS) throw new Failure(`not quiescent 60 min after the network healed: ${await this.#why()}`);
+      await this.time.runFor(1_000);
+    }
+  }
+
+  async #quiet(): Promise<boolean> {
+    return (await this.#why()) === '';
+  }
+
+  async #why(): Promise<string> {
+    const storage = this.storage;
+    if (!storage) return 'server down';
+    for (const slot of this.slots) {
+      const r = slot.replica;
+      if (!r) return `r${slot.index} closed`;
+      const status = r.sync?.status;
+      if (status?.state !== 'synced' || status.pending > 0) return `r${slot.index} ${status?.state} pending ${status?.pending} error ${status?.error?.code ?? '-'}`;
+      for (const space of slot.spaces) {
+        const [position, head] = await Promise.all([this.drive(r.position(space)), storage.head(space)]);
+        if (position !== head) return `r${slot.index} at ${position} of ${head} in ${space}`;
+      }
+    }
+    return '';
+  }
+
+  async check(): Promise<void> {
+    const storage = (this.storage as SimStorage).inner;
+    const logs = new Map<string, Change[]>();
+    for (const space of this.config.spaces) {
+      const entries = await storage.readLog(space as SpaceId, 0, 1_000_000);
+      entries.forEach((e, i) => {
+        if (e.pos !== i + 1) this.fail(`log of ${space} has position ${e.pos} at index ${i}`);
+      });
+      logs.set(space, entries.map((e) => e.change));
+      this.stats.changes += entries.length;
+    }
+
+    // Nothing written is lost: each replica's seqs 1..counter are in the log exactly once,
+    // and every acknowledged seq is among them.
+    for (const slot of this.slots) {
+      const r = slot.replica as Replica;
+      for (const space of slot.spaces) {
+        const counter = (await this.drive(r.storage.transaction('readonly', (tx) => tx.getMeta<number>(`seq\u0000${space}`)))) ?? 0;
+        const mine = (logs.get(space) ?? []).filter((c) => c.replica === r.id);
+        const seqs = mine.map((c) => c.seq).sort((a, b) => a - b);
+        const contiguous = seqs.length === counter && seqs.every((s, i) => s === i + 1);
+        if (!contiguous) this.fail(`r${slot.index} wrote seqs 1..${counter} in ${space}; the log holds [${seqs.join(',')}]`);
+        const acked = this.acked.get(`${r.id}\u0000${space}`) ?? 0;
+        if (acked > seqs.length) this.fail(`r${slot.index} was told seq ${acked} of ${space} is stored; the log holds ${seqs.length}`);
+        // HLCs never go backwards on a replica, whatever its clock did.
+        for (let i = 1; i < mine.length; i++) {
+          const a = mine[i - 1] as Change;
+          const b = mine[i] as Change;
+          if (b.seq > a.seq && !(b.hlc > a.hlc)) this.fail(`r${slot.index} stamped seq ${b.seq} (${b.hlc}) not after seq ${a.seq} (${a.hlc}) in ${space}`);
+        }
+        const outbox = await this.drive(r.storage.transaction('readonly', (tx) => tx.countOutbox(space as SpaceId)));
+        if (outbox !== 0) this.fail(`r${slot.index} still has ${outbox} outbox entries for ${space}`);
+      }
+    }
+    const stamps = new Map<string, string>();
+    for (const log of logs.values()) {
+      for (const c of log) {
+        const other = stamps.get(c.hlc);
+        if (other !== undefined) this.fail(`HLC ${c.hlc} stamps two changes (${other} and ${c.replica}:${c.seq})`);
+        stamps.set(c.hlc, `${c.replica}:${c.seq}`);
+        // No clock ran away: nothing is stamped later than the most skewed clock.
+        if (hlcWall(c.hlc) > this.time.now + MAX_SKEW_MS) this.fail(`HLC ${c.hlc} is ahead of every clock`);
+      }
+    }
+
+    // Convergence: every replica of a space holds the same states, values and siblings, and they are the expected ones.
+    for (const space of this.config.spaces) {
+      const expected = expectedState(logs.get(space) ?? []);
+      let reference: { slot: number; dump: string } | undefined;
+      for (const slot of this.slots) {
+        if (!slot.spaces.includes(space as SpaceId)) continue;
+        const r = slot.replica as Replica;
+        const dump = await this.drive(this.#dump(r, space));
+        this.hash.update(dump.states);
+        if (!reference) reference = { slot: slot.index, dump: dump.states };
+        else if (reference.dump !== dump.states) this.fail(`r${slot.index} and r${reference.slot} differ in ${space}: ${firstDifference(reference.dump, dump.states)}`);
+        for (const [key, want] of expected) {
+          const got = dump.visible.get(key);
+          const label = `r${slot.index} ${space} ${key.replace('\u0000', '/')}`;
+          if (want.exists !== (got !== undefined)) this.fail(`${label}: expected ${want.exists ? `value ${want.value}` : 'deleted'}, replica has ${got?.value ?? 'nothing'}`);
+          else if (got && got.value !== want.value) this.fail(`${label}: expected ${want.value}, replica has ${got.value}`);
+          const siblings = dump.siblings.get(key) ?? [];
+          const wantSiblings = want.siblings.length > 1 ? want.siblings : [];
+          if (siblings.join() !== wantSiblings.join()) this.fail(`${label}: expected siblings [${wantSiblings.join()}], replica has [${siblings.join()}]`);
+        }
+        for (const key of dump.visible.keys()) if (!expected.has(key)) this.fail(`r${slot.index} ${space} holds ${key} that nobody wrote`);
+      }
+    }
+  }
+
+  async #dump(r: Replica, space: string): Promise<{ states: string; visible: Map<string, { value: string }>; siblings: Map<string, string[]> }> {
+    const lines: string[] = [];
+    const visible = new Map<string, { value: string }>();
+    const siblings = new Map<string, string[]>();
+    for (const collection of COLLECTIONS) {
+      const stored = await r.storage.transaction('readonly', (tx) => tx.scanRecords(collection, { space: space as SpaceId }));
+      for (const record of stored) lines.push(`${collection}/${record.id}=${canonicalState(record.state)}`);
+      for (const row of await r.query({ collection, space })) visible.set(`${collection}\u0000${row.id}`, { value: canonical(row.value) });
+      if (MERGE_COLLECTIONS.has(collection)) {
+        for (const record of stored) {
+          const versions = await r.conflicts(collection, record.id, { space });
+          if (versions.length > 0) siblings.set(`${collection}\u0000${record.id}`, versions.map((v) => `${v.replica}:${v.seq}`).sort());
+        }
+      }
+    }
+    return { states: lines.sort().join('\n'), visible, siblings };
+  }
+
+  async shutdown(): Promise<void> {
+    try {
+      const closing = [...this.slots.map((s) => s.replica?.close()), this.server?.close()].filter((p): p is Promise<void> => p !== undefined);
+      await this.drive(Promise.all(closing), 120_000).catch(() => undefined);
+    } finally {
+      this.time.uninstall();
+      rmSync(this.dir, { recursive: true, force: true });
+    }
+  }
+}
+
+function firstDifference(a: string, b: string): string {
+  const la = a.split('\n');
+  const lb = b.split('\n');
+  for (let i = 0; i < Math.max(la.length, lb.length); i++) {
+    if (la[i] !== lb[i]) return `${la[i] ?? '(none)'} vs ${lb[i] ?? '(none)'}`;
+  }
+  return '(same)';
+}
+
+export async function runSimulation(options: SimOptions): Promise<SimResult> {
+  const world = new World(options.seed, options.bug);
+  const plan = options.plan ? [...options.plan] : makePlan(new Rng(options.seed).fork('plan'), world.config, options.steps ?? 80);
+  world.time.install();
+  try {
+    world.startServer();
+    for (const slot of world.slots) await world.drive(world.openReplica(slot));
+    for (const action of plan) {
+      world.act(action);
+      await world.time.runFor(action.t === 'wait' ? action.ms : 0);
+      if (world.time.crashes.length > 0) break;
+    }
+    await world.quiesce();
+    await world.check();
+  } catch (error) {
+    world.fail(error instanceof Failure ? error.message : `the run threw: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+  } finally {
+    for (const crash of world.time.crashes) world.fail(`a timer callback threw: ${crash instanceof Error ? (crash.stack ?? crash.message) : String(crash)}`);
+    world.stats.virtualMs = world.time.now - T0;
+    Object.assign(world.stats, { frames: world.network.stats.frames, duplicated: world.network.stats.duplicated, cuts: world.network.stats.cuts });
+    await world.shutdown();
+  }
+  return {
+    seed: options.seed,
+    ok: world.failures.length === 0,
+    failures: world.failures,
+    config: world.config,
+    plan,
+    digest: world.hash.digest('hex'),
+    stats: world.stats,
+  };
+}
+
+/**
+ * Shrinks a failing plan: removes chunks of actions while the run still fails
+ * (any failure), halving the chunk size down to single actions. Bounded by
+ * `maxRuns` replays.
+ */
+export async function shrink(seed: number, plan: readonly Action[], options: { bug?: PlantedBug; maxRuns?: number } = {}): Promise<{ plan: Action[]; runs: number; result: SimResult | undefined }> {
+  let current = [...plan];
+  let runs = 0;
+  let last: SimResult | undefined;
+  const maxRuns = options.maxRuns ?? 200;
+  for (let size = Math.ceil(current.length / 2); size >= 1 && runs < maxRuns; size = size === 1 ? 0 : Math.ceil(size / 2)) {
+    for (let start = 0; start < current.length && runs < maxRuns; ) {
+      const candidate = [...current.slice(0, start), ...current.slice(start + size)];
+      runs++;
+      const result = await runSimulation({ seed, plan: candidate, ...(options.bug ? { bug: options.bug } : {}) });
+      if (!result.ok) {
+        current = candidate;
+        last = result;
+      } else start += size;
+    }
+  }
+  return { plan: current, runs, result: last };
+}
+
+export function formatFailure(result: SimResult, shrunk?: { plan: readonly Action[]; result: SimResult | undefined }): string {
+  const lines = [
+    `simulation failed: seed ${result.seed} (replay: npm run sim -- --seed ${result.seed})`,
+    `config: ${JSON.stringify(result.config)}`,
+    ...result.failures.slice(0, 10).map((f) => `  ✗ ${f}`),
+  ];
+  if (result.failures.length > 10) lines.push(`  … ${result.failures.length - 10} more`);
+  if (shrunk) {
+    lines.push(`shortest failing plan found (${shrunk.plan.length} of ${result.plan.length} actions):`);
+    lines.push(...shrunk.plan.map((a, i) => `  ${i + 1}. ${describe(a)}`));
+    if (shrunk.result) lines.push(...shrunk.result.failures.slice(0, 3).map((f) => `  → ${f}`));
+  }
+  return lines.join('\n');
+}
