@@ -10,7 +10,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createReplica, indexedDbStorage, type Replica } from '@syncline/client';
-import { canonicalState, decodeDownstream, hlcWall, type Change, type Json, type SpaceId } from '@syncline/core';
+import { canonicalState, decodeDownstream, encodeChange, hlcWall, type Change, type Json, type SpaceId } from '@syncline/core';
 import { createSyncServer, sqliteStorage, type AppendRequest, type AppendResult, type ServerStorage, type SyncServer } from '@syncline/server';
 import 'fake-indexeddb/auto';
 import { IDBFactory, IDBKeyRange } from 'fake-indexeddb';
@@ -106,6 +106,7 @@ class SimStorage implements ServerStorage {
       });
     }
     const results = await this.inner.append(reqs);
+    for (const result of results) if (!(result instanceof Error)) for (const entry of result.stored) this.world.archive(entry.pos, entry.change);
     for (const [i, seq] of dropped) {
       const result = results[i];
       if (result && !(result instanceof Error)) results[i] = { ...result, upTo: Math.max(result.upTo, seq) };
@@ -164,6 +165,8 @@ class World {
   readonly failures: string[] = [];
   readonly stats: SimStats = { ops: 0, faults: 0, serverCrashes: 0, serverRestarts: 0, replicaRestarts: 0, frames: 0, duplicated: 0, cuts: 0, changes: 0, virtualMs: 0 };
   readonly hash = createHash('sha256');
+  /** Every change the server committed, by space and position: the log before compaction. */
+  readonly #archive = new Map<string, Map<number, Change>>();
   /** (replica, space) → highest seq the replica was told is stored. */
   readonly acked = new Map<string, number>();
   server: SyncServer | undefined;
@@ -197,6 +200,13 @@ class World {
       chain: Promise.resolve(),
       busy: 0,
     }));
+  }
+
+  archive(pos: number, change: Change): void {
+    let log = this.#archive.get(change.space);
+    if (!log) this.#archive.set(change.space, (log = new Map()));
+    if (log.has(pos)) this.fail(`position ${pos} of ${change.space} was assigned twice`);
+    log.set(pos, change);
   }
 
   fail(message: string): void {
@@ -476,12 +486,25 @@ class World {
     const storage = (this.storage as SimStorage).inner;
     const logs = new Map<string, Change[]>();
     for (const space of this.config.spaces) {
-      const entries = await storage.readLog(space as SpaceId, 0, 1_000_000);
+      // The full log is the archive of commits; what compaction left must be its suffix, byte for byte.
+      const archived = this.#archive.get(space) ?? new Map<number, Change>();
+      const full: Change[] = [];
+      for (let pos = 1; pos <= archived.size; pos++) {
+        const change = archived.get(pos);
+        if (!change) {
+          this.fail(`log of ${space} has no position ${pos} (${archived.size} committed)`);
+          break;
+        }
+        full.push(change);
+      }
+      const [head, horizon, entries] = await Promise.all([storage.head(space as SpaceId), storage.horizon(space as SpaceId), storage.readLog(space as SpaceId, 0, 1_000_000)]);
+      if (head !== archived.size) this.fail(`head of ${space} is ${head}; ${archived.size} changes were committed`);
       entries.forEach((e, i) => {
-        if (e.pos !== i + 1) this.fail(`log of ${space} has position ${e.pos} at index ${i}`);
+        if (e.pos !== horizon + i + 1) this.fail(`log of ${space} has position ${e.pos} at index ${i} (horizon ${horizon})`);
+        else if (!Buffer.from(encodeChange(e.change)).equals(encodeChange(full[e.pos - 1] as Change))) this.fail(`log of ${space} at ${e.pos} differs from what was committed there`);
       });
-      logs.set(space, entries.map((e) => e.change));
-      this.stats.changes += entries.length;
+      logs.set(space, full);
+      this.stats.changes += full.length;
     }
 
     // Nothing written is lost: each replica's seqs 1..counter are in the log exactly once,
