@@ -69,5 +69,13 @@ describe('syncline-server', () => {
     expect(bad.stderr).toContain('--port');
     const unknown = spawnSync(process.execPath, [BIN, '--no-such-option'], { cwd: ROOT, encoding: 'utf8', timeout: 15_000 });
     expect(unknown.status).toBe(1);
+    // --postgres: an unreachable database stops it at once, naming the URL without its password.
+    const unreachable = spawnSync(process.execPath, [BIN, '--port', '0', '--postgres', 'postgres://u:secret@127.0.0.1:1/x'], { cwd: ROOT, encoding: 'utf8', timeout: 15_000 });
+    expect(unreachable.status).toBe(1);
+    expect(unreachable.stderr).toContain('PostgreSQL at postgres://u:***@127.0.0.1:1/x');
+    expect(unreachable.stderr).not.toContain('secret');
+    const both = spawnSync(process.execPath, [BIN, '--db', 'x.db', '--postgres', 'postgres://127.0.0.1/x'], { cwd: ROOT, encoding: 'utf8', timeout: 15_000 });
+    expect(both.status).toBe(1);
+    expect(both.stderr).toContain('exclude each other');
   });
 });

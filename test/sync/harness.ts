@@ -129,7 +129,7 @@ export async function replica<S extends Schema>(options: ReplicaOpts<S>): Promis
 }
 
 /** Starts a sync engine with fast reconnects; `WebSocket` defaults to plain `ws`. */
-export function sync(r: Replica, url: string, options: Partial<SyncOptions> = {}): SyncEngine {
+export function sync(r: Replica, url: string | readonly string[], options: Partial<SyncOptions> = {}): SyncEngine {
   return startSync(r as unknown as Replica, { url, WebSocket: WS, backoff: { initialMs: 20, maxMs: 200 }, ...options });
 }
 

@@ -1,7 +1,7 @@
 /**
  * syncline-server: the sync server on the command line.
  *
- *   syncline-server [--port 8787] [--host 127.0.0.1] [--db ./data/syncline.db]
+ *   syncline-server [--port 8787] [--host 127.0.0.1] [--db ./data/syncline.db | --postgres URL [--postgres-schema S]]
  *                   [--jwt-secret S | --jwt-public-key FILE | --jwks-url URL]
  *                   [--static DIR] [--keep-log N] [--max-frame-bytes N] [--max-batch N]
  *                   [--max-connections N] [--messages-per-second N] [--log-level info]
@@ -11,12 +11,16 @@ import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import type { Limits } from './options.js';
 import { createSyncServer } from './server.js';
+import { postgresStorage } from './storage/postgres-storage.js';
 import { sqliteStorage } from './storage/sqlite-storage.js';
 
 const USAGE = `usage: syncline-server [options]
   --port N                 port to listen on (default 8787; 0 = any free port)
   --host H                 address to bind (default 127.0.0.1)
   --db PATH                SQLite database file (default ./data/syncline.db)
+  --postgres URL           PostgreSQL instead of SQLite (postgres://user@host:5432/db);
+                           several servers may share it (password: PGPASSWORD)
+  --postgres-schema S      schema for the tables (default syncline)
   --jwt-secret S           require JWTs signed with this HMAC secret
   --jwt-public-key FILE    require JWTs signed with this RSA public key (PEM)
   --jwks-url URL           require JWTs signed with a key from this JWKS
@@ -36,6 +40,8 @@ export async function main(argv: string[]): Promise<void> {
       port: { type: 'string' },
       host: { type: 'string' },
       db: { type: 'string' },
+      postgres: { type: 'string' },
+      'postgres-schema': { type: 'string' },
       'jwt-secret': { type: 'string' },
       'jwt-public-key': { type: 'string' },
       'jwks-url': { type: 'string' },
@@ -76,10 +82,29 @@ export async function main(argv: string[]): Promise<void> {
         : undefined;
   const logger = pino({ level: values['log-level'] ?? 'info' });
   const keepLog = int('keep-log');
+  if (values.postgres !== undefined && values.db !== undefined) throw new Error('--db and --postgres exclude each other');
+  if (values['postgres-schema'] !== undefined && values.postgres === undefined) throw new Error('--postgres-schema needs --postgres');
+  let storage;
+  if (values.postgres !== undefined) {
+    const pg = postgresStorage({
+      connectionString: values.postgres,
+      ...(values['postgres-schema'] !== undefined ? { schema: values['postgres-schema'] } : {}),
+      onError: (error) => logger.error({ err: error }, 'postgres storage error'),
+    });
+    // Unreachable database or a schema from a newer server: exit now, not at the first push.
+    await pg.ready().catch(async (error: unknown) => {
+      await pg.close();
+      const e = error as Error & { code?: string };
+      throw new Error(`PostgreSQL at ${redact(values.postgres as string)}: ${e.message || e.code || String(error)}`);
+    });
+    storage = pg;
+  } else {
+    storage = sqliteStorage({ path: values.db ?? './data/syncline.db' });
+  }
   const server = createSyncServer({
     port: int('port') ?? 8787,
     host: values.host ?? '127.0.0.1',
-    storage: sqliteStorage({ path: values.db ?? './data/syncline.db' }),
+    storage,
     logger,
     limits,
     ...(jwt ? { jwt } : {}),
@@ -102,4 +127,15 @@ export async function main(argv: string[]): Promise<void> {
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
+}
+
+/** The URL without its password, for messages. */
+function redact(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = '***';
+    return parsed.toString();
+  } catch {
+    return '(the --postgres URL)';
+  }
 }

@@ -37,6 +37,16 @@ export class Hub {
     return this.#followers.get(space)?.size ?? 0;
   }
 
+  /**
+   * Entries up to `head` were stored by another server instance sharing the
+   * storage: followers behind it read them from the log (in log order).
+   */
+  resyncBehind(space: SpaceId, head: number): void {
+    for (const follower of this.#followers.get(space) ?? []) {
+      if (follower.sentUpTo(space) < head) follower.resync(space);
+    }
+  }
+
   /** Relays entries just stored in `space` (contiguous positions, ascending). */
   relay(space: SpaceId, entries: readonly LoggedChange[], batch: number): number {
     const set = this.#followers.get(space);

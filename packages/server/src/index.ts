@@ -4,4 +4,5 @@ export type { Connection } from './session.js';
 export { DEFAULT_LIMITS, type Limits, type SyncServerOptions, type CompactionOptions } from './options.js';
 export { jwtAuth, openAccess, grantFromClaim, AuthError, type Authenticate, type AuthRequest, type Grant, type JwtOptions } from './auth.js';
 export { sqliteStorage, type SqliteOptions } from './storage/sqlite-storage.js';
+export { postgresStorage, type PostgresOptions, type PostgresStorage } from './storage/postgres-storage.js';
 export type { ServerStorage, AppendRequest, AppendResult, LoggedChange } from './storage/types.js';

@@ -76,6 +76,9 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
     },
     (seconds) => metrics.commitSeconds.observe(seconds),
   );
+  // Storage shared with other instances (PostgreSQL) reports heads they committed:
+  // followers behind one read what they miss from the log, in log order.
+  const unwatch = storage.watch?.((space, head) => hub.resyncBehind(space, head));
 
   let authenticate: Authenticate;
   if (options.authenticate) authenticate = options.authenticate;
@@ -203,6 +206,7 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
         const httpClosed = new Promise<void>((resolve) => http.close(() => resolve()));
         for (const session of sessions) session.fail('shutting_down', 'the server is shutting down; reconnect later', true);
         await committer.flush();
+        unwatch?.();
         for (const session of sessions) session.socket.terminate();
         for (const ws of wss.clients) ws.terminate();
         wss.close();

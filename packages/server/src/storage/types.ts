@@ -1,7 +1,7 @@
 /**
- * The server's storage interface. SQLite (embedded default) implements it; a
- * PostgreSQL adapter shared by several server instances can implement it too:
- * nothing in the sync logic assumes one process.
+ * The server's storage interface. SQLite (embedded default) implements it, and
+ * so does PostgreSQL, which several server instances can share: nothing in the
+ * sync logic assumes one process.
  *
  * Guarantees:
  *  - append() returns only after every change it reports stored is durable
@@ -49,5 +49,13 @@ export interface ServerStorage {
   /** Drops log entries so that at most `keepLast` remain; returns how many were removed. */
   compact(space: SpaceId, keepLast: number): Promise<number>;
   spaces(): Promise<SpaceId[]>;
+  /**
+   * Optional, for storage shared by several server instances (PostgreSQL): calls
+   * back with (space, head) after commits that stored changes through another
+   * storage object (another instance); reporting its own commits too is harmless.
+   * It may skip intermediate heads, never the latest; after a lost connection it
+   * reports every space's head. Returns unsubscribe.
+   */
+  watch?(listener: (space: SpaceId, head: number) => void): () => void;
   close(): Promise<void>;
 }

@@ -1,0 +1,542 @@
+/**
+ * PostgreSQL storage (node-postgres), for one server or several sharing one
+ * database. Same tables as the SQLite adapter, in their own schema (default
+ * `syncline`), created and migrated by the server at start. One append() is one
+ * transaction that returns only after COMMIT (synchronous_commit forced on), so
+ * the committer's group commit works here too.
+ *
+ * Log positions. A position is the space's head + 1, and positions must become
+ * visible in order: if two transactions took 5 and 6 from a sequence, 6 could
+ * commit first and a reader at 4 would read 6, move its position to 6 and never
+ * see 5. So there is no sequence: an append locks the space's row in `spaces`
+ * (SELECT … FOR UPDATE) before it reads anything, assigns head+1… to its new
+ * changes and writes the new head in the same transaction. A second writer of the
+ * space (another request, another server instance) waits on that row lock until
+ * the first commits, then reads the committed head. The lock is released only
+ * after the commit is visible, so a snapshot that shows position n+1 shows
+ * position n too. Writers of different spaces do not wait for each other.
+ *
+ * The replica's progress (per-replica seq dedupe) and the states of the records
+ * touched are read in a statement after the lock, never in the locking one: under
+ * READ COMMITTED a later statement sees what the previous lock holder committed,
+ * so the same change pushed to two instances at once is stored once, and no
+ * record state is computed from a stale one.
+ *
+ * Other instances. Every append transaction that stores changes sends
+ * pg_notify(channel, '[space, head]') before COMMIT; PostgreSQL delivers it only
+ * if the transaction commits, after it commits. The notification carries no
+ * changes: listeners read them from the log. watch() LISTENs on a dedicated
+ * connection, reconnects when it drops, and after every (re)connect reports the
+ * head of every space, so a commit made while it was not listening is not missed.
+ * It skips the notifications of this object's own commits (matched by backend pid
+ * and payload): the server relays those as append() returns.
+ */
+import { createHash } from 'node:crypto';
+import {
+  applyChange,
+  decodeChange,
+  decodeRecordState,
+  encodeChange,
+  encodeRecordState,
+  SynclineError,
+  type Change,
+  type RecordState,
+  type SnapshotRecord,
+  type SpaceId,
+} from '@syncline/core';
+import pg from 'pg';
+import type { AppendRequest, AppendResult, LoggedChange, ServerStorage } from './types.js';
+
+export interface PostgresOptions {
+  /** postgres://user:password@host:port/database. Either this or `pool`. */
+  readonly connectionString?: string;
+  /** A pool of your own (not ended by close()). watch() holds one of its connections while anyone watches. */
+  readonly pool?: pg.Pool;
+  /** Schema holding the tables; created if missing. Default `syncline`. */
+  readonly schema?: string;
+  /** Connections of the pool created from `connectionString`. Default 10. */
+  readonly maxConnections?: number;
+  /** Errors with nowhere else to go (the watch connection dropped, an idle connection died). Default: console.error. */
+  readonly onError?: (error: Error) => void;
+}
+
+export interface PostgresStorage extends ServerStorage {
+  /** Resolves once the schema is migrated; rejects if the database cannot be reached or is newer than this server. */
+  ready(): Promise<void>;
+  /**
+   * Reports (space, head) after commits that stored changes through other storage
+   * objects (other server instances); this object's own commits are reported only
+   * when append() could not tell whether they committed. On every (re)connect,
+   * the head of every space.
+   */
+  watch(listener: (space: SpaceId, head: number) => void): () => void;
+  /** The schema in use. */
+  readonly schema: string;
+}
+
+/** Versioned migrations (`s` is the quoted schema); each runs once, in order, under the migration lock. */
+const MIGRATIONS: ReadonlyArray<(s: string) => string> = [
+  // collection and id are UTF-8 bytes: record ids may hold characters (NUL) that a text column refuses, and
+  // bytea orders them like SQLite's BINARY collation. Space and replica ids are printable ASCII.
+  (s) => `
+    CREATE TABLE ${s}.spaces (space text COLLATE "C" PRIMARY KEY, head bigint NOT NULL, horizon bigint NOT NULL);
+    CREATE TABLE ${s}.log (space text COLLATE "C" NOT NULL, pos bigint NOT NULL, replica text COLLATE "C" NOT NULL, seq bigint NOT NULL,
+      change bytea NOT NULL, PRIMARY KEY (space, pos));
+    CREATE TABLE ${s}.progress (space text COLLATE "C" NOT NULL, replica text COLLATE "C" NOT NULL, seq bigint NOT NULL, PRIMARY KEY (space, replica));
+    CREATE TABLE ${s}.records (space text COLLATE "C" NOT NULL, collection bytea NOT NULL, id bytea NOT NULL, state bytea NOT NULL, pos bigint NOT NULL,
+      PRIMARY KEY (space, collection, id));`,
+];
+
+/** How often the watch connection is checked, and how long it has to answer. */
+const WATCH_HEARTBEAT_MS = 15_000;
+
+/** Arbitrary first key of the two-key advisory lock that serializes migrations (the second is the schema's hash). */
+const MIGRATION_LOCK = 0x53594e43; // "SYNC"
+
+export function postgresStorage(options: PostgresOptions): PostgresStorage {
+  if (!options.pool === !options.connectionString) throw new TypeError('postgresStorage needs exactly one of connectionString or pool');
+  const schema = options.schema ?? 'syncline';
+  if (schema.length === 0 || Buffer.byteLength(schema) > 63) throw new TypeError(`invalid schema name ${JSON.stringify(schema)}: 1-63 bytes`);
+  const onError = options.onError ?? ((error: Error) => console.error('syncline postgres storage:', error));
+  const ownPool = !options.pool;
+  const pool =
+    options.pool ??
+    new pg.Pool({ connectionString: options.connectionString, max: options.maxConnections ?? 10, connectionTimeoutMillis: 10_000, keepAlive: true });
+  // An idle connection that dies emits 'error' on the pool; unhandled, it would end the process.
+  if (ownPool) pool.on('error', (error) => onError(error));
+
+  const s = quoteIdent(schema);
+  // A channel name is an identifier: at most 63 bytes.
+  const channelName = Buffer.byteLength(`syncline:${schema}`) <= 63 ? `syncline:${schema}` : `syncline:${createHash('sha256').update(schema).digest('hex').slice(0, 40)}`;
+  const channel = quoteIdent(channelName);
+  // Prepared statement names are cut at 63 bytes by the server: a short tag of the schema keeps them apart.
+  const tag = createHash('sha256').update(schema).digest('hex').slice(0, 16);
+
+  const ready = migrate(pool, schema);
+  ready.catch(() => undefined); // surfaced by ready() and by every call
+
+  let closed = false;
+  const open = async (): Promise<void> => {
+    if (closed) throw new SynclineError('closed', 'server storage is closed');
+    await ready;
+  };
+
+  /** Runs `fn` on one connection; a connection that failed underneath (or that `fn` marks broken) is destroyed, not pooled. */
+  const withClient = async <T>(fn: (client: pg.PoolClient, markBroken: (error: Error) => void) => Promise<T>): Promise<T> => {
+    const client = await pool.connect();
+    let broken: Error | undefined;
+    const markBroken = (error: Error) => (broken ??= error);
+    client.on('error', markBroken);
+    try {
+      return await fn(client, markBroken);
+    } finally {
+      client.removeListener('error', markBroken);
+      client.release(broken ?? false);
+    }
+  };
+
+  /** One transaction, durable at COMMIT whatever the database's default; ROLLBACK on any error. */
+  const transaction = <T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> =>
+    withClient(async (client, markBroken) => {
+      await client.query('BEGIN; SET LOCAL synchronous_commit = on');
+      try {
+        const result = await fn(client);
+        await client.query('COMMIT');
+        return result;
+      } catch (error) {
+        await client.query('ROLLBACK').catch(markBroken);
+        throw error;
+      }
+    });
+
+  /**
+   * One request, inside the surrounding transaction, in three statements: lock,
+   * read, write. Everything that can refuse it (sequence_gap) is checked before it
+   * writes anything, so a refused request needs no savepoint. Returns the
+   * notification it sent (`pid payload`) with the result.
+   */
+  const appendOne = async (client: pg.PoolClient, request: AppendRequest): Promise<{ result: AppendResult; notified?: string }> => {
+    const { space, replica } = request;
+    // 1. The space's write lock (see the top of this file). A new space gets its row first (at head 0,
+    //    which no reader counts as a space; it stays if the request is refused).
+    let locked = await client.query<{ head: string }>({ name: `syncline_lock_${tag}`, text: `SELECT head FROM ${s}.spaces WHERE space = $1 FOR UPDATE`, values: [space] });
+    if (locked.rows.length === 0 && request.changes.length > 0) {
+      await client.query(`INSERT INTO ${s}.spaces (space, head, horizon) VALUES ($1, 0, 0) ON CONFLICT (space) DO NOTHING`, [space]);
+      locked = await client.query<{ head: string }>(`SELECT head FROM ${s}.spaces WHERE space = $1 FOR UPDATE`, [space]);
+    }
+    let head = Number(locked.rows[0]?.head ?? 0);
+    // 2. Read after the lock, in a statement of its own: what this replica already has here, and the
+    //    current states of the records the request touches.
+    const keys = new Map<string, { collection: Buffer; id: Buffer; state: RecordState }>();
+    for (const change of request.changes) {
+      const key = JSON.stringify([change.collection, change.id]);
+      if (!keys.has(key)) keys.set(key, { collection: Buffer.from(change.collection, 'utf8'), id: Buffer.from(change.id, 'utf8'), state: {} });
+    }
+    const read = await client.query<{ seq: string | null; collection: Buffer | null; id: Buffer | null; state: Buffer | null }>({
+      name: `syncline_read_${tag}`,
+      text: `SELECT seq, NULL::bytea AS collection, NULL::bytea AS id, NULL::bytea AS state FROM ${s}.progress WHERE space = $1 AND replica = $2
+       UNION ALL
+       SELECT NULL, r.collection, r.id, r.state FROM ${s}.records r JOIN unnest($3::bytea[], $4::bytea[]) AS k(collection, id)
+         ON r.collection = k.collection AND r.id = k.id WHERE r.space = $1`,
+      values: [space, replica, [...keys.values()].map((k) => k.collection), [...keys.values()].map((k) => k.id)],
+    });
+    let held = 0;
+    for (const row of read.rows) {
+      if (row.seq !== null) held = Number(row.seq);
+      else if (row.collection && row.id && row.state) {
+        const entry = keys.get(JSON.stringify([row.collection.toString('utf8'), row.id.toString('utf8')]));
+        if (entry) entry.state = decodeRecordState(row.state);
+      }
+    }
+    const fresh = request.changes.filter((c) => c.seq > held);
+    if (fresh.length === 0) return { result: { stored: [], upTo: held } };
+    const first = fresh[0] as Change;
+    if (first.seq !== held + 1) {
+      throw new SynclineError('sequence_gap', `replica ${replica} pushed seq ${first.seq} to space ${space} but the server holds up to ${held}`);
+    }
+    // 3. Positions head+1…, new states; then one statement writes the log, the states, the head, the
+    //    replica's progress, and the notification (sent at COMMIT).
+    const stored: LoggedChange[] = [];
+    const positions: number[] = [];
+    const seqs: number[] = [];
+    const blobs: Buffer[] = [];
+    const touched = new Set<{ collection: Buffer; id: Buffer; state: RecordState }>();
+    for (const change of fresh) {
+      if (change.seq !== held + 1) throw new SynclineError('sequence_gap', `seq ${change.seq} follows ${held} in one push`);
+      held = change.seq;
+      head++;
+      const entry = keys.get(JSON.stringify([change.collection, change.id])) as { collection: Buffer; id: Buffer; state: RecordState };
+      entry.state = applyChange(entry.state, change);
+      touched.add(entry);
+      positions.push(head);
+      seqs.push(change.seq);
+      blobs.push(toBuffer(encodeChange(change)));
+      stored.push({ pos: head, change });
+    }
+    const records = [...touched];
+    const payload = JSON.stringify([space, head]);
+    const written = await client.query<{ pid: number }>({
+      name: `syncline_write_${tag}`,
+      text: `WITH
+         l AS (INSERT INTO ${s}.log (space, pos, replica, seq, change) SELECT $1, p, $2, q, c FROM unnest($3::bigint[], $4::bigint[], $5::bytea[]) AS u(p, q, c)),
+         r AS (INSERT INTO ${s}.records (space, collection, id, state, pos) SELECT $1, c, i, st, $9 FROM unnest($6::bytea[], $7::bytea[], $8::bytea[]) AS u(c, i, st)
+               ON CONFLICT (space, collection, id) DO UPDATE SET state = excluded.state, pos = excluded.pos),
+         h AS (UPDATE ${s}.spaces SET head = $9 WHERE space = $1),
+         n AS (SELECT pg_backend_pid() AS pid, pg_notify($11, $12))
+       INSERT INTO ${s}.progress (space, replica, seq) SELECT $1, $2, $10 FROM n ON CONFLICT (space, replica) DO UPDATE SET seq = excluded.seq
+       RETURNING (SELECT pid FROM n)`,
+      values: [
+        space,
+        replica,
+        positions,
+        seqs,
+        blobs,
+        records.map((r) => r.collection),
+        records.map((r) => r.id),
+        records.map((r) => toBuffer(encodeRecordState(r.state))),
+        head,
+        held,
+        channelName,
+        payload,
+      ],
+    });
+    return { result: { stored, upTo: held }, notified: `${(written.rows[0] as { pid: number }).pid} ${payload}` };
+  };
+
+  /**
+   * The requests in one transaction. A refusal (thrown before the request wrote
+   * anything) fails that request alone; a database error aborts the transaction,
+   * and then each request is tried again in a transaction of its own so that one
+   * bad request cannot fail the others of its group.
+   */
+  const appendGroup = async (requests: readonly AppendRequest[]): Promise<Array<AppendResult | Error>> => {
+    const mine: string[] = [];
+    try {
+      return await transaction(async (client) => {
+        const results: Array<AppendResult | Error> = [];
+        for (const request of requests) {
+          try {
+            const { result, notified } = await appendOne(client, request);
+            results.push(result);
+            // Before COMMIT: the notification can arrive as soon as it commits.
+            if (notified && subscribed) {
+              mine.push(notified);
+              own.add(notified);
+            }
+          } catch (error) {
+            if (!(error instanceof SynclineError)) throw error;
+            results.push(error);
+          }
+        }
+        return results;
+      });
+    } catch (error) {
+      // Committed or not, nobody can tell: let the notification, if one comes, be reported.
+      for (const key of mine) own.delete(key);
+      throw error;
+    }
+  };
+
+  // ---- watch: LISTEN on a dedicated connection -------------------------------------------------
+
+  const listeners = new Set<(space: SpaceId, head: number) => void>();
+  let listenClient: pg.PoolClient | undefined;
+  /** LISTEN is in effect on listenClient. */
+  let subscribed = false;
+  /**
+   * Notifications of this object's own commits, as "backend pid payload": the
+   * server relays those itself when append() returns, so they are not reported.
+   * Cleared on reconnect (a notification lost with the connection never comes).
+   */
+  const own = new Set<string>();
+  let listening = false;
+  let reconnectTimer: NodeJS.Timeout | undefined;
+  let reconnectDelay = 50;
+  let heartbeat: NodeJS.Timeout | undefined;
+
+  const emit = (space: SpaceId, head: number): void => {
+    for (const listener of listeners) {
+      try {
+        listener(space, head);
+      } catch (error) {
+        onError(error as Error);
+      }
+    }
+  };
+
+  const scheduleListen = (): void => {
+    if (!listening || closed || reconnectTimer) return;
+    reconnectTimer = setTimeout(() => {
+      reconnectTimer = undefined;
+      void listen();
+    }, reconnectDelay);
+    reconnectTimer.unref();
+    reconnectDelay = Math.min(reconnectDelay * 2, 2000);
+  };
+
+  const dropListener = (client: pg.PoolClient, error: Error | undefined): void => {
+    if (listenClient !== client) return;
+    listenClient = undefined;
+    subscribed = false;
+    clearInterval(heartbeat);
+    // Never back into the pool: it is still LISTENing.
+    client.release(error ?? true);
+    scheduleListen();
+  };
+
+  const listen = async (): Promise<void> => {
+    if (!listening || closed || listenClient) return;
+    try {
+      await ready;
+    } catch {
+      return; // every call reports it
+    }
+    let client: pg.PoolClient;
+    try {
+      client = await pool.connect();
+    } catch (error) {
+      onError(error as Error);
+      scheduleListen();
+      return;
+    }
+    if (!listening || closed) {
+      client.release(true);
+      return;
+    }
+    listenClient = client;
+    client.on('error', (error) => {
+      onError(error);
+      dropListener(client, error);
+    });
+    client.on('end', () => dropListener(client, new Error('the watch connection ended')));
+    client.on('notification', (message) => {
+      if (message.channel !== channelName || !message.payload) return;
+      if (own.delete(`${message.processId} ${message.payload}`)) return;
+      try {
+        const [space, head] = JSON.parse(message.payload) as [SpaceId, number];
+        emit(space, head);
+      } catch (error) {
+        onError(error as Error);
+      }
+    });
+    try {
+      await client.query(`LISTEN ${channel}`);
+      own.clear();
+      subscribed = listenClient === client;
+      // Listening now: every commit from here on is notified; every earlier one is in these heads.
+      const heads = await client.query<{ space: SpaceId; head: string }>(`SELECT space, head FROM ${s}.spaces WHERE head > 0`);
+      reconnectDelay = 50;
+      if (listenClient !== client) return;
+      for (const row of heads.rows) emit(row.space, Number(row.head));
+      // A connection that died without a word (a network partition) says nothing: ask it something now and then.
+      heartbeat = setInterval(() => {
+        let timer: NodeJS.Timeout | undefined;
+        const timeout = new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`the watch connection did not answer in ${WATCH_HEARTBEAT_MS} ms`)), WATCH_HEARTBEAT_MS);
+        });
+        Promise.race([client.query('SELECT 1'), timeout])
+          .catch((error: Error) => {
+            if (listenClient !== client) return;
+            onError(error);
+            dropListener(client, error);
+          })
+          .finally(() => clearTimeout(timer));
+      }, WATCH_HEARTBEAT_MS);
+      heartbeat.unref();
+    } catch (error) {
+      onError(error as Error);
+      dropListener(client, error as Error);
+    }
+  };
+
+  const stopListening = (): void => {
+    listening = false;
+    own.clear();
+    clearTimeout(reconnectTimer);
+    reconnectTimer = undefined;
+    if (listenClient) dropListener(listenClient, undefined);
+  };
+
+  // ---- the interface ---------------------------------------------------------------------------
+
+  return {
+    schema,
+    ready: () => ready,
+    async append(requests) {
+      await open();
+      try {
+        return await appendGroup(requests);
+      } catch (error) {
+        if (requests.length === 1 || closed) throw error;
+        // Alone, each request stores what it can (what the failed group did commit, if it did, is deduped).
+        const results: Array<AppendResult | Error> = [];
+        for (const request of requests) {
+          try {
+            results.push(...(await appendGroup([request])));
+          } catch (alone) {
+            results.push(alone instanceof Error ? alone : new Error(String(alone)));
+          }
+        }
+        return results;
+      }
+    },
+    async readLog(space, after, limit) {
+      await open();
+      const { rows } = await pool.query<{ pos: string; change: Buffer }>(`SELECT pos, change FROM ${s}.log WHERE space = $1 AND pos > $2 ORDER BY pos LIMIT $3`, [
+        space,
+        after,
+        limit,
+      ]);
+      return rows.map((row) => ({ pos: Number(row.pos), change: decodeChange(row.change) }));
+    },
+    async head(space) {
+      await open();
+      const { rows } = await pool.query<{ head: string }>(`SELECT head FROM ${s}.spaces WHERE space = $1`, [space]);
+      return Number(rows[0]?.head ?? 0);
+    },
+    async horizon(space) {
+      await open();
+      const { rows } = await pool.query<{ horizon: string }>(`SELECT horizon FROM ${s}.spaces WHERE space = $1`, [space]);
+      return Number(rows[0]?.horizon ?? 0);
+    },
+    async snapshotPage(space, after, limit) {
+      await open();
+      const { rows } = after
+        ? await pool.query<{ collection: Buffer; id: Buffer; state: Buffer }>(
+            `SELECT collection, id, state FROM ${s}.records WHERE space = $1 AND (collection, id) > ($2, $3) ORDER BY collection, id LIMIT $4`,
+            [space, Buffer.from(after[0], 'utf8'), Buffer.from(after[1], 'utf8'), limit],
+          )
+        : await pool.query<{ collection: Buffer; id: Buffer; state: Buffer }>(`SELECT collection, id, state FROM ${s}.records WHERE space = $1 ORDER BY collection, id LIMIT $2`, [
+            space,
+            limit,
+          ]);
+      return rows.map((row): SnapshotRecord => ({ collection: row.collection.toString('utf8'), id: row.id.toString('utf8'), state: decodeRecordState(row.state) }));
+    },
+    async countRecords(space) {
+      await open();
+      const { rows } = await pool.query<{ n: string }>(`SELECT count(*) AS n FROM ${s}.records WHERE space = $1`, [space]);
+      return Number(rows[0]?.n ?? 0);
+    },
+    async compact(space, keepLast) {
+      await open();
+      return transaction(async (client) => {
+        // The space's write lock: no append moves the head while the horizon is set.
+        const { rows } = await client.query<{ head: string; horizon: string }>(`SELECT head, horizon FROM ${s}.spaces WHERE space = $1 FOR UPDATE`, [space]);
+        const info = rows[0];
+        if (!info) return 0;
+        const horizon = Math.max(Number(info.horizon), Number(info.head) - keepLast);
+        if (horizon <= Number(info.horizon)) return 0;
+        const removed = await client.query(`DELETE FROM ${s}.log WHERE space = $1 AND pos <= $2`, [space, horizon]);
+        await client.query(`UPDATE ${s}.spaces SET horizon = $2 WHERE space = $1`, [space, horizon]);
+        return removed.rowCount ?? 0;
+      });
+    },
+    async spaces() {
+      await open();
+      const { rows } = await pool.query<{ space: SpaceId }>(`SELECT space FROM ${s}.spaces WHERE head > 0 ORDER BY space`);
+      return rows.map((r) => r.space);
+    },
+    watch(listener) {
+      listeners.add(listener);
+      if (!listening && !closed) {
+        listening = true;
+        void listen();
+      }
+      return () => {
+        listeners.delete(listener);
+        if (listeners.size === 0) stopListening();
+      };
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      stopListening();
+      listeners.clear();
+      await ready.catch(() => undefined);
+      if (ownPool) await pool.end();
+    },
+  };
+}
+
+/** Creates the schema and brings it to the latest version, once, whatever the number of instances starting together. */
+async function migrate(pool: pg.Pool, schema: string): Promise<void> {
+  const s = quoteIdent(schema);
+  const client = await pool.connect();
+  let broken: Error | undefined;
+  const markBroken = (error: Error) => (broken ??= error);
+  client.on('error', markBroken);
+  try {
+    await client.query('BEGIN');
+    try {
+      // Held until COMMIT: a second instance waits here, then finds the schema at the latest version.
+      await client.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [MIGRATION_LOCK, schema]);
+      const exists = await client.query('SELECT 1 FROM pg_namespace WHERE nspname = $1', [schema]);
+      if (exists.rows.length === 0) await client.query(`CREATE SCHEMA ${s}`);
+      await client.query(`CREATE TABLE IF NOT EXISTS ${s}.meta (key text PRIMARY KEY, value text NOT NULL)`);
+      const row = await client.query<{ value: string }>(`SELECT value FROM ${s}.meta WHERE key = 'schema_version'`);
+      const current = row.rows[0] ? Number(row.rows[0].value) : 0;
+      if (current > MIGRATIONS.length) {
+        throw new SynclineError('unsupported_storage', `database schema version ${current} is newer than this server (${MIGRATIONS.length}); upgrade the server`);
+      }
+      for (let v = current; v < MIGRATIONS.length; v++) await client.query((MIGRATIONS[v] as (s: string) => string)(s));
+      if (current < MIGRATIONS.length) {
+        await client.query(`INSERT INTO ${s}.meta (key, value) VALUES ('schema_version', $1) ON CONFLICT (key) DO UPDATE SET value = excluded.value`, [String(MIGRATIONS.length)]);
+      }
+      await client.query('COMMIT');
+    } catch (error) {
+      await client.query('ROLLBACK').catch(markBroken);
+      throw error;
+    }
+  } finally {
+    client.removeListener('error', markBroken);
+    client.release(broken ?? false);
+  }
+}
+
+function quoteIdent(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}
+
+function toBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}

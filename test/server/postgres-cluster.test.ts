@@ -1,0 +1,219 @@
+/**
+ * Several server instances on one PostgreSQL schema: a change accepted by one
+ * reaches the clients of every other, in log order; replicas on different
+ * instances converge; a client given every instance's URL keeps syncing when
+ * its instance closes or is killed (kill -9 of a `syncline-server --postgres`
+ * process), and nothing acknowledged is lost.
+ */
+import { join } from 'node:path';
+import { afterEach, beforeAll, expect, it } from 'vitest';
+import type { ReplicaId, SpaceId } from '@syncline/core';
+import { postgresStorage, type SyncServer } from '@syncline/server';
+import {
+  cleanupStack,
+  countOf,
+  isSynced,
+  putChange,
+  RawClient,
+  recordingSocket,
+  replica,
+  startServer,
+  sync,
+  uniqueName,
+  visibleState,
+  waitUntil,
+  within,
+} from '../sync/harness.js';
+import { buildDist, ROOT } from './fixtures/build.js';
+import { spawnServer } from './fixtures/child.js';
+import { describePg, freshSchema, PG_URL } from './fixtures/postgres.js';
+
+const cleanup = cleanupStack();
+afterEach(() => cleanup.run());
+
+const schema = { events: {} } as const;
+
+describePg('several server instances on one PostgreSQL', () => {
+  beforeAll(() => buildDist(), 120_000);
+
+  function schemaForTest(): string {
+    const { schema: name, drop } = freshSchema();
+    cleanup.push(drop);
+    return name;
+  }
+
+  async function instance(schemaName: string): Promise<SyncServer> {
+    const server = await startServer({ storage: postgresStorage({ connectionString: PG_URL, schema: schemaName, maxConnections: 5, onError: () => undefined }) });
+    cleanup.push(() => server.close());
+    return server;
+  }
+
+  it('relays a change accepted by one instance to the clients of the other, in log order', async () => {
+    const name = schemaForTest();
+    const [a, b] = [await instance(name), await instance(name)];
+    const space = 'cluster' as SpaceId;
+    // Something in the log first: a session at position 0 is sent a snapshot, and this one must read the log.
+    const seed = await RawClient.open(a.url);
+    cleanup.push(() => seed.close());
+    await seed.hello('seed' as ReplicaId, [{ space }]);
+    seed.send({ type: 'push', space, changes: [1, 2].map((seq) => putChange('seed' as ReplicaId, space, seq, { seq })) });
+    await seed.next('ack', (m) => m.upTo === 2);
+    // A raw client of B that writes nothing: it must see every change, in log order.
+    const watcher = await RawClient.open(b.url);
+    cleanup.push(() => watcher.close());
+    await watcher.hello('watcher' as ReplicaId, [{ space, after: 2 }]);
+    await watcher.next('synced');
+
+    // Writers on both instances at once, in several pushes each.
+    const writers = await Promise.all(
+      ['wa1', 'wa2', 'wb1'].map(async (id) => {
+        const client = await RawClient.open(id.startsWith('wa') ? a.url : b.url);
+        cleanup.push(() => client.close());
+        await client.hello(id as ReplicaId, [{ space }]);
+        return { id: id as ReplicaId, client };
+      }),
+    );
+    const perWriter = 40;
+    await Promise.all(
+      writers.map(async ({ id, client }) => {
+        for (let seq = 1; seq <= perWriter; seq += 4) {
+          client.send({ type: 'push', space, changes: [0, 1, 2, 3].map((k) => putChange(id, space, seq + k, { n: seq + k }, { id: `${id}-${(seq + k) % 7}` })) });
+          await client.next('ack', (m) => m.upTo === seq + 3, 0, 10_000);
+        }
+      }),
+    );
+    const total = perWriter * writers.length;
+    const received = () => watcher.of('changes').flatMap((m) => m.changes);
+    await waitUntil(() => received().length >= total, 15_000, () => `the watcher on B to receive ${total} changes (has ${received().length})`);
+
+    const log = await b.storage.readLog(space, 2, 10_000);
+    expect(log.map((e) => e.pos)).toEqual(Array.from({ length: total }, (_, i) => i + 3));
+    // Exactly the log, in its order, each change once, no snapshot.
+    expect(received().map((c) => `${c.replica}:${c.seq}`)).toEqual(log.map((e) => `${e.change.replica}:${e.change.seq}`));
+    const upTos = watcher.of('changes').map((m) => m.upTo);
+    expect(upTos).toEqual([...upTos].sort((x, y) => x - y));
+    expect(new Set(upTos).size).toBe(upTos.length);
+    expect(upTos[upTos.length - 1]).toBe(total + 2);
+    expect(watcher.of('snapshot')).toEqual([]);
+    // Changes from A reached B's client (not only B's own writer's).
+    expect(received().filter((c) => c.replica.startsWith('wa')).length).toBe(2 * perWriter);
+
+    // With nothing written through B, a change accepted by A still reaches B's client.
+    const [wa1] = writers as [{ id: ReplicaId; client: RawClient }];
+    wa1.client.send({ type: 'push', space, changes: [putChange(wa1.id, space, perWriter + 1, { last: true })] });
+    await watcher.next('changes', (m) => m.upTo === total + 3, 0, 5_000);
+    expect(received().at(-1)).toMatchObject({ replica: wa1.id, seq: perWriter + 1 });
+  });
+
+  it('converges replicas connected to different instances', async () => {
+    const name = schemaForTest();
+    const [a, b] = [await instance(name), await instance(name)];
+    const replicas = await Promise.all([0, 1, 2, 3].map(() => replica({ schema, name: uniqueName('cluster') })));
+    const engines = replicas.map((r, i) => sync(r, (i % 2 === 0 ? a : b).url));
+    cleanup.push(...replicas.map((r) => () => r.close()), ...engines.map((e) => () => e.close()));
+    // Concurrent writes to the same records from both sides.
+    await Promise.all(
+      replicas.map(async (r, i) => {
+        for (let round = 0; round < 10; round++) {
+          await r.batch((w) => {
+            for (let k = 0; k < 3; k++) w.put('events', `e${(round * 3 + k) % 12}`, { by: i, round });
+          });
+        }
+      }),
+    );
+    await waitUntil(
+      async () => {
+        if (!engines.every(isSynced)) return false;
+        const states = await Promise.all(replicas.map((r) => visibleState(r, ['events'])));
+        return states.every((s) => JSON.stringify(s) === JSON.stringify(states[0]));
+      },
+      15_000,
+      'the four replicas to converge',
+    );
+    expect(await countOf(replicas[0] as (typeof replicas)[number], 'events')).toBe(12);
+    expect(await a.storage.head(replicas[0]?.defaultSpace as SpaceId)).toBe(4 * 10 * 3);
+  });
+
+  it('fails a client over to the other instance when its instance closes, losing nothing acknowledged', async () => {
+    const name = schemaForTest();
+    const [a, b] = [await instance(name), await instance(name)];
+    const writer = await replica({ schema, name: uniqueName('failover-writer') });
+    const reader = await replica({ schema, name: uniqueName('failover-reader') });
+    cleanup.push(() => writer.close(), () => reader.close());
+    let closing: Promise<void> | undefined;
+    const rec = recordingSocket((message) => {
+      if (message.type === 'ack' && message.upTo >= 60) closing ??= a.close();
+    });
+    const sw = sync(writer, [a.url, b.url], { WebSocket: rec.factory, batchSize: 10 });
+    const sr = sync(reader, b.url);
+    cleanup.push(() => sw.close(), () => sr.close());
+    await waitUntil(() => a.connections === 1, 5_000, 'the writer to connect to A (its first URL)');
+
+    const writing = (async () => {
+      for (let batch = 0; batch < 20; batch++) {
+        await writer.batch((w) => {
+          for (let k = 0; k < 10; k++) w.put('events', `e${batch * 10 + k}`, { n: batch * 10 + k });
+        });
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+    })();
+    await waitUntil(() => closing !== undefined, 10_000, 'the writer to pass seq 60 on A');
+    await closing;
+    const acked = Math.max(...rec.of('ack').map((m) => m.upTo));
+    await writing;
+    await waitUntil(async () => isSynced(sw) && isSynced(sr) && (await countOf(reader, 'events')) === 200, 15_000, 'all 200 events to reach the reader through B');
+    expect(b.connections).toBe(2); // the writer is on B now
+    const log = await b.storage.readLog(writer.defaultSpace as SpaceId, 0, 10_000);
+    // Every change once, in seq order, including every one acknowledged by A before it closed.
+    expect(log.map((e) => e.change.seq)).toEqual(Array.from({ length: 200 }, (_, i) => i + 1));
+    expect(acked).toBeGreaterThanOrEqual(60);
+  });
+
+  it('fails a client over when its `syncline-server --postgres` process is killed (kill -9)', async () => {
+    const name = schemaForTest();
+    const bin = join(ROOT, 'packages/server/bin/syncline-server.js');
+    const args = [bin, '--port', '0', '--postgres', PG_URL, '--postgres-schema', name, '--log-level', 'info'];
+    const [childA, childB] = await Promise.all([spawnServer(args), spawnServer(args)]);
+    cleanup.push(
+      () => childA.process.kill('SIGKILL'),
+      () => childB.process.kill('SIGKILL'),
+    );
+    const [urlA, urlB] = [childA, childB].map((c) => `ws://127.0.0.1:${c.port}/sync`) as [string, string];
+    const writer = await replica({ schema, name: uniqueName('kill-writer') });
+    const reader = await replica({ schema, name: uniqueName('kill-reader') });
+    cleanup.push(() => writer.close(), () => reader.close());
+    let killed = false;
+    const rec = recordingSocket((message) => {
+      if (message.type === 'ack' && message.upTo >= 60 && !killed) {
+        killed = true;
+        childA.process.kill('SIGKILL');
+      }
+    });
+    const sw = sync(writer, [urlA, urlB], { WebSocket: rec.factory, batchSize: 10 });
+    const sr = sync(reader, urlB);
+    cleanup.push(() => sw.close(), () => sr.close());
+
+    const writing = (async () => {
+      for (let batch = 0; batch < 20; batch++) {
+        await writer.batch((w) => {
+          for (let k = 0; k < 10; k++) w.put('events', `e${batch * 10 + k}`, { n: batch * 10 + k });
+        });
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+    })();
+    await waitUntil(() => killed, 10_000, 'the writer to pass seq 60 on A');
+    expect(await within(childA.exited, 5_000, 'A to die')).toEqual({ code: null, signal: 'SIGKILL' });
+    const acked = Math.max(...rec.of('ack').map((m) => m.upTo));
+    await writing;
+    await waitUntil(async () => isSynced(sw) && isSynced(sr) && (await countOf(reader, 'events')) === 200, 20_000, 'all 200 events to reach the reader through B');
+    expect(rec.sockets.length).toBeGreaterThanOrEqual(2); // reconnected (to B: A is gone)
+    expect(acked).toBeGreaterThanOrEqual(60);
+
+    // The database holds every change once, in seq order: everything A acknowledged survived its death.
+    const check = postgresStorage({ connectionString: PG_URL, schema: name, maxConnections: 1 });
+    cleanup.push(() => check.close());
+    const log = await check.readLog(writer.defaultSpace as SpaceId, 0, 10_000);
+    expect(log.map((e) => e.change.seq)).toEqual(Array.from({ length: 200 }, (_, i) => i + 1));
+    expect(log.map((e) => e.pos)).toEqual(Array.from({ length: 200 }, (_, i) => i + 1));
+  });
+});

@@ -1,0 +1,294 @@
+/**
+ * What every ServerStorage must do (storage/types.ts), as one suite that
+ * storage.test.ts runs against each adapter: appends and their positions, seq
+ * dedupe and gaps, the log, record states and snapshot pages, compaction,
+ * reopening, and appends from two storages over the same data at once.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { applyChanges, canonicalState, SynclineError, type Change, type ReplicaId, type SpaceId } from '@syncline/core';
+import type { AppendRequest, AppendResult, ServerStorage } from '@syncline/server';
+import { cleanupStack, putChange } from '../sync/harness.js';
+
+/** Fresh, empty backing data (a file, a schema) that storages can be opened over. */
+export interface Backing {
+  /** A storage over this backing; several may be open at once (instances sharing it). */
+  open(): Promise<ServerStorage>;
+  /** Removes the backing (the storages are closed first). */
+  destroy(): Promise<void>;
+}
+
+const SPACE = 'conformance' as SpaceId;
+const OTHER = 'conformance-other' as SpaceId;
+const r = (name: string) => name as ReplicaId;
+
+/** `count` put changes of one replica from `from` on, each to its own record unless `id` is given. */
+function changes(replica: string, from: number, count: number, options: { space?: SpaceId; id?: (seq: number) => string } = {}): Change[] {
+  return Array.from({ length: count }, (_, i) =>
+    putChange(r(replica), options.space ?? SPACE, from + i, { n: from + i, by: replica }, options.id ? { id: options.id(from + i) } : {}),
+  );
+}
+
+function request(replica: string, list: Change[], space: SpaceId = SPACE): AppendRequest {
+  return { space, replica: r(replica), changes: list };
+}
+
+function ok(result: AppendResult | Error | undefined): AppendResult {
+  if (!(result instanceof Object) || result instanceof Error) throw new Error(`expected an AppendResult, got ${String(result)}`);
+  return result;
+}
+
+function utf8Compare(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
+}
+
+export function storageConformance(name: string, newBacking: () => Promise<Backing>): void {
+  describe(`ServerStorage conformance: ${name}`, () => {
+    const cleanup = cleanupStack();
+    afterEach(() => cleanup.run());
+
+    /** A backing and a first storage over it, closed and removed after the test. */
+    async function setup(): Promise<{ backing: Backing; storage: ServerStorage; another: () => Promise<ServerStorage> }> {
+      const backing = await newBacking();
+      cleanup.push(() => backing.destroy());
+      const another = async () => {
+        const s = await backing.open();
+        cleanup.push(() => s.close());
+        return s;
+      };
+      return { backing, storage: await another(), another };
+    }
+
+    it('starts empty', async () => {
+      const { storage } = await setup();
+      expect(await storage.head(SPACE)).toBe(0);
+      expect(await storage.horizon(SPACE)).toBe(0);
+      expect(await storage.readLog(SPACE, 0, 10)).toEqual([]);
+      expect(await storage.snapshotPage(SPACE, undefined, 10)).toEqual([]);
+      expect(await storage.countRecords(SPACE)).toBe(0);
+      expect(await storage.spaces()).toEqual([]);
+      expect(await storage.compact(SPACE, 0)).toBe(0);
+    });
+
+    it('gives new changes the next positions of their space and reads them back in order', async () => {
+      const { storage } = await setup();
+      const first = ok((await storage.append([request('alice', changes('alice', 1, 3))]))[0]);
+      expect(first.upTo).toBe(3);
+      expect(first.stored.map((e) => [e.pos, e.change.seq])).toEqual([
+        [1, 1],
+        [2, 2],
+        [3, 3],
+      ]);
+      // Another replica, another space, one append: positions per space.
+      const bobs = changes('bob', 1, 2);
+      const [bob, other] = await storage.append([request('bob', bobs), request('alice', changes('alice', 1, 2, { space: OTHER }), OTHER)]);
+      expect(ok(bob).stored.map((e) => e.pos)).toEqual([4, 5]);
+      expect(ok(other).stored.map((e) => e.pos)).toEqual([1, 2]);
+      expect(await storage.head(SPACE)).toBe(5);
+      expect(await storage.head(OTHER)).toBe(2);
+
+      const log = await storage.readLog(SPACE, 0, 100);
+      expect(log.map((e) => [e.pos, e.change.replica, e.change.seq])).toEqual([
+        [1, 'alice', 1],
+        [2, 'alice', 2],
+        [3, 'alice', 3],
+        [4, 'bob', 1],
+        [5, 'bob', 2],
+      ]);
+      // The change comes back as it was pushed.
+      expect(log[3]?.change).toEqual(bobs[0]);
+      expect((await storage.readLog(SPACE, 2, 2)).map((e) => e.pos)).toEqual([3, 4]);
+      expect(await storage.readLog(SPACE, 5, 10)).toEqual([]);
+      expect(await storage.spaces()).toEqual([SPACE, OTHER].sort());
+    });
+
+    it('stores a change it already holds only once', async () => {
+      const { storage } = await setup();
+      ok((await storage.append([request('alice', changes('alice', 1, 3))]))[0]);
+      // Overlapping: 2..5 stores 4 and 5 only.
+      const overlap = ok((await storage.append([request('alice', changes('alice', 2, 4))]))[0]);
+      expect(overlap.stored.map((e) => [e.pos, e.change.seq])).toEqual([
+        [4, 4],
+        [5, 5],
+      ]);
+      expect(overlap.upTo).toBe(5);
+      // Everything held: nothing stored, upTo says how far.
+      const again = ok((await storage.append([request('alice', changes('alice', 1, 5))]))[0]);
+      expect(again).toEqual({ stored: [], upTo: 5 });
+      // The same push twice in one append.
+      const [x, y] = await storage.append([request('alice', changes('alice', 6, 1)), request('alice', changes('alice', 6, 1))]);
+      expect(ok(x).stored.map((e) => e.pos)).toEqual([6]);
+      expect(ok(y)).toEqual({ stored: [], upTo: 6 });
+      expect(await storage.head(SPACE)).toBe(6);
+      expect((await storage.readLog(SPACE, 0, 100)).map((e) => e.change.seq)).toEqual([1, 2, 3, 4, 5, 6]);
+    });
+
+    it('refuses a seq gap with sequence_gap and stores nothing of that request', async () => {
+      const { storage } = await setup();
+      // Starts past what is held.
+      const [gap] = await storage.append([request('alice', changes('alice', 2, 2))]);
+      expect(gap).toBeInstanceOf(SynclineError);
+      expect((gap as SynclineError).code).toBe('sequence_gap');
+      expect(await storage.head(SPACE)).toBe(0);
+      expect(await storage.spaces()).toEqual([]);
+      // A hole inside one push: the part before the hole is not stored either.
+      const holey = [...changes('alice', 1, 2), ...changes('alice', 4, 1)];
+      const [inner] = await storage.append([request('alice', holey)]);
+      expect((inner as SynclineError).code).toBe('sequence_gap');
+      expect(await storage.readLog(SPACE, 0, 10)).toEqual([]);
+      expect(await storage.countRecords(SPACE)).toBe(0);
+      // Requests are independent: the refused one leaves no hole in the positions.
+      const results = await storage.append([request('alice', changes('alice', 1, 2)), request('bob', changes('bob', 3, 1)), request('carol', changes('carol', 1, 1))]);
+      expect(ok(results[0]).stored.map((e) => e.pos)).toEqual([1, 2]);
+      expect((results[1] as SynclineError).code).toBe('sequence_gap');
+      expect(ok(results[2]).stored.map((e) => e.pos)).toEqual([3]);
+      expect((await storage.readLog(SPACE, 0, 10)).map((e) => [e.pos, e.change.replica])).toEqual([
+        [1, 'alice'],
+        [2, 'alice'],
+        [3, 'carol'],
+      ]);
+      expect(await storage.countRecords(SPACE)).toBe(3);
+      // After the refusal, the replica continues from what is held.
+      expect(ok((await storage.append([request('bob', changes('bob', 1, 1))]))[0]).stored.map((e) => e.pos)).toEqual([4]);
+    });
+
+    it('keeps each record state as the join of every change to it', async () => {
+      const { storage } = await setup();
+      // Three replicas writing the same two records, in several appends.
+      const same = (seq: number) => `rec-${seq % 2}`;
+      const pushed: Change[] = [];
+      for (let round = 0; round < 3; round++) {
+        const batch = ['alice', 'bob', 'carol'].map((who) => changes(who, round * 2 + 1, 2, { id: same }));
+        pushed.push(...batch.flat());
+        const results = await storage.append(batch.map((list, i) => request(['alice', 'bob', 'carol'][i] as string, list)));
+        for (const result of results) ok(result);
+      }
+      const deleted: Change = { ...(changes('dave', 1, 1, { id: () => 'rec-0' })[0] as Change), op: 'delete' } as Change;
+      delete (deleted as { fields?: unknown }).fields;
+      pushed.push(deleted);
+      ok((await storage.append([request('dave', [deleted])]))[0]);
+
+      const page = await storage.snapshotPage(SPACE, undefined, 10);
+      expect(page.map((p) => p.id)).toEqual(['rec-0', 'rec-1']);
+      for (const record of page) {
+        const expected = applyChanges(undefined, pushed.filter((c) => c.id === record.id));
+        expect(canonicalState(record.state)).toBe(canonicalState(expected));
+      }
+      expect(await storage.countRecords(SPACE)).toBe(2);
+    });
+
+    it('pages the snapshot in (collection, id) order, byte order of UTF-8, ids of any characters', async () => {
+      const { storage } = await setup();
+      const keys: Array<[string, string]> = [];
+      for (const collection of ['events', 'Events', 'ä-notes', 'tasks']) {
+        for (const id of ['b', 'a', 'a\u0000z', 'Z', '\u00e9t\u00e9', '\uffff', '\u{1F600}', '10', '9', 'a b']) keys.push([collection, id]);
+      }
+      const pushed = keys.map(([collection, id], i) => putChange(r('alice'), SPACE, i + 1, { i }, { collection, id }));
+      ok((await storage.append([request('alice', pushed)]))[0]);
+      const expected = [...keys].sort((x, y) => utf8Compare(x[0], y[0]) || utf8Compare(x[1], y[1]));
+
+      const all = await storage.snapshotPage(SPACE, undefined, 1000);
+      expect(all.map((p) => [p.collection, p.id])).toEqual(expected);
+      const paged: Array<[string, string]> = [];
+      let after: [string, string] | undefined;
+      for (;;) {
+        const page = await storage.snapshotPage(SPACE, after, 7);
+        paged.push(...page.map((p): [string, string] => [p.collection, p.id]));
+        if (page.length < 7) break;
+        const last = page[page.length - 1] as { collection: string; id: string };
+        after = [last.collection, last.id];
+      }
+      expect(paged).toEqual(expected);
+      expect(await storage.countRecords(SPACE)).toBe(keys.length);
+      expect(await storage.countRecords(OTHER)).toBe(0);
+      // The log keeps the ids exactly too.
+      expect((await storage.readLog(SPACE, 0, 1000)).map((e) => [e.change.collection, e.change.id])).toEqual(keys);
+    });
+
+    it('compacts the log below a horizon and keeps going from there', async () => {
+      const { storage } = await setup();
+      ok((await storage.append([request('alice', changes('alice', 1, 10))]))[0]);
+      expect(await storage.compact(SPACE, 20)).toBe(0);
+      expect(await storage.horizon(SPACE)).toBe(0);
+      expect(await storage.compact(SPACE, 4)).toBe(6);
+      expect(await storage.horizon(SPACE)).toBe(6);
+      expect((await storage.readLog(SPACE, 0, 100)).map((e) => e.pos)).toEqual([7, 8, 9, 10]);
+      // Never moves back, and is idempotent.
+      expect(await storage.compact(SPACE, 8)).toBe(0);
+      expect(await storage.compact(SPACE, 4)).toBe(0);
+      expect(await storage.horizon(SPACE)).toBe(6);
+      // The snapshot still holds every record; positions and dedupe carry on.
+      expect(await storage.countRecords(SPACE)).toBe(10);
+      const more = ok((await storage.append([request('alice', changes('alice', 3, 10))]))[0]);
+      expect(more.stored.map((e) => e.pos)).toEqual([11, 12]);
+      expect(await storage.head(SPACE)).toBe(12);
+      expect(await storage.compact(SPACE, 0)).toBe(6);
+      expect(await storage.horizon(SPACE)).toBe(12);
+      expect(await storage.readLog(SPACE, 0, 100)).toEqual([]);
+      expect(await storage.head(SPACE)).toBe(12);
+      // An unknown space has nothing to compact.
+      expect(await storage.compact('nowhere' as SpaceId, 0)).toBe(0);
+    });
+
+    it('keeps everything across close and reopen, and refuses calls once closed', async () => {
+      const { backing, storage } = await setup();
+      ok((await storage.append([request('alice', changes('alice', 1, 3))]))[0]);
+      await storage.compact(SPACE, 1);
+      await storage.close();
+      await storage.close(); // idempotent
+      await expect(storage.head(SPACE)).rejects.toMatchObject({ code: 'closed' });
+      await expect(storage.append([request('alice', changes('alice', 4, 1))])).rejects.toMatchObject({ code: 'closed' });
+
+      const reopened = await backing.open();
+      cleanup.push(() => reopened.close());
+      expect(await reopened.head(SPACE)).toBe(3);
+      expect(await reopened.horizon(SPACE)).toBe(2);
+      expect((await reopened.readLog(SPACE, 0, 10)).map((e) => e.pos)).toEqual([3]);
+      expect(ok((await reopened.append([request('alice', changes('alice', 1, 4))]))[0]).stored.map((e) => [e.pos, e.change.seq])).toEqual([[4, 4]]);
+    });
+
+    it('stores concurrent appends from two storages over the same data with contiguous positions, each change once', async () => {
+      const { storage, another } = await setup();
+      const second = await another();
+      const stores = [storage, second];
+      const writers = ['w0', 'w1', 'w2', 'w3', 'w4', 'w5'];
+      const results: AppendResult[] = [];
+      // Writers at once; each like a client, one push in flight. Even writers push each batch to both
+      // storages at once (a client failing over while its push is in flight): stored once.
+      await Promise.all(
+        writers.map(async (writer, i) => {
+          let seq = 1;
+          for (let round = 0; round < 10; round++) {
+            const list = changes(writer, seq, 1 + ((round + i) % 3), { id: (n) => `${writer}-${n % 4}` });
+            seq += list.length;
+            const targets = i % 2 === 0 ? stores : [stores[(round + i) % 2] as ServerStorage];
+            for (const result of (await Promise.all(targets.map((target) => target.append([request(writer, list)])))).flat()) {
+              expect(ok(result).upTo).toBe(seq - 1);
+              results.push(ok(result));
+            }
+          }
+        }),
+      );
+
+      // Positions 1..N, no gaps; each (replica, seq) once, in seq order per writer.
+      const log = await storage.readLog(SPACE, 0, 10_000);
+      expect(log.map((e) => e.pos)).toEqual(log.map((_, i) => i + 1));
+      expect(await second.head(SPACE)).toBe(log.length);
+      expect(new Set(log.map((e) => `${e.change.replica}:${e.change.seq}`)).size).toBe(log.length);
+      for (const [i, writer] of writers.entries()) {
+        const seqs = log.filter((e) => e.change.replica === writer).map((e) => e.change.seq);
+        const total = Array.from({ length: 10 }, (_, round) => 1 + ((round + i) % 3)).reduce((a, b) => a + b, 0);
+        expect(seqs).toEqual(Array.from({ length: total }, (_, k) => k + 1));
+      }
+      // Every position an append reported holds the change it reported, and each was reported once.
+      const byPos = new Map(log.map((e) => [e.pos, e.change]));
+      const reported = results.flatMap((x) => x.stored);
+      expect(reported.map((e) => e.pos).sort((a, b) => a - b)).toEqual(log.map((e) => e.pos));
+      for (const e of reported) expect(byPos.get(e.pos)).toEqual(e.change);
+      // Record states are the join of the log in any order.
+      for (const record of await storage.snapshotPage(SPACE, undefined, 1000)) {
+        const expected = applyChanges(undefined, log.map((e) => e.change).filter((c) => c.collection === record.collection && c.id === record.id));
+        expect(canonicalState(record.state)).toBe(canonicalState(expected));
+      }
+    });
+  });
+}
