@@ -10,9 +10,25 @@ if (args.includes('--help') || args.length === 0) {
   console.log('usage: npm run sim -- --seed N [--plan] [--bug ack-without-store|skip-log-entry|skip-remote-change] [--no-shrink]\n       npm run sim -- --seeds N [--from S]');
   process.exit(args.length === 0 ? 1 : 0);
 }
-const result = spawnSync(process.execPath, [`${root}node_modules/vitest/vitest.mjs`, 'run', '--config', 'test/sim/vitest.config.ts'], {
-  cwd: root,
-  stdio: 'inherit',
-  env: { ...process.env, SIM_ARGS: args.join(' ') },
-});
-process.exit(result.status ?? 1);
+const run = (simArgs) =>
+  spawnSync(process.execPath, [`${root}node_modules/vitest/vitest.mjs`, 'run', '--config', 'test/sim/vitest.config.ts'], {
+    cwd: root,
+    stdio: 'inherit',
+    env: { ...process.env, SIM_ARGS: simArgs.join(' ') },
+  }).status ?? 1;
+
+// A long search runs in chunks of 1,000 seeds, each in a fresh process, and stops at the first failure.
+const at = (name) => args.indexOf(`--${name}`);
+if (at('seeds') >= 0) {
+  const total = Number(args[at('seeds') + 1]);
+  const from = at('from') >= 0 ? Number(args[at('from') + 1]) : 1;
+  const CHUNK = 1000;
+  for (let start = from; start < from + total; start += CHUNK) {
+    const count = Math.min(CHUNK, from + total - start);
+    const status = run(['--seeds', String(count), '--from', String(start)]);
+    if (status !== 0) process.exit(status);
+  }
+  console.log(`all ${total} seeds from ${from} passed`);
+  process.exit(0);
+}
+process.exit(run(args));

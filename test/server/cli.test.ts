@@ -33,7 +33,9 @@ describe('syncline-server', () => {
     expect(await health.json()).toEqual({ status: 'ok' });
     const metrics = await fetch(`http://127.0.0.1:${child.port}/metrics`);
     expect(metrics.status).toBe(200);
-    expect(await metrics.text()).toContain('syncline_connections');
+    const text = await metrics.text();
+    expect(text).toContain('syncline_connections');
+    expect(text).toContain('process_cpu_user_seconds_total');
 
     // A connected client that has pushed a change.
     const raw = await RawClient.open(`ws://127.0.0.1:${child.port}/sync`);

@@ -21,6 +21,8 @@ const TYPES: Record<string, string> = {
 
 export interface HttpContext {
   readonly registry: Registry;
+  /** The /metrics body: the server's registry and the process's metrics. */
+  readonly metricsText: () => Promise<string>;
   readonly staticDir: string | undefined;
   readonly healthy: () => boolean;
 }
@@ -33,7 +35,7 @@ export async function handleHttp(ctx: HttpContext, req: IncomingMessage, res: Se
     return;
   }
   if (url.pathname === '/metrics') {
-    res.writeHead(200, { 'content-type': ctx.registry.contentType }).end(await ctx.registry.metrics());
+    res.writeHead(200, { 'content-type': ctx.registry.contentType }).end(await ctx.metricsText());
     return;
   }
   if (ctx.staticDir && (req.method === 'GET' || req.method === 'HEAD')) {

@@ -1,11 +1,28 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
-/** One registry per server, so two servers in one process keep separate figures. */
+/**
+ * Process metrics (CPU, memory, event loop lag, GC) are collected once per
+ * process: each collection starts an event-loop-delay monitor and a GC observer
+ * that are never stopped, so one per server leaked them (and slowed every GC)
+ * in processes that create many servers, like tests and the simulation.
+ */
+let processRegistry: Registry | undefined;
+
+function processMetrics(): Registry {
+  if (!processRegistry) {
+    processRegistry = new Registry();
+    collectDefaultMetrics({ register: processRegistry });
+  }
+  return processRegistry;
+}
+
+/** One registry per server, so two servers in one process keep separate figures; /metrics adds the process's. */
 export function createMetrics() {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry });
   return {
     registry,
+    /** Prometheus text of this server's and the process's metrics. */
+    text: async (): Promise<string> => `${await processMetrics().metrics()}\n${await registry.metrics()}`,
     connections: new Gauge({ name: 'syncline_connections', help: 'Open WebSocket connections', registers: [registry] }),
     changesStored: new Counter({ name: 'syncline_changes_stored_total', help: 'Changes durably stored', registers: [registry] }),
     changesRelayed: new Counter({ name: 'syncline_changes_relayed_total', help: 'Changes sent to other replicas', registers: [registry] }),

@@ -94,7 +94,7 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
   let port = 0;
 
   const http: Server = createServer((req, res) => {
-    handleHttp({ registry: metrics.registry, staticDir: options.staticDir, healthy: () => !closing }, req, res).catch((error: unknown) => {
+    handleHttp({ registry: metrics.registry, metricsText: metrics.text, staticDir: options.staticDir, healthy: () => !closing }, req, res).catch((error: unknown) => {
       logger.error({ err: error }, 'http error');
       if (!res.headersSent) res.writeHead(500).end();
     });
