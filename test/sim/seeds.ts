@@ -34,3 +34,10 @@ export function describeSummary(first: number, summary: SeedsSummary): string {
     `${t.frames} frames (${t.duplicated} duplicated), ${t.changes} changes checked, ${(t.virtualMs / 3_600_000).toFixed(1)} h of virtual time`
   );
 }
+
+/** A CI test over seeds first..first+count-1 (the files sim-1, sim-2 split 500 seeds across vitest's workers). */
+export async function expectSeedsPass(first: number, count: number): Promise<void> {
+  const summary = await runSeeds(first, count);
+  console.log(describeSummary(first, summary));
+  if (summary.failure) throw new Error(summary.failure);
+}
