@@ -151,6 +151,12 @@ describe('refused pushes (the connection stays open)', () => {
       ['a gap after what the server holds', changes(replica, 2, 5), 'sequence_gap'],
       ['a crdt update that is not Yjs', [{ ...(changes(replica, 1)[0] as Change), op: 'crdt', field: 'body', type: 'text', update: Uint8Array.from([0xff, 0xff, 0xff, 0x01, 0x02]) } as Change], 'invalid_message'],
       ['a field name that is not a name', [putChange(replica, SPACE, 1, { ['']: 1 })], 'invalid_message'],
+      // Found by the live fuzz: Y.applyUpdate accepts these bytes, Y.decodeUpdate (what storage reads) does not.
+      [
+        'a crdt update Yjs applies but cannot decode',
+        [{ ...(changes(replica, 1)[0] as Change), op: 'crdt', field: 'f', type: 'array', update: Buffer.from('0101b865c98ad1488ad1aafe01000277007d08018ad1aafe01010001', 'hex') } as Change],
+        'invalid_message',
+      ],
       ['a space not asked for in hello', () => encodeUpstream({ type: 'push', space: 'notmine' as SpaceId, changes: [{ ...(changes(replica, 1)[0] as Change), space: 'notmine' as SpaceId }] }), 'forbidden'],
     ];
     for (const [what, payload, code] of cases) {

@@ -233,7 +233,7 @@ export class Replica<S extends Schema = Schema> {
   #target(collection: string, id: string, options?: WriteOptions): { collection: string; id: string; space: SpaceId } {
     this.#checkOpen();
     collectionOf(this.#collections, collection);
-    if (!isRecordId(id)) throw new ReplicaError('invalid_argument', `record id must be a non-empty string of at most 512 characters, got ${JSON.stringify(id)}`);
+    if (!isRecordId(id)) throw new ReplicaError('invalid_argument', `record id must be a non-empty string of at most 512 UTF-16 units without lone surrogates, got ${JSON.stringify(id)}`);
     const space = options?.space ?? this.defaultSpace;
     if (!isSpaceId(space)) throw new ReplicaError('invalid_argument', `invalid space id ${JSON.stringify(space)}`);
     return { collection, id, space };

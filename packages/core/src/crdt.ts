@@ -43,6 +43,16 @@ export function joinCrdt(a: CrdtField, b: CrdtField): CrdtField {
   };
 }
 
+/**
+ * Throws unless `update` is a Yjs update every replica can use: it must decode
+ * (what merging reads) and apply to a fresh document (what materializing does).
+ * Yjs accepts some byte strings on one path and not the other.
+ */
+export function checkCrdtUpdate(update: Uint8Array): void {
+  Y.decodeUpdate(update);
+  Y.applyUpdate(new Y.Doc({ gc: true, guid: 'syncline-check' }), update);
+}
+
 /** Loads a field's update into a fresh document. */
 export function crdtDoc(update: Uint8Array): Y.Doc {
   // A fixed guid: generating a random one costs more than reading a small document.

@@ -24,14 +24,27 @@ export function isSpaceId(value: unknown): value is SpaceId {
   return typeof value === 'string' && SPACE_ID.test(value);
 }
 
-/** Record ids: any non-empty string up to MAX_RECORD_ID_LENGTH UTF-16 units. */
-export function isRecordId(value: unknown): value is string {
-  return typeof value === 'string' && value.length > 0 && value.length <= MAX_RECORD_ID_LENGTH;
+/** A lone surrogate: half of a UTF-16 pair without its other half. */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/**
+ * Well-formed Unicode: no lone surrogates. Ids and names become keys in SQLite,
+ * PostgreSQL and IndexedDB, which store text as UTF-8 and would turn a lone
+ * surrogate into U+FFFD: two ids would collide and a snapshot would carry ids
+ * nobody wrote.
+ */
+function wellFormed(value: string): boolean {
+  return !LONE_SURROGATE.test(value);
 }
 
-/** Collection and field names: any non-empty string up to MAX_NAME_LENGTH. */
+/** Record ids: any non-empty well-formed string up to MAX_RECORD_ID_LENGTH UTF-16 units. */
+export function isRecordId(value: unknown): value is string {
+  return typeof value === 'string' && value.length > 0 && value.length <= MAX_RECORD_ID_LENGTH && wellFormed(value);
+}
+
+/** Collection and field names: any non-empty well-formed string up to MAX_NAME_LENGTH. */
 export function isName(value: unknown): value is string {
-  return typeof value === 'string' && value.length > 0 && value.length <= MAX_NAME_LENGTH;
+  return typeof value === 'string' && value.length > 0 && value.length <= MAX_NAME_LENGTH && wellFormed(value);
 }
 
 export function replicaId(value: string): ReplicaId {

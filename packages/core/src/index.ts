@@ -12,6 +12,6 @@ export { SeqSet, type VersionVector, type Ordering, type SeqRange } from './vers
 export * from './change.js';
 export { type LwwField, type LwwState } from './lww.js';
 export { type MergeState, type Version, type Resolver, latestWins, contextFor, compareVersions } from './merge.js';
-export { type CrdtField, ROOT as CRDT_ROOT, crdtDoc, crdtRoot, crdtValue } from './crdt.js';
+export { type CrdtField, ROOT as CRDT_ROOT, crdtDoc, crdtRoot, crdtValue, checkCrdtUpdate } from './crdt.js';
 export * from './record-state.js';
 export * from './protocol/index.js';

@@ -5,9 +5,11 @@
  * out of the socket's event handlers.
  */
 import {
+  checkCrdtUpdate,
   decodeUpstream,
   encodeDownstream,
   hlcWall,
+  InvalidChangeError,
   isSupportedProtocol,
   MIN_PROTOCOL_VERSION,
   PROTOCOL_VERSION,
@@ -23,7 +25,6 @@ import {
   type SpaceId,
 } from '@syncline/core';
 import type { Logger } from 'pino';
-import * as Y from 'yjs';
 import type { Authenticate, Grant } from './auth.js';
 import type { Committer } from './committer.js';
 import { encodeChanges, type Follower, type Hub } from './hub.js';
@@ -249,10 +250,9 @@ export class Session implements Follower {
         if (change.replica !== this.replica) throw new ProtocolError('invalid_message', 'change was written by another replica', `changes[${i}].replica`);
         if (i > 0 && change.seq !== (changes[i - 1] as { seq: number }).seq + 1) throw new ProtocolError('sequence_gap', 'changes must be in seq order without gaps', `changes[${i}].seq`);
         validateChange(change);
-        // Parse the update the way every replica will (Y.mergeUpdates of a single
-        // update returns it unread): a malformed one must be refused here, not
-        // stored and relayed to break every replica that applies it.
-        if (change.op === 'crdt') Y.applyUpdate(new Y.Doc({ gc: true }), change.update);
+        // Read the update the ways every replica will: a malformed one must be
+        // refused here, not stored and relayed to break every replica that applies it.
+        if (change.op === 'crdt') checkCrdtUpdate(change.update);
       } catch (error) {
         const code: ErrorCode = error instanceof ProtocolError ? error.code : 'invalid_message';
         return this.fail(code, `change ${i} refused: ${(error as Error).message}`, false, space);
@@ -268,6 +268,8 @@ export class Session implements Follower {
       result = await this.ctx.committer.submit({ space, replica: this.replica, changes });
     } catch (error) {
       if (error instanceof SynclineError && error.code === 'sequence_gap') return this.fail('sequence_gap', error.message, false, space);
+      // Storage refused a change it could not apply: nothing of the push was stored; the connection stays.
+      if (error instanceof InvalidChangeError) return this.fail('invalid_message', `push refused: ${error.message}`, false, space);
       throw error;
     }
     this.ctx.metrics.changesStored.inc(result.stored.length);
