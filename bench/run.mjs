@@ -9,6 +9,7 @@ const scenarios = {
   convergence: () => import('./convergence.mjs'),
   bootstrap: () => import('./bootstrap.mjs'),
   idle: () => import('./idle.mjs'),
+  'live-query': () => import('./live-query.mjs'),
 };
 
 const chosen = process.argv.slice(2).filter((a) => !a.startsWith('--'));
