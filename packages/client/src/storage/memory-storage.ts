@@ -4,7 +4,7 @@
  * Read-write transactions run one at a time and write into an overlay that is
  * applied only when the callback succeeds.
  */
-import type { Change, SpaceId } from '@syncline/core';
+import { setOwn, type Change, type Json, type SpaceId } from '@syncline/core';
 import { compareKeys, inRange, type Key, type KeyRange } from './keys.js';
 import { outboxEntry } from './outbox.js';
 import type { RecordAddress, ScanOptions, Storage, StorageFactory, StorageTx, StoredRecord, TxMode } from './types.js';
@@ -31,13 +31,45 @@ function clone<T>(value: T): T {
   return structuredClone(value);
 }
 
+/** Frozen all the way down (Maps and typed arrays cannot be frozen: never). */
+function isDeepFrozen(value: object): boolean {
+  if (!Object.isFrozen(value) || value instanceof Map || ArrayBuffer.isView(value)) return false;
+  for (const key of Object.keys(value)) {
+    const v = (value as Record<string, unknown>)[key];
+    if (typeof v === 'object' && v !== null && !isDeepFrozen(v)) return false;
+  }
+  return true;
+}
+
 /**
  * Records are copied once when written (like IndexedDB's structured clone) and
  * frozen, so reads can hand them out without copying and nobody can change
- * what is stored by mutating a row.
+ * what is stored by mutating a row. One pass copies and freezes; the parts of a
+ * record this function already sealed (the unchanged fields of a record state
+ * read from this storage) are shared instead of copied again.
  */
 function frozenCopy<T>(value: T): T {
-  return deepFreeze(structuredClone(value));
+  if (typeof value !== 'object' || value === null) return value;
+  if (Object.isFrozen(value) && isDeepFrozen(value)) return value;
+  let out: object;
+  if (ArrayBuffer.isView(value)) {
+    // Typed arrays cannot be frozen: a copy nobody else holds (as before).
+    return (value instanceof Uint8Array ? value.slice() : structuredClone(value)) as T;
+  } else if (value instanceof Map) {
+    const map = new Map<unknown, unknown>();
+    for (const [k, v] of value) map.set(k, frozenCopy(v));
+    out = map;
+  } else if (Array.isArray(value)) {
+    out = Object.freeze(value.map(frozenCopy));
+  } else if (Object.getPrototypeOf(value) === Object.prototype || Object.getPrototypeOf(value) === null) {
+    const obj: Record<string, unknown> = {};
+    // setOwn: "__proto__" is a field name like any other (defined, not assigned).
+    for (const key of Object.keys(value)) setOwn(obj, key, frozenCopy((value as Record<string, unknown>)[key]) as Json);
+    out = Object.freeze(obj);
+  } else {
+    return deepFreeze(structuredClone(value));
+  }
+  return out as T;
 }
 
 function deepFreeze<T>(value: T): T {
@@ -217,18 +249,51 @@ class MemoryTx implements StorageTx {
     this.aborted = true;
   }
 
+  /**
+   * Many records (a snapshot chunk, a large batch): one sorted merge of the index
+   * instead of a splice per key, which made bootstrapping n records O(n²).
+   */
+  #commitRecordsInBulk(): void {
+    const db = this.#db;
+    const replaced = new Set<string>();
+    const added: IndexEntry[] = [];
+    for (const [key, record] of this.records) {
+      if ((db.records.get(key)?.ix.length ?? 0) > 0) replaced.add(key);
+      db.records.set(key, record);
+      for (const ix of record.ix) added.push({ key: ix, record: key });
+    }
+    const kept = replaced.size === 0 ? db.index : db.index.filter((e) => !replaced.has(e.record));
+    added.sort(compareEntries);
+    const merged: IndexEntry[] = new Array<IndexEntry>(kept.length + added.length);
+    let i = 0;
+    let j = 0;
+    let k = 0;
+    while (i < kept.length && j < added.length) merged[k++] = compareEntries(kept[i] as IndexEntry, added[j] as IndexEntry) <= 0 ? (kept[i++] as IndexEntry) : (added[j++] as IndexEntry);
+    while (i < kept.length) merged[k++] = kept[i++] as IndexEntry;
+    while (j < added.length) merged[k++] = added[j++] as IndexEntry;
+    db.index = merged;
+  }
+
   commit(): void {
     const db = this.#db;
     for (const [k, v] of this.meta) db.meta.set(k, v);
-    for (const [key, record] of this.records) {
-      const old = db.records.get(key);
-      if (old) for (const ix of old.ix) db.index.splice(bisect(db.index, ix, key), 1);
-      db.records.set(key, record);
-      for (const ix of record.ix) db.index.splice(bisect(db.index, ix, key), 0, { key: ix, record: key });
+    if (this.records.size > 64) this.#commitRecordsInBulk();
+    else {
+      for (const [key, record] of this.records) {
+        const old = db.records.get(key);
+        if (old) for (const ix of old.ix) db.index.splice(bisect(db.index, ix, key), 1);
+        db.records.set(key, record);
+        for (const ix of record.ix) db.index.splice(bisect(db.index, ix, key), 0, { key: ix, record: key });
+      }
     }
     for (const key of this.outboxDel) db.outbox.delete(key);
     for (const [key, change] of this.outboxPut) db.outbox.set(key, change);
   }
+}
+
+/** Index order: key, then record key. */
+function compareEntries(a: IndexEntry, b: IndexEntry): number {
+  return compareKeys(a.key, b.key) || (a.record < b.record ? -1 : a.record > b.record ? 1 : 0);
 }
 
 export class TransactionAbortedError extends Error {
