@@ -18,6 +18,7 @@
  */
 import fc from 'fast-check';
 import * as Y from 'yjs';
+import { mutate, mutationArb, type Mutation } from '../core/helpers/arbitraries.js';
 import {
   CRDT_TYPES,
   FRAME_MARKER,
@@ -187,13 +188,6 @@ interface PingRecipe {
 }
 
 type BaseRecipe = PushRecipe | HelloRecipe | PingRecipe;
-
-type Mutation =
-  | { readonly kind: 'flip'; readonly at: number; readonly bit: number }
-  | { readonly kind: 'set'; readonly at: number; readonly byte: number }
-  | { readonly kind: 'insert'; readonly at: number; readonly bytes: Uint8Array }
-  | { readonly kind: 'delete'; readonly at: number; readonly count: number }
-  | { readonly kind: 'truncate'; readonly at: number };
 
 type Edit =
   | { readonly kind: 'replace'; readonly target: number; readonly value: unknown }
@@ -431,13 +425,6 @@ const pongArb: fc.Arbitrary<PingRecipe> = fc.record({ k: fc.constant('pong' as c
 const baseArb = (hello: number): fc.Arbitrary<BaseRecipe> =>
   fc.oneof({ weight: 6, arbitrary: pushArb }, { weight: hello, arbitrary: helloArb }, { weight: 1, arbitrary: pingArb });
 
-const mutationArb: fc.Arbitrary<Mutation> = fc.oneof(
-  fc.record({ kind: fc.constant('flip' as const), at: fc.nat(), bit: fc.nat(7) }),
-  fc.record({ kind: fc.constant('set' as const), at: fc.nat(), byte: fc.nat(255) }),
-  fc.record({ kind: fc.constant('insert' as const), at: fc.nat(), bytes: fc.uint8Array({ minLength: 1, maxLength: 4 }) }),
-  fc.record({ kind: fc.constant('delete' as const), at: fc.nat(), count: fc.integer({ min: 1, max: 4 }) }),
-  fc.record({ kind: fc.constant('truncate' as const), at: fc.nat() }),
-);
 
 /** Wrong values: every JSON type, edge and huge numbers, strings that look like ids, clocks or types. */
 const wrongValueArb: fc.Arbitrary<unknown> = fc
@@ -653,30 +640,6 @@ function baseBytes(r: BaseRecipe, view: ConnView, world: World): Uint8Array {
   }
 }
 
-function mutate(bytes: Uint8Array, mutations: readonly Mutation[]): Uint8Array {
-  let out = Array.from(bytes);
-  for (const m of mutations) {
-    const at = m.at % (out.length + 1);
-    switch (m.kind) {
-      case 'flip':
-        if (at < out.length) out[at] = (out[at] as number) ^ (1 << m.bit);
-        break;
-      case 'set':
-        if (at < out.length) out[at] = m.byte;
-        break;
-      case 'insert':
-        out.splice(at, 0, ...m.bytes);
-        break;
-      case 'delete':
-        out.splice(at, m.count);
-        break;
-      case 'truncate':
-        out = out.slice(0, at);
-        break;
-    }
-  }
-  return Uint8Array.from(out);
-}
 
 /** A frame around arbitrary JSON bytes, lengths correct. */
 export function rawFrame(text: Uint8Array, attachments: readonly Uint8Array[]): Uint8Array {

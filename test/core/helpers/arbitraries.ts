@@ -387,3 +387,45 @@ export function varint(n: number): number[] {
   out.push(n);
   return out;
 }
+
+/** A byte-level edit of a frame (fuzzing). */
+export type Mutation =
+  | { kind: 'flip'; at: number; bit: number }
+  | { kind: 'set'; at: number; byte: number }
+  | { kind: 'insert'; at: number; bytes: Uint8Array }
+  | { kind: 'delete'; at: number; count: number }
+  | { kind: 'truncate'; at: number };
+
+export const mutationArb: fc.Arbitrary<Mutation> = fc.oneof(
+  fc.record({ kind: fc.constant('flip' as const), at: fc.nat(), bit: fc.nat(7) }),
+  fc.record({ kind: fc.constant('set' as const), at: fc.nat(), byte: fc.nat(255) }),
+  fc.record({ kind: fc.constant('insert' as const), at: fc.nat(), bytes: fc.uint8Array({ minLength: 1, maxLength: 4 }) }),
+  fc.record({ kind: fc.constant('delete' as const), at: fc.nat(), count: fc.integer({ min: 1, max: 4 }) }),
+  fc.record({ kind: fc.constant('truncate' as const), at: fc.nat() }),
+);
+
+/** Applies the edits in order; positions wrap around the current length. */
+export function mutate(bytes: Uint8Array, mutations: readonly Mutation[]): Uint8Array {
+  let out = Array.from(bytes);
+  for (const m of mutations) {
+    const at = m.at % (out.length + 1);
+    switch (m.kind) {
+      case 'flip':
+        if (at < out.length) out[at] = (out[at] as number) ^ (1 << m.bit);
+        break;
+      case 'set':
+        if (at < out.length) out[at] = m.byte;
+        break;
+      case 'insert':
+        out.splice(at, 0, ...m.bytes);
+        break;
+      case 'delete':
+        out.splice(at, m.count);
+        break;
+      case 'truncate':
+        out = out.slice(0, at);
+        break;
+    }
+  }
+  return Uint8Array.from(out);
+}
