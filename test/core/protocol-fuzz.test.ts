@@ -29,7 +29,7 @@ import {
   type DownstreamMessage,
   type UpstreamMessage,
 } from '@syncline/core';
-import { downstreamMessageArb, mutate, mutationArb, upstreamMessageArb, varint } from './helpers/arbitraries.js';
+import { downstreamMessageArb, mutate, mutationArb, randomFrameBytesArb, upstreamMessageArb, varint } from './helpers/arbitraries.js';
 
 const RUNS_PER_PROPERTY = 5_000;
 
@@ -101,30 +101,6 @@ const validMessage = fc.oneof(
   downstreamMessageArb.map((m) => encodeDownstream(m)),
 );
 
-const randomBytes = fc.oneof(
-  fc.uint8Array({ maxLength: 64 }),
-  // Past the marker check.
-  fc.uint8Array({ maxLength: 64 }).map((b) => Uint8Array.from([FRAME_MARKER, ...b])),
-  // A plausible header: few attachments, small lengths, then noise.
-  fc
-    .record({ lengths: fc.array(fc.nat(8), { maxLength: 3 }), json: fc.nat(40), tail: fc.uint8Array({ maxLength: 60 }) })
-    .map(({ lengths, json, tail }) => Uint8Array.from([FRAME_MARKER, lengths.length, ...lengths, json, ...tail])),
-  // Random JSON in a correct frame, with random attachments.
-  fc
-    .record({ json: fc.jsonValue({ maxDepth: 3 }), attachments: fc.array(fc.uint8Array({ maxLength: 8 }), { maxLength: 3 }) })
-    .map(({ json, attachments }) => writeFrame(json, attachments)),
-  // Random objects that carry a real message type.
-  fc
-    .record({
-      type: fc.constantFrom('hello', 'push', 'ping', 'pong', 'welcome', 'ack', 'changes', 'snapshot', 'synced', 'error'),
-      rest: fc.dictionary(
-        fc.constantFrom('id', 'space', 'changes', 'upTo', 'protocol', 'replica', 'spaces', 'time', 'records', 'code', 'message', 'fatal', '__proto__'),
-        fc.jsonValue({ maxDepth: 2 }),
-        { maxKeys: 6 },
-      ),
-    })
-    .map(({ type, rest }) => writeFrame({ ...rest, type }, [])),
-);
 
 
 const utf8 = new TextEncoder();
@@ -217,7 +193,7 @@ describe('decoders never throw anything but a deliberate ProtocolError', () => {
 
   it(`(a) ${RUNS_PER_PROPERTY} random byte arrays`, () => {
     fc.assert(
-      fc.property(randomBytes, (bytes) => {
+      fc.property(randomFrameBytesArb, (bytes) => {
         decodeBothWays('random', bytes);
       }),
       params(RUNS_PER_PROPERTY),

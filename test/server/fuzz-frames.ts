@@ -18,14 +18,13 @@
  */
 import fc from 'fast-check';
 import * as Y from 'yjs';
-import { mutate, mutationArb, type Mutation } from '../core/helpers/arbitraries.js';
+import { mutate, mutationArb, randomFrameBytesArb, yjsUpdate, type Mutation } from '../core/helpers/arbitraries.js';
 import {
   CRDT_TYPES,
   FRAME_MARKER,
   MAX_WALL,
   PROTOCOL_VERSION,
   ProtocolError,
-  crdtRoot,
   decodeUpstream,
   encodeUpstream,
   fieldsFromEntries,
@@ -39,7 +38,6 @@ import {
   validateChange,
   writeFrame,
   type Change,
-  type CrdtType,
   type ErrorCode,
   type Fields,
   type Json,
@@ -249,33 +247,6 @@ const jsonArb: fc.Arbitrary<Json> = fc.letrec<{ value: Json; array: Json[]; obje
 })).value;
 const fieldsArb: fc.Arbitrary<Fields> = fc.array(fc.tuple(nameArb, jsonArb), { maxLength: 5 }).map(fieldsFromEntries);
 
-/** A real Yjs (v1) update for a field of `type`: a few edits, whole or incremental. */
-function yjsUpdate(type: CrdtType, clientId: number, edits: ReadonlyArray<{ at: number; text: string; remove: number }>, incremental: boolean): Uint8Array {
-  const doc = new Y.Doc({ gc: true });
-  doc.clientID = clientId;
-  try {
-    const root = crdtRoot(doc, type);
-    let before: Uint8Array | undefined;
-    edits.forEach((edit, i) => {
-      if (i === Math.floor(edits.length / 2)) before = Y.encodeStateVector(doc);
-      doc.transact(() => {
-        if (root instanceof Y.Text) {
-          root.insert(edit.at % (root.length + 1), edit.text);
-          if (edit.remove > 0 && root.length > 0) root.delete(edit.at % root.length, Math.min(edit.remove, root.length - (edit.at % root.length)));
-        } else if (root instanceof Y.Map) {
-          if (edit.remove > 0) root.delete(edit.text);
-          else root.set(edit.text, edit.at);
-        } else {
-          root.insert(edit.at % (root.length + 1), [edit.text, edit.at]);
-          if (edit.remove > 0 && root.length > 0) root.delete(edit.at % root.length, 1);
-        }
-      });
-    });
-    return incremental && before ? Y.encodeStateAsUpdate(doc, before) : Y.encodeStateAsUpdate(doc);
-  } finally {
-    doc.destroy();
-  }
-}
 
 /** The op part of a valid change (the header is filled in by changeOf). */
 const opArb: fc.Arbitrary<Record<string, unknown>> = fc.oneof(
@@ -449,26 +420,6 @@ const editArb: fc.Arbitrary<Edit> = fc.oneof(
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('attachments' as const), drop: fc.nat(2), add: fc.nat(2) }) },
 );
 
-const randomBytesArb: fc.Arbitrary<Uint8Array> = fc.oneof(
-  fc.uint8Array({ maxLength: 64 }),
-  fc.uint8Array({ maxLength: 64 }).map((b) => Uint8Array.from([FRAME_MARKER, ...b])),
-  fc
-    .record({ lengths: fc.array(fc.nat(8), { maxLength: 3 }), json: fc.nat(40), tail: fc.uint8Array({ maxLength: 60 }) })
-    .map(({ lengths, json, tail }) => Uint8Array.from([FRAME_MARKER, lengths.length, ...lengths, json, ...tail])),
-  fc
-    .record({ json: fc.jsonValue({ maxDepth: 3 }), attachments: fc.array(fc.uint8Array({ maxLength: 8 }), { maxLength: 3 }) })
-    .map(({ json, attachments }) => writeFrame(json, attachments)),
-  fc
-    .record({
-      type: fc.constantFrom('hello', 'push', 'ping', 'pong', 'welcome', 'ack', 'changes', 'snapshot', 'synced', 'error'),
-      rest: fc.dictionary(
-        fc.constantFrom('id', 'space', 'changes', 'upTo', 'protocol', 'replica', 'spaces', 'time', 'records', 'code', 'message', 'fatal', '__proto__'),
-        fc.jsonValue({ maxDepth: 2 }),
-        { maxKeys: 6 },
-      ),
-    })
-    .map(({ type, rest }) => writeFrame({ ...rest, type }, [])),
-);
 
 const textArb: fc.Arbitrary<{ k: 'text'; text: string; json: BaseRecipe | undefined }> = fc.record({
   k: fc.constant('text' as const),
@@ -489,7 +440,7 @@ export const preHelloArb: fc.Arbitrary<Recipe> = fc.oneof(
   { weight: 5, arbitrary: pingArb },
   { weight: 2, arbitrary: pongArb },
   { weight: 3, arbitrary: pushArb },
-  { weight: 8, arbitrary: fc.record({ k: fc.constant('random' as const), bytes: randomBytesArb }) },
+  { weight: 8, arbitrary: fc.record({ k: fc.constant('random' as const), bytes: randomFrameBytesArb }) },
   { weight: 3, arbitrary: textArb },
   { weight: 2, arbitrary: oversizeArb },
 );
@@ -517,7 +468,7 @@ export const readyArb: fc.Arbitrary<Recipe> = fc.oneof(
   },
   { weight: 6, arbitrary: fc.record({ k: fc.constant('edit' as const), base: baseArb(1), edits: fc.array(editArb, { minLength: 1, maxLength: 3 }) }) },
   { weight: 2, arbitrary: fc.record({ k: fc.constant('splice' as const), a: baseArb(1), b: baseArb(1), cutA: fc.nat(), cutB: fc.nat(), concat: fc.boolean() }) },
-  { weight: 1, arbitrary: fc.record({ k: fc.constant('random' as const), bytes: randomBytesArb }) },
+  { weight: 1, arbitrary: fc.record({ k: fc.constant('random' as const), bytes: randomFrameBytesArb }) },
   { weight: 1, arbitrary: textArb },
   { weight: 1, arbitrary: oversizeArb },
   { weight: 1, arbitrary: helloArb },

@@ -13,6 +13,7 @@ import {
   ACCESS_LEVELS,
   CRDT_TYPES,
   ERROR_CODES,
+  FRAME_MARKER,
   MAX_COUNTER,
   MAX_WALL,
   crdtRoot,
@@ -20,6 +21,7 @@ import {
   formatTimestamp,
   isName,
   isRecordId,
+  writeFrame,
   type Change,
   type CrdtField,
   type CrdtType,
@@ -429,3 +431,29 @@ export function mutate(bytes: Uint8Array, mutations: readonly Mutation[]): Uint8
   }
   return Uint8Array.from(out);
 }
+
+/** Random bytes, from noise to well-formed frames carrying nonsense (decoder and live-server fuzzing). */
+export const randomFrameBytesArb: fc.Arbitrary<Uint8Array> = fc.oneof(
+  fc.uint8Array({ maxLength: 64 }),
+  // Past the marker check.
+  fc.uint8Array({ maxLength: 64 }).map((b) => Uint8Array.from([FRAME_MARKER, ...b])),
+  // A plausible header: few attachments, small lengths, then noise.
+  fc
+    .record({ lengths: fc.array(fc.nat(8), { maxLength: 3 }), json: fc.nat(40), tail: fc.uint8Array({ maxLength: 60 }) })
+    .map(({ lengths, json, tail }) => Uint8Array.from([FRAME_MARKER, lengths.length, ...lengths, json, ...tail])),
+  // Random JSON in a correct frame, with random attachments.
+  fc
+    .record({ json: fc.jsonValue({ maxDepth: 3 }), attachments: fc.array(fc.uint8Array({ maxLength: 8 }), { maxLength: 3 }) })
+    .map(({ json, attachments }) => writeFrame(json, attachments)),
+  // Random objects that carry a real message type.
+  fc
+    .record({
+      type: fc.constantFrom('hello', 'push', 'ping', 'pong', 'welcome', 'ack', 'changes', 'snapshot', 'synced', 'error'),
+      rest: fc.dictionary(
+        fc.constantFrom('id', 'space', 'changes', 'upTo', 'protocol', 'replica', 'spaces', 'time', 'records', 'code', 'message', 'fatal', '__proto__'),
+        fc.jsonValue({ maxDepth: 2 }),
+        { maxKeys: 6 },
+      ),
+    })
+    .map(({ type, rest }) => writeFrame({ ...rest, type }, [])),
+);
