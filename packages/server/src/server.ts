@@ -207,7 +207,6 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
         for (const session of sessions) session.fail('shutting_down', 'the server is shutting down; reconnect later', true);
         await committer.flush();
         unwatch?.();
-        for (const session of sessions) session.socket.terminate();
         for (const ws of wss.clients) ws.terminate();
         wss.close();
         http.closeAllConnections();

@@ -50,7 +50,7 @@ function isDeepFrozen(value: object): boolean {
  */
 function frozenCopy<T>(value: T): T {
   if (typeof value !== 'object' || value === null) return value;
-  if (Object.isFrozen(value) && isDeepFrozen(value)) return value;
+  if (isDeepFrozen(value)) return value;
   let out: object;
   if (ArrayBuffer.isView(value)) {
     // Typed arrays cannot be frozen: a copy nobody else holds (as before).
