@@ -277,12 +277,12 @@ describe('round trip: specifics', () => {
     const state: RecordState = { lww: { cleared: undefined, deleted: undefined, touched: hlc(7), fields } };
     const message: DownstreamMessage = { type: 'snapshot', space: S, position: 9, chunk: 0, chunks: 1, total: 1, records: [{ collection: 'c', id: 'i', state }] };
     const frame = encodeDownstream(message);
-    const onWire = ((wire(frame).json.records as Record<string, unknown>[])[0]?.state as { lww: { fields: unknown[] } }).lww.fields;
-    expect(onWire).toEqual([
-      ['isNull', hlc(5), null],
-      ['isUnset', hlc(6)],
-      ['isFalse', hlc(7), false],
-    ]);
+    // [base, replicas, [[collection, [[id, lww]]]]]; timestamps count from the base wall (5) in
+    // steps of 65,536 (the counter's span) times the one replica.
+    const onWire = (wire(frame).json.records as [number, string[], [string, unknown[][]][]]);
+    expect(onWire[0]).toBe(5);
+    expect(onWire[1]).toEqual([R]);
+    expect(onWire[2][0]?.[1][0]).toEqual(['i', [2 * 65_536, { isFalse: false }, null, null, [[0, { isNull: null }], [65_536, {}, ['isUnset']]]]]);
     const decoded = downRoundTrip(message) as Extract<DownstreamMessage, { type: 'snapshot' }>;
     const got = decoded.records[0]?.state.lww?.fields;
     expect(got?.get('isNull')?.value).toBeNull();
@@ -464,6 +464,8 @@ describe('decode errors: invalid_message', () => {
     total: 1,
     records: [{ collection: 'c', id: 'i', state: { lww: { cleared: undefined, deleted: undefined, touched: hlc(1), fields: new Map([['f', { hlc: hlc(1), value: 1 }]]) } } }],
   };
+  /** The lww part of the snapshot's one record on the wire: records = [base, replicas, [[collection, [[id, lww]]]]]. */
+  const lwwOf = (j: Record<string, unknown>): unknown[] => (j.records as [number, string[], [string, unknown[][]][]])[2][0]![1][0]![1] as unknown[];
   const nested = (depth: number): string => '['.repeat(depth) + ']'.repeat(depth);
 
   const cases: Case[] = [
@@ -491,7 +493,7 @@ describe('decode errors: invalid_message', () => {
     ['a body that is a string', () => rawFrame('"ping"'), '$'],
     ['a version vector that is an object', pushWith((w) => (w.change(2).context = { r2: 4 })), '$.changes[2].context', 'up'],
     ['a version vector pair of three', pushWith((w) => (w.change(2).context = [['r2', 4, 1]])), '$.changes[2].context[0]', 'up'],
-    ['an lww field entry of four items', down(snapshot, (j) => ((j.records as { state: { lww: { fields: unknown[][] } } }[])[0]!.state.lww.fields[0]!.push(1, 2))), '$.records[0].state.lww.fields[0]', 'down'],
+    ['an lww state of four items', down(snapshot, (j) => lwwOf(j).pop()), '$.records[2][0][1][0][1]', 'down'],
     ['a fatal flag that is a string', down({ type: 'error', code: 'internal', message: 'x', fatal: true }, (j) => (j.fatal = 'yes')), '$.fatal', 'down'],
     // unknown message types
     ['an unknown message type', () => rawFrame('{"type":"pang","id":1}'), '$.type'],
@@ -513,7 +515,7 @@ describe('decode errors: invalid_message', () => {
     ['an hlc with a short wall', pushWith((w) => (w.change(0).hlc = '3e8-0000-r1')), '$.changes[0].hlc', 'up'],
     ['an hlc with an invalid replica', pushWith((w) => (w.change(0).hlc = '0000000003e8-0000-r 1')), '$.changes[0].hlc', 'up'],
     ['an hlc that is a number', pushWith((w) => (w.change(0).hlc = 1000)), '$.changes[0].hlc', 'up'],
-    ['an invalid lww touched hlc', down(snapshot, (j) => ((j.records as { state: { lww: { touched: string } } }[])[0]!.state.lww.touched = 'yesterday')), '$.records[0].state.lww.touched', 'down'],
+    ['an invalid lww touched hlc', down(snapshot, (j) => (lwwOf(j)[0] = 'yesterday')), '$.records[2][0][1][0][1][0]', 'down'],
     // sequence numbers
     ['seq 0', pushWith((w) => (w.change(0).seq = 0)), '$.changes[0].seq', 'up'],
     ['a negative seq', pushWith((w) => (w.change(0).seq = -3)), '$.changes[0].seq', 'up'],

@@ -5,7 +5,7 @@
  */
 import { SignJWT } from 'jose';
 import { afterEach, describe, expect, it } from 'vitest';
-import { SynclineError, type SpaceId } from '@syncline/core';
+import { PROTOCOL_VERSION, SynclineError, type SpaceId } from '@syncline/core';
 import type { SyncEngine } from '@syncline/client';
 import { AuthError, type AuthRequest } from '@syncline/server';
 import { cleanupStack, counter, countOf, isSynced, outboxCount, RawClient, replica, startServer, sync, uniqueName, waitUntil } from '../sync/harness.js';
@@ -95,7 +95,7 @@ describe('JWT mode', () => {
     for (const [tok, code] of cases) {
       const raw = await RawClient.open(server.url);
       cleanup.push(() => raw.close());
-      raw.send({ type: 'hello', protocol: 1, replica: 'rawreplica01' as never, ...(tok ? { token: tok } : {}), spaces: [{ space: CAL, after: 0 }], time: Date.now() });
+      raw.send({ type: 'hello', protocol: PROTOCOL_VERSION, replica: 'rawreplica01' as never, ...(tok ? { token: tok } : {}), spaces: [{ space: CAL, after: 0 }], time: Date.now() });
       // (Refusing one space is not fatal by itself; refusing every space asked for is.)
       await raw.next('error', (m) => m.code === code && m.fatal);
       expect(raw.of('error').every((m) => m.code === code)).toBe(true);

@@ -32,7 +32,7 @@ import { collectionOf, countQuery, runQuery, toRow, type Query, type Row } from 
 import { checkSchema, type CollectionDef, type Schema } from './schema.js';
 import { openCollections } from './schema-migration.js';
 import { indexedDbStorage } from './storage/indexeddb-storage.js';
-import type { Storage, StorageFactory, StorageTx, StoredRecord } from './storage/types.js';
+import type { Storage, StorageFactory, StorageTx } from './storage/types.js';
 import { defaultTabs, isTabMessage, type ChannelLike, type LocksLike, type TabMessage, type TabsOptions } from './tabs.js';
 import { startSync, type SyncEngine, type SyncOptions } from './sync/sync-engine.js';
 import { applyToStored, buildChange, storedRecord, type WriteOp } from './write.js';
@@ -389,14 +389,14 @@ export class Replica<S extends Schema = Schema> {
     this.#checkOpen();
     const written = await this.#track(
       this.#storage.transaction('readwrite', async (tx) => {
-        const out: StoredRecord[] = [];
-        for (const { collection, id, state } of records) {
-          const record = await tx.getRecord(collection, id, space);
+        // One read for the whole chunk (an empty replica learns that nothing exists at once).
+        const existing = await tx.getRecords(records.map(({ collection, id }) => ({ collection, id, space })));
+        const out = records.map(({ collection, id, state }, i) => {
+          const record = existing[i];
           const joined = record ? joinRecordStates(record.state, state) : state;
-          const next = storedRecord(this.#collections.get(collection), { collection, id, space }, joined);
-          await tx.putRecord(next);
-          out.push(next);
-        }
+          return storedRecord(this.#collections.get(collection), { collection, id, space }, joined);
+        });
+        await Promise.all(out.map((next) => tx.putRecord(next)));
         if (position !== undefined) await tx.setMeta(`pos\u0000${space}`, position);
         return out;
       }),

@@ -8,9 +8,15 @@ export type Fields = { readonly [field: string]: Json };
 
 export const MAX_JSON_DEPTH = 64;
 
-/** Sets an own, enumerable property, even for keys like `__proto__`. */
+/**
+ * Sets an own, enumerable property, even for keys like `__proto__`. Keys that
+ * Object.prototype has (`__proto__`, `toString`, …) are defined, since assigning
+ * them would call a setter or fail on frozen intrinsics; any other key is
+ * assigned, which is the same for a plain object and several times faster.
+ */
 export function setOwn<T>(target: Record<string, T>, key: string, value: T): void {
-  Object.defineProperty(target, key, { value, enumerable: true, writable: true, configurable: true });
+  if (key in Object.prototype) Object.defineProperty(target, key, { value, enumerable: true, writable: true, configurable: true });
+  else target[key] = value;
 }
 
 export function isPlainObject(value: unknown): value is Record<string, unknown> {

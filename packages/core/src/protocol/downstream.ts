@@ -1,6 +1,7 @@
 /** Messages from the server to a client. */
 import { ERROR_CODES, type ErrorCode } from '../errors.js';
-import { MAX_CHANGES_PER_MESSAGE, MAX_SPACES_PER_HELLO, change, position, seq, snapshotRecord, spaceId } from './common.js';
+import { MAX_CHANGES_PER_MESSAGE, MAX_SPACES_PER_HELLO, change, position, seq, spaceId } from './common.js';
+import { snapshotRecords } from './state.js';
 import { ping, pong } from './upstream.js';
 import { array, boolean, int, literal, object, oneOf, optional, string, variants, type Infer } from './schema.js';
 
@@ -42,7 +43,7 @@ export const snapshot = object({
   chunk: int(0),
   chunks: int(1),
   total: int(0),
-  records: array(snapshotRecord, MAX_CHANGES_PER_MESSAGE),
+  records: snapshotRecords,
 });
 
 /** Catch-up of `space` is complete up to `upTo`; live changes follow. */

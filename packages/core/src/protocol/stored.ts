@@ -5,7 +5,8 @@
 import type { Change } from '../change.js';
 import type { RecordState } from '../record-state.js';
 import { decodeWith, encodeWith } from './codec.js';
-import { change, recordState } from './common.js';
+import { change } from './common.js';
+import { recordState } from './state.js';
 
 export const encodeChange = (value: Change): Uint8Array => encodeWith(change, value);
 export const decodeChange = (bytes: Uint8Array): Change => decodeWith(change, bytes);

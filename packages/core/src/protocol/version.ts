@@ -4,10 +4,13 @@
  * hash is recorded for the new version.
  *
  *   1: first version: hello/welcome handshake, push/ack, changes, snapshot, synced, error, ping/pong.
+ *   2: compact snapshots: records grouped by collection, lww states with shared timestamps
+ *      written once, timestamps as integers of a per-chunk clock table. A version 1 client
+ *      could not read them, so the server refuses it (unsupported_protocol).
  */
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 /** The oldest version a peer may speak and still be served. */
-export const MIN_PROTOCOL_VERSION = 1;
+export const MIN_PROTOCOL_VERSION = 2;
 
 export function isSupportedProtocol(version: number): boolean {
   return Number.isInteger(version) && version >= MIN_PROTOCOL_VERSION && version <= PROTOCOL_VERSION;
