@@ -3,11 +3,12 @@
  * issued together, and none for records known not to exist), then keeps
  * the latest version of each in memory while the transaction builds on them.
  */
+import { addressKey } from './storage/keys.js';
 import type { RecordAddress, StorageTx, StoredRecord } from './storage/types.js';
 
 export type { RecordAddress };
 
-const keyOf = (a: RecordAddress): string => JSON.stringify([a.collection, a.id, a.space]);
+const keyOf = (a: RecordAddress): string => addressKey(a.collection, a.id, a.space);
 
 export class RecordCache {
   readonly #records = new Map<string, StoredRecord | undefined>();

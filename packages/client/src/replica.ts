@@ -289,6 +289,33 @@ export class Replica<S extends Schema = Schema> {
     if (this.#closed) throw new ReplicaError('closed', `replica "${this.name}" is closed`);
   }
 
+  /**
+   * Merges remote timestamps into the clock. Receiving the latest one is enough
+   * (every later local timestamp is then above all of them); only when it is too
+   * far ahead is each one received, so that the others still count.
+   */
+  #receiveAll(changes: readonly Change[]): ClockDriftError | undefined {
+    let latest: HlcString | undefined;
+    for (const change of changes) if (latest === undefined || change.hlc > latest) latest = change.hlc;
+    if (latest === undefined) return undefined;
+    try {
+      this.#clock.receive(latest);
+      return undefined;
+    } catch (error) {
+      if (!(error instanceof ClockDriftError)) throw error;
+    }
+    let drift: ClockDriftError | undefined;
+    for (const change of changes) {
+      try {
+        this.#clock.receive(change.hlc);
+      } catch (error) {
+        if (!(error instanceof ClockDriftError)) throw error;
+        drift ??= error;
+      }
+    }
+    return drift;
+  }
+
   /** Keeps the in-memory clock at or above what other tabs stored. */
   async #syncClock(tx: StorageTx): Promise<void> {
     const stored = await tx.getMeta<HlcString>(META_CLOCK);
@@ -355,15 +382,8 @@ export class Replica<S extends Schema = Schema> {
     const applied = await this.#track(
       this.#storage.transaction('readwrite', async (tx) => {
         const [, cache] = await Promise.all([this.#syncClock(tx), RecordCache.load(tx, changes)]);
-        for (const change of changes) {
-          try {
-            this.#clock.receive(change.hlc);
-          } catch (error) {
-            if (!(error instanceof ClockDriftError)) throw error;
-            drift ??= error;
-          }
-          cache.set(applyToStored(this.#collections.get(change.collection), cache.get(change), change));
-        }
+        drift = this.#receiveAll(changes);
+        for (const change of changes) cache.set(applyToStored(this.#collections.get(change.collection), cache.get(change), change));
         const written = cache.changed();
         await Promise.all([
           ...written.map((record) => tx.putRecord(record)),

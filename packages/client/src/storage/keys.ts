@@ -48,3 +48,11 @@ export function isKeyPart(value: unknown): value is number | string {
 
 /** An array key that sorts after every array key starting with `prefix`. */
 export const MAX_KEY: Key = [[]];
+
+/**
+ * A string key for a record address, unambiguous for any strings (length-prefixed)
+ * and cheaper to build than a JSON array.
+ */
+export function addressKey(collection: string, id: string, space: string): string {
+  return `${collection.length}:${collection}${id.length}:${id}${space}`;
+}

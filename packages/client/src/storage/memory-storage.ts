@@ -5,7 +5,7 @@
  * applied only when the callback succeeds.
  */
 import { setOwn, type Change, type Json, type SpaceId } from '@syncline/core';
-import { compareKeys, inRange, type Key, type KeyRange } from './keys.js';
+import { addressKey, compareKeys, inRange, type Key, type KeyRange } from './keys.js';
 import { outboxEntry } from './outbox.js';
 import type { RecordAddress, ScanOptions, Storage, StorageFactory, StorageTx, StoredRecord, TxMode } from './types.js';
 
@@ -24,7 +24,7 @@ class MemoryDatabase {
   queue: Promise<unknown> = Promise.resolve();
 }
 
-const recordKey = (collection: string, id: string, space: string): string => JSON.stringify([collection, id, space]);
+const recordKey = addressKey;
 const outboxKey = (space: string, seq: number): string => JSON.stringify([space, seq]);
 
 function clone<T>(value: T): T {
@@ -242,7 +242,11 @@ class MemoryTx implements StorageTx {
   }
 
   async countOutbox(space?: SpaceId): Promise<number> {
-    return this.#outbox(space).length;
+    // Counted in place: the sync engine asks after every commit.
+    let n = 0;
+    for (const [key, change] of this.#db.outbox) if ((space === undefined || change.space === space) && !this.outboxDel.has(key) && !this.outboxPut.has(key)) n++;
+    for (const change of this.outboxPut.values()) if (space === undefined || change.space === space) n++;
+    return n;
   }
 
   abort(): void {

@@ -95,6 +95,8 @@ export class SyncEngine {
   #running = false;
   #ready = false;
   #bootstrapReceived = 0;
+  #refreshQueued: Promise<void> | undefined;
+  #refreshTail: Promise<void> = Promise.resolve();
   readonly #cleanups: Array<() => void> = [];
 
   constructor(replica: Replica, options: SyncOptions) {
@@ -364,7 +366,23 @@ export class SyncEngine {
       });
   }
 
-  async #refreshPending(): Promise<void> {
+  /**
+   * Updates `pending` (and `synced`). Requests made before a refresh starts share
+   * it, since it reads the outbox after all of them: a burst of commits costs one
+   * read, not one each.
+   */
+  #refreshPending(): Promise<void> {
+    if (this.#refreshQueued) return this.#refreshQueued;
+    const next = this.#refreshTail.then(() => {
+      this.#refreshQueued = undefined;
+      return this.#countPending();
+    });
+    this.#refreshQueued = next;
+    this.#refreshTail = next.catch(() => undefined);
+    return next;
+  }
+
+  async #countPending(): Promise<void> {
     if (this.#replica.closed) return;
     // Only the spaces this engine syncs: changes of a local-only space never leave the outbox.
     const pending = await this.#replica.storage

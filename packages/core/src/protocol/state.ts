@@ -80,8 +80,11 @@ class HlcTable implements HlcCodec {
   static of(states: Iterable<RecordState>): HlcTable {
     let base = Infinity;
     const replicas = new Set<string>();
+    // Fields written together share one string: each distinct timestamp is parsed once.
+    let last: HlcString | undefined;
     const visit = (h: HlcString | undefined): void => {
-      if (h === undefined) return;
+      if (h === undefined || h === last) return;
+      last = h;
       const wall = Number.parseInt(h.slice(0, WALL_DIGITS), 16);
       if (wall < base) base = wall;
       replicas.add(h.slice(WALL_DIGITS + 6));
