@@ -8,32 +8,10 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
-  FRAME_MARKER,
-  MAX_COUNTER,
-  MAX_WALL,
-  ProtocolError,
-  applyChange,
-  applyChanges,
-  canonicalState,
-  decodeDownstream,
-  decodeRecordState,
-  encodeDownstream,
-  encodeRecordState,
-  formatTimestamp,
-  parseTimestamp,
-  readFrame,
-  setOwn,
-  writeFrame,
-  type Change,
-  type Fields,
-  type HlcString,
-  type LwwState,
-  type RecordState,
-  type ReplicaId,
-  type Snapshot,
-  type SnapshotRecord,
-  type SpaceId,
+  FRAME_MARKER, MAX_COUNTER, MAX_WALL, ProtocolError, applyChange, applyChanges, canonicalState, decodeDownstream, decodeRecordState,
+  encodeDownstream, encodeRecordState, formatTimestamp, parseTimestamp, readFrame, setOwn, writeFrame,
 } from '@syncline/core';
+import type { Change, Fields, HlcString, LwwState, RecordState, ReplicaId, Snapshot, SnapshotRecord, SpaceId } from '@syncline/core';
 import { changeArbs, mutate, mutationArb, recordStateArb, snapshotArb, snapshotRecordArb, varint } from './helpers/arbitraries.js';
 
 const S = 's' as SpaceId;
@@ -46,12 +24,6 @@ const bodyOf = (records: readonly SnapshotRecord[]): Body => (wire(encodeDownstr
 const decodeRecords = (frame: Uint8Array): SnapshotRecord[] => (decodeDownstream(frame) as Snapshot).records;
 const roundTrip = (records: readonly SnapshotRecord[]): SnapshotRecord[] => decodeRecords(encodeDownstream(snapshotOf(records)));
 const canonical = (records: readonly SnapshotRecord[]): string[][] => records.map((r) => [r.collection, r.id, canonicalState(r.state)]);
-const lww = (cleared: HlcString | undefined, deleted: HlcString | undefined, touched: HlcString | undefined, fields: Array<[string, HlcString, Fields[string] | undefined]>): LwwState => ({
-  cleared,
-  deleted,
-  touched,
-  fields: new Map(fields.map(([n, hlc, value]) => [n, { hlc, value }])),
-});
 
 // ---------------------------------------------------------------------------
 // Generators (built on helpers/arbitraries.ts)
@@ -94,18 +66,11 @@ function legacyFrame(state: RecordState): Uint8Array {
   const json: Record<string, unknown> = {};
   if (state.lww) {
     const { cleared, deleted, touched, fields } = state.lww;
-    const out: Record<string, unknown> = { fields: [...fields].map(([n, f]) => (f.value === undefined ? [n, f.hlc] : [n, f.hlc, f.value])) };
-    if (cleared !== undefined) out.cleared = cleared;
-    if (deleted !== undefined) out.deleted = deleted;
-    if (touched !== undefined) out.touched = touched;
-    json.lww = out;
+    // Undefined keys are left out of the JSON text, as the object form wrote them.
+    json.lww = { cleared, deleted, touched, fields: [...fields].map(([n, f]) => (f.value === undefined ? [n, f.hlc] : [n, f.hlc, f.value])) };
   }
-  if (state.merge) {
-    json.merge = {
-      seen: [...state.merge.seen],
-      siblings: state.merge.siblings.map((v) => ({ replica: v.replica, seq: v.seq, hlc: v.hlc, value: v.value, context: [...v.context] })),
-    };
-  }
+  const siblings = state.merge?.siblings.map((v) => ({ replica: v.replica, seq: v.seq, hlc: v.hlc, value: v.value, context: [...v.context] }));
+  if (state.merge) json.merge = { seen: [...state.merge.seen], siblings };
   if (state.crdt) json.crdt = [...state.crdt].map(([n, f]) => [n, f.type, attachments.push(f.update) - 1, f.touched]);
   return writeFrame(json, attachments);
 }
@@ -115,6 +80,17 @@ function rawFrame(text: Uint8Array, attachments: readonly Uint8Array[]): Uint8Ar
   const bytes = [FRAME_MARKER, ...varint(attachments.length), ...attachments.flatMap((a) => varint(a.length)), ...varint(text.length), ...text];
   for (const a of attachments) bytes.push(...a);
   return Uint8Array.from(bytes);
+}
+
+type Slot = [Record<string, unknown>, string];
+/** Every slot (array item or object key) of a JSON tree, depth first. */
+function slotsOf(value: unknown, out: Slot[] = []): Slot[] {
+  if (typeof value !== 'object' || value === null) return out;
+  for (const [key, v] of Object.entries(value)) {
+    out.push([value as Record<string, unknown>, key]);
+    slotsOf(v, out);
+  }
+  return out;
 }
 
 const RUNS = { numRuns: 200 };
@@ -199,15 +175,8 @@ describe('snapshot size', () => {
     let jsonBytes = 0;
     const records: SnapshotRecord[] = Array.from({ length: 1000 }, (_, i) => {
       const day = `2025-${String(1 + (i % 12)).padStart(2, '0')}-${String(1 + (i % 28)).padStart(2, '0')}`;
-      const fields = {
-        title: `Design review #${i}`,
-        start: `${day}T10:00:00Z`,
-        end: `${day}T11:00:00Z`,
-        location: 'Room 4B',
-        description: 'Agree on the rollout plan',
-        attendees: ['ana@example.com', 'ben@example.com'],
-        allDay: false,
-      };
+      const where = { location: 'Room 4B', description: 'Agree on the rollout plan', attendees: ['ana@example.com', 'ben@example.com'] };
+      const fields = { title: `Design review #${i}`, start: `${day}T10:00:00Z`, end: `${day}T11:00:00Z`, ...where, allDay: false };
       jsonBytes += Buffer.byteLength(JSON.stringify(fields));
       const replica = replicas[i % 3] as ReplicaId;
       // Written over 30 days, a few changes in the same millisecond now and then.
@@ -224,7 +193,10 @@ describe('snapshot size', () => {
 });
 
 describe('the clock table', () => {
-  const state = (touched: HlcString, fields: Array<[string, HlcString, Fields[string] | undefined]> = []): RecordState => ({ lww: lww(touched, undefined, touched, fields) });
+  type Entry = [string, HlcString, Fields[string] | undefined];
+  const state = (touched: HlcString, fields: Entry[] = []): RecordState => ({
+    lww: { cleared: touched, deleted: undefined, touched, fields: new Map(fields.map(([n, hlc, value]) => [n, { hlc, value }])) },
+  });
   const record = (id: string, s: RecordState): SnapshotRecord => ({ collection: 'c', id, state: s });
   const stamps = (body: Body): unknown[] => body[2].flatMap(([, rs]) => rs.map((r) => (r[1] as unknown[])[0]));
 
@@ -258,11 +230,8 @@ describe('the clock table', () => {
     expect(stamps(body)).toEqual([0, MAX_COUNTER * 2 + 1, 65536 * 2]);
     expect(body[2][0]?.[1][2]?.[1]).toEqual([131072, {}, 131072, null, [[MAX_COUNTER * 2, {}, ['x']]]]);
     const got = roundTrip(records);
-    expect(got.map((r) => [...(r.state.lww?.fields.values() ?? [])].map((f) => f.hlc).concat(r.state.lww?.touched ?? []))).toEqual([
-      [at(w, 0, 'a')],
-      [at(w, MAX_COUNTER, 'b')],
-      [at(w, MAX_COUNTER, 'a'), at(w + 1, 0, 'a')],
-    ]);
+    const stampsOf = (r: SnapshotRecord): unknown[] => [r.state.lww?.touched, ...[...(r.state.lww?.fields.values() ?? [])].map((f) => f.hlc)];
+    expect(got.map(stampsOf)).toEqual([[at(w, 0, 'a')], [at(w, MAX_COUNTER, 'b')], [at(w + 1, 0, 'a'), at(w, MAX_COUNTER, 'a')]]);
   });
 
   it('is empty when no state has an lww part', () => {
@@ -324,17 +293,15 @@ describe('broken states are a coded ProtocolError', () => {
   ];
 
   function expectRefused(decode: () => unknown, path: string): void {
-    let error: unknown;
+    let error: unknown = 'decoded';
     try {
       decode();
     } catch (e) {
       error = e;
     }
     expect(error).toBeInstanceOf(ProtocolError);
-    const e = error as ProtocolError;
-    expect(e.code).toBe('invalid_message');
-    expect(e.path).toBe(path);
-    expect(e.cause).toBeUndefined();
+    const { code, path: got, cause } = error as ProtocolError;
+    expect({ code, path: got, cause }).toEqual({ code: 'invalid_message', path, cause: undefined });
   }
 
   it.each(cases)('snapshot: %s', (_name, records, path) => expectRefused(() => decodeDownstream(frameOf(records)), path));
@@ -385,19 +352,10 @@ describe('mutated snapshots', () => {
         const raw = readFrame(frame);
         const json = raw.json as { records: unknown };
         for (const [target, value, remove] of edits) {
-          const slots: Array<[Record<string, unknown> | unknown[], string]> = [];
-          const walk = (v: unknown): void => {
-            if (typeof v !== 'object' || v === null) return;
-            for (const key of Object.keys(v)) {
-              slots.push([v as Record<string, unknown>, key]);
-              walk((v as Record<string, unknown>)[key]);
-            }
-          };
-          walk(json.records);
-          if (slots.length === 0) continue;
-          const [parent, key] = slots[target % slots.length] as [Record<string, unknown> | unknown[], string];
+          const slots = slotsOf(json.records);
+          const [parent, key] = slots[target % Math.max(1, slots.length)] ?? [json, 'records'];
           if (remove && Array.isArray(parent)) parent.splice(Number(key), 1);
-          else setOwn(parent as Record<string, unknown>, key, structuredClone(value));
+          else setOwn(parent, key, structuredClone(value));
         }
         decodesOrRefuses(writeFrame(json, raw.attachments));
       }),
