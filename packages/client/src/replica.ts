@@ -103,6 +103,16 @@ function outboxEntries(changes: readonly Change[]): Change[][] {
   return [...bySpace.values()].flat();
 }
 
+/** A call's writes waiting for the next group commit. */
+interface QueuedWrite {
+  readonly ops: readonly WriteOp[];
+  readonly resolve: (changes: Change[]) => void;
+  readonly reject: (error: unknown) => void;
+}
+
+/** The most writes one group commit takes; a call larger than this still commits whole. */
+const GROUP_COMMIT_MAX_OPS = 5_000;
+
 function defaultRandomBytes(n: number): Uint8Array {
   return globalThis.crypto.getRandomValues(new Uint8Array(n));
 }
@@ -119,6 +129,8 @@ export class Replica<S extends Schema = Schema> {
   readonly #onError: (error: Error) => void;
   readonly #listeners = new Set<(event: CommitEvent) => void>();
   readonly #pending = new Set<Promise<unknown>>();
+  readonly #queued: QueuedWrite[] = [];
+  #draining = false;
   readonly #tabId: string;
   readonly #now: () => number;
   #channel: ChannelLike | undefined;
@@ -329,8 +341,51 @@ export class Replica<S extends Schema = Schema> {
     return promise;
   }
 
+  /**
+   * Commits one call's writes. Calls made while another commit runs, or in the
+   * same tick, share one transaction (group commit): a burst of writes costs one
+   * transaction, not one each. Each call stays atomic on its own: a group whose
+   * transaction fails is retried one call at a time, so a call fails only for
+   * its own reasons.
+   */
   #commit(ops: readonly WriteOp[]): Promise<Change[]> {
     this.#checkOpen();
+    const done = new Promise<Change[]>((resolve, reject) => this.#queued.push({ ops, resolve, reject }));
+    if (!this.#draining) {
+      this.#draining = true;
+      queueMicrotask(() => void this.#drain());
+    }
+    return this.#track(done);
+  }
+
+  async #drain(): Promise<void> {
+    try {
+      while (this.#queued.length > 0) {
+        let size = 0;
+        let n = 0;
+        while (n < this.#queued.length && (n === 0 || size + (this.#queued[n] as QueuedWrite).ops.length <= GROUP_COMMIT_MAX_OPS)) size += (this.#queued[n++] as QueuedWrite).ops.length;
+        const group = this.#queued.splice(0, n);
+        if (group.length > 1) {
+          try {
+            const changes = await this.#commitNow(group.flatMap((entry) => entry.ops));
+            let at = 0;
+            for (const entry of group) {
+              entry.resolve(changes.slice(at, at + entry.ops.length));
+              at += entry.ops.length;
+            }
+            continue;
+          } catch {
+            // One call's writes may have failed the group: each call alone, in order.
+          }
+        }
+        for (const entry of group) await this.#commitNow(entry.ops).then(entry.resolve, entry.reject);
+      }
+    } finally {
+      this.#draining = false;
+    }
+  }
+
+  #commitNow(ops: readonly WriteOp[]): Promise<Change[]> {
     const run = this.#storage.transaction('readwrite', async (tx) => {
       const spaces = [...new Set(ops.map((op) => op.space))];
       // Every read is issued before the first await: one round trip, not one per record.
@@ -358,15 +413,13 @@ export class Replica<S extends Schema = Schema> {
       ]);
       return changes;
     });
-    return this.#track(
-      run.then((changes) => {
-        this.#committed(
-          { local: true, records: changes.map((c) => [c.collection, c.id, c.space] as const), outbox: [...new Set(changes.map((c) => c.space))] },
-          true,
-        );
-        return changes;
-      }),
-    );
+    return run.then((changes) => {
+      this.#committed(
+        { local: true, records: changes.map((c) => [c.collection, c.id, c.space] as const), outbox: [...new Set(changes.map((c) => c.space))] },
+        true,
+      );
+      return changes;
+    });
   }
 
   // ---- remote changes ---------------------------------------------------------
@@ -374,7 +427,8 @@ export class Replica<S extends Schema = Schema> {
   /**
    * Applies changes that came from elsewhere (the server). Idempotent and order
    * independent. With `position`, records in the same transaction that the space's
-   * log has been applied up to that position.
+   * log has been applied up to that position. The changes are handed over: their
+   * values become part of the stored records, frozen (they come fresh off the wire).
    */
   async applyRemote(changes: readonly Change[], position?: { space: SpaceId; upTo: number }): Promise<void> {
     this.#checkOpen();
@@ -386,7 +440,8 @@ export class Replica<S extends Schema = Schema> {
         for (const change of changes) cache.set(applyToStored(this.#collections.get(change.collection), cache.get(change), change));
         const written = cache.changed();
         await Promise.all([
-          ...written.map((record) => tx.putRecord(record)),
+          // Built from the changes, which the replica now owns: kept, not copied.
+          ...written.map((record) => tx.putRecord(record, { handOver: true })),
           ...(position ? [tx.setMeta(`pos\u0000${position.space}`, position.upTo)] : []),
           tx.setMeta(META_CLOCK, formatTimestamp(this.#clock.last)),
         ]);
@@ -403,7 +458,7 @@ export class Replica<S extends Schema = Schema> {
   /**
    * Joins snapshot records (materialized states from the server) into local
    * records. A join never loses local history: unacknowledged local changes stay
-   * in the records and in the outbox.
+   * in the records and in the outbox. The records are handed over, like applyRemote's changes.
    */
   async applySnapshot(records: readonly SnapshotRecord[], space: SpaceId, position?: number): Promise<void> {
     this.#checkOpen();
@@ -416,7 +471,7 @@ export class Replica<S extends Schema = Schema> {
           const joined = record ? joinRecordStates(record.state, state) : state;
           return storedRecord(this.#collections.get(collection), { collection, id, space }, joined);
         });
-        await Promise.all(out.map((next) => tx.putRecord(next)));
+        await Promise.all(out.map((next) => tx.putRecord(next, { handOver: true })));
         if (position !== undefined) await tx.setMeta(`pos\u0000${space}`, position);
         return out;
       }),

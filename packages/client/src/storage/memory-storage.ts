@@ -72,6 +72,7 @@ function frozenCopy<T>(value: T): T {
   return out as T;
 }
 
+/** Freezes in place, all the way down (Maps and typed arrays stay as they are; their contents are frozen). */
 function deepFreeze<T>(value: T): T {
   if (typeof value !== 'object' || value === null || Object.isFrozen(value)) return value;
   if (value instanceof Map) {
@@ -142,9 +143,9 @@ class MemoryTx implements StorageTx {
     return addresses.map((a) => this.#record(recordKey(a.collection, a.id, a.space)));
   }
 
-  async putRecord(record: StoredRecord): Promise<void> {
+  async putRecord(record: StoredRecord, options?: { readonly handOver?: boolean }): Promise<void> {
     this.#checkWritable();
-    this.records.set(recordKey(record.collection, record.id, record.space), frozenCopy(record));
+    this.records.set(recordKey(record.collection, record.id, record.space), options?.handOver ? deepFreeze(record) : frozenCopy(record));
   }
 
   /** Committed records overlaid with this transaction's writes. */

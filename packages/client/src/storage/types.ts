@@ -52,7 +52,12 @@ export interface StorageTx {
    * fewer requests than one per address.
    */
   getRecords(addresses: readonly RecordAddress[]): Promise<Array<StoredRecord | undefined>>;
-  putRecord(record: StoredRecord): Promise<void>;
+  /**
+   * Stores a record. With `handOver`, the caller gives the record up: neither it nor
+   * anyone else will change any part of it later, so an adapter that keeps objects
+   * (memory) may freeze and keep them instead of copying. Adapters may ignore it.
+   */
+  putRecord(record: StoredRecord, options?: { readonly handOver?: boolean }): Promise<void>;
   /** Records of a collection in [collection, id, space] order, optionally within an id range. */
   scanRecords(collection: string, options?: ScanOptions & { space?: SpaceId }): Promise<StoredRecord[]>;
   /** Records whose index keys fall in `range`, in index-key order. */
