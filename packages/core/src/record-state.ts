@@ -109,6 +109,8 @@ export function materialize(state: RecordState | undefined, options: Materialize
   }
   const exists = written && (deletedAt === undefined || revivedByCrdt);
   if (!exists) return { exists: false, value: undefined, siblings };
+  // lwwFields built a fresh object: no need to copy it (a resolver's choice is copied, since it may be anyone's).
+  if (crdtValues.length === 0 && !(state.merge && siblings.length > 0)) return { exists: true, value: base ?? {}, siblings };
   const value: Record<string, Json> = {};
   for (const [name, v] of Object.entries(base ?? {})) setOwn(value, name, v);
   for (const [name, v] of crdtValues) setOwn(value, name, v);
