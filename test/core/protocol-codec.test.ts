@@ -467,6 +467,18 @@ describe('decode errors: invalid_message', () => {
   /** The lww part of the snapshot's one record on the wire: records = [base, replicas, [[collection, [[id, lww]]]]]. */
   const lwwOf = (j: Record<string, unknown>): unknown[] => (j.records as [number, string[], [string, unknown[][]][]])[2][0]![1][0]![1] as unknown[];
   const nested = (depth: number): string => '['.repeat(depth) + ']'.repeat(depth);
+  const relayed: DownstreamMessage = {
+    type: 'changes',
+    space: S,
+    upTo: 2,
+    changes: [
+      { space: S, collection: 'c', id: 'i', replica: R, seq: 1, hlc: hlc(1), op: 'put', fields: { f: 1 } },
+      { space: S, collection: 'c', id: 'i', replica: R, seq: 2, hlc: hlc(2), op: 'delete' },
+    ],
+  };
+  /** Row `i` of the relayed changes on the wire: changes = [base, replicas, [[space, [row, ...]]]]. */
+  const rowOf = (j: Record<string, unknown>, i: number): unknown[] => (j.changes as [number, string[], [string, unknown[][]][]])[2][0]![1][i]!;
+  const tableOf = (j: Record<string, unknown>): [number, string[], unknown] => j.changes as [number, string[], unknown];
 
   const cases: Case[] = [
     // missing fields
@@ -515,6 +527,17 @@ describe('decode errors: invalid_message', () => {
     ['an hlc with a short wall', pushWith((w) => (w.change(0).hlc = '3e8-0000-r1')), '$.changes[0].hlc', 'up'],
     ['an hlc with an invalid replica', pushWith((w) => (w.change(0).hlc = '0000000003e8-0000-r 1')), '$.changes[0].hlc', 'up'],
     ['an hlc that is a number', pushWith((w) => (w.change(0).hlc = 1000)), '$.changes[0].hlc', 'up'],
+    ['a relayed change of an unknown op', down(relayed, (j) => (rowOf(j, 1)[5] = 'upsert')), '$.changes[2][0][1][1][5]', 'down'],
+    ['a relayed change of an op named __proto__', down(relayed, (j) => (rowOf(j, 1)[5] = '__proto__')), '$.changes[2][0][1][1][5]', 'down'],
+    ['a relayed put without its fields', down(relayed, (j) => rowOf(j, 0).pop()), '$.changes[2][0][1][0]', 'down'],
+    ['a relayed delete with a payload', down(relayed, (j) => rowOf(j, 1).push({})), '$.changes[2][0][1][1]', 'down'],
+    ['a relayed change whose replica index is past the table', down(relayed, (j) => (rowOf(j, 0)[2] = 1)), '$.changes[2][0][1][0][2]', 'down'],
+    ['a relayed change whose replica index is not an integer', down(relayed, (j) => (rowOf(j, 0)[2] = 'r1')), '$.changes[2][0][1][0][2]', 'down'],
+    ['a relayed change with an integer hlc and no replica table', down(relayed, (j) => (tableOf(j)[1] = [])), /^\$\.changes\[2\]\[0\]\[1\]\[0\]\[[24]\]$/, 'down'],
+    ['a relayed change with a fractional hlc', down(relayed, (j) => (rowOf(j, 0)[4] = 0.5)), '$.changes[2][0][1][0][4]', 'down'],
+    ['a relayed change with seq 0', down(relayed, (j) => (rowOf(j, 0)[3] = 0)), '$.changes[2][0][1][0][3]', 'down'],
+    ['a relayed change group with a bad space', down(relayed, (j) => ((j.changes as [number, string[], [string, unknown][]])[2][0]![0] = 'has space')), '$.changes[2][0][0]', 'down'],
+    ['a relayed change list of two items', down(relayed, (j) => tableOf(j).length === 3 && (j.changes as unknown[]).pop()), '$.changes', 'down'],
     ['an invalid lww touched hlc', down(snapshot, (j) => (lwwOf(j)[0] = 'yesterday')), '$.records[2][0][1][0][1][0]', 'down'],
     // sequence numbers
     ['seq 0', pushWith((w) => (w.change(0).seq = 0)), '$.changes[0].seq', 'up'],

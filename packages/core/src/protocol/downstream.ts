@@ -1,7 +1,8 @@
 /** Messages from the server to a client. */
 import { ERROR_CODES, type ErrorCode } from '../errors.js';
-import { MAX_CHANGES_PER_MESSAGE, MAX_SPACES_PER_HELLO, change, position, seq, spaceId } from './common.js';
+import { MAX_CHANGES_PER_MESSAGE, MAX_SPACES_PER_HELLO, position, seq, spaceId } from './common.js';
 import { snapshotRecords } from './state.js';
+import { compactChanges } from './changes.js';
 import { ping, pong } from './upstream.js';
 import { array, boolean, int, literal, object, oneOf, optional, string, variants, type Infer } from './schema.js';
 
@@ -28,7 +29,7 @@ export const ack = object({ type: literal('ack'), space: spaceId, upTo: seq });
 export const changes = object({
   type: literal('changes'),
   space: spaceId,
-  changes: array(change, MAX_CHANGES_PER_MESSAGE),
+  changes: compactChanges(MAX_CHANGES_PER_MESSAGE),
   upTo: position,
 });
 

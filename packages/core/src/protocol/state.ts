@@ -65,7 +65,7 @@ const WALL_DIGITS = 12;
  * among the table's R replicas. One that would not be a safe integer (a chunk
  * spanning years with many replicas) stays an HLC string.
  */
-class HlcTable implements HlcCodec {
+export class HlcTable implements HlcCodec {
   readonly #numbers = new Map<HlcString, number | HlcString>();
   readonly #index = new Map<string, number>();
 
@@ -78,8 +78,21 @@ class HlcTable implements HlcCodec {
 
   /** The table for the lww timestamps of these states. */
   static of(states: Iterable<RecordState>): HlcTable {
+    return HlcTable.build((visit) => {
+      for (const { lww } of states) {
+        if (!lww) continue;
+        visit(lww.cleared);
+        visit(lww.deleted);
+        visit(lww.touched);
+        for (const field of lww.fields.values()) visit(field.hlc);
+      }
+    });
+  }
+
+  /** The table for the timestamps `each` visits, and for the `replicas` named besides. */
+  static build(each: (visit: (h: HlcString | undefined) => void) => void, named: Iterable<string> = []): HlcTable {
     let base = Infinity;
-    const replicas = new Set<string>();
+    const replicas = new Set<string>(named);
     // Fields written together share one string: each distinct timestamp is parsed once.
     let last: HlcString | undefined;
     const visit = (h: HlcString | undefined): void => {
@@ -89,15 +102,14 @@ class HlcTable implements HlcCodec {
       if (wall < base) base = wall;
       replicas.add(h.slice(WALL_DIGITS + 6));
     };
-    for (const { lww } of states) {
-      if (!lww) continue;
-      visit(lww.cleared);
-      visit(lww.deleted);
-      visit(lww.touched);
-      for (const field of lww.fields.values()) visit(field.hlc);
-    }
+    each(visit);
     // Sorted, so a chunk has one encoding whatever the order its fields were built in.
     return new HlcTable(base === Infinity ? 0 : base, [...replicas].sort() as ReplicaId[]);
+  }
+
+  /** The index of a replica of the table (undefined if it has none). */
+  indexOf(replica: string): number | undefined {
+    return this.#index.get(replica);
   }
 
   write(value: HlcString): number | HlcString {

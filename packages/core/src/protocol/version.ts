@@ -4,8 +4,9 @@
  * hash is recorded for the new version.
  *
  *   1: first version: hello/welcome handshake, push/ack, changes, snapshot, synced, error, ping/pong.
- *   2: compact snapshots: records grouped by collection, lww states with shared timestamps
- *      written once, timestamps as integers of a per-chunk clock table. A version 1 client
+ *   2: compact snapshots and changes: records grouped by collection, lww states with shared
+ *      timestamps written once, relayed changes as rows, timestamps as integers of a
+ *      per-message clock table. A version 1 client
  *      could not read them, so the server refuses it (unsupported_protocol).
  */
 export const PROTOCOL_VERSION = 2;
