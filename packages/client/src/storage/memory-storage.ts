@@ -5,6 +5,7 @@
  * applied only when the callback succeeds.
  */
 import { setOwn, type Change, type Json, type SpaceId } from '@syncline/core';
+import BTreeModule from 'sorted-btree';
 import { addressKey, compareKeys, inRange, type Key, type KeyRange } from './keys.js';
 import { outboxEntry } from './outbox.js';
 import type { RecordAddress, ScanOptions, Storage, StorageFactory, StorageTx, StoredRecord, TxMode } from './types.js';
@@ -14,11 +15,23 @@ interface IndexEntry {
   readonly record: string;
 }
 
+/**
+ * sorted-btree is CommonJS: Node's ESM loader hands its module.exports as the
+ * default export, bundlers hand the class. Either way, this is the class.
+ */
+type BTreeClass = typeof BTreeModule.default;
+const BTree: BTreeClass = (BTreeModule as unknown as { default?: BTreeClass }).default ?? (BTreeModule as unknown as BTreeClass);
+
+/** Index order: key, then record key. */
+function compareEntries(a: IndexEntry, b: IndexEntry): number {
+  return compareKeys(a.key, b.key) || (a.record < b.record ? -1 : a.record > b.record ? 1 : 0);
+}
+
 class MemoryDatabase {
   readonly meta = new Map<string, unknown>();
   readonly records = new Map<string, StoredRecord>();
-  /** Sorted by key, then record key. */
-  index: IndexEntry[] = [];
+  /** Index entries sorted by key, then record key (a B+ tree: a commit of k keys costs k log n, not n). */
+  readonly index = new BTree<IndexEntry, undefined>(undefined, compareEntries);
   readonly outbox = new Map<string, Change>();
   /** Serializes read-write transactions. */
   queue: Promise<unknown> = Promise.resolve();
@@ -81,19 +94,6 @@ function deepFreeze<T>(value: T): T {
     for (const key of Object.keys(value)) deepFreeze((value as Record<string, unknown>)[key]);
   }
   return ArrayBuffer.isView(value) ? value : Object.freeze(value);
-}
-
-function bisect(entries: readonly IndexEntry[], key: Key, record: string): number {
-  let lo = 0;
-  let hi = entries.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    const e = entries[mid] as IndexEntry;
-    const c = compareKeys(e.key, key) || (e.record < record ? -1 : e.record > record ? 1 : 0);
-    if (c < 0) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
 }
 
 function window<T>(items: T[], options: ScanOptions): T[] {
@@ -169,11 +169,10 @@ class MemoryTx implements StorageTx {
 
   #indexEntries(range: KeyRange): IndexEntry[] {
     if (this.records.size === 0) {
-      const entries = this.#db.index;
-      const start = range.lower === undefined ? 0 : bisect(entries, range.lower, '');
       const out: IndexEntry[] = [];
-      for (let i = start; i < entries.length; i++) {
-        const e = entries[i] as IndexEntry;
+      // From the first entry at or after the lower bound ('' sorts before every record key).
+      const from = range.lower === undefined ? undefined : { key: range.lower, record: '' };
+      for (const [e] of this.#db.index.entries(from)) {
         if (!inRange(e.key, range)) {
           if (range.upper !== undefined && compareKeys(e.key, range.upper) > 0) break;
           continue;
@@ -254,51 +253,18 @@ class MemoryTx implements StorageTx {
     this.aborted = true;
   }
 
-  /**
-   * Many records (a snapshot chunk, a large batch): one sorted merge of the index
-   * instead of a splice per key, which made bootstrapping n records O(n²).
-   */
-  #commitRecordsInBulk(): void {
-    const db = this.#db;
-    const replaced = new Set<string>();
-    const added: IndexEntry[] = [];
-    for (const [key, record] of this.records) {
-      if ((db.records.get(key)?.ix.length ?? 0) > 0) replaced.add(key);
-      db.records.set(key, record);
-      for (const ix of record.ix) added.push({ key: ix, record: key });
-    }
-    const kept = replaced.size === 0 ? db.index : db.index.filter((e) => !replaced.has(e.record));
-    added.sort(compareEntries);
-    const merged: IndexEntry[] = new Array<IndexEntry>(kept.length + added.length);
-    let i = 0;
-    let j = 0;
-    let k = 0;
-    while (i < kept.length && j < added.length) merged[k++] = compareEntries(kept[i] as IndexEntry, added[j] as IndexEntry) <= 0 ? (kept[i++] as IndexEntry) : (added[j++] as IndexEntry);
-    while (i < kept.length) merged[k++] = kept[i++] as IndexEntry;
-    while (j < added.length) merged[k++] = added[j++] as IndexEntry;
-    db.index = merged;
-  }
-
   commit(): void {
     const db = this.#db;
     for (const [k, v] of this.meta) db.meta.set(k, v);
-    if (this.records.size > 64) this.#commitRecordsInBulk();
-    else {
-      for (const [key, record] of this.records) {
-        const old = db.records.get(key);
-        if (old) for (const ix of old.ix) db.index.splice(bisect(db.index, ix, key), 1);
-        db.records.set(key, record);
-        for (const ix of record.ix) db.index.splice(bisect(db.index, ix, key), 0, { key: ix, record: key });
-      }
+    for (const [key, record] of this.records) {
+      const old = db.records.get(key);
+      if (old) for (const ix of old.ix) db.index.delete({ key: ix, record: key });
+      db.records.set(key, record);
+      for (const ix of record.ix) db.index.set({ key: ix, record: key }, undefined);
     }
     for (const key of this.outboxDel) db.outbox.delete(key);
     for (const [key, change] of this.outboxPut) db.outbox.set(key, change);
   }
-}
-
-/** Index order: key, then record key. */
-function compareEntries(a: IndexEntry, b: IndexEntry): number {
-  return compareKeys(a.key, b.key) || (a.record < b.record ? -1 : a.record > b.record ? 1 : 0);
 }
 
 export class TransactionAbortedError extends Error {
