@@ -145,7 +145,18 @@ class MemoryTx implements StorageTx {
 
   async putRecord(record: StoredRecord, options?: { readonly handOver?: boolean }): Promise<void> {
     this.#checkWritable();
-    this.records.set(recordKey(record.collection, record.id, record.space), options?.handOver ? deepFreeze(record) : frozenCopy(record));
+    const part = options?.handOver ? deepFreeze : frozenCopy;
+    // Every stored record gets a top-level object of one shape: scans read them in a hot loop, and
+    // records frozen as they came (spread objects of several shapes) made a 10,000-row scan 3× slower.
+    const kept: StoredRecord = {
+      space: record.space,
+      collection: record.collection,
+      id: record.id,
+      state: part(record.state),
+      value: part(record.value),
+      ix: part(record.ix),
+    };
+    this.records.set(recordKey(record.collection, record.id, record.space), Object.freeze(kept));
   }
 
   /** Committed records overlaid with this transaction's writes. */
