@@ -7,7 +7,8 @@
 import { join } from 'node:path';
 import type { Pool } from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { Change, ReplicaId, SpaceId } from '@syncline/core';
+import Database from 'better-sqlite3';
+import { applyChange, canonicalState, readFrame, writeFrame, type Change, type ReplicaId, type SpaceId } from '@syncline/core';
 import { postgresStorage, sqliteStorage, type AppendResult, type PostgresStorage, type ServerStorage } from '@syncline/server';
 import { cleanupStack, putChange, tempDir, waitUntil } from '../sync/harness.js';
 import { adminClient, describePg, freshSchema, gatedPool, PG_URL } from './fixtures/postgres.js';
@@ -28,6 +29,47 @@ storageConformance('sqlite', async () => {
       await dir.remove();
     },
   };
+});
+
+describe('SQLite storage written by a protocol 1 server', () => {
+  const cleanup = cleanupStack();
+  afterEach(() => cleanup.run());
+
+  it('reads record states in the first (object) form and writes them back compact when they change', async () => {
+    const dir = await tempDir('syncline-legacy-');
+    cleanup.push(() => dir.remove());
+    const path = join(dir.path, 'x.db');
+    const space = 'cal' as SpaceId;
+    const replica = 'legacywriter' as ReplicaId;
+    const first = putChange(replica, space, 1, { title: 'Standup', room: 'A' }, { id: 'e1', wall: 1_000 });
+    let storage = sqliteStorage({ path });
+    expect(await storage.append([{ space, replica, changes: [first] }])).toEqual([expect.objectContaining({ upTo: 1 })]);
+    await storage.close();
+
+    // What a protocol 1 server stored: the object form, one HLC per field.
+    const legacy = {
+      lww: { cleared: first.hlc, touched: first.hlc, fields: [['title', first.hlc, 'Standup'], ['room', first.hlc, 'A']] },
+    };
+    const db = new Database(path);
+    db.prepare('UPDATE records SET state = ? WHERE id = ?').run(writeFrame(legacy, []), 'e1');
+    db.close();
+
+    storage = sqliteStorage({ path });
+    cleanup.push(() => storage.close());
+    const [record] = await storage.snapshotPage(space, undefined, 10);
+    expect(record?.id).toBe('e1');
+    expect(canonicalState(record?.state)).toBe(canonicalState(applyChange(undefined, first)));
+
+    const patch: Change = { ...putChange(replica, space, 2, { room: 'B' }, { id: 'e1', wall: 2_000 }), op: 'patch', unset: [] } as Change;
+    expect(await storage.append([{ space, replica, changes: [patch] }])).toEqual([expect.objectContaining({ upTo: 2 })]);
+    const [after] = await storage.snapshotPage(space, undefined, 10);
+    expect(canonicalState(after?.state)).toBe(canonicalState(applyChange(applyChange(undefined, first), patch)));
+    const reread = new Database(path, { readonly: true });
+    const row = reread.prepare('SELECT state FROM records WHERE id = ?').get('e1') as { state: Buffer };
+    reread.close();
+    // Rewritten in the compact form: [lww] = [touched (the patch), its fields, cleared (the put), deleted, groups of older fields].
+    expect(readFrame(new Uint8Array(row.state)).json).toEqual([[patch.hlc, { room: 'B' }, first.hlc, null, [[first.hlc, { title: 'Standup' }]]]]);
+  });
 });
 
 describePg('PostgreSQL storage', () => {
