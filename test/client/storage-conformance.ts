@@ -116,6 +116,33 @@ export function storageConformance(name: string, makeFactory: () => StorageFacto
       expect(after[1]).toBe(2);
     });
 
+    it('putRecords (where an adapter has it) stores like putRecord; handed-over records are kept frozen and unchanged', async () => {
+      const s = await fresh();
+      const records = [record('events', 'a', S1, [[1, 'k1', 'a', S1]]), record('events', 'b', S1, [[1, 'k0', 'b', S1]]), record('tasks', 'a', S2)];
+      const handed = record('events', 'c', S1, [[1, 'k2', 'c', S1]], { nested: { deep: [1, 2] } });
+      await s.transaction('readwrite', async (tx) => {
+        if (tx.putRecords) {
+          await tx.putRecords(records);
+          await tx.putRecords([handed], { handOver: true });
+        } else {
+          for (const r of records) await tx.putRecord(r);
+          await tx.putRecord(handed, { handOver: true });
+        }
+      });
+      await s.transaction('readonly', async (tx) => {
+        for (const r of [...records, handed]) expect(await tx.getRecord(r.collection, r.id, r.space)).toEqual(r);
+        expect((await tx.scanIndex({ lower: [1], upper: [2] })).map((r) => r.id)).toEqual(['b', 'a', 'c']);
+        const kept = await tx.getRecord('events', 'c', S1);
+        // Whatever an adapter keeps (a frozen record, or a copy), a reader cannot change what is stored.
+        try {
+          (kept?.value as { nested: { deep: number[] } }).nested.deep[0] = 9;
+        } catch {
+          // frozen
+        }
+      });
+      expect((await s.transaction('readonly', (tx) => tx.getRecord('events', 'c', S1)))?.value).toEqual({ nested: { deep: [1, 2] } });
+    });
+
     it('getRecords: in the order asked, undefined where missing, for few or many, dense or sparse addresses', async () => {
       const s = await fresh();
       const id = (i: number) => `e${String(i).padStart(3, '0')}`;

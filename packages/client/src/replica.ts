@@ -32,7 +32,7 @@ import { collectionOf, countQuery, runQuery, toRow, type Query, type Row } from 
 import { checkSchema, type CollectionDef, type Schema } from './schema.js';
 import { openCollections } from './schema-migration.js';
 import { indexedDbStorage } from './storage/indexeddb-storage.js';
-import type { Storage, StorageFactory, StorageTx } from './storage/types.js';
+import type { Storage, StorageFactory, StorageTx, StoredRecord } from './storage/types.js';
 import { defaultTabs, isTabMessage, type ChannelLike, type LocksLike, type TabMessage, type TabsOptions } from './tabs.js';
 import { startSync, type SyncEngine, type SyncOptions } from './sync/sync-engine.js';
 import { applyToStored, buildChange, storedRecord, type WriteOp } from './write.js';
@@ -101,6 +101,11 @@ function outboxEntries(changes: readonly Change[]): Change[][] {
     chunk.push(change);
   }
   return [...bySpace.values()].flat();
+}
+
+/** Stores records in one call where the adapter can, one call each where it cannot. */
+function putAll(tx: StorageTx, records: readonly StoredRecord[], options?: { readonly handOver?: boolean }): Promise<unknown> {
+  return tx.putRecords ? tx.putRecords(records, options) : Promise.all(records.map((record) => tx.putRecord(record, options)));
 }
 
 /** A call's writes waiting for the next group commit. */
@@ -406,7 +411,7 @@ export class Replica<S extends Schema = Schema> {
         changes.push(change);
       }
       await Promise.all([
-        ...cache.changed().map((record) => tx.putRecord(record)),
+        putAll(tx, cache.changed()),
         ...outboxEntries(changes).map((entry) => tx.addOutbox(entry)),
         ...[...seqs].map(([space, seq]) => tx.setMeta(seqKey(space), seq)),
         tx.setMeta(META_CLOCK, formatTimestamp(this.#clock.last)),
@@ -441,7 +446,7 @@ export class Replica<S extends Schema = Schema> {
         const written = cache.changed();
         await Promise.all([
           // Built from the changes, which the replica now owns: kept, not copied.
-          ...written.map((record) => tx.putRecord(record, { handOver: true })),
+          putAll(tx, written, { handOver: true }),
           ...(position ? [tx.setMeta(`pos\u0000${position.space}`, position.upTo)] : []),
           tx.setMeta(META_CLOCK, formatTimestamp(this.#clock.last)),
         ]);
@@ -471,7 +476,7 @@ export class Replica<S extends Schema = Schema> {
           const joined = record ? joinRecordStates(record.state, state) : state;
           return storedRecord(this.#collections.get(collection), { collection, id, space }, joined);
         });
-        await Promise.all(out.map((next) => tx.putRecord(next, { handOver: true })));
+        await putAll(tx, out, { handOver: true });
         if (position !== undefined) await tx.setMeta(`pos\u0000${space}`, position);
         return out;
       }),

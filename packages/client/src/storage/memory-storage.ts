@@ -145,6 +145,15 @@ class MemoryTx implements StorageTx {
 
   async putRecord(record: StoredRecord, options?: { readonly handOver?: boolean }): Promise<void> {
     this.#checkWritable();
+    this.#put(record, options);
+  }
+
+  async putRecords(records: readonly StoredRecord[], options?: { readonly handOver?: boolean }): Promise<void> {
+    this.#checkWritable();
+    for (const record of records) this.#put(record, options);
+  }
+
+  #put(record: StoredRecord, options?: { readonly handOver?: boolean }): void {
     const part = options?.handOver ? deepFreeze : frozenCopy;
     // Every stored record gets a top-level object of one shape: scans read them in a hot loop, and
     // records frozen as they came (spread objects of several shapes) made a 10,000-row scan 3× slower.

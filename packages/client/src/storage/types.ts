@@ -58,6 +58,8 @@ export interface StorageTx {
    * (memory) may freeze and keep them instead of copying. Adapters may ignore it.
    */
   putRecord(record: StoredRecord, options?: { readonly handOver?: boolean }): Promise<void>;
+  /** Optional: many putRecord calls in one (an adapter without it gets one call per record). */
+  putRecords?(records: readonly StoredRecord[], options?: { readonly handOver?: boolean }): Promise<void>;
   /** Records of a collection in [collection, id, space] order, optionally within an id range. */
   scanRecords(collection: string, options?: ScanOptions & { space?: SpaceId }): Promise<StoredRecord[]>;
   /** Records whose index keys fall in `range`, in index-key order. */
