@@ -32,6 +32,8 @@ class MemoryDatabase {
   readonly records = new Map<string, StoredRecord>();
   /** Index entries sorted by key, then record key (a B+ tree: a commit of k keys costs k log n, not n). */
   readonly index = new BTree<IndexEntry, undefined>(undefined, compareEntries);
+  /** Every record by [collection, id, space], in key order: a scan reads a collection in order, without a sort. */
+  readonly sorted = new BTree<Key, StoredRecord>(undefined, compareKeys);
   readonly outbox = new Map<string, Change>();
   /** Serializes read-write transactions. */
   queue: Promise<unknown> = Promise.resolve();
@@ -177,6 +179,16 @@ class MemoryTx implements StorageTx {
   }
 
   async scanRecords(collection: string, options: ScanOptions & { space?: SpaceId } = {}): Promise<StoredRecord[]> {
+    if (this.records.size === 0) {
+      const rows: StoredRecord[] = [];
+      // [collection] sorts before every [collection, id, space] (a prefix comes first).
+      for (const [key, record] of this.#db.sorted.entries([collection])) {
+        if ((key as readonly Key[])[0] !== collection) break;
+        if (options.space === undefined || record.space === options.space) rows.push(record);
+      }
+      return window(rows, options);
+    }
+    // Inside a write transaction with pending writes: merge the overlay and sort (rare path).
     const out: Array<[Key, StoredRecord]> = [];
     for (const record of this.#allRecords().values()) {
       if (record.collection !== collection) continue;
@@ -280,6 +292,7 @@ class MemoryTx implements StorageTx {
       const old = db.records.get(key);
       if (old) for (const ix of old.ix) db.index.delete({ key: ix, record: key });
       db.records.set(key, record);
+      db.sorted.set([record.collection, record.id, record.space], record);
       for (const ix of record.ix) db.index.set({ key: ix, record: key }, undefined);
     }
     for (const key of this.outboxDel) db.outbox.delete(key);
