@@ -21,13 +21,30 @@ describe.each(STORAGES)('group commit on %s storage', (_kind, makeStorage) => {
     return replica;
   }
 
-  it('concurrent writes share a transaction, keep their call order and are all stored', async () => {
+  /** A replica whose storage counts read-write transactions. */
+  async function counting(): Promise<{ replica: Replica; writes: () => number }> {
     let writes = 0;
     const replica = await open(instrumented(makeStorage(), { onTx: (mode) => void (mode === 'readwrite' && writes++) }));
     const before = writes;
+    return { replica, writes: () => writes - before };
+  }
+
+  /** A replica whose storage refuses to store the record `id`. */
+  function refusing(id: string, message: string): Promise<Replica> {
+    return open(
+      instrumented(makeStorage(), {
+        fault: (method, arg) => {
+          if (method === 'putRecord' && (arg as { id: string }).id === id) throw new Error(message);
+        },
+      }),
+    );
+  }
+
+  it('concurrent writes share a transaction, keep their call order and are all stored', async () => {
+    const { replica, writes } = await counting();
     await Promise.all(Array.from({ length: 200 }, (_, i) => replica.put('events', `e${i}`, { start: i, title: `event ${i}` })));
     // One transaction for the whole burst (a second one at most, if the first commit started early).
-    expect(writes - before).toBeLessThanOrEqual(2);
+    expect(writes()).toBeLessThanOrEqual(2);
     expect(await replica.count({ collection: 'events' })).toBe(200);
     const outbox = await outboxOf(replica);
     expect(outbox.map((c) => c.seq)).toEqual(Array.from({ length: 200 }, (_, i) => i + 1));
@@ -38,26 +55,19 @@ describe.each(STORAGES)('group commit on %s storage', (_kind, makeStorage) => {
   });
 
   it('writes made while a commit runs go together in the next one', async () => {
-    let writes = 0;
-    const replica = await open(instrumented(makeStorage(), { onTx: (mode) => void (mode === 'readwrite' && writes++) }));
-    const before = writes;
+    const { replica, writes } = await counting();
     const first = replica.put('events', 'first', { start: 0 });
     // After the first commit has started: these queue behind it.
     await Promise.resolve();
     await Promise.resolve();
     const rest = Array.from({ length: 50 }, (_, i) => replica.put('events', `later${i}`, { start: i + 1 }));
     await Promise.all([first, ...rest]);
-    expect(writes - before).toBeLessThanOrEqual(3);
+    expect(writes()).toBeLessThanOrEqual(3);
     expect(await replica.count({ collection: 'events' })).toBe(51);
   });
 
   it('a write that fails its transaction fails alone; the others of its group are stored', async () => {
-    const storage = instrumented(makeStorage(), {
-      fault: (method, arg) => {
-        if (method === 'putRecord' && (arg as { id: string }).id === 'bad') throw new Error('disk full for this one');
-      },
-    });
-    const replica = await open(storage);
+    const replica = await refusing('bad', 'disk full for this one');
     const results = await Promise.allSettled([
       replica.put('events', 'a', { start: 1 }),
       replica.put('events', 'bad', { start: 2 }),
@@ -79,12 +89,7 @@ describe.each(STORAGES)('group commit on %s storage', (_kind, makeStorage) => {
   });
 
   it('a batch stays all-or-nothing inside a group', async () => {
-    const storage = instrumented(makeStorage(), {
-      fault: (method, arg) => {
-        if (method === 'putRecord' && (arg as { id: string }).id === 'poison') throw new Error('refused');
-      },
-    });
-    const replica = await open(storage);
+    const replica = await refusing('poison', 'refused');
     const results = await Promise.allSettled([
       replica.put('events', 'x', { start: 1 }),
       replica.batch((b) => {

@@ -39,7 +39,6 @@ class MemoryDatabase {
   queue: Promise<unknown> = Promise.resolve();
 }
 
-const recordKey = addressKey;
 const outboxKey = (space: string, seq: number): string => JSON.stringify([space, seq]);
 
 function clone<T>(value: T): T {
@@ -138,11 +137,11 @@ class MemoryTx implements StorageTx {
   }
 
   async getRecord(collection: string, id: string, space: SpaceId): Promise<StoredRecord | undefined> {
-    return this.#record(recordKey(collection, id, space));
+    return this.#record(addressKey(collection, id, space));
   }
 
   async getRecords(addresses: readonly RecordAddress[]): Promise<Array<StoredRecord | undefined>> {
-    return addresses.map((a) => this.#record(recordKey(a.collection, a.id, a.space)));
+    return addresses.map((a) => this.#record(addressKey(a.collection, a.id, a.space)));
   }
 
   async putRecord(record: StoredRecord, options?: { readonly handOver?: boolean }): Promise<void> {
@@ -167,7 +166,7 @@ class MemoryTx implements StorageTx {
       value: part(record.value),
       ix: part(record.ix),
     };
-    this.records.set(recordKey(record.collection, record.id, record.space), Object.freeze(kept));
+    this.records.set(addressKey(record.collection, record.id, record.space), Object.freeze(kept));
   }
 
   /** Committed records overlaid with this transaction's writes. */
@@ -249,11 +248,14 @@ class MemoryTx implements StorageTx {
     });
   }
 
+  /** Unacknowledged changes of `space` (all spaces when omitted), committed and this transaction's, in no order. */
+  *#pending(space?: SpaceId): Generator<Change> {
+    for (const [key, change] of this.#db.outbox) if ((space === undefined || change.space === space) && !this.outboxDel.has(key) && !this.outboxPut.has(key)) yield change;
+    for (const change of this.outboxPut.values()) if (space === undefined || change.space === space) yield change;
+  }
+
   #outbox(space?: SpaceId): Change[] {
-    const out: Change[] = [];
-    for (const [key, change] of this.#db.outbox) if (!this.outboxDel.has(key) && !this.outboxPut.has(key)) out.push(change);
-    for (const change of this.outboxPut.values()) out.push(change);
-    return out.filter((c) => space === undefined || c.space === space).sort((a, b) => (a.space < b.space ? -1 : a.space > b.space ? 1 : a.seq - b.seq));
+    return [...this.#pending(space)].sort((a, b) => (a.space < b.space ? -1 : a.space > b.space ? 1 : a.seq - b.seq));
   }
 
   async readOutbox(space: SpaceId, limit: number): Promise<Change[]> {
@@ -274,10 +276,9 @@ class MemoryTx implements StorageTx {
   }
 
   async countOutbox(space?: SpaceId): Promise<number> {
-    // Counted in place: the sync engine asks after every commit.
+    // Counted without sorting: the sync engine asks after every commit.
     let n = 0;
-    for (const [key, change] of this.#db.outbox) if ((space === undefined || change.space === space) && !this.outboxDel.has(key) && !this.outboxPut.has(key)) n++;
-    for (const change of this.outboxPut.values()) if (space === undefined || change.space === space) n++;
+    for (const _ of this.#pending(space)) n++;
     return n;
   }
 

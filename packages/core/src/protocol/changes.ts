@@ -17,8 +17,8 @@ import { CRDT_TYPES, type Change } from '../change.js';
 import type { HlcString } from '../hlc.js';
 import type { ReplicaId, SpaceId } from '../ids.js';
 import { name, recordId, replicaId, seq, spaceId, versionVector } from './common.js';
-import { array, bytes, fields, int, invalid, nullable, oneOf, type Schema } from './schema.js';
-import { HlcTable } from './state.js';
+import { array, bytes, fields, invalid, nullable, oneOf, type ReadContext, type Schema } from './schema.js';
+import { HlcTable, readClocked, writeClocked } from './state.js';
 
 const unset = array(name);
 const crdtType = oneOf(CRDT_TYPES);
@@ -30,24 +30,7 @@ export function compactChanges(max: number): Schema<Change[]> {
   return {
     describe: `compactChanges(base:int,replicas:${replicaId.describe},space:${spaceId.describe},[${name.describe},${recordId.describe},int,${seq.describe},hlc,op,put:${fields.describe}|patch:${unset.describe}|version:${valueOrNull.describe},${versionVector.describe}|crdt:${crdtType.describe},${bytes.describe}],${max})`,
     identity: false,
-    read(value, ctx, path) {
-      if (!Array.isArray(value) || value.length !== 3) invalid(path, 'a [base, replicas, groups] change list');
-      const replicas = array(replicaId, max).read(value[1], ctx, `${path}[1]`);
-      const clock = new HlcTable(int(0).read(value[0], ctx, `${path}[0]`), replicas);
-      const groups: unknown = value[2];
-      if (!Array.isArray(groups)) invalid(`${path}[2]`, 'an array of [space, changes] groups');
-      const out: Change[] = [];
-      for (let g = 0; g < groups.length; g++) {
-        const group: unknown = groups[g];
-        const at = `${path}[2][${g}]`;
-        if (!Array.isArray(group) || group.length !== 2 || !Array.isArray(group[1])) invalid(at, 'a [space, changes] group');
-        const space = spaceId.read(group[0], ctx, `${at}[0]`);
-        const rows = group[1] as unknown[];
-        if (out.length + rows.length > max) invalid(at, `at most ${max} changes`);
-        for (let i = 0; i < rows.length; i++) out.push(readRow(rows[i], space, replicas, clock, ctx, `${at}[1][${i}]`));
-      }
-      return out;
-    },
+    read: (value, ctx, path) => readClocked(value, ctx, path, max, spaceId, (row, space, clock, where) => readRow(row, space, clock, ctx, where)),
     write(changes, ctx) {
       const clock = HlcTable.build(
         (visit) => {
@@ -55,10 +38,7 @@ export function compactChanges(max: number): Schema<Change[]> {
         },
         changes.map((c) => c.replica),
       );
-      const groups: Array<[SpaceId, unknown[][]]> = [];
-      let current: [SpaceId, unknown[][]] | undefined;
-      for (const change of changes) {
-        if (current?.[0] !== change.space) groups.push((current = [change.space, []]));
+      return writeClocked(changes, clock, (c) => c.space, (change) => {
         const row: unknown[] = [change.collection, change.id, clock.indexOf(change.replica), change.seq, clock.write(change.hlc), change.op];
         switch (change.op) {
           case 'put':
@@ -76,25 +56,24 @@ export function compactChanges(max: number): Schema<Change[]> {
             row.push(change.field, change.type, bytes.write(change.update, ctx));
             break;
         }
-        current[1].push(row);
-      }
-      return [clock.base, clock.replicas, groups];
+        return row;
+      });
     },
   };
 }
 
-function readRow(value: unknown, space: SpaceId, replicas: readonly ReplicaId[], clock: HlcTable, ctx: Parameters<Schema<unknown>['read']>[1], path: string): Change {
+function readRow(value: unknown, space: SpaceId, clock: HlcTable, ctx: ReadContext, path: string): Change {
   if (!Array.isArray(value) || value.length < 6) invalid(path, 'a [collection, id, replica, seq, hlc, op, ...] change');
   const op = value[5] as Change['op'];
   if (typeof op !== 'string' || !Object.hasOwn(ROW_LENGTH, op)) invalid(`${path}[5]`, `one of ${Object.keys(ROW_LENGTH).join(', ')}`);
   if (value.length !== ROW_LENGTH[op]) invalid(path, `a ${op} change of ${ROW_LENGTH[op]} items`);
   const r = value[2] as unknown;
-  if (!Number.isSafeInteger(r) || (r as number) < 0 || (r as number) >= replicas.length) invalid(`${path}[2]`, 'an index of the replica table');
+  if (!Number.isSafeInteger(r) || (r as number) < 0 || (r as number) >= clock.replicas.length) invalid(`${path}[2]`, 'an index of the replica table');
   const header = {
     space,
     collection: name.read(value[0], ctx, `${path}[0]`),
     id: recordId.read(value[1], ctx, `${path}[1]`),
-    replica: replicas[r as number] as ReplicaId,
+    replica: clock.replicas[r as number] as ReplicaId,
     seq: seq.read(value[3], ctx, `${path}[3]`),
     hlc: clock.read(value[4], `${path}[4]`) as HlcString,
   };

@@ -138,6 +138,48 @@ export class HlcTable implements HlcCodec {
   }
 }
 
+// ---- clocked bodies ------------------------------------------------------------------
+
+/**
+ * The body shared by snapshots and relayed changes: `[base, replicas, [[key, [item, ...]], ...]]`,
+ * a clock table and the items in order, consecutive items of one key (collection, space) in a group.
+ */
+export function readClocked<K, T>(
+  value: unknown,
+  ctx: ReadContext,
+  path: string,
+  max: number,
+  key: Schema<K>,
+  readItem: (item: unknown, key: K, clock: HlcTable, path: string) => T,
+): T[] {
+  if (!Array.isArray(value) || value.length !== 3) invalid(path, 'a [base, replicas, groups] body');
+  const clock = new HlcTable(int(0).read(value[0], ctx, `${path}[0]`), array(replicaId, max).read(value[1], ctx, `${path}[1]`));
+  const groups: unknown = value[2];
+  if (!Array.isArray(groups)) invalid(`${path}[2]`, 'an array of [key, items] groups');
+  const out: T[] = [];
+  for (let g = 0; g < groups.length; g++) {
+    const group: unknown = groups[g];
+    const at = `${path}[2][${g}]`;
+    if (!Array.isArray(group) || group.length !== 2 || !Array.isArray(group[1])) invalid(at, 'a [key, items] group');
+    const k = key.read(group[0], ctx, `${at}[0]`);
+    const items = group[1] as unknown[];
+    if (out.length + items.length > max) invalid(at, `at most ${max} items`);
+    for (let i = 0; i < items.length; i++) out.push(readItem(items[i], k, clock, `${at}[1][${i}]`));
+  }
+  return out;
+}
+
+export function writeClocked<T, K>(items: readonly T[], clock: HlcTable, keyOf: (item: T) => K, writeItem: (item: T) => unknown[]): unknown[] {
+  const groups: Array<[K, unknown[][]]> = [];
+  let current: [K, unknown[][]] | undefined;
+  for (const item of items) {
+    const k = keyOf(item);
+    if (current?.[0] !== k) groups.push((current = [k, []]));
+    current[1].push(writeItem(item));
+  }
+  return [clock.base, clock.replicas, groups];
+}
+
 // ---- the compact form -----------------------------------------------------------------
 
 const unsetNames = array(name);
@@ -276,36 +318,13 @@ export const recordState: Schema<RecordState> = {
 export const snapshotRecords: Schema<SnapshotRecord[]> = {
   describe: `snapshotRecords(base:int,replicas:${replicaId.describe},collection:${name.describe},id:${recordId.describe},${recordState.describe},${MAX_CHANGES_PER_MESSAGE})`,
   identity: false,
-  read(value, ctx, path) {
-    if (!Array.isArray(value) || value.length !== 3) invalid(path, 'a [base, replicas, collections] snapshot body');
-    const clock = new HlcTable(int(0).read(value[0], ctx, `${path}[0]`), array(replicaId, MAX_CHANGES_PER_MESSAGE).read(value[1], ctx, `${path}[1]`));
-    const groups: unknown = value[2];
-    if (!Array.isArray(groups)) invalid(`${path}[2]`, 'an array of [collection, records] groups');
-    const out: SnapshotRecord[] = [];
-    for (let g = 0; g < groups.length; g++) {
-      const group: unknown = groups[g];
-      const at = `${path}[2][${g}]`;
-      if (!Array.isArray(group) || group.length !== 2 || !Array.isArray(group[1])) invalid(at, 'a [collection, records] group');
-      const collection = name.read(group[0], ctx, `${at}[0]`);
-      const records = group[1] as unknown[];
-      if (out.length + records.length > MAX_CHANGES_PER_MESSAGE) invalid(at, `at most ${MAX_CHANGES_PER_MESSAGE} records`);
-      for (let i = 0; i < records.length; i++) {
-        const record: unknown = records[i];
-        const where = `${at}[1][${i}]`;
-        if (!Array.isArray(record) || record.length === 0) invalid(where, 'an [id, lww?, merge?, crdt?] record');
-        out.push({ collection, id: recordId.read(record[0], ctx, `${where}[0]`), state: readState(record, 1, ctx, where, clock) });
-      }
-    }
-    return out;
-  },
+  read: (value, ctx, path) =>
+    readClocked(value, ctx, path, MAX_CHANGES_PER_MESSAGE, name, (record, collection, clock, where): SnapshotRecord => {
+      if (!Array.isArray(record) || record.length === 0) invalid(where, 'an [id, lww?, merge?, crdt?] record');
+      return { collection, id: recordId.read(record[0], ctx, `${where}[0]`), state: readState(record, 1, ctx, where, clock) };
+    }),
   write(records, ctx) {
     const clock = HlcTable.of(records.map((r) => r.state));
-    const groups: Array<[string, unknown[][]]> = [];
-    let current: [string, unknown[][]] | undefined;
-    for (const { collection, id, state } of records) {
-      if (current?.[0] !== collection) groups.push((current = [collection, []]));
-      current[1].push([id, ...writeState(state, ctx, clock)]);
-    }
-    return [clock.base, clock.replicas, groups];
+    return writeClocked(records, clock, (r) => r.collection, ({ id, state }) => [id, ...writeState(state, ctx, clock)]);
   },
 };

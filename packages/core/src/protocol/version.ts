@@ -6,8 +6,8 @@
  *   1: first version: hello/welcome handshake, push/ack, changes, snapshot, synced, error, ping/pong.
  *   2: compact snapshots and changes: records grouped by collection, lww states with shared
  *      timestamps written once, relayed changes as rows, timestamps as integers of a
- *      per-message clock table. A version 1 client
- *      could not read them, so the server refuses it (unsupported_protocol).
+ *      per-message clock table. A version 1 client could not read them, so the server
+ *      refuses it (unsupported_protocol).
  */
 export const PROTOCOL_VERSION = 2;
 /** The oldest version a peer may speak and still be served. */
