@@ -7,7 +7,7 @@
 import 'fake-indexeddb/auto';
 import { IDBFactory } from 'fake-indexeddb';
 import { afterEach, describe, expect, it } from 'vitest';
-import { applyChange, formatTimestamp, materialize, replicaId, spaceId, type Change, type Fields, type RecordState, type SpaceId } from '@syncline/core';
+import { applyChange, formatTimestamp, lwwEntries, materialize, replicaId, spaceId, type Change, type Fields, type RecordState, type SpaceId } from '@syncline/core';
 import { createReplica, indexedDbStorage, type Storage } from '@syncline/client';
 import { cleanupStack, isSynced, startServer, sync, waitUntil } from '../sync/harness.js';
 import { uniqueName } from './helpers.js';
@@ -57,6 +57,13 @@ function v1Changes(bulk = 0): Change[] {
   ];
 }
 
+/** A record state as v1 and v2 stored it: every lww field an entry of `fields` (no `stamped`). */
+function entriesOnly(state: RecordState): RecordState {
+  if (!state.lww) return state;
+  const { cleared, deleted, touched } = state.lww;
+  return { ...state, lww: { cleared, deleted, touched, fields: new Map(lwwEntries(state.lww)) } };
+}
+
 /**
  * A database exactly as the v1 adapter created and wrote it: stores meta, records
  * (keyPath [collection, id, space], multiEntry index ix) and outbox (keyPath
@@ -79,7 +86,7 @@ async function createV1(factory: IDBFactory, name: string, changes: readonly Cha
   for (const c of changes) {
     const key = JSON.stringify([c.collection, c.id, c.space]);
     const prev = states.get(key);
-    states.set(key, { collection: c.collection, id: c.id, space: c.space, state: applyChange(prev?.state, c) });
+    states.set(key, { collection: c.collection, id: c.id, space: c.space, state: entriesOnly(applyChange(prev?.state, c)) });
     seqs.set(c.space, Math.max(seqs.get(c.space) ?? 0, c.seq));
   }
   const meta = tx.objectStore('meta');
@@ -121,10 +128,10 @@ describe('IndexedDB upgrade from the v1 schema', () => {
     });
     await storage.close();
 
-    // The stored form: version 2, entries keyed [space, from] of at most 1,000 contiguous changes.
+    // The stored form: version 3, entries keyed [space, from] of at most 1,000 contiguous changes.
     const db = await request(factory.open(`syncline:${name}`));
     cleanup.push(() => db.close());
-    expect(db.version).toBe(2);
+    expect(db.version).toBe(3);
     expect([...db.objectStoreNames].sort()).toEqual(['meta', 'outbox', 'records']);
     const tx = db.transaction(['outbox'], 'readonly');
     expect(tx.objectStore('outbox').keyPath).toEqual(['space', 'from']);
@@ -161,6 +168,11 @@ describe('IndexedDB upgrade from the v1 schema', () => {
     cleanup.push(() => r.close());
     expect(r.id).toBe(WRITER);
     expect((await r.get('events', 'e1'))?.value).toEqual({ title: 'one, edited' });
+    // Records stored in the v1 form take new writes: a patch keeps the put's fields, a put replaces them.
+    await r.patch('events', 'e1', { place: 'lab' });
+    expect((await r.get('events', 'e1'))?.value).toEqual({ place: 'lab', title: 'one, edited' });
+    await r.put('events', 'e3', { title: 'three, replaced' });
+    expect((await r.get('events', 'e3'))?.value).toEqual({ title: 'three, replaced' });
     // A write after the upgrade continues the space's sequence.
     await r.put('events', 'e4', { title: 'four' });
     const engine = sync(r, server.url, { spaces: ['default', 'other'], batchSize: 2 });
@@ -168,7 +180,7 @@ describe('IndexedDB upgrade from the v1 schema', () => {
     await waitUntil(() => isSynced(engine), 10_000, () => `the v1 outbox to be pushed (status ${JSON.stringify(engine.status)})`);
 
     const pushed = async (space: SpaceId) => (await server.storage.readLog(space, 0, 100)).map((e) => [e.change.seq, e.change.id, e.change.op, e.change.replica]);
-    expect(await pushed(DEFAULT)).toEqual([...ofSpace(changes, DEFAULT).map((c) => [c.seq, c.id, c.op, WRITER]), [6, 'e4', 'put', WRITER]]);
+    expect(await pushed(DEFAULT)).toEqual([...ofSpace(changes, DEFAULT).map((c) => [c.seq, c.id, c.op, WRITER]), [6, 'e1', 'patch', WRITER], [7, 'e3', 'put', WRITER], [8, 'e4', 'put', WRITER]]);
     expect(await pushed(OTHER)).toEqual(ofSpace(changes, OTHER).map((c) => [c.seq, c.id, c.op, WRITER]));
     expect(await r.storage.transaction('readonly', (tx) => tx.countOutbox())).toBe(0);
   });

@@ -20,10 +20,13 @@ import {
   encodeDownstream,
   encodeUpstream,
   isSupportedProtocol,
+  lwwEntries,
   type DownstreamMessage,
   type Fields,
   type HlcString,
+  type LwwState,
   type ReplicaId,
+  type SnapshotRecord,
   type SpaceId,
   type UpstreamMessage,
 } from '@syncline/core';
@@ -113,10 +116,9 @@ const snapshot: DownstreamMessage = {
           cleared: ts(5),
           deleted: undefined,
           touched: ts(6),
-          fields: new Map([
-            ['title', { hlc: ts(6), value: null }],
-            ['place', { hlc: ts(6), value: undefined }],
-          ]),
+          // The field set at touched is held in `stamped` (as decoded); the unset one in `fields`.
+          stamped: { title: null },
+          fields: new Map([['place', { hlc: ts(6), value: undefined }]]),
         },
         crdt: new Map([['notes', { type: 'text' as const, update: YJS_HI, touched: ts(7, 0, 'r2') }]]),
       },
@@ -169,6 +171,14 @@ describe(`golden frames of protocol version ${PROTOCOL_VERSION}`, () => {
     const doc = new Y.Doc();
     Y.applyUpdate(doc, YJS_HI);
     expect(doc.getText('value').toString()).toBe('hi');
+  });
+
+  it('a state held as one entry per field encodes to the same bytes as its stamped form', () => {
+    const record = (snapshot as Extract<DownstreamMessage, { type: 'snapshot' }>).records[0] as SnapshotRecord;
+    const lww = record.state.lww as LwwState;
+    const entries: LwwState = { ...lww, stamped: undefined, fields: new Map(lwwEntries(lww)) };
+    const message = { ...snapshot, records: [{ ...record, state: { ...record.state, lww: entries } }] } as DownstreamMessage;
+    expect(hex(encodeDownstream(message))).toBe(GOLDEN.find((g) => g.message === snapshot)?.hex);
   });
 
   for (const { name, direction, message, hex: golden } of GOLDEN) {

@@ -9,7 +9,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
   FRAME_MARKER, MAX_COUNTER, MAX_WALL, ProtocolError, applyChange, applyChanges, canonicalState, decodeDownstream, decodeRecordState,
-  encodeDownstream, encodeRecordState, formatTimestamp, parseTimestamp, readFrame, setOwn, writeFrame,
+  encodeDownstream, encodeRecordState, formatTimestamp, lwwEntries, parseTimestamp, readFrame, setOwn, writeFrame,
 } from '@syncline/core';
 import type { Change, Fields, HlcString, LwwState, RecordState, ReplicaId, Snapshot, SnapshotRecord, SpaceId } from '@syncline/core';
 import { changeArbs, mutate, mutationArb, recordStateArb, snapshotArb, snapshotRecordArb, varint } from './helpers/arbitraries.js';
@@ -42,8 +42,8 @@ function narrow(state: RecordState): RecordState {
     const t = parseTimestamp(h);
     return at(DAY + (t.wall % 86_400_000), t.counter, CREW[t.wall % 3]);
   };
-  const { cleared, deleted, touched, fields } = state.lww;
-  return { ...state, lww: { cleared: n(cleared), deleted: n(deleted), touched: n(touched), fields: new Map([...fields].map(([k, f]) => [k, { ...f, hlc: n(f.hlc) as HlcString }])) } };
+  const { cleared, deleted, touched } = state.lww;
+  return { ...state, lww: { cleared: n(cleared), deleted: n(deleted), touched: n(touched), fields: new Map([...lwwEntries(state.lww)].map(([k, f]) => [k, { ...f, hlc: n(f.hlc) as HlcString }])) } };
 }
 
 /** lww states as changes make them (a single put gives the short form). */
@@ -58,16 +58,16 @@ const recordsArb: fc.Arbitrary<SnapshotRecord[]> = fc
   .map((rows) => rows.map(([r, collection, state]) => ({ collection: collection ?? r.collection, id: r.id, state: state ?? r.state })));
 
 const isShort = (l: LwwState): boolean =>
-  l.touched !== undefined && l.cleared === l.touched && l.deleted === undefined && [...l.fields.values()].every((f) => f.hlc === l.touched && f.value !== undefined);
+  l.touched !== undefined && l.cleared === l.touched && l.deleted === undefined && [...lwwEntries(l)].map(([, f]) => f).every((f) => f.hlc === l.touched && f.value !== undefined);
 
 /** The first (object) form of a stored state, written out by hand; crdt updates as attachment indexes. */
 function legacyFrame(state: RecordState): Uint8Array {
   const attachments: Uint8Array[] = [];
   const json: Record<string, unknown> = {};
   if (state.lww) {
-    const { cleared, deleted, touched, fields } = state.lww;
+    const { cleared, deleted, touched } = state.lww;
     // Undefined keys are left out of the JSON text, as the object form wrote them.
-    json.lww = { cleared, deleted, touched, fields: [...fields].map(([n, f]) => (f.value === undefined ? [n, f.hlc] : [n, f.hlc, f.value])) };
+    json.lww = { cleared, deleted, touched, fields: [...lwwEntries(state.lww)].map(([n, f]) => (f.value === undefined ? [n, f.hlc] : [n, f.hlc, f.value])) };
   }
   const siblings = state.merge?.siblings.map((v) => ({ replica: v.replica, seq: v.seq, hlc: v.hlc, value: v.value, context: [...v.context] }));
   if (state.merge) json.merge = { seen: [...state.merge.seen], siblings };
@@ -230,7 +230,7 @@ describe('the clock table', () => {
     expect(stamps(body)).toEqual([0, MAX_COUNTER * 2 + 1, 65536 * 2]);
     expect(body[2][0]?.[1][2]?.[1]).toEqual([131072, {}, 131072, null, [[MAX_COUNTER * 2, {}, ['x']]]]);
     const got = roundTrip(records);
-    const stampsOf = (r: SnapshotRecord): unknown[] => [r.state.lww?.touched, ...[...(r.state.lww?.fields.values() ?? [])].map((f) => f.hlc)];
+    const stampsOf = (r: SnapshotRecord): unknown[] => [r.state.lww?.touched, ...(r.state.lww ? [...lwwEntries(r.state.lww)] : []).map(([, f]) => f.hlc)];
     expect(got.map(stampsOf)).toEqual([[at(w, 0, 'a')], [at(w, MAX_COUNTER, 'b')], [at(w + 1, 0, 'a'), at(w, MAX_COUNTER, 'a')]]);
   });
 

@@ -6,9 +6,17 @@
  *  - `cleared`: latest put or delete; fields stamped earlier are gone for good;
  *  - `deleted`: latest delete; `touched`: latest put or patch. The record
  *    exists when it was touched after its latest delete;
- *  - `fields`: per field, the write with the highest HLC (value undefined = unset).
+ *  - per field, the write with the highest HLC (value undefined = unset).
  * HLC strings are unique per change, so ties between different writes cannot
  * occur for valid input; a tie is still broken by value so the join stays total.
+ *
+ * A state holds its fields in two places: `stamped`, the fields set at
+ * `touched` as one JSON object with sorted keys (what a put leaves behind, and
+ * most records are one put), and `fields`, one entry per other field. Keeping a
+ * put's fields as one object, shared with the materialized value, is what makes
+ * applying and storing a record cheap; `fields` alone is also a valid state
+ * (states stored before `stamped` existed have only it). Read fields through
+ * `lwwEntries` and `lwwField`, never through `fields` alone.
  */
 import type { DeleteOp, PatchOp, PutOp } from './change.js';
 import { maxHlc, type HlcString } from './hlc.js';
@@ -24,12 +32,31 @@ export interface LwwState {
   readonly cleared: HlcString | undefined;
   readonly deleted: HlcString | undefined;
   readonly touched: HlcString | undefined;
+  /** Fields set at `touched`, keys sorted; never a name that `fields` also has. Only with `touched`. */
+  readonly stamped?: Fields | undefined;
+  /** Every other field, by name. */
   readonly fields: ReadonlyMap<string, LwwField>;
 }
 
-export const EMPTY_LWW: LwwState = { cleared: undefined, deleted: undefined, touched: undefined, fields: new Map() };
+export const NO_FIELDS: ReadonlyMap<string, LwwField> = new Map();
+
+export const EMPTY_LWW: LwwState = { cleared: undefined, deleted: undefined, touched: undefined, stamped: undefined, fields: NO_FIELDS };
 
 export type LwwOp = PutOp | PatchOp | DeleteOp;
+
+/** Every field of a state with its stamp, `stamped` first. */
+export function* lwwEntries(state: LwwState): Generator<[string, LwwField]> {
+  const { stamped, touched } = state;
+  if (stamped !== undefined && touched !== undefined) for (const name of Object.keys(stamped)) yield [name, { hlc: touched, value: stamped[name] }];
+  yield* state.fields;
+}
+
+/** One field of a state, with its stamp. */
+export function lwwField(state: LwwState, name: string): LwwField | undefined {
+  const { stamped, touched } = state;
+  if (stamped !== undefined && touched !== undefined && Object.hasOwn(stamped, name)) return { hlc: touched, value: stamped[name] };
+  return state.fields.get(name);
+}
 
 function wins(candidate: LwwField, current: LwwField | undefined): boolean {
   if (current === undefined || candidate.hlc > current.hlc) return true;
@@ -41,12 +68,37 @@ function valueKey(value: Json | undefined): string {
   return value === undefined ? '' : canonicalJson(value);
 }
 
+/** `fields` with its keys sorted: a copy, or `fields` itself when `mayKeep` and already sorted (`__proto__` stays a key). */
+export function sortedFields(fields: Fields, mayKeep = false): Fields {
+  if (mayKeep && isSorted(Object.keys(fields))) return fields;
+  const out: Record<string, Json> = {};
+  for (const name of Object.keys(fields).sort()) setOwn(out, name, fields[name] as Json);
+  return out;
+}
+
+function isSorted(names: readonly string[]): boolean {
+  for (let i = 1; i < names.length; i++) if ((names[i - 1] as string) > (names[i] as string)) return false;
+  return true;
+}
+
+/** True when `hlc` is later than every stamp of the state. */
+function laterThanAll(state: LwwState, hlc: HlcString): boolean {
+  const { cleared, deleted, touched } = state;
+  if ((cleared !== undefined && cleared >= hlc) || (deleted !== undefined && deleted >= hlc) || (touched !== undefined && touched >= hlc)) return false;
+  for (const field of state.fields.values()) if (field.hlc >= hlc) return false;
+  return true;
+}
+
 export function applyLww(state: LwwState, op: LwwOp, hlc: HlcString): LwwState {
+  // The common case: a put later than everything the record holds replaces all of it.
+  if (op.op === 'put' && laterThanAll(state, hlc)) {
+    return { cleared: hlc, deleted: state.deleted, touched: hlc, stamped: sortedFields(op.fields), fields: NO_FIELDS };
+  }
   const cleared = op.op === 'patch' ? state.cleared : maxHlc(state.cleared, hlc);
   const deleted = op.op === 'delete' ? maxHlc(state.deleted, hlc) : state.deleted;
   const touched = op.op === 'delete' ? state.touched : maxHlc(state.touched, hlc);
   const fields = new Map<string, LwwField>();
-  for (const [name, field] of state.fields) if (cleared === undefined || field.hlc >= cleared) fields.set(name, field);
+  for (const [name, field] of lwwEntries(state)) if (cleared === undefined || field.hlc >= cleared) fields.set(name, field);
   if (op.op !== 'delete' && (cleared === undefined || hlc >= cleared)) {
     for (const name of Object.keys(op.fields)) {
       const candidate: LwwField = { hlc, value: op.fields[name] as Json };
@@ -59,20 +111,38 @@ export function applyLww(state: LwwState, op: LwwOp, hlc: HlcString): LwwState {
       }
     }
   }
-  return { cleared, deleted, touched, fields };
+  return { cleared, deleted, touched, stamped: undefined, fields };
 }
 
 /** Join of two states: what applying both histories gives. */
 export function joinLww(a: LwwState, b: LwwState): LwwState {
   const cleared = maxHlc(a.cleared, b.cleared);
+  const deleted = maxHlc(a.deleted, b.deleted);
+  const touched = maxHlc(a.touched, b.touched);
+  // One side is all the other has and more (a snapshot's record joined with what a replica already had).
+  if (coversAll(b, a, cleared, deleted, touched)) return b;
+  if (coversAll(a, b, cleared, deleted, touched)) return a;
   const fields = new Map<string, LwwField>();
-  for (const source of [a.fields, b.fields]) {
-    for (const [name, field] of source) {
+  for (const source of [a, b]) {
+    for (const [name, field] of lwwEntries(source)) {
       if (cleared !== undefined && field.hlc < cleared) continue;
       if (wins(field, fields.get(name))) fields.set(name, field);
     }
   }
-  return { cleared, deleted: maxHlc(a.deleted, b.deleted), touched: maxHlc(a.touched, b.touched), fields };
+  return { cleared, deleted, touched, stamped: undefined, fields };
+}
+
+/**
+ * True when `x` is one put's state (everything at `touched`, cleared then too)
+ * holding the join's stamps, and every field of `y` was stamped before it:
+ * the join is `x` itself.
+ */
+function coversAll(x: LwwState, y: LwwState, cleared: HlcString | undefined, deleted: HlcString | undefined, touched: HlcString | undefined): boolean {
+  if (x.stamped === undefined || x.fields.size > 0 || x.touched === undefined || x.cleared !== x.touched) return false;
+  if (x.cleared !== cleared || x.deleted !== deleted || x.touched !== touched) return false;
+  if (y.stamped !== undefined && y.touched !== undefined && y.touched >= x.touched && Object.keys(y.stamped).length > 0) return false;
+  for (const field of y.fields.values()) if (field.hlc >= x.touched) return false;
+  return true;
 }
 
 /** The delete that hides the record, or undefined when it is live (or never written). */
@@ -81,10 +151,17 @@ export function lwwDeletedAt(state: LwwState): HlcString | undefined {
   return state.touched !== undefined && state.touched > state.deleted ? undefined : state.deleted;
 }
 
+/**
+ * The visible fields, keys sorted. A state that is one put's fields returns
+ * its `stamped` object itself: the value and the state share it.
+ */
 export function lwwFields(state: LwwState): Fields {
+  if (state.fields.size === 0) return state.stamped ?? {};
   const out: Record<string, Json> = {};
-  for (const name of [...state.fields.keys()].sort()) {
-    const field = state.fields.get(name) as LwwField;
+  const names = [...state.fields.keys()];
+  if (state.stamped !== undefined) names.push(...Object.keys(state.stamped));
+  for (const name of names.sort()) {
+    const field = lwwField(state, name) as LwwField;
     if (field.value !== undefined) setOwn(out, name, field.value);
   }
   return out;

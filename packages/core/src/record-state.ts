@@ -8,7 +8,7 @@ import { applyCrdt, canonicalCrdtUpdate, crdtValue, joinCrdt, type CrdtField } f
 import { InvalidChangeError } from './errors.js';
 import type { HlcString } from './hlc.js';
 import { canonicalJson, setOwn, type Fields, type Json } from './json.js';
-import { applyLww, EMPTY_LWW, joinLww, lwwDeletedAt, lwwFields, type LwwState } from './lww.js';
+import { applyLww, EMPTY_LWW, joinLww, lwwDeletedAt, lwwEntries, lwwFields, type LwwState } from './lww.js';
 import { applyVersion, EMPTY_MERGE, joinMerge, latestWins, type MergeState, type Resolver, type Version } from './merge.js';
 import { toEntries } from './version-vector.js';
 
@@ -109,7 +109,7 @@ export function materialize(state: RecordState | undefined, options: Materialize
   }
   const exists = written && (deletedAt === undefined || revivedByCrdt);
   if (!exists) return { exists: false, value: undefined, siblings };
-  // lwwFields built a fresh object: no need to copy it (a resolver's choice is copied, since it may be anyone's).
+  // The lww fields are the state's own (shared with it, never changed): no copy (a resolver's choice is copied, since it may be anyone's).
   if (crdtValues.length === 0 && !(state.merge && siblings.length > 0)) return { exists: true, value: base ?? {}, siblings };
   const value: Record<string, Json> = {};
   for (const [name, v] of Object.entries(base ?? {})) setOwn(value, name, v);
@@ -126,7 +126,7 @@ export function canonicalState(state: RecordState | undefined): string {
   const parts: string[] = [];
   if (state.lww) {
     const { cleared, deleted, touched } = state.lww;
-    const fields = [...state.lww.fields].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    const fields = [...lwwEntries(state.lww)].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
     parts.push(
       `lww:${JSON.stringify([cleared ?? null, deleted ?? null, touched ?? null])}:${fields
         .map(([name, f]) => `${JSON.stringify(name)}=${f.hlc}:${f.value === undefined ? '-' : canonicalJson(f.value)}`)

@@ -21,6 +21,7 @@ import {
   formatTimestamp,
   isName,
   isRecordId,
+  setOwn,
   writeFrame,
   type Change,
   type CrdtField,
@@ -262,12 +263,24 @@ export const lwwFieldArb: fc.Arbitrary<LwwField> = fc.record({
   value: fc.oneof(fc.constant(undefined), fc.constant(null), jsonArb),
 });
 
-export const lwwStateArb: fc.Arbitrary<LwwState> = fc.record({
-  cleared: fc.option(hlcArb, { nil: undefined }),
-  deleted: fc.option(hlcArb, { nil: undefined }),
-  touched: fc.option(hlcArb, { nil: undefined }),
-  fields: fc.uniqueArray(fc.tuple(nameArb, lwwFieldArb), { selector: ([n]) => n, maxLength: 4 }).map((e) => new Map(e)),
-});
+/**
+ * An lww state: every field in `fields` (the form states stored before `stamped` had),
+ * or, when touched is set, some of the fields set at touched held in `stamped` instead.
+ */
+export const lwwStateArb: fc.Arbitrary<LwwState> = fc
+  .record({
+    cleared: fc.option(hlcArb, { nil: undefined }),
+    deleted: fc.option(hlcArb, { nil: undefined }),
+    touched: fc.option(hlcArb, { nil: undefined }),
+    fields: fc.uniqueArray(fc.tuple(nameArb, lwwFieldArb), { selector: ([n]) => n, maxLength: 4 }),
+    stamped: fc.option(fc.uniqueArray(fc.tuple(nameArb, jsonArb), { selector: ([n]) => n, maxLength: 4 }), { nil: undefined }),
+  })
+  .map(({ cleared, deleted, touched, fields, stamped }) => {
+    if (touched === undefined || stamped === undefined) return { cleared, deleted, touched, fields: new Map(fields) };
+    const held: Record<string, Json> = {};
+    for (const [name, value] of [...stamped].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) setOwn(held, name, value);
+    return { cleared, deleted, touched, stamped: held, fields: new Map(fields.filter(([name]) => !Object.hasOwn(held, name))) };
+  });
 
 export const versionArb: fc.Arbitrary<Version> = fc.record({
   replica: replicaIdArb,

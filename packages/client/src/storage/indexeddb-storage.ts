@@ -15,8 +15,13 @@ import { compareKeys, type Key, type KeyRange } from './keys.js';
 import { groupOutbox, META_OUTBOX, outboxEntry, type OutboxCounts, type OutboxEntry } from './outbox.js';
 import type { RecordAddress, ScanOptions, Storage, StorageFactory, StorageTx, StoredRecord, TxMode } from './types.js';
 
-/** 1: one outbox row per change. 2: one outbox entry per transaction and space, counts in meta. */
-const DB_VERSION = 2;
+/**
+ * 1: one outbox row per change. 2: one outbox entry per transaction and space, counts in meta.
+ * 3: a record's lww state may hold a put's fields as one object (`stamped`); v2 states are
+ * read as they are, and the version keeps code from before it, which would not see those
+ * fields, from opening the database.
+ */
+const DB_VERSION = 3;
 const OUTBOX_STORE = { keyPath: ['space', 'from'] };
 /** Changes per entry when a v1 outbox is regrouped (like the replica's largest entries). */
 const MIGRATED_ENTRY_MAX = 1_000;

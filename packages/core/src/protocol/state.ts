@@ -25,7 +25,7 @@ import type { CrdtField } from '../crdt.js';
 import { formatTimestamp, isHlcString, MAX_WALL, type HlcString } from '../hlc.js';
 import { isName, type ReplicaId } from '../ids.js';
 import { setOwn, type Fields, type Json } from '../json.js';
-import type { LwwField, LwwState } from '../lww.js';
+import { lwwEntries, NO_FIELDS, sortedFields, type LwwField, type LwwState } from '../lww.js';
 import type { MergeState, Version } from '../merge.js';
 import type { RecordState } from '../record-state.js';
 import { hlc, MAX_CHANGES_PER_MESSAGE, name, recordId, replicaId, seq, versionVector } from './common.js';
@@ -187,11 +187,17 @@ const unsetNames = array(name);
 function writeLww(state: LwwState, clock: HlcCodec): unknown[] {
   const { touched, cleared, deleted } = state;
   let short = touched !== undefined && cleared === touched && deleted === undefined;
-  const atTouched: Record<string, Json> = {};
+  // A put's fields are written as they are held; a copy only when other fields share their stamp.
+  let atTouched: Fields = touched === undefined ? {} : (state.stamped ?? {});
+  let copied = touched === undefined || state.stamped === undefined;
   const groups = new Map<HlcString, [Record<string, Json>, string[]]>();
   for (const [field, { hlc: stamp, value }] of state.fields) {
     if (stamp === touched && value !== undefined) {
-      setOwn(atTouched, field, value);
+      if (!copied) {
+        atTouched = { ...atTouched };
+        copied = true;
+      }
+      setOwn(atTouched as Record<string, Json>, field, value);
       continue;
     }
     short = false;
@@ -208,10 +214,10 @@ function writeLww(state: LwwState, clock: HlcCodec): unknown[] {
   return [t, atTouched, cleared === undefined ? null : clock.write(cleared), deleted === undefined ? null : clock.write(deleted), rest];
 }
 
-function addFields(out: Map<string, LwwField>, set: Fields, stamp: HlcString, path: string): void {
+function addFields(out: Map<string, LwwField>, stamped: Fields, set: Fields, stamp: HlcString, path: string): void {
   for (const field of Object.keys(set)) {
     if (!isName(field)) invalid(path, 'field names');
-    if (out.has(field)) invalid(path, `one entry per field ("${field}" twice)`);
+    if (out.has(field) || Object.hasOwn(stamped, field)) invalid(path, `one entry per field ("${field}" twice)`);
     out.set(field, { hlc: stamp, value: set[field] as Json });
   }
 }
@@ -220,34 +226,34 @@ function readLww(value: unknown, ctx: ReadContext, path: string, clock: HlcCodec
   if (!Array.isArray(value) || (value.length !== 2 && value.length !== 5)) invalid(path, 'an lww state: [touched, fields] or [touched, fields, cleared, deleted, groups]');
   const touched = value[0] === null ? undefined : clock.read(value[0], `${path}[0]`);
   const atTouched = fields.read(value[1], ctx, `${path}[1]`);
-  const out = new Map<string, LwwField>();
-  if (touched === undefined) {
-    if (Object.keys(atTouched).length > 0) invalid(`${path}[1]`, 'no fields when touched is null');
-  } else {
-    addFields(out, atTouched, touched, `${path}[1]`);
-  }
+  const names = Object.keys(atTouched);
+  if (touched === undefined && names.length > 0) invalid(`${path}[1]`, 'no fields when touched is null');
+  for (const field of names) if (!isName(field)) invalid(`${path}[1]`, 'field names');
+  // The fields set at touched stay one object (the decoded one, when its keys are already in order).
+  const stamped = names.length === 0 ? undefined : sortedFields(atTouched, true);
   if (value.length === 2) {
     if (touched === undefined) invalid(`${path}[0]`, 'an hlc');
-    return { cleared: touched, deleted: undefined, touched, fields: out };
+    return { cleared: touched, deleted: undefined, touched, stamped, fields: NO_FIELDS };
   }
   const cleared = value[2] === null ? undefined : clock.read(value[2], `${path}[2]`);
   const deleted = value[3] === null ? undefined : clock.read(value[3], `${path}[3]`);
   const groups: unknown = value[4];
   if (!Array.isArray(groups)) invalid(`${path}[4]`, 'an array of [hlc, fields, unset?] groups');
+  const out = new Map<string, LwwField>();
   for (let i = 0; i < groups.length; i++) {
     const group: unknown = groups[i];
     const at = `${path}[4][${i}]`;
     if (!Array.isArray(group) || (group.length !== 2 && group.length !== 3)) invalid(at, 'a [hlc, fields, unset?] group');
     const stamp = clock.read(group[0], `${at}[0]`);
-    addFields(out, fields.read(group[1], ctx, `${at}[1]`), stamp, `${at}[1]`);
+    addFields(out, atTouched, fields.read(group[1], ctx, `${at}[1]`), stamp, `${at}[1]`);
     if (group.length === 3) {
       for (const field of unsetNames.read(group[2], ctx, `${at}[2]`)) {
-        if (out.has(field)) invalid(`${at}[2]`, `one entry per field ("${field}" twice)`);
+        if (out.has(field) || Object.hasOwn(atTouched, field)) invalid(`${at}[2]`, `one entry per field ("${field}" twice)`);
         out.set(field, { hlc: stamp, value: undefined });
       }
     }
   }
-  return { cleared, deleted, touched, fields: out };
+  return { cleared, deleted, touched, stamped, fields: out.size === 0 ? NO_FIELDS : out };
 }
 
 /** [lww, merge, crdt] with trailing nulls dropped. */
@@ -291,7 +297,7 @@ const legacyRecordState: Schema<RecordState> = object({
       object({ cleared: optional(hlc), deleted: optional(hlc), touched: optional(hlc), fields: array(legacyLwwField) }),
       'lwwState',
       (w) => ({ cleared: w.cleared, deleted: w.deleted, touched: w.touched, fields: new Map(w.fields) }),
-      (s) => ({ cleared: s.cleared, deleted: s.deleted, touched: s.touched, fields: [...s.fields] }),
+      (s) => ({ cleared: s.cleared, deleted: s.deleted, touched: s.touched, fields: [...lwwEntries(s)] }),
     ),
   ),
   merge: optional(mergeState),
