@@ -30,31 +30,42 @@ export function isPlainObject(value: unknown): value is Record<string, unknown> 
  * instance, a cycle, too deep), or undefined when the whole value is JSON.
  */
 export function findNonJson(value: unknown, path = '$', depth = 0): string | undefined {
-  if (depth > MAX_JSON_DEPTH) return `${path} (deeper than ${MAX_JSON_DEPTH})`;
+  const rest = nonJsonAt(value, depth);
+  return rest === undefined ? undefined : `${path}${rest}`;
+}
+
+/**
+ * The path below `value` to its first non-JSON part ('' for `value` itself). The path is
+ * built on the way back from a failure only: every record received is checked, and
+ * building a path string per key made the check allocate more than the record.
+ */
+function nonJsonAt(value: unknown, depth: number): string | undefined {
+  if (depth > MAX_JSON_DEPTH) return ` (deeper than ${MAX_JSON_DEPTH})`;
   switch (typeof value) {
     case 'string':
     case 'boolean':
       return undefined;
     case 'number':
-      return Number.isFinite(value) ? undefined : path;
+      return Number.isFinite(value) ? undefined : '';
     case 'object': {
       if (value === null) return undefined;
       if (Array.isArray(value)) {
         for (let i = 0; i < value.length; i++) {
-          const bad = findNonJson(value[i], `${path}[${i}]`, depth + 1);
-          if (bad !== undefined) return bad;
+          const bad = nonJsonAt(value[i], depth + 1);
+          if (bad !== undefined) return `[${i}]${bad}`;
         }
         return undefined;
       }
-      if (!isPlainObject(value)) return path;
-      for (const key of Object.keys(value)) {
-        const bad = findNonJson(value[key], `${path}.${key}`, depth + 1);
-        if (bad !== undefined) return bad;
+      if (!isPlainObject(value)) return '';
+      for (const key in value) {
+        if (!Object.hasOwn(value, key)) continue;
+        const bad = nonJsonAt(value[key], depth + 1);
+        if (bad !== undefined) return `.${key}${bad}`;
       }
       return undefined;
     }
     default:
-      return path;
+      return '';
   }
 }
 

@@ -70,15 +70,37 @@ function valueKey(value: Json | undefined): string {
 
 /** `fields` with its keys sorted: a copy, or `fields` itself when `mayKeep` and already sorted (`__proto__` stays a key). */
 export function sortedFields(fields: Fields, mayKeep = false): Fields {
-  if (mayKeep && isSorted(Object.keys(fields))) return fields;
+  const names = Object.keys(fields);
+  if (mayKeep && isSorted(names)) return fields;
+  sortNames(names);
   const out: Record<string, Json> = {};
-  for (const name of Object.keys(fields).sort()) setOwn(out, name, fields[name] as Json);
+  for (const name of names) setOwn(out, name, fields[name] as Json);
   return out;
 }
 
 function isSorted(names: readonly string[]): boolean {
   for (let i = 1; i < names.length; i++) if ((names[i - 1] as string) > (names[i] as string)) return false;
   return true;
+}
+
+/**
+ * Sorts names in place. A record has a handful of fields: insertion sort, which
+ * allocates nothing (Array.prototype.sort allocated more than the record itself).
+ */
+function sortNames(names: string[]): void {
+  if (names.length > 32) {
+    names.sort();
+    return;
+  }
+  for (let i = 1; i < names.length; i++) {
+    const name = names[i] as string;
+    let j = i - 1;
+    while (j >= 0 && (names[j] as string) > name) {
+      names[j + 1] = names[j] as string;
+      j--;
+    }
+    names[j + 1] = name;
+  }
 }
 
 /** True when `hlc` is later than every stamp of the state. */

@@ -22,6 +22,20 @@ interface IndexEntry {
 type BTreeClass = typeof BTreeModule.default;
 const BTree: BTreeClass = (BTreeModule as unknown as { default?: BTreeClass }).default ?? (BTreeModule as unknown as BTreeClass);
 
+/**
+ * Order of [collection, id, space] record keys and their prefixes ([collection]):
+ * IndexedDB's order for arrays of strings, without the generic comparison's type checks.
+ */
+function compareAddresses(a: readonly string[], b: readonly string[]): number {
+  const n = a.length < b.length ? a.length : b.length;
+  for (let i = 0; i < n; i++) {
+    const x = a[i] as string;
+    const y = b[i] as string;
+    if (x !== y) return x < y ? -1 : 1;
+  }
+  return a.length - b.length;
+}
+
 /** Index order: key, then record key. */
 function compareEntries(a: IndexEntry, b: IndexEntry): number {
   return compareKeys(a.key, b.key) || (a.record < b.record ? -1 : a.record > b.record ? 1 : 0);
@@ -33,7 +47,7 @@ class MemoryDatabase {
   /** Index entries sorted by key, then record key (a B+ tree: a commit of k keys costs k log n, not n). */
   readonly index = new BTree<IndexEntry, undefined>(undefined, compareEntries);
   /** Every record by [collection, id, space], in key order: a scan reads a collection in order, without a sort. */
-  readonly sorted = new BTree<Key, StoredRecord>(undefined, compareKeys);
+  readonly sorted = new BTree<readonly string[], StoredRecord>(undefined, compareAddresses);
   readonly outbox = new Map<string, Change>();
   /** Serializes read-write transactions. */
   queue: Promise<unknown> = Promise.resolve();
@@ -91,10 +105,16 @@ function deepFreeze<T>(value: T): T {
   if (typeof value !== 'object' || value === null || Object.isFrozen(value)) return value;
   if (value instanceof Map) {
     for (const v of value.values()) deepFreeze(v);
-  } else if (!ArrayBuffer.isView(value)) {
-    for (const key of Object.keys(value)) deepFreeze((value as Record<string, unknown>)[key]);
+    return value;
   }
-  return ArrayBuffer.isView(value) ? value : Object.freeze(value);
+  if (ArrayBuffer.isView(value)) return value;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) deepFreeze(value[i]);
+  } else {
+    // for-in, not Object.keys: no array per object frozen (records are frozen by the thousand).
+    for (const key in value) if (Object.hasOwn(value, key)) deepFreeze((value as Record<string, unknown>)[key]);
+  }
+  return Object.freeze(value);
 }
 
 function window<T>(items: T[], options: ScanOptions): T[] {
@@ -182,7 +202,7 @@ class MemoryTx implements StorageTx {
       const rows: StoredRecord[] = [];
       // [collection] sorts before every [collection, id, space] (a prefix comes first).
       for (const [key, record] of this.#db.sorted.entries([collection])) {
-        if ((key as readonly Key[])[0] !== collection) break;
+        if (key[0] !== collection) break;
         if (options.space === undefined || record.space === options.space) rows.push(record);
       }
       return window(rows, options);
