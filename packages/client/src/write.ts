@@ -89,7 +89,8 @@ export function buildChange(op: WriteOp, def: CollectionDef, state: RecordState 
 export function storedRecord(def: CollectionDef | undefined, key: { collection: string; id: string; space: SpaceId }, state: RecordState): StoredRecord {
   const view = materialize(state, { resolve: def?.resolve });
   const value = view.exists ? view.value : undefined;
-  return { ...key, state, value, ix: def ? indexKeys(def, key.id, key.space, value) : [] };
+  // Built in the order the memory store keeps records (one object shape).
+  return { space: key.space, collection: key.collection, id: key.id, state, value, ix: def ? indexKeys(def, key.id, key.space, value) : [] };
 }
 
 export function applyToStored(def: CollectionDef | undefined, record: StoredRecord | undefined, change: Change): StoredRecord {

@@ -78,8 +78,17 @@ export interface MaterializeOptions {
   readonly resolve?: Resolver;
 }
 
+const NO_SIBLINGS: readonly Version[] = Object.freeze([]);
+
 export function materialize(state: RecordState | undefined, options: MaterializeOptions = {}): RecordView {
-  if (!state) return { exists: false, value: undefined, siblings: [] };
+  if (!state) return { exists: false, value: undefined, siblings: NO_SIBLINGS };
+  // Most records: lww fields only.
+  if (state.lww && !state.merge && !state.crdt) {
+    const { lww } = state;
+    if (lww.touched === undefined && lww.deleted === undefined) return { exists: false, value: undefined, siblings: NO_SIBLINGS };
+    if (lwwDeletedAt(lww) !== undefined) return { exists: false, value: undefined, siblings: NO_SIBLINGS };
+    return { exists: true, value: lwwFields(lww), siblings: NO_SIBLINGS };
+  }
   let base: Fields | null = null;
   let deletedAt: HlcString | undefined;
   /** The latest record delete, even if later writes revived the record: crdt fields last edited before it are gone. */
