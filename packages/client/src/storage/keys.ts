@@ -16,17 +16,20 @@ function rank(key: Key): number {
 }
 
 export function compareKeys(a: Key, b: Key): number {
+  // Same-type numbers and strings first: index keys are arrays of them, compared by the thousand.
+  if (typeof a === 'number' && typeof b === 'number') return a < b ? -1 : a > b ? 1 : 0;
+  if (typeof a === 'string' && typeof b === 'string') return a < b ? -1 : a > b ? 1 : 0;
   const ra = rank(a);
   const rb = rank(b);
   if (ra !== rb) return ra - rb;
-  if (typeof a === 'number' || typeof a === 'string') return a < (b as typeof a) ? -1 : a > (b as typeof a) ? 1 : 0;
+  const aa = a as readonly Key[];
   const bb = b as readonly Key[];
-  const n = Math.min(a.length, bb.length);
+  const n = Math.min(aa.length, bb.length);
   for (let i = 0; i < n; i++) {
-    const c = compareKeys(a[i] as Key, bb[i] as Key);
+    const c = compareKeys(aa[i] as Key, bb[i] as Key);
     if (c !== 0) return c;
   }
-  return a.length - bb.length;
+  return aa.length - bb.length;
 }
 
 export function inRange(key: Key, range: KeyRange): boolean {

@@ -69,24 +69,25 @@ function readRow(value: unknown, space: SpaceId, clock: HlcTable, ctx: ReadConte
   if (value.length !== ROW_LENGTH[op]) invalid(path, `a ${op} change of ${ROW_LENGTH[op]} items`);
   const r = value[2] as unknown;
   if (!Number.isSafeInteger(r) || (r as number) < 0 || (r as number) >= clock.replicas.length) invalid(`${path}[2]`, 'an index of the replica table');
-  const header = {
-    space,
-    collection: name.read(value[0], ctx, `${path}[0]`),
-    id: recordId.read(value[1], ctx, `${path}[1]`),
-    replica: clock.replicas[r as number] as ReplicaId,
-    seq: seq.read(value[3], ctx, `${path}[3]`),
-    hlc: clock.read(value[4], `${path}[4]`) as HlcString,
-  };
+  const collection = name.read(value[0], ctx, `${path}[0]`);
+  const id = recordId.read(value[1], ctx, `${path}[1]`);
+  const replica = clock.replicas[r as number] as ReplicaId;
+  const sq = seq.read(value[3], ctx, `${path}[3]`);
+  const stamp = clock.read(value[4], `${path}[4]`) as HlcString;
+  // Each change built whole, not spread from a header: this runs for every change received.
   switch (op) {
     case 'put':
-      return { ...header, op, fields: fields.read(value[6], ctx, `${path}[6]`) };
+      return { space, collection, id, replica, seq: sq, hlc: stamp, op, fields: fields.read(value[6], ctx, `${path}[6]`) };
     case 'patch':
-      return { ...header, op, fields: fields.read(value[6], ctx, `${path}[6]`), unset: unset.read(value[7], ctx, `${path}[7]`) };
+      return { space, collection, id, replica, seq: sq, hlc: stamp, op, fields: fields.read(value[6], ctx, `${path}[6]`), unset: unset.read(value[7], ctx, `${path}[7]`) };
     case 'delete':
-      return { ...header, op };
+      return { space, collection, id, replica, seq: sq, hlc: stamp, op };
     case 'version':
-      return { ...header, op, value: valueOrNull.read(value[6], ctx, `${path}[6]`), context: versionVector.read(value[7], ctx, `${path}[7]`) };
+      return { space, collection, id, replica, seq: sq, hlc: stamp, op, value: valueOrNull.read(value[6], ctx, `${path}[6]`), context: versionVector.read(value[7], ctx, `${path}[7]`) };
     case 'crdt':
-      return { ...header, op, field: name.read(value[6], ctx, `${path}[6]`), type: crdtType.read(value[7], ctx, `${path}[7]`), update: bytes.read(value[8], ctx, `${path}[8]`) };
+      return {
+        space, collection, id, replica, seq: sq, hlc: stamp, op,
+        field: name.read(value[6], ctx, `${path}[6]`), type: crdtType.read(value[7], ctx, `${path}[7]`), update: bytes.read(value[8], ctx, `${path}[8]`),
+      };
   }
 }
