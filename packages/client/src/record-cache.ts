@@ -16,11 +16,17 @@ export class RecordCache {
 
   static async load(tx: StorageTx, addresses: Iterable<RecordAddress>): Promise<RecordCache> {
     const cache = new RecordCache();
-    const unique = new Map<string, RecordAddress>();
-    for (const a of addresses) unique.set(keyOf(a), a);
-    const keys = [...unique.keys()];
-    const records = await tx.getRecords([...unique.values()]);
-    keys.forEach((key, i) => cache.#records.set(key, records[i]));
+    const keys: string[] = [];
+    const unique: RecordAddress[] = [];
+    for (const a of addresses) {
+      const key = keyOf(a);
+      if (cache.#records.has(key)) continue;
+      cache.#records.set(key, undefined);
+      keys.push(key);
+      unique.push(a);
+    }
+    const records = await tx.getRecords(unique);
+    for (let i = 0; i < keys.length; i++) cache.#records.set(keys[i] as string, records[i]);
     return cache;
   }
 

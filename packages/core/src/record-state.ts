@@ -27,6 +27,8 @@ export function applyChange(state: RecordState | undefined, change: Change): Rec
     case 'put':
     case 'patch':
     case 'delete':
+      // Most records have lww fields only: no spread of the other parts.
+      if (base.merge === undefined && base.crdt === undefined) return { lww: applyLww(base.lww ?? EMPTY_LWW, change, change.hlc) };
       return { ...base, lww: applyLww(base.lww ?? EMPTY_LWW, change, change.hlc) };
     case 'version':
       return { ...base, merge: applyVersion(base.merge ?? EMPTY_MERGE, change, change.replica, change.seq, change.hlc) };
