@@ -149,6 +149,7 @@ export async function runQuery(tx: StorageTx, def: CollectionDef, query: Query):
 
 export async function countQuery(tx: StorageTx, def: CollectionDef, query: Omit<Query, 'limit' | 'offset' | 'after' | 'order'>): Promise<number> {
   if (query.index === undefined && query.space === undefined && query.eq === undefined && query.range === undefined) {
+    if (tx.countLive) return tx.countLive(def.name);
     const records = await tx.scanRecords(def.name);
     return records.filter((r) => r.value !== undefined).length;
   }

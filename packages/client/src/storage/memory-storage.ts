@@ -49,6 +49,8 @@ class MemoryDatabase {
   /** Every record by [collection, id, space], in key order: a scan reads a collection in order, without a sort. */
   readonly sorted = new BTree<readonly string[], StoredRecord>(undefined, compareAddresses);
   readonly outbox = new Map<string, Change>();
+  /** Records with a value, per collection: count() of a whole collection without a scan. */
+  readonly live = new Map<string, number>();
   /** Serializes read-write transactions. */
   queue: Promise<unknown> = Promise.resolve();
 }
@@ -115,6 +117,11 @@ function deepFreeze<T>(value: T): T {
     for (const key in value) if (Object.hasOwn(value, key)) deepFreeze((value as Record<string, unknown>)[key]);
   }
   return Object.freeze(value);
+}
+
+/** How replacing `old` with `record` changes its collection's count of records with a value. */
+function liveDelta(old: StoredRecord | undefined, record: StoredRecord): number {
+  return (record.value !== undefined ? 1 : 0) - (old !== undefined && old.value !== undefined ? 1 : 0);
 }
 
 function window<T>(items: T[], options: ScanOptions): T[] {
@@ -247,6 +254,15 @@ class MemoryTx implements StorageTx {
     return this.#indexEntries(range).length;
   }
 
+  async countLive(collection: string): Promise<number> {
+    let n = this.#db.live.get(collection) ?? 0;
+    this.records.forEach((record, key) => {
+      if (record.collection !== collection) return;
+      n += liveDelta(this.#db.records.get(key), record);
+    });
+    return n;
+  }
+
   async countRecords(collection: string): Promise<number> {
     let n = 0;
     for (const record of this.#allRecords().values()) if (record.collection === collection) n++;
@@ -313,6 +329,8 @@ class MemoryTx implements StorageTx {
     this.records.forEach((record, key) => {
       const old = db.records.get(key);
       if (old) for (const ix of old.ix) db.index.delete({ key: ix, record: key });
+      const delta = liveDelta(old, record);
+      if (delta !== 0) db.live.set(record.collection, (db.live.get(record.collection) ?? 0) + delta);
       db.records.set(key, record);
       db.sorted.set([record.collection, record.id, record.space], record);
       for (const ix of record.ix) db.index.set({ key: ix, record: key }, undefined);

@@ -67,6 +67,12 @@ export interface StorageTx {
   countIndex(range: KeyRange): Promise<number>;
   countRecords(collection: string): Promise<number>;
   /**
+   * Optional: the records of a collection that have a value (deletes are kept as
+   * records without one), this transaction's writes included. An adapter without it
+   * is counted by a scan.
+   */
+  countLive?(collection: string): Promise<number>;
+  /**
    * Appends local changes to the outbox as ONE entry, keyed [space, first seq].
    * The changes must be of one space with contiguous ascending seqs (rejects
    * otherwise), none of them already in the outbox; an empty list adds nothing.
