@@ -119,6 +119,12 @@ function deepFreeze<T>(value: T): T {
   return Object.freeze(value);
 }
 
+function sameKeys(a: readonly Key[], b: readonly Key[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (compareKeys(a[i] as Key, b[i] as Key) !== 0) return false;
+  return true;
+}
+
 /** How replacing `old` with `record` changes its collection's count of records with a value. */
 function liveDelta(old: StoredRecord | undefined, record: StoredRecord): number {
   return (record.value !== undefined ? 1 : 0) - (old !== undefined && old.value !== undefined ? 1 : 0);
@@ -328,11 +334,15 @@ class MemoryTx implements StorageTx {
     this.meta.forEach((v, k) => db.meta.set(k, v));
     this.records.forEach((record, key) => {
       const old = db.records.get(key);
-      if (old) for (const ix of old.ix) db.index.delete({ key: ix, record: key });
       const delta = liveDelta(old, record);
       if (delta !== 0) db.live.set(record.collection, (db.live.get(record.collection) ?? 0) + delta);
       db.records.set(key, record);
       db.sorted.set([record.collection, record.id, record.space], record);
+      if (old) {
+        // Most rewrites leave the index keys as they were (an edit of fields no index covers).
+        if (sameKeys(old.ix, record.ix)) return;
+        for (const ix of old.ix) db.index.delete({ key: ix, record: key });
+      }
       for (const ix of record.ix) db.index.set({ key: ix, record: key }, undefined);
     });
     this.outboxDel.forEach((key) => db.outbox.delete(key));
