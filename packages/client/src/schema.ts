@@ -68,20 +68,18 @@ export function checkSchema(schema: Schema): void {
 
 /** The index keys of a record: [indexNumber, ...values, id, space] per index whose fields are all indexable. */
 export function indexKeys(collection: CollectionDef, id: string, space: string, value: Fields | undefined): Key[] {
-  if (value === undefined) return [];
   const out: Key[] = [];
-  for (const index of collection.indexes.values()) {
+  if (value === undefined) return out;
+  // One array per key, built in place: this runs for every record written or received.
+  collection.indexes.forEach((index) => {
     const key: Key[] = [index.number];
-    let ok = true;
     for (const field of index.fields) {
       const v: Json | undefined = Object.hasOwn(value, field) ? value[field] : undefined;
-      if (!isKeyPart(v)) {
-        ok = false;
-        break;
-      }
+      if (!isKeyPart(v)) return;
       key.push(v);
     }
-    if (ok) out.push([...key, id, space]);
-  }
+    key.push(id, space);
+    out.push(key);
+  });
   return out;
 }

@@ -120,7 +120,13 @@ export function applyLww(state: LwwState, op: LwwOp, hlc: HlcString): LwwState {
   const deleted = op.op === 'delete' ? maxHlc(state.deleted, hlc) : state.deleted;
   const touched = op.op === 'delete' ? state.touched : maxHlc(state.touched, hlc);
   const fields = new Map<string, LwwField>();
-  for (const [name, field] of lwwEntries(state)) if (cleared === undefined || field.hlc >= cleared) fields.set(name, field);
+  const { stamped } = state;
+  if (stamped !== undefined && state.touched !== undefined && (cleared === undefined || state.touched >= cleared)) {
+    for (const name of Object.keys(stamped)) fields.set(name, { hlc: state.touched, value: stamped[name] });
+  }
+  state.fields.forEach((field, name) => {
+    if (cleared === undefined || field.hlc >= cleared) fields.set(name, field);
+  });
   if (op.op !== 'delete' && (cleared === undefined || hlc >= cleared)) {
     for (const name of Object.keys(op.fields)) {
       const candidate: LwwField = { hlc, value: op.fields[name] as Json };
@@ -182,7 +188,8 @@ export function lwwFields(state: LwwState): Fields {
   const out: Record<string, Json> = {};
   const names = [...state.fields.keys()];
   if (state.stamped !== undefined) names.push(...Object.keys(state.stamped));
-  for (const name of names.sort()) {
+  sortNames(names);
+  for (const name of names) {
     const field = lwwField(state, name) as LwwField;
     if (field.value !== undefined) setOwn(out, name, field.value);
   }
