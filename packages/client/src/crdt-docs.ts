@@ -73,6 +73,8 @@ export class CrdtDocs {
 
   /** Open fields of a record, to refresh after it changed elsewhere. */
   fieldsOf(collection: string, id: string, space: string): string[] {
+    // Asked for every record a snapshot brings: no key to build while no document is open.
+    if (this.#byRecord.size === 0) return [];
     return [...(this.#byRecord.get(crdtKey({ collection, id, space: space as SpaceId })) ?? [])].map((e) => e.target.field);
   }
 
@@ -88,7 +90,10 @@ export class CrdtDocs {
     if (!entry) return;
     this.#flush(entry);
     this.#open.delete(key);
-    this.#byRecord.get(crdtKey(target))?.delete(entry);
+    const recordKey = crdtKey(target);
+    const set = this.#byRecord.get(recordKey);
+    set?.delete(entry);
+    if (set?.size === 0) this.#byRecord.delete(recordKey);
     entry.doc.destroy();
   }
 
