@@ -67,9 +67,12 @@ export function checkSchema(schema: Schema): void {
 }
 
 /** The index keys of a record: [indexNumber, ...values, id, space] per index whose fields are all indexable. */
-export function indexKeys(collection: CollectionDef, id: string, space: string, value: Fields | undefined): Key[] {
+/** The index keys of a record no index covers: one frozen array for all of them. */
+export const NO_KEYS: readonly Key[] = Object.freeze([]);
+
+export function indexKeys(collection: CollectionDef, id: string, space: string, value: Fields | undefined): readonly Key[] {
+  if (value === undefined || collection.indexes.size === 0) return NO_KEYS;
   const out: Key[] = [];
-  if (value === undefined) return out;
   // One array per key, built in place: this runs for every record written or received.
   collection.indexes.forEach((index) => {
     const key: Key[] = [index.number];

@@ -16,7 +16,7 @@ import {
   type ReplicaId,
   type SpaceId,
 } from '@syncline/core';
-import { indexKeys, type CollectionDef } from './schema.js';
+import { indexKeys, NO_KEYS, type CollectionDef } from './schema.js';
 import type { StoredRecord } from './storage/types.js';
 
 export type WriteOp =
@@ -90,7 +90,7 @@ export function storedRecord(def: CollectionDef | undefined, key: { collection: 
   const view = materialize(state, { resolve: def?.resolve });
   const value = view.exists ? view.value : undefined;
   // Built in the order the memory store keeps records (one object shape).
-  return { space: key.space, collection: key.collection, id: key.id, state, value, ix: def ? indexKeys(def, key.id, key.space, value) : [] };
+  return { space: key.space, collection: key.collection, id: key.id, state, value, ix: def ? indexKeys(def, key.id, key.space, value) : NO_KEYS };
 }
 
 export function applyToStored(def: CollectionDef | undefined, record: StoredRecord | undefined, change: Change): StoredRecord {

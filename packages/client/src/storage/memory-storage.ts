@@ -22,18 +22,13 @@ interface IndexEntry {
 type BTreeClass = typeof BTreeModule.default;
 const BTree: BTreeClass = (BTreeModule as unknown as { default?: BTreeClass }).default ?? (BTreeModule as unknown as BTreeClass);
 
-/**
- * Order of [collection, id, space] record keys and their prefixes ([collection]):
- * IndexedDB's order for arrays of strings, without the generic comparison's type checks.
- */
-function compareAddresses(a: readonly string[], b: readonly string[]): number {
-  const n = a.length < b.length ? a.length : b.length;
-  for (let i = 0; i < n; i++) {
-    const x = a[i] as string;
-    const y = b[i] as string;
-    if (x !== y) return x < y ? -1 : 1;
-  }
-  return a.length - b.length;
+/** A record's place in [collection, id, space] order (IndexedDB's order for these strings). */
+type Address = Pick<StoredRecord, 'collection' | 'id' | 'space'>;
+
+function compareAddresses(a: Address, b: Address): number {
+  if (a.collection !== b.collection) return a.collection < b.collection ? -1 : 1;
+  if (a.id !== b.id) return a.id < b.id ? -1 : 1;
+  return a.space === b.space ? 0 : a.space < b.space ? -1 : 1;
 }
 
 /** Index order: key, then record key. */
@@ -46,8 +41,11 @@ class MemoryDatabase {
   readonly records = new Map<string, StoredRecord>();
   /** Index entries sorted by key, then record key (a B+ tree: a commit of k keys costs k log n, not n). */
   readonly index = new BTree<IndexEntry, undefined>(undefined, compareEntries);
-  /** Every record by [collection, id, space], in key order: a scan reads a collection in order, without a sort. */
-  readonly sorted = new BTree<readonly string[], StoredRecord>(undefined, compareAddresses);
+  /**
+   * Every record in [collection, id, space] order, the record itself as the key (a rewrite
+   * replaces it): a scan reads a collection in order, without a sort.
+   */
+  readonly sorted = new BTree<Address, undefined>(undefined, compareAddresses);
   readonly outbox = new Map<string, Change>();
   /** Records with a value, per collection: count() of a whole collection without a scan. */
   readonly live = new Map<string, number>();
@@ -213,10 +211,10 @@ class MemoryTx implements StorageTx {
   async scanRecords(collection: string, options: ScanOptions & { space?: SpaceId } = {}): Promise<StoredRecord[]> {
     if (this.records.size === 0) {
       const rows: StoredRecord[] = [];
-      // [collection] sorts before every [collection, id, space] (a prefix comes first).
-      for (const [key, record] of this.#db.sorted.entries([collection])) {
-        if (key[0] !== collection) break;
-        if (options.space === undefined || record.space === options.space) rows.push(record);
+      // Space ids are never empty: this sorts before every record of the collection.
+      for (const record of this.#db.sorted.keys({ collection, id: '', space: '' as SpaceId })) {
+        if (record.collection !== collection) break;
+        if (options.space === undefined || record.space === options.space) rows.push(record as StoredRecord);
       }
       return window(rows, options);
     }
@@ -337,7 +335,7 @@ class MemoryTx implements StorageTx {
       const delta = liveDelta(old, record);
       if (delta !== 0) db.live.set(record.collection, (db.live.get(record.collection) ?? 0) + delta);
       db.records.set(key, record);
-      db.sorted.set([record.collection, record.id, record.space], record);
+      db.sorted.set(record, undefined);
       if (old) {
         // Most rewrites leave the index keys as they were (an edit of fields no index covers).
         if (sameKeys(old.ix, record.ix)) return;
