@@ -26,7 +26,11 @@ export function compareKeys(a: Key, b: Key): number {
   const bb = b as readonly Key[];
   const n = Math.min(aa.length, bb.length);
   for (let i = 0; i < n; i++) {
-    const c = compareKeys(aa[i] as Key, bb[i] as Key);
+    const x = aa[i] as Key;
+    const y = bb[i] as Key;
+    // Equal parts are the common case (an index number, a shared prefix); NaN is never a key.
+    if (x === y) continue;
+    const c = compareKeys(x, y);
     if (c !== 0) return c;
   }
   return aa.length - bb.length;
