@@ -172,6 +172,8 @@ class MemoryTx implements StorageTx {
   }
 
   async getRecords(addresses: readonly RecordAddress[]): Promise<Array<StoredRecord | undefined>> {
+    // An empty database (a replica's first snapshot) holds none of them: no key to build.
+    if (this.#db.records.size === 0 && this.records.size === 0) return new Array<undefined>(addresses.length).fill(undefined);
     return addresses.map((a) => this.#record(addressKey(a.collection, a.id, a.space)));
   }
 
