@@ -6,13 +6,16 @@
  */
 import { setOwn, type Change, type Json, type SpaceId } from '@syncline/core';
 import BTreeModule from 'sorted-btree';
-import { addressKey, compareKeys, inRange, type Key, type KeyRange } from './keys.js';
+import { compareKeys, inRange, type Key, type KeyRange } from './keys.js';
 import { outboxEntry } from './outbox.js';
 import type { RecordAddress, ScanOptions, Storage, StorageFactory, StorageTx, StoredRecord, TxMode } from './types.js';
 
-interface IndexEntry {
+/** A record's place in [collection, id, space] order (IndexedDB's order for these strings). */
+type Address = Pick<StoredRecord, 'collection' | 'id' | 'space'>;
+
+/** An index key and the address of the record it points at (the record's own strings, no key built). */
+interface IndexEntry extends Address {
   readonly key: Key;
-  readonly record: string;
 }
 
 /**
@@ -22,8 +25,6 @@ interface IndexEntry {
 type BTreeClass = typeof BTreeModule.default;
 const BTree: BTreeClass = (BTreeModule as unknown as { default?: BTreeClass }).default ?? (BTreeModule as unknown as BTreeClass);
 
-/** A record's place in [collection, id, space] order (IndexedDB's order for these strings). */
-type Address = Pick<StoredRecord, 'collection' | 'id' | 'space'>;
 
 function compareAddresses(a: Address, b: Address): number {
   if (a.collection !== b.collection) return a.collection < b.collection ? -1 : 1;
@@ -31,14 +32,45 @@ function compareAddresses(a: Address, b: Address): number {
   return a.space === b.space ? 0 : a.space < b.space ? -1 : 1;
 }
 
-/** Index order: key, then record key. */
+const indexEntry = (key: Key, r: Address): IndexEntry => ({ key, collection: r.collection, id: r.id, space: r.space });
+
+/** Index order: key, then record address. */
 function compareEntries(a: IndexEntry, b: IndexEntry): number {
-  return compareKeys(a.key, b.key) || (a.record < b.record ? -1 : a.record > b.record ? 1 : 0);
+  return compareKeys(a.key, b.key) || compareAddresses(a, b);
+}
+
+/**
+ * Records by collection, space and id in nested maps: a lookup builds no key string
+ * (every record written or received is looked up, and the strings were garbage).
+ */
+class AddressMap {
+  readonly #collections = new Map<string, Map<string, Map<string, StoredRecord>>>();
+  size = 0;
+
+  get(collection: string, id: string, space: string): StoredRecord | undefined {
+    return this.#collections.get(collection)?.get(space)?.get(id);
+  }
+
+  /** Sets `record` at its address; returns the record it replaced. */
+  set(record: StoredRecord): StoredRecord | undefined {
+    let spaces = this.#collections.get(record.collection);
+    if (!spaces) this.#collections.set(record.collection, (spaces = new Map()));
+    let ids = spaces.get(record.space);
+    if (!ids) spaces.set(record.space, (ids = new Map()));
+    const old = ids.get(record.id);
+    ids.set(record.id, record);
+    if (old === undefined) this.size++;
+    return old;
+  }
+
+  forEach(fn: (record: StoredRecord) => void): void {
+    this.#collections.forEach((spaces) => spaces.forEach((ids) => ids.forEach(fn)));
+  }
 }
 
 class MemoryDatabase {
   readonly meta = new Map<string, unknown>();
-  readonly records = new Map<string, StoredRecord>();
+  readonly records = new AddressMap();
   /** Index entries sorted by key, then record key (a B+ tree: a commit of k keys costs k log n, not n). */
   readonly index = new BTree<IndexEntry, undefined>(undefined, compareEntries);
   /**
@@ -138,7 +170,7 @@ class MemoryTx implements StorageTx {
   readonly #db: MemoryDatabase;
   readonly #writable: boolean;
   readonly meta = new Map<string, unknown>();
-  readonly records = new Map<string, StoredRecord>();
+  readonly records = new AddressMap();
   readonly outboxPut = new Map<string, Change>();
   readonly outboxDel = new Set<string>();
   aborted = false;
@@ -163,18 +195,16 @@ class MemoryTx implements StorageTx {
     this.meta.set(key, clone(value));
   }
 
-  #record(key: string): StoredRecord | undefined {
-    return this.records.get(key) ?? this.#db.records.get(key);
+  #record(collection: string, id: string, space: string): StoredRecord | undefined {
+    return this.records.get(collection, id, space) ?? this.#db.records.get(collection, id, space);
   }
 
   async getRecord(collection: string, id: string, space: SpaceId): Promise<StoredRecord | undefined> {
-    return this.#record(addressKey(collection, id, space));
+    return this.#record(collection, id, space);
   }
 
   async getRecords(addresses: readonly RecordAddress[]): Promise<Array<StoredRecord | undefined>> {
-    // An empty database (a replica's first snapshot) holds none of them: no key to build.
-    if (this.#db.records.size === 0 && this.records.size === 0) return new Array<undefined>(addresses.length).fill(undefined);
-    return addresses.map((a) => this.#record(addressKey(a.collection, a.id, a.space)));
+    return addresses.map((a) => this.#record(a.collection, a.id, a.space));
   }
 
   async putRecord(record: StoredRecord, options?: { readonly handOver?: boolean }): Promise<void> {
@@ -199,15 +229,17 @@ class MemoryTx implements StorageTx {
       value: part(record.value),
       ix: part(record.ix),
     };
-    this.records.set(addressKey(record.collection, record.id, record.space), Object.freeze(kept));
+    this.records.set(Object.freeze(kept));
   }
 
-  /** Committed records overlaid with this transaction's writes. */
-  #allRecords(): Map<string, StoredRecord> {
-    if (this.records.size === 0) return this.#db.records;
-    const merged = new Map(this.#db.records);
-    for (const [k, v] of this.records) merged.set(k, v);
-    return merged;
+  /** Committed records overlaid with this transaction's writes, in no order. */
+  #allRecords(): StoredRecord[] {
+    const out: StoredRecord[] = [];
+    this.#db.records.forEach((record) => {
+      if (this.records.get(record.collection, record.id, record.space) === undefined) out.push(record);
+    });
+    this.records.forEach((record) => out.push(record));
+    return out;
   }
 
   async scanRecords(collection: string, options: ScanOptions & { space?: SpaceId } = {}): Promise<StoredRecord[]> {
@@ -222,7 +254,7 @@ class MemoryTx implements StorageTx {
     }
     // Inside a write transaction with pending writes: merge the overlay and sort (rare path).
     const out: Array<[Key, StoredRecord]> = [];
-    for (const record of this.#allRecords().values()) {
+    for (const record of this.#allRecords()) {
       if (record.collection !== collection) continue;
       if (options.space !== undefined && record.space !== options.space) continue;
       out.push([[record.collection, record.id, record.space], record]);
@@ -234,8 +266,8 @@ class MemoryTx implements StorageTx {
   #indexEntries(range: KeyRange): IndexEntry[] {
     if (this.records.size === 0) {
       const out: IndexEntry[] = [];
-      // From the first entry at or after the lower bound ('' sorts before every record key).
-      const from = range.lower === undefined ? undefined : { key: range.lower, record: '' };
+      // From the first entry at or after the lower bound (collection names are never empty: this address sorts first).
+      const from = range.lower === undefined ? undefined : { key: range.lower, collection: '', id: '', space: '' as SpaceId };
       for (const [e] of this.#db.index.entries(from)) {
         if (!inRange(e.key, range)) {
           if (range.upper !== undefined && compareKeys(e.key, range.upper) > 0) break;
@@ -247,13 +279,13 @@ class MemoryTx implements StorageTx {
     }
     // Inside a write transaction with pending writes: rebuild from the overlay (rare path).
     const out: IndexEntry[] = [];
-    for (const [key, record] of this.#allRecords()) for (const ix of record.ix) if (inRange(ix, range)) out.push({ key: ix, record: key });
-    return out.sort((a, b) => compareKeys(a.key, b.key) || (a.record < b.record ? -1 : a.record > b.record ? 1 : 0));
+    for (const record of this.#allRecords()) for (const ix of record.ix) if (inRange(ix, range)) out.push(indexEntry(ix, record));
+    return out.sort(compareEntries);
   }
 
   async scanIndex(range: KeyRange, options: ScanOptions = {}): Promise<StoredRecord[]> {
     const entries = window(this.#indexEntries(range), options);
-    return entries.map((e) => this.#record(e.record) as StoredRecord);
+    return entries.map((e) => this.#record(e.collection, e.id, e.space) as StoredRecord);
   }
 
   async countIndex(range: KeyRange): Promise<number> {
@@ -262,16 +294,16 @@ class MemoryTx implements StorageTx {
 
   async countLive(collection: string): Promise<number> {
     let n = this.#db.live.get(collection) ?? 0;
-    this.records.forEach((record, key) => {
+    this.records.forEach((record) => {
       if (record.collection !== collection) return;
-      n += liveDelta(this.#db.records.get(key), record);
+      n += liveDelta(this.#db.records.get(record.collection, record.id, record.space), record);
     });
     return n;
   }
 
   async countRecords(collection: string): Promise<number> {
     let n = 0;
-    for (const record of this.#allRecords().values()) if (record.collection === collection) n++;
+    for (const record of this.#allRecords()) if (record.collection === collection) n++;
     return n;
   }
 
@@ -332,18 +364,17 @@ class MemoryTx implements StorageTx {
     const db = this.#db;
     // forEach, not for-of: no [key, value] array per entry of a large commit.
     this.meta.forEach((v, k) => db.meta.set(k, v));
-    this.records.forEach((record, key) => {
-      const old = db.records.get(key);
+    this.records.forEach((record) => {
+      const old = db.records.set(record);
       const delta = liveDelta(old, record);
       if (delta !== 0) db.live.set(record.collection, (db.live.get(record.collection) ?? 0) + delta);
-      db.records.set(key, record);
       db.sorted.set(record, undefined);
       if (old) {
         // Most rewrites leave the index keys as they were (an edit of fields no index covers).
         if (sameKeys(old.ix, record.ix)) return;
-        for (const ix of old.ix) db.index.delete({ key: ix, record: key });
+        for (const ix of old.ix) db.index.delete(indexEntry(ix, old));
       }
-      for (const ix of record.ix) db.index.set({ key: ix, record: key }, undefined);
+      for (const ix of record.ix) db.index.set(indexEntry(ix, record), undefined);
     });
     this.outboxDel.forEach((key) => db.outbox.delete(key));
     this.outboxPut.forEach((change, key) => db.outbox.set(key, change));
