@@ -66,10 +66,10 @@ export function checkSchema(schema: Schema): void {
   }
 }
 
-/** The index keys of a record: [indexNumber, ...values, id, space] per index whose fields are all indexable. */
 /** The index keys of a record no index covers: one frozen array for all of them. */
 export const NO_KEYS: readonly Key[] = Object.freeze([]);
 
+/** The index keys of a record: [indexNumber, ...values, id, space] per index whose fields are all indexable. */
 export function indexKeys(collection: CollectionDef, id: string, space: string, value: Fields | undefined): readonly Key[] {
   if (value === undefined || collection.indexes.size === 0) return NO_KEYS;
   const out: Key[] = [];

@@ -26,10 +26,11 @@ export function applyChange(state: RecordState | undefined, change: Change): Rec
   switch (change.op) {
     case 'put':
     case 'patch':
-    case 'delete':
+    case 'delete': {
+      const lww = applyLww(base.lww ?? EMPTY_LWW, change, change.hlc);
       // Most records have lww fields only: no spread of the other parts.
-      if (base.merge === undefined && base.crdt === undefined) return { lww: applyLww(base.lww ?? EMPTY_LWW, change, change.hlc) };
-      return { ...base, lww: applyLww(base.lww ?? EMPTY_LWW, change, change.hlc) };
+      return base.merge === undefined && base.crdt === undefined ? { lww } : { ...base, lww };
+    }
     case 'version':
       return { ...base, merge: applyVersion(base.merge ?? EMPTY_MERGE, change, change.replica, change.seq, change.hlc) };
     case 'crdt': {

@@ -25,7 +25,6 @@ interface IndexEntry extends Address {
 type BTreeClass = typeof BTreeModule.default;
 const BTree: BTreeClass = (BTreeModule as unknown as { default?: BTreeClass }).default ?? (BTreeModule as unknown as BTreeClass);
 
-
 function compareAddresses(a: Address, b: Address): number {
   if (a.collection !== b.collection) return a.collection < b.collection ? -1 : 1;
   if (a.id !== b.id) return a.id < b.id ? -1 : 1;
@@ -63,8 +62,10 @@ class AddressMap {
     return old;
   }
 
-  forEach(fn: (record: StoredRecord) => void): void {
-    this.#collections.forEach((spaces) => spaces.forEach((ids) => ids.forEach(fn)));
+  /** Every record, or every record of one collection. */
+  forEach(fn: (record: StoredRecord) => void, collection?: string): void {
+    if (collection !== undefined) this.#collections.get(collection)?.forEach((ids) => ids.forEach(fn));
+    else this.#collections.forEach((spaces) => spaces.forEach((ids) => ids.forEach(fn)));
   }
 }
 
@@ -232,13 +233,13 @@ class MemoryTx implements StorageTx {
     this.records.set(Object.freeze(kept));
   }
 
-  /** Committed records overlaid with this transaction's writes, in no order. */
-  #allRecords(): StoredRecord[] {
+  /** Committed records overlaid with this transaction's writes (of one collection, or all), in no order. */
+  #allRecords(collection?: string): StoredRecord[] {
     const out: StoredRecord[] = [];
     this.#db.records.forEach((record) => {
       if (this.records.get(record.collection, record.id, record.space) === undefined) out.push(record);
-    });
-    this.records.forEach((record) => out.push(record));
+    }, collection);
+    this.records.forEach((record) => out.push(record), collection);
     return out;
   }
 
@@ -253,14 +254,8 @@ class MemoryTx implements StorageTx {
       return window(rows, options);
     }
     // Inside a write transaction with pending writes: merge the overlay and sort (rare path).
-    const out: Array<[Key, StoredRecord]> = [];
-    for (const record of this.#allRecords()) {
-      if (record.collection !== collection) continue;
-      if (options.space !== undefined && record.space !== options.space) continue;
-      out.push([[record.collection, record.id, record.space], record]);
-    }
-    out.sort((a, b) => compareKeys(a[0], b[0]));
-    return window(out, options).map(([, r]) => r);
+    const out = this.#allRecords(collection).filter((record) => options.space === undefined || record.space === options.space);
+    return window(out.sort(compareAddresses), options);
   }
 
   #indexEntries(range: KeyRange): IndexEntry[] {
@@ -295,16 +290,13 @@ class MemoryTx implements StorageTx {
   async countLive(collection: string): Promise<number> {
     let n = this.#db.live.get(collection) ?? 0;
     this.records.forEach((record) => {
-      if (record.collection !== collection) return;
       n += liveDelta(this.#db.records.get(record.collection, record.id, record.space), record);
-    });
+    }, collection);
     return n;
   }
 
   async countRecords(collection: string): Promise<number> {
-    let n = 0;
-    for (const record of this.#allRecords()) if (record.collection === collection) n++;
-    return n;
+    return this.#allRecords(collection).length;
   }
 
   async addOutbox(changes: readonly Change[]): Promise<void> {
