@@ -72,8 +72,7 @@ async function synclineRun(C, W) {
     );
     const expected = C * W;
     await waitConverged(replicas, {
-      ready: async (replica) =>
-        (await replica.storage.transaction('readonly', (tx) => tx.countOutbox())) === 0 && (await replica.count({ collection: 'events' })) === expected,
+      ready: async (replica) => engines[replicas.indexOf(replica)].status.pending === 0 && (await replica.count({ collection: 'events' })) === expected,
       digest: async (replica) => digestEntries((await replica.query({ collection: 'events' })).map((row) => [row.id, row.value])),
     });
     const seconds = (performance.now() - t0) / 1000;

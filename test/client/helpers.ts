@@ -7,6 +7,7 @@ import 'fake-indexeddb/auto';
 import { IDBFactory } from 'fake-indexeddb';
 import { canonicalState, type Change, type SpaceId } from '@syncline/core';
 import { indexedDbStorage, memoryStorage, type Replica, type Row, type Storage, type StorageFactory, type StorageTx } from '@syncline/client';
+import { storageOf } from '../internals.js';
 
 /** Every storage a replica behaviour is checked on; each call gives an isolated namespace. */
 export const STORAGES: ReadonlyArray<readonly [string, () => StorageFactory]> = [
@@ -34,16 +35,16 @@ export function within<T>(promise: Promise<T>, ms: number, what: string): Promis
 
 /** Every change in a replica's outbox for one space (default: its default space), in seq order. */
 export function outboxOf(replica: Replica, space: SpaceId = replica.defaultSpace): Promise<Change[]> {
-  return replica.storage.transaction('readonly', (tx) => tx.readOutbox(space, 1_000_000));
+  return storageOf(replica).transaction('readonly', (tx) => tx.readOutbox(space, 1_000_000));
 }
 
 export function outboxCount(replica: Replica, space?: SpaceId): Promise<number> {
-  return replica.storage.transaction('readonly', (tx) => tx.countOutbox(space));
+  return storageOf(replica).transaction('readonly', (tx) => tx.countOutbox(space));
 }
 
 /** The stored records of a collection as comparable strings: key, canonical state, value, index keys. */
 export async function storedStates(replica: Replica, collection: string): Promise<string[]> {
-  const records = await replica.storage.transaction('readonly', (tx) => tx.scanRecords(collection));
+  const records = await storageOf(replica).transaction('readonly', (tx) => tx.scanRecords(collection));
   return records.map((r) => JSON.stringify([r.id, r.space, canonicalState(r.state), r.value ?? null, r.ix]));
 }
 

@@ -7,6 +7,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { createReplica, defineSchema, memoryStorage, type Replica, type Storage, type StorageFactory } from '@syncline/client';
 import { instrumented, LiveLog, outboxOf, STORAGES, uniqueName } from './helpers.js';
+import { portOf } from '../internals.js';
 
 const schema = defineSchema({
   events: { indexes: { byStart: ['start'] } },
@@ -106,7 +107,7 @@ describe.each(STORAGES)('live queries on %s storage', (_kind, makeStorage) => {
     const log = new LiveLog();
     r.subscribe({ collection: 'events', index: 'byStart' }, log.callback);
     await log.until((rows) => rows.length === 0, 'the initial empty result');
-    await r.applyRemote(await outboxOf(writer));
+    await portOf(r).applyRemote(await outboxOf(writer));
     expect((await log.next((rows) => rows.length === 1, 'the remote record')).map((x) => [x.id, x.value])).toEqual([['remote', { start: 5 }]]);
   });
 

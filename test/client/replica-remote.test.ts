@@ -10,6 +10,7 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Change, Fields } from '@syncline/core';
 import { createReplica, defineSchema, memoryStorage, type Replica, type StorageFactory } from '@syncline/client';
 import { nextCommit, outboxOf, storedStates, STORAGES, uniqueName, within } from './helpers.js';
+import { portOf } from '../internals.js';
 
 const schema = defineSchema({
   notes: { indexes: { byRank: ['rank'] } },
@@ -29,7 +30,7 @@ async function writer(byte: number, now: () => number): Promise<Replica> {
 /** Applies a replica's whole outbox to others (re-applying what they already hold is a no-op). */
 async function deliver(from: Replica, ...to: Replica[]): Promise<void> {
   const changes = await outboxOf(from);
-  for (const r of to) await r.applyRemote(changes);
+  for (const r of to) await portOf(r).applyRemote(changes);
 }
 
 async function editText(r: Replica, id: string, edit: (text: Awaited<ReturnType<Replica['text']>>) => void): Promise<void> {
@@ -131,7 +132,7 @@ describe.each(STORAGES)('remote changes on %s storage', (_kind, makeStorage) => 
     beforeAll(async () => {
       changes = await scenario();
       const r = await open();
-      await r.applyRemote(changes);
+      await portOf(r).applyRemote(changes);
       reference = await snapshot(r);
       await r.close();
     });
@@ -182,11 +183,11 @@ describe.each(STORAGES)('remote changes on %s storage', (_kind, makeStorage) => 
           try {
             for (let i = 0, k = 0; i < sequence.length; k++) {
               const size = chunks[k % chunks.length] as number;
-              await r.applyRemote(sequence.slice(i, i + size).map((j) => changes[j] as Change));
+              await portOf(r).applyRemote(sequence.slice(i, i + size).map((j) => changes[j] as Change));
               i += size;
             }
             // Everything again, in order: nothing changes.
-            await r.applyRemote(changes);
+            await portOf(r).applyRemote(changes);
             expect(await snapshot(r)).toEqual(reference);
           } finally {
             await r.close();
@@ -203,7 +204,7 @@ describe.each(STORAGES)('remote changes on %s storage', (_kind, makeStorage) => 
       const byWriter = new Map<string, Change[]>();
       for (const c of changes) byWriter.set(c.replica, [...(byWriter.get(c.replica) ?? []), c]);
       expect(byWriter.size).toBe(3);
-      for (const own of byWriter.values()) await r.applyRemote(own);
+      for (const own of byWriter.values()) await portOf(r).applyRemote(own);
       expect(await snapshot(r)).toEqual(reference);
     });
   });

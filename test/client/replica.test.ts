@@ -9,6 +9,7 @@ import 'fake-indexeddb/auto';
 import { IDBFactory } from 'fake-indexeddb';
 import { createReplica, defineSchema, indexedDbStorage, ReplicaError, type CollectionSchema, type Replica, type ReplicaOptions, type Schema, type StorageFactory } from '@syncline/client';
 import { instrumented, nextCommit, outboxCount, outboxOf, storedStates, STORAGES, uniqueName, within } from './helpers.js';
+import { portOf, storageOf } from '../internals.js';
 
 const schema = defineSchema({
   events: { indexes: { byStart: ['start'], byRoomStart: ['room', 'start'] }, crdt: { notes: 'text' } },
@@ -108,7 +109,7 @@ describe.each(STORAGES)('replica on %s storage', (_kind, makeStorage) => {
       await writer.put('events', 'w', { start: 1 });
       const remote = await outboxOf(writer);
       const r1 = await open({ name, storage, schema, now: () => time });
-      await r1.applyRemote(remote);
+      await portOf(r1).applyRemote(remote);
       expect(compareHlc(r1.lastTimestamp, (remote[0] as Change).hlc)).toBeGreaterThan(0);
       await r1.close();
       time -= 1_000;
@@ -149,7 +150,7 @@ describe.each(STORAGES)('replica on %s storage', (_kind, makeStorage) => {
       expect((await r.query({ collection: 'events', index: 'byRoomStart', eq: ['moved'] })).map((x) => x.id)).toEqual(Array.from({ length: 40 }, (_, k) => id(100 + k)));
       expect((await outboxOf(r)).slice(2_500).map((c) => [c.seq, c.op])).toEqual([...Array.from({ length: 40 }, (_, k) => [2_501 + k, 'patch']), [2_541, 'put']]);
       // Acknowledging up to a seq inside the second batch's entries leaves the rest, in order.
-      expect(await r.storage.transaction('readwrite', (tx) => tx.ackOutbox(r.defaultSpace, 1_500))).toBe(1_500);
+      expect(await storageOf(r).transaction('readwrite', (tx) => tx.ackOutbox(r.defaultSpace, 1_500))).toBe(1_500);
       const left = await outboxOf(r);
       expect([left.length, left[0]?.seq, left[left.length - 1]?.seq, await outboxCount(r)]).toEqual([1_041, 1_501, 2_541, 1_043]);
     });
@@ -212,7 +213,7 @@ describe.each(STORAGES)('replica on %s storage', (_kind, makeStorage) => {
       });
       const r = await open({ name: uniqueName('tx-fault'), storage, schema });
       await r.put('events', 'before', { start: 0 });
-      const clockBefore = await r.storage.transaction('readonly', (tx) => tx.getMeta('clock'));
+      const clockBefore = await storageOf(r).transaction('readonly', (tx) => tx.getMeta('clock'));
       fail = (method, arg) => method === 'addOutbox' && (arg as Change[]).some((c) => c.id === 'b');
       const commits: unknown[] = [];
       const off = r.onCommit((e) => commits.push(e));
@@ -228,7 +229,7 @@ describe.each(STORAGES)('replica on %s storage', (_kind, makeStorage) => {
       expect(commits).toEqual([]);
       for (const id of ['a', 'b', 'c']) expect(await r.get('events', id)).toBeUndefined();
       expect((await r.query({ collection: 'events', index: 'byStart' })).map((x) => x.id)).toEqual(['before']);
-      expect(await r.storage.transaction('readonly', (tx) => tx.getMeta('clock'))).toBe(clockBefore);
+      expect(await storageOf(r).transaction('readonly', (tx) => tx.getMeta('clock'))).toBe(clockBefore);
       await r.put('events', 'after', { start: 4 });
       expect((await outboxOf(r)).map((c) => [c.id, c.seq])).toEqual([
         ['before', 1],
@@ -241,7 +242,7 @@ describe.each(STORAGES)('replica on %s storage', (_kind, makeStorage) => {
       const hlc = formatTimestamp({ wall: 1, counter: 0, replica: r.id });
       const change: Change = { space: r.defaultSpace, collection: 'events', id: 'x', replica: r.id, seq: 1, hlc, op: 'put', fields: { start: 1 } };
       await expect(
-        r.storage.transaction('readwrite', async (tx) => {
+        storageOf(r).transaction('readwrite', async (tx) => {
           await tx.putRecord({ collection: 'events', id: 'x', space: r.defaultSpace, state: {}, value: { start: 1 }, ix: [] });
           await tx.addOutbox([change]);
           tx.abort();
@@ -428,7 +429,7 @@ describe.each(STORAGES)('replica on %s storage', (_kind, makeStorage) => {
       () => r.conflicts('docs', 'x'),
       () => r.subscribe({ collection: 'events' }, () => undefined),
       () => r.text('events', 'e1', 'notes'),
-      () => r.applyRemote([]),
+      () => portOf(r).applyRemote([]),
     ]) {
       await expectCode(call, 'closed');
     }

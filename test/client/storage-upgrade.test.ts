@@ -11,6 +11,7 @@ import { applyChange, formatTimestamp, lwwEntries, materialize, replicaId, space
 import { createReplica, indexedDbStorage, type Storage } from '@syncline/client';
 import { cleanupStack, isSynced, startServer, sync, waitUntil } from '../sync/harness.js';
 import { uniqueName } from './helpers.js';
+import { storageOf } from '../internals.js';
 
 const cleanup = cleanupStack();
 afterEach(() => cleanup.run());
@@ -182,6 +183,6 @@ describe('IndexedDB upgrade from the v1 schema', () => {
     const pushed = async (space: SpaceId) => (await server.storage.readLog(space, 0, 100)).map((e) => [e.change.seq, e.change.id, e.change.op, e.change.replica]);
     expect(await pushed(DEFAULT)).toEqual([...ofSpace(changes, DEFAULT).map((c) => [c.seq, c.id, c.op, WRITER]), [6, 'e1', 'patch', WRITER], [7, 'e3', 'put', WRITER], [8, 'e4', 'put', WRITER]]);
     expect(await pushed(OTHER)).toEqual(ofSpace(changes, OTHER).map((c) => [c.seq, c.id, c.op, WRITER]));
-    expect(await r.storage.transaction('readonly', (tx) => tx.countOutbox())).toBe(0);
+    expect(await storageOf(r).transaction('readonly', (tx) => tx.countOutbox())).toBe(0);
   });
 });

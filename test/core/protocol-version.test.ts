@@ -35,6 +35,7 @@ import {
 const WIRE_HASHES: Readonly<Record<number, string>> = {
   1: '853ad455a33fbfae22b6d692364a3dc0e7a67bb060fc5ebc6425da16e6202625',
   2: '196a0dbeb3b156667b3191da5369003b8934cf59b5e78d33578b09459237e3c1',
+  3: '49dfbd138b15e5bee09b5bcdb2b45f63711a5ef18b8302f61565fffe04266b90',
 };
 
 const hash = (text: string): string => createHash('sha256').update(text).digest('hex');
@@ -126,7 +127,18 @@ const snapshot: DownstreamMessage = {
   ],
 };
 
-/** Exact frames of protocol version 2. A change here is a wire change: see the hash test. */
+/** Protocol 3: the server's limits in welcome, how long to wait in an error. */
+const welcome: DownstreamMessage = {
+  type: 'welcome',
+  protocol: 3,
+  server: 's1',
+  time: 1_700_000_000_000,
+  spaces: [{ space: S, access: 'write', head: 9 }],
+  limits: { maxFrameBytes: 1_048_576, maxBatch: 1000, messagesPerSecond: 200, maxClockDrift: 300_000 },
+};
+const rateLimited: DownstreamMessage = { type: 'error', code: 'rate_limited', message: 'slow down', fatal: false, retryAfter: 250 };
+
+/** Exact frames of the current protocol version. A change here is a wire change: see the hash test. */
 const GOLDEN: ReadonlyArray<{ name: string; direction: 'up' | 'down'; message: UpstreamMessage | DownstreamMessage; hex: string }> = [
   {
     name: 'hello',
@@ -163,6 +175,25 @@ const GOLDEN: ReadonlyArray<{ name: string; direction: 'up' | 'down'; message: U
       '2c5b5b226e6f746573222c2274657874222c302c223030303030303030303030372d303030302d7232225d5d5d5d5d5d' +
       '5d2c227370616365223a2263616c2f7465616d2d37222c22746f74616c223a332c2274797065223a22736e617073686f' +
       '74227d0101070004010576616c756502686900',
+  },
+  {
+    name: 'welcome with the server limits',
+    direction: 'down',
+    message: welcome,
+    hex:
+      '5300e0017b226c696d697473223a7b226d61784261746368223a313030302c226d6178436c6f636b4472696674223a33' +
+      '30303030302c226d61784672616d654279746573223a313034383537362c226d657373616765735065725365636f6e64' +
+      '223a3230307d2c2270726f746f636f6c223a332c22736572766572223a227331222c22737061636573223a5b7b226163' +
+      '63657373223a227772697465222c2268656164223a392c227370616365223a2263616c2f7465616d2d37227d5d2c2274' +
+      '696d65223a313730303030303030303030302c2274797065223a2277656c636f6d65227d',
+  },
+  {
+    name: 'error with retryAfter',
+    direction: 'down',
+    message: rateLimited,
+    hex:
+      '53005b7b22636f6465223a22726174655f6c696d69746564222c22666174616c223a66616c73652c226d657373616765' +
+      '223a22736c6f7720646f776e222c2272657472794166746572223a3235302c2274797065223a226572726f72227d',
   },
 ];
 
@@ -240,6 +271,14 @@ describe('version negotiation', () => {
       expect(decoded).toEqual(message);
       expect(isSupportedProtocol((decoded as { protocol: number }).protocol)).toBe(false);
     }
+  });
+
+  it('protocol 3 only adds optional fields: a welcome without limits (a protocol 2 server) still decodes, and a reader drops fields it does not know', () => {
+    const { limits: _limits, ...old } = welcome as Extract<DownstreamMessage, { type: 'welcome' }>;
+    expect(decodeDownstream(encodeDownstream({ ...old, protocol: 2 }))).toEqual({ ...old, protocol: 2 });
+    // What a protocol 2 client does with a protocol 3 welcome: keys it does not know are dropped when reading.
+    const frame = Buffer.from(encodeDownstream(welcome)).toString('latin1').replace('"limits":', '"future":');
+    expect(decodeDownstream(Buffer.from(frame, 'latin1'))).toEqual(old);
   });
 
   it('the refusal travels as an error message with code unsupported_protocol', () => {

@@ -9,6 +9,7 @@ import { vi } from 'vitest';
 import type { Change } from '@syncline/core';
 import { createReplica, defineSchema, memoryStorage, type Replica } from '@syncline/client';
 import { SynclineProvider } from '@syncline/react';
+import { storageOf } from '../internals.js';
 
 export const schema = defineSchema({
   notes: { indexes: { byRank: ['rank'] } },
@@ -47,7 +48,7 @@ export class Renders {
 
 /** Every change in a replica's outbox for its default space, in seq order. */
 export function outboxOf(replica: Replica): Promise<Change[]> {
-  return replica.storage.transaction('readonly', (tx) => tx.readOutbox(replica.defaultSpace, 1_000_000));
+  return storageOf(replica).transaction('readonly', (tx) => tx.readOutbox(replica.defaultSpace, 1_000_000));
 }
 
 /** Live subscriptions a replica has handed out and not yet taken back, and the callbacks they made. */

@@ -10,6 +10,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { Replica, ReplicaError } from '@syncline/client';
 import { useConflicts } from '@syncline/react';
 import { memoryReplica, outboxOf, Renders, renderWith } from './helpers.js';
+import { portOf } from '../internals.js';
 
 const WAIT = { timeout: 5_000 };
 const open: Replica[] = [];
@@ -56,18 +57,18 @@ describe('useConflicts', () => {
     const siblings = () => view.getByTestId('siblings').textContent;
     expect(siblings()).toBe('none');
 
-    await main.applyRemote(await outboxOf(a));
+    await portOf(main).applyRemote(await outboxOf(a));
     await waitFor(async () => expect(await main.get('docs', 'd1')).toBeDefined(), WAIT);
     expect(siblings()).toBe('none'); // one version is no conflict
-    await main.applyRemote(await outboxOf(b));
+    await portOf(main).applyRemote(await outboxOf(b));
     await waitFor(() => expect(siblings()).toBe('from a|from b'), WAIT);
     const settled = renders.count;
 
     // Commits that leave the siblings as they are: another record, the same changes again.
     await main.put('docs', 'd2', { title: 'unrelated' });
     await main.put('notes', 'd1', { title: 'same id, another collection', rank: 1 });
-    await main.applyRemote(await outboxOf(a));
-    await main.applyRemote(await outboxOf(b));
+    await portOf(main).applyRemote(await outboxOf(a));
+    await portOf(main).applyRemote(await outboxOf(b));
     // A local write has seen both siblings: it supersedes them.
     await main.put('docs', 'd1', { title: 'merged' });
     await waitFor(() => expect(siblings()).toBe('none'), WAIT);

@@ -9,6 +9,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { Replica, ReplicaError } from '@syncline/client';
 import { useRecord } from '@syncline/react';
 import { memoryReplica, outboxOf, Renders, renderWith } from './helpers.js';
+import { portOf } from '../internals.js';
 
 const WAIT = { timeout: 5_000 };
 const open: Replica[] = [];
@@ -57,7 +58,7 @@ describe('useRecord', () => {
     await waitFor(() => expect(note()).toBe('none'), WAIT);
 
     await other.put('notes', 'n1', { title: 'from elsewhere', rank: 1 });
-    await r.applyRemote(await outboxOf(other));
+    await portOf(r).applyRemote(await outboxOf(other));
     await waitFor(() => expect(note()).toBe('n1:from elsewhere'), WAIT);
   });
 

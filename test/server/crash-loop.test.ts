@@ -60,6 +60,7 @@ import { sqliteStorage } from '@syncline/server';
 import { cleanupStack, idbStorage, isSynced, outboxCount, recordingSocket, replica, sync, tempDir, uniqueName, visibleState, waitUntil } from '../sync/harness.js';
 import { buildDist, ROOT } from './fixtures/build.js';
 import { standbyServer, type StandbyServer } from './fixtures/crash-loop-child.js';
+import { portOf } from '../internals.js';
 
 const cleanup = cleanupStack();
 afterEach(() => cleanup.run());
@@ -348,7 +349,7 @@ describe('sync server killed with SIGKILL again and again under load from 20 rep
     await waitUntil(
       async () => {
         last = {
-          positions: await Promise.all(clients.map((c) => Promise.all(SPACES.map((space) => c.r.position(space))))),
+          positions: await Promise.all(clients.map((c) => Promise.all(SPACES.map((space) => portOf(c.r).position(space))))),
           outboxes: await Promise.all(clients.map((c) => outboxCount(c.r))),
         };
         for (const p of last.positions) {

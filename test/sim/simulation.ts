@@ -20,6 +20,7 @@ import { canonical, expectedState } from './oracle.js';
 import { Rng } from './rng.js';
 import { VirtualTime } from './virtual-time.js';
 import { COLLECTIONS, describe, makeConfig, makePlan, MAX_SKEW_MS, MERGE_COLLECTIONS, SCHEMA, type Action, type Config, type Op } from './workload.js';
+import { portOf, storageOf } from '../internals.js';
 
 /** Bugs the simulation must find (test/sim/planted.test.ts). */
 export type PlantedBug =
@@ -315,8 +316,9 @@ class World {
       },
     });
     if (this.bug === 'skip-remote-change') {
-      const apply = replica.applyRemote.bind(replica);
-      replica.applyRemote = (changes, options) => apply(changes.length >= 2 && this.bugRng.chance(0.3) ? changes.slice(1) : changes, options);
+      const port = portOf(replica);
+      const apply = port.applyRemote.bind(port);
+      port.applyRemote = (changes, options) => apply(changes.length >= 2 && this.bugRng.chance(0.3) ? changes.slice(1) : changes, options);
     }
     slot.replica = replica;
   }
@@ -475,7 +477,7 @@ class World {
       const status = r.sync?.status;
       if (status?.state !== 'synced' || status.pending > 0) return `r${slot.index} ${status?.state} pending ${status?.pending} error ${status?.error?.code ?? '-'}`;
       for (const space of slot.spaces) {
-        const [position, head] = await Promise.all([this.drive(r.position(space)), storage.head(space)]);
+        const [position, head] = await Promise.all([this.drive(portOf(r).position(space)), storage.head(space)]);
         if (position !== head) return `r${slot.index} at ${position} of ${head} in ${space}`;
       }
     }
@@ -512,7 +514,7 @@ class World {
     for (const slot of this.slots) {
       const r = slot.replica as Replica;
       for (const space of slot.spaces) {
-        const counter = (await this.drive(r.storage.transaction('readonly', (tx) => tx.getMeta<number>(`seq\u0000${space}`)))) ?? 0;
+        const counter = (await this.drive(storageOf(r).transaction('readonly', (tx) => tx.getMeta<number>(`seq\u0000${space}`)))) ?? 0;
         const mine = (logs.get(space) ?? []).filter((c) => c.replica === r.id);
         const seqs = mine.map((c) => c.seq).sort((a, b) => a - b);
         const contiguous = seqs.length === counter && seqs.every((s, i) => s === i + 1);
@@ -525,7 +527,7 @@ class World {
           const b = mine[i] as Change;
           if (b.seq > a.seq && !(b.hlc > a.hlc)) this.fail(`r${slot.index} stamped seq ${b.seq} (${b.hlc}) not after seq ${a.seq} (${a.hlc}) in ${space}`);
         }
-        const outbox = await this.drive(r.storage.transaction('readonly', (tx) => tx.countOutbox(space as SpaceId)));
+        const outbox = await this.drive(storageOf(r).transaction('readonly', (tx) => tx.countOutbox(space as SpaceId)));
         if (outbox !== 0) this.fail(`r${slot.index} still has ${outbox} outbox entries for ${space}`);
       }
     }
@@ -570,7 +572,7 @@ class World {
     const visible = new Map<string, { value: string }>();
     const siblings = new Map<string, string[]>();
     for (const collection of COLLECTIONS) {
-      const stored = await r.storage.transaction('readonly', (tx) => tx.scanRecords(collection, { space: space as SpaceId }));
+      const stored = await storageOf(r).transaction('readonly', (tx) => tx.scanRecords(collection, { space: space as SpaceId }));
       for (const record of stored) lines.push(`${collection}/${record.id}=${canonicalState(record.state)}`);
       for (const row of await r.query({ collection, space })) visible.set(`${collection}\u0000${row.id}`, { value: canonical(row.value) });
       if (MERGE_COLLECTIONS.has(collection)) {

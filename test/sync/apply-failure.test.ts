@@ -8,6 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { memoryStorage, type Storage, type StorageFactory, type StorageTx } from '@syncline/client';
 import type { SpaceId } from '@syncline/core';
 import { cleanupStack, countOf, isSynced, replica, startServer, sync, uniqueName, waitUntil } from './harness.js';
+import { portOf } from '../internals.js';
 
 const cleanup = cleanupStack();
 afterEach(() => cleanup.run());
@@ -78,7 +79,7 @@ describe('a remote message that fails to apply', () => {
 
     await waitUntil(async () => (await countOf(b, 'events')) === 3, 5_000, 'B to hold x1, x2 and x3');
     expect((await b.get('events', 'x2'))?.value).toEqual({ n: 2 });
-    expect(await b.position(space)).toBe(3);
+    expect(await portOf(b).position(space)).toBe(3);
     await waitUntil(() => isSynced(sb), 5_000, 'B to be synced again');
     expect(errors).toContain('internal'); // the failure was reported, not hidden
   });

@@ -8,6 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { Row, SyncStatus } from '@syncline/client';
 import type { SpaceId } from '@syncline/core';
 import { cleanupStack, counter, countOf, isSynced, ManualClock, outboxCount, recordingSocket, replica, startServer, sync, uniqueName, visibleState, waitUntil } from './harness.js';
+import { portOf } from '../internals.js';
 
 const cleanup = cleanupStack();
 afterEach(() => cleanup.run());
@@ -35,7 +36,7 @@ describe('compaction', () => {
     });
     await waitUntil(async () => isSynced(sw) && isSynced(so) && (await countOf(o, 'events')) === 300, 10_000, 'O to hold the first 300 events');
     so.close();
-    const positionBefore = await o.position(space);
+    const positionBefore = await portOf(o).position(space);
     expect(positionBefore).toBe(300);
 
     // Offline, O edits (titles of e0..e4 at base+2000, e5..e9 at base+1000, a note on
@@ -81,7 +82,7 @@ describe('compaction', () => {
     expect(recN.of('changes').flatMap((m) => m.changes)).toEqual([]); // nothing after the snapshot to replay
     expect(progress.length).toBeGreaterThan(0);
     expect(progress.at(-1)).toMatchObject({ space, total: 500 });
-    expect(await n.position(space)).toBe(510);
+    expect(await portOf(n).position(space)).toBe(510);
     expect((await n.get('events', 'e3'))?.value).toEqual({ title: 'W edit 3', n: 3 });
 
     // O comes back: it gets a snapshot (its position is below the horizon), and its

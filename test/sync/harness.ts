@@ -39,6 +39,7 @@ import {
   type SyncOptions,
 } from '@syncline/client';
 import { createSyncServer, sqliteStorage, type SyncServer, type SyncServerOptions } from '@syncline/server';
+import { storageOf } from '../internals.js';
 
 export const silent = pino({ level: 'silent' });
 export const WS = WebSocket as unknown as SocketFactory;
@@ -301,7 +302,7 @@ export function putChange(replica: ReplicaId, space: string, seq: number, fields
 export async function visibleState(r: Replica, collections: readonly string[], space?: string): Promise<string[]> {
   const out: string[] = [];
   for (const collection of collections) {
-    const records = await r.storage.transaction('readonly', (tx) => tx.scanRecords(collection));
+    const records = await storageOf(r).transaction('readonly', (tx) => tx.scanRecords(collection));
     for (const record of records) {
       if (space !== undefined && record.space !== space) continue;
       out.push(JSON.stringify([collection, record.space, record.id, record.value ?? null, canonicalState(record.state)]));
@@ -316,5 +317,5 @@ export function countOf(r: Replica, collection: string): Promise<number> {
 }
 
 export function outboxCount(r: Replica, space?: SpaceId): Promise<number> {
-  return r.storage.transaction('readonly', (tx) => tx.countOutbox(space));
+  return storageOf(r).transaction('readonly', (tx) => tx.countOutbox(space));
 }

@@ -1,4 +1,4 @@
-import { SynclineError } from '@syncline/core';
+import { SynclineError, type ErrorCode } from '@syncline/core';
 
 /**
  * Codes of the refusals a replica makes. Every one has a message that says what to do.
@@ -10,6 +10,7 @@ import { SynclineError } from '@syncline/core';
  *  - upgrade_blocked: another tab holds the database open with an older version
  *  - storage_unavailable: IndexedDB could not be opened
  *  - wrong_policy: an operation that the collection's conflict policy does not support
+ *  - too_large: a change larger than MAX_CHANGE_BYTES (256 KiB), which no push could carry
  */
 export type ReplicaErrorCode =
   | 'validation_failed'
@@ -21,7 +22,8 @@ export type ReplicaErrorCode =
   | 'storage_quota'
   | 'upgrade_blocked'
   | 'storage_unavailable'
-  | 'wrong_policy';
+  | 'wrong_policy'
+  | 'too_large';
 
 export interface ValidationIssue {
   readonly message: string;
@@ -39,4 +41,22 @@ export class ReplicaError extends SynclineError {
     this.issues = options?.issues ?? [];
   }
   readonly issues: readonly ValidationIssue[];
+}
+
+/**
+ * Why `replica.sync.flushed()` could not resolve: a server error code that
+ * stopped the engine or the space, `closed` (the replica or engine closed), or
+ * `timeout` (the `timeoutMs` given ran out).
+ */
+export type SyncErrorCode = ErrorCode | 'closed' | 'timeout';
+
+export class SyncError extends SynclineError {
+  override name = 'SyncError';
+  constructor(
+    override readonly code: SyncErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(code, message, options);
+  }
 }

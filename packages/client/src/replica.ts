@@ -5,12 +5,13 @@
  * clock in one transaction.
  */
 import {
-  ClockDriftError,
-  formatTimestamp,
-  Hlc,
+  changeBytes,
+  DEFAULT_MAX_CLOCK_DRIFT,
   isFields,
   isRecordId,
   isSpaceId,
+  maxHlc,
+  MAX_CHANGE_BYTES,
   newReplicaId,
   spaceId as toSpaceId,
   type Change,
@@ -18,24 +19,31 @@ import {
   type HlcString,
   type Json,
   type ReplicaId,
+  type SnapshotRecord,
   type SpaceId,
   type Version,
-  type SnapshotRecord,
-  joinRecordStates,
 } from '@syncline/core';
 import type * as Y from 'yjs';
+import { ReplicaClock } from './clock.js';
+import { CommitQueue } from './commit-queue.js';
 import { CrdtDocs, type CrdtTarget } from './crdt-docs.js';
-import { RecordCache } from './record-cache.js';
 import { ReplicaError } from './errors.js';
 import { LiveQueries, type QueryCallback } from './live-query.js';
+import { META_CLOCK, META_CLOCK_ACCEPTED, META_CLOCK_OFFSET, META_CLOCK_UNSYNCED, META_REPLICA, positionKey, seqKey } from './meta.js';
 import { collectionOf, countQuery, runQuery, toRow, type Query, type Row } from './query.js';
+import { RecordCache } from './record-cache.js';
+import { applyChanges, applySnapshot, putAll, syncClock } from './remote-apply.js';
+import { applyRestamp, planRestamp, RESTAMP_MARGIN_MS } from './restamp.js';
 import { checkSchema, type CollectionDef, type Schema } from './schema.js';
 import { openCollections } from './schema-migration.js';
 import { indexedDbStorage } from './storage/indexeddb-storage.js';
-import type { Storage, StorageFactory, StorageTx, StoredRecord } from './storage/types.js';
+import type { Storage, StorageFactory, StorageTx } from './storage/types.js';
+import type { CommitEvent, ReplicaPort } from './sync/port.js';
+import { SyncEngine, type EngineSettings, type SyncOptions } from './sync/sync-engine.js';
 import { defaultTabs, isTabMessage, type ChannelLike, type LocksLike, type TabMessage, type TabsOptions } from './tabs.js';
-import { startSync, type SyncEngine, type SyncOptions } from './sync/sync-engine.js';
-import { applyToStored, buildChange, storedRecord, type WriteOp } from './write.js';
+import { applyToStored, buildChange, type WriteOp } from './write.js';
+
+export type { CommitEvent };
 
 export interface ReplicaOptions<S extends Schema = Schema> {
   /** Database name; one replica (and one replica id) per name and origin. */
@@ -49,7 +57,11 @@ export interface ReplicaOptions<S extends Schema = Schema> {
   readonly now?: () => number;
   /** Random bytes for the replica id. Default crypto.getRandomValues. */
   readonly randomBytes?: (n: number) => Uint8Array;
-  /** Remote timestamps further ahead of this clock are not merged into it. Default 5 minutes. */
+  /**
+   * How far (ms) the device clock may be from the sync server's before
+   * `replica.sync.status.clockSkew` reports it. Writes are stamped with the
+   * server's time either way (README, "Clocks"). Default 5 minutes.
+   */
   readonly maxClockDrift?: number;
   /** Multi-tab coordination; false for a replica that shares its database with no one. */
   readonly tabs?: TabsOptions | false;
@@ -72,17 +84,6 @@ export interface Batch {
   delete(collection: string, id: string, options?: WriteOptions): void;
 }
 
-/** What changed in one committed transaction; the sync engine listens to it. */
-export interface CommitEvent {
-  readonly local: boolean;
-  readonly records: ReadonlyArray<readonly [string, string, string]>;
-  readonly outbox: readonly string[];
-}
-
-const META_REPLICA = 'replica';
-const META_CLOCK = 'clock';
-const seqKey = (space: string): string => `seq\u0000${space}`;
-
 /**
  * Most changes in one outbox entry. A transaction's changes of a space go into one
  * entry (a request per entry, not per change); bounding it keeps reading a push's
@@ -103,20 +104,30 @@ function outboxEntries(changes: readonly Change[]): Change[][] {
   return [...bySpace.values()].flat();
 }
 
-/** Stores records in one call where the adapter can, one call each where it cannot. */
-function putAll(tx: StorageTx, records: readonly StoredRecord[], options?: { readonly handOver?: boolean }): Promise<unknown> {
-  return tx.putRecords ? tx.putRecords(records, options) : Promise.all(records.map((record) => tx.putRecord(record, options)));
+/** What tests and the simulation reach that apps do not: the storage and the sync port. */
+export interface ReplicaInternals {
+  readonly storage: Storage;
+  readonly port: ReplicaPort;
+  readonly settings: EngineSettings;
+}
+const INTERNALS = new WeakMap<object, ReplicaInternals>();
+
+/** The storage and sync port of a replica (not part of the public API: not exported by the package). */
+export function internalsOf(replica: object): ReplicaInternals {
+  const internals = INTERNALS.get(replica);
+  if (!internals) throw new TypeError('not a replica made by createReplica');
+  return internals;
 }
 
-/** A call's writes waiting for the next group commit. */
-interface QueuedWrite {
-  readonly ops: readonly WriteOp[];
-  readonly resolve: (changes: Change[]) => void;
-  readonly reject: (error: unknown) => void;
+interface ReplicaInit<S extends Schema> {
+  readonly options: ReplicaOptions<S>;
+  readonly storage: Storage;
+  readonly collections: ReadonlyMap<string, CollectionDef>;
+  readonly id: ReplicaId;
+  readonly clock: ReplicaClock;
+  readonly tabId: string;
+  readonly randomBytes: (n: number) => Uint8Array;
 }
-
-/** The most writes one group commit takes; a call larger than this still commits whole. */
-const GROUP_COMMIT_MAX_OPS = 5_000;
 
 function defaultRandomBytes(n: number): Uint8Array {
   return globalThis.crypto.getRandomValues(new Uint8Array(n));
@@ -128,16 +139,14 @@ export class Replica<S extends Schema = Schema> {
   readonly defaultSpace: SpaceId;
   readonly #storage: Storage;
   readonly #collections: ReadonlyMap<string, CollectionDef>;
-  readonly #clock: Hlc;
+  readonly #clock: ReplicaClock;
   readonly #live: LiveQueries;
   readonly #crdt: CrdtDocs;
   readonly #onError: (error: Error) => void;
   readonly #listeners = new Set<(event: CommitEvent) => void>();
   readonly #pending = new Set<Promise<unknown>>();
-  readonly #queued: QueuedWrite[] = [];
-  #draining = false;
+  readonly #queue: CommitQueue;
   readonly #tabId: string;
-  readonly #now: () => number;
   #channel: ChannelLike | undefined;
   #sync: SyncEngine | undefined;
   #closed = false;
@@ -145,17 +154,8 @@ export class Replica<S extends Schema = Schema> {
   readonly #leaderListeners = new Set<(leader: boolean) => void>();
   #releaseLeadership: () => void = () => undefined;
 
-  /** @internal use createReplica() */
-  constructor(init: {
-    options: ReplicaOptions<S>;
-    storage: Storage;
-    collections: ReadonlyMap<string, CollectionDef>;
-    id: ReplicaId;
-    clock: Hlc;
-    tabId: string;
-    now: () => number;
-    randomBytes: (n: number) => Uint8Array;
-  }) {
+  /** Use createReplica(). */
+  private constructor(init: ReplicaInit<S>) {
     const { options } = init;
     this.name = options.name;
     this.id = init.id;
@@ -164,7 +164,7 @@ export class Replica<S extends Schema = Schema> {
     this.#collections = init.collections;
     this.#clock = init.clock;
     this.#tabId = init.tabId;
-    this.#now = init.now;
+    this.#queue = new CommitQueue((ops) => this.#commitNow(ops));
     this.#onError = options.onError ?? ((error) => console.error('[syncline]', error));
     this.#live = new LiveQueries((q) => this.query(q), (e) => this.#onError(e as Error));
     this.#crdt = new CrdtDocs(
@@ -184,21 +184,15 @@ export class Replica<S extends Schema = Schema> {
         if (isTabMessage(event.data) && event.data.from !== this.#tabId) this.#onOtherTab(event.data);
       };
     }
+    const port = this.#port();
+    const settings: EngineSettings = { maxClockDrift: options.maxClockDrift ?? DEFAULT_MAX_CLOCK_DRIFT };
+    INTERNALS.set(this, { storage: this.#storage, port, settings });
+    if (options.sync) this.#sync = new SyncEngine(port, options.sync, settings);
   }
 
-  /** The sync engine, when createReplica was given `sync` (status, events). */
+  /** The sync engine, when createReplica was given `sync`: status, pause/resume, flushed (sync/sync-engine.ts). */
   get sync(): SyncEngine | undefined {
     return this.#sync;
-  }
-
-  /** @internal The physical clock the replica stamps its writes with (createReplica's `now`). */
-  clockNow(): number {
-    return this.#now();
-  }
-
-  /** @internal */
-  attachSync(engine: SyncEngine): void {
-    this.#sync = engine;
   }
 
   get closed(): boolean {
@@ -209,14 +203,9 @@ export class Replica<S extends Schema = Schema> {
     return this.#collections;
   }
 
-  /** @internal the storage, for the sync engine */
-  get storage(): Storage {
-    return this.#storage;
-  }
-
   /** The clock's last timestamp. */
   get lastTimestamp(): HlcString {
-    return formatTimestamp(this.#clock.last);
+    return this.#clock.last;
   }
 
   // ---- writes -------------------------------------------------------------
@@ -306,39 +295,6 @@ export class Replica<S extends Schema = Schema> {
     if (this.#closed) throw new ReplicaError('closed', `replica "${this.name}" is closed`);
   }
 
-  /**
-   * Merges remote timestamps into the clock. Receiving the latest one is enough
-   * (every later local timestamp is then above all of them); only when it is too
-   * far ahead is each one received, so that the others still count.
-   */
-  #receiveAll(changes: readonly Change[]): ClockDriftError | undefined {
-    let latest: HlcString | undefined;
-    for (const change of changes) if (latest === undefined || change.hlc > latest) latest = change.hlc;
-    if (latest === undefined) return undefined;
-    try {
-      this.#clock.receive(latest);
-      return undefined;
-    } catch (error) {
-      if (!(error instanceof ClockDriftError)) throw error;
-    }
-    let drift: ClockDriftError | undefined;
-    for (const change of changes) {
-      try {
-        this.#clock.receive(change.hlc);
-      } catch (error) {
-        if (!(error instanceof ClockDriftError)) throw error;
-        drift ??= error;
-      }
-    }
-    return drift;
-  }
-
-  /** Keeps the in-memory clock at or above what other tabs stored. */
-  async #syncClock(tx: StorageTx): Promise<void> {
-    const stored = await tx.getMeta<HlcString>(META_CLOCK);
-    if (stored !== undefined && stored > formatTimestamp(this.#clock.last)) this.#clock.receive(stored);
-  }
-
   #track<T>(promise: Promise<T>): Promise<T> {
     this.#pending.add(promise);
     const done = () => this.#pending.delete(promise);
@@ -346,48 +302,10 @@ export class Replica<S extends Schema = Schema> {
     return promise;
   }
 
-  /**
-   * Commits one call's writes. Calls made while another commit runs, or in the
-   * same tick, share one transaction (group commit): a burst of writes costs one
-   * transaction, not one each. Each call stays atomic on its own: a group whose
-   * transaction fails is retried one call at a time, so a call fails only for
-   * its own reasons.
-   */
+  /** Commits one call's writes through group commit (commit-queue.ts). */
   #commit(ops: readonly WriteOp[]): Promise<Change[]> {
     this.#checkOpen();
-    const done = new Promise<Change[]>((resolve, reject) => this.#queued.push({ ops, resolve, reject }));
-    if (!this.#draining) {
-      this.#draining = true;
-      queueMicrotask(() => void this.#drain());
-    }
-    return this.#track(done);
-  }
-
-  async #drain(): Promise<void> {
-    try {
-      while (this.#queued.length > 0) {
-        let size = 0;
-        let n = 0;
-        while (n < this.#queued.length && (n === 0 || size + (this.#queued[n] as QueuedWrite).ops.length <= GROUP_COMMIT_MAX_OPS)) size += (this.#queued[n++] as QueuedWrite).ops.length;
-        const group = this.#queued.splice(0, n);
-        if (group.length > 1) {
-          try {
-            const changes = await this.#commitNow(group.flatMap((entry) => entry.ops));
-            let at = 0;
-            for (const entry of group) {
-              entry.resolve(changes.slice(at, at + entry.ops.length));
-              at += entry.ops.length;
-            }
-            continue;
-          } catch {
-            // One call's writes may have failed the group: each call alone, in order.
-          }
-        }
-        for (const entry of group) await this.#commitNow(entry.ops).then(entry.resolve, entry.reject);
-      }
-    } finally {
-      this.#draining = false;
-    }
+    return this.#track(this.#queue.write(ops));
   }
 
   #commitNow(ops: readonly WriteOp[]): Promise<Change[]> {
@@ -395,7 +313,7 @@ export class Replica<S extends Schema = Schema> {
       const spaces = [...new Set(ops.map((op) => op.space))];
       // Every read is issued before the first await: one round trip, not one per record.
       const [, stored, cache] = await Promise.all([
-        this.#syncClock(tx),
+        syncClock(tx, this.#clock),
         Promise.all(spaces.map((space) => tx.getMeta<number>(seqKey(space)))),
         RecordCache.load(tx, ops),
       ]);
@@ -406,7 +324,15 @@ export class Replica<S extends Schema = Schema> {
         const seq = (seqs.get(op.space) as number) + 1;
         seqs.set(op.space, seq);
         const record = cache.get(op);
-        const change = buildChange(op, def, record?.state, this.id, seq, this.#clock.nowString());
+        const change = buildChange(op, def, record?.state, this.id, seq, this.#clock.hlc.nowString());
+        // Every change must fit a push on its own (the protocol's promise): a larger one would wedge the outbox.
+        const bytes = changeBytes(change);
+        if (bytes > MAX_CHANGE_BYTES) {
+          throw new ReplicaError(
+            'too_large',
+            `"${op.collection}/${op.id}" was not written: its change takes ${bytes} bytes, more than the ${MAX_CHANGE_BYTES} one change may take (MAX_CHANGE_BYTES); keep large data out of records`,
+          );
+        }
         cache.set(applyToStored(def, record, change));
         changes.push(change);
       }
@@ -414,7 +340,7 @@ export class Replica<S extends Schema = Schema> {
         putAll(tx, cache.changed()),
         ...outboxEntries(changes).map((entry) => tx.addOutbox(entry)),
         ...[...seqs].map(([space, seq]) => tx.setMeta(seqKey(space), seq)),
-        tx.setMeta(META_CLOCK, formatTimestamp(this.#clock.last)),
+        tx.setMeta(META_CLOCK, this.#clock.last),
       ]);
       return changes;
     });
@@ -427,70 +353,134 @@ export class Replica<S extends Schema = Schema> {
     });
   }
 
-  // ---- remote changes ---------------------------------------------------------
+  // ---- the sync port ------------------------------------------------------------
 
-  /**
-   * Applies changes that came from elsewhere (the server). Idempotent and order
-   * independent. With `position`, records in the same transaction that the space's
-   * log has been applied up to that position. The changes are handed over: their
-   * values become part of the stored records, frozen (they come fresh off the wire).
-   */
-  async applyRemote(changes: readonly Change[], position?: { space: SpaceId; upTo: number }): Promise<void> {
+  /** The sync engine's view of this replica (sync/port.ts). */
+  #port(): ReplicaPort {
+    const isClosed = () => this.#closed;
+    const isLeader = () => this.#leader;
+    const read = <T>(fn: (tx: StorageTx) => Promise<T>): Promise<T> => this.#storage.transaction('readonly', fn);
+    return {
+      id: this.id,
+      defaultSpace: this.defaultSpace,
+      get closed() {
+        return isClosed();
+      },
+      get isLeader() {
+        return isLeader();
+      },
+      onLeaderChange: (listener) => this.onLeaderChange(listener),
+      onCommit: (listener) => this.onCommit(listener),
+      now: () => this.#clock.device(),
+      report: (error) => this.#onError(error),
+      readOutbox: (space, limit) => read((tx) => tx.readOutbox(space, limit)),
+      ackOutbox: (space, upTo, hlc) => this.#ack(space, upTo, hlc),
+      countOutbox: (spaces) =>
+        read(async (tx) => {
+          let n = 0;
+          for (const space of spaces) n += await tx.countOutbox(space);
+          return n;
+        }),
+      lastSeq: async (space) => (await read((tx) => tx.getMeta<number>(seqKey(space)))) ?? 0,
+      applyRemote: (changes, position) => this.#applyRemote(changes, position),
+      applySnapshot: (records, space, position) => this.#applySnapshot(records, space, position),
+      position: async (space) => (await read((tx) => tx.getMeta<number>(positionKey(space)))) ?? 0,
+      welcomeClock: (serverTime, roundTrip, maxClockDrift) => this.#welcomeClock(serverTime, roundTrip, maxClockDrift),
+      restamp: (maxClockDrift) => this.#restamp({ maxClockDrift }),
+    };
+  }
+
+  async #ack(space: SpaceId, upTo: number, hlc: HlcString | undefined): Promise<void> {
     this.#checkOpen();
-    let drift: ClockDriftError | undefined;
-    const applied = await this.#track(
+    await this.#track(
       this.#storage.transaction('readwrite', async (tx) => {
-        const [, cache] = await Promise.all([this.#syncClock(tx), RecordCache.load(tx, changes)]);
-        drift = this.#receiveAll(changes);
-        for (const change of changes) cache.set(applyToStored(this.#collections.get(change.collection), cache.get(change), change));
-        const written = cache.changed();
-        await Promise.all([
-          // Built from the changes, which the replica now owns: kept, not copied.
-          putAll(tx, written, { handOver: true }),
-          ...(position ? [tx.setMeta(`pos\u0000${position.space}`, position.upTo)] : []),
-          tx.setMeta(META_CLOCK, formatTimestamp(this.#clock.last)),
-        ]);
-        return written;
+        let last = hlc;
+        if (last === undefined) {
+          // Not pushed on this connection (the server held it already): read its stamp before it goes.
+          const [oldest] = await tx.readOutbox(space, 1);
+          if (oldest && oldest.seq <= upTo) last = (await tx.readOutbox(space, upTo - oldest.seq + 1)).at(-1)?.hlc;
+        }
+        const writes: Array<Promise<unknown>> = [tx.ackOutbox(space, upTo)];
+        if (this.#clock.accept(last)) writes.push(tx.setMeta(META_CLOCK_ACCEPTED, this.#clock.accepted));
+        await Promise.all(writes);
       }),
     );
-    if (drift) this.#onError(drift);
+  }
+
+  /**
+   * Applies other replicas' changes (remote-apply.ts). Idempotent and order
+   * independent; with `position`, the space's log is applied up to it.
+   */
+  async #applyRemote(changes: readonly Change[], position?: { readonly space: SpaceId; readonly upTo: number }): Promise<void> {
+    this.#checkOpen();
+    const ctx = { collections: this.#collections, clock: this.#clock };
+    const applied = await this.#track(this.#storage.transaction('readwrite', (tx) => applyChanges(tx, ctx, changes, position)));
     for (const change of changes) {
       if (change.op === 'crdt') this.#crdt.applyRemote({ collection: change.collection, id: change.id, space: change.space, field: change.field }, change.update);
     }
     this.#committed({ local: false, records: applied.map((r) => [r.collection, r.id, r.space] as const), outbox: [] }, true);
   }
 
-  /**
-   * Joins snapshot records (materialized states from the server) into local
-   * records. A join never loses local history: unacknowledged local changes stay
-   * in the records and in the outbox. The records are handed over, like applyRemote's changes.
-   */
-  async applySnapshot(records: readonly SnapshotRecord[], space: SpaceId, position?: number): Promise<void> {
+  /** Joins snapshot records into local ones (remote-apply.ts); unacknowledged local changes stay. */
+  async #applySnapshot(records: readonly SnapshotRecord[], space: SpaceId, position?: number): Promise<void> {
     this.#checkOpen();
-    const written = await this.#track(
-      this.#storage.transaction('readwrite', async (tx) => {
-        // One read for the whole chunk (an empty replica learns that nothing exists at once).
-        const existing = await tx.getRecords(records.map(({ collection, id }) => ({ collection, id, space })));
-        const out = records.map(({ collection, id, state }, i) => {
-          const record = existing[i];
-          const joined = record ? joinRecordStates(record.state, state) : state;
-          return storedRecord(this.#collections.get(collection), { collection, id, space }, joined);
-        });
-        await putAll(tx, out, { handOver: true });
-        if (position !== undefined) await tx.setMeta(`pos\u0000${space}`, position);
-        return out;
-      }),
-    );
-    for (const r of written) for (const field of this.#crdt.fieldsOf(r.collection, r.id, r.space)) {
-      const update = r.state.crdt?.get(field)?.update;
-      if (update) this.#crdt.applyRemote({ collection: r.collection, id: r.id, space: r.space, field }, update);
+    const ctx = { collections: this.#collections, clock: this.#clock };
+    const written = await this.#track(this.#storage.transaction('readwrite', (tx) => applySnapshot(tx, ctx, records, space, position)));
+    for (const r of written) {
+      for (const field of this.#crdt.fieldsOf(r.collection, r.id, r.space)) {
+        const update = r.state.crdt?.get(field)?.update;
+        if (update) this.#crdt.applyRemote({ collection: r.collection, id: r.id, space: r.space, field }, update);
+      }
     }
     this.#committed({ local: false, records: written.map((r) => [r.collection, r.id, r.space] as const), outbox: [] }, true);
   }
 
-  /** The last log position of `space` applied through applyRemote (0: none). */
-  async position(space: SpaceId): Promise<number> {
-    return (await this.#storage.transaction('readonly', (tx) => tx.getMeta<number>(`pos\u0000${space}`))) ?? 0;
+  /** A welcome's clock: the new offset, then the re-stamping it calls for, before anything is pushed. */
+  async #welcomeClock(serverTime: number, roundTrip: number, maxClockDrift: number): Promise<{ offset: number; restamped: number }> {
+    this.#checkOpen();
+    const first = this.#clock.unsynced;
+    const before = this.#clock.offset;
+    const offset = this.#clock.setServerTime(serverTime, roundTrip);
+    const restamped = await this.#restamp({ maxClockDrift, all: first, delta: offset - before });
+    return { offset, restamped };
+  }
+
+  /**
+   * Re-stamps outbox changes out of line with the server's time (restamp.ts),
+   * alone in the commit queue so that no write is stamped meanwhile, and saves
+   * the clock's offset with them. Returns how many changes moved.
+   */
+  #restamp(options: { readonly maxClockDrift: number; readonly all?: boolean; readonly delta?: number }): Promise<number> {
+    this.#checkOpen();
+    return this.#track(
+      this.#queue.exclusive(async () => {
+        let rewindTo: HlcString | undefined;
+        const moved = await this.#storage.transaction('readwrite', async (tx) => {
+          const outbox = await tx.readOutbox(undefined, Number.MAX_SAFE_INTEGER);
+          const now = this.#clock.physical();
+          const plan = planRestamp({
+            replica: this.id,
+            outbox,
+            all: options.all ?? false,
+            threshold: now + options.maxClockDrift + RESTAMP_MARGIN_MS,
+            delta: options.delta ?? 0,
+            now,
+            accepted: this.#clock.accepted,
+          });
+          const n = await applyRestamp(tx, this.#collections, outbox, plan);
+          const writes = [tx.setMeta(META_CLOCK_OFFSET, this.#clock.offset), tx.setMeta(META_CLOCK_UNSYNCED, false)];
+          if (n > 0) {
+            rewindTo = maxHlc(plan.last, this.#clock.accepted);
+            writes.push(tx.setMeta(META_CLOCK, rewindTo));
+          }
+          await Promise.all(writes);
+          return n;
+        });
+        // After the commit, and never below what was received meanwhile.
+        if (rewindTo !== undefined) this.#clock.rewind(maxHlc(rewindTo, this.#clock.accepted) as HlcString);
+        return moved;
+      }),
+    );
   }
 
   // ---- reads ----------------------------------------------------------------
@@ -663,25 +653,41 @@ export async function createReplica<const S extends Schema>(options: ReplicaOpti
   checkSchema(options.schema);
   const storage = await (options.storage ?? indexedDbStorage())(options.name);
   const randomBytes = options.randomBytes ?? defaultRandomBytes;
-  const now = options.now ?? (() => Date.now());
+  const device = options.now ?? (() => Date.now());
   try {
     const { id, clock, collections } = await storage.transaction('readwrite', async (tx) => {
       let id = await tx.getMeta<ReplicaId>(META_REPLICA);
+      // A new replica has not reached a server yet: its first welcome re-stamps what its device clock stamped.
+      const created = id === undefined;
       if (id === undefined) {
         id = newReplicaId(randomBytes);
-        await tx.setMeta(META_REPLICA, id);
+        await Promise.all([tx.setMeta(META_REPLICA, id), tx.setMeta(META_CLOCK_UNSYNCED, true)]);
       }
-      const last = await tx.getMeta<HlcString>(META_CLOCK);
-      const clock = new Hlc({ replica: id, now, ...(options.maxClockDrift !== undefined ? { maxDrift: options.maxClockDrift } : {}), ...(last ? { last } : {}) });
+      const [last, offset, accepted, unsynced] = await Promise.all([
+        tx.getMeta<HlcString>(META_CLOCK),
+        tx.getMeta<number>(META_CLOCK_OFFSET),
+        tx.getMeta<HlcString>(META_CLOCK_ACCEPTED),
+        tx.getMeta<boolean>(META_CLOCK_UNSYNCED),
+      ]);
+      const clock = new ReplicaClock({ replica: id, device, last, offset, accepted, unsynced: created || unsynced === true });
       const collections = await openCollections(tx, options.schema);
       return { id, clock, collections };
     });
     const tabId = newReplicaId(randomBytes);
-    const replica = new Replica<S>({ options, storage, collections, id, clock, tabId, now, randomBytes });
-    if (options.sync) replica.attachSync(startSync(replica as unknown as Replica, options.sync));
-    return replica;
+    // The constructor is private to keep apps on createReplica; this is its one caller.
+    const Ctor = Replica as unknown as new (init: ReplicaInit<S>) => Replica<S>;
+    return new Ctor({ options, storage, collections, id, clock, tabId, randomBytes });
   } catch (error) {
     await storage.close();
     throw error;
   }
+}
+
+/**
+ * Starts a sync engine on a replica opened without `sync` (createReplica's
+ * `sync` option does this for you). The caller closes it (`engine.close()`).
+ */
+export function startSync(replica: Replica<Schema>, options: SyncOptions): SyncEngine {
+  const { port, settings } = internalsOf(replica);
+  return new SyncEngine(port, options, settings);
 }

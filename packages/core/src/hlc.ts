@@ -6,11 +6,17 @@
  * replica id breaks ties, so timestamps form a total order. Invariants:
  *  - now() and receive() return strictly increasing timestamps, even when the
  *    injected physical clock steps backwards;
- *  - after receive(r), every later local timestamp is greater than r;
- *  - wall - physical time stays bounded: it only runs ahead by accepting a remote
- *    timestamp (refused beyond maxDrift) or by counter overflow (1 ms per 65,536 events).
+ *  - after receive(r), every later local timestamp is greater than r, however far
+ *    ahead r is: causality comes first (a write is ordered after everything its
+ *    writer had seen). Whether r is too far ahead is the caller's judgement
+ *    (`aheadBy`) against a time it trusts: replicas judge it against the sync
+ *    server's clock, and the server refuses pushes stamped too far ahead of it;
+ *  - wall - physical time stays bounded by how far ahead received timestamps were,
+ *    plus counter overflow (1 ms per 65,536 events);
+ *  - rewind() is the one way back, for a caller that re-stamps every timestamp it
+ *    issued above the rewind point before anyone saw them (the client's re-stamping).
  */
-import { ClockDriftError, SynclineError } from './errors.js';
+import { SynclineError } from './errors.js';
 import { isReplicaId, type ReplicaId } from './ids.js';
 
 export interface Timestamp {
@@ -24,7 +30,7 @@ const WALL_DIGITS = 12; // hex milliseconds: enough until the year 10889
 const COUNTER_DIGITS = 4;
 export const MAX_COUNTER = 0xffff;
 export const MAX_WALL = 16 ** WALL_DIGITS - 1;
-/** Default refusal threshold for remote timestamps ahead of the local clock. */
+/** Default tolerance for timestamps ahead of a clock (the server's refusal threshold, a replica's warning). */
 export const DEFAULT_MAX_CLOCK_DRIFT = 5 * 60_000;
 
 /** "wwwwwwwwwwww-cccc-replica": compares as strings in timestamp order. */
@@ -78,15 +84,12 @@ export interface HlcOptions {
   readonly replica: ReplicaId;
   /** Physical clock in milliseconds since the epoch; injected for tests and simulation. */
   readonly now: () => number;
-  /** Remote timestamps further than this ahead of `now()` are refused. */
-  readonly maxDrift?: number;
   /** The last timestamp issued before a restart; the clock never goes below it. */
   readonly last?: Timestamp | HlcString;
 }
 
 export class Hlc {
   readonly replica: ReplicaId;
-  readonly maxDrift: number;
   readonly #physical: () => number;
   #wall = 0;
   #counter = 0;
@@ -94,7 +97,6 @@ export class Hlc {
   constructor(options: HlcOptions) {
     if (!isReplicaId(options.replica)) throw new TypeError(`invalid replica id ${JSON.stringify(options.replica)}`);
     this.replica = options.replica;
-    this.maxDrift = options.maxDrift ?? DEFAULT_MAX_CLOCK_DRIFT;
     this.#physical = options.now;
     if (options.last !== undefined) {
       const last = typeof options.last === 'string' ? parseTimestamp(options.last) : options.last;
@@ -128,13 +130,11 @@ export class Hlc {
   /**
    * Merges a remote timestamp into the clock (a receive event) and returns the
    * new local timestamp, which is greater than both the remote and every earlier
-   * local timestamp. Throws ClockDriftError, leaving the clock unchanged, when the
-   * remote wall time is more than maxDrift ahead of the physical clock.
+   * local timestamp. Never refuses: see `aheadBy` for judging drift.
    */
   receive(remote: Timestamp | HlcString): Timestamp {
     const r = typeof remote === 'string' ? parseTimestamp(remote) : remote;
     const physical = this.#readPhysical();
-    if (r.wall - physical > this.maxDrift) throw new ClockDriftError(r.wall, physical, this.maxDrift);
     const wall = Math.max(this.#wall, r.wall, physical);
     if (wall === this.#wall && wall === r.wall) {
       this.#counter = Math.max(this.#counter, r.counter);
@@ -150,6 +150,23 @@ export class Hlc {
       this.#counter = 0;
     }
     return this.last;
+  }
+
+  /** How far (ms) a timestamp's wall time is ahead of the physical clock now (negative: behind). */
+  aheadBy(remote: Timestamp | HlcString): number {
+    const r = typeof remote === 'string' ? parseTimestamp(remote) : remote;
+    return r.wall - this.#readPhysical();
+  }
+
+  /**
+   * Moves the clock to `to`, backwards too. Only for a caller that re-stamps
+   * every timestamp it issued above `to` before anyone else sees them: otherwise
+   * the clock would issue a timestamp twice.
+   */
+  rewind(to: Timestamp | HlcString): void {
+    const t = typeof to === 'string' ? parseTimestamp(to) : to;
+    this.#wall = t.wall;
+    this.#counter = t.counter;
   }
 
   /**

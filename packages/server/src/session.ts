@@ -22,6 +22,7 @@ import {
   type Hello,
   type Push,
   type ReplicaId,
+  type ServerLimits,
   type SpaceId,
 } from '@syncline/core';
 import type { Logger } from 'pino';
@@ -43,6 +44,8 @@ export interface SessionContext {
   readonly logger: Logger;
   readonly now: () => number;
   readonly maxClockDrift: number;
+  /** The limits announced in welcome (what clients fit). */
+  readonly announced: ServerLimits;
   readonly onClose: (session: Session) => void;
 }
 
@@ -149,7 +152,11 @@ export class Session implements Follower {
     if (bytes.length > this.ctx.limits.maxFrameBytes) {
       return this.fail('frame_too_large', `frame of ${bytes.length} bytes exceeds the limit of ${this.ctx.limits.maxFrameBytes}`, true);
     }
-    if (!this.#takeToken()) return this.fail('rate_limited', `more than ${this.ctx.limits.messagesPerSecond} messages per second`, false);
+    if (!this.#takeToken()) {
+      // The frame is dropped unread: the client learns when it may send again, and sends it again then.
+      const retryAfter = Math.ceil(((1 - this.#tokens) / this.ctx.limits.messagesPerSecond) * 1000);
+      return this.fail('rate_limited', `more than ${this.ctx.limits.messagesPerSecond} messages per second; this frame was dropped, send it again in ${retryAfter} ms`, false, undefined, retryAfter);
+    }
     let message;
     try {
       message = decodeUpstream(bytes);
@@ -223,6 +230,7 @@ export class Session implements Follower {
       server: this.ctx.serverId,
       time: this.ctx.now(),
       spaces: granted.map(({ space, access, head }) => ({ space, access, head })),
+      limits: this.ctx.announced,
     });
     this.ctx.logger.info({ replica: this.replica, subject: grant.subject, spaces: granted.length }, 'session ready');
     for (const { space, access, after } of granted) {
@@ -397,11 +405,11 @@ export class Session implements Follower {
   // ---- errors, lifecycle ------------------------------------------------------------
 
   /** Sends a coded error; fatal ones close the connection. Never throws. */
-  fail(code: ErrorCode, message: string, fatal: boolean, space?: SpaceId): void {
+  fail(code: ErrorCode, message: string, fatal: boolean, space?: SpaceId, retryAfter?: number): void {
     this.ctx.metrics.errors.inc({ code });
     this.ctx.logger.info({ replica: this.replica || undefined, code, space, fatal }, message);
     try {
-      this.#send({ type: 'error', code, message: message.slice(0, 4000), fatal, ...(space ? { space } : {}) });
+      this.#send({ type: 'error', code, message: message.slice(0, 4000), fatal, ...(space ? { space } : {}), ...(retryAfter !== undefined ? { retryAfter } : {}) });
     } catch {
       // the socket is gone; nothing more to tell
     }

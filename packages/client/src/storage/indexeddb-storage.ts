@@ -196,9 +196,19 @@ class IdbTx implements StorageTx {
     const counts = (await this.#readCounts()) as Map<string, number>;
     await Promise.all([added, this.#writeCounts(counts, entry.space, (counts.get(entry.space) ?? 0) + changes.length)]);
   }
-  async readOutbox(space: SpaceId, limit: number): Promise<Change[]> {
+  async readOutbox(space: SpaceId | undefined, limit: number): Promise<Change[]> {
     const out: Change[] = [];
     const store = this.tx.objectStore('outbox');
+    if (space === undefined) {
+      // Every space (re-stamping reads the whole outbox, rarely): entries in [space, from] order.
+      for (const entry of (await store.getAll()) as OutboxEntry[]) {
+        for (const change of entry.changes) {
+          if (out.length === limit) return out;
+          out.push(change);
+        }
+      }
+      return out;
+    }
     let lower: IDBValidKey = [space, -Infinity];
     let lowerOpen = false;
     while (out.length < limit) {
@@ -243,6 +253,39 @@ class IdbTx implements StorageTx {
     writes.push(this.#writeCounts(counts, space, (counts.get(space) ?? 0) - n));
     await Promise.all(writes);
     return n;
+  }
+  async replaceOutbox(changes: readonly Change[]): Promise<void> {
+    if (changes.length === 0) return;
+    const store = this.tx.objectStore('outbox');
+    const bySpace = new Map<SpaceId, Map<number, Change>>();
+    for (const change of changes) {
+      let seqs = bySpace.get(change.space);
+      if (!seqs) bySpace.set(change.space, (seqs = new Map()));
+      seqs.set(change.seq, change);
+    }
+    const writes: Array<Promise<unknown>> = [];
+    for (const [space, seqs] of bySpace) {
+      let low = Infinity;
+      let high = -Infinity;
+      for (const seq of seqs.keys()) [low, high] = [Math.min(low, seq), Math.max(high, seq)];
+      // Entries are keyed by their first seq, so the one holding `low` may start before it: read from the space's first.
+      const entries = (await store.getAll(this.Range.bound([space, -Infinity], [space, high]))) as OutboxEntry[];
+      let found = 0;
+      for (const entry of entries) {
+        if (entry.to < low) continue;
+        let touched = false;
+        const next = entry.changes.map((c) => {
+          const replacement = seqs.get(c.seq);
+          if (!replacement) return c;
+          touched = true;
+          found++;
+          return replacement;
+        });
+        if (touched) writes.push(store.put({ ...entry, changes: next } satisfies OutboxEntry));
+      }
+      if (found !== seqs.size) throw new Error(`replaceOutbox: ${seqs.size - found} of the changes of space "${space}" are not in the outbox`);
+    }
+    await Promise.all(writes);
   }
   async countOutbox(space?: SpaceId): Promise<number> {
     const counts = await this.#readCounts();

@@ -324,8 +324,18 @@ class MemoryTx implements StorageTx {
     return [...this.#pending(space)].sort((a, b) => (a.space < b.space ? -1 : a.space > b.space ? 1 : a.seq - b.seq));
   }
 
-  async readOutbox(space: SpaceId, limit: number): Promise<Change[]> {
+  async readOutbox(space: SpaceId | undefined, limit: number): Promise<Change[]> {
     return this.#outbox(space).slice(0, limit).map(clone);
+  }
+
+  async replaceOutbox(changes: readonly Change[]): Promise<void> {
+    this.#checkWritable();
+    const keys = changes.map((c) => outboxKey(c.space, c.seq));
+    for (const key of keys) {
+      if (!this.outboxPut.has(key) && !(this.#db.outbox.has(key) && !this.outboxDel.has(key))) throw new Error(`replaceOutbox: ${key} is not in the outbox`);
+    }
+    const copies = clone(changes);
+    keys.forEach((key, i) => this.outboxPut.set(key, copies[i] as Change));
   }
 
   async ackOutbox(space: SpaceId, upTo: number): Promise<number> {

@@ -78,8 +78,16 @@ export interface StorageTx {
    * otherwise), none of them already in the outbox; an empty list adds nothing.
    */
   addOutbox(changes: readonly Change[]): Promise<void>;
-  /** Up to `limit` of the oldest unacknowledged changes of a space, in seq order (may end inside an entry). */
-  readOutbox(space: SpaceId, limit: number): Promise<Change[]>;
+  /**
+   * Up to `limit` of the oldest unacknowledged changes of a space, in seq order
+   * (may end inside an entry); of every space, in [space, seq] order, when `space` is undefined.
+   */
+  readOutbox(space: SpaceId | undefined, limit: number): Promise<Change[]>;
+  /**
+   * Replaces changes in the outbox with these (same space and seq, another HLC:
+   * re-stamping). Every one must be in the outbox (rejects otherwise); entries keep their bounds.
+   */
+  replaceOutbox(changes: readonly Change[]): Promise<void>;
   /**
    * Removes the changes of `space` with seq <= upTo; returns how many. An entry
    * acknowledged only in part is rewritten with its remaining changes.

@@ -1,257 +1,393 @@
 /**
- * The sync engine: one WebSocket to the sync server, held by the leader tab.
- * Pushes the outbox oldest first (one batch in flight per space; a change leaves
- * the outbox only when acknowledged), applies incoming changes and snapshots
- * through the replica, resumes from the last applied log position, reconnects
- * with backoff and jitter, and at once when the browser comes back online.
+ * The sync engine: the protocol's state machine, over one connection at a time,
+ * in the tab that holds the connection. Per connection (a session): hello,
+ * welcome (the server's limits and clock), catch-up and live changes, pushes of
+ * the outbox (pusher.ts), pings. Across connections: when to dial (a backoff
+ * from a floor, never while the browser is offline, never after an error that
+ * retrying cannot fix), pause and resume, and the status the app sees.
+ *
+ * Liveness is the rule here: every push ends (acknowledged, refused, or its
+ * connection dropped), every error has a defined recovery (recovery.ts), and a
+ * connection that stops answering is dropped.
  */
 import {
   decodeDownstream,
   encodeUpstream,
+  MAX_CHANGE_BYTES,
   PROTOCOL_VERSION,
   ProtocolError,
   spaceId as toSpaceId,
+  UNANNOUNCED_LIMITS,
   type DownstreamMessage,
-  type ErrorCode,
+  type ErrorMessage,
+  type ServerLimits,
   type SpaceId,
   type UpstreamMessage,
 } from '@syncline/core';
-import type { Replica } from '../replica.js';
+import { SyncError } from '../errors.js';
 import { Backoff, type BackoffOptions } from './backoff.js';
+import { webSocketConnect, type Connect, type Connection, type SocketFactory } from './connection.js';
+import { Pacer } from './pacer.js';
+import type { ReplicaPort } from './port.js';
+import { Pusher } from './pusher.js';
+import { recoveryFor } from './recovery.js';
+import { StatusBoard, type SyncErrorInfo, type SyncStatus } from './status.js';
 
-/** The part of the WebSocket API the engine uses (browser WebSocket, or `ws` in Node). */
-export interface SocketLike {
-  binaryType: string;
-  readonly readyState: number;
-  send(data: Uint8Array): void;
-  close(code?: number, reason?: string): void;
-  onopen: ((event: unknown) => void) | null;
-  onclose: ((event: { code: number; reason: string }) => void) | null;
-  onerror: ((event: unknown) => void) | null;
-  onmessage: ((event: { data: unknown }) => void) | null;
-}
-export type SocketFactory = new (url: string) => SocketLike;
+export type { SyncState, SyncStatus, SyncErrorInfo } from './status.js';
 
 export interface SyncOptions {
   /** ws:// or wss:// URL of the sync server's /sync endpoint; several to fail over in turn. */
   readonly url: string | readonly string[];
   /** Spaces to sync. Default: the replica's default space. */
   readonly spaces?: readonly string[];
-  /** Auth token, or a function that returns a fresh one for each connection. */
+  /** Auth token, or a function that returns a fresh one for each connection (then an auth refusal is retried). */
   readonly token?: string | (() => string | Promise<string>);
-  /** WebSocket implementation; default globalThis.WebSocket. */
+  /** WebSocket implementation; default globalThis.WebSocket (in Node: the `ws` package's WebSocket). */
   readonly WebSocket?: SocketFactory;
-  /** Changes per push. Default 500. */
+  /** A transport of your own instead of WebSocket (one connection attempt per call); `url` is then unused. */
+  readonly connect?: Connect;
+  /** Most changes per push. Default 500; the server's announced maximum when lower. */
   readonly batchSize?: number;
+  /** Reconnect backoff. Default: first wait 250-500 ms, doubling up to 15-30 s. */
   readonly backoff?: BackoffOptions;
-  /** Client ping interval; the connection is dropped after 2.5 intervals of silence. Default 20 s. */
+  /**
+   * Client ping interval, ms. A connection silent for 2-3 intervals, or with a
+   * push unanswered for 3, is dropped and dialed again. Default 20 s.
+   */
   readonly pingIntervalMs?: number;
   /** Random source for jitter. Default Math.random. */
   readonly random?: () => number;
 }
 
-export type SyncState = 'offline' | 'connecting' | 'syncing' | 'synced';
-
-export interface SyncErrorInfo {
-  readonly code: ErrorCode;
-  readonly message: string;
-  readonly space?: SpaceId;
-  readonly fatal: boolean;
+/** What the replica passes along that is not a sync option. */
+export interface EngineSettings {
+  /** How far the device clock may be from the server's before the status reports `clockSkew`. */
+  readonly maxClockDrift: number;
 }
 
-export interface SyncStatus {
-  readonly state: SyncState;
-  /** Local changes not yet acknowledged by the server. */
-  readonly pending: number;
-  /** While a snapshot downloads: records received of the total. */
-  readonly bootstrap?: { readonly space: SpaceId; readonly received: number; readonly total: number };
-  /** Wall time of the last moment everything was synced. */
-  readonly lastSyncedAt?: number;
-  /** The last refusal from the server (auth, clock skew, protocol mismatch…). */
-  readonly error?: SyncErrorInfo;
-  /** server clock - local clock, in ms, measured at the handshake. */
-  readonly clockOffset?: number;
+/** Repeated clock_drift refusals that re-stamping did not cure: a fresh welcome re-measures the clock. */
+const DRIFT_REFUSALS_BEFORE_RECONNECT = 3;
+const DRIFT_RETRY_MS = 10_000;
+/** Ticks of the ping interval a push may go unanswered on a live connection. */
+const PUSH_TICKS = 3;
+
+const monotonic = (): number => globalThis.performance.now();
+/** The browser says it has no network (navigator.onLine); elsewhere, never. */
+const isOffline = (): boolean => (globalThis as { navigator?: { onLine?: boolean } }).navigator?.onLine === false;
+
+/** One connection's protocol state. */
+class Session {
+  ready = false;
+  limits: ServerLimits = UNANNOUNCED_LIMITS;
+  readonly pacer = new Pacer(UNANNOUNCED_LIMITS.messagesPerSecond);
+  readonly synced = new Set<SpaceId>();
+  /** The fatal error the server sent before closing, if any. */
+  fatal: SyncErrorInfo | undefined;
+  /** A wait the server asked for before the next attempt (ms). */
+  retryAfter = 0;
+  /** Acknowledged or caught up at least once: the connection was worth something. */
+  progressed = false;
+  helloAt = 0;
+  silentTicks = 0;
+  pushTicks = 0;
+  driftRefusals = 0;
+  ping: ReturnType<typeof setInterval> | undefined;
+  queue: Promise<void> = Promise.resolve();
+  connection!: Connection;
+  pusher!: Pusher;
 }
 
-const OPEN = 1;
+interface FlushWaiter {
+  readonly targets: ReadonlyArray<readonly [SpaceId, number]>;
+  readonly resolve: () => void;
+  readonly reject: (error: Error) => void;
+  readonly timer: ReturnType<typeof setTimeout> | undefined;
+}
 
 export class SyncEngine {
-  readonly #replica: Replica;
+  readonly #port: ReplicaPort;
   readonly #options: SyncOptions;
-  readonly #urls: readonly string[];
+  readonly #settings: EngineSettings;
   readonly #spaces: readonly SpaceId[];
+  readonly #connect: Connect;
   readonly #backoff: Backoff;
-  readonly #listeners = new Set<(status: SyncStatus) => void>();
-  readonly #inflight = new Set<SpaceId>();
-  readonly #synced = new Set<SpaceId>();
-  readonly #blocked = new Set<SpaceId>();
-  #socket: SocketLike | undefined;
-  #urlIndex = 0;
-  #status: SyncStatus = { state: 'offline', pending: 0 };
-  #queue: Promise<void> = Promise.resolve();
-  #reconnectTimer: ReturnType<typeof setTimeout> | undefined;
-  #pingTimer: ReturnType<typeof setInterval> | undefined;
-  #lastHeard = 0;
+  readonly #board = new StatusBoard();
+  readonly #stoppedSpaces = new Map<SpaceId, SyncErrorInfo>();
+  readonly #flushWaiters = new Set<FlushWaiter>();
+  readonly #cleanups: Array<() => void> = [];
+  #session: Session | undefined;
+  #timer: ReturnType<typeof setTimeout> | undefined;
   #running = false;
-  #ready = false;
+  #paused = false;
+  #closed = false;
+  /** The error that stopped the engine (state `stopped`). */
+  #stopped: SyncErrorInfo | undefined;
+  #token: string | undefined;
+  /** Learned from `frame_too_large` / `batch_too_large`: stay under them even if a welcome announces more. */
+  #frameCap = Number.POSITIVE_INFINITY;
+  #batchCap = Number.POSITIVE_INFINITY;
   #bootstrapReceived = 0;
   #refreshQueued: Promise<void> | undefined;
   #refreshTail: Promise<void> = Promise.resolve();
-  readonly #cleanups: Array<() => void> = [];
 
-  constructor(replica: Replica, options: SyncOptions) {
-    this.#replica = replica;
+  constructor(port: ReplicaPort, options: SyncOptions, settings: EngineSettings) {
+    this.#port = port;
     this.#options = options;
-    this.#urls = typeof options.url === 'string' ? [options.url] : [...options.url];
-    if (this.#urls.length === 0) throw new TypeError('sync.url needs at least one URL');
-    this.#spaces = (options.spaces ?? [replica.defaultSpace]).map((s) => toSpaceId(s));
+    this.#settings = settings;
+    this.#spaces = [...new Set((options.spaces ?? [port.defaultSpace]).map((s) => toSpaceId(s)))];
+    this.#connect = options.connect ?? this.#webSocket();
     this.#backoff = new Backoff(options.backoff ?? {}, options.random ?? Math.random);
     this.#cleanups.push(
-      replica.onCommit((event) => {
-        if (event.outbox.length > 0) {
-          void this.#refreshPending();
-          for (const space of event.outbox) this.#pushNext(toSpaceId(space));
-        }
+      port.onCommit((event) => {
+        if (event.outbox.length === 0) return;
+        void this.#refreshPending();
+        for (const space of event.outbox) this.#session?.pusher.next(toSpaceId(space));
       }),
-      replica.onLeaderChange((leader) => (leader ? this.#start() : this.#stop())),
+      port.onLeaderChange((leader) => (leader ? this.#start() : this.#stop())),
     );
-    const online = () => this.reconnectNow();
-    // The browser knows before a ping times out: drop the socket and wait for `online` (or the backoff).
-    const offline = () => {
-      if (!this.#socket) return;
-      this.#dropSocket();
-      this.#setStatus({ state: 'offline' });
-      this.#scheduleReconnect();
-    };
+    // The browser knows before a ping times out: drop the socket, and dial as soon as it is back.
     const target = globalThis as { addEventListener?: (t: string, f: () => void) => void; removeEventListener?: (t: string, f: () => void) => void };
+    const online = () => this.#wake();
+    const offline = () => {
+      if (!this.#session && this.#timer === undefined) return;
+      this.#dropSession();
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+      if (this.#running && !this.#paused && !this.#stopped) this.#board.set({ state: 'offline', retryAt: undefined });
+    };
     target.addEventListener?.('online', online);
     target.addEventListener?.('offline', offline);
     this.#cleanups.push(
       () => target.removeEventListener?.('online', online),
       () => target.removeEventListener?.('offline', offline),
     );
-    if (replica.isLeader) this.#start();
+    if (port.isLeader) this.#start();
     void this.#refreshPending();
   }
 
+  #webSocket(): Connect {
+    const urls = typeof this.#options.url === 'string' ? [this.#options.url] : [...this.#options.url];
+    if (urls.length === 0) throw new TypeError('sync.url needs at least one URL');
+    const Socket = this.#options.WebSocket ?? (globalThis as { WebSocket?: SocketFactory }).WebSocket;
+    if (!Socket) throw new TypeError('no WebSocket implementation: pass sync.WebSocket (the `ws` package in Node)');
+    return webSocketConnect(urls, Socket);
+  }
+
+  // ---- public --------------------------------------------------------------------
+
   get status(): SyncStatus {
-    return this.#status;
+    return this.#board.current;
   }
 
   /** Calls back on every status change. Returns unsubscribe. */
   onStatus(listener: (status: SyncStatus) => void): () => void {
-    this.#listeners.add(listener);
-    return () => this.#listeners.delete(listener);
+    return this.#board.onChange(listener);
   }
 
   /** Resolves when the status satisfies `predicate` (or rejects after `timeoutMs`). */
   waitFor(predicate: (status: SyncStatus) => boolean, timeoutMs = 10_000): Promise<SyncStatus> {
-    if (predicate(this.#status)) return Promise.resolve(this.#status);
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        off();
-        reject(new Error(`sync status did not reach the expected state within ${timeoutMs} ms (now ${JSON.stringify(this.#status)})`));
-      }, timeoutMs);
-      const off = this.onStatus((status) => {
-        if (!predicate(status)) return;
-        clearTimeout(timer);
-        off();
-        resolve(status);
-      });
-    });
+    return this.#board.waitFor(predicate, timeoutMs);
   }
 
-  /** Skips the backoff wait (the browser came back online). */
+  /**
+   * Dials now: skips the backoff wait, and leaves the `stopped` state and the
+   * stopped spaces (after the app fixed what stopped them).
+   */
   reconnectNow(): void {
-    if (!this.#running || this.#socket) return;
-    clearTimeout(this.#reconnectTimer);
-    this.#connect();
+    if (this.#closed) return;
+    this.#stopped = undefined;
+    this.#stoppedSpaces.clear();
+    this.#board.set({ stoppedSpaces: undefined });
+    this.#backoff.reset();
+    if (this.#session) return;
+    this.#wake();
+  }
+
+  /** A new auth token (a static one was refused, or expired); dials with it now. */
+  setToken(token: string): void {
+    this.#token = token;
+    this.#session?.connection.close();
+    this.#dropSession();
+    this.reconnectNow();
+  }
+
+  /** Stops syncing: closes the connection and dials no more until resume(). Writes go on locally. */
+  pause(): void {
+    if (this.#closed || this.#paused) return;
+    this.#paused = true;
+    clearTimeout(this.#timer);
+    this.#dropSession();
+    this.#board.set({ state: 'paused', retryAt: undefined });
+  }
+
+  /** Syncs again after pause(), dialing at once. */
+  resume(): void {
+    if (this.#closed || !this.#paused) return;
+    this.#paused = false;
+    this.#backoff.reset();
+    this.#board.set({ state: 'offline' });
+    this.#wake();
+  }
+
+  /**
+   * Resolves once every change written before the call (in the spaces this
+   * engine syncs) is acknowledged by the server: it is stored durably there.
+   * Waits across disconnects and pauses; rejects with a SyncError when the
+   * engine stops, a space stops, the replica closes, or after `timeoutMs`.
+   */
+  async flushed(options: { readonly timeoutMs?: number } = {}): Promise<void> {
+    if (this.#closed) throw new SyncError('closed', 'the sync engine is closed');
+    const targets = await Promise.all(this.#spaces.map(async (space) => [space, await this.#port.lastSeq(space)] as const));
+    await new Promise<void>((resolve, reject) => {
+      const timer =
+        options.timeoutMs === undefined
+          ? undefined
+          : setTimeout(() => {
+              this.#flushWaiters.delete(waiter);
+              reject(new SyncError('timeout', `changes were not all acknowledged within ${options.timeoutMs} ms (pending ${this.status.pending}, state ${this.status.state})`));
+            }, options.timeoutMs);
+      const waiter: FlushWaiter = { targets, resolve, reject, timer };
+      this.#flushWaiters.add(waiter);
+      void this.#checkFlushed();
+    });
   }
 
   /** Closes the connection for good. */
   close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
     for (const cleanup of this.#cleanups.splice(0)) cleanup();
     this.#stop();
+    this.#settleFlushed(new SyncError('closed', 'the sync engine closed before the changes were acknowledged'));
   }
 
-  // ---- connection -------------------------------------------------------------
+  // ---- when to dial ---------------------------------------------------------------
 
   #start(): void {
-    if (this.#running) return;
+    if (this.#running || this.#closed) return;
     this.#running = true;
-    this.#connect();
+    this.#wake();
   }
 
   #stop(): void {
     this.#running = false;
-    clearTimeout(this.#reconnectTimer);
-    this.#dropSocket();
-    this.#setStatus({ state: 'offline' });
+    clearTimeout(this.#timer);
+    this.#dropSession();
+    if (!this.#paused) this.#board.set({ state: 'offline', retryAt: undefined });
   }
 
-  #connect(): void {
-    if (!this.#running || this.#socket || this.#replica.closed) return;
-    const Socket = this.#options.WebSocket ?? (globalThis as { WebSocket?: SocketFactory }).WebSocket;
-    if (!Socket) throw new TypeError('no WebSocket implementation: pass sync.WebSocket (the `ws` package in Node)');
-    this.#setStatus({ state: 'connecting' });
-    const url = this.#urls[this.#urlIndex % this.#urls.length] as string;
-    let socket: SocketLike;
-    try {
-      socket = new Socket(url);
-    } catch {
-      this.#scheduleReconnect();
+  /** Dials now if the engine may (running, not paused or stopped, the browser online). */
+  #wake(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#dial();
+  }
+
+  #dial(): void {
+    if (!this.#running || this.#paused || this.#stopped || this.#closed || this.#session || this.#port.closed) return;
+    if (isOffline()) {
+      // The 'online' event dials; nothing is scheduled meanwhile.
+      this.#board.set({ state: 'offline', retryAt: undefined });
       return;
     }
-    socket.binaryType = 'arraybuffer';
-    this.#socket = socket;
-    socket.onopen = () => this.#enqueue(socket, () => this.#hello(socket));
-    socket.onmessage = (event) => {
-      this.#lastHeard = performance.now();
-      const data = event.data;
-      if (!(data instanceof ArrayBuffer) && !ArrayBuffer.isView(data)) return;
-      const bytes = data instanceof ArrayBuffer ? new Uint8Array(data) : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-      this.#enqueue(socket, () => this.#handle(socket, bytes));
-    };
-    socket.onerror = () => undefined; // onclose follows
-    socket.onclose = () => {
-      if (this.#socket !== socket) return;
-      this.#dropSocket();
-      this.#urlIndex++; // fail over to the next URL, if there is one
-      this.#setStatus({ state: 'offline' });
-      this.#scheduleReconnect();
-    };
-  }
-
-  #scheduleReconnect(): void {
-    if (!this.#running) return;
-    clearTimeout(this.#reconnectTimer);
-    this.#reconnectTimer = setTimeout(() => this.#connect(), this.#backoff.next());
-  }
-
-  #dropSocket(): void {
-    const socket = this.#socket;
-    this.#socket = undefined;
-    this.#ready = false;
-    this.#inflight.clear();
-    this.#synced.clear();
-    this.#blocked.clear();
-    clearInterval(this.#pingTimer);
-    if (socket) {
-      socket.onclose = null;
-      socket.onmessage = null;
-      socket.onopen = null;
-      try {
-        socket.close(1000);
-      } catch {
-        // already closed
+    const session = new Session();
+    this.#session = session;
+    session.pusher = new Pusher(this.#port, session.pacer, {
+      canPush: (space) => this.#session === session && session.ready && !this.#stoppedSpaces.has(space) && this.#spaces.includes(space),
+      budget: () => ({
+        frameBytes: Math.max(MAX_CHANGE_BYTES, Math.min(session.limits.maxFrameBytes, this.#frameCap)),
+        changes: Math.max(1, Math.min(this.#options.batchSize ?? 500, session.limits.maxBatch, this.#batchCap)),
+      }),
+      send: (frame) => session.connection.send(frame),
+      stuck: (space, message) => this.#stopSpace({ code: 'frame_too_large', message, space, fatal: false }),
+      failed: (_space, error) => this.#sessionFailed(session, error),
+    });
+    this.#board.set({ state: 'connecting', retryAt: undefined });
+    // Liveness from the first moment: a dial that never opens, a hello never answered, a server
+    // that stops answering, a push never answered all end the session. Only timers: a device
+    // clock that steps does not fake or hide silence.
+    let pingId = 0;
+    session.ping = setInterval(() => {
+      if (session.silentTicks >= 2 || session.pushTicks >= PUSH_TICKS) {
+        const why = !session.ready ? 'no welcome from the server in time' : session.silentTicks >= 2 ? 'the server stopped answering' : 'a push went unanswered';
+        this.#board.set({ error: { code: 'internal', message: `connection dropped: ${why}`, fatal: true } });
+        this.#dropSession();
+        this.#afterClose(session);
+        return;
       }
-    }
+      session.silentTicks++;
+      session.pushTicks = session.pusher.pushing > 0 ? session.pushTicks + 1 : 0;
+      if (session.helloAt === 0) return;
+      session.pacer.spend();
+      this.#send(session, { type: 'ping', id: pingId++ });
+    }, this.#options.pingIntervalMs ?? 20_000);
+    session.connection = this.#connect({
+      open: () => this.#enqueue(session, () => this.#hello(session)),
+      frame: (bytes) => {
+        session.silentTicks = 0;
+        this.#enqueue(session, () => this.#handle(session, bytes));
+      },
+      closed: () => {
+        if (this.#session !== session) return;
+        this.#dropSession();
+        this.#afterClose(session);
+      },
+    });
   }
 
-  #send(socket: SocketLike, message: UpstreamMessage): void {
-    if (socket !== this.#socket || socket.readyState !== OPEN) return;
-    socket.send(encodeUpstream(message));
+  /** Ends the current session (closing its connection): nothing of it runs after this. */
+  #dropSession(): void {
+    const session = this.#session;
+    if (!session) return;
+    this.#session = undefined;
+    clearInterval(session.ping);
+    session.pusher.close();
+    session.connection.close();
   }
+
+  /** A session ended: decide what comes next from how it ended. */
+  #afterClose(session: Session): void {
+    if (!this.#running || this.#paused || this.#closed) return;
+    const fatal = session.fatal;
+    if (fatal) {
+      const recovery = recoveryFor(fatal, typeof this.#options.token === 'function');
+      if (recovery === 'stop') {
+        this.#stopped = fatal;
+        this.#board.set({ state: 'stopped', error: fatal, retryAt: undefined });
+        this.#settleFlushed(new SyncError(fatal.code, `sync stopped: ${fatal.message}`));
+        return;
+      }
+      if (recovery === 'shrink-frame') this.#frameCap = Math.max(MAX_CHANGE_BYTES, Math.floor(Math.min(session.limits.maxFrameBytes, this.#frameCap) / 2));
+    } else if (session.progressed) {
+      this.#backoff.reset();
+    }
+    this.#idle(Math.max(this.#backoff.next(), session.retryAfter));
+  }
+
+  /** Offline until the next attempt, in `delay` ms (or when the browser comes online, if it is offline). */
+  #idle(delay: number): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (isOffline()) {
+      this.#board.set({ state: 'offline', retryAt: undefined });
+      return;
+    }
+    this.#board.set({ state: 'offline', retryAt: this.#port.now() + delay });
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.#dial();
+    }, delay);
+  }
+
+  /** Something failed while handling the session's messages (storage): drop it and dial again later. */
+  #sessionFailed(session: Session, error: unknown): void {
+    if (this.#session !== session || this.#port.closed) return;
+    this.#board.set({ error: { code: 'internal', message: `sync failed: ${String(error)}`, fatal: true } });
+    this.#dropSession();
+    this.#afterClose(session);
+  }
+
+  // ---- one session -------------------------------------------------------------
 
   /**
    * Messages are handled one at a time, in arrival order. When one fails (a
@@ -259,112 +395,154 @@ export class SyncEngine {
    * the messages after it would move the log position past changes that were
    * never applied. The next connection resumes from the last applied position.
    */
-  #enqueue(socket: SocketLike, task: () => Promise<void>): void {
-    this.#queue = this.#queue.then(task).catch((error: unknown) => {
-      if (this.#replica.closed) return;
-      this.#fail({ code: 'internal', message: `sync failed: ${String(error)}`, fatal: true });
-      if (socket !== this.#socket) return;
-      this.#dropSocket();
-      this.#setStatus({ state: 'offline' });
-      this.#scheduleReconnect();
-    });
+  #enqueue(session: Session, task: () => Promise<void>): void {
+    session.queue = session.queue.then(() => (this.#session === session ? task() : undefined)).catch((error: unknown) => this.#sessionFailed(session, error));
   }
 
-  async #hello(socket: SocketLike): Promise<void> {
-    const token = typeof this.#options.token === 'function' ? await this.#options.token() : this.#options.token;
+  #send(session: Session, message: UpstreamMessage): void {
+    if (this.#session === session) session.connection.send(encodeUpstream(message));
+  }
+
+  async #hello(session: Session): Promise<void> {
+    const token = this.#token ?? (typeof this.#options.token === 'function' ? await this.#options.token() : this.#options.token);
     const spaces = [];
-    for (const space of this.#spaces) spaces.push({ space, after: await this.#replica.position(space) });
-    this.#send(socket, { type: 'hello', protocol: PROTOCOL_VERSION, replica: this.#replica.id, ...(token ? { token } : {}), spaces, time: this.#replica.clockNow() });
-    const interval = this.#options.pingIntervalMs ?? 20_000;
-    this.#lastHeard = performance.now();
-    let pingId = 0;
-    this.#pingTimer = setInterval(() => {
-      if (performance.now() - this.#lastHeard > interval * 2.5) {
-        socket.onclose?.({ code: 4000, reason: 'ping timeout' });
-        return;
-      }
-      this.#send(socket, { type: 'ping', id: pingId++ });
-    }, interval);
+    for (const space of this.#spaces) spaces.push({ space, after: await this.#port.position(space) });
+    session.helloAt = monotonic();
+    session.pacer.spend();
+    this.#send(session, { type: 'hello', protocol: PROTOCOL_VERSION, replica: this.#port.id, ...(token ? { token } : {}), spaces, time: this.#port.now() });
   }
 
-  // ---- messages ---------------------------------------------------------------
-
-  async #handle(socket: SocketLike, bytes: Uint8Array): Promise<void> {
-    if (socket !== this.#socket) return;
+  async #handle(session: Session, bytes: Uint8Array): Promise<void> {
     let message: DownstreamMessage;
     try {
       message = decodeDownstream(bytes);
     } catch (error) {
-      this.#fail({ code: (error as ProtocolError).code ?? 'invalid_message', message: `bad message from server: ${(error as Error).message}`, fatal: true });
-      socket.close(1002);
+      // A server this client cannot read (another protocol version?): stop rather than read the same frames again.
+      const info: SyncErrorInfo = { code: (error as ProtocolError).code ?? 'invalid_message', message: `bad message from server: ${(error as Error).message}`, fatal: true };
+      session.fatal = info;
+      this.#board.set({ error: info });
+      this.#dropSession();
+      this.#afterClose(session);
       return;
     }
     switch (message.type) {
-      case 'welcome': {
-        this.#backoff.reset();
-        this.#ready = true;
-        const clockOffset = message.time - this.#replica.clockNow();
-        // A space refused just before the welcome keeps its error: the app must be able to show it.
-        const granted = new Set<SpaceId>(message.spaces.map((s) => s.space));
-        const refused = this.#status.error?.space !== undefined && !granted.has(this.#status.error.space) ? this.#status.error : undefined;
-        for (const space of this.#spaces) if (!granted.has(space)) this.#blocked.add(space);
-        this.#setStatus({ state: 'syncing', clockOffset, error: refused });
-        for (const { space } of message.spaces) this.#pushNext(space);
-        return;
-      }
+      case 'welcome':
+        return this.#welcome(session, message);
       case 'ack':
-        await this.#replica.storage.transaction('readwrite', (tx) => tx.ackOutbox(message.space, message.upTo));
-        this.#inflight.delete(message.space);
+        session.progressed = true;
+        session.pushTicks = 0;
+        session.driftRefusals = 0;
+        await session.pusher.ack(message.space, message.upTo);
         await this.#refreshPending();
-        this.#pushNext(message.space);
-        return;
+        return this.#checkFlushed();
       case 'changes':
-        await this.#replica.applyRemote(message.changes, { space: message.space, upTo: message.upTo });
-        return;
+        return this.#port.applyRemote(message.changes, { space: message.space, upTo: message.upTo });
       case 'snapshot': {
         const last = message.chunk === message.chunks - 1;
         this.#bootstrapReceived = message.chunk === 0 ? message.records.length : this.#bootstrapReceived + message.records.length;
-        await this.#replica.applySnapshot(message.records, message.space, last ? message.position : undefined);
-        this.#setStatus({ bootstrap: last ? undefined : { space: message.space, received: this.#bootstrapReceived, total: message.total } });
+        await this.#port.applySnapshot(message.records, message.space, last ? message.position : undefined);
+        this.#board.set({ bootstrap: last ? undefined : { space: message.space, received: this.#bootstrapReceived, total: message.total } });
         return;
       }
       case 'synced':
-        this.#synced.add(message.space);
-        await this.#refreshPending();
-        return;
+        session.synced.add(message.space);
+        session.progressed = true;
+        return this.#refreshPending();
       case 'error':
-        if (message.space) {
-          this.#inflight.delete(message.space);
-          this.#blocked.add(message.space);
-        }
-        this.#fail({ code: message.code, message: message.message, fatal: message.fatal, ...(message.space ? { space: message.space } : {}) });
-        return;
+        return this.#refused(session, message);
       case 'ping':
-        this.#send(socket, { type: 'pong', id: message.id });
-        return;
+        session.pacer.spend();
+        return this.#send(session, { type: 'pong', id: message.id });
       case 'pong':
         return;
     }
   }
 
-  #pushNext(space: SpaceId): void {
-    const socket = this.#socket;
-    if (!socket || !this.#ready || this.#inflight.has(space) || this.#blocked.has(space) || !this.#spaces.includes(space)) return;
-    this.#inflight.add(space);
-    this.#replica.storage
-      .transaction('readonly', (tx) => tx.readOutbox(space, this.#options.batchSize ?? 500))
-      .then((changes) => {
-        if (changes.length === 0 || socket !== this.#socket) {
-          this.#inflight.delete(space);
+  async #welcome(session: Session, message: Extract<DownstreamMessage, { type: 'welcome' }>): Promise<void> {
+    session.limits = message.limits ?? UNANNOUNCED_LIMITS;
+    session.pacer.setRate(session.limits.messagesPerSecond);
+    // The clock first: changes a wrong clock stamped are re-stamped before anything is pushed.
+    const clock = await this.#port.welcomeClock(message.time, monotonic() - session.helloAt, session.limits.maxClockDrift);
+    if (this.#session !== session) return;
+    session.ready = true;
+    const granted = new Set<SpaceId>(message.spaces.map((s) => s.space));
+    for (const [space, info] of this.#stoppedSpaces) if (info.code === 'forbidden' && granted.has(space)) this.#stoppedSpaces.delete(space);
+    const skewed = Math.abs(clock.offset) > this.#settings.maxClockDrift;
+    this.#board.set({
+      state: 'syncing',
+      clockOffset: clock.offset,
+      clockSkew: skewed
+        ? { code: 'clock_skew', offsetMs: clock.offset, message: `the device clock is ${Math.round(Math.abs(clock.offset) / 1000)} s ${clock.offset > 0 ? 'behind' : 'ahead of'} the server's; writes are stamped with the server's time` }
+        : undefined,
+      stoppedSpaces: this.#stoppedSpaces.size > 0 ? [...this.#stoppedSpaces.values()] : undefined,
+    });
+    for (const space of granted) session.pusher.next(space);
+  }
+
+  /** An error from the server: end what it refused and recover (recovery.ts). */
+  async #refused(session: Session, message: ErrorMessage): Promise<void> {
+    const info: SyncErrorInfo = { code: message.code, message: message.message, fatal: message.fatal, ...(message.space ? { space: message.space } : {}) };
+    this.#board.set({ error: info });
+    session.pushTicks = 0;
+    const recovery = recoveryFor(info, typeof this.#options.token === 'function');
+    const space = message.space;
+    if (message.fatal) {
+      session.fatal = info;
+      session.retryAfter = message.retryAfter ?? 0;
+      this.#dropSession();
+      this.#afterClose(session);
+      return;
+    }
+    switch (recovery) {
+      case 'resend': {
+        // The frame was dropped unread; which one is unknown: every push in flight goes again, later.
+        session.pusher.end();
+        session.pacer.slowDown();
+        for (const s of this.#spaces) session.pusher.later(s, message.retryAfter ?? 1_000);
+        return;
+      }
+      case 'shrink-batch': {
+        if (space === undefined) return;
+        const sent = session.pusher.size(space);
+        this.#batchCap = Math.max(1, Math.floor((sent > 0 ? sent : Math.min(this.#batchCap, session.limits.maxBatch)) / 2));
+        session.pusher.end(space);
+        session.pusher.next(space);
+        return;
+      }
+      case 'restamp': {
+        if (space === undefined) return;
+        session.pusher.end(space);
+        const moved = await this.#port.restamp(session.limits.maxClockDrift);
+        if (moved > 0) return session.pusher.next(space);
+        // Nothing was far enough ahead to re-stamp safely: the server's clock catches up within
+        // RESTAMP_MARGIN_MS, or this replica's estimate of it is stale (a fresh welcome re-measures).
+        if (++session.driftRefusals >= DRIFT_REFUSALS_BEFORE_RECONNECT) {
+          this.#dropSession();
+          this.#afterClose(session);
           return;
         }
-        this.#send(socket, { type: 'push', space, changes });
-      })
-      .catch((error: unknown) => {
-        this.#inflight.delete(space);
-        if (!this.#replica.closed) this.#fail({ code: 'internal', message: `could not read the outbox: ${String(error)}`, fatal: false });
-      });
+        session.pusher.later(space, DRIFT_RETRY_MS);
+        return;
+      }
+      case 'stop-space':
+        if (space !== undefined) this.#stopSpace(info);
+        return;
+      default:
+        // Fatal recoveries arrive with fatal errors only.
+        return;
+    }
   }
+
+  #stopSpace(info: SyncErrorInfo): void {
+    const space = info.space as SpaceId;
+    this.#session?.pusher.end(space);
+    this.#stoppedSpaces.set(space, info);
+    this.#board.set({ error: info, stoppedSpaces: [...this.#stoppedSpaces.values()] });
+    void this.#refreshPending();
+    void this.#checkFlushed();
+  }
+
+  // ---- status --------------------------------------------------------------------
 
   /**
    * Updates `pending` (and `synced`). Requests made before a refresh starts share
@@ -383,32 +561,48 @@ export class SyncEngine {
   }
 
   async #countPending(): Promise<void> {
-    if (this.#replica.closed) return;
+    if (this.#port.closed) return;
     // Only the spaces this engine syncs: changes of a local-only space never leave the outbox.
-    const pending = await this.#replica.storage
-      .transaction('readonly', async (tx) => {
-        let n = 0;
-        for (const space of this.#spaces) n += await tx.countOutbox(space);
-        return n;
-      })
-      .catch(() => this.#status.pending);
-    const allSynced = this.#ready && this.#spaces.every((s) => this.#synced.has(s) || this.#blocked.has(s));
-    if (allSynced && pending === 0) this.#setStatus({ state: 'synced', pending, lastSyncedAt: this.#replica.clockNow() });
-    else this.#setStatus({ pending, ...(this.#ready ? { state: 'syncing' as const } : {}) });
+    const moving = this.#spaces.filter((s) => !this.#stoppedSpaces.has(s));
+    const [pending, stuck] = await Promise.all([this.#port.countOutbox(moving), this.#port.countOutbox([...this.#stoppedSpaces.keys()])]).catch(() => [this.status.pending, 0]);
+    const session = this.#session;
+    if (!session?.ready) {
+      this.#board.set({ pending: pending + stuck });
+      return;
+    }
+    // Synced means every local change is on the server: changes held by a stopped space are not.
+    const caughtUp = moving.every((s) => session.synced.has(s));
+    if (caughtUp && pending + stuck === 0) this.#board.set({ state: 'synced', pending: 0, lastSyncedAt: this.#port.now() });
+    else this.#board.set({ state: 'syncing', pending: pending + stuck });
   }
 
-  #fail(error: SyncErrorInfo): void {
-    this.#setStatus({ error });
+  /** Resolves the flush waiters whose changes are all acknowledged; rejects those a stopped space holds. */
+  async #checkFlushed(): Promise<void> {
+    if (this.#flushWaiters.size === 0) return;
+    const oldest = new Map<SpaceId, number>();
+    for (const space of this.#spaces) {
+      const [first] = await this.#port.readOutbox(space, 1).catch(() => []);
+      oldest.set(space, first ? first.seq : Number.POSITIVE_INFINITY);
+    }
+    for (const waiter of this.#flushWaiters) {
+      const blocked = waiter.targets.find(([space, seq]) => this.#stoppedSpaces.has(space) && (oldest.get(space) as number) <= seq);
+      if (blocked) {
+        const info = this.#stoppedSpaces.get(blocked[0]) as SyncErrorInfo;
+        this.#finishFlush(waiter, new SyncError(info.code, `space "${blocked[0]}" stopped: ${info.message}`));
+      } else if (waiter.targets.every(([space, seq]) => (oldest.get(space) as number) > seq)) {
+        this.#finishFlush(waiter);
+      }
+    }
   }
 
-  #setStatus(patch: Partial<SyncStatus>): void {
-    const next = { ...this.#status, ...patch } as SyncStatus;
-    this.#status = next;
-    for (const listener of this.#listeners) listener(next);
+  #finishFlush(waiter: FlushWaiter, error?: Error): void {
+    if (!this.#flushWaiters.delete(waiter)) return;
+    clearTimeout(waiter.timer);
+    if (error) waiter.reject(error);
+    else waiter.resolve();
   }
-}
 
-/** Starts syncing a replica. The engine follows leadership: only the leader tab connects. */
-export function startSync(replica: Replica, options: SyncOptions): SyncEngine {
-  return new SyncEngine(replica, options);
+  #settleFlushed(error: Error): void {
+    for (const waiter of [...this.#flushWaiters]) this.#finishFlush(waiter, error);
+  }
 }

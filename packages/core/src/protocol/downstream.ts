@@ -9,14 +9,26 @@ import { array, boolean, int, literal, object, oneOf, optional, string, variants
 export const ACCESS_LEVELS = ['read', 'write'] as const;
 export type Access = (typeof ACCESS_LEVELS)[number];
 
-/** Answers hello: the server's identity and clock, and per space the access granted and the log head. */
+/** What a server enforces (protocol 3); its clients fit their pushes and pace under it. See limits.ts. */
+export const limits = object({
+  maxFrameBytes: int(1),
+  maxBatch: int(1),
+  messagesPerSecond: int(1),
+  maxClockDrift: int(0),
+});
+
+/**
+ * Answers hello: the server's identity, clock and limits, and per space the
+ * access granted and the log head. `limits` is absent from protocol 2 servers.
+ */
 export const welcome = object({
   type: literal('welcome'),
   protocol: int(1, 65535),
   server: string('serverId', (s) => s.length > 0 && s.length <= 128),
-  /** The server's wall clock (ms) when it answered. */
+  /** The server's wall clock (ms) when it answered: replicas judge clock drift against it. */
   time: int(0),
   spaces: array(object({ space: spaceId, access: oneOf(ACCESS_LEVELS), head: position }), MAX_SPACES_PER_HELLO),
+  limits: optional(limits),
 });
 
 /** Every change of this replica up to `upTo` in `space` is durably stored. */
@@ -50,7 +62,10 @@ export const snapshot = object({
 /** Catch-up of `space` is complete up to `upTo`; live changes follow. */
 export const synced = object({ type: literal('synced'), space: spaceId, upTo: position });
 
-/** A refusal. `fatal`: the server closes the connection after sending it. */
+/**
+ * A refusal. `fatal`: the server closes the connection after sending it.
+ * `retryAfter` (ms, protocol 3): wait at least this long before sending again.
+ */
 export const error = object({
   type: literal('error'),
   /** Listed, not just checked, so a new code changes the protocol hash. */
@@ -58,11 +73,13 @@ export const error = object({
   message: string('message', (m) => m.length <= 4096),
   fatal: boolean,
   space: optional(spaceId),
+  retryAfter: optional(int(0)),
 });
 
 export const downstream = variants('type', { welcome, ack, changes, snapshot, synced, error, ping, pong });
 
 export type Welcome = Infer<typeof welcome>;
+export type WelcomeLimits = Infer<typeof limits>;
 export type Ack = Infer<typeof ack>;
 export type Changes = Infer<typeof changes>;
 export type Snapshot = Infer<typeof snapshot>;

@@ -5,5 +5,6 @@ export type { SnapshotRecord } from './state.js';
 export { MAX_CHANGES_PER_MESSAGE, MAX_SPACES_PER_HELLO } from './common.js';
 export type { Hello, Push, Ping, Pong, UpstreamMessage } from './upstream.js';
 export { ACCESS_LEVELS } from './downstream.js';
-export type { Access, Welcome, Ack, Changes, Snapshot, Synced, ErrorMessage, DownstreamMessage } from './downstream.js';
+export type { Access, Welcome, WelcomeLimits, Ack, Changes, Snapshot, Synced, ErrorMessage, DownstreamMessage } from './downstream.js';
 export * from './stored.js';
+export { MAX_CHANGE_BYTES, PROMISED_LIMITS, UNANNOUNCED_LIMITS, checkServerLimits, changeBytes, type ServerLimits } from './limits.js';

@@ -8,8 +8,12 @@
  *      timestamps written once, relayed changes as rows, timestamps as integers of a
  *      per-message clock table. A version 1 client could not read them, so the server
  *      refuses it (unsupported_protocol).
+ *   3: welcome announces the server's limits (frame bytes, changes per push, messages per
+ *      second, clock drift) so that clients fit them, and an error may say how long to wait
+ *      (`retryAfter`). Both are optional fields that a version 2 client drops when reading,
+ *      so a version 3 server still serves version 2 clients.
  */
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
 /** The oldest version a peer may speak and still be served. */
 export const MIN_PROTOCOL_VERSION = 2;
 

@@ -1,0 +1,79 @@
+/**
+ * Applying what the server sends: other replicas' changes and snapshot
+ * records. Each call is one storage transaction that writes the records, the
+ * space's log position and the clock together; the clock receives the latest
+ * timestamp applied, so the replica's next write is ordered after it.
+ */
+import { joinRecordStates, latestStamp, maxHlc, type Change, type HlcString, type SnapshotRecord, type SpaceId } from '@syncline/core';
+import type { ReplicaClock } from './clock.js';
+import { META_CLOCK, META_CLOCK_ACCEPTED, positionKey } from './meta.js';
+import { RecordCache } from './record-cache.js';
+import type { CollectionDef } from './schema.js';
+import type { StorageTx, StoredRecord } from './storage/types.js';
+import { applyToStored, storedRecord } from './write.js';
+
+export interface ApplyContext {
+  readonly collections: ReadonlyMap<string, CollectionDef>;
+  readonly clock: ReplicaClock;
+}
+
+/** Stores records in one call where the adapter can, one call each where it cannot. */
+export function putAll(tx: StorageTx, records: readonly StoredRecord[], options?: { readonly handOver?: boolean }): Promise<unknown> {
+  return tx.putRecords ? tx.putRecords(records, options) : Promise.all(records.map((record) => tx.putRecord(record, options)));
+}
+
+/** Keeps the in-memory clock at or above what other tabs stored. */
+export async function syncClock(tx: StorageTx, clock: ReplicaClock): Promise<void> {
+  const stored = await tx.getMeta<HlcString>(META_CLOCK);
+  if (stored !== undefined && stored > clock.last) clock.hlc.receive(stored);
+}
+
+/** Receives `latest` into the clock and writes the clock's state; inside the applying transaction. */
+function receive(tx: StorageTx, clock: ReplicaClock, latest: HlcString | undefined): Array<Promise<void>> {
+  if (latest === undefined) return [];
+  clock.hlc.receive(latest);
+  const writes = [tx.setMeta(META_CLOCK, clock.last)];
+  if (clock.accept(latest)) writes.push(tx.setMeta(META_CLOCK_ACCEPTED, clock.accepted));
+  return writes;
+}
+
+/**
+ * Applies changes of other replicas: idempotent and order independent. With
+ * `position`, records that the space's log is applied up to it. The changes are
+ * handed over: their values become part of the stored records, frozen.
+ */
+export async function applyChanges(tx: StorageTx, ctx: ApplyContext, changes: readonly Change[], position?: { readonly space: SpaceId; readonly upTo: number }): Promise<StoredRecord[]> {
+  const [, cache] = await Promise.all([syncClock(tx, ctx.clock), RecordCache.load(tx, changes)]);
+  let latest: HlcString | undefined;
+  for (const change of changes) {
+    latest = maxHlc(latest, change.hlc);
+    cache.set(applyToStored(ctx.collections.get(change.collection), cache.get(change), change));
+  }
+  const written = cache.changed();
+  await Promise.all([
+    // Built from the changes, which the replica now owns: kept, not copied.
+    putAll(tx, written, { handOver: true }),
+    ...(position ? [tx.setMeta(positionKey(position.space), position.upTo)] : []),
+    ...receive(tx, ctx.clock, latest),
+  ]);
+  return written;
+}
+
+/**
+ * Joins snapshot records (materialized states from the server) into local
+ * records. A join never loses local history: unacknowledged local changes stay
+ * in the records and in the outbox. The records are handed over, like changes.
+ */
+export async function applySnapshot(tx: StorageTx, ctx: ApplyContext, records: readonly SnapshotRecord[], space: SpaceId, position?: number): Promise<StoredRecord[]> {
+  // One read for the whole chunk (an empty replica learns that nothing exists at once).
+  const [, existing] = await Promise.all([syncClock(tx, ctx.clock), tx.getRecords(records.map(({ collection, id }) => ({ collection, id, space })))]);
+  let latest: HlcString | undefined;
+  const out = records.map(({ collection, id, state }, i) => {
+    latest = maxHlc(latest, latestStamp(state));
+    const record = existing[i];
+    const joined = record ? joinRecordStates(record.state, state) : state;
+    return storedRecord(ctx.collections.get(collection), { collection, id, space }, joined);
+  });
+  await Promise.all([putAll(tx, out, { handOver: true }), ...(position !== undefined ? [tx.setMeta(positionKey(space), position)] : []), ...receive(tx, ctx.clock, latest)]);
+  return out;
+}

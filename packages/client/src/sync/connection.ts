@@ -1,0 +1,93 @@
+/**
+ * The transport under the sync engine: one connection to a sync server at a
+ * time, each a stream of binary frames in order (FIFO, as over TCP). The engine
+ * decides when to dial; a `Connect` makes one attempt. WebSocket is the one the
+ * package ships (`webSocketConnect`); a test or an app can bring another
+ * (`sync.connect`), as the simulation brings its in-memory network.
+ */
+
+/** One connection, as the engine uses it. */
+export interface Connection {
+  /** Sends one frame; dropped if the connection is not open. */
+  send(frame: Uint8Array): void;
+  /** Closes it; `closed` is not called back after this. Idempotent. */
+  close(): void;
+}
+
+/** What a connection reports, in this order: `open` once (or never), frames, then `closed` once. */
+export interface ConnectionHandlers {
+  open(): void;
+  frame(bytes: Uint8Array): void;
+  /** The connection failed to open, or was closed by the other side or the network. */
+  closed(event: { readonly code: number; readonly reason: string }): void;
+}
+
+/** Makes one connection attempt. */
+export type Connect = (handlers: ConnectionHandlers) => Connection;
+
+/** The part of the WebSocket API the engine uses (browser WebSocket, or `ws` in Node). */
+export interface SocketLike {
+  binaryType: string;
+  readonly readyState: number;
+  send(data: Uint8Array): void;
+  close(code?: number, reason?: string): void;
+  onopen: ((event: unknown) => void) | null;
+  onclose: ((event: { code: number; reason: string }) => void) | null;
+  onerror: ((event: unknown) => void) | null;
+  onmessage: ((event: { data: unknown }) => void) | null;
+}
+export type SocketFactory = new (url: string) => SocketLike;
+
+const OPEN = 1;
+
+/**
+ * WebSocket connections to `urls`, one per call. After a connection closes,
+ * the next call dials the next URL: several servers (instances of one
+ * deployment) are tried in turn.
+ */
+export function webSocketConnect(urls: readonly string[], Socket: SocketFactory): Connect {
+  let index = 0;
+  return (handlers) => {
+    const url = urls[index % urls.length] as string;
+    let done = false;
+    const finish = (event: { code: number; reason: string }) => {
+      if (done) return;
+      done = true;
+      index++; // fail over to the next URL, if there is one
+      handlers.closed(event);
+    };
+    let socket: SocketLike;
+    try {
+      socket = new Socket(url);
+    } catch (error) {
+      // An invalid URL, or a socket the environment refuses: a failed attempt, reported like one.
+      queueMicrotask(() => finish({ code: 1006, reason: `could not open a WebSocket to ${url}: ${String(error)}` }));
+      return { send: () => undefined, close: () => (done = true) };
+    }
+    socket.binaryType = 'arraybuffer';
+    socket.onopen = () => handlers.open();
+    socket.onmessage = (event) => {
+      const data = event.data;
+      if (data instanceof ArrayBuffer) handlers.frame(new Uint8Array(data));
+      else if (ArrayBuffer.isView(data)) handlers.frame(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+      // Text frames are not Syncline's: ignored.
+    };
+    socket.onerror = () => undefined; // onclose follows
+    socket.onclose = (event) => finish({ code: event.code, reason: event.reason });
+    return {
+      send: (frame) => {
+        if (!done && socket.readyState === OPEN) socket.send(frame);
+      },
+      close: () => {
+        if (done) return;
+        done = true;
+        socket.onopen = socket.onmessage = socket.onclose = null;
+        try {
+          socket.close(1000);
+        } catch {
+          // already closed
+        }
+      },
+    };
+  };
+}

@@ -1,0 +1,59 @@
+/**
+ * Paces a connection's messages under the server's announced rate: a token
+ * bucket refilled at 80% of `messagesPerSecond`, holding at most half a
+ * second's worth, so that the server's own bucket (the full rate, a burst of
+ * the same size) never runs dry for an honest client, however frames bunch up
+ * on the way. Time is the monotonic clock: a device clock stepping back must
+ * not stall pushes.
+ */
+const monotonic = (): number => globalThis.performance.now();
+
+export class Pacer {
+  #rate: number;
+  #capacity: number;
+  #tokens: number;
+  #at = monotonic();
+
+  constructor(messagesPerSecond: number) {
+    this.#rate = Math.max(0.5, messagesPerSecond * 0.8);
+    this.#capacity = Math.max(1, Math.floor(messagesPerSecond / 2));
+    this.#tokens = this.#capacity;
+  }
+
+  /** The server announced its rate (welcome): pace under it from now on. */
+  setRate(messagesPerSecond: number): void {
+    this.#refill();
+    this.#rate = Math.max(0.5, messagesPerSecond * 0.8);
+    this.#capacity = Math.max(1, Math.floor(messagesPerSecond / 2));
+    this.#tokens = Math.min(this.#tokens, this.#capacity);
+  }
+
+  #refill(): void {
+    const now = monotonic();
+    this.#tokens = Math.min(this.#capacity, this.#tokens + ((now - this.#at) / 1000) * this.#rate);
+    this.#at = now;
+  }
+
+  /** Takes a token for a message that may wait: 0 when it may go now, else the ms to wait. */
+  take(): number {
+    this.#refill();
+    if (this.#tokens >= 1) {
+      this.#tokens -= 1;
+      return 0;
+    }
+    return Math.ceil(((1 - this.#tokens) / this.#rate) * 1000);
+  }
+
+  /** Counts a message that goes now whatever the bucket holds (hello, ping). */
+  spend(): void {
+    this.#refill();
+    this.#tokens -= 1;
+  }
+
+  /** The server said `rate_limited`: empty the bucket and go at half the pace from now on. */
+  slowDown(): void {
+    this.#refill();
+    this.#tokens = Math.min(this.#tokens, 0);
+    this.#rate = Math.max(0.5, this.#rate / 2);
+  }
+}

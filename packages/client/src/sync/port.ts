@@ -1,0 +1,72 @@
+/**
+ * The sync engine's view of a replica: everything the protocol needs and
+ * nothing else. The replica implements it (replica.ts); the engine never sees
+ * the replica's storage, so reading, acknowledging and counting the outbox,
+ * applying what the server sends and keeping the clock stay the replica's job,
+ * each in its own transaction.
+ */
+import type { Change, HlcString, ReplicaId, SnapshotRecord, SpaceId } from '@syncline/core';
+
+/** What changed in one committed transaction. */
+export interface CommitEvent {
+  /** True for this replica's own writes (this tab's). */
+  readonly local: boolean;
+  /** [collection, id, space] of every record written. */
+  readonly records: ReadonlyArray<readonly [string, string, string]>;
+  /** Spaces whose outbox grew. */
+  readonly outbox: readonly string[];
+}
+
+/** What a welcome taught the replica about its clock. */
+export interface ClockReport {
+  /** server - device clock, ms. */
+  readonly offset: number;
+  /** Outbox changes re-stamped (client README, "Clocks"). */
+  readonly restamped: number;
+}
+
+export interface ReplicaPort {
+  readonly id: ReplicaId;
+  readonly defaultSpace: SpaceId;
+  readonly closed: boolean;
+  /** True in the one tab that may hold the connection. */
+  readonly isLeader: boolean;
+  onLeaderChange(listener: (leader: boolean) => void): () => void;
+  /** Committed transactions, local and remote. Returns unsubscribe. */
+  onCommit(listener: (event: CommitEvent) => void): () => void;
+  /** The device clock (createReplica's `now`): what `hello.time` and `lastSyncedAt` report. */
+  now(): number;
+  /** Non-fatal problems, for the app's onError. */
+  report(error: Error): void;
+
+  // ---- outbox ----
+  /** The oldest `limit` unacknowledged changes of `space`, in seq order. */
+  readOutbox(space: SpaceId, limit: number): Promise<Change[]>;
+  /**
+   * Removes the changes of `space` up to seq `upTo` (the server holds them) and
+   * notes the last one's timestamp (`hlc`, when the caller knows it) as accepted.
+   */
+  ackOutbox(space: SpaceId, upTo: number, hlc: HlcString | undefined): Promise<void>;
+  /** Unacknowledged changes in these spaces. */
+  countOutbox(spaces: readonly SpaceId[]): Promise<number>;
+  /** The seq of the latest change written in `space` (0: none). */
+  lastSeq(space: SpaceId): Promise<number>;
+
+  // ---- what the server sends ----
+  /** Applies changes of other replicas; with `position`, the space's log is applied up to it. */
+  applyRemote(changes: readonly Change[], position?: { readonly space: SpaceId; readonly upTo: number }): Promise<void>;
+  /** Joins snapshot records; with `position` (the last chunk), the space's log is applied up to it. */
+  applySnapshot(records: readonly SnapshotRecord[], space: SpaceId, position?: number): Promise<void>;
+  /** The last log position of `space` applied (0: none). */
+  position(space: SpaceId): Promise<number>;
+
+  // ---- clock ----
+  /**
+   * A welcome's clock: `serverTime` read `roundTrip` ms after the hello left,
+   * and the server's tolerance for timestamps ahead of it. Re-stamps what the
+   * device clock put out of line, before anything is pushed.
+   */
+  welcomeClock(serverTime: number, roundTrip: number, maxClockDrift: number): Promise<ClockReport>;
+  /** After a `clock_drift` refusal: re-stamps outbox changes too far ahead. Returns how many moved. */
+  restamp(maxClockDrift: number): Promise<number>;
+}

@@ -1,0 +1,81 @@
+/** The sync status an app sees (`replica.sync.status`), and its listeners. */
+import type { ErrorCode, SpaceId } from '@syncline/core';
+
+/**
+ * - `offline`: not connected; the engine dials again after a backoff, or as
+ *   soon as the browser says it is online (it does not dial while offline).
+ *   Also the state of a tab that does not hold the connection.
+ * - `connecting`: dialing, or waiting for the server's welcome.
+ * - `syncing`: connected; catching up, or local changes are waiting (`pending`).
+ * - `synced`: connected, caught up, and every local change is acknowledged.
+ * - `paused`: `sync.pause()` was called; nothing happens until `resume()`.
+ * - `stopped`: the server refused in a way retrying cannot fix (`error` says
+ *   how); nothing happens until `reconnectNow()` or `setToken()`.
+ */
+export type SyncState = 'offline' | 'connecting' | 'syncing' | 'synced' | 'paused' | 'stopped';
+
+export interface SyncErrorInfo {
+  readonly code: ErrorCode;
+  readonly message: string;
+  readonly space?: SpaceId;
+  readonly fatal: boolean;
+}
+
+export interface SyncStatus {
+  readonly state: SyncState;
+  /** Local changes not yet acknowledged by the server. */
+  readonly pending: number;
+  /** While a snapshot downloads: records received of the total. */
+  readonly bootstrap?: { readonly space: SpaceId; readonly received: number; readonly total: number };
+  /** Device-clock time of the last moment everything was synced. */
+  readonly lastSyncedAt?: number;
+  /** The last refusal from the server (auth, a limit, a protocol mismatch…). */
+  readonly error?: SyncErrorInfo;
+  /** Spaces that stopped pushing because the server refused them for good, each with its refusal. */
+  readonly stoppedSpaces?: readonly SyncErrorInfo[];
+  /** When the engine dials again (device-clock ms), while `offline` after a failure. */
+  readonly retryAt?: number;
+  /** server clock - device clock, ms, measured at the last welcome. */
+  readonly clockOffset?: number;
+  /** Present while the device clock is further from the server's than `maxClockDrift`. */
+  readonly clockSkew?: { readonly code: 'clock_skew'; readonly offsetMs: number; readonly message: string };
+}
+
+export class StatusBoard {
+  #status: SyncStatus = { state: 'offline', pending: 0 };
+  readonly #listeners = new Set<(status: SyncStatus) => void>();
+
+  get current(): SyncStatus {
+    return this.#status;
+  }
+
+  set(patch: Partial<SyncStatus>): void {
+    const next = { ...this.#status, ...patch } as SyncStatus;
+    // Optional fields set to undefined are removed, so the status stays a plain JSON-like object.
+    for (const key of Object.keys(next) as Array<keyof SyncStatus>) if (next[key] === undefined) delete (next as Partial<Record<keyof SyncStatus, unknown>>)[key];
+    this.#status = next;
+    for (const listener of this.#listeners) listener(next);
+  }
+
+  onChange(listener: (status: SyncStatus) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** Resolves when the status satisfies `predicate` (or rejects after `timeoutMs`). */
+  waitFor(predicate: (status: SyncStatus) => boolean, timeoutMs: number): Promise<SyncStatus> {
+    if (predicate(this.#status)) return Promise.resolve(this.#status);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        off();
+        reject(new Error(`sync status did not reach the expected state within ${timeoutMs} ms (now ${JSON.stringify(this.#status)})`));
+      }, timeoutMs);
+      const off = this.onChange((status) => {
+        if (!predicate(status)) return;
+        clearTimeout(timer);
+        off();
+        resolve(status);
+      });
+    });
+  }
+}

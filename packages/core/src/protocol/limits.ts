@@ -1,0 +1,93 @@
+/**
+ * Limits: what a server enforces, what it announces in `welcome`, and what the
+ * protocol promises every client whatever a server is configured with.
+ *
+ * The promise is what makes an honest client live: a replica refuses at write
+ * time any change whose push would be larger than MAX_CHANGE_BYTES, and every
+ * server accepts frames of at least that size and pushes of at least one change,
+ * so every change in an outbox can always be pushed, alone if need be. A server
+ * refuses to start with limits below the promise (`checkServerLimits`).
+ */
+import type { Change } from '../change.js';
+import { change as changeSchema } from './common.js';
+
+/** The limits a server announces in `welcome` (protocol 3) and that its clients fit. */
+export interface ServerLimits {
+  /** Largest frame the server reads, in bytes (larger: fatal `frame_too_large`). */
+  readonly maxFrameBytes: number;
+  /** Most changes in one push (more: `batch_too_large`). */
+  readonly maxBatch: number;
+  /** Messages per second per connection, a token bucket of the same burst (more: `rate_limited`). */
+  readonly messagesPerSecond: number;
+  /** How far ahead of the server's clock a change may be stamped, ms (more: `clock_drift`). */
+  readonly maxClockDrift: number;
+}
+
+/**
+ * The largest change a replica writes: the bytes of a push frame carrying that
+ * change alone. 256 KiB: records are meant to be small (a calendar event with
+ * notes is a few KB); large files belong in blob storage, referenced by URL.
+ */
+export const MAX_CHANGE_BYTES = 256 * 1024;
+
+/** The lowest limits a server may run with: what every client can count on. */
+export const PROMISED_LIMITS: ServerLimits = {
+  maxFrameBytes: MAX_CHANGE_BYTES,
+  maxBatch: 1,
+  messagesPerSecond: 5,
+  maxClockDrift: 60_000,
+};
+
+/** The limits of a server that announces none (protocol 2): the defaults servers shipped with. */
+export const UNANNOUNCED_LIMITS: ServerLimits = {
+  maxFrameBytes: 1024 * 1024,
+  maxBatch: 1000,
+  messagesPerSecond: 200,
+  maxClockDrift: 5 * 60_000,
+};
+
+/** The ways `limits` breaks the protocol's promise (empty: none). */
+export function checkServerLimits(limits: ServerLimits): string[] {
+  const problems: string[] = [];
+  for (const key of Object.keys(PROMISED_LIMITS) as Array<keyof ServerLimits>) {
+    const value = limits[key];
+    if (!Number.isFinite(value) || value < PROMISED_LIMITS[key]) {
+      problems.push(`${key} is ${value}; the protocol promises every client at least ${PROMISED_LIMITS[key]}`);
+    }
+  }
+  return problems;
+}
+
+/** Bytes of UTF-8 that `text` encodes to. */
+function utf8Length(text: string): number {
+  let n = text.length;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x80) continue;
+    if (c < 0x800) n += 1;
+    else if (c >= 0xd800 && c <= 0xdbff) i++; // a pair: 4 bytes for 2 units (no lone surrogates reach here)
+    else n += 2;
+  }
+  return n;
+}
+
+function varintSize(n: number): number {
+  let size = 1;
+  for (; n >= 0x80; n = Math.floor(n / 128)) size++;
+  return size;
+}
+
+/**
+ * The exact bytes of a push frame carrying `change` alone (the frame layout of
+ * frame.ts around `{"changes":[change],"space":…,"type":"push"}`), without
+ * building the frame. Compared with MAX_CHANGE_BYTES at write time.
+ */
+export function changeBytes(change: Change): number {
+  const attachments: Uint8Array[] = [];
+  const json = utf8Length(JSON.stringify(changeSchema.write(change, { attachments })));
+  // {"changes":[ ... ],"space":"<space>","type":"push"}: 39 bytes around the change and the space (printable ASCII).
+  const text = json + 39 + change.space.length;
+  let size = 1 + varintSize(attachments.length) + varintSize(text) + text;
+  for (const a of attachments) size += varintSize(a.length) + a.length;
+  return size;
+}

@@ -1,0 +1,73 @@
+/**
+ * The timestamps inside a record state: the latest one (a replica receives it
+ * into its clock, so its next write is ordered after everything it holds), and
+ * re-stamping (renaming some timestamps to others).
+ *
+ * Re-stamping is how a replica repairs writes its wrong clock stamped far
+ * ahead before anyone else saw them. A state is a join of max-registers over
+ * HLCs (lww fields, cleared, deleted, touched; merge versions ordered by HLC;
+ * crdt touched), so renaming timestamps by a map that is strictly increasing
+ * on every timestamp the state holds gives exactly the state that applying the
+ * renamed changes would have given. The caller keeps that precondition.
+ */
+import type { CrdtField } from './crdt.js';
+import { maxHlc, type HlcString } from './hlc.js';
+import type { LwwField, LwwState } from './lww.js';
+import type { MergeState } from './merge.js';
+import type { RecordState } from './record-state.js';
+
+/** The latest timestamp a state holds, or undefined for an empty state. */
+export function latestStamp(state: RecordState): HlcString | undefined {
+  let latest: HlcString | undefined;
+  const { lww, merge, crdt } = state;
+  if (lww) {
+    latest = maxHlc(maxHlc(maxHlc(latest, lww.cleared), lww.deleted), lww.touched);
+    for (const field of lww.fields.values()) latest = maxHlc(latest, field.hlc);
+  }
+  if (merge) for (const version of merge.siblings) latest = maxHlc(latest, version.hlc);
+  if (crdt) for (const field of crdt.values()) latest = maxHlc(latest, field.touched);
+  return latest;
+}
+
+/**
+ * `state` with every timestamp that `renames` maps replaced by its new name.
+ * Returns `state` itself when it holds none of them.
+ */
+export function restampState(state: RecordState, renames: ReadonlyMap<HlcString, HlcString>): RecordState {
+  const rename = <T extends HlcString | undefined>(hlc: T): T => (hlc === undefined ? hlc : ((renames.get(hlc) ?? hlc) as T));
+  let changed = false;
+  const out: { lww?: LwwState; merge?: MergeState; crdt?: ReadonlyMap<string, CrdtField> } = {};
+  if (state.lww) {
+    const lww = state.lww;
+    const fields = new Map<string, LwwField>();
+    let fieldsChanged = false;
+    lww.fields.forEach((field, name) => {
+      const hlc = rename(field.hlc);
+      if (hlc !== field.hlc) fieldsChanged = true;
+      fields.set(name, hlc === field.hlc ? field : { hlc, value: field.value });
+    });
+    const next: LwwState = { cleared: rename(lww.cleared), deleted: rename(lww.deleted), touched: rename(lww.touched), stamped: lww.stamped, fields: fieldsChanged ? fields : lww.fields };
+    const same = !fieldsChanged && next.cleared === lww.cleared && next.deleted === lww.deleted && next.touched === lww.touched;
+    out.lww = same ? lww : next;
+    changed ||= !same;
+  }
+  if (state.merge) {
+    const merge = state.merge;
+    const siblings = merge.siblings.map((v) => (renames.has(v.hlc) ? { ...v, hlc: rename(v.hlc) } : v));
+    const same = siblings.every((v, i) => v === merge.siblings[i]);
+    out.merge = same ? merge : { seen: merge.seen, siblings };
+    changed ||= !same;
+  }
+  if (state.crdt) {
+    const crdt = new Map<string, CrdtField>();
+    let same = true;
+    for (const [name, field] of state.crdt) {
+      const touched = rename(field.touched);
+      if (touched !== field.touched) same = false;
+      crdt.set(name, touched === field.touched ? field : { ...field, touched });
+    }
+    out.crdt = same ? state.crdt : crdt;
+    changed ||= !same;
+  }
+  return changed ? out : state;
+}
