@@ -7,7 +7,7 @@
  * replica has reconnected: reordering across connections), partitions of any set
  * of replicas, and the server being down.
  */
-import type { SocketFactory, SocketLike } from '@syncline/client';
+import type { Connect, SocketFactory, SocketLike } from '@syncline/client';
 import type { Connection, ConnectionEvents } from '@syncline/server';
 import type { Rng } from './rng.js';
 
@@ -96,12 +96,44 @@ export class SimNetwork {
   readonly partitioned = new Set<string>();
   readonly links = new Set<Link>();
   onFrame: ((event: FrameEvent) => void) | undefined;
+  /** Rewrites frames on their way down to a client (a proxy in between); identity when unset. */
+  transformDown: ((client: string, bytes: Uint8Array) => Uint8Array) | undefined;
   readonly stats = { connections: 0, refused: 0, frames: 0, duplicated: 0, cuts: 0 };
 
   constructor(
     private readonly rng: Rng,
     private readonly params: NetworkParams,
   ) {}
+
+  /**
+   * The transport a replica's sync engine uses (sync.connect): the client's
+   * Connection over the same simulated sockets as socketFactory.
+   */
+  connector(client: string): Connect {
+    return (handlers) => {
+      const socket = new SimSocket(this, client);
+      let done = false;
+      socket.onopen = () => handlers.open();
+      socket.onmessage = (event) => handlers.frame(new Uint8Array(event.data as ArrayBuffer));
+      socket.onclose = (event) => {
+        if (done) return;
+        done = true;
+        handlers.closed(event);
+      };
+      this.#connect(socket);
+      return {
+        send: (frame) => {
+          if (!done && socket.readyState === OPEN) socket.send(frame);
+        },
+        close: () => {
+          if (done) return;
+          done = true;
+          socket.onopen = socket.onmessage = socket.onclose = null;
+          socket.close();
+        },
+      };
+    };
+  }
 
   /** The WebSocket class a replica's sync engine uses. */
   socketFactory(client: string): SocketFactory {
@@ -193,7 +225,8 @@ export class SimNetwork {
         if (!link.alive || link.socket.readyState !== OPEN) return;
         this.stats.frames++;
         this.onFrame?.({ dir: 'down', client: link.client, bytes });
-        link.socket.onmessage?.({ data: bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) });
+        const delivered = this.transformDown ? this.transformDown(link.client, bytes) : bytes;
+        link.socket.onmessage?.({ data: delivered.buffer.slice(delivered.byteOffset, delivered.byteOffset + delivered.byteLength) });
       }, link.downAt - Date.now());
     }
   }

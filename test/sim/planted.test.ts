@@ -10,6 +10,10 @@ const BUGS: ReadonlyArray<{ bug: PlantedBug; finds: RegExp }> = [
   { bug: 'ack-without-store', finds: /was told seq|the log holds|not quiescent|differ|expected/ },
   { bug: 'skip-log-entry', finds: /differ|expected|not quiescent/ },
   { bug: 'skip-remote-change', finds: /differ|expected|not quiescent/ },
+  // Liveness and causality (issue 15): each needs the new configurations (small limits, large values, wrong clocks).
+  { bug: 'count-only-pushes', finds: /frame_too_large|not quiescent/ },
+  { bug: 'ignore-spaceless-errors', finds: /a push went unanswered|not quiescent/ },
+  { bug: 'hlc-ignores-remote', finds: /not after .* which it had applied before|right after writing it/ },
 ];
 
 describe('planted bugs are found', () => {

@@ -2,7 +2,7 @@
  * Runs a range of seeds; the first failure is shrunk (bounded) and reported with
  * its seed, config and shortest plan. Shared by the CI test files and the CLI.
  */
-import { formatFailure, runSimulation, shrink, type SimStats } from './simulation.js';
+import { emptyStats, formatFailure, runSimulation, shrink, type SimStats } from './simulation.js';
 
 export interface SeedsSummary {
   readonly seeds: number;
@@ -13,7 +13,7 @@ export interface SeedsSummary {
 
 export async function runSeeds(first: number, count: number, options: { shrinkRuns?: number; log?: (line: string) => void } = {}): Promise<SeedsSummary> {
   const started = performance.now();
-  const totals: SimStats = { ops: 0, faults: 0, serverCrashes: 0, serverRestarts: 0, replicaRestarts: 0, frames: 0, duplicated: 0, cuts: 0, changes: 0, virtualMs: 0 };
+  const totals: SimStats = emptyStats();
   for (let seed = first; seed < first + count; seed++) {
     const result = await runSimulation({ seed });
     for (const key of Object.keys(totals) as Array<keyof SimStats>) totals[key] += result.stats[key];
@@ -31,7 +31,8 @@ export function describeSummary(first: number, summary: SeedsSummary): string {
   return (
     `seeds ${first}..${first + summary.seeds - 1}: ${summary.failure ? 'FAILED' : 'all passed'} in ${(summary.ms / 1000).toFixed(1)} s; ` +
     `${t.ops} operations, ${t.faults} faults (${t.serverCrashes} server crashes, ${t.serverRestarts} server restarts, ${t.replicaRestarts} replica restarts, ${t.cuts} connections cut), ` +
-    `${t.frames} frames (${t.duplicated} duplicated), ${t.changes} changes checked, ${(t.virtualMs / 3_600_000).toFixed(1)} h of virtual time`
+    `${t.frames} frames (${t.duplicated} duplicated), ${t.changes} changes checked, ${t.readYourWrites} reads of own writes, ` +
+    `${t.tooLarge} writes refused as too large, ${t.limitRefusals} limit refusals recovered from, ${(t.virtualMs / 3_600_000).toFixed(1)} h of virtual time`
   );
 }
 

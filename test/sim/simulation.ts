@@ -3,14 +3,32 @@
  * and one server (the real @syncline/server on SQLite in /dev/shm) on the
  * simulated network, in virtual time, driven by a plan. After the plan the
  * network heals, the run waits for quiescence and checks the guarantees of
- * DESIGN.md against the server's log and every replica's state.
+ * DESIGN.md against the server's log and every replica's state: safety
+ * (nothing lost, convergence to what the log specifies) and liveness (every
+ * write acknowledged and everywhere, pushes that fit the announced limits,
+ * causality and read-your-writes whatever the clocks say).
  */
 import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createReplica, indexedDbStorage, type Replica } from '@syncline/client';
-import { canonicalState, decodeDownstream, encodeChange, hlcWall, type Change, type Json, type SpaceId } from '@syncline/core';
+import { createReplica, indexedDbStorage, ReplicaError, type Replica } from '@syncline/client';
+import {
+  canonicalState,
+  DEFAULT_MAX_CLOCK_DRIFT,
+  decodeDownstream,
+  encodeChange,
+  encodeDownstream,
+  Hlc,
+  hlcWall,
+  latestStamp,
+  MAX_CHANGE_BYTES,
+  maxHlc,
+  type Change,
+  type HlcString,
+  type Json,
+  type SpaceId,
+} from '@syncline/core';
 import { createSyncServer, sqliteStorage, type AppendRequest, type AppendResult, type ServerStorage, type SyncServer } from '@syncline/server';
 import 'fake-indexeddb/auto';
 import { IDBFactory, IDBKeyRange } from 'fake-indexeddb';
@@ -20,6 +38,7 @@ import { canonical, expectedState } from './oracle.js';
 import { Rng } from './rng.js';
 import { VirtualTime } from './virtual-time.js';
 import { COLLECTIONS, describe, makeConfig, makePlan, MAX_SKEW_MS, MERGE_COLLECTIONS, SCHEMA, type Action, type Config, type Op } from './workload.js';
+import { Pusher } from '../../packages/client/src/sync/pusher.js';
 import { portOf, storageOf } from '../internals.js';
 
 /** Bugs the simulation must find (test/sim/planted.test.ts). */
@@ -29,7 +48,13 @@ export type PlantedBug =
   /** The server's log reader skips an entry in the middle of a batch. */
   | 'skip-log-entry'
   /** The replica advances its log position past a change it did not apply. */
-  | 'skip-remote-change';
+  | 'skip-remote-change'
+  /** The sync engine sizes pushes by count only, not by bytes. */
+  | 'count-only-pushes'
+  /** The sync engine ignores an error that names no space (rate_limited): the push it dropped stays in flight. */
+  | 'ignore-spaceless-errors'
+  /** The clock does not advance past a remote timestamp ahead of it (what replicas did before issue 15). */
+  | 'hlc-ignores-remote';
 
 export interface SimOptions {
   readonly seed: number;
@@ -50,6 +75,12 @@ export interface SimStats {
   cuts: number;
   changes: number;
   virtualMs: number;
+  /** Writes refused at write time for a value past MAX_CHANGE_BYTES. */
+  tooLarge: number;
+  /** Limit refusals (frame, batch, rate) that replicas recovered from, in runs whose server announced no limits. */
+  limitRefusals: number;
+  /** Reads right after a write that were checked to return it. */
+  readYourWrites: number;
 }
 
 export interface SimResult {
@@ -64,7 +95,6 @@ export interface SimResult {
 }
 
 const T0 = Date.UTC(2026, 0, 1);
-const MAX_DRIFT = 30 * 60_000;
 const SETTLE_LIMIT_MS = 30 * 60_000;
 const QUIESCE_LIMIT_MS = 60 * 60_000;
 const silent = pino({ level: 'silent' });
@@ -79,6 +109,12 @@ interface Slot {
   replica: Replica | undefined;
   chain: Promise<void>;
   busy: number;
+  /** The latest timestamp this replica has applied (remote changes, snapshots). */
+  maxApplied: HlcString | undefined;
+  /** Bumped when an apply starts and when it ends: a read-your-writes check skips a window in which one ran. */
+  applyEpoch: number;
+  /** Local writes: their seqs in a space and the latest timestamp applied before they started. */
+  readonly writes: Array<{ readonly space: string; readonly from: number; readonly to: number; readonly floor: HlcString | undefined; readonly what: string }>;
 }
 
 class Failure extends Error {}
@@ -164,7 +200,7 @@ class World {
   readonly dir: string;
   readonly dbPath: string;
   readonly failures: string[] = [];
-  readonly stats: SimStats = { ops: 0, faults: 0, serverCrashes: 0, serverRestarts: 0, replicaRestarts: 0, frames: 0, duplicated: 0, cuts: 0, changes: 0, virtualMs: 0 };
+  readonly stats: SimStats = emptyStats();
   readonly hash = createHash('sha256');
   /** Every change the server committed, by space and position: the log before compaction. */
   readonly #archive = new Map<string, Map<number, Change>>();
@@ -187,6 +223,8 @@ class World {
     this.config = makeConfig(configRng);
     this.network = new SimNetwork(this.rng.fork('network'), { minDelayMs: this.config.minDelayMs, maxDelayMs: this.config.maxDelayMs, duplicate: this.config.duplicate });
     this.network.onFrame = (event) => this.#observe(event.dir, event.client, event.bytes);
+    // A protocol 2 server announces no limits: the replicas learn them from its refusals.
+    if (!this.config.announced) this.network.transformDown = (_client, bytes) => withoutLimits(bytes);
     const base = existsSync('/dev/shm') ? '/dev/shm' : tmpdir();
     this.dir = mkdtempSync(join(base, 'syncline-sim-'));
     this.dbPath = join(this.dir, 'server.db');
@@ -200,6 +238,9 @@ class World {
       replica: undefined,
       chain: Promise.resolve(),
       busy: 0,
+      maxApplied: undefined,
+      applyEpoch: 0,
+      writes: [],
     }));
   }
 
@@ -223,6 +264,11 @@ class World {
     } catch {
       return;
     }
+    if (message.type === 'error' && (message.code === 'frame_too_large' || message.code === 'batch_too_large' || message.code === 'rate_limited')) {
+      // A client that knows the limits fits them; one that does not must recover from these.
+      if (this.config.announced) this.fail(`${client} got ${message.code} although the server announced its limits: ${message.message}`);
+      else this.stats.limitRefusals++;
+    }
     if (message.type === 'ack') {
       const slot = this.slots.find((s) => s.name === client);
       const id = slot?.replica?.id;
@@ -241,8 +287,8 @@ class World {
       storage,
       logger: silent,
       serverId: `sim-${++this.#serverEpoch}`,
-      maxClockDrift: MAX_DRIFT,
-      limits: { messagesPerSecond: 10_000, relayBatch: 50, snapshotChunk: 7 },
+      // Default limits and clock drift unless the run's config sets small ones.
+      limits: { ...(this.config.limits ?? {}), relayBatch: 50, snapshotChunk: 7 },
     });
     this.network.server = this.server;
   }
@@ -303,23 +349,38 @@ class World {
       tabs: false,
       now: () => Date.now() + slot.skew,
       randomBytes: (n) => slot.rng.bytes(n),
-      maxClockDrift: MAX_DRIFT,
       onError: (error) => this.fail(`r${slot.index} reported an error: ${error.message}`),
+      // Default backoff and ping: the replica as apps run it, on the simulated network's Connection.
       sync: {
         url: 'ws://sim/sync',
         spaces: slot.spaces,
-        WebSocket: this.network.socketFactory(slot.name),
-        backoff: { initialMs: 200, maxMs: 20_000 },
+        connect: this.network.connector(slot.name),
         random: () => slot.rng.next(),
-        pingIntervalMs: 10_000,
-        batchSize: 20,
+        ...(this.config.batchSize !== undefined ? { batchSize: this.config.batchSize } : {}),
       },
     });
+    const port = portOf(replica);
+    // What the replica applied, as it applies it (inside any planted bug, which wraps this).
+    const track = <A extends unknown[]>(apply: (...args: A) => Promise<void>, latest: (...args: A) => HlcString | undefined) => async (...args: A) => {
+      slot.applyEpoch++;
+      try {
+        await apply(...args);
+        slot.maxApplied = maxHlc(slot.maxApplied, latest(...args));
+      } finally {
+        slot.applyEpoch++;
+      }
+    };
+    port.applyRemote = track(port.applyRemote.bind(port), (changes) => changes.reduce<HlcString | undefined>((m, c) => maxHlc(m, c.hlc), undefined));
+    port.applySnapshot = track(port.applySnapshot.bind(port), (records) => records.reduce<HlcString | undefined>((m, r) => maxHlc(m, latestStamp(r.state)), undefined));
     if (this.bug === 'skip-remote-change') {
-      const port = portOf(replica);
       const apply = port.applyRemote.bind(port);
       port.applyRemote = (changes, options) => apply(changes.length >= 2 && this.bugRng.chance(0.3) ? changes.slice(1) : changes, options);
     }
+    // On a live connection every push is answered (acknowledged or refused): one left unanswered until
+    // the engine's safety net drops the connection is a liveness bug.
+    replica.sync?.onStatus((status) => {
+      if (status.error?.message.includes('a push went unanswered')) this.fail(`r${slot.index}: ${status.error.message}`);
+    });
     slot.replica = replica;
   }
 
@@ -334,18 +395,32 @@ class World {
       .finally(() => slot.busy--);
   }
 
-  async applyOp(replica: Replica, space: string, op: Op): Promise<void> {
+  async applyOp(slot: Slot, replica: Replica, space: string, op: Op): Promise<void> {
     const options = { space };
     switch (op.kind) {
-      case 'put':
-        return void (await replica.put(op.collection, op.id, op.fields, options));
+      case 'put': {
+        const fields = op.blob === undefined ? op.fields : { ...op.fields, blob: 'b'.repeat(op.blob) };
+        if (op.blob !== undefined && op.blob > MAX_CHANGE_BYTES) {
+          // Past the documented maximum: refused at write time, and nothing is written.
+          const before = await portOf(replica).lastSeq(space as SpaceId);
+          const error = await replica.put(op.collection, op.id, fields, options).then(
+            () => undefined,
+            (e: unknown) => e,
+          );
+          if (!(error instanceof ReplicaError) || error.code !== 'too_large') throw new Failure(`a put of ${op.blob} characters was not refused with too_large: ${String(error)}`);
+          if ((await portOf(replica).lastSeq(space as SpaceId)) !== before) throw new Failure('a refused put took a seq');
+          this.stats.tooLarge++;
+          return;
+        }
+        return this.#write(slot, replica, space, describeOp(op), () => replica.put(op.collection, op.id, fields, options), [[op.collection, op.id, fields, true]]);
+      }
       case 'patch': {
         const patch: Record<string, Json | undefined> = {};
         for (const [k, v] of Object.entries(op.fields)) patch[k] = v === null ? undefined : v;
-        return void (await replica.patch(op.collection, op.id, patch, options));
+        return this.#write(slot, replica, space, describeOp(op), () => replica.patch(op.collection, op.id, patch, options), [[op.collection, op.id, patch, false]]);
       }
       case 'delete':
-        return void (await replica.delete(op.collection, op.id, options));
+        return this.#write(slot, replica, space, describeOp(op), () => replica.delete(op.collection, op.id, options), [[op.collection, op.id, undefined, false]]);
       case 'text': {
         const text = await replica.text('notes', op.id, 'body', options);
         const at = Math.floor(op.at * (text.length + 1));
@@ -361,15 +436,73 @@ class World {
         else map.set(op.key, op.value);
         return;
       }
-      case 'batch':
-        return void (await replica.batch((b) => {
-          for (const sub of op.ops) {
-            if (sub.kind === 'put') b.put(sub.collection, sub.id, sub.fields, options);
-            else if (sub.kind === 'delete') b.delete(sub.collection, sub.id, options);
-            else b.patch(sub.collection, sub.id, Object.fromEntries(Object.entries(sub.fields).map(([k, v]) => [k, v === null ? undefined : v])), options);
-          }
-        }));
+      case 'burst':
+        for (const sub of op.ops) await this.applyOp(slot, replica, space, sub);
+        return;
+      case 'batch': {
+        const patchOf = (fields: Record<string, Json | null>) => Object.fromEntries(Object.entries(fields).map(([k, v]) => [k, v === null ? undefined : v]));
+        // What each record must read as after the batch: its last write in the batch (earlier ones of a record are not checked).
+        const last = new Map<string, Expectation>();
+        for (const sub of op.ops) {
+          const key = `${sub.collection}\u0000${sub.id}`;
+          if (sub.kind === 'put') last.set(key, [sub.collection, sub.id, sub.fields, true]);
+          else if (sub.kind === 'delete') last.set(key, [sub.collection, sub.id, undefined, false]);
+          else if (!last.has(key)) last.set(key, [sub.collection, sub.id, patchOf(sub.fields), false]);
+          else last.delete(key); // a patch after another write of the record: their sum, not checked here
+        }
+        return this.#write(
+          slot,
+          replica,
+          space,
+          describeOp(op),
+          () =>
+            replica.batch((b) => {
+              for (const sub of op.ops) {
+                if (sub.kind === 'put') b.put(sub.collection, sub.id, sub.fields, options);
+                else if (sub.kind === 'delete') b.delete(sub.collection, sub.id, options);
+                else b.patch(sub.collection, sub.id, patchOf(sub.fields), options);
+              }
+            }),
+          [...last.values()],
+        );
+      }
     }
+  }
+
+  /**
+   * Runs a local write and checks causality and read-your-writes around it: its
+   * changes are stamped after everything the replica had applied before it
+   * (checked against the log in check()), and a read right after it returns it
+   * (unless a remote change was applied meanwhile, which may supersede it).
+   */
+  async #write(slot: Slot, replica: Replica, space: string, what: string, write: () => Promise<void>, expect: readonly Expectation[]): Promise<void> {
+    const port = portOf(replica);
+    const floor = slot.maxApplied;
+    const epoch = slot.applyEpoch;
+    const from = (await port.lastSeq(space as SpaceId)) + 1;
+    await write();
+    const to = await port.lastSeq(space as SpaceId);
+    slot.writes.push({ space, from, to, floor, what });
+    const reads = await Promise.all(expect.map(([collection, id]) => replica.get(collection, id, { space })));
+    if (slot.applyEpoch !== epoch) return;
+    expect.forEach(([collection, id, fields, whole], i) => {
+      const row = reads[i];
+      const label = `r${slot.index} read ${space} ${collection}/${id} right after writing it (${what})`;
+      if (fields === undefined) {
+        if (row !== undefined) this.fail(`${label}: expected it deleted, got ${canonical(row.value)}`);
+        return;
+      }
+      if (row === undefined) return this.fail(`${label}: expected ${canonical(fields as Json)}, got nothing`);
+      for (const [name, value] of Object.entries(fields)) {
+        const got = row.value[name];
+        if (value === undefined ? got !== undefined : canonical(got ?? null) !== canonical(value)) this.fail(`${label}: field ${name} is ${canonical(got ?? null)}, expected ${canonical(value ?? null)}`);
+      }
+      if (whole) {
+        const crdt = new Set(Object.keys((SCHEMA as Record<string, { crdt?: Record<string, string> }>)[collection]?.crdt ?? {}));
+        for (const name of Object.keys(row.value)) if (!Object.hasOwn(fields, name) && !crdt.has(name)) this.fail(`${label}: field ${name} survived a put`);
+      }
+    });
+    this.stats.readYourWrites += expect.length;
   }
 
   act(action: Action): void {
@@ -380,7 +513,7 @@ class World {
         const slot = this.slots[action.replica];
         if (!slot) return;
         this.stats.ops++;
-        this.enqueue(slot, describe(action), (r) => this.applyOp(r, action.space, action.op));
+        this.enqueue(slot, describe(action), (r) => this.applyOp(slot, r, action.space, action.op));
         return;
       }
       case 'partition':
@@ -529,7 +662,19 @@ class World {
         }
         const outbox = await this.drive(storageOf(r).transaction('readonly', (tx) => tx.countOutbox(space as SpaceId)));
         if (outbox !== 0) this.fail(`r${slot.index} still has ${outbox} outbox entries for ${space}`);
+        // Causality: each local write is stamped after every timestamp its replica had applied before it
+        // (re-stamped changes too), so a causally later write wins; whatever the replica's clock said.
+        const bySeq = new Map(mine.map((c) => [c.seq, c]));
+        for (const write of slot.writes) {
+          if (write.space !== space || write.floor === undefined) continue;
+          for (let seq = write.from; seq <= write.to; seq++) {
+            const change = bySeq.get(seq);
+            if (change && !(change.hlc > write.floor)) this.fail(`r${slot.index} stamped seq ${seq} of ${space} (${write.what}) ${change.hlc}, not after ${write.floor}, which it had applied before`);
+          }
+        }
       }
+      const status = r.sync?.status;
+      if (status?.stoppedSpaces?.length) this.fail(`r${slot.index} stopped spaces: ${status.stoppedSpaces.map((e) => `${e.space} ${e.code}`).join(', ')}`);
     }
     const stamps = new Map<string, string>();
     for (const log of logs.values()) {
@@ -537,8 +682,8 @@ class World {
         const other = stamps.get(c.hlc);
         if (other !== undefined) this.fail(`HLC ${c.hlc} stamps two changes (${other} and ${c.replica}:${c.seq})`);
         stamps.set(c.hlc, `${c.replica}:${c.seq}`);
-        // No clock ran away: nothing is stamped later than the most skewed clock.
-        if (hlcWall(c.hlc) > this.time.now + MAX_SKEW_MS) this.fail(`HLC ${c.hlc} is ahead of every clock`);
+        // Stamps follow the server's time: none is further ahead of it than the server accepts.
+        if (hlcWall(c.hlc) > this.time.now + DEFAULT_MAX_CLOCK_DRIFT) this.fail(`HLC ${c.hlc} is ${hlcWall(c.hlc) - this.time.now} ms ahead of the server's clock`);
       }
     }
 
@@ -608,6 +753,7 @@ function firstDifference(a: string, b: string): string {
 export async function runSimulation(options: SimOptions): Promise<SimResult> {
   const world = new World(options.seed, options.bug);
   const plan = options.plan ? [...options.plan] : makePlan(new Rng(options.seed).fork('plan'), world.config, options.steps ?? 80);
+  const unplant = options.bug ? plantInEngine(options.bug) : () => undefined;
   world.time.install();
   try {
     world.startServer();
@@ -626,6 +772,7 @@ export async function runSimulation(options: SimOptions): Promise<SimResult> {
     world.stats.virtualMs = world.time.now - T0;
     Object.assign(world.stats, { frames: world.network.stats.frames, duplicated: world.network.stats.duplicated, cuts: world.network.stats.cuts });
     await world.shutdown();
+    unplant();
   }
   return {
     seed: options.seed,
@@ -660,6 +807,59 @@ export async function shrink(seed: number, plan: readonly Action[], options: { b
     }
   }
   return { plan: current, runs, result: last };
+}
+
+export function emptyStats(): SimStats {
+  return { ops: 0, faults: 0, serverCrashes: 0, serverRestarts: 0, replicaRestarts: 0, frames: 0, duplicated: 0, cuts: 0, changes: 0, virtualMs: 0, tooLarge: 0, limitRefusals: 0, readYourWrites: 0 };
+}
+
+/** A record's expected read after a write: fields (undefined: deleted), and whether they are the whole value (a put). */
+type Expectation = readonly [collection: string, id: string, fields: Readonly<Record<string, Json | undefined>> | undefined, whole: boolean];
+
+function describeOp(op: Op): string {
+  return op.kind === 'batch' || op.kind === 'burst' ? `${op.kind} of ${op.ops.length}` : `${op.kind}${'collection' in op ? ` ${op.collection}/${op.id}` : ''}`;
+}
+
+/** A welcome without its limits, as a protocol 2 server sends it. */
+function withoutLimits(bytes: Uint8Array): Uint8Array {
+  let message;
+  try {
+    message = decodeDownstream(bytes);
+  } catch {
+    return bytes;
+  }
+  if (message.type !== 'welcome') return bytes;
+  const { limits: _limits, ...old } = message;
+  return encodeDownstream({ ...old, protocol: 2 });
+}
+
+/**
+ * Plants an engine or clock bug for one run by patching the real classes'
+ * prototypes (never a switch in the product code); returns the undo.
+ */
+function plantInEngine(bug: PlantedBug): () => void {
+  if (bug === 'count-only-pushes') {
+    const fit = Object.getOwnPropertyDescriptor(Pusher.prototype, 'fit') as PropertyDescriptor;
+    Pusher.prototype.fit = function (this: Pusher, space: SpaceId, changes: readonly Change[], frameBytes: number) {
+      return (fit.value as Pusher['fit']).call(this, space, changes, Number.MAX_SAFE_INTEGER) ?? (fit.value as Pusher['fit']).call(this, space, changes, frameBytes);
+    };
+    return () => Object.defineProperty(Pusher.prototype, 'fit', fit);
+  }
+  if (bug === 'ignore-spaceless-errors') {
+    const end = Object.getOwnPropertyDescriptor(Pusher.prototype, 'end') as PropertyDescriptor;
+    Pusher.prototype.end = function (this: Pusher, space?: SpaceId) {
+      return space === undefined ? [] : (end.value as Pusher['end']).call(this, space);
+    };
+    return () => Object.defineProperty(Pusher.prototype, 'end', end);
+  }
+  if (bug === 'hlc-ignores-remote') {
+    const receive = Object.getOwnPropertyDescriptor(Hlc.prototype, 'receive') as PropertyDescriptor;
+    Hlc.prototype.receive = function (this: Hlc, remote) {
+      return this.aheadBy(remote) > 0 ? this.last : (receive.value as Hlc['receive']).call(this, remote);
+    };
+    return () => Object.defineProperty(Hlc.prototype, 'receive', receive);
+  }
+  return () => undefined;
 }
 
 export function formatFailure(result: SimResult, shrunk?: { plan: readonly Action[]; result: SimResult | undefined }): string {

@@ -16,6 +16,7 @@ import {
   canonicalState,
   decodeDownstream,
   decodeUpstream,
+  encodeDownstream,
   encodeUpstream,
   formatTimestamp,
   PROTOCOL_VERSION,
@@ -318,4 +319,66 @@ export function countOf(r: Replica, collection: string): Promise<number> {
 
 export function outboxCount(r: Replica, space?: SpaceId): Promise<number> {
   return storageOf(r).transaction('readonly', (tx) => tx.countOutbox(space));
+}
+
+/**
+ * A `ws` WebSocket class that counts its dials (`dials`) and, with
+ * `protocol2`, strips the limits from every welcome: the client then talks to
+ * what looks like a protocol 2 server, which announces nothing.
+ */
+export function dialingSocket(options: { protocol2?: boolean; onMessage?: (message: DownstreamMessage) => void } = {}): {
+  factory: SocketFactory;
+  dials: () => number;
+  received: DownstreamMessage[];
+  sentBytes: number[];
+  sent: UpstreamMessage[];
+} {
+  let dials = 0;
+  const received: DownstreamMessage[] = [];
+  const sent: UpstreamMessage[] = [];
+  const sentBytes: number[] = [];
+  class Counting {
+    readonly #ws: WebSocket;
+    onopen: ((event: unknown) => void) | null = null;
+    onclose: ((event: { code: number; reason: string }) => void) | null = null;
+    onerror: ((event: unknown) => void) | null = null;
+    onmessage: ((event: { data: unknown }) => void) | null = null;
+    constructor(url: string) {
+      dials++;
+      this.#ws = new WebSocket(url);
+      this.#ws.binaryType = 'arraybuffer';
+      this.#ws.onopen = (event) => this.onopen?.(event);
+      this.#ws.onerror = (event) => this.onerror?.(event);
+      this.#ws.onclose = (event) => this.onclose?.({ code: event.code, reason: event.reason.toString() });
+      this.#ws.onmessage = (event) => {
+        let data: Uint8Array = new Uint8Array(event.data as ArrayBuffer);
+        const message = decodeDownstream(data);
+        if (options.protocol2 && message.type === 'welcome') {
+          const { limits: _limits, ...old } = message;
+          data = encodeDownstream({ ...old, protocol: 2 });
+        }
+        received.push(message);
+        options.onMessage?.(message);
+        this.onmessage?.({ data: data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength) });
+      };
+    }
+    get binaryType(): string {
+      return 'arraybuffer';
+    }
+    set binaryType(_value: string) {
+      // always arraybuffer
+    }
+    get readyState(): number {
+      return this.#ws.readyState;
+    }
+    send(data: Uint8Array): void {
+      sent.push(decodeUpstream(data));
+      sentBytes.push(data.length);
+      this.#ws.send(data);
+    }
+    close(code?: number, reason?: string): void {
+      this.#ws.close(code, reason);
+    }
+  }
+  return { factory: Counting as unknown as SocketFactory, dials: () => dials, received, sentBytes, sent };
 }

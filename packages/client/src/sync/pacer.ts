@@ -13,6 +13,7 @@ export class Pacer {
   #capacity: number;
   #tokens: number;
   #at = monotonic();
+  #slowedAt = Number.NEGATIVE_INFINITY;
 
   constructor(messagesPerSecond: number) {
     this.#rate = Math.max(0.5, messagesPerSecond * 0.8);
@@ -50,10 +51,17 @@ export class Pacer {
     this.#tokens -= 1;
   }
 
-  /** The server said `rate_limited`: empty the bucket and go at half the pace from now on. */
+  /**
+   * The server said `rate_limited` (it enforces less than this pace: a server
+   * that announced no limits): empty the bucket and halve the pace, once per
+   * second at most, since one burst draws one refusal per dropped frame.
+   */
   slowDown(): void {
     this.#refill();
     this.#tokens = Math.min(this.#tokens, 0);
+    if (this.#at - this.#slowedAt < 1000) return;
+    this.#slowedAt = this.#at;
     this.#rate = Math.max(0.5, this.#rate / 2);
+    this.#capacity = Math.max(1, Math.floor(this.#capacity / 2));
   }
 }

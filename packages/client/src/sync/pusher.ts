@@ -84,23 +84,34 @@ export class Pusher {
       this.later(space, wait);
       return;
     }
-    let n = changes.length;
-    let frame = encodeUpstream({ type: 'push', space, changes });
-    while (frame.length > frameBytes) {
-      if (n === 1) {
-        this.#inflight.delete(space);
-        const change = changes[0] as Change;
-        this.hooks.stuck(space, `change ${change.seq} of space "${space}" takes ${frame.length} bytes; the server reads frames of at most ${frameBytes}`);
-        return;
-      }
-      // Shrink by the ratio of sizes (changes of one app are alike), at least by one.
-      n = Math.max(1, Math.min(n - 1, Math.floor(((n * frameBytes) / frame.length) * 0.95)));
-      frame = encodeUpstream({ type: 'push', space, changes: changes.slice(0, n) });
+    const fitted = this.fit(space, changes, frameBytes);
+    if (fitted === undefined) {
+      this.#inflight.delete(space);
+      const change = changes[0] as Change;
+      this.hooks.stuck(space, `change ${change.seq} of space "${space}" does not fit in a frame of ${frameBytes} bytes, the most the server reads`);
+      return;
     }
-    this.#bytesPerChange = frame.length / n;
-    const sent = changes.slice(0, n);
+    const { frame, count } = fitted;
+    this.#bytesPerChange = frame.length / count;
+    const sent = changes.slice(0, count);
     this.#inflight.set(space, { first: (sent[0] as Change).seq, hlcs: sent.map((c) => c.hlc) });
     this.hooks.send(frame);
+  }
+
+  /**
+   * The push frame of the longest prefix of `changes` that fits in `frameBytes`
+   * (undefined when not even the first change does). Changes of one app are
+   * alike: each retry shrinks by the ratio of the sizes, by one at least.
+   */
+  fit(space: SpaceId, changes: readonly Change[], frameBytes: number): { readonly frame: Uint8Array; readonly count: number } | undefined {
+    let count = changes.length;
+    let frame = encodeUpstream({ type: 'push', space, changes: changes as Change[] });
+    while (frame.length > frameBytes) {
+      if (count === 1) return undefined;
+      count = Math.max(1, Math.min(count - 1, Math.floor(((count * frameBytes) / frame.length) * 0.95)));
+      frame = encodeUpstream({ type: 'push', space, changes: changes.slice(0, count) });
+    }
+    return { frame, count };
   }
 
   /**
