@@ -1,4 +1,4 @@
-// Runs the `ts example` block of each package README, so the docs cannot rot.
+// Runs every `ts example` block of each package README, so the docs cannot rot.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -6,19 +6,21 @@ import { describe, expect, it, vi } from 'vitest';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 
-function example(pkg: string): string {
+function examples(pkg: string): string[] {
   const text = readFileSync(join(root, 'packages', pkg, 'README.md'), 'utf8');
-  const match = /```ts example\n([\s\S]*?)```/.exec(text);
-  if (!match) throw new Error(`packages/${pkg}/README.md has no \`\`\`ts example block`);
-  return match[1] as string;
+  const blocks = [...text.matchAll(/```ts example\n([\s\S]*?)```/g)].map((m) => m[1] as string);
+  if (blocks.length === 0) throw new Error(`packages/${pkg}/README.md has no \`\`\`ts example block`);
+  return blocks;
 }
 
-describe.each(['core', 'client', 'server'])('README example of @syncline/%s', (pkg) => {
+const cases = ['core', 'client', 'server'].flatMap((pkg) => examples(pkg).map((code, i) => ({ pkg, i, code })));
+
+describe.each(cases)('README example $i of @syncline/$pkg', ({ pkg, i, code }) => {
   it('runs and its assertions hold', async () => {
     const dir = join(root, 'test', '.examples');
     mkdirSync(dir, { recursive: true });
-    const file = join(dir, `${pkg}.example.ts`);
-    writeFileSync(file, `${example(pkg)}\nexport {};\n`);
+    const file = join(dir, `${pkg}-${i}.example.ts`);
+    writeFileSync(file, `${code}\nexport {};\n`);
     const failed = vi.spyOn(console, 'assert').mockImplementation((condition?: boolean, ...data: unknown[]) => {
       if (!condition) throw new Error(`README assertion failed: ${data.join(' ')}`);
     });

@@ -76,6 +76,12 @@ describe('syncline-server', () => {
     expect(unreachable.status).toBe(1);
     expect(unreachable.stderr).toContain('PostgreSQL at postgres://u:***@127.0.0.1:1/x');
     expect(unreachable.stderr).not.toContain('secret');
+    // Limits below the protocol's promise: refused before any database is opened.
+    const tiny = spawnSync(process.execPath, [BIN, '--port', '0', '--db', 'never-created.db', '--max-frame-bytes', '1000', '--messages-per-second', '2'], { cwd: ROOT, encoding: 'utf8', timeout: 15_000 });
+    expect(tiny.status).toBe(1);
+    expect(tiny.stderr).toContain('maxFrameBytes is 1000');
+    expect(tiny.stderr).toContain('messagesPerSecond is 2');
+    expect(existsSync(join(ROOT, 'never-created.db'))).toBe(false);
     const both = spawnSync(process.execPath, [BIN, '--db', 'x.db', '--postgres', 'postgres://127.0.0.1/x'], { cwd: ROOT, encoding: 'utf8', timeout: 15_000 });
     expect(both.status).toBe(1);
     expect(both.stderr).toContain('exclude each other');

@@ -78,8 +78,12 @@ export class ReplicaClock {
   setServerTime(serverTime: number, roundTrip: number): number {
     // The welcome left the server about half a round trip ago (NTP's estimate).
     this.#offset = Math.round(serverTime + Math.max(0, roundTrip) / 2 - this.#device());
-    this.#unsynced = false;
     return this.#offset;
+  }
+
+  /** The first welcome's re-stamping is done (and saved): later ones re-stamp only what is far ahead. */
+  synced(): void {
+    this.#unsynced = false;
   }
 
   /** Notes timestamps the server accepted; returns true when the latest one moved. */

@@ -386,7 +386,7 @@ export class Replica<S extends Schema = Schema> {
       applySnapshot: (records, space, position) => this.#applySnapshot(records, space, position),
       position: async (space) => (await read((tx) => tx.getMeta<number>(positionKey(space)))) ?? 0,
       welcomeClock: (serverTime, roundTrip, maxClockDrift) => this.#welcomeClock(serverTime, roundTrip, maxClockDrift),
-      restamp: (maxClockDrift) => this.#restamp({ maxClockDrift }),
+      restamp: (maxClockDrift) => this.#restamp(maxClockDrift),
     };
   }
 
@@ -435,52 +435,63 @@ export class Replica<S extends Schema = Schema> {
     this.#committed({ local: false, records: written.map((r) => [r.collection, r.id, r.space] as const), outbox: [] }, true);
   }
 
-  /** A welcome's clock: the new offset, then the re-stamping it calls for, before anything is pushed. */
-  async #welcomeClock(serverTime: number, roundTrip: number, maxClockDrift: number): Promise<{ offset: number; restamped: number }> {
-    this.#checkOpen();
-    const first = this.#clock.unsynced;
-    const before = this.#clock.offset;
-    const offset = this.#clock.setServerTime(serverTime, roundTrip);
-    const restamped = await this.#restamp({ maxClockDrift, all: first, delta: offset - before });
-    return { offset, restamped };
-  }
-
   /**
-   * Re-stamps outbox changes out of line with the server's time (restamp.ts),
-   * alone in the commit queue so that no write is stamped meanwhile, and saves
-   * the clock's offset with them. Returns how many changes moved.
+   * A welcome's clock: the new offset, then the re-stamping it calls for, before
+   * anything is pushed; alone in the commit queue, so that every write is
+   * stamped either before (and re-stamped with the others) or after (with the
+   * new offset).
    */
-  #restamp(options: { readonly maxClockDrift: number; readonly all?: boolean; readonly delta?: number }): Promise<number> {
+  #welcomeClock(serverTime: number, roundTrip: number, maxClockDrift: number): Promise<{ offset: number; restamped: number }> {
     this.#checkOpen();
     return this.#track(
       this.#queue.exclusive(async () => {
-        let rewindTo: HlcString | undefined;
-        const moved = await this.#storage.transaction('readwrite', async (tx) => {
-          const outbox = await tx.readOutbox(undefined, Number.MAX_SAFE_INTEGER);
-          const now = this.#clock.physical();
-          const plan = planRestamp({
-            replica: this.id,
-            outbox,
-            all: options.all ?? false,
-            threshold: now + options.maxClockDrift + RESTAMP_MARGIN_MS,
-            delta: options.delta ?? 0,
-            now,
-            accepted: this.#clock.accepted,
-          });
-          const n = await applyRestamp(tx, this.#collections, outbox, plan);
-          const writes = [tx.setMeta(META_CLOCK_OFFSET, this.#clock.offset), tx.setMeta(META_CLOCK_UNSYNCED, false)];
-          if (n > 0) {
-            rewindTo = maxHlc(plan.last, this.#clock.accepted);
-            writes.push(tx.setMeta(META_CLOCK, rewindTo));
-          }
-          await Promise.all(writes);
-          return n;
-        });
-        // After the commit, and never below what was received meanwhile.
-        if (rewindTo !== undefined) this.#clock.rewind(maxHlc(rewindTo, this.#clock.accepted) as HlcString);
-        return moved;
+        const first = this.#clock.unsynced;
+        const before = this.#clock.offset;
+        const offset = this.#clock.setServerTime(serverTime, roundTrip);
+        const restamped = await this.#restampNow({ maxClockDrift, all: first, delta: offset - before });
+        return { offset, restamped };
       }),
     );
+  }
+
+  /** After a `clock_drift` refusal: re-stamps outbox changes too far ahead of the server's time. */
+  #restamp(maxClockDrift: number): Promise<number> {
+    this.#checkOpen();
+    return this.#track(this.#queue.exclusive(() => this.#restampNow({ maxClockDrift })));
+  }
+
+  /**
+   * Re-stamps outbox changes out of line with the server's time (restamp.ts) and
+   * saves the clock's offset with them. Runs alone in the commit queue: no write
+   * is stamped meanwhile. Returns how many changes moved.
+   */
+  async #restampNow(options: { readonly maxClockDrift: number; readonly all?: boolean; readonly delta?: number }): Promise<number> {
+    let rewindTo: HlcString | undefined;
+    const moved = await this.#storage.transaction('readwrite', async (tx) => {
+      const outbox = await tx.readOutbox(undefined, Number.MAX_SAFE_INTEGER);
+      const now = this.#clock.physical();
+      const plan = planRestamp({
+        replica: this.id,
+        outbox,
+        all: options.all ?? false,
+        threshold: now + options.maxClockDrift + RESTAMP_MARGIN_MS,
+        delta: options.delta ?? 0,
+        now,
+        accepted: this.#clock.accepted,
+      });
+      const n = await applyRestamp(tx, this.#collections, outbox, plan);
+      const writes = [tx.setMeta(META_CLOCK_OFFSET, this.#clock.offset), tx.setMeta(META_CLOCK_UNSYNCED, false)];
+      if (n > 0) {
+        rewindTo = maxHlc(plan.last, this.#clock.accepted);
+        writes.push(tx.setMeta(META_CLOCK, rewindTo));
+      }
+      await Promise.all(writes);
+      return n;
+    });
+    this.#clock.synced();
+    // After the commit, and never below what was received meanwhile.
+    if (rewindTo !== undefined) this.#clock.rewind(maxHlc(rewindTo, this.#clock.accepted) as HlcString);
+    return moved;
   }
 
   // ---- reads ----------------------------------------------------------------

@@ -4,12 +4,13 @@
  *   syncline-server [--port 8787] [--host 127.0.0.1] [--db ./data/syncline.db | --postgres URL [--postgres-schema S]]
  *                   [--jwt-secret S | --jwt-public-key FILE | --jwks-url URL]
  *                   [--static DIR] [--keep-log N] [--max-frame-bytes N] [--max-batch N]
- *                   [--max-connections N] [--messages-per-second N] [--log-level info]
+ *                   [--max-connections N] [--messages-per-second N] [--max-clock-drift MS] [--log-level info]
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
-import type { Limits } from './options.js';
+import { checkServerLimits, DEFAULT_MAX_CLOCK_DRIFT } from '@syncline/core';
+import { DEFAULT_LIMITS, type Limits } from './options.js';
 import { createSyncServer } from './server.js';
 import { postgresStorage } from './storage/postgres-storage.js';
 import { sqliteStorage } from './storage/sqlite-storage.js';
@@ -26,10 +27,12 @@ const USAGE = `usage: syncline-server [options]
   --jwks-url URL           require JWTs signed with a key from this JWKS
   --static DIR             serve this folder at / (the calendar build)
   --keep-log N             compact each space's log to its last N changes
-  --max-frame-bytes N      largest frame (default 1048576)
-  --max-batch N            most changes per push (default 1000)
+  --max-frame-bytes N      largest frame (default 1048576; at least 262144)
+  --max-batch N            most changes per push (default 1000; at least 1)
   --max-connections N      most open connections (default 10000)
-  --messages-per-second N  per connection (default 200)
+  --messages-per-second N  per connection (default 200; at least 5)
+  --max-clock-drift MS     how far ahead of this server's clock a change may be
+                           stamped (default 300000; at least 60000)
   --log-level L            pino level (default info)
   --help`;
 
@@ -51,6 +54,7 @@ export async function main(argv: string[]): Promise<void> {
       'max-batch': { type: 'string' },
       'max-connections': { type: 'string' },
       'messages-per-second': { type: 'string' },
+      'max-clock-drift': { type: 'string' },
       'log-level': { type: 'string' },
       help: { type: 'boolean' },
     },
@@ -82,6 +86,11 @@ export async function main(argv: string[]): Promise<void> {
         : undefined;
   const logger = pino({ level: values['log-level'] ?? 'info' });
   const keepLog = int('keep-log');
+  const maxClockDrift = int('max-clock-drift');
+  // Before any storage is opened: limits below the protocol's promise would wedge honest clients.
+  const merged = { ...DEFAULT_LIMITS, ...limits };
+  const problems = checkServerLimits({ maxFrameBytes: merged.maxFrameBytes, maxBatch: merged.maxBatch, messagesPerSecond: merged.messagesPerSecond, maxClockDrift: maxClockDrift ?? DEFAULT_MAX_CLOCK_DRIFT });
+  if (problems.length > 0) throw new Error(`limits below what the protocol promises every client: ${problems.join('; ')}`);
   if (values.postgres !== undefined && values.db !== undefined) throw new Error('--db and --postgres exclude each other');
   if (values['postgres-schema'] !== undefined && values.postgres === undefined) throw new Error('--postgres-schema needs --postgres');
   let storage;
@@ -110,6 +119,7 @@ export async function main(argv: string[]): Promise<void> {
     ...(jwt ? { jwt } : {}),
     ...(values.static ? { staticDir: values.static } : {}),
     ...(keepLog !== undefined ? { compaction: { keepLast: keepLog } } : {}),
+    ...(maxClockDrift !== undefined ? { maxClockDrift } : {}),
   });
   await server.listen();
   let stopping = false;
