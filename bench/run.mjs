@@ -10,6 +10,8 @@ const scenarios = {
   bootstrap: () => import('./bootstrap.mjs'),
   idle: () => import('./idle.mjs'),
   'live-query': () => import('./live-query.mjs'),
+  drain: () => import('./drain.mjs'),
+  reconnects: () => import('./reconnects.mjs'),
 };
 
 const chosen = process.argv.slice(2).filter((a) => !a.startsWith('--'));

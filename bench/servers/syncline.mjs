@@ -11,7 +11,8 @@ const server = createSyncServer({
   port: 0,
   storage,
   logger: pino({ level: 'silent' }),
-  limits: { messagesPerSecond: 1_000_000, maxConnections: 100_000, maxBatch: 5_000 },
+  // Default limits, as users run it; only the connection cap is raised for the idle scenario.
+  limits: { maxConnections: 100_000 },
 });
 const port = await server.listen();
 process.send({ type: 'listening', port });

@@ -47,6 +47,27 @@ function changes(space: SpaceId, from: number, to: number): Change[] {
 
 const ids = (records: readonly StoredRecord[]): string[] => records.map((r) => `${r.id}@${r.space}`);
 
+/**
+ * The promise rejections no one handled while `fn` ran. Node reports them once the
+ * microtask queue has drained, so this waits one macrotask turn (not a time). Where
+ * there is no `process` (a browser), none are seen.
+ */
+async function unhandledDuring(fn: () => Promise<void>): Promise<unknown[]> {
+  const proc = (globalThis as { process?: Pick<NodeJS.Process, 'on' | 'off'> }).process;
+  const seen: unknown[] = [];
+  const listener = (reason: unknown): void => {
+    seen.push(reason);
+  };
+  proc?.on('unhandledRejection', listener);
+  try {
+    await fn();
+    await new Promise<void>((resolve) => setTimeout(resolve, 0));
+  } finally {
+    proc?.off('unhandledRejection', listener);
+  }
+  return seen;
+}
+
 export function storageConformance(name: string, makeFactory: () => StorageFactory): void {
   describe(`storage conformance: ${name}`, () => {
     const open: Storage[] = [];
@@ -508,6 +529,195 @@ export function storageConformance(name: string, makeFactory: () => StorageFacto
         expect(await tx.readOutbox(S2, 100)).toEqual([]);
         expect(await tx.countOutbox()).toBe(2);
       });
+    });
+
+    it('readOutbox(undefined, limit): every space in [space, seq] order, cut at limit inside and across entries', async () => {
+      const s = await fresh();
+      // Spaces whose order is by code unit: "B" < "a" < "s1" < "s10" < "s2".
+      const [B, A] = [spaceId('B'), spaceId('a')];
+      await s.transaction('readwrite', async (tx) => {
+        // Added out of order, entries of several changes and of one.
+        await tx.addOutbox(changes(S2, 1, 2));
+        await tx.addOutbox(changes(S1, 5, 9));
+        await tx.addOutbox(changes(S10, 1, 3));
+        await tx.addOutbox(changes(S1, 1, 3));
+        await tx.addOutbox([change(A, 7)]);
+        await tx.addOutbox([change(S1, 4)]);
+        await tx.addOutbox(changes(B, 2, 3));
+      });
+      const all = [...changes(B, 2, 3), change(A, 7), ...changes(S1, 1, 9), ...changes(S10, 1, 3), ...changes(S2, 1, 2)];
+      await s.transaction('readonly', async (tx) => {
+        expect(await tx.readOutbox(undefined, 1_000)).toEqual(all);
+        for (let limit = 0; limit <= all.length + 1; limit++) expect(await tx.readOutbox(undefined, limit), `limit ${limit}`).toEqual(all.slice(0, limit));
+        expect(await tx.readOutbox(undefined, Number.MAX_SAFE_INTEGER)).toEqual(all);
+        expect(await tx.countOutbox()).toBe(all.length);
+      });
+      // After a partial ack (the rest of the entry is rewritten) and a full one.
+      expect(await s.transaction('readwrite', (tx) => tx.ackOutbox(S1, 2))).toBe(2);
+      expect(await s.transaction('readwrite', (tx) => tx.ackOutbox(A, 7))).toBe(1);
+      const rest = all.filter((c) => !(c.space === S1 && c.seq <= 2) && c.space !== A);
+      await s.transaction('readonly', async (tx) => {
+        expect(await tx.readOutbox(undefined, 1_000)).toEqual(rest);
+        for (const limit of [0, 1, 2, 3, 4, 8, 9, 10, rest.length]) expect(await tx.readOutbox(undefined, limit), `limit ${limit} after acks`).toEqual(rest.slice(0, limit));
+      });
+      // A transaction's own acks and adds are visible to it; after commit too.
+      await s.transaction('readwrite', async (tx) => {
+        expect(await tx.ackOutbox(S1, 5)).toBe(3);
+        await tx.addOutbox(changes(S1, 10, 11));
+        await tx.addOutbox([change(A, 8)]);
+        const expected = [...changes(B, 2, 3), change(A, 8), ...changes(S1, 6, 11), ...changes(S10, 1, 3), ...changes(S2, 1, 2)];
+        expect(await tx.readOutbox(undefined, 1_000)).toEqual(expected);
+        expect(await tx.readOutbox(undefined, 4)).toEqual(expected.slice(0, 4));
+      });
+      expect((await s.transaction('readonly', (tx) => tx.readOutbox(undefined, 1_000))).map((c) => [c.space, c.seq])).toEqual([
+        ['B', 2],
+        ['B', 3],
+        ['a', 8],
+        ...[6, 7, 8, 9, 10, 11].map((n) => ['s1', n]),
+        ['s10', 1],
+        ['s10', 2],
+        ['s10', 3],
+        ['s2', 1],
+        ['s2', 2],
+      ]);
+      // An empty outbox.
+      for (const space of [B, A, S1, S10, S2]) await s.transaction('readwrite', (tx) => tx.ackOutbox(space, 1_000));
+      expect(await s.transaction('readonly', (tx) => tx.readOutbox(undefined, 1_000))).toEqual([]);
+    });
+
+    it('replaceOutbox: changes replaced in place (same space and seq, new HLC), visible in the transaction and after commit; entries keep their bounds', async () => {
+      const s = await fresh();
+      await s.transaction('readwrite', async (tx) => {
+        await tx.addOutbox(changes(S1, 1, 5));
+        await tx.addOutbox(changes(S1, 6, 7));
+        await tx.addOutbox(changes(S2, 1, 3));
+        await tx.addOutbox(changes(S10, 1, 1));
+      });
+      const restamped = (c: Change, wall = 900_000 + c.seq): Change => ({ ...c, hlc: formatTimestamp({ wall, counter: 0, replica: WRITER }) });
+      const s1 = changes(S1, 1, 7).map((c) => ([2, 4, 6].includes(c.seq) ? restamped(c) : c));
+      const s2 = changes(S2, 1, 3).map((c) => (c.seq === 3 ? restamped(c) : c));
+      await s.transaction('readwrite', async (tx) => {
+        await tx.replaceOutbox([restamped(change(S1, 4)), restamped(change(S2, 3)), restamped(change(S1, 2)), restamped(change(S1, 6))]);
+        // Visible to the transaction that made it.
+        expect(await tx.readOutbox(S1, 100)).toEqual(s1);
+        expect(await tx.readOutbox(S2, 100)).toEqual(s2);
+        expect(await tx.readOutbox(undefined, 100)).toEqual([...s1, ...changes(S10, 1, 1), ...s2]);
+        expect([await tx.countOutbox(S1), await tx.countOutbox(S2), await tx.countOutbox()]).toEqual([7, 3, 11]);
+        // A change replaced twice in one transaction: the last one stays. Nothing to replace: nothing happens.
+        await tx.replaceOutbox([restamped(change(S10, 1), 1)]);
+        await tx.replaceOutbox([restamped(change(S10, 1), 2)]);
+        await tx.replaceOutbox([]);
+      });
+      await s.transaction('readonly', async (tx) => {
+        expect(await tx.readOutbox(S1, 100)).toEqual(s1);
+        expect(await tx.readOutbox(S1, 3)).toEqual(s1.slice(0, 3));
+        expect(await tx.readOutbox(S2, 100)).toEqual(s2);
+        expect(await tx.readOutbox(S10, 100)).toEqual([restamped(change(S10, 1), 2)]);
+        expect([await tx.countOutbox(S1), await tx.countOutbox(S2), await tx.countOutbox(S10), await tx.countOutbox()]).toEqual([7, 3, 1, 11]);
+      });
+      // Entries kept their bounds: a partial ack inside the first entry and across the second still counts right.
+      expect(await s.transaction('readwrite', (tx) => tx.ackOutbox(S1, 3))).toBe(3);
+      await s.transaction('readonly', async (tx) => {
+        expect(await tx.readOutbox(S1, 100)).toEqual(s1.slice(3));
+        expect([await tx.countOutbox(S1), await tx.countOutbox()]).toEqual([4, 8]);
+      });
+      // The rewritten rest of an entry can be replaced again, with changes added in the same transaction.
+      const s1b = s1.slice(3).map((c) => (c.seq === 5 ? restamped(c, 5) : c));
+      await s.transaction('readwrite', async (tx) => {
+        await tx.addOutbox(changes(S1, 8, 9));
+        await tx.replaceOutbox([restamped(change(S1, 5), 5), restamped(change(S1, 9), 9)]);
+        expect(await tx.readOutbox(S1, 100)).toEqual([...s1b, change(S1, 8), restamped(change(S1, 9), 9)]);
+        expect(await tx.countOutbox(S1)).toBe(6);
+      });
+      expect(await s.transaction('readwrite', (tx) => tx.ackOutbox(S1, 6))).toBe(3);
+      await s.transaction('readonly', async (tx) => {
+        expect(await tx.readOutbox(S1, 100)).toEqual([s1[6], change(S1, 8), restamped(change(S1, 9), 9)]);
+        expect([await tx.countOutbox(S1), await tx.countOutbox()]).toEqual([3, 7]);
+      });
+      expect(await s.transaction('readwrite', (tx) => tx.ackOutbox(S1, 1_000))).toBe(3);
+      expect(await s.transaction('readonly', async (tx) => [await tx.readOutbox(S1, 100), await tx.countOutbox()])).toEqual([[], 4]);
+    });
+
+    it('replaceOutbox rejects a change that is not in the outbox, and the transaction fails as a whole', async () => {
+      const s = await fresh();
+      await s.transaction('readwrite', async (tx) => {
+        await tx.addOutbox(changes(S1, 1, 3));
+        await tx.addOutbox(changes(S1, 10, 11));
+        await tx.addOutbox(changes(S2, 1, 2));
+      });
+      expect(await s.transaction('readwrite', (tx) => tx.ackOutbox(S1, 1))).toBe(1);
+      const snapshot = () => s.transaction('readonly', async (tx) => [await tx.readOutbox(undefined, 100), await tx.countOutbox(S1), await tx.countOutbox(), await tx.getMeta('other')]);
+      const before = await snapshot();
+      expect(before).toEqual([[...changes(S1, 2, 3), ...changes(S1, 10, 11), ...changes(S2, 1, 2)], 4, 6, undefined]);
+      const moved = (space: SpaceId, seq: number): Change => ({ ...change(space, seq), hlc: formatTimestamp({ wall: 5_000_000, counter: seq, replica: WRITER }) });
+      for (const [what, bad] of [
+        ['acknowledged', [moved(S1, 1)]],
+        ['in a gap between entries', [moved(S1, 5)]],
+        ['after the last', [moved(S1, 12)]],
+        ['of a space with nothing queued (sharing a prefix)', [moved(S10, 2)]],
+        ['of a space never used', [moved(spaceId('s3'), 1)]],
+        ['with queued ones of its space in the same call', [moved(S1, 2), moved(S1, 7), moved(S1, 10)]],
+        ['with queued ones of another space in the same call', [moved(S2, 1), moved(S1, 4)]],
+      ] as const) {
+        await expect(
+          s.transaction('readwrite', async (tx) => {
+            // Other writes of the transaction, a valid replacement among them, go with it.
+            await tx.replaceOutbox([moved(S2, 2)]);
+            await tx.setMeta('other', what);
+            await tx.addOutbox([change(S10, 1)]);
+            await tx.replaceOutbox(bad);
+          }),
+          what,
+        ).rejects.toThrow();
+        expect(await snapshot(), what).toEqual(before);
+      }
+      // The outbox still works: replace, partial ack, counts.
+      await s.transaction('readwrite', (tx) => tx.replaceOutbox([moved(S1, 3), moved(S1, 10)]));
+      expect(await s.transaction('readwrite', (tx) => tx.ackOutbox(S1, 3))).toBe(2);
+      expect(await s.transaction('readonly', async (tx) => [await tx.readOutbox(S1, 100), await tx.countOutbox()])).toEqual([[moved(S1, 10), change(S1, 11)], 4]);
+    });
+
+    it('a replaceOutbox that rejects keeps none of its replacements, even when the caller catches the rejection', async () => {
+      const s = await fresh();
+      await s.transaction('readwrite', async (tx) => {
+        await tx.addOutbox(changes(S1, 1, 2));
+        await tx.addOutbox(changes(S2, 1, 1));
+      });
+      const before = await s.transaction('readonly', (tx) => tx.readOutbox(undefined, 100));
+      const moved = (space: SpaceId, seq: number): Change => ({ ...change(space, seq), hlc: formatTimestamp({ wall: 5_000_000, counter: seq, replica: WRITER }) });
+      // Queued changes first (of the same space and of another), then one that is not queued.
+      for (const bad of [
+        [moved(S1, 1), moved(S2, 5)],
+        [moved(S1, 2), moved(S1, 3)],
+      ]) {
+        let refused = false;
+        // Whether the transaction then fails or commits is the adapter's choice; a half-done call is not.
+        await s
+          .transaction('readwrite', async (tx) => {
+            await tx.replaceOutbox(bad).catch(() => (refused = true));
+          })
+          .catch(() => undefined);
+        expect(refused).toBe(true);
+        expect(await s.transaction('readonly', (tx) => tx.readOutbox(undefined, 100)), JSON.stringify(bad.map((c) => [c.space, c.seq]))).toEqual(before);
+      }
+    });
+
+    it('a replaceOutbox that rejects leaves no rejection unhandled (writes it already issued fail with the transaction)', async () => {
+      const s = await fresh();
+      await s.transaction('readwrite', async (tx) => {
+        await tx.addOutbox(changes(S1, 1, 2));
+        await tx.addOutbox(changes(S2, 1, 1));
+      });
+      const moved = (space: SpaceId, seq: number): Change => ({ ...change(space, seq), hlc: formatTimestamp({ wall: 5_000_000, counter: seq, replica: WRITER }) });
+      const unhandled = await unhandledDuring(async () => {
+        for (const bad of [
+          [moved(S1, 1), moved(S2, 5)],
+          [moved(S1, 2), moved(S1, 3)],
+        ]) {
+          await expect(s.transaction('readwrite', (tx) => tx.replaceOutbox(bad))).rejects.toThrow();
+        }
+      });
+      expect(unhandled.map(String)).toEqual([]);
     });
 
     it('outbox writes of an aborted or failed transaction leave entries and counts as they were', async () => {

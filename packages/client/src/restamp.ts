@@ -20,7 +20,7 @@
  * on every timestamp any record holds, and renaming the records' timestamps
  * (restampState) gives the states that applying the new changes would give.
  */
-import { formatTimestamp, hlcWall, maxHlc, MAX_COUNTER, parseTimestamp, restampState, type Change, type HlcString, type ReplicaId, type Timestamp } from '@syncline/core';
+import { compareTimestamps, formatTimestamp, hlcWall, maxHlc, MAX_COUNTER, parseTimestamp, restampState, type Change, type HlcString, type ReplicaId, type Timestamp } from '@syncline/core';
 import type { CollectionDef } from './schema.js';
 import type { StorageTx, StoredRecord } from './storage/types.js';
 import { storedRecord } from './write.js';
@@ -61,10 +61,6 @@ export interface RestampPlan {
   readonly last: HlcString | undefined;
 }
 
-function compare(a: Timestamp, b: Timestamp): number {
-  return a.wall !== b.wall ? a.wall - b.wall : a.counter - b.counter;
-}
-
 function next(t: Timestamp): Timestamp {
   return t.counter < MAX_COUNTER ? { ...t, counter: t.counter + 1 } : { ...t, wall: t.wall + 1, counter: 0 };
 }
@@ -85,7 +81,7 @@ export function planRestamp(input: RestampInput): RestampPlan {
   for (const change of moving) {
     const old = parseTimestamp(change.hlc);
     let stamp: Timestamp = { wall: Math.max(0, Math.min(old.wall + delta, input.now)), counter: old.counter, replica: input.replica };
-    if (previous !== undefined && compare(stamp, previous) <= 0) stamp = next({ ...previous, replica: input.replica });
+    if (previous !== undefined && compareTimestamps(stamp, previous) <= 0) stamp = next({ ...previous, replica: input.replica });
     const renamed = formatTimestamp(stamp);
     if (renamed !== change.hlc) renames.set(change.hlc, renamed);
     previous = stamp;

@@ -263,11 +263,11 @@ class IdbTx implements StorageTx {
       if (!seqs) bySpace.set(change.space, (seqs = new Map()));
       seqs.set(change.seq, change);
     }
-    const writes: Array<Promise<unknown>> = [];
+    // Every entry is read and checked before anything is written: a refusal writes nothing.
+    const rewritten: OutboxEntry[] = [];
     for (const [space, seqs] of bySpace) {
-      let low = Infinity;
-      let high = -Infinity;
-      for (const seq of seqs.keys()) [low, high] = [Math.min(low, seq), Math.max(high, seq)];
+      const high = Math.max(...seqs.keys());
+      const low = Math.min(...seqs.keys());
       // Entries are keyed by their first seq, so the one holding `low` may start before it: read from the space's first.
       const entries = (await store.getAll(this.Range.bound([space, -Infinity], [space, high]))) as OutboxEntry[];
       let found = 0;
@@ -281,11 +281,11 @@ class IdbTx implements StorageTx {
           found++;
           return replacement;
         });
-        if (touched) writes.push(store.put({ ...entry, changes: next } satisfies OutboxEntry));
+        if (touched) rewritten.push({ ...entry, changes: next });
       }
       if (found !== seqs.size) throw new Error(`replaceOutbox: ${seqs.size - found} of the changes of space "${space}" are not in the outbox`);
     }
-    await Promise.all(writes);
+    await Promise.all(rewritten.map((entry) => store.put(entry)));
   }
   async countOutbox(space?: SpaceId): Promise<number> {
     const counts = await this.#readCounts();

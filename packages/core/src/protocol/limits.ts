@@ -65,7 +65,11 @@ function utf8Length(text: string): number {
     const c = text.charCodeAt(i);
     if (c < 0x80) continue;
     if (c < 0x800) n += 1;
-    else if (c >= 0xd800 && c <= 0xdbff) i++; // a pair: 4 bytes for 2 units (no lone surrogates reach here)
+    else if (c >= 0xd800 && c <= 0xdbff) {
+      // A pair: 4 bytes for its 2 units (JSON.stringify escapes lone surrogates to ASCII).
+      n += 2;
+      i++;
+    }
     else n += 2;
   }
   return n;
@@ -85,8 +89,9 @@ function varintSize(n: number): number {
 export function changeBytes(change: Change): number {
   const attachments: Uint8Array[] = [];
   const json = utf8Length(JSON.stringify(changeSchema.write(change, { attachments })));
-  // {"changes":[ ... ],"space":"<space>","type":"push"}: 39 bytes around the change and the space (printable ASCII).
-  const text = json + 39 + change.space.length;
+  // {"changes":[ ... ],"space":<space>,"type":"push"}: 37 bytes around the change and the quoted space
+  // (printable ASCII, where JSON escapes `"` and `\`).
+  const text = json + 37 + JSON.stringify(change.space).length;
   let size = 1 + varintSize(attachments.length) + varintSize(text) + text;
   for (const a of attachments) size += varintSize(a.length) + a.length;
   return size;
