@@ -174,7 +174,7 @@ export function SyncIndicator({ syncUrl, deviceLabel, calendarName }: SyncIndica
               {deviceLabel} ({replica.name}, replica {replica.id})
             </dd>
           </dl>
-          {status.leader && status.state === 'offline' && online && (
+          {status.leader && (status.state === 'offline' || status.state === 'stopped') && online && (
             <button type="button" onClick={() => replica.sync?.reconnectNow()} data-testid="sync-retry">
               Retry now
             </button>

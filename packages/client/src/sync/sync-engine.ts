@@ -88,6 +88,8 @@ class Session {
   /** Acknowledged or caught up at least once: the connection was worth something. */
   progressed = false;
   helloAt = 0;
+  /** The hello carried a token from the app's token function (a fresh one may fix an auth refusal). */
+  freshToken = false;
   silentTicks = 0;
   pushTicks = 0;
   driftRefusals = 0;
@@ -350,7 +352,8 @@ export class SyncEngine {
     if (!this.#running || this.#paused || this.#closed) return;
     const fatal = session.fatal;
     if (fatal) {
-      const recovery = recoveryFor(fatal, typeof this.#options.token === 'function');
+      // A token function that gave no token is a missing token: asking it again at once will not help.
+      const recovery = recoveryFor(fatal, session.freshToken);
       if (recovery === 'stop') {
         this.#stopped = fatal;
         this.#board.set({ state: 'stopped', error: fatal, retryAt: undefined });
@@ -404,7 +407,9 @@ export class SyncEngine {
   }
 
   async #hello(session: Session): Promise<void> {
+    const fromFunction = this.#token === undefined && typeof this.#options.token === 'function';
     const token = this.#token ?? (typeof this.#options.token === 'function' ? await this.#options.token() : this.#options.token);
+    session.freshToken = fromFunction && Boolean(token);
     const spaces = [];
     for (const space of this.#spaces) spaces.push({ space, after: await this.#port.position(space) });
     session.helloAt = monotonic();
@@ -484,7 +489,7 @@ export class SyncEngine {
     const info: SyncErrorInfo = { code: message.code, message: message.message, fatal: message.fatal, ...(message.space ? { space: message.space } : {}) };
     this.#board.set({ error: info });
     session.pushTicks = 0;
-    const recovery = recoveryFor(info, typeof this.#options.token === 'function');
+    const recovery = recoveryFor(info, session.freshToken);
     const space = message.space;
     if (message.fatal) {
       session.fatal = info;
