@@ -1,8 +1,9 @@
 /**
- * Applying what the server sends: other replicas' changes and snapshot
- * records. Each call is one storage transaction that writes the records, the
- * space's log position and the clock together; the clock receives the latest
- * timestamp applied, so the replica's next write is ordered after it.
+ * Applying what the server sends: other replicas' changes, snapshot records
+ * and acknowledgements. Each runs inside one storage transaction that writes
+ * the records (or the outbox), the space's log position and the clock
+ * together; the clock receives the latest timestamp applied, so the replica's
+ * next write is ordered after it, and notes what the server accepted.
  */
 import { joinRecordStates, latestStamp, maxHlc, type Change, type HlcString, type SnapshotRecord, type SpaceId } from '@syncline/core';
 import type { ReplicaClock } from './clock.js';
@@ -76,4 +77,21 @@ export async function applySnapshot(tx: StorageTx, ctx: ApplyContext, records: r
   });
   await Promise.all([putAll(tx, out, { handOver: true }), ...(position !== undefined ? [tx.setMeta(positionKey(space), position)] : []), ...receive(tx, ctx.clock, latest)]);
   return out;
+}
+
+/**
+ * The server holds this replica's changes of `space` up to seq `upTo`: they
+ * leave the outbox, and the last one's stamp (`hlc`, read from the outbox when
+ * the caller does not know it) is noted as accepted.
+ */
+export async function applyAck(tx: StorageTx, clock: ReplicaClock, space: SpaceId, upTo: number, hlc: HlcString | undefined): Promise<void> {
+  let last = hlc;
+  if (last === undefined) {
+    // Not pushed on this connection (the server held it already): read its stamp before it goes.
+    const [oldest] = await tx.readOutbox(space, 1);
+    if (oldest && oldest.seq <= upTo) last = (await tx.readOutbox(space, upTo - oldest.seq + 1)).at(-1)?.hlc;
+  }
+  const writes: Array<Promise<unknown>> = [tx.ackOutbox(space, upTo)];
+  if (clock.accept(last)) writes.push(tx.setMeta(META_CLOCK_ACCEPTED, clock.accepted));
+  await Promise.all(writes);
 }

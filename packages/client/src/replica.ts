@@ -7,7 +7,6 @@
 import {
   changeBytes,
   DEFAULT_MAX_CLOCK_DRIFT,
-  isFields,
   isRecordId,
   isSpaceId,
   maxHlc,
@@ -17,7 +16,6 @@ import {
   type Change,
   type Fields,
   type HlcString,
-  type Json,
   type ReplicaId,
   type SnapshotRecord,
   type SpaceId,
@@ -32,15 +30,17 @@ import { LiveQueries, type QueryCallback } from './live-query.js';
 import { META_CLOCK, META_CLOCK_ACCEPTED, META_CLOCK_OFFSET, META_CLOCK_UNSYNCED, META_REPLICA, positionKey, seqKey } from './meta.js';
 import { collectionOf, countQuery, runQuery, toRow, type Query, type Row } from './query.js';
 import { RecordCache } from './record-cache.js';
-import { applyChanges, applySnapshot, putAll, syncClock } from './remote-apply.js';
-import { applyRestamp, planRestamp, RESTAMP_MARGIN_MS } from './restamp.js';
+import { applyAck, applyChanges, applySnapshot, putAll, syncClock } from './remote-apply.js';
+import { restampOutbox } from './restamp.js';
 import { checkSchema, type CollectionDef, type Schema } from './schema.js';
 import { openCollections } from './schema-migration.js';
 import { indexedDbStorage } from './storage/indexeddb-storage.js';
 import type { Storage, StorageFactory, StorageTx } from './storage/types.js';
 import type { CommitEvent, ReplicaPort } from './sync/port.js';
 import { SyncEngine, type EngineSettings, type SyncOptions } from './sync/sync-engine.js';
+import { outboxEntries } from './storage/outbox.js';
 import { defaultTabs, isTabMessage, type ChannelLike, type LocksLike, type TabMessage, type TabsOptions } from './tabs.js';
+import { checkPatch, checkValue, validateWrites, type Patch } from './validate.js';
 import { applyToStored, buildChange, type WriteOp } from './write.js';
 
 export type { CommitEvent };
@@ -75,33 +75,12 @@ export interface WriteOptions {
   readonly space?: string;
 }
 
-type Patch = Readonly<Record<string, Json | undefined>>;
 
 /** Collects writes for one transaction (replica.batch). */
 export interface Batch {
   put(collection: string, id: string, value: Fields, options?: WriteOptions): void;
   patch(collection: string, id: string, patch: Patch, options?: WriteOptions): void;
   delete(collection: string, id: string, options?: WriteOptions): void;
-}
-
-/**
- * Most changes in one outbox entry. A transaction's changes of a space go into one
- * entry (a request per entry, not per change); bounding it keeps reading a push's
- * worth of changes and rewriting a partly acknowledged entry small.
- */
-const OUTBOX_ENTRY_MAX = 1_000;
-
-/** A transaction's changes (seqs ascending per space) as addOutbox arguments: per space, chunks of contiguous seqs. */
-function outboxEntries(changes: readonly Change[]): Change[][] {
-  const bySpace = new Map<SpaceId, Change[][]>();
-  for (const change of changes) {
-    let chunks = bySpace.get(change.space);
-    if (!chunks) bySpace.set(change.space, (chunks = [[]]));
-    let chunk = chunks[chunks.length - 1] as Change[];
-    if (chunk.length === OUTBOX_ENTRY_MAX) chunks.push((chunk = []));
-    chunk.push(change);
-  }
-  return [...bySpace.values()].flat();
 }
 
 /** What tests and the simulation reach that apps do not: the storage and the sync port. */
@@ -227,12 +206,12 @@ export class Replica<S extends Schema = Schema> {
   async batch(fn: (batch: Batch) => void): Promise<void> {
     const ops: WriteOp[] = [];
     fn({
-      put: (collection, id, value, options) => ops.push({ kind: 'put', ...this.#target(collection, id, options), value: this.#checkValue(collection, value) }),
-      patch: (collection, id, patch, options) => ops.push({ kind: 'patch', ...this.#target(collection, id, options), patch: this.#checkPatch(collection, patch) }),
+      put: (collection, id, value, options) => ops.push({ kind: 'put', ...this.#target(collection, id, options), value: checkValue(this.#collections, collection, value) }),
+      patch: (collection, id, patch, options) => ops.push({ kind: 'patch', ...this.#target(collection, id, options), patch: checkPatch(this.#collections, collection, patch) }),
       delete: (collection, id, options) => ops.push({ kind: 'delete', ...this.#target(collection, id, options) }),
     });
     if (ops.length === 0) return;
-    await this.#validate(ops);
+    await validateWrites(this.#collections, ops, (op) => this.get(op.collection, op.id, { space: op.space }));
     await this.#commit(ops);
   }
 
@@ -243,52 +222,6 @@ export class Replica<S extends Schema = Schema> {
     const space = options?.space ?? this.defaultSpace;
     if (!isSpaceId(space)) throw new ReplicaError('invalid_argument', `invalid space id ${JSON.stringify(space)}`);
     return { collection, id, space };
-  }
-
-  #checkValue(collection: string, value: Fields): Fields {
-    if (!isFields(value)) throw new ReplicaError('invalid_argument', `value for "${collection}" must be a plain object of JSON values`);
-    this.#checkNoCrdt(collection, Object.keys(value));
-    return value;
-  }
-
-  #checkPatch(collection: string, patch: Patch): Patch {
-    if (typeof patch !== 'object' || patch === null || Array.isArray(patch)) throw new ReplicaError('invalid_argument', 'patch must be an object');
-    for (const name of Object.keys(patch)) {
-      const v = patch[name];
-      if (v !== undefined && !isFields({ v })) throw new ReplicaError('invalid_argument', `patch field "${name}" is not a JSON value`);
-    }
-    this.#checkNoCrdt(collection, Object.keys(patch));
-    return patch;
-  }
-
-  #checkNoCrdt(collection: string, names: string[]): void {
-    const def = collectionOf(this.#collections, collection);
-    for (const name of names) {
-      if (def.crdt.has(name)) throw new ReplicaError('invalid_argument', `"${name}" is a crdt field of "${collection}"; edit it through replica.${def.crdt.get(name)}()`);
-    }
-  }
-
-  /** Runs collection validators on the value each write would produce. */
-  async #validate(ops: readonly WriteOp[]): Promise<void> {
-    for (const op of ops) {
-      const def = collectionOf(this.#collections, op.collection);
-      if (!def.validate || op.kind === 'delete' || op.kind === 'crdt') continue;
-      let value: Fields;
-      if (op.kind === 'put') value = op.value;
-      else {
-        const current = await this.get(op.collection, op.id, { space: op.space });
-        const merged: Record<string, Json | undefined> = { ...(current?.value ?? {}) };
-        for (const name of Object.keys(op.patch)) Object.defineProperty(merged, name, { value: op.patch[name], enumerable: true, writable: true, configurable: true });
-        for (const name of Object.keys(merged)) if (merged[name] === undefined || def.crdt.has(name)) delete merged[name];
-        value = merged as Fields;
-      }
-      let result = def.validate['~standard'].validate(value);
-      if (result instanceof Promise) result = await result;
-      if (result.issues) {
-        const issues = result.issues.map((i) => ({ message: i.message, ...(i.path ? { path: i.path.map((p) => (typeof p === 'object' ? p.key : p)) } : {}) }));
-        throw new ReplicaError('validation_failed', `"${op.collection}/${op.id}" was not written: ${issues.map((i) => (i.path?.length ? `${i.path.join('.')}: ${i.message}` : i.message)).join('; ')}`, { issues });
-      }
-    }
   }
 
   #checkOpen(): void {
@@ -390,21 +323,9 @@ export class Replica<S extends Schema = Schema> {
     };
   }
 
-  async #ack(space: SpaceId, upTo: number, hlc: HlcString | undefined): Promise<void> {
+  #ack(space: SpaceId, upTo: number, hlc: HlcString | undefined): Promise<void> {
     this.#checkOpen();
-    await this.#track(
-      this.#storage.transaction('readwrite', async (tx) => {
-        let last = hlc;
-        if (last === undefined) {
-          // Not pushed on this connection (the server held it already): read its stamp before it goes.
-          const [oldest] = await tx.readOutbox(space, 1);
-          if (oldest && oldest.seq <= upTo) last = (await tx.readOutbox(space, upTo - oldest.seq + 1)).at(-1)?.hlc;
-        }
-        const writes: Array<Promise<unknown>> = [tx.ackOutbox(space, upTo)];
-        if (this.#clock.accept(last)) writes.push(tx.setMeta(META_CLOCK_ACCEPTED, this.#clock.accepted));
-        await Promise.all(writes);
-      }),
-    );
+    return this.#track(this.#storage.transaction('readwrite', (tx) => applyAck(tx, this.#clock, space, upTo, hlc)));
   }
 
   /**
@@ -460,36 +381,11 @@ export class Replica<S extends Schema = Schema> {
     return this.#track(this.#queue.exclusive(() => this.#restampNow({ maxClockDrift })));
   }
 
-  /**
-   * Re-stamps outbox changes out of line with the server's time (restamp.ts) and
-   * saves the clock's offset with them. Runs alone in the commit queue: no write
-   * is stamped meanwhile. Returns how many changes moved.
-   */
+  /** One re-stamping pass (restamp.ts); then the clock goes back, never below what was received meanwhile. */
   async #restampNow(options: { readonly maxClockDrift: number; readonly all?: boolean; readonly delta?: number }): Promise<number> {
-    let rewindTo: HlcString | undefined;
-    const moved = await this.#storage.transaction('readwrite', async (tx) => {
-      const outbox = await tx.readOutbox(undefined, Number.MAX_SAFE_INTEGER);
-      const now = this.#clock.physical();
-      const plan = planRestamp({
-        replica: this.id,
-        outbox,
-        all: options.all ?? false,
-        threshold: now + options.maxClockDrift + RESTAMP_MARGIN_MS,
-        delta: options.delta ?? 0,
-        now,
-        accepted: this.#clock.accepted,
-      });
-      const n = await applyRestamp(tx, this.#collections, outbox, plan);
-      const writes = [tx.setMeta(META_CLOCK_OFFSET, this.#clock.offset), tx.setMeta(META_CLOCK_UNSYNCED, false)];
-      if (n > 0) {
-        rewindTo = maxHlc(plan.last, this.#clock.accepted);
-        writes.push(tx.setMeta(META_CLOCK, rewindTo));
-      }
-      await Promise.all(writes);
-      return n;
-    });
+    const ctx = { replica: this.id, clock: this.#clock, collections: this.#collections };
+    const { moved, rewindTo } = await this.#storage.transaction('readwrite', (tx) => restampOutbox(tx, ctx, options));
     this.#clock.synced();
-    // After the commit, and never below what was received meanwhile.
     if (rewindTo !== undefined) this.#clock.rewind(maxHlc(rewindTo, this.#clock.accepted) as HlcString);
     return moved;
   }

@@ -21,6 +21,8 @@
  * (restampState) gives the states that applying the new changes would give.
  */
 import { compareTimestamps, formatTimestamp, hlcWall, maxHlc, MAX_COUNTER, parseTimestamp, restampState, type Change, type HlcString, type ReplicaId, type Timestamp } from '@syncline/core';
+import type { ReplicaClock } from './clock.js';
+import { META_CLOCK, META_CLOCK_OFFSET, META_CLOCK_UNSYNCED } from './meta.js';
 import type { CollectionDef } from './schema.js';
 import type { StorageTx, StoredRecord } from './storage/types.js';
 import { storedRecord } from './write.js';
@@ -108,4 +110,38 @@ export async function applyRestamp(tx: StorageTx, collections: ReadonlyMap<strin
   }
   await Promise.all([tx.replaceOutbox(moved), ...rewritten.map((r) => tx.putRecord(r))]);
   return moved.length;
+}
+
+/**
+ * One re-stamping pass in a storage transaction: plans from the whole outbox
+ * and the clock, applies the plan, and saves the clock's offset (and, when
+ * anything moved, the point the clock goes back to). The caller rewinds the
+ * in-memory clock to `rewindTo` once the transaction has committed, and runs
+ * this alone in its commit queue (no write may be stamped meanwhile).
+ */
+export async function restampOutbox(
+  tx: StorageTx,
+  ctx: { readonly replica: ReplicaId; readonly clock: ReplicaClock; readonly collections: ReadonlyMap<string, CollectionDef> },
+  options: { readonly maxClockDrift: number; readonly all?: boolean; readonly delta?: number },
+): Promise<{ readonly moved: number; readonly rewindTo: HlcString | undefined }> {
+  const { clock } = ctx;
+  const outbox = await tx.readOutbox(undefined, Number.MAX_SAFE_INTEGER);
+  const now = clock.physical();
+  const plan = planRestamp({
+    replica: ctx.replica,
+    outbox,
+    all: options.all ?? false,
+    threshold: now + options.maxClockDrift + RESTAMP_MARGIN_MS,
+    delta: options.delta ?? 0,
+    now,
+    accepted: clock.accepted,
+  });
+  const moved = await applyRestamp(tx, ctx.collections, outbox, plan);
+  const rewindTo = moved > 0 ? maxHlc(plan.last, clock.accepted) : undefined;
+  await Promise.all([
+    tx.setMeta(META_CLOCK_OFFSET, clock.offset),
+    tx.setMeta(META_CLOCK_UNSYNCED, false),
+    ...(rewindTo !== undefined ? [tx.setMeta(META_CLOCK, rewindTo)] : []),
+  ]);
+  return { moved, rewindTo };
 }

@@ -54,3 +54,24 @@ export function groupOutbox(changes: readonly Change[], max: number): OutboxEntr
   flush();
   return entries;
 }
+
+/**
+ * Most changes in one outbox entry. A transaction's changes of a space go into one
+ * entry (a request per entry, not per change); bounding it keeps reading a push's
+ * worth of changes and rewriting a partly acknowledged entry small.
+ */
+const OUTBOX_ENTRY_MAX = 1_000;
+
+/** A transaction's changes (seqs ascending per space) as addOutbox arguments: per space, chunks of contiguous seqs. */
+export function outboxEntries(changes: readonly Change[]): Change[][] {
+  const bySpace = new Map<SpaceId, Change[][]>();
+  for (const change of changes) {
+    let chunks = bySpace.get(change.space);
+    if (!chunks) bySpace.set(change.space, (chunks = [[]]));
+    let chunk = chunks[chunks.length - 1] as Change[];
+    if (chunk.length === OUTBOX_ENTRY_MAX) chunks.push((chunk = []));
+    chunk.push(change);
+  }
+  return [...bySpace.values()].flat();
+}
+

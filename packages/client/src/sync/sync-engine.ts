@@ -27,6 +27,7 @@ import {
 import { SyncError } from '../errors.js';
 import { Backoff, type BackoffOptions } from './backoff.js';
 import { webSocketConnect, type Connect, type Connection, type SocketFactory } from './connection.js';
+import { FlushWaiters } from './flushed.js';
 import { Pacer } from './pacer.js';
 import type { ReplicaPort } from './port.js';
 import { Pusher } from './pusher.js';
@@ -99,13 +100,6 @@ class Session {
   pusher!: Pusher;
 }
 
-interface FlushWaiter {
-  readonly targets: ReadonlyArray<readonly [SpaceId, number]>;
-  readonly resolve: () => void;
-  readonly reject: (error: Error) => void;
-  readonly timer: ReturnType<typeof setTimeout> | undefined;
-}
-
 export class SyncEngine {
   readonly #port: ReplicaPort;
   readonly #options: SyncOptions;
@@ -115,7 +109,7 @@ export class SyncEngine {
   readonly #backoff: Backoff;
   readonly #board = new StatusBoard();
   readonly #stoppedSpaces = new Map<SpaceId, SyncErrorInfo>();
-  readonly #flushWaiters = new Set<FlushWaiter>();
+  readonly #flushed: FlushWaiters;
   readonly #cleanups: Array<() => void> = [];
   #session: Session | undefined;
   #timer: ReturnType<typeof setTimeout> | undefined;
@@ -139,6 +133,7 @@ export class SyncEngine {
     this.#spaces = [...new Set((options.spaces ?? [port.defaultSpace]).map((s) => toSpaceId(s)))];
     this.#connect = options.connect ?? this.#webSocket();
     this.#backoff = new Backoff(options.backoff ?? {}, options.random ?? Math.random);
+    this.#flushed = new FlushWaiters(port, this.#spaces, this.#stoppedSpaces);
     this.#cleanups.push(
       port.onCommit((event) => {
         if (event.outbox.length === 0) return;
@@ -239,19 +234,7 @@ export class SyncEngine {
    */
   async flushed(options: { readonly timeoutMs?: number } = {}): Promise<void> {
     if (this.#closed) throw new SyncError('closed', 'the sync engine is closed');
-    const targets = await Promise.all(this.#spaces.map(async (space) => [space, await this.#port.lastSeq(space)] as const));
-    await new Promise<void>((resolve, reject) => {
-      const timer =
-        options.timeoutMs === undefined
-          ? undefined
-          : setTimeout(() => {
-              this.#flushWaiters.delete(waiter);
-              reject(new SyncError('timeout', `changes were not all acknowledged within ${options.timeoutMs} ms (pending ${this.status.pending}, state ${this.status.state})`));
-            }, options.timeoutMs);
-      const waiter: FlushWaiter = { targets, resolve, reject, timer };
-      this.#flushWaiters.add(waiter);
-      void this.#checkFlushed();
-    });
+    return this.#flushed.wait(options.timeoutMs, () => `pending ${this.status.pending}, state ${this.status.state}`);
   }
 
   /** Closes the connection for good. */
@@ -260,7 +243,7 @@ export class SyncEngine {
     this.#closed = true;
     for (const cleanup of this.#cleanups.splice(0)) cleanup();
     this.#stop();
-    this.#settleFlushed(new SyncError('closed', 'the sync engine closed before the changes were acknowledged'));
+    this.#flushed.fail(new SyncError('closed', 'the sync engine closed before the changes were acknowledged'));
   }
 
   // ---- when to dial ---------------------------------------------------------------
@@ -357,7 +340,7 @@ export class SyncEngine {
       if (recovery === 'stop') {
         this.#stopped = fatal;
         this.#board.set({ state: 'stopped', error: fatal, retryAt: undefined });
-        this.#settleFlushed(new SyncError(fatal.code, `sync stopped: ${fatal.message}`));
+        this.#flushed.fail(new SyncError(fatal.code, `sync stopped: ${fatal.message}`));
         return;
       }
       if (recovery === 'shrink-frame') this.#frameCap = Math.max(MAX_CHANGE_BYTES, Math.floor(Math.min(session.limits.maxFrameBytes, this.#frameCap) / 2));
@@ -439,7 +422,7 @@ export class SyncEngine {
         session.driftRefusals = 0;
         await session.pusher.ack(message.space, message.upTo);
         await this.#refreshPending();
-        return this.#checkFlushed();
+        return this.#flushed.check();
       case 'changes':
         return this.#port.applyRemote(message.changes, { space: message.space, upTo: message.upTo });
       case 'snapshot': {
@@ -544,7 +527,7 @@ export class SyncEngine {
     this.#stoppedSpaces.set(space, info);
     this.#board.set({ error: info, stoppedSpaces: [...this.#stoppedSpaces.values()] });
     void this.#refreshPending();
-    void this.#checkFlushed();
+    void this.#flushed.check();
   }
 
   // ---- status --------------------------------------------------------------------
@@ -579,35 +562,5 @@ export class SyncEngine {
     const caughtUp = moving.every((s) => session.synced.has(s));
     if (caughtUp && pending + stuck === 0) this.#board.set({ state: 'synced', pending: 0, lastSyncedAt: this.#port.now() });
     else this.#board.set({ state: 'syncing', pending: pending + stuck });
-  }
-
-  /** Resolves the flush waiters whose changes are all acknowledged; rejects those a stopped space holds. */
-  async #checkFlushed(): Promise<void> {
-    if (this.#flushWaiters.size === 0) return;
-    const oldest = new Map<SpaceId, number>();
-    for (const space of this.#spaces) {
-      const [first] = await this.#port.readOutbox(space, 1).catch(() => []);
-      oldest.set(space, first ? first.seq : Number.POSITIVE_INFINITY);
-    }
-    for (const waiter of this.#flushWaiters) {
-      const blocked = waiter.targets.find(([space, seq]) => this.#stoppedSpaces.has(space) && (oldest.get(space) as number) <= seq);
-      if (blocked) {
-        const info = this.#stoppedSpaces.get(blocked[0]) as SyncErrorInfo;
-        this.#finishFlush(waiter, new SyncError(info.code, `space "${blocked[0]}" stopped: ${info.message}`));
-      } else if (waiter.targets.every(([space, seq]) => (oldest.get(space) as number) > seq)) {
-        this.#finishFlush(waiter);
-      }
-    }
-  }
-
-  #finishFlush(waiter: FlushWaiter, error?: Error): void {
-    if (!this.#flushWaiters.delete(waiter)) return;
-    clearTimeout(waiter.timer);
-    if (error) waiter.reject(error);
-    else waiter.resolve();
-  }
-
-  #settleFlushed(error: Error): void {
-    for (const waiter of [...this.#flushWaiters]) this.#finishFlush(waiter, error);
   }
 }
