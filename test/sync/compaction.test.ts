@@ -30,12 +30,14 @@ describe('compaction', () => {
     // W writes 300 events; O gets them, then goes offline.
     const sw = sync(w, server.url);
     cleanup.push(() => sw.close());
-    let so = sync(o, server.url);
+    const recO = recordingSocket();
+    const so = sync(o, server.url, { WebSocket: recO.factory });
+    cleanup.push(() => so.close());
     await w.batch((b) => {
       for (let i = 0; i < 300; i++) b.put('events', `e${i}`, { title: `event ${i}`, n: i });
     });
     await waitUntil(async () => isSynced(sw) && isSynced(so) && (await countOf(o, 'events')) === 300, 10_000, 'O to hold the first 300 events');
-    so.close();
+    so.pause();
     const positionBefore = await portOf(o).position(space);
     expect(positionBefore).toBe(300);
 
@@ -96,12 +98,11 @@ describe('compaction', () => {
     });
     cleanup.push(unsubscribe);
     const snapshotsBefore = await counter(server.metrics.snapshots);
-    const recO = recordingSocket();
-    so = sync(o, server.url, { WebSocket: recO.factory });
-    cleanup.push(() => so.close());
+    const back = recO.sockets.length;
+    so.resume();
     await waitUntil(async () => isSynced(so) && (await countOf(o, 'events')) === 520, 10_000, 'O to catch up and push');
-    expect(recO.of('snapshot').length).toBeGreaterThan(0);
-    expect(recO.sent.find((s) => s.message.type === 'hello')?.message).toMatchObject({ spaces: [{ space, after: 300 }] });
+    expect(recO.of('snapshot', back).length).toBeGreaterThan(0);
+    expect(recO.sent.find((s) => s.socket >= back && s.message.type === 'hello')?.message).toMatchObject({ spaces: [{ space, after: 300 }] });
     expect(await counter(server.metrics.snapshots)).toBeGreaterThan(snapshotsBefore);
     expect(await outboxCount(o, space)).toBe(0);
     expect(violations).toEqual([]);

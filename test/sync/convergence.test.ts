@@ -41,18 +41,20 @@ describe('two replicas editing offline', () => {
     const textA = await a.text('docs', 'd1', 'body');
     textA.insert(0, 'Hello');
     await waitUntil(async () => (await a.get('docs', 'd1'))?.value?.['body'] === 'Hello', 5_000, 'the text edit to commit');
-    let sa = sync(a, server.url);
-    let sb = sync(b, server.url);
+    const sa = sync(a, server.url);
+    const sb = sync(b, server.url);
+    cleanup.push(() => sa.close(), () => sb.close());
     await waitUntil(() => isSynced(sa) && isSynced(sb), 10_000, 'both engines synced');
     await waitUntil(
       async () => (await countOf(b, 'events')) === 100 && (await countOf(b, 'tasks')) === 5 && (await b.get('docs', 'd1'))?.value?.['body'] === 'Hello',
       10_000,
       'B to hold A’s records',
     );
-    sa.close();
-    sb.close();
-    expect(sa.status.state).toBe('offline');
-    expect(sb.status.state).toBe('offline');
+    // Both go offline (sync paused: no connection, writes stay local).
+    sa.pause();
+    sb.pause();
+    expect(sa.status.state).toBe('paused');
+    expect(sb.status.state).toBe('paused');
 
     // Offline. Every HLC below is set by hand, so the winners are known.
     // A: title of a005..a009 at base+1000, then title of a000..a004 at base+2000,
@@ -98,10 +100,10 @@ describe('two replicas editing offline', () => {
     expect((await b.get('events', 'a000'))?.value).toEqual({ title: 'B edit 0', start: 0, note: 'note B0' });
     expect(await a.conflicts('tasks', 't0')).toEqual([]);
 
-    // Reconnect both (new engines on the same replicas).
-    sa = sync(a, server.url);
-    sb = sync(b, server.url);
-    cleanup.push(() => sa.close(), () => sb.close());
+    // Both reconnect; each one's offline writes are stored before the other's reach it.
+    sa.resume();
+    sb.resume();
+    await Promise.all([sa.flushed({ timeoutMs: 15_000 }), sb.flushed({ timeoutMs: 15_000 })]);
     await waitUntil(() => isSynced(sa) && isSynced(sb), 15_000, 'both engines synced after reconnecting');
     await waitUntil(
       async () => JSON.stringify(await visibleState(a, ['events', 'tasks', 'docs'])) === JSON.stringify(await visibleState(b, ['events', 'tasks', 'docs'])),

@@ -196,14 +196,13 @@ export class SyncEngine {
     this.#stoppedSpaces.clear();
     this.#board.set({ stoppedSpaces: undefined });
     this.#backoff.reset();
-    if (this.#session) return;
-    this.#wake();
+    if (!this.#session) return this.#wake();
+    for (const space of this.#spaces) this.#session.pusher.next(space);
   }
 
   /** A new auth token (a static one was refused, or expired); dials with it now. */
   setToken(token: string): void {
     this.#token = token;
-    this.#session?.connection.close();
     this.#dropSession();
     this.reconnectNow();
   }
@@ -306,18 +305,26 @@ export class SyncEngine {
       session.pacer.spend();
       this.#send(session, { type: 'ping', id: pingId++ });
     }, this.#options.pingIntervalMs ?? 20_000);
-    session.connection = this.#connect({
-      open: () => this.#enqueue(session, () => this.#hello(session)),
-      frame: (bytes) => {
-        session.silentTicks = 0;
-        this.#enqueue(session, () => this.#handle(session, bytes));
-      },
-      closed: () => {
-        if (this.#session !== session) return;
-        this.#dropSession();
-        this.#afterClose(session);
-      },
-    });
+    const closed = () => {
+      if (this.#session !== session) return;
+      this.#dropSession();
+      this.#afterClose(session);
+    };
+    try {
+      session.connection = this.#connect({
+        open: () => this.#enqueue(session, () => this.#hello(session)),
+        frame: (bytes) => {
+          session.silentTicks = 0;
+          this.#enqueue(session, () => this.#handle(session, bytes));
+        },
+        closed,
+      });
+    } catch (error) {
+      // A transport that cannot even try: a failed attempt, like a refused connection.
+      session.connection = { send: () => undefined, close: () => undefined };
+      this.#board.set({ error: { code: 'internal', message: `could not connect: ${String(error)}`, fatal: true } });
+      queueMicrotask(closed);
+    }
   }
 
   /** Ends the current session (closing its connection): nothing of it runs after this. */
