@@ -5,7 +5,7 @@
  * they are not written back.
  */
 import type { CrdtType, SpaceId } from '@syncline/core';
-import { crdtRoot } from '@syncline/core';
+import { crdtRoot, MAX_CHANGE_BYTES } from '@syncline/core';
 import * as Y from 'yjs';
 
 export const REMOTE = Symbol('syncline-remote');
@@ -68,7 +68,10 @@ export class CrdtDocs {
     entry.pending = [];
     if (updates.length === 0) return;
     const update = updates.length === 1 ? (updates[0] as Uint8Array) : Y.mergeUpdates(updates);
-    this.write(entry.target, update, entry.type).catch(this.onError);
+    // A change may take MAX_CHANGE_BYTES: edits that merge past it are written one by one instead
+    // (a single edit past it is refused: onError gets the too_large ReplicaError).
+    const parts = update.length > MAX_CHANGE_BYTES / 2 && updates.length > 1 ? updates : [update];
+    for (const part of parts) this.write(entry.target, part, entry.type).catch(this.onError);
   }
 
   /** Open fields of a record, to refresh after it changed elsewhere. */
