@@ -16,6 +16,7 @@ import {
   UNANNOUNCED_LIMITS,
   changeBytes,
   checkServerLimits,
+  mayExceedChangeLimit,
   encodeUpstream,
   fieldsFromEntries,
   formatTimestamp,
@@ -187,6 +188,40 @@ describe('changeBytes: the exact size of the push frame carrying one change', ()
       }),
       { numRuns: 60 },
     );
+  });
+});
+
+describe('mayExceedChangeLimit: the cheap bound that skips changeBytes for small changes', () => {
+  it('never says a change is within the limit when changeBytes says it is not; says so for every small change', () => {
+    const sized = fc.record({
+      change: changeArb,
+      text: textOf([...ASCII, ...TWO, ...THREE, ...FOUR, ...LONE], 0, 40),
+      repeat: fc.oneof(fc.nat(50), fc.integer({ min: 10_000, max: 150_000 })),
+      context: fc.nat(3_000),
+      bytes: fc.oneof(fc.nat(1_000), fc.integer({ min: MAX_CHANGE_BYTES - 20_000, max: MAX_CHANGE_BYTES + 1_000 })),
+    });
+    let exact = 0;
+    fc.assert(
+      fc.property(sized, ({ change, text, repeat, context, bytes }) => {
+        const long = text.repeat(repeat);
+        const header = { space: change.space, collection: change.collection, id: change.id, replica: change.replica, seq: change.seq, hlc: change.hlc };
+        const candidates: Change[] = [
+          change,
+          { ...header, op: 'put', fields: fieldsFromEntries([['__proto__', long]]) },
+          { ...header, op: 'patch', fields: fieldsFromEntries([['t', long]]), unset: [text || 'x'] },
+          { ...header, op: 'version', value: fieldsFromEntries([['t', long]]), context: new Map(Array.from({ length: context }, (_, i) => [replicaId(`r${i}-${'x'.repeat(58)}`), Number.MAX_SAFE_INTEGER - i])) },
+          { ...header, op: 'crdt', field: 'f', type: 'text', update: new Uint8Array(bytes) },
+        ];
+        for (const c of candidates) {
+          if (mayExceedChangeLimit(c)) exact++;
+          else expect(changeBytes(c), c.op).toBeLessThanOrEqual(MAX_CHANGE_BYTES);
+        }
+        // A change of a few hundred bytes is never measured.
+        if (changeBytes(change) < 1_000) expect(mayExceedChangeLimit(change)).toBe(false);
+      }),
+      { numRuns: 300 },
+    );
+    expect(exact).toBeGreaterThan(0);
   });
 });
 

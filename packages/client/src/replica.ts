@@ -6,6 +6,7 @@
  */
 import {
   changeBytes,
+  mayExceedChangeLimit,
   DEFAULT_MAX_CLOCK_DRIFT,
   isRecordId,
   isSpaceId,
@@ -259,7 +260,7 @@ export class Replica<S extends Schema = Schema> {
         const record = cache.get(op);
         const change = buildChange(op, def, record?.state, this.id, seq, this.#clock.hlc.nowString());
         // Every change must fit a push on its own (the protocol's promise): a larger one would wedge the outbox.
-        const bytes = changeBytes(change);
+        const bytes = mayExceedChangeLimit(change) ? changeBytes(change) : 0;
         if (bytes > MAX_CHANGE_BYTES) {
           throw new ReplicaError(
             'too_large',

@@ -96,3 +96,34 @@ export function changeBytes(change: Change): number {
   for (const a of attachments) size += varintSize(a.length) + a.length;
   return size;
 }
+
+/** Bytes a change's header can take at most, escapes included: ids, names, the HLC, the JSON around them. */
+const HEADER_BOUND = 10_000;
+
+/**
+ * False when `change` is certainly within MAX_CHANGE_BYTES, by a cheap bound
+ * (one native JSON.stringify of its payload, at most 3 bytes per UTF-16 unit of
+ * it, plus the largest header); true when it may not be, and changeBytes must
+ * tell. Most writes are far below the limit and skip the exact measure.
+ */
+export function mayExceedChangeLimit(change: Change): boolean {
+  let payload: number;
+  switch (change.op) {
+    case 'put':
+      payload = JSON.stringify(change.fields).length;
+      break;
+    case 'patch':
+      payload = JSON.stringify(change.fields).length + JSON.stringify(change.unset).length;
+      break;
+    case 'delete':
+      payload = 0;
+      break;
+    case 'version':
+      // A context entry: a replica id of at most 64 ASCII characters and a seq, in brackets.
+      payload = JSON.stringify(change.value).length + change.context.size * 100;
+      break;
+    case 'crdt':
+      return change.update.length + HEADER_BOUND > MAX_CHANGE_BYTES;
+  }
+  return payload * 3 + HEADER_BOUND > MAX_CHANGE_BYTES;
+}
