@@ -4,11 +4,10 @@
 // TinyBase (MergeableStore + WsSynchronizer), beside a bare ws relay moving the same records.
 // Every replica is connected (and has finished its first sync) before the clock starts; every
 // write is its own call (no batching API is used on any system).
-import { WebSocket } from 'ws';
 import { createReplica, memoryStorage, startSync } from '../packages/client/dist/index.js';
 import { tinybaseDigest, tinybaseHashes, tinybaseReplica, yjsDigest, yjsReplica, yjsStateVector } from './baselines.mjs';
 import { startChild } from './child.mjs';
-import { compare, countingSocket, digestEntries, event, fmt, newCounter, quick, RUNS, spread, table, waitUntil, within } from './lib.mjs';
+import { compare, countingSocket, digestEntries, event, fmt, newCounter, quick, relayClient, RUNS, spread, table, waitUntil, within } from './lib.mjs';
 import { toCells } from './tinybase-cells.mjs';
 
 const SCHEMA = { events: { indexes: { byStart: ['start'] } } };
@@ -153,18 +152,7 @@ async function relayRun(C, W) {
   try {
     clients.push(
       ...(await within(
-        Promise.all(
-          Array.from({ length: C }, () => new Promise((resolve, reject) => {
-            const ws = new WebSocket(`ws://127.0.0.1:${server.port}`);
-            ws.received = 0;
-            ws.on('message', (data) => {
-              ws.received++;
-              counter.received += data.length;
-            });
-            ws.on('open', () => resolve(ws));
-            ws.on('error', reject);
-          })),
-        ),
+        Promise.all(Array.from({ length: C }, () => relayClient(server.port, counter))),
         CONNECT_TIMEOUT_MS,
         'relay sockets to open',
       )),

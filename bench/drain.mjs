@@ -3,10 +3,9 @@
 // Time from the reconnect until the second replica holds every record and the first has every
 // change acknowledged; bytes on the wire both ways (payloads, both replicas). Beside it, the same
 // records through the bare ws relay, one message each, from one client to the other.
-import { WebSocket } from 'ws';
 import { createReplica, memoryStorage, startSync } from '../packages/client/dist/index.js';
 import { startChild } from './child.mjs';
-import { compare, countingSocket, event, fmt, newCounter, quick, RUNS, spread, table, waitUntil, within } from './lib.mjs';
+import { compare, countingSocket, event, fmt, newCounter, quick, relayClient, RUNS, spread, table, waitUntil, within } from './lib.mjs';
 
 const N = quick ? 1_000 : 10_000;
 const TIMEOUT_MS = 600_000;
@@ -54,18 +53,7 @@ async function synclineRun() {
 async function relayRun() {
   const server = await startChild('relay.mjs');
   const counter = newCounter();
-  const open = () =>
-    new Promise((resolve, reject) => {
-      const ws = new WebSocket(`ws://127.0.0.1:${server.port}`);
-      ws.received = 0;
-      ws.on('message', (data) => {
-        ws.received++;
-        counter.received += data.length;
-      });
-      ws.on('open', () => resolve(ws));
-      ws.on('error', reject);
-    });
-  const [from, to] = await within(Promise.all([open(), open()]), 30_000, 'relay sockets to open');
+  const [from, to] = await within(Promise.all([relayClient(server.port, counter), relayClient(server.port, counter)]), 30_000, 'relay sockets to open');
   try {
     const payloads = Array.from({ length: N }, (_, i) => JSON.stringify({ id: `e${i}`, value: noted(i) }));
     const t0 = performance.now();

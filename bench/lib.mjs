@@ -97,6 +97,20 @@ export function countingSocket(counter) {
   };
 }
 
+/** A client of the bare relay at `port`: counts what it receives (`ws.received`, and bytes into `counter`). */
+export function relayClient(port, counter) {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(`ws://127.0.0.1:${port}`);
+    ws.received = 0;
+    ws.on('message', (data) => {
+      ws.received++;
+      counter.received += data.length;
+    });
+    ws.on('open', () => resolve(ws));
+    ws.on('error', reject);
+  });
+}
+
 export function newCounter() {
   return { sent: 0, received: 0, lastArrival: 0 };
 }

@@ -7,7 +7,7 @@
  * replica has reconnected: reordering across connections), partitions of any set
  * of replicas, and the server being down.
  */
-import type { Connect, SocketFactory, SocketLike } from '@syncline/client';
+import type { SocketFactory, SocketLike } from '@syncline/client';
 import type { Connection, ConnectionEvents } from '@syncline/server';
 import type { Rng } from './rng.js';
 
@@ -104,36 +104,6 @@ export class SimNetwork {
     private readonly rng: Rng,
     private readonly params: NetworkParams,
   ) {}
-
-  /**
-   * The transport a replica's sync engine uses (sync.connect): the client's
-   * Connection over the same simulated sockets as socketFactory.
-   */
-  connector(client: string): Connect {
-    return (handlers) => {
-      const socket = new SimSocket(this, client);
-      let done = false;
-      socket.onopen = () => handlers.open();
-      socket.onmessage = (event) => handlers.frame(new Uint8Array(event.data as ArrayBuffer));
-      socket.onclose = (event) => {
-        if (done) return;
-        done = true;
-        handlers.closed(event);
-      };
-      this.#connect(socket);
-      return {
-        send: (frame) => {
-          if (!done && socket.readyState === OPEN) socket.send(frame);
-        },
-        close: () => {
-          if (done) return;
-          done = true;
-          socket.onopen = socket.onmessage = socket.onclose = null;
-          socket.close();
-        },
-      };
-    };
-  }
 
   /** The WebSocket class a replica's sync engine uses. */
   socketFactory(client: string): SocketFactory {

@@ -38,6 +38,7 @@ import { canonical, expectedState } from './oracle.js';
 import { Rng } from './rng.js';
 import { VirtualTime } from './virtual-time.js';
 import { COLLECTIONS, describe, makeConfig, makePlan, MAX_SKEW_MS, MERGE_COLLECTIONS, SCHEMA, type Action, type Config, type Op } from './workload.js';
+import { webSocketConnect } from '../../packages/client/src/sync/connection.js';
 import { Pusher } from '../../packages/client/src/sync/pusher.js';
 import { portOf, storageOf } from '../internals.js';
 
@@ -350,11 +351,11 @@ class World {
       now: () => Date.now() + slot.skew,
       randomBytes: (n) => slot.rng.bytes(n),
       onError: (error) => this.fail(`r${slot.index} reported an error: ${error.message}`),
-      // Default backoff and ping: the replica as apps run it, on the simulated network's Connection.
+      // Default backoff and ping: the replica as apps run it, its Connection over the simulated sockets.
       sync: {
         url: 'ws://sim/sync',
         spaces: slot.spaces,
-        connect: this.network.connector(slot.name),
+        connect: webSocketConnect(['ws://sim/sync'], this.network.socketFactory(slot.name)),
         random: () => slot.rng.next(),
         ...(this.config.batchSize !== undefined ? { batchSize: this.config.batchSize } : {}),
       },
