@@ -9,8 +9,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
-import { checkServerLimits, DEFAULT_MAX_CLOCK_DRIFT } from '@syncline/core';
-import { DEFAULT_LIMITS, type Limits } from './options.js';
+import { announcedLimits, type Limits } from './options.js';
 import { createSyncServer } from './server.js';
 import { postgresStorage } from './storage/postgres-storage.js';
 import { sqliteStorage } from './storage/sqlite-storage.js';
@@ -88,9 +87,7 @@ export async function main(argv: string[]): Promise<void> {
   const keepLog = int('keep-log');
   const maxClockDrift = int('max-clock-drift');
   // Before any storage is opened: limits below the protocol's promise would wedge honest clients.
-  const merged = { ...DEFAULT_LIMITS, ...limits };
-  const problems = checkServerLimits({ maxFrameBytes: merged.maxFrameBytes, maxBatch: merged.maxBatch, messagesPerSecond: merged.messagesPerSecond, maxClockDrift: maxClockDrift ?? DEFAULT_MAX_CLOCK_DRIFT });
-  if (problems.length > 0) throw new Error(`limits below what the protocol promises every client: ${problems.join('; ')}`);
+  announcedLimits(limits, maxClockDrift);
   if (values.postgres !== undefined && values.db !== undefined) throw new Error('--db and --postgres exclude each other');
   if (values['postgres-schema'] !== undefined && values.postgres === undefined) throw new Error('--postgres-schema needs --postgres');
   let storage;

@@ -1,3 +1,4 @@
+import { checkServerLimits, DEFAULT_MAX_CLOCK_DRIFT, SynclineError, type ServerLimits } from '@syncline/core';
 import type { Logger } from 'pino';
 import type { Authenticate } from './auth.js';
 import type { ServerStorage } from './storage/types.js';
@@ -37,6 +38,24 @@ export const DEFAULT_LIMITS: Limits = {
   relayBatch: 500,
   snapshotChunk: 2000,
 };
+
+/**
+ * The limits a server announces in welcome (what its clients fit), from its
+ * options; throws `invalid_limits` when they are below what the protocol
+ * promises every client (an honest client could hold a change it can never push).
+ */
+export function announcedLimits(limits: Partial<Limits> | undefined, maxClockDrift: number | undefined): ServerLimits {
+  const merged = { ...DEFAULT_LIMITS, ...limits };
+  const announced: ServerLimits = {
+    maxFrameBytes: merged.maxFrameBytes,
+    maxBatch: merged.maxBatch,
+    messagesPerSecond: Math.floor(merged.messagesPerSecond),
+    maxClockDrift: maxClockDrift ?? DEFAULT_MAX_CLOCK_DRIFT,
+  };
+  const problems = checkServerLimits(announced);
+  if (problems.length > 0) throw new SynclineError('invalid_limits', `the server's limits are below what the protocol promises every client: ${problems.join('; ')}`);
+  return announced;
+}
 
 export interface CompactionOptions {
   /** Log entries kept per space; older ones are dropped (their effect lives in the snapshot). */

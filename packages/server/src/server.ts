@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { checkServerLimits, DEFAULT_MAX_CLOCK_DRIFT, encodeDownstream, SynclineError, type ServerLimits, type SpaceId } from '@syncline/core';
+import { encodeDownstream, type SpaceId } from '@syncline/core';
 import { pino, type Logger } from 'pino';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { jwtAuth, openAccess, type Authenticate } from './auth.js';
@@ -14,7 +14,7 @@ import { Committer } from './committer.js';
 import { handleHttp } from './http.js';
 import { Hub } from './hub.js';
 import { createMetrics, type Metrics } from './metrics.js';
-import { DEFAULT_LIMITS, type Limits, type SyncServerOptions } from './options.js';
+import { announcedLimits, DEFAULT_LIMITS, type Limits, type SyncServerOptions } from './options.js';
 import { Session, type Connection } from './session.js';
 import { sqliteStorage } from './storage/sqlite-storage.js';
 import type { ServerStorage } from './storage/types.js';
@@ -54,16 +54,9 @@ export interface ConnectionEvents {
 
 export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
   const limits: Limits = { ...DEFAULT_LIMITS, ...options.limits };
-  const maxClockDrift = options.maxClockDrift ?? DEFAULT_MAX_CLOCK_DRIFT;
-  const announced: ServerLimits = {
-    maxFrameBytes: limits.maxFrameBytes,
-    maxBatch: limits.maxBatch,
-    messagesPerSecond: Math.floor(limits.messagesPerSecond),
-    maxClockDrift,
-  };
-  // Below these, an honest client could hold a change it can never push: refuse to start.
-  const problems = checkServerLimits(announced);
-  if (problems.length > 0) throw new SynclineError('invalid_limits', `the server's limits are below what the protocol promises every client: ${problems.join('; ')}`);
+  // Refuses to start below what the protocol promises every client.
+  const announced = announcedLimits(options.limits, options.maxClockDrift);
+  const { maxClockDrift } = announced;
   const logger = options.logger ?? pino({ level: process.env['NODE_ENV'] === 'test' ? 'silent' : 'info' });
   const storage = options.storage ?? sqliteStorage({ path: './data/syncline.db' });
   const now = options.now ?? (() => Date.now());
