@@ -12,6 +12,7 @@ const scenarios = {
   'live-query': () => import('./live-query.mjs'),
   drain: () => import('./drain.mjs'),
   reconnects: () => import('./reconnects.mjs'),
+  hardening: () => import('./hardening.mjs'),
 };
 
 const chosen = process.argv.slice(2).filter((a) => !a.startsWith('--'));

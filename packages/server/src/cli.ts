@@ -3,7 +3,7 @@
  *
  *   syncline-server [--port 8787] [--host 127.0.0.1] [--db ./data/syncline.db | --postgres URL [--postgres-schema S]]
  *                   [--jwt-secret S | --jwt-public-key FILE | --jwks-url URL]
- *                   [--static DIR] [--keep-log N] [--max-frame-bytes N] [--max-batch N]
+ *                   [--static DIR] [--allow-origin ORIGIN ...] [--keep-log N] [--max-frame-bytes N] [--max-batch N]
  *                   [--max-connections N] [--messages-per-second N] [--max-clock-drift MS] [--log-level info]
  */
 import { readFileSync } from 'node:fs';
@@ -25,6 +25,8 @@ const USAGE = `usage: syncline-server [options]
   --jwt-public-key FILE    require JWTs signed with this RSA public key (PEM)
   --jwks-url URL           require JWTs signed with a key from this JWKS
   --static DIR             serve this folder at / (the calendar build)
+  --allow-origin ORIGIN    a browser origin allowed to sync (repeat for more; * for any);
+                           default: any with auth on, this server's own host with auth off
   --keep-log N             compact each space's log to its last N changes
   --max-frame-bytes N      largest frame (default 1048576; at least 262144)
   --max-batch N            most changes per push (default 1000; at least 1)
@@ -48,6 +50,7 @@ export async function main(argv: string[]): Promise<void> {
       'jwt-public-key': { type: 'string' },
       'jwks-url': { type: 'string' },
       static: { type: 'string' },
+      'allow-origin': { type: 'string', multiple: true },
       'keep-log': { type: 'string' },
       'max-frame-bytes': { type: 'string' },
       'max-batch': { type: 'string' },
@@ -115,6 +118,7 @@ export async function main(argv: string[]): Promise<void> {
     limits,
     ...(jwt ? { jwt } : {}),
     ...(values.static ? { staticDir: values.static } : {}),
+    ...(values['allow-origin'] ? { allowedOrigins: values['allow-origin'].includes('*') ? ('*' as const) : values['allow-origin'] } : {}),
     ...(keepLog !== undefined ? { compaction: { keepLast: keepLog } } : {}),
     ...(maxClockDrift !== undefined ? { maxClockDrift } : {}),
   });

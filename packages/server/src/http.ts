@@ -19,8 +19,20 @@ const TYPES: Record<string, string> = {
   '.ics': 'text/calendar; charset=utf-8',
 };
 
+/**
+ * The Content-Security-Policy of static responses unless the server is given
+ * another: the calendar's needs (its own scripts, styles with inline style
+ * attributes, sync over WebSocket to this server or another one the user
+ * names), and no framing by other sites.
+ */
+export const DEFAULT_CSP =
+  "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; font-src 'self'; " +
+  "connect-src 'self' ws: wss:; worker-src 'self'; manifest-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'";
+
 export interface HttpContext {
   readonly registry: Registry;
+  /** The Content-Security-Policy header of static responses. */
+  readonly contentSecurityPolicy: string;
   /** The /metrics body: the server's registry and the process's metrics. */
   readonly metricsText: () => Promise<string>;
   readonly staticDir: string | undefined;
@@ -40,7 +52,15 @@ export async function handleHttp(ctx: HttpContext, req: IncomingMessage, res: Se
   }
   if (ctx.staticDir && (req.method === 'GET' || req.method === 'HEAD')) {
     const root = resolve(ctx.staticDir);
-    const path = normalize(join(root, decodeURIComponent(url.pathname)));
+    let decoded: string;
+    try {
+      decoded = decodeURIComponent(url.pathname);
+    } catch {
+      // A malformed percent-escape (`/%`, `/%zz`) is the client's error, not the server's.
+      res.writeHead(400, { 'content-type': 'text/plain', 'x-content-type-options': 'nosniff' }).end('bad request: malformed path');
+      return;
+    }
+    const path = normalize(join(root, decoded));
     if (path === root || path.startsWith(root + sep)) {
       for (const candidate of [path, join(path, 'index.html'), join(root, 'index.html')]) {
         const info = await stat(candidate).catch(() => undefined);
@@ -48,7 +68,16 @@ export async function handleHttp(ctx: HttpContext, req: IncomingMessage, res: Se
           const type = TYPES[extname(candidate)] ?? 'application/octet-stream';
           // The service worker and the page must be revalidated so a new build reaches users.
           const cache = candidate.endsWith('.html') || candidate.endsWith('sw.js') ? 'no-cache' : 'public, max-age=3600';
-          res.writeHead(200, { 'content-type': type, 'content-length': info.size, 'cache-control': cache });
+          res.writeHead(200, {
+            'content-type': type,
+            'content-length': info.size,
+            'cache-control': cache,
+            'x-content-type-options': 'nosniff',
+            'content-security-policy': ctx.contentSecurityPolicy,
+            // For browsers without CSP frame-ancestors.
+            'x-frame-options': 'DENY',
+            'referrer-policy': 'no-referrer',
+          });
           if (req.method === 'HEAD') res.end();
           else createReadStream(candidate).pipe(res);
           return;
@@ -56,5 +85,5 @@ export async function handleHttp(ctx: HttpContext, req: IncomingMessage, res: Se
       }
     }
   }
-  res.writeHead(404, { 'content-type': 'text/plain' }).end('not found');
+  res.writeHead(404, { 'content-type': 'text/plain', 'x-content-type-options': 'nosniff' }).end('not found');
 }

@@ -34,6 +34,7 @@ export function createMetrics() {
       registers: [registry],
     }),
     snapshots: new Counter({ name: 'syncline_snapshots_total', help: 'Snapshots sent', registers: [registry] }),
+    framesDropped: new Counter({ name: 'syncline_frames_dropped_total', help: 'Frames dropped unread, by reason (rate: over messagesPerSecond)', labelNames: ['reason'], registers: [registry] }),
   };
 }
 

@@ -84,6 +84,15 @@ export interface SyncServerOptions {
   readonly now?: () => number;
   /** Folder served at / (the calendar's build). */
   readonly staticDir?: string;
+  /**
+   * Browser origins allowed to open /sync (e.g. 'https://app.example.com'), or
+   * '*'. Requests without an Origin (not from a web page) are always allowed.
+   * Default: any origin when authentication is on; only pages of the server's
+   * own host when it is off.
+   */
+  readonly allowedOrigins?: readonly string[] | '*';
+  /** Content-Security-Policy of static responses. Default: DEFAULT_CSP (the calendar's needs, no framing). */
+  readonly contentSecurityPolicy?: string;
   /** pino logger; default JSON to stdout at info (silent when NODE_ENV=test). */
   readonly logger?: Logger;
   /** Server id reported in welcome. Default random. */

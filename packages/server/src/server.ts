@@ -11,7 +11,7 @@ import { pino, type Logger } from 'pino';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { jwtAuth, openAccess, type Authenticate } from './auth.js';
 import { Committer } from './committer.js';
-import { handleHttp } from './http.js';
+import { DEFAULT_CSP, handleHttp } from './http.js';
 import { Hub } from './hub.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { announcedLimits, DEFAULT_LIMITS, type Limits, type SyncServerOptions } from './options.js';
@@ -97,7 +97,8 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
   let port = 0;
 
   const http: Server = createServer((req, res) => {
-    handleHttp({ registry: metrics.registry, metricsText: metrics.text, staticDir: options.staticDir, healthy: () => !closing }, req, res).catch((error: unknown) => {
+    const httpContext = { registry: metrics.registry, metricsText: metrics.text, staticDir: options.staticDir, contentSecurityPolicy: options.contentSecurityPolicy ?? DEFAULT_CSP, healthy: () => !closing };
+    handleHttp(httpContext, req, res).catch((error: unknown) => {
       logger.error({ err: error }, 'http error');
       if (!res.headersSent) res.writeHead(500).end();
     });
@@ -105,10 +106,18 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
   // ws enforces a hard cap well above the limit; frames between the two get a coded error first.
   const wss = new WebSocketServer({ noServer: true, maxPayload: limits.maxFrameBytes * 4 });
 
+  const originAllowed = originPolicy(options.allowedOrigins, options.authenticate === undefined && options.jwt === undefined);
   http.on('upgrade', (req, socket, head) => {
     const path = new URL(req.url ?? '/', 'http://localhost').pathname;
     if (path !== '/sync' || closing) {
       socket.end('HTTP/1.1 404 Not Found\r\n\r\n');
+      return;
+    }
+    if (!originAllowed(req.headers.origin, req.headers.host)) {
+      // A web page of another site: refused before any socket or session exists.
+      metrics.errors.inc({ code: 'forbidden' });
+      logger.debug({ origin: req.headers.origin }, 'upgrade refused: origin not allowed');
+      socket.end('HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\n\r\norigin not allowed');
       return;
     }
     wss.handleUpgrade(req, socket, head, (ws) => {
@@ -220,6 +229,27 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
       })();
       return closed;
     },
+  };
+}
+
+/**
+ * Which browser origins may open a sync connection. A request without an
+ * Origin header is not from a web page (Node, native apps) and is always
+ * allowed. `allowed`: a list of origins, or '*'. Without it, a server with
+ * authentication allows any origin (a page cannot use a token it does not
+ * have), and one without allows only pages of its own host: with auth off,
+ * any site a developer visits could otherwise read and write every space.
+ */
+function originPolicy(allowed: readonly string[] | '*' | undefined, open: boolean): (origin: string | undefined, host: string | undefined) => boolean {
+  return (origin, host) => {
+    if (origin === undefined || allowed === '*') return true;
+    if (allowed !== undefined) return allowed.includes(origin);
+    if (!open) return true;
+    try {
+      return new URL(origin).host === host;
+    } catch {
+      return false;
+    }
   };
 }
 

@@ -89,6 +89,11 @@ export class Session implements Follower {
   readonly #subs = new Map<SpaceId, Subscription>();
   #tokens: number;
   #lastRefill: number;
+  /** Rate limiting: until when further drops go unanswered, how many since the last notice, and in the current second. */
+  #quietUntil = Number.NEGATIVE_INFINITY;
+  #droppedSinceError = 0;
+  #floodSince = Number.NEGATIVE_INFINITY;
+  #flood = 0;
   #pausedSince: number | undefined;
   #drainTimer: NodeJS.Timeout | undefined;
   readonly #helloTimer: NodeJS.Timeout;
@@ -152,11 +157,7 @@ export class Session implements Follower {
     if (bytes.length > this.ctx.limits.maxFrameBytes) {
       return this.fail('frame_too_large', `frame of ${bytes.length} bytes exceeds the limit of ${this.ctx.limits.maxFrameBytes}`, true);
     }
-    if (!this.#takeToken()) {
-      // The frame is dropped unread: the client learns when it may send again, and sends it again then.
-      const retryAfter = Math.ceil(((1 - this.#tokens) / this.ctx.limits.messagesPerSecond) * 1000);
-      return this.fail('rate_limited', `more than ${this.ctx.limits.messagesPerSecond} messages per second; this frame was dropped, send it again in ${retryAfter} ms`, false, undefined, retryAfter);
-    }
+    if (!this.#takeToken()) return this.#rateLimited();
     let message;
     try {
       message = decodeUpstream(bytes);
@@ -181,6 +182,40 @@ export class Session implements Follower {
       case 'pong':
         return;
     }
+  }
+
+  /**
+   * A frame over the rate is dropped unread. One error tells the client when
+   * to send again (`retryAfter`) and how many were dropped since the previous
+   * one; frames dropped before that time are counted (metric
+   * `syncline_frames_dropped_total`), not answered or logged one by one: a
+   * client that waits as told sends nothing in between, so every push it sent
+   * before the notice is ended by it, and one sent after is answered. A
+   * connection that has two seconds' worth of messages (200 at least) dropped
+   * within a second is flooding: it is closed.
+   */
+  #rateLimited(): void {
+    this.ctx.metrics.framesDropped.inc({ reason: 'rate' });
+    const rate = this.ctx.limits.messagesPerSecond;
+    const now = this.ctx.now();
+    const retryAfter = Math.ceil(((1 - this.#tokens) / rate) * 1000);
+    if (now - this.#floodSince > 1_000) {
+      this.#floodSince = now;
+      this.#flood = 0;
+    }
+    if (++this.#flood >= Math.max(2 * rate, 200)) {
+      this.fail('rate_limited', `${this.#flood} frames over the rate of ${rate} messages per second within a second: closed`, true, undefined, Math.max(retryAfter, 1_000));
+      return;
+    }
+    if (now < this.#quietUntil) {
+      this.#droppedSinceError++;
+      return;
+    }
+    const dropped = this.#droppedSinceError;
+    this.#droppedSinceError = 0;
+    this.#quietUntil = now + retryAfter;
+    const more = dropped > 0 ? ` (${dropped} more dropped since the last notice)` : '';
+    this.fail('rate_limited', `more than ${rate} messages per second; this frame was dropped, send it again in ${retryAfter} ms${more}`, false, undefined, retryAfter);
   }
 
   #takeToken(): boolean {

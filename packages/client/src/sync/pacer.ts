@@ -21,6 +21,11 @@ export class Pacer {
     this.#tokens = this.#capacity;
   }
 
+  /** The rate this pacer has slowed down to (messages per second, as announced rates are counted). */
+  get messagesPerSecond(): number {
+    return this.#rate / 0.8;
+  }
+
   /** The server announced its rate (welcome): pace under it from now on. */
   setRate(messagesPerSecond: number): void {
     this.#refill();

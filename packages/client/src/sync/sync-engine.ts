@@ -80,6 +80,8 @@ const isOffline = (): boolean => (globalThis as { navigator?: { onLine?: boolean
 class Session {
   ready = false;
   limits: ServerLimits = UNANNOUNCED_LIMITS;
+  /** The welcome carried the server's limits (protocol 3). */
+  announced = false;
   readonly pacer = new Pacer(UNANNOUNCED_LIMITS.messagesPerSecond);
   readonly synced = new Set<SpaceId>();
   /** The fatal error the server sent before closing, if any. */
@@ -122,6 +124,8 @@ export class SyncEngine {
   /** Learned from `frame_too_large` / `batch_too_large`: stay under them even if a welcome announces more. */
   #frameCap = Number.POSITIVE_INFINITY;
   #batchCap = Number.POSITIVE_INFINITY;
+  /** The rate a server that announces no limits held this client to (learned from rate_limited). */
+  #rateCap = Number.POSITIVE_INFINITY;
   #bootstrapReceived = 0;
   #refreshQueued: Promise<void> | undefined;
   #refreshTail: Promise<void> = Promise.resolve();
@@ -420,6 +424,15 @@ export class SyncEngine {
       this.#afterClose(session);
       return;
     }
+    if ((message.type === 'changes' || message.type === 'snapshot' || message.type === 'synced' || message.type === 'ack') && !this.#spaces.includes(message.space)) {
+      // A compromised or misrouted server: nothing of a space this replica did not ask for is stored.
+      const info: SyncErrorInfo = { code: 'invalid_message', message: `the server sent ${message.type} for space "${message.space}", which this replica does not sync; refused`, fatal: true };
+      session.fatal = info;
+      this.#board.set({ error: info });
+      this.#dropSession();
+      this.#afterClose(session);
+      return;
+    }
     switch (message.type) {
       case 'welcome':
         return this.#welcome(session, message);
@@ -454,13 +467,15 @@ export class SyncEngine {
   }
 
   async #welcome(session: Session, message: Extract<DownstreamMessage, { type: 'welcome' }>): Promise<void> {
-    session.limits = message.limits ?? UNANNOUNCED_LIMITS;
+    session.announced = message.limits !== undefined;
+    session.limits = message.limits ?? { ...UNANNOUNCED_LIMITS, messagesPerSecond: Math.min(UNANNOUNCED_LIMITS.messagesPerSecond, this.#rateCap) };
     session.pacer.setRate(session.limits.messagesPerSecond);
     // The clock first: changes a wrong clock stamped are re-stamped before anything is pushed.
     const clock = await this.#port.welcomeClock(message.time, monotonic() - session.helloAt, session.limits.maxClockDrift);
     if (this.#session !== session) return;
     session.ready = true;
-    const granted = new Set<SpaceId>(message.spaces.map((s) => s.space));
+    // A space this replica did not ask for is ignored (nothing of it is pushed or stored).
+    const granted = new Set<SpaceId>(message.spaces.map((s) => s.space).filter((space) => this.#spaces.includes(space)));
     for (const [space, info] of this.#stoppedSpaces) if (info.code === 'forbidden' && granted.has(space)) this.#stoppedSpaces.delete(space);
     const skewed = Math.abs(clock.offset) > this.#settings.maxClockDrift;
     this.#board.set({
@@ -493,6 +508,7 @@ export class SyncEngine {
         // The frame was dropped unread; which one is unknown: every push in flight goes again, later.
         session.pusher.end();
         session.pacer.slowDown();
+        if (!session.announced) this.#rateCap = Math.min(this.#rateCap, session.pacer.messagesPerSecond);
         for (const s of this.#spaces) session.pusher.later(s, message.retryAfter ?? 1_000);
         return;
       }

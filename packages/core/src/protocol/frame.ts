@@ -20,10 +20,26 @@ export const MAX_ATTACHMENTS = 1 << 20;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder('utf-8', { fatal: true });
 
+/**
+ * A frame read but not yet checked: its JSON, and its attachments, which are
+ * copied out of the frame only when asked for (a field pointing to one), so a
+ * frame of junk attachments costs no copies before its message is checked.
+ */
 export interface RawFrame {
   readonly json: unknown;
+  readonly attachmentCount: number;
+  /** A fresh copy of attachment `index`: a stored update never pins the frame's memory. */
+  attachment(index: number): Uint8Array;
+  /** Every attachment, copied (tools and tests; decoding uses `attachment`). */
   readonly attachments: Uint8Array[];
 }
+
+/**
+ * JSON bytes a message needs per attachment it carries: each is referenced by a
+ * field of an object (a crdt change, a crdt field of a state) that takes far
+ * more than this. More attachments than the JSON could reference is junk.
+ */
+export const JSON_BYTES_PER_ATTACHMENT = 16;
 
 function varintSize(n: number): number {
   let size = 1;
@@ -82,16 +98,20 @@ export function readFrame(frame: Uint8Array): RawFrame {
     return malformed('varint too long');
   };
   const count = readVarint();
-  if (count > MAX_ATTACHMENTS) malformed('too many attachments');
-  const lengths: number[] = [];
+  // Cheap bounds first, before reading a length: each attachment needs a length byte and
+  // JSON_BYTES_PER_ATTACHMENT bytes of JSON to be referenced.
+  if (count > MAX_ATTACHMENTS || count * (JSON_BYTES_PER_ATTACHMENT + 1) > frame.length) malformed('too many attachments');
+  const starts = new Float64Array(count);
+  const lengths = new Float64Array(count);
   let total = 0;
   for (let i = 0; i < count; i++) {
     const length = readVarint();
-    lengths.push(length);
+    lengths[i] = length;
     total += length;
   }
   const jsonLength = readVarint();
   if (offset + jsonLength + total !== frame.length) malformed('frame lengths do not add up');
+  if (count * JSON_BYTES_PER_ATTACHMENT > jsonLength) malformed('more attachments than the message could refer to');
   let json: unknown;
   try {
     json = JSON.parse(decoder.decode(frame.subarray(offset, offset + jsonLength)));
@@ -99,12 +119,19 @@ export function readFrame(frame: Uint8Array): RawFrame {
     throw new ProtocolError('malformed_frame', 'frame body is not UTF-8 JSON', '', { cause });
   }
   offset += jsonLength;
-  const attachments: Uint8Array[] = [];
-  for (const length of lengths) {
-    // Copies into a plain Uint8Array, so a stored update never pins the whole frame
-    // buffer. (Buffer#slice, what `ws` delivers, returns a view into a shared pool.)
-    attachments.push(new Uint8Array(frame.subarray(offset, offset + length)));
-    offset += length;
+  for (let i = 0; i < count; i++) {
+    starts[i] = offset;
+    offset += lengths[i] as number;
   }
-  return { json, attachments };
+  // Copies into a plain Uint8Array, so a stored update never pins the whole frame
+  // buffer. (Buffer#slice, what `ws` delivers, returns a view into a shared pool.)
+  const attachment = (index: number): Uint8Array => new Uint8Array(frame.subarray(starts[index], (starts[index] as number) + (lengths[index] as number)));
+  return {
+    json,
+    attachmentCount: count,
+    attachment,
+    get attachments() {
+      return Array.from({ length: count }, (_, i) => attachment(i));
+    },
+  };
 }

@@ -13,7 +13,10 @@ import { ProtocolError } from '../errors.js';
 import { findNonJson, isPlainObject, type Fields, type Json } from '../json.js';
 
 export interface ReadContext {
-  readonly attachments: readonly Uint8Array[];
+  /** How many attachments the frame has. */
+  readonly attachmentCount: number;
+  /** A copy of attachment `index` (0 <= index < attachmentCount): copied only when a field points to it. */
+  attachment(index: number): Uint8Array;
 }
 export interface WriteContext {
   readonly attachments: Uint8Array[];
@@ -88,10 +91,10 @@ export const bytes: Schema<Uint8Array> = {
   describe: 'bytes',
   identity: false,
   read(value, ctx, path) {
-    if (!Number.isSafeInteger(value) || (value as number) < 0 || (value as number) >= ctx.attachments.length) {
+    if (!Number.isSafeInteger(value) || (value as number) < 0 || (value as number) >= ctx.attachmentCount) {
       invalid(path, 'an attachment index');
     }
-    return ctx.attachments[value as number] as Uint8Array;
+    return ctx.attachment(value as number);
   },
   write(value, ctx) {
     ctx.attachments.push(value);
