@@ -177,6 +177,10 @@ export class Device {
     const page = await this.context.newPage();
     this.pages.push(page);
     page.on('pageerror', (error) => this.pageErrors.push(`${this.name}: ${error.message}`));
+    // The server's Content-Security-Policy must let the calendar do all it does: a refusal is a failure.
+    page.on('console', (message) => {
+      if (message.type() === 'error' && /Content Security Policy/i.test(message.text())) this.pageErrors.push(`${this.name}: ${message.text()}`);
+    });
     page.on('close', () => {
       const index = this.pages.indexOf(page);
       if (index >= 0) this.pages.splice(index, 1);

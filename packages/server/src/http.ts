@@ -21,12 +21,12 @@ const TYPES: Record<string, string> = {
 
 /**
  * The Content-Security-Policy of static responses unless the server is given
- * another: the calendar's needs (its own scripts, styles with inline style
- * attributes, sync over WebSocket to this server or another one the user
- * names), and no framing by other sites.
+ * another: what the calendar needs (its own scripts and style sheets (React
+ * sets style properties from script, which CSP allows), sync over WebSocket to
+ * this server or another one the user names), and no framing by other sites.
  */
 export const DEFAULT_CSP =
-  "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; font-src 'self'; " +
+  "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; " +
   "connect-src 'self' ws: wss:; worker-src 'self'; manifest-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'";
 
 export interface HttpContext {
