@@ -7,6 +7,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
+import { SignJWT } from 'jose';
 import { pino } from 'pino';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket, WebSocketServer } from 'ws';
@@ -187,5 +188,82 @@ describe('10. a server that sends a space the client did not ask for', () => {
     await waitUntil(() => engine.status.error?.code === 'invalid_message', 5_000, 'the refusal');
     expect(engine.status.error?.message).toContain('not-asked');
     expect(await r.get('events', 'planted', { space: other })).toBeUndefined();
+  });
+});
+
+describe('4 and 6. tokens', () => {
+  const SECRET = 'hardening-token-secret-long-enough-for-hs256';
+  const sign = (claims: { exp?: number; iss?: string; aud?: string; alg?: string }) => {
+    let jwt = new SignJWT({ spaces: { default: 'write' } }).setProtectedHeader({ alg: claims.alg ?? 'HS256' }).setSubject('user');
+    if (claims.exp !== undefined) jwt = jwt.setExpirationTime(claims.exp);
+    if (claims.iss !== undefined) jwt = jwt.setIssuer(claims.iss);
+    if (claims.aud !== undefined) jwt = jwt.setAudience(claims.aud);
+    return jwt.sign(new TextEncoder().encode(SECRET));
+  };
+  const inSeconds = (s: number) => Math.floor(Date.now() / 1000) + s;
+
+  it('a connection is closed with unauthenticated when its token expires (before: it stayed open for good)', async () => {
+    const server = await startServer({ jwt: { secret: SECRET } });
+    cleanup.push(() => server.close());
+    const raw = await RawClient.open(server.url);
+    cleanup.push(() => raw.close());
+    await raw.hello('expiring' as ReplicaId, [{ space: 'default' }], await sign({ exp: inSeconds(2) }));
+    const closed = await raw.waitClosed(5_000);
+    expect(closed.code).toBe(1008);
+    expect(raw.of('error').at(-1)).toMatchObject({ code: 'unauthenticated', fatal: true });
+    expect(raw.of('error').at(-1)?.message).toMatch(/expired/);
+  });
+
+  it('a client with a token function keeps syncing across several expiries, losing nothing', async () => {
+    const server = await startServer({ jwt: { secret: SECRET } });
+    cleanup.push(() => server.close());
+    let issued = 0;
+    const token = async () => {
+      issued++;
+      return sign({ exp: inSeconds(2) });
+    };
+    const writer = await createReplica({ name: `expiry-writer-${Date.now()}`, schema: { events: {} }, storage: memoryStorage(), tabs: false });
+    const reader = await createReplica({ name: `expiry-reader-${Date.now()}`, schema: { events: {} }, storage: memoryStorage(), tabs: false });
+    cleanup.push(() => writer.close(), () => reader.close());
+    const socket = WebSocket as unknown as SocketFactory;
+    const sw = startSync(writer, { url: server.url, WebSocket: socket, token });
+    const sr = startSync(reader, { url: server.url, WebSocket: socket, token });
+    cleanup.push(() => sw.close(), () => sr.close());
+    const stopped: string[] = [];
+    sw.onStatus((s) => s.state === 'stopped' && stopped.push(JSON.stringify(s.error)));
+    // Writes one at a time for seven seconds: through three or more expiries of each connection.
+    const started = Date.now();
+    let n = 0;
+    while (Date.now() - started < 7_000) {
+      await writer.put('events', `e${n++}`, { title: 'written while tokens expire' });
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    await sw.flushed({ timeoutMs: 10_000 });
+    await waitUntil(async () => (await reader.count({ collection: 'events' })) === n, 10_000, 'the reader to hold every write');
+    expect(await server.storage.head('default' as SpaceId)).toBe(n);
+    expect(stopped).toEqual([]);
+    expect(issued).toBeGreaterThanOrEqual(6); // both clients, three or more connections each
+  }, 30_000);
+
+  it('refuses a token without exp unless allowed, one of an algorithm not listed, and one without the required issuer or audience', async () => {
+    const strict = await startServer({ jwt: { secret: SECRET, issuer: 'https://auth.example', audience: 'syncline', algorithms: ['HS512'] } });
+    const lax = await startServer({ jwt: { secret: SECRET, allowNoExpiry: true } });
+    cleanup.push(() => strict.close(), () => lax.close());
+    const refusal = async (url: string, tok: string) => {
+      const raw = await RawClient.open(url);
+      cleanup.push(() => raw.close());
+      raw.send({ type: 'hello', protocol: PROTOCOL_VERSION, replica: 'probe' as ReplicaId, token: tok, spaces: [{ space: 'default' as SpaceId, after: 0 }], time: Date.now() });
+      await waitUntil(() => raw.of('welcome').length > 0 || raw.of('error').length > 0, 5_000, 'an answer');
+      return raw.of('error')[0]?.message ?? 'welcome';
+    };
+    const defaults = await startServer({ jwt: { secret: SECRET } });
+    cleanup.push(() => defaults.close());
+    expect(await refusal(defaults.url, await sign({}))).toMatch(/no expiry/);
+    expect(await refusal(lax.url, await sign({}))).toBe('welcome');
+    const good = { exp: inSeconds(60), iss: 'https://auth.example', aud: 'syncline', alg: 'HS512' };
+    expect(await refusal(strict.url, await sign(good))).toBe('welcome');
+    expect(await refusal(strict.url, await sign({ ...good, alg: 'HS256' }))).toMatch(/refused/);
+    expect(await refusal(strict.url, await sign({ ...good, iss: 'https://other.example' }))).toMatch(/refused/);
+    expect(await refusal(strict.url, await sign({ ...good, aud: 'another-service' }))).toMatch(/refused/);
   });
 });

@@ -2,7 +2,8 @@
  * syncline-server: the sync server on the command line.
  *
  *   syncline-server [--port 8787] [--host 127.0.0.1] [--db ./data/syncline.db | --postgres URL [--postgres-schema S]]
- *                   [--jwt-secret S | --jwt-public-key FILE | --jwks-url URL]
+ *                   [--jwt-secret S | --jwt-public-key FILE | --jwks-url URL] [--jwt-issuer ISS] [--jwt-audience AUD]
+ *                   [--jwt-algorithms A,B] [--jwt-allow-no-expiry]
  *                   [--static DIR] [--allow-origin ORIGIN ...] [--keep-log N] [--max-frame-bytes N] [--max-batch N]
  *                   [--max-connections N] [--messages-per-second N] [--max-clock-drift MS] [--log-level info]
  */
@@ -24,6 +25,10 @@ const USAGE = `usage: syncline-server [options]
   --jwt-secret S           require JWTs signed with this HMAC secret
   --jwt-public-key FILE    require JWTs signed with this RSA public key (PEM)
   --jwks-url URL           require JWTs signed with a key from this JWKS
+  --jwt-issuer ISS         require this issuer (iss) in JWTs
+  --jwt-audience AUD       require this audience (aud) in JWTs
+  --jwt-algorithms A,B     accepted algorithms (default: those of the key kind)
+  --jwt-allow-no-expiry    accept JWTs without exp (never expire; refused by default)
   --static DIR             serve this folder at / (the calendar build)
   --allow-origin ORIGIN    a browser origin allowed to sync (repeat for more; * for any);
                            default: any with auth on, this server's own host with auth off
@@ -49,6 +54,10 @@ export async function main(argv: string[]): Promise<void> {
       'jwt-secret': { type: 'string' },
       'jwt-public-key': { type: 'string' },
       'jwks-url': { type: 'string' },
+      'jwt-issuer': { type: 'string' },
+      'jwt-audience': { type: 'string' },
+      'jwt-algorithms': { type: 'string' },
+      'jwt-allow-no-expiry': { type: 'boolean' },
       static: { type: 'string' },
       'allow-origin': { type: 'string', multiple: true },
       'keep-log': { type: 'string' },
@@ -79,13 +88,21 @@ export async function main(argv: string[]): Promise<void> {
     ...(int('max-connections') !== undefined ? { maxConnections: int('max-connections') as number } : {}),
     ...(int('messages-per-second') !== undefined ? { messagesPerSecond: int('messages-per-second') as number } : {}),
   };
-  const jwt = values['jwt-secret']
+  const key = values['jwt-secret']
     ? { secret: values['jwt-secret'] }
     : values['jwt-public-key']
       ? { publicKey: readFileSync(values['jwt-public-key'], 'utf8') }
       : values['jwks-url']
         ? { jwksUrl: values['jwks-url'] }
         : undefined;
+  const claims = {
+    ...(values['jwt-issuer'] !== undefined ? { issuer: values['jwt-issuer'] } : {}),
+    ...(values['jwt-audience'] !== undefined ? { audience: values['jwt-audience'] } : {}),
+    ...(values['jwt-algorithms'] !== undefined ? { algorithms: values['jwt-algorithms'].split(',').map((a) => a.trim()).filter(Boolean) } : {}),
+    ...(values['jwt-allow-no-expiry'] ? { allowNoExpiry: true } : {}),
+  };
+  if (!key && Object.keys(claims).length > 0) throw new Error('--jwt-issuer, --jwt-audience, --jwt-algorithms and --jwt-allow-no-expiry need --jwt-secret, --jwt-public-key or --jwks-url');
+  const jwt = key ? { ...key, ...claims } : undefined;
   const logger = pino({ level: values['log-level'] ?? 'info' });
   const keepLog = int('keep-log');
   const maxClockDrift = int('max-clock-drift');

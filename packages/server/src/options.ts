@@ -1,6 +1,6 @@
 import { checkServerLimits, DEFAULT_MAX_CLOCK_DRIFT, SynclineError, type ServerLimits } from '@syncline/core';
 import type { Logger } from 'pino';
-import type { Authenticate } from './auth.js';
+import type { Authenticate, JwtOptions } from './auth.js';
 import type { ServerStorage } from './storage/types.js';
 
 export interface Limits {
@@ -73,8 +73,8 @@ export interface SyncServerOptions {
   readonly host?: string;
   /** Who may do what; without it (and without jwt) the server is open and says so. */
   readonly authenticate?: Authenticate;
-  /** Built-in JWT auth (see auth.ts): an HMAC secret, a public key (PEM/SPKI), or a JWKS URL. */
-  readonly jwt?: { readonly secret?: string; readonly publicKey?: string; readonly jwksUrl?: string; readonly issuer?: string; readonly audience?: string };
+  /** Built-in JWT auth (see auth.ts and the README's "Auth"): a key, and what a token must carry. */
+  readonly jwt?: Omit<JwtOptions, 'now'>;
   readonly limits?: Partial<Limits>;
   /** Log compaction; default keeps every entry. */
   readonly compaction?: CompactionOptions;

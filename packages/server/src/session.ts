@@ -97,6 +97,7 @@ export class Session implements Follower {
   #pausedSince: number | undefined;
   #drainTimer: NodeJS.Timeout | undefined;
   readonly #helloTimer: NodeJS.Timeout;
+  #expiryTimer: NodeJS.Timeout | undefined;
   alive = true;
 
   constructor(
@@ -268,6 +269,7 @@ export class Session implements Follower {
       limits: this.ctx.announced,
     });
     this.ctx.logger.info({ replica: this.replica, subject: grant.subject, spaces: granted.length }, 'session ready');
+    if (grant.expiresAt !== undefined) this.#expireAt(grant.expiresAt);
     for (const { space, access, after } of granted) {
       // A position beyond the head means the client saw another server's log: start over.
       const head = (granted.find((g) => g.space === space) as { head: number }).head;
@@ -317,6 +319,19 @@ export class Session implements Follower {
     }
     this.ctx.metrics.changesStored.inc(result.stored.length);
     if (result.upTo > 0) this.#send({ type: 'ack', space, upTo: result.upTo });
+  }
+
+  /**
+   * Credentials are checked at hello; their expiry closes the connection, so a
+   * shorter token lifetime revokes what is connected too. A client with a token
+   * function reconnects with a fresh token and resumes from its position.
+   */
+  #expireAt(expiresAt: number): void {
+    const wait = expiresAt - this.ctx.now();
+    if (wait <= 0) return this.fail('unauthenticated', 'the token has expired; reconnect with a fresh one', true);
+    // setTimeout holds at most 2^31 - 1 ms (24.8 days): a longer wait is taken in steps.
+    this.#expiryTimer = setTimeout(() => this.#expireAt(expiresAt), Math.min(wait, 2 ** 31 - 1));
+    this.#expiryTimer.unref?.();
   }
 
   // ---- catch-up ---------------------------------------------------------------
@@ -475,6 +490,7 @@ export class Session implements Follower {
     if (this.#state === 'closed') return;
     this.#state = 'closed';
     clearTimeout(this.#helloTimer);
+    clearTimeout(this.#expiryTimer);
     clearInterval(this.#drainTimer);
     for (const space of this.#subs.keys()) this.ctx.hub.unfollow(space, this);
     this.ctx.onClose(this);

@@ -355,6 +355,8 @@ export class SyncEngine {
         return;
       }
       if (recovery === 'shrink-frame') this.#frameCap = Math.max(MAX_CHANGE_BYTES, Math.floor(Math.min(session.limits.maxFrameBytes, this.#frameCap) / 2));
+      // A token that expired on a connection that was working: dial again soon, with a fresh token.
+      if (session.progressed && fatal.code === 'unauthenticated' && session.freshToken) this.#backoff.reset();
     } else if (session.progressed) {
       this.#backoff.reset();
     }
