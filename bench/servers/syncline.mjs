@@ -11,8 +11,9 @@ const server = createSyncServer({
   port: 0,
   storage,
   logger: pino({ level: 'silent' }),
-  // Default limits, as users run it; only the connection cap is raised for the idle scenario.
-  limits: { maxConnections: 100_000 },
+  // Default limits, as users run it; only the connection caps are raised, for the idle scenario (thousands of
+  // connections from one address, where a real deployment would see thousands of addresses).
+  limits: { maxConnections: 100_000, maxPendingConnections: 100_000, maxPendingPerAddress: 100_000, connectionsPerSecondPerAddress: 100_000 },
 });
 const port = await server.listen();
 process.send({ type: 'listening', port });

@@ -320,7 +320,8 @@ beforeAll(async () => {
     port: 0,
     storage: sqliteStorage({ path: join(dir, 'fuzz.db') }),
     logger: silent,
-    limits: { maxFrameBytes: LIMITS.maxFrameBytes, maxBatch: LIMITS.maxBatch, messagesPerSecond: 1_000_000_000, helloTimeoutMs: 60_000 },
+    // Frames are the point here: the per-address admission limits are lifted (hardening.test.ts tests them).
+    limits: { maxFrameBytes: LIMITS.maxFrameBytes, maxBatch: LIMITS.maxBatch, messagesPerSecond: 1_000_000_000, helloTimeoutMs: 60_000, maxPendingPerAddress: 1_000_000, connectionsPerSecondPerAddress: 1_000_000 },
   });
   port = await server.listen();
   cleanup.push(() => rm(dir, { recursive: true, force: true }), () => server.close());

@@ -267,3 +267,51 @@ describe('4 and 6. tokens', () => {
     expect(await refusal(strict.url, await sign({ ...good, aud: 'another-service' }))).toMatch(/refused/);
   });
 });
+
+describe('5. sockets that never send hello', () => {
+  const idle = async (url: string, n: number) => {
+    const sockets: WebSocket[] = [];
+    for (let i = 0; i < n; i++) {
+      const ws = new WebSocket(url);
+      ws.on('error', () => undefined);
+      sockets.push(ws);
+    }
+    cleanup.push(() => sockets.forEach((ws) => ws.terminate()));
+    await Promise.all(sockets.map((ws) => new Promise((resolve) => (ws.readyState === WebSocket.OPEN ? resolve(undefined) : ws.once('open', resolve)))));
+    return sockets;
+  };
+
+  it('do not count against maxConnections: 20 of them do not lock out a client with credentials', async () => {
+    const server = await startServer({ limits: { maxConnections: 20 } });
+    cleanup.push(() => server.close());
+    await idle(server.url, 20);
+    const client = await RawClient.open(server.url);
+    cleanup.push(() => client.close());
+    await client.hello('legitimate' as ReplicaId, [{ space: 'default' }]);
+    expect(client.of('welcome')).toHaveLength(1);
+  });
+
+  it('are limited per address, and so are new connections a second; both refusals say when to retry', async () => {
+    const server = await startServer({ limits: { maxPendingPerAddress: 10, connectionsPerSecondPerAddress: 1_000, helloTimeoutMs: 1_000 } });
+    cleanup.push(() => server.close());
+    await idle(server.url, 10);
+    const refused = await RawClient.open(server.url);
+    cleanup.push(() => refused.close());
+    expect(await refused.error('too_many_connections')).toMatchObject({ fatal: true, retryAfter: 1_000 });
+    // The hello timeout frees them (before: the limit of the whole server, 10 s each).
+    await waitUntil(async () => {
+      const next = await RawClient.open(server.url);
+      cleanup.push(() => next.close());
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      return next.of('error').length === 0;
+    }, 5_000, 'a pending slot to free');
+
+    const rated = await startServer({ limits: { connectionsPerSecondPerAddress: 5 } });
+    cleanup.push(() => rated.close());
+    const burst = await Promise.all(Array.from({ length: 20 }, () => RawClient.open(rated.url)));
+    cleanup.push(() => burst.forEach((c) => c.close()));
+    await waitUntil(() => burst.filter((c) => c.of('error').length > 0).length >= 10, 5_000, 'the burst to be refused');
+    const refusals = burst.flatMap((c) => c.of('error'));
+    expect(refusals.every((e) => e.code === 'too_many_connections' && (e.retryAfter ?? 0) > 0)).toBe(true);
+  });
+});

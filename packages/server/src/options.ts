@@ -14,11 +14,17 @@ export interface Limits {
   readonly slowConsumerTimeoutMs: number;
   /** Messages per second per connection (token bucket, burst of the same size). Default 200. */
   readonly messagesPerSecond: number;
-  /** Open connections. Default 10,000. */
+  /** Authenticated sessions. Default 10,000. Connections still waiting to authenticate count in the next three. */
   readonly maxConnections: number;
+  /** Connections that have not yet authenticated (no hello, or one being checked), in all. Default 1,000. */
+  readonly maxPendingConnections: number;
+  /** Connections not yet authenticated from one address. Default 50. */
+  readonly maxPendingPerAddress: number;
+  /** New connections a second from one address (a bucket of one second's worth). Default 50. */
+  readonly connectionsPerSecondPerAddress: number;
   /** Ping interval; a socket that misses two pongs is closed. Default 30 s. */
   readonly pingIntervalMs: number;
-  /** A connection that sends no hello within this time is closed. Default 10 s. */
+  /** A connection that sends no hello within this time is closed. Default 5 s. */
   readonly helloTimeoutMs: number;
   /** Changes per relay or catch-up message. Default 500. */
   readonly relayBatch: number;
@@ -33,8 +39,11 @@ export const DEFAULT_LIMITS: Limits = {
   slowConsumerTimeoutMs: 30_000,
   messagesPerSecond: 200,
   maxConnections: 10_000,
+  maxPendingConnections: 1_000,
+  maxPendingPerAddress: 50,
+  connectionsPerSecondPerAddress: 50,
   pingIntervalMs: 30_000,
-  helloTimeoutMs: 10_000,
+  helloTimeoutMs: 5_000,
   relayBatch: 500,
   snapshotChunk: 2000,
 };
@@ -91,6 +100,12 @@ export interface SyncServerOptions {
    * own host when it is off.
    */
   readonly allowedOrigins?: readonly string[] | '*';
+  /**
+   * Take a connection's address from the first X-Forwarded-For entry (set by
+   * your reverse proxy) for the per-address limits. Default false: the
+   * socket's address (behind a proxy, every client has the proxy's).
+   */
+  readonly trustProxy?: boolean;
   /** Content-Security-Policy of static responses. Default: DEFAULT_CSP (the calendar's needs, no framing). */
   readonly contentSecurityPolicy?: string;
   /** pino logger; default JSON to stdout at info (silent when NODE_ENV=test). */

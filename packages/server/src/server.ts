@@ -10,6 +10,7 @@ import { encodeDownstream, type SpaceId } from '@syncline/core';
 import { pino, type Logger } from 'pino';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { jwtAuth, openAccess, type Authenticate } from './auth.js';
+import { Admission } from './admission.js';
 import { Committer } from './committer.js';
 import { DEFAULT_CSP, handleHttp } from './http.js';
 import { Hub } from './hub.js';
@@ -37,9 +38,10 @@ export interface SyncServer {
   /**
    * Serves a connection from another transport (the simulation's in-memory
    * network, or a WebSocket server of your own). Call the returned handlers
-   * for what the transport receives.
+   * for what the transport receives. `address` (the peer's) enables the
+   * per-address limits on connections waiting to authenticate.
    */
-  accept(connection: Connection): ConnectionEvents;
+  accept(connection: Connection, address?: string): ConnectionEvents;
 }
 
 /** What a transport reports to the server about an accepted connection. */
@@ -63,6 +65,7 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
   const metrics = createMetrics();
   const hub = new Hub();
   const sessions = new Set<Session>();
+  const admission = new Admission(limits, now);
   const committer = new Committer(
     storage,
     (stored) => {
@@ -120,8 +123,10 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
       socket.end('HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\n\r\norigin not allowed');
       return;
     }
+    const forwarded = options.trustProxy ? req.headers['x-forwarded-for'] : undefined;
+    const address = (typeof forwarded === 'string' ? forwarded.split(',')[0]?.trim() : undefined) || req.socket.remoteAddress;
     wss.handleUpgrade(req, socket, head, (ws) => {
-      const events = accept(wsConnection(ws));
+      const events = accept(wsConnection(ws), address);
       ws.on('message', (data, isBinary) => events.receive(toBytes(data), isBinary));
       ws.on('pong', () => events.pong());
       ws.on('close', () => events.closed());
@@ -129,11 +134,12 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
     });
   });
 
-  function accept(connection: Connection): ConnectionEvents {
-    if (closing || sessions.size >= limits.maxConnections) {
+  function accept(connection: Connection, address?: string): ConnectionEvents {
+    const refusal = closing ? { message: 'the server is shutting down; reconnect later', retryAfter: 1_000 } : admission.admit(address);
+    if (refusal) {
       const code = closing ? 'shutting_down' : 'too_many_connections';
-      const message = closing ? 'the server is shutting down; reconnect later' : 'the server is at its connection limit; retry later';
-      connection.send(encodeDownstream({ type: 'error', code, message, fatal: true }));
+      metrics.errors.inc({ code });
+      connection.send(encodeDownstream({ type: 'error', code, message: refusal.message, fatal: true, retryAfter: refusal.retryAfter }));
       connection.close(1013, code);
       return { receive: () => undefined, pong: () => undefined, closed: () => undefined };
     }
@@ -149,8 +155,10 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
       now,
       maxClockDrift,
       announced,
+      onAuthenticated: () => admission.authenticate(address),
       onClose: (s) => {
         sessions.delete(s);
+        admission.closed(address, s.authenticated);
         metrics.connections.set(sessions.size);
       },
     });

@@ -46,6 +46,8 @@ export interface SessionContext {
   readonly maxClockDrift: number;
   /** The limits announced in welcome (what clients fit). */
   readonly announced: ServerLimits;
+  /** The hello authenticated: may the session become ready (false: the authenticated sessions are at their cap)? */
+  readonly onAuthenticated: (session: Session) => boolean;
   readonly onClose: (session: Session) => void;
 }
 
@@ -86,6 +88,8 @@ export class Session implements Follower {
   replica: ReplicaId = '' as ReplicaId;
   #grant: Grant | undefined;
   #state: 'hello' | 'authenticating' | 'ready' | 'closed' = 'hello';
+  /** Counted among the authenticated sessions (admission.ts). */
+  authenticated = false;
   readonly #subs = new Map<SpaceId, Subscription>();
   #tokens: number;
   #lastRefill: number;
@@ -259,6 +263,8 @@ export class Session implements Follower {
     }
     if (this.#isClosed()) return;
     if (granted.length === 0) return this.fail('forbidden', 'none of the requested spaces is granted', true);
+    this.authenticated = this.ctx.onAuthenticated(this);
+    if (!this.authenticated) return this.fail('too_many_connections', 'the server is at its connection limit; retry later', true, undefined, 5_000);
     this.#state = 'ready';
     this.#send({
       type: 'welcome',
