@@ -11,6 +11,8 @@ import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import {
   MAX_CHANGE_BYTES,
+  MAX_RECORD_BYTES,
+  MIN_FRAME_BYTES,
   PROMISED_LIMITS,
   SynclineError,
   UNANNOUNCED_LIMITS,
@@ -230,7 +232,10 @@ describe('checkServerLimits: the protocol promise', () => {
 
   it('has the four limits and promises what the module says', () => {
     expect([...KEYS].sort()).toEqual(['maxBatch', 'maxClockDrift', 'maxFrameBytes', 'messagesPerSecond']);
-    expect(PROMISED_LIMITS).toEqual({ maxFrameBytes: MAX_CHANGE_BYTES, maxBatch: 1, messagesPerSecond: 5, maxClockDrift: 60_000 });
+    expect(PROMISED_LIMITS).toEqual({ maxFrameBytes: MIN_FRAME_BYTES, maxBatch: 1, messagesPerSecond: 5, maxClockDrift: 60_000 });
+    // A frame of the promised size carries one record of the largest size, with room for its envelope.
+    expect(MIN_FRAME_BYTES).toBeGreaterThan(MAX_RECORD_BYTES);
+    expect(MAX_RECORD_BYTES).toBeGreaterThan(MAX_CHANGE_BYTES);
     // A server that announces nothing ran with at least the promise.
     for (const key of KEYS) expect(UNANNOUNCED_LIMITS[key]).toBeGreaterThanOrEqual(PROMISED_LIMITS[key]);
   });
@@ -292,7 +297,7 @@ describe('checkServerLimits: the protocol promise', () => {
     }
     expect(checkServerLimits({ maxFrameBytes: Number.NaN, maxBatch: Number.NaN, messagesPerSecond: Number.NaN, maxClockDrift: Number.NaN })).toHaveLength(4);
     // Missing keys (a config object that lost one) read as undefined: reported, not taken as no limit.
-    expect(checkServerLimits({ maxFrameBytes: MAX_CHANGE_BYTES } as ServerLimits)).toHaveLength(3);
+    expect(checkServerLimits({ maxFrameBytes: MIN_FRAME_BYTES } as ServerLimits)).toHaveLength(3);
   });
 });
 
@@ -319,8 +324,8 @@ describe('createSyncServer refuses limits below the promise', () => {
     expect((error as SynclineError).message).toContain(key);
   }
 
-  it('maxFrameBytes below MAX_CHANGE_BYTES', async () => {
-    for (const maxFrameBytes of [MAX_CHANGE_BYTES - 1, 1024, 0, -1, Number.NaN]) await expectRefused({ limits: { maxFrameBytes } }, 'maxFrameBytes');
+  it('maxFrameBytes below MIN_FRAME_BYTES', async () => {
+    for (const maxFrameBytes of [MIN_FRAME_BYTES - 1, 1024, 0, -1, Number.NaN]) await expectRefused({ limits: { maxFrameBytes } }, 'maxFrameBytes');
   });
 
   it('maxBatch below 1', async () => {
@@ -342,7 +347,7 @@ describe('createSyncServer refuses limits below the promise', () => {
   });
 
   it('starts at exactly the promised values, with the defaults, and above', async () => {
-    const promised = { limits: { maxFrameBytes: MAX_CHANGE_BYTES, maxBatch: 1, messagesPerSecond: 5 }, maxClockDrift: 60_000 };
+    const promised = { limits: { maxFrameBytes: MIN_FRAME_BYTES, maxBatch: 1, messagesPerSecond: 5 }, maxClockDrift: 60_000 };
     expect(await tryCreate(promised)).toBeUndefined();
     expect(await tryCreate({})).toBeUndefined();
     expect(await tryCreate({ limits: { maxFrameBytes: 64 * 1024 * 1024, maxBatch: 100_000, messagesPerSecond: 10_000 }, maxClockDrift: 3_600_000 })).toBeUndefined();

@@ -12,6 +12,7 @@ import * as Y from 'yjs';
 import { describe, expect, it } from 'vitest';
 import {
   ERROR_CODES,
+  errorCodeFor,
   MIN_PROTOCOL_VERSION,
   PROTOCOL_VERSION,
   decodeDownstream,
@@ -36,6 +37,7 @@ const WIRE_HASHES: Readonly<Record<number, string>> = {
   1: '853ad455a33fbfae22b6d692364a3dc0e7a67bb060fc5ebc6425da16e6202625',
   2: '196a0dbeb3b156667b3191da5369003b8934cf59b5e78d33578b09459237e3c1',
   3: '49dfbd138b15e5bee09b5bcdb2b45f63711a5ef18b8302f61565fffe04266b90',
+  4: '1dfd52deeaae80c5badc0ebbbf2eb07364ef0f829e0432cb2031d9f4735ccba2',
 };
 
 const hash = (text: string): string => createHash('sha256').update(text).digest('hex');
@@ -279,6 +281,14 @@ describe('version negotiation', () => {
     // What a protocol 2 client does with a protocol 3 welcome: keys it does not know are dropped when reading.
     const frame = Buffer.from(encodeDownstream(welcome)).toString('latin1').replace('"limits":', '"future":');
     expect(decodeDownstream(Buffer.from(frame, 'latin1'))).toEqual(old);
+  });
+
+  it('protocol 4 adds two error codes: an older peer gets invalid_message instead, which it can read', () => {
+    for (const code of ['too_large', 'quota_exceeded'] as const) {
+      expect(errorCodeFor(code, 4)).toBe(code);
+      for (const older of [2, 3]) expect(errorCodeFor(code, older)).toBe('invalid_message');
+    }
+    for (const code of Object.keys(ERROR_CODES) as Array<keyof typeof ERROR_CODES>) if (code !== 'too_large' && code !== 'quota_exceeded') expect(errorCodeFor(code, 2)).toBe(code);
   });
 
   it('the refusal travels as an error message with code unsupported_protocol', () => {

@@ -5,13 +5,13 @@
  * and they still push and receive.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { encodeUpstream, MAX_CHANGE_BYTES, formatTimestamp, PROTOCOL_VERSION, writeFrame, type Change, type ReplicaId, type SpaceId } from '@syncline/core';
+import { encodeUpstream, MIN_FRAME_BYTES, formatTimestamp, PROTOCOL_VERSION, writeFrame, type Change, type ReplicaId, type SpaceId } from '@syncline/core';
 import type { Replica, SyncEngine } from '@syncline/client';
 import type { SyncServer } from '@syncline/server';
 import { cleanupStack, counter, countOf, isSynced, putChange, RawClient, replica, startServer, sync, uniqueName, waitUntil } from '../sync/harness.js';
 
 const SPACE = 'default' as SpaceId;
-const MAX_FRAME = MAX_CHANGE_BYTES; // the least a server may run with
+const MAX_FRAME = MIN_FRAME_BYTES; // the least a server may run with
 const MAX_BATCH = 20;
 const schema = { events: {} } as const;
 

@@ -40,7 +40,7 @@ import {
   encodeRecordState,
   encodeUpstream,
   ERROR_CODES,
-  MAX_CHANGE_BYTES,
+  MIN_FRAME_BYTES,
   PROTOCOL_VERSION,
   type Change,
   type DownstreamMessage,
@@ -75,7 +75,7 @@ const HEAP_BOUND_MB = 16;
 
 const CONTROL = 'control' as SpaceId;
 const DEFAULT = 'default' as SpaceId;
-const LIMITS: FuzzLimits = { maxFrameBytes: MAX_CHANGE_BYTES, maxBatch: 32, maxClockDrift: DEFAULT_MAX_CLOCK_DRIFT };
+const LIMITS: FuzzLimits = { maxFrameBytes: MIN_FRAME_BYTES, maxBatch: 32, maxClockDrift: DEFAULT_MAX_CLOCK_DRIFT };
 const schema = { events: {} } as const;
 
 // ---------------------------------------------------------------------------

@@ -12,7 +12,8 @@ import { pino } from 'pino';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket, WebSocketServer } from 'ws';
 import { createReplica, memoryStorage, startSync, type SocketFactory } from '@syncline/client';
-import { encodeDownstream, FRAME_MARKER, PROTOCOL_VERSION, type ReplicaId, type SpaceId } from '@syncline/core';
+import { decodeUpstream, encodeDownstream, formatTimestamp, FRAME_MARKER, MAX_CHANGE_BYTES, MAX_RECORD_BYTES, MIN_FRAME_BYTES, PROTOCOL_VERSION, type Change, type DownstreamMessage, type ReplicaId, type SpaceId } from '@syncline/core';
+import fc from 'fast-check';
 import { cleanupStack, RawClient, startServer, tempDir, waitUntil } from '../sync/harness.js';
 import { buildDist, ROOT } from './fixtures/build.js';
 import { spawnServer } from './fixtures/child.js';
@@ -76,6 +77,81 @@ describe('3. pre-authentication frames of junk attachments', () => {
     // The bound leaves room for the 20 MiB of frames themselves and the allocator's slack.
     expect(grown, `server RSS grew ${Math.round(grown / 1e6)} MB`).toBeLessThan(80 * 1024 * 1024);
   }, 120_000);
+});
+
+describe('1 and 2. large records, measured on a child server', () => {
+  beforeAll(() => buildDist(), 180_000);
+
+  /** A child `syncline-server` with a space of `records` records of `fields` fields of `fieldBytes` each (a patch per field). */
+  async function seededChild(records: number, fields: number, fieldBytes: number) {
+    const dir = await tempDir('syncline-large-');
+    cleanup.push(() => dir.remove());
+    const child = await spawnServer([join(ROOT, 'packages/server/bin/syncline-server.js'), '--port', '0', '--db', join(dir.path, 'db.sqlite')]);
+    cleanup.push(() => child.process.kill('SIGKILL'));
+    const url = `ws://127.0.0.1:${child.port}/sync`;
+    const writer = await RawClient.open(url);
+    cleanup.push(() => writer.close());
+    await writer.hello('seeder' as ReplicaId, [{ space: 'default' }]);
+    let seq = 0;
+    for (let r = 0; r < records; r++) {
+      for (let f = 0; f < fields; f++) {
+        seq++;
+        const change = {
+          space: 'default' as SpaceId,
+          collection: 'events',
+          id: `r${r}`,
+          replica: 'seeder' as ReplicaId,
+          seq,
+          hlc: formatTimestamp({ wall: Date.now(), counter: seq, replica: 'seeder' as ReplicaId }),
+          op: 'patch',
+          fields: { [`f${f}`]: 'x'.repeat(fieldBytes) },
+          unset: [],
+        } as Change;
+        writer.send({ type: 'push', space: 'default' as SpaceId, changes: [change] });
+        await writer.next('ack', (m) => m.upTo === seq, 0, 30_000);
+      }
+    }
+    return { url, pid: child.process.pid as number };
+  }
+
+  it('five readers that never read cost the server their send buffer and one frame each, not the space', async () => {
+    const { url, pid } = await seededChild(50, 1, 240_000); // 12 MB of records
+    const before = rss(pid);
+    const readers: RawClient[] = [];
+    for (let i = 0; i < 5; i++) {
+      const reader = await RawClient.open(url);
+      cleanup.push(() => reader.close());
+      reader.send({ type: 'hello', protocol: PROTOCOL_VERSION, replica: `slow-${i}` as ReplicaId, spaces: [{ space: 'default' as SpaceId, after: 0 }], time: Date.now() });
+      (reader.ws as unknown as { _socket: { pause(): void } })._socket.pause();
+      readers.push(reader);
+    }
+    let peak = before;
+    for (let t = 0; t < 20; t++) {
+      await new Promise((resolve) => setTimeout(resolve, 150));
+      peak = Math.max(peak, rss(pid));
+    }
+    // The documented bound: a 4 MiB send buffer and one frame (1 MiB) each, 25 MiB for five, and room for the
+    // allocator. Before: about 60 MB each (every snapshot chunk built whole).
+    expect(peak - before, `server RSS grew ${Math.round((peak - before) / 1e6)} MB`).toBeLessThan(60 * 1024 * 1024);
+  }, 120_000);
+
+  it('a new device bootstraps a space of records near 1 MB each, in chunks within the frame limit', async () => {
+    const { url, pid } = await seededChild(40, 4, 225_000); // 40 records of 900 KB
+    const before = rss(pid);
+    const reader = await RawClient.open(url);
+    cleanup.push(() => reader.close());
+    reader.send({ type: 'hello', protocol: PROTOCOL_VERSION, replica: 'new-device' as ReplicaId, spaces: [{ space: 'default' as SpaceId, after: 0 }], time: Date.now(), maxFrameBytes: 2 * 1024 * 1024 });
+    let peak = before;
+    await waitUntil(() => {
+      peak = Math.max(peak, rss(pid));
+      return reader.of('synced').length > 0;
+    }, 60_000, 'the bootstrap to finish');
+    const chunks = reader.of('snapshot');
+    expect(chunks.reduce((n, c) => n + c.records.length, 0)).toBe(40);
+    // Frames stay within the server's 1 MiB limit; only a single record larger than it could go alone.
+    for (const [i, size] of reader.sizes.entries()) if (size > 1024 * 1024) expect((reader.messages[i] as DownstreamMessage & { records?: unknown[] }).records?.length).toBe(1);
+    expect(peak - before, `server RSS grew ${Math.round((peak - before) / 1e6)} MB`).toBeLessThan(100 * 1024 * 1024);
+  }, 180_000);
 });
 
 describe('7. a connection that floods', () => {
@@ -313,5 +389,123 @@ describe('5. sockets that never send hello', () => {
     await waitUntil(() => burst.filter((c) => c.of('error').length > 0).length >= 10, 5_000, 'the burst to be refused');
     const refusals = burst.flatMap((c) => c.of('error'));
     expect(refusals.every((e) => e.code === 'too_many_connections' && (e.retryAfter ?? 0) > 0)).toBe(true);
+  });
+});
+
+describe('1 and 2. frames bounded by bytes, records of any size, slow readers', () => {
+  /** A change putting `bytes` characters into field `field` of record `id` (a patch keeps the other fields). */
+  const patchOf = (replica: ReplicaId, seq: number, id: string, field: string, bytes: number): Change =>
+    ({
+      space: 'default' as SpaceId,
+      collection: 'events',
+      id,
+      replica,
+      seq,
+      hlc: formatTimestamp({ wall: Date.now(), counter: seq, replica }),
+      op: 'patch',
+      fields: { [field]: 'x'.repeat(bytes) },
+      unset: [],
+    }) as Change;
+
+  it('no frame the server sends is over its budget (the smaller of its limit and the client’s), over random record sizes, catch-up, snapshots and a reader that stalls', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.record({ record: fc.nat(7), field: fc.constantFrom('a', 'b', 'c'), bytes: fc.oneof(fc.nat(2_000), fc.integer({ min: 50_000, max: MAX_CHANGE_BYTES - 2_000 })) }), { minLength: 5, maxLength: 25 }),
+        fc.constantFrom(MIN_FRAME_BYTES, 1024 * 1024),
+        async (writes, clientBudget) => {
+          const server = await startServer({ limits: { maxFrameBytes: 2 * 1024 * 1024, relayBatch: 50, snapshotChunk: 100 } });
+          try {
+            const live = await RawClient.open(server.url);
+            const stalled = await RawClient.open(server.url);
+            const hello = (c: RawClient, r: string) =>
+              c.send({ type: 'hello', protocol: PROTOCOL_VERSION, replica: r as ReplicaId, spaces: [{ space: 'default' as SpaceId, after: 0 }], time: Date.now(), maxFrameBytes: clientBudget });
+            hello(live, 'live-reader');
+            await live.next('welcome');
+            hello(stalled, 'stalled-reader');
+            await stalled.next('welcome');
+            (stalled.ws as unknown as { _socket: { pause(): void } })._socket.pause();
+            const writer = await RawClient.open(server.url);
+            await writer.hello('writer' as ReplicaId, [{ space: 'default' }]);
+            // One push per change: records grow field by field, some past one frame of the client's.
+            for (let i = 0; i < writes.length; i++) {
+              const w = writes[i] as (typeof writes)[number];
+              writer.send({ type: 'push', space: 'default' as SpaceId, changes: [patchOf('writer' as ReplicaId, i + 1, `r${w.record}`, w.field, w.bytes)] });
+              await writer.next('ack', (m) => m.upTo === i + 1);
+            }
+            // A new device bootstraps now (snapshot), and the stalled reader resumes (catch-up from the log).
+            const fresh = await RawClient.open(server.url);
+            hello(fresh, 'fresh-reader');
+            (stalled.ws as unknown as { _socket: { resume(): void } })._socket.resume();
+            for (const c of [live, stalled, fresh]) await c.next('synced', () => true, 0, 20_000);
+            await waitUntil(() => [live, stalled].every((c) => c.of('changes').some((m) => m.upTo === writes.length)), 20_000, 'every change to reach the readers');
+            for (const c of [live, stalled, fresh, writer]) {
+              c.close();
+              for (const [i, size] of c.sizes.entries()) {
+                const m = c.messages[i] as DownstreamMessage;
+                if (size > clientBudget) expect(m.type === 'snapshot' && m.records.length === 1, `a ${m.type} of ${size} bytes over a budget of ${clientBudget}`).toBe(true);
+              }
+            }
+          } finally {
+            await server.close();
+          }
+        },
+      ),
+      { numRuns: 6 },
+    );
+  }, 120_000);
+});
+
+describe('the size rules, both sides', () => {
+  it('the server refuses a change over MAX_CHANGE_BYTES with too_large; a client of protocol 3 gets invalid_message, a code it can read', async () => {
+    const server = await startServer();
+    cleanup.push(() => server.close());
+    const change = (replica: string): Change =>
+      ({ space: 'default' as SpaceId, collection: 'events', id: 'big', replica: replica as ReplicaId, seq: 1, hlc: formatTimestamp({ wall: Date.now(), counter: 0, replica: replica as ReplicaId }), op: 'put', fields: { blob: 'x'.repeat(MAX_CHANGE_BYTES) } }) as Change;
+    for (const [protocol, code] of [[4, 'too_large'], [3, 'invalid_message']] as const) {
+      const raw = await RawClient.open(server.url);
+      cleanup.push(() => raw.close());
+      const replica = `sizes-v${protocol}`;
+      raw.send({ type: 'hello', protocol, replica: replica as ReplicaId, spaces: [{ space: 'default' as SpaceId, after: 0 }], time: Date.now() });
+      await raw.next('welcome');
+      raw.send({ type: 'push', space: 'default' as SpaceId, changes: [change(replica)] });
+      expect(await raw.next('error', (m) => m.space === 'default')).toMatchObject({ code, fatal: false });
+    }
+    expect(await server.storage.head('default' as SpaceId)).toBe(0);
+  });
+
+  it('a replica refuses a write that would make a record larger than MAX_RECORD_BYTES, and writes nothing', async () => {
+    const r = await createReplica({ name: `record-cap-${Date.now()}`, schema: { events: {} }, storage: memoryStorage(), tabs: false });
+    cleanup.push(() => r.close());
+    const field = 'y'.repeat(200_000);
+    await r.patch('events', 'e', { a: field });
+    await r.patch('events', 'e', { b: field });
+    const error = await r.patch('events', 'e', { c: field }).catch((e: unknown) => e);
+    expect(error).toMatchObject({ name: 'ReplicaError', code: 'too_large' });
+    expect((error as Error).message).toContain(String(MAX_RECORD_BYTES));
+    expect(Object.keys((await r.get('events', 'e'))?.value ?? {})).toEqual(['a', 'b']);
+  });
+
+  it('a client refuses a frame larger than it said it reads, with a code, and stores nothing of it', async () => {
+    const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+    await new Promise<void>((resolve) => wss.once('listening', () => resolve()));
+    cleanup.push(() => new Promise<void>((resolve) => wss.close(() => resolve())));
+    const said: number[] = [];
+    wss.on('connection', (ws) => {
+      ws.on('message', (data: Buffer) => {
+        said.push((decodeUpstream(new Uint8Array(data)) as { maxFrameBytes?: number }).maxFrameBytes ?? 0);
+        ws.send(encodeDownstream({ type: 'welcome', protocol: PROTOCOL_VERSION, server: 'big', time: Date.now(), spaces: [{ space: 'default' as SpaceId, access: 'write', head: 1 }] }));
+        const state = { lww: { cleared: undefined, deleted: undefined, touched: formatTimestamp({ wall: Date.now(), counter: 0, replica: 'x' as ReplicaId }), stamped: { blob: 'z'.repeat(MIN_FRAME_BYTES) }, fields: new Map() } };
+        ws.send(encodeDownstream({ type: 'snapshot', space: 'default' as SpaceId, position: 1, chunk: 0, chunks: 1, total: 1, records: [{ collection: 'events', id: 'huge', state }] }));
+      });
+    });
+    const r = await createReplica({ name: `frame-cap-${Date.now()}`, schema: { events: {} }, storage: memoryStorage(), tabs: false });
+    cleanup.push(() => r.close());
+    const engine = startSync(r, { url: `ws://127.0.0.1:${(wss.address() as { port: number }).port}/sync`, WebSocket: WebSocket as unknown as SocketFactory, maxFrameBytes: MIN_FRAME_BYTES });
+    cleanup.push(() => engine.close());
+    await waitUntil(() => engine.status.error?.code === 'invalid_message', 5_000, 'the refusal');
+    expect(said[0]).toBe(MIN_FRAME_BYTES);
+    expect(engine.status.error?.message).toMatch(/reads at most/);
+    expect(await r.get('events', 'huge')).toBeUndefined();
+    expect(() => startSync(r, { url: 'ws://127.0.0.1:1/sync', WebSocket: WebSocket as unknown as SocketFactory, maxFrameBytes: 1024 })).toThrow(/at least/);
   });
 });

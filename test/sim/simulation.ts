@@ -96,6 +96,8 @@ export interface SimResult {
 }
 
 const T0 = Date.UTC(2026, 0, 1);
+/** The server's default maxFrameBytes. */
+const DEFAULT_FRAME_BYTES = 1024 * 1024;
 const SETTLE_LIMIT_MS = 30 * 60_000;
 const QUIESCE_LIMIT_MS = 60 * 60_000;
 const silent = pino({ level: 'silent' });
@@ -104,7 +106,7 @@ interface Slot {
   readonly index: number;
   readonly name: string;
   readonly spaces: readonly SpaceId[];
-  readonly factory: IDBFactory;
+  factory: IDBFactory;
   readonly rng: Rng;
   skew: number;
   replica: Replica | undefined;
@@ -264,6 +266,12 @@ class World {
       message = decodeDownstream(bytes);
     } catch {
       return;
+    }
+    // Every frame the server sends stays within its byte budget (its maxFrameBytes; the replicas read
+    // 16 MiB), whatever the records' sizes: only one record larger than the budget may go alone.
+    const budget = this.config.limits?.maxFrameBytes ?? DEFAULT_FRAME_BYTES;
+    if (bytes.length > budget && !(message.type === 'snapshot' && message.records.length === 1)) {
+      this.fail(`the server sent ${client} a ${message.type} frame of ${bytes.length} bytes, over its budget of ${budget}`);
     }
     if (message.type === 'error' && (message.code === 'frame_too_large' || message.code === 'batch_too_large' || message.code === 'rate_limited')) {
       // A client that knows the limits fits them; one that does not must recover from these.
@@ -536,6 +544,22 @@ class World {
         this.enqueue(slot, 'restart', async (r) => {
           await r.close();
           slot.replica = undefined;
+          await this.openReplica(slot);
+        });
+        return;
+      }
+      case 'wipe-replica': {
+        const slot = this.slots[action.replica];
+        if (!slot) return;
+        this.stats.replicaRestarts++;
+        this.enqueue(slot, 'wipe', async (r) => {
+          await r.close();
+          // A new device: a fresh database (and replica id) that bootstraps from a snapshot. What the
+          // old one had not pushed is gone with it; the checks follow the new replica.
+          slot.replica = undefined;
+          slot.factory = new IDBFactory();
+          slot.writes.length = 0;
+          slot.maxApplied = undefined;
           await this.openReplica(slot);
         });
         return;

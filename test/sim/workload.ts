@@ -4,7 +4,7 @@
  * replayed. Everything random at run time (network delays, replica ids, jitter)
  * comes from other streams of the same seed.
  */
-import { MAX_CHANGE_BYTES, type Json } from '@syncline/core';
+import { MAX_CHANGE_BYTES, MIN_FRAME_BYTES, type Json } from '@syncline/core';
 import type { CutMode } from './network.js';
 import type { Rng } from './rng.js';
 
@@ -35,6 +35,8 @@ export type Action =
   | { readonly t: 'heal' }
   | { readonly t: 'cut'; readonly replica: number; readonly mode: CutMode }
   | { readonly t: 'restart-replica'; readonly replica: number }
+  /** The device's database is lost (a new device): it bootstraps from a snapshot. */
+  | { readonly t: 'wipe-replica'; readonly replica: number }
   | { readonly t: 'restart-server' }
   | { readonly t: 'crash-server' }
   | { readonly t: 'crash-after-store' }
@@ -100,7 +102,7 @@ export function makeConfig(rng: Rng): Config {
     maxDelayMs: minDelayMs + rng.between(5, 400),
     duplicate: rng.chance(0.5) ? 0 : 0.02,
     limits: small
-      ? { maxFrameBytes: rng.between(MAX_CHANGE_BYTES, 2 * MAX_CHANGE_BYTES), maxBatch: rng.between(1, 8), messagesPerSecond: rng.between(5, 20) }
+      ? { maxFrameBytes: rng.between(MIN_FRAME_BYTES, 2 * MIN_FRAME_BYTES), maxBatch: rng.between(1, 8), messagesPerSecond: rng.between(5, 20) }
       : undefined,
     announced: !small || rng.chance(0.6),
     batchSize: rng.chance(0.5) ? undefined : rng.between(2, 40),
@@ -166,7 +168,8 @@ export function makePlan(rng: Rng, config: Config, steps: number): Action[] {
       if (f < 0.2) plan.push({ t: 'partition', replicas: rng.subset(everyone), mode });
       else if (f < 0.38) plan.push({ t: 'heal' });
       else if (f < 0.5) plan.push({ t: 'cut', replica, mode });
-      else if (f < 0.62) plan.push({ t: 'restart-replica', replica });
+      else if (f < 0.58) plan.push({ t: 'restart-replica', replica });
+      else if (f < 0.62) plan.push({ t: 'wipe-replica', replica });
       else if (f < 0.7) plan.push({ t: 'restart-server' });
       else if (f < 0.78) plan.push({ t: 'crash-server' });
       else if (f < 0.85) plan.push({ t: 'crash-after-store' });
@@ -189,6 +192,8 @@ export function describe(action: Action): string {
       return `partition [${action.replicas.map((r) => `r${r}`).join(' ')}] (${action.mode})`;
     case 'cut':
       return `cut r${action.replica} (${action.mode})`;
+    case 'wipe-replica':
+      return `wipe r${action.replica} (a new device)`;
     case 'restart-replica':
       return `restart r${action.replica}`;
     case 'compact':

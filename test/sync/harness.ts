@@ -202,6 +202,8 @@ export function toBytes(data: Buffer | ArrayBuffer | Buffer[]): Uint8Array {
 /** A protocol client by hand: sends exactly the frames a test builds, records every message. */
 export class RawClient {
   readonly messages: DownstreamMessage[] = [];
+  /** The frame size of each of `messages`, bytes. */
+  readonly sizes: number[] = [];
   /** Frames that did not decode (a server must never send one). */
   readonly undecodable: Uint8Array[] = [];
   closed: { code: number; reason: string } | undefined;
@@ -219,6 +221,7 @@ export class RawClient {
       const bytes = toBytes(data);
       try {
         this.messages.push(decodeDownstream(bytes));
+        this.sizes.push(bytes.length);
       } catch {
         this.undecodable.push(bytes);
       }

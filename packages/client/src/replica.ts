@@ -7,6 +7,9 @@
 import {
   changeBytes,
   mayExceedChangeLimit,
+  mayExceedRecordLimit,
+  MAX_RECORD_BYTES,
+  recordBytes,
   DEFAULT_MAX_CLOCK_DRIFT,
   isRecordId,
   isSpaceId,
@@ -267,7 +270,15 @@ export class Replica<S extends Schema = Schema> {
             `"${op.collection}/${op.id}" was not written: its change takes ${bytes} bytes, more than the ${MAX_CHANGE_BYTES} one change may take (MAX_CHANGE_BYTES); keep large data out of records`,
           );
         }
-        cache.set(applyToStored(def, record, change));
+        const next = applyToStored(def, record, change);
+        // And the record it makes must fit a frame (MAX_RECORD_BYTES): the server refuses larger ones too.
+        if (mayExceedRecordLimit(next.state)) {
+          const size = recordBytes(next.state);
+          if (size > MAX_RECORD_BYTES) {
+            throw new ReplicaError('too_large', `"${op.collection}/${op.id}" was not written: the record would take ${size} bytes, more than the ${MAX_RECORD_BYTES} a record may take (MAX_RECORD_BYTES)`);
+          }
+        }
+        cache.set(next);
         changes.push(change);
       }
       await Promise.all([

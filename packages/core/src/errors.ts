@@ -19,9 +19,19 @@ export const ERROR_CODES = {
   sequence_gap: "A replica's changes must arrive in sequence order without gaps.",
   shutting_down: 'The server is shutting down; reconnect later.',
   internal: 'An unexpected server error; nothing from the failed request was stored.',
+  too_large: 'A change is larger than the protocol allows (MAX_CHANGE_BYTES).',
+  quota_exceeded: "The space is at one of the server's quotas (stored bytes or records).",
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
+
+/** Codes that older protocol versions cannot decode (an unknown code fails the whole message): the version that added them. */
+const ERROR_CODE_SINCE: Readonly<Partial<Record<ErrorCode, number>>> = { too_large: 4, quota_exceeded: 4 };
+
+/** The code to send a peer speaking `protocol`: one it can decode (`invalid_message` stands in for newer ones). */
+export function errorCodeFor(code: ErrorCode, protocol: number): ErrorCode {
+  return (ERROR_CODE_SINCE[code] ?? 0) > protocol ? 'invalid_message' : code;
+}
 
 export function isErrorCode(value: unknown): value is ErrorCode {
   return typeof value === 'string' && Object.hasOwn(ERROR_CODES, value);

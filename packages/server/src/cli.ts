@@ -33,7 +33,7 @@ const USAGE = `usage: syncline-server [options]
   --allow-origin ORIGIN    a browser origin allowed to sync (repeat for more; * for any);
                            default: any with auth on, this server's own host with auth off
   --keep-log N             compact each space's log to its last N changes
-  --max-frame-bytes N      largest frame (default 1048576; at least 262144)
+  --max-frame-bytes N      largest frame, both ways (default 1048576; at least 589824)
   --max-batch N            most changes per push (default 1000; at least 1)
   --max-connections N      most open connections (default 10000)
   --messages-per-second N  per connection (default 200; at least 5)

@@ -9,6 +9,8 @@ import type { LoggedChange } from './storage/types.js';
 
 export interface Follower {
   readonly replica: ReplicaId;
+  /** The largest frame it may be sent (bytes). */
+  readonly budget: number;
   /** Position up to which this follower has been sent the log. */
   sentUpTo(space: SpaceId): number;
   isLive(space: SpaceId): boolean;
@@ -54,11 +56,12 @@ export class Hub {
     const first = (entries[0] as LoggedChange).pos;
     const upTo = (entries[entries.length - 1] as LoggedChange).pos;
     const writers = new Set(entries.map((e) => e.change.replica));
-    // One encoding for everyone who wrote none of these entries, one per writer otherwise.
-    const frames = new Map<ReplicaId | '', Array<{ frame: Uint8Array | undefined; upTo: number; count: number }>>();
-    const framesFor = (exclude: ReplicaId | ''): Array<{ frame: Uint8Array | undefined; upTo: number; count: number }> => {
-      let out = frames.get(exclude);
-      if (!out) frames.set(exclude, (out = encodeChanges(space, entries, exclude, batch)));
+    // One encoding for everyone who wrote none of these entries, one per writer otherwise (and per frame budget).
+    const frames = new Map<string, Array<{ frame: Uint8Array | undefined; upTo: number; count: number }>>();
+    const framesFor = (exclude: ReplicaId | '', budget: number): Array<{ frame: Uint8Array | undefined; upTo: number; count: number }> => {
+      const key = `${budget} ${exclude}`;
+      let out = frames.get(key);
+      if (!out) frames.set(key, (out = encodeChanges(space, entries, exclude, batch, budget)));
       return out;
     };
     let sent = 0;
@@ -68,7 +71,7 @@ export class Hub {
         if (follower.sentUpTo(space) < upTo) follower.resync(space);
         continue;
       }
-      for (const part of framesFor(writers.has(follower.replica) ? follower.replica : '')) {
+      for (const part of framesFor(writers.has(follower.replica) ? follower.replica : '', follower.budget)) {
         // A frame can fill the follower's send buffer and pause it: the rest of a
         // large commit group then waits in the log, not in the socket's memory.
         if (!follower.isLive(space)) break;
@@ -81,24 +84,34 @@ export class Hub {
 }
 
 /**
- * Splits entries into `changes` frames of at most `batch` changes, leaving out one
- * replica's own. A slice of only the replica's own changes still gets a frame (with
- * no changes): its `upTo` is how a writer learns its log position, and a writer
- * whose position stayed at 0 would be sent a whole snapshot on every reconnect.
+ * Splits entries into `changes` frames of at most `batch` changes and at most
+ * `maxBytes` bytes (halving a slice until it fits; one change always does),
+ * leaving out one replica's own. A slice of only the replica's own changes
+ * still gets a frame (with no changes): its `upTo` is how a writer learns its
+ * log position, and a writer whose position stayed at 0 would be sent a whole
+ * snapshot on every reconnect.
  */
 export function encodeChanges(
   space: SpaceId,
   entries: readonly LoggedChange[],
   exclude: ReplicaId | '',
   batch: number,
+  maxBytes: number,
 ): Array<{ frame: Uint8Array | undefined; upTo: number; count: number }> {
   const out: Array<{ frame: Uint8Array | undefined; upTo: number; count: number }> = [];
-  for (let i = 0; i < entries.length; i += batch) {
-    const slice = entries.slice(i, i + batch);
+  const add = (slice: readonly LoggedChange[]): void => {
     const changes: Change[] = [];
     for (const e of slice) if (e.change.replica !== exclude) changes.push(e.change);
     const upTo = (slice[slice.length - 1] as LoggedChange).pos;
-    out.push({ frame: encodeDownstream({ type: 'changes', space, changes, upTo }), upTo, count: changes.length });
-  }
+    const frame = encodeDownstream({ type: 'changes', space, changes, upTo });
+    if (frame.length > maxBytes && slice.length > 1) {
+      const mid = slice.length >> 1;
+      add(slice.slice(0, mid));
+      add(slice.slice(mid));
+      return;
+    }
+    out.push({ frame, upTo, count: changes.length });
+  };
+  for (let i = 0; i < entries.length; i += batch) add(entries.slice(i, i + batch));
   return out;
 }

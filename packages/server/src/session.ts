@@ -16,6 +16,11 @@ import {
   ProtocolError,
   SynclineError,
   validateChange,
+  changeBytes,
+  errorCodeFor,
+  mayExceedChangeLimit,
+  MAX_CHANGE_BYTES,
+  MIN_FRAME_BYTES,
   type Access,
   type DownstreamMessage,
   type ErrorCode,
@@ -23,6 +28,7 @@ import {
   type Push,
   type ReplicaId,
   type ServerLimits,
+  type SnapshotRecord,
   type SpaceId,
 } from '@syncline/core';
 import type { Logger } from 'pino';
@@ -90,6 +96,10 @@ export class Session implements Follower {
   #state: 'hello' | 'authenticating' | 'ready' | 'closed' = 'hello';
   /** Counted among the authenticated sessions (admission.ts). */
   authenticated = false;
+  /** The peer's protocol version (from hello; the oldest served until then): which error codes it can read. */
+  #protocol = MIN_PROTOCOL_VERSION;
+  /** The largest frame this session sends: the server's limit, and the client's when it said (protocol 4). */
+  #budget: number;
   readonly #subs = new Map<SpaceId, Subscription>();
   #tokens: number;
   #lastRefill: number;
@@ -108,6 +118,7 @@ export class Session implements Follower {
     readonly socket: Connection,
     private readonly ctx: SessionContext,
   ) {
+    this.#budget = ctx.limits.maxFrameBytes;
     this.#tokens = ctx.limits.messagesPerSecond;
     this.#lastRefill = ctx.now();
     this.#helloTimer = setTimeout(() => this.fail('not_ready', 'no hello received in time', true), ctx.limits.helloTimeoutMs);
@@ -131,6 +142,10 @@ export class Session implements Follower {
   }
 
   // ---- Follower -------------------------------------------------------------
+
+  get budget(): number {
+    return this.#budget;
+  }
 
   sentUpTo(space: SpaceId): number {
     return this.#subs.get(space)?.sentUpTo ?? 0;
@@ -237,6 +252,11 @@ export class Session implements Follower {
     if (!isSupportedProtocol(hello.protocol)) {
       return this.fail('unsupported_protocol', `protocol ${hello.protocol} is not supported; this server speaks ${MIN_PROTOCOL_VERSION}..${PROTOCOL_VERSION}`, true);
     }
+    this.#protocol = hello.protocol;
+    if (hello.maxFrameBytes !== undefined) {
+      if (hello.maxFrameBytes < MIN_FRAME_BYTES) return this.fail('invalid_message', `a client must read frames of at least ${MIN_FRAME_BYTES} bytes (one record of MAX_RECORD_BYTES); hello says ${hello.maxFrameBytes}`, true);
+      this.#budget = Math.min(this.#budget, hello.maxFrameBytes);
+    }
     // One subscription per space: a second entry would start a second catch-up
     // whose position never advances, resending the log forever.
     if (new Set(hello.spaces.map((s) => s.space)).size !== hello.spaces.length) {
@@ -301,6 +321,11 @@ export class Session implements Follower {
         if (change.replica !== this.replica) throw new ProtocolError('invalid_message', 'change was written by another replica', `changes[${i}].replica`);
         if (i > 0 && change.seq !== (changes[i - 1] as { seq: number }).seq + 1) throw new ProtocolError('sequence_gap', 'changes must be in seq order without gaps', `changes[${i}].seq`);
         validateChange(change);
+        // The same maximum as the replicas' write-time check: a change no replica would write.
+        if (mayExceedChangeLimit(change)) {
+          const bytes = changeBytes(change);
+          if (bytes > MAX_CHANGE_BYTES) throw new ProtocolError('too_large', `the change takes ${bytes} bytes, more than the ${MAX_CHANGE_BYTES} one change may take (MAX_CHANGE_BYTES)`);
+        }
         // Read the update the ways every replica will: a malformed one must be
         // refused here, not stored and relayed to break every replica that applies it.
         if (change.op === 'crdt') checkCrdtUpdate(change.update);
@@ -365,14 +390,14 @@ export class Session implements Follower {
             await this.#sendSnapshot(space, sub);
             continue;
           }
-          const entries = await storage.readLog(space, sub.sentUpTo, limits.relayBatch);
+          const entries = await storage.readLog(space, sub.sentUpTo, limits.relayBatch, this.#budget);
           if (entries.length === 0) break;
           if ((entries[0] as { pos: number }).pos !== sub.sentUpTo + 1) {
             // Compacted while we read: the snapshot covers what was dropped.
             await this.#sendSnapshot(space, sub);
             continue;
           }
-          for (const part of encodeChanges(space, entries, this.replica, limits.relayBatch)) this.deliver(space, part.frame, part.upTo, part.count);
+          for (const part of encodeChanges(space, entries, this.replica, limits.relayBatch, this.#budget)) this.deliver(space, part.frame, part.upTo, part.count);
         }
         // Live first, then look at the head: a commit is either relayed or seen here.
         sub.live = true;
@@ -387,28 +412,44 @@ export class Session implements Follower {
   }
 
   /**
-   * Sends the materialized state of a space in chunks. Its position is the head
-   * read first: every record state already includes every change up to it, and
-   * changes after it follow from the log.
+   * Sends the materialized state of a space in chunks, each frame within the
+   * byte budget. Its position is the head read first: every record state
+   * already includes every change up to it, and changes after it follow from
+   * the log. Pages are read by stored bytes too, so a space of large records
+   * costs one page of memory at a time, and the session waits for its socket
+   * to drain after every chunk.
    */
   async #sendSnapshot(space: SpaceId, sub: Subscription): Promise<void> {
     const { storage, limits } = this.ctx;
+    const budget = this.#budget;
     const position = await storage.head(space);
     const total = await storage.countRecords(space);
-    const estimate = Math.max(1, Math.ceil(total / limits.snapshotChunk));
-    let page = await storage.snapshotPage(space, undefined, limits.snapshotChunk);
-    for (let chunk = 0; ; chunk++) {
+    let chunk = 0;
+    let sent = 0;
+    /** Sends `records` as one chunk, or in halves when their frame is over the budget. False: the session ended. */
+    const emit = async (records: SnapshotRecord[], lastOfSnapshot: boolean): Promise<boolean> => {
+      const perChunk = Math.max(1, (sent + records.length) / (chunk + 1));
+      const chunks = lastOfSnapshot ? chunk + 1 : Math.max(chunk + 2, Math.ceil(total / perChunk));
+      const frame = encodeDownstream({ type: 'snapshot', space, position, chunk, chunks, total: Math.max(total, sent + records.length), records });
+      if (frame.length > budget && records.length > 1) {
+        const mid = records.length >> 1;
+        return (await emit(records.slice(0, mid), false)) && emit(records.slice(mid), lastOfSnapshot);
+      }
+      this.#sendFrame(frame);
+      chunk++;
+      sent += records.length;
+      if (this.#state !== 'ready') return false;
+      await this.#waitForDrain();
+      return this.#state === 'ready';
+    };
+    let page = await storage.snapshotPage(space, undefined, limits.snapshotChunk, budget);
+    do {
       const last = page[page.length - 1];
       // One page of look-ahead: records created meanwhile extend the snapshot instead of being skipped.
-      const next = page.length < limits.snapshotChunk || !last ? [] : await storage.snapshotPage(space, [last.collection, last.id], limits.snapshotChunk);
-      const final = next.length === 0;
-      const chunks = final ? chunk + 1 : Math.max(estimate, chunk + 2);
-      this.#send({ type: 'snapshot', space, position, chunk, chunks, total: Math.max(total, chunk * limits.snapshotChunk + page.length), records: page });
-      if (this.#state !== 'ready') return;
-      await this.#waitForDrain();
-      if (final) break;
+      const next = last ? await storage.snapshotPage(space, [last.collection, last.id], limits.snapshotChunk, budget) : [];
+      if (!(await emit(page, next.length === 0))) return;
       page = next;
-    }
+    } while (page.length > 0);
     sub.sentUpTo = position;
     this.ctx.metrics.snapshots.inc();
   }
@@ -465,7 +506,7 @@ export class Session implements Follower {
     this.ctx.metrics.errors.inc({ code });
     this.ctx.logger.info({ replica: this.replica || undefined, code, space, fatal }, message);
     try {
-      this.#send({ type: 'error', code, message: message.slice(0, 4000), fatal, ...(space ? { space } : {}), ...(retryAfter !== undefined ? { retryAfter } : {}) });
+      this.#send({ type: 'error', code: errorCodeFor(code, this.#protocol), message: message.slice(0, 4000), fatal, ...(space ? { space } : {}), ...(retryAfter !== undefined ? { retryAfter } : {}) });
     } catch {
       // the socket is gone; nothing more to tell
     }

@@ -14,6 +14,7 @@ import {
   decodeDownstream,
   encodeUpstream,
   MAX_CHANGE_BYTES,
+  MIN_FRAME_BYTES,
   PROTOCOL_VERSION,
   ProtocolError,
   spaceId as toSpaceId,
@@ -58,7 +59,16 @@ export interface SyncOptions {
   readonly pingIntervalMs?: number;
   /** Random source for jitter. Default Math.random. */
   readonly random?: () => number;
+  /**
+   * The largest frame this client reads, bytes; told to the server, which keeps
+   * its frames within it (a larger one is refused). Only a record that
+   * concurrent writes joined past it could not be sent. Default 16 MiB; at least
+   * MIN_FRAME_BYTES (576 KiB).
+   */
+  readonly maxFrameBytes?: number;
 }
+
+const DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024;
 
 /** What the replica passes along that is not a sync option. */
 export interface EngineSettings {
@@ -136,6 +146,9 @@ export class SyncEngine {
     this.#settings = settings;
     this.#spaces = [...new Set((options.spaces ?? [port.defaultSpace]).map((s) => toSpaceId(s)))];
     this.#connect = options.connect ?? this.#webSocket();
+    if (options.maxFrameBytes !== undefined && !(options.maxFrameBytes >= MIN_FRAME_BYTES)) {
+      throw new TypeError(`sync.maxFrameBytes must be at least ${MIN_FRAME_BYTES} (one record of MAX_RECORD_BYTES in a frame); got ${options.maxFrameBytes}`);
+    }
     this.#backoff = new Backoff(options.backoff ?? {}, options.random ?? Math.random);
     this.#flushed = new FlushWaiters(port, this.#spaces, this.#stoppedSpaces);
     this.#cleanups.push(
@@ -410,12 +423,22 @@ export class SyncEngine {
     for (const space of this.#spaces) spaces.push({ space, after: await this.#port.position(space) });
     session.helloAt = monotonic();
     session.pacer.spend();
-    this.#send(session, { type: 'hello', protocol: PROTOCOL_VERSION, replica: this.#port.id, ...(token ? { token } : {}), spaces, time: this.#port.now() });
+    this.#send(session, {
+      type: 'hello',
+      protocol: PROTOCOL_VERSION,
+      replica: this.#port.id,
+      ...(token ? { token } : {}),
+      spaces,
+      time: this.#port.now(),
+      maxFrameBytes: this.#options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
+    });
   }
 
   async #handle(session: Session, bytes: Uint8Array): Promise<void> {
     let message: DownstreamMessage;
     try {
+      const most = this.#options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
+      if (bytes.length > most) throw new ProtocolError('invalid_message', `a frame of ${bytes.length} bytes; this client reads at most ${most}`);
       message = decodeDownstream(bytes);
     } catch (error) {
       // A server this client cannot read (another protocol version?): stop rather than read the same frames again.

@@ -7,4 +7,4 @@ export type { Hello, Push, Ping, Pong, UpstreamMessage } from './upstream.js';
 export { ACCESS_LEVELS } from './downstream.js';
 export type { Access, Welcome, WelcomeLimits, Ack, Changes, Snapshot, Synced, ErrorMessage, DownstreamMessage } from './downstream.js';
 export * from './stored.js';
-export { MAX_CHANGE_BYTES, PROMISED_LIMITS, UNANNOUNCED_LIMITS, checkServerLimits, changeBytes, mayExceedChangeLimit, type ServerLimits } from './limits.js';
+export { MAX_CHANGE_BYTES, MAX_RECORD_BYTES, MIN_FRAME_BYTES, PROMISED_LIMITS, UNANNOUNCED_LIMITS, checkServerLimits, changeBytes, mayExceedChangeLimit, recordBytes, mayExceedRecordLimit, type ServerLimits } from './limits.js';

@@ -9,7 +9,9 @@
  * refuses to start with limits below the promise (`checkServerLimits`).
  */
 import type { Change } from '../change.js';
+import type { RecordState } from '../record-state.js';
 import { change as changeSchema } from './common.js';
+import { encodeRecordState } from './stored.js';
 
 /** The limits a server announces in `welcome` (protocol 3) and that its clients fit. */
 export interface ServerLimits {
@@ -30,9 +32,25 @@ export interface ServerLimits {
  */
 export const MAX_CHANGE_BYTES = 256 * 1024;
 
+/**
+ * The largest record a replica makes: the bytes of its stored state
+ * (`encodeRecordState`). A record grows by patches of other fields, crdt edits
+ * and versions; a write that would make it larger on the replica is refused
+ * there (`too_large`). Concurrent writes of several replicas can still join
+ * into a larger record: the server does not refuse those (an honest write must
+ * never be wedged), and sends such a record alone in a frame of its own size.
+ */
+export const MAX_RECORD_BYTES = 512 * 1024;
+
+/** Room a frame keeps around one record or change: envelope, clock table, ids. */
+const FRAME_ENVELOPE_BYTES = 64 * 1024;
+
+/** The smallest frame either side must accept: one record of MAX_RECORD_BYTES with its envelope. */
+export const MIN_FRAME_BYTES = MAX_RECORD_BYTES + FRAME_ENVELOPE_BYTES;
+
 /** The lowest limits a server may run with: what every client can count on. */
 export const PROMISED_LIMITS: ServerLimits = {
-  maxFrameBytes: MAX_CHANGE_BYTES,
+  maxFrameBytes: MIN_FRAME_BYTES,
   maxBatch: 1,
   messagesPerSecond: 5,
   maxClockDrift: 60_000,
@@ -126,4 +144,30 @@ export function mayExceedChangeLimit(change: Change): boolean {
       return change.update.length + HEADER_BOUND > MAX_CHANGE_BYTES;
   }
   return payload * 3 + HEADER_BOUND > MAX_CHANGE_BYTES;
+}
+
+/** The exact bytes of a record's stored state (what MAX_RECORD_BYTES bounds). */
+export function recordBytes(state: RecordState): number {
+  return encodeRecordState(state).length;
+}
+
+/**
+ * False when a record's state is certainly within MAX_RECORD_BYTES, by a cheap
+ * bound (one JSON.stringify of its values, at most 3 bytes per UTF-16 unit,
+ * generous room for every stamp, name and context); true when it may not be,
+ * and recordBytes must tell.
+ */
+export function mayExceedRecordLimit(state: RecordState): boolean {
+  let bound = 1_000;
+  const { lww, merge, crdt } = state;
+  if (lww) {
+    if (lww.stamped) bound += JSON.stringify(lww.stamped).length * 3;
+    for (const [name, field] of lww.fields) bound += (name.length + (field.value === undefined ? 0 : JSON.stringify(field.value).length)) * 3 + 200;
+  }
+  if (merge) {
+    bound += merge.seen.size * 100;
+    for (const version of merge.siblings) bound += JSON.stringify(version.value).length * 3 + version.context.size * 100 + 300;
+  }
+  if (crdt) for (const [name, field] of crdt) bound += field.update.length + name.length * 3 + 200;
+  return bound > MAX_RECORD_BYTES;
 }

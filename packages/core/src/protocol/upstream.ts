@@ -12,6 +12,8 @@ export const hello = object({
   spaces: array(object({ space: spaceId, after: position }), MAX_SPACES_PER_HELLO),
   /** The client's wall clock (ms), so the server can report skew. */
   time: int(0),
+  /** The largest frame the client reads (protocol 4); the server's frames stay within it. At least MIN_FRAME_BYTES. */
+  maxFrameBytes: optional(int(1)),
 });
 
 /** Local changes of this replica, oldest first, in one space. */

@@ -12,8 +12,12 @@
  *      second, clock drift) so that clients fit them, and an error may say how long to wait
  *      (`retryAfter`). Both are optional fields that a version 2 client drops when reading,
  *      so a version 3 server still serves version 2 clients.
+ *   4: a client says in hello the largest frame it reads (`maxFrameBytes`), and the server's
+ *      frames, snapshots and catch-up included, stay within it and its own limit; error codes
+ *      too_large and quota_exceeded. A server sends older clients invalid_message instead of
+ *      the new codes (errorCodeFor), so it still serves versions 2 and 3.
  */
-export const PROTOCOL_VERSION = 3;
+export const PROTOCOL_VERSION = 4;
 /** The oldest version a peer may speak and still be served. */
 export const MIN_PROTOCOL_VERSION = 2;
 

@@ -36,8 +36,8 @@ import {
   applyChange,
   decodeChange,
   decodeRecordState,
-  encodeChange,
   encodeRecordState,
+  encodeChange,
   SynclineError,
   type Change,
   type RecordState,
@@ -214,6 +214,7 @@ export function postgresStorage(options: PostgresOptions): PostgresStorage {
       stored.push({ pos: head, change });
     }
     const records = [...touched];
+    const states = records.map((r) => toBuffer(encodeRecordState(r.state)));
     const payload = JSON.stringify([space, head]);
     const written = await client.query<{ pid: number }>({
       name: `syncline_write_${tag}`,
@@ -233,7 +234,7 @@ export function postgresStorage(options: PostgresOptions): PostgresStorage {
         blobs,
         records.map((r) => r.collection),
         records.map((r) => r.id),
-        records.map((r) => toBuffer(encodeRecordState(r.state))),
+        states,
         head,
         held,
         channelName,
@@ -420,13 +421,16 @@ export function postgresStorage(options: PostgresOptions): PostgresStorage {
         return results;
       }
     },
-    async readLog(space, after, limit) {
+    async readLog(space, after, limit, maxBytes) {
       await open();
-      const { rows } = await pool.query<{ pos: string; change: Buffer }>(`SELECT pos, change FROM ${s}.log WHERE space = $1 AND pos > $2 ORDER BY pos LIMIT $3`, [
-        space,
-        after,
-        limit,
-      ]);
+      // With maxBytes, rows stop where the running size would pass it (the first row always comes).
+      const { rows } = await pool.query<{ pos: string; change: Buffer }>(
+        `SELECT pos, change FROM (
+           SELECT pos, change, sum(octet_length(change)) OVER (ORDER BY pos) AS running, row_number() OVER (ORDER BY pos) AS n
+           FROM (SELECT pos, change FROM ${s}.log WHERE space = $1 AND pos > $2 ORDER BY pos LIMIT $3) page
+         ) sized WHERE n = 1 OR running <= $4 ORDER BY pos`,
+        [space, after, limit, maxBytes ?? Number.MAX_SAFE_INTEGER],
+      );
       return rows.map((row) => ({ pos: Number(row.pos), change: decodeChange(row.change) }));
     },
     async head(space) {
@@ -439,16 +443,24 @@ export function postgresStorage(options: PostgresOptions): PostgresStorage {
       const { rows } = await pool.query<{ horizon: string }>(`SELECT horizon FROM ${s}.spaces WHERE space = $1`, [space]);
       return Number(rows[0]?.horizon ?? 0);
     },
-    async snapshotPage(space, after, limit) {
+    async snapshotPage(space, after, limit, maxBytes) {
       await open();
+      // As readLog: with maxBytes, the page stops where the running size of the states would pass it.
+      const sized = (page: string) =>
+        `SELECT collection, id, state FROM (
+           SELECT collection, id, state, sum(octet_length(state)) OVER (ORDER BY collection, id) AS running, row_number() OVER (ORDER BY collection, id) AS n
+           FROM (${page}) page
+         ) sized WHERE n = 1 OR running <= $${after ? 5 : 3} ORDER BY collection, id`;
+      const cap = maxBytes ?? Number.MAX_SAFE_INTEGER;
       const { rows } = after
         ? await pool.query<{ collection: Buffer; id: Buffer; state: Buffer }>(
-            `SELECT collection, id, state FROM ${s}.records WHERE space = $1 AND (collection, id) > ($2, $3) ORDER BY collection, id LIMIT $4`,
-            [space, Buffer.from(after[0], 'utf8'), Buffer.from(after[1], 'utf8'), limit],
+            sized(`SELECT collection, id, state FROM ${s}.records WHERE space = $1 AND (collection, id) > ($2, $3) ORDER BY collection, id LIMIT $4`),
+            [space, Buffer.from(after[0], 'utf8'), Buffer.from(after[1], 'utf8'), limit, cap],
           )
-        : await pool.query<{ collection: Buffer; id: Buffer; state: Buffer }>(`SELECT collection, id, state FROM ${s}.records WHERE space = $1 ORDER BY collection, id LIMIT $2`, [
+        : await pool.query<{ collection: Buffer; id: Buffer; state: Buffer }>(sized(`SELECT collection, id, state FROM ${s}.records WHERE space = $1 ORDER BY collection, id LIMIT $2`), [
             space,
             limit,
+            cap,
           ]);
       return rows.map((row): SnapshotRecord => ({ collection: row.collection.toString('utf8'), id: row.id.toString('utf8'), state: decodeRecordState(row.state) }));
     },

@@ -7,8 +7,8 @@ import {
   applyChange,
   decodeChange,
   decodeRecordState,
-  encodeChange,
   encodeRecordState,
+  encodeChange,
   SynclineError,
   type RecordState,
   type SnapshotRecord,
@@ -118,9 +118,16 @@ export function sqliteStorage(options: SqliteOptions): ServerStorage {
       check();
       return appendAll(requests);
     },
-    async readLog(space, after, limit) {
+    async readLog(space, after, limit, maxBytes = Number.POSITIVE_INFINITY) {
       check();
-      return q.readLog.all(space, after, limit).map((row) => ({ pos: row.pos, change: decodeChange(row.change) }));
+      const out: LoggedChange[] = [];
+      let bytes = 0;
+      for (const row of q.readLog.iterate(space, after, limit)) {
+        if (out.length > 0 && bytes + row.change.length > maxBytes) break;
+        bytes += row.change.length;
+        out.push({ pos: row.pos, change: decodeChange(row.change) });
+      }
+      return out;
     },
     async head(space) {
       check();
@@ -130,10 +137,17 @@ export function sqliteStorage(options: SqliteOptions): ServerStorage {
       check();
       return q.space.get(space)?.horizon ?? 0;
     },
-    async snapshotPage(space, after, limit) {
+    async snapshotPage(space, after, limit, maxBytes = Number.POSITIVE_INFINITY) {
       check();
-      const rows = after ? q.pageAfter.all(space, after[0], after[1], limit) : q.pageFirst.all(space, limit);
-      return rows.map((row): SnapshotRecord => ({ collection: row.collection, id: row.id, state: decodeRecordState(row.state) }));
+      const rows = after ? q.pageAfter.iterate(space, after[0], after[1], limit) : q.pageFirst.iterate(space, limit);
+      const out: SnapshotRecord[] = [];
+      let bytes = 0;
+      for (const row of rows) {
+        if (out.length > 0 && bytes + row.state.length > maxBytes) break;
+        bytes += row.state.length;
+        out.push({ collection: row.collection, id: row.id, state: decodeRecordState(row.state) });
+      }
+      return out;
     },
     async countRecords(space) {
       check();

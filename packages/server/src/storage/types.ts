@@ -37,14 +37,22 @@ export interface AppendResult {
 export interface ServerStorage {
   /** Stores the requests; per request, an AppendResult or the error that refused it. */
   append(requests: readonly AppendRequest[]): Promise<Array<AppendResult | Error>>;
-  /** Log entries of a space after `after`, in position order. */
-  readLog(space: SpaceId, after: number, limit: number): Promise<LoggedChange[]>;
+  /**
+   * Log entries of a space after `after`, in position order: at most `limit`,
+   * and with `maxBytes`, no more than fit in that many bytes of stored changes
+   * (at least one): a page costs bounded memory whatever its changes' sizes.
+   */
+  readLog(space: SpaceId, after: number, limit: number, maxBytes?: number): Promise<LoggedChange[]>;
   /** Highest position of a space (0: empty). */
   head(space: SpaceId): Promise<number>;
   /** Entries at or below the horizon were compacted away (0: none). */
   horizon(space: SpaceId): Promise<number>;
-  /** Record states of a space in (collection, id) order, after the given key. */
-  snapshotPage(space: SpaceId, after: readonly [string, string] | undefined, limit: number): Promise<SnapshotRecord[]>;
+  /**
+   * Record states of a space in (collection, id) order, after the given key: at
+   * most `limit`, and with `maxBytes`, no more than fit in that many bytes of
+   * stored states (at least one).
+   */
+  snapshotPage(space: SpaceId, after: readonly [string, string] | undefined, limit: number, maxBytes?: number): Promise<SnapshotRecord[]>;
   countRecords(space: SpaceId): Promise<number>;
   /** Drops log entries so that at most `keepLast` remain; returns how many were removed. */
   compact(space: SpaceId, keepLast: number): Promise<number>;
