@@ -5,7 +5,7 @@
  * reopening, and appends from two storages over the same data at once.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { applyChanges, canonicalState, SynclineError, type Change, type ReplicaId, type SpaceId } from '@syncline/core';
+import { applyChanges, canonicalState, encodeChange, encodeRecordState, SynclineError, type Change, type ReplicaId, type SpaceId } from '@syncline/core';
 import type { AppendRequest, AppendResult, ServerStorage } from '@syncline/server';
 import { cleanupStack, putChange } from '../sync/harness.js';
 
@@ -174,6 +174,38 @@ export function storageConformance(name: string, newBacking: () => Promise<Backi
         expect(canonicalState(record.state)).toBe(canonicalState(expected));
       }
       expect(await storage.countRecords(SPACE)).toBe(2);
+    });
+
+    it('pages the log and the snapshot by bytes as well as by count: at least one entry, never past maxBytes after it', async () => {
+      const { storage } = await setup();
+      // Records of 1, 2, 4, 8 … 64 KB, one change each, in id order.
+      const sizes = [1, 2, 4, 8, 16, 32, 64].map((k) => k * 1024);
+      const pushed = sizes.map((size, i) => putChange(r('alice'), SPACE, i + 1, { blob: 'x'.repeat(size) }, { id: `rec-${i}` }));
+      ok((await storage.append([request('alice', pushed)]))[0]);
+      const stored = (await storage.readLog(SPACE, 0, 100)).map((e) => encodeChange(e.change).length);
+      for (const maxBytes of [1, 3_000, 20_000, 70_000, 200_000]) {
+        for (let after = 0; after < sizes.length; after++) {
+          const page = await storage.readLog(SPACE, after, 100, maxBytes);
+          expect(page.length, `log after ${after}, ${maxBytes} bytes`).toBeGreaterThanOrEqual(1);
+          const bytes = page.map((e) => encodeChange(e.change).length);
+          if (page.length > 1) expect(bytes.reduce((a, b) => a + b, 0)).toBeLessThanOrEqual(maxBytes);
+          // Greedy: the next entry would not have fit.
+          const next = stored[after + page.length];
+          if (next !== undefined) expect(bytes.reduce((a, b) => a + b, 0) + next).toBeGreaterThan(maxBytes);
+        }
+        // The snapshot, page by page under the same byte bound, still holds every record once, in order.
+        const ids: string[] = [];
+        let last: [string, string] | undefined;
+        for (;;) {
+          const page = await storage.snapshotPage(SPACE, last, 100, maxBytes);
+          if (page.length === 0) break;
+          if (page.length > 1) expect(page.reduce((n, p) => n + encodeRecordState(p.state).length, 0)).toBeLessThanOrEqual(maxBytes);
+          ids.push(...page.map((p) => p.id));
+          const end = page[page.length - 1] as { collection: string; id: string };
+          last = [end.collection, end.id];
+        }
+        expect(ids).toEqual(sizes.map((_, i) => `rec-${i}`));
+      }
     });
 
     it('pages the snapshot in (collection, id) order, byte order of UTF-8, ids of any characters', async () => {
