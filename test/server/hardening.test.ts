@@ -509,3 +509,36 @@ describe('the size rules, both sides', () => {
     expect(() => startSync(r, { url: 'ws://127.0.0.1:1/sync', WebSocket: WebSocket as unknown as SocketFactory, maxFrameBytes: 1024 })).toThrow(/at least/);
   });
 });
+
+describe('1. per-space quotas', () => {
+  it('a push that would grow a space past its quota is refused with quota_exceeded: the space stops on the client, with the code; the server keeps what fit', async () => {
+    const server = await startServer({ limits: { maxSpaceRecords: 3 } });
+    cleanup.push(() => server.close());
+    const r = await createReplica({ name: `quota-${Date.now()}`, schema: { events: {} }, storage: memoryStorage(), tabs: false });
+    cleanup.push(() => r.close());
+    const engine = startSync(r, { url: server.url, WebSocket: WebSocket as unknown as SocketFactory });
+    cleanup.push(() => engine.close());
+    for (let i = 0; i < 3; i++) await r.put('events', `e${i}`, { title: `fits ${i}` });
+    await engine.flushed({ timeoutMs: 5_000 });
+    await r.put('events', 'e3', { title: 'one too many' });
+    await expect(engine.flushed({ timeoutMs: 5_000 })).rejects.toMatchObject({ name: 'SyncError', code: 'quota_exceeded' });
+    expect(engine.status.stoppedSpaces?.[0]).toMatchObject({ code: 'quota_exceeded', space: 'default' });
+    expect(await server.storage.usage('default' as SpaceId)).toMatchObject({ records: 3 });
+    expect(await server.storage.head('default' as SpaceId)).toBe(3);
+  });
+
+  it('a byte quota refuses a push that would pass it, and keeps the space under it', async () => {
+    const server = await startServer({ limits: { maxSpaceBytes: 10_000 } });
+    cleanup.push(() => server.close());
+    const raw = await RawClient.open(server.url);
+    cleanup.push(() => raw.close());
+    await raw.hello('bytes' as ReplicaId, [{ space: 'default' }]);
+    const put = (seq: number, bytes: number) =>
+      ({ space: 'default' as SpaceId, collection: 'events', id: `e${seq}`, replica: 'bytes' as ReplicaId, seq, hlc: formatTimestamp({ wall: Date.now(), counter: seq, replica: 'bytes' as ReplicaId }), op: 'put', fields: { blob: 'x'.repeat(bytes) } }) as Change;
+    raw.send({ type: 'push', space: 'default' as SpaceId, changes: [put(1, 6_000)] });
+    await raw.next('ack', (m) => m.upTo === 1);
+    raw.send({ type: 'push', space: 'default' as SpaceId, changes: [put(2, 6_000)] });
+    expect(await raw.next('error', (m) => m.space === 'default')).toMatchObject({ code: 'quota_exceeded', fatal: false });
+    expect((await server.storage.usage('default' as SpaceId)).bytes).toBeLessThan(10_000);
+  });
+});

@@ -5,7 +5,7 @@
  * reopening, and appends from two storages over the same data at once.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { applyChanges, canonicalState, encodeChange, encodeRecordState, SynclineError, type Change, type ReplicaId, type SpaceId } from '@syncline/core';
+import { applyChanges, canonicalState, encodeChange, encodeRecordState, materialize, SynclineError, type Change, type ReplicaId, type SpaceId } from '@syncline/core';
 import type { AppendRequest, AppendResult, ServerStorage } from '@syncline/server';
 import { cleanupStack, putChange } from '../sync/harness.js';
 
@@ -174,6 +174,47 @@ export function storageConformance(name: string, newBacking: () => Promise<Backi
         expect(canonicalState(record.state)).toBe(canonicalState(expected));
       }
       expect(await storage.countRecords(SPACE)).toBe(2);
+    });
+
+    it('keeps each space\'s usage (bytes of its records, records that exist) and refuses a request that grows a space past a quota, storing nothing of it', async () => {
+      const { storage, another } = await setup();
+      const other = 'other-space' as SpaceId;
+      const sizeOf = async (space: SpaceId) => (await storage.snapshotPage(space, undefined, 1000)).reduce((n, p) => n + encodeRecordState(p.state).length, 0);
+      const exists = async (space: SpaceId) => (await storage.snapshotPage(space, undefined, 1000)).filter((p) => materialize(p.state).exists).length;
+      const puts = Array.from({ length: 5 }, (_, i) => putChange(r('alice'), SPACE, i + 1, { blob: 'x'.repeat(1000 * (i + 1)) }, { id: `rec-${i}` }));
+      ok((await storage.append([request('alice', puts)]))[0]);
+      ok((await storage.append([request('bob', changes('bob', 1, 2, { space: other }), other)]))[0]);
+      expect(await storage.usage(SPACE)).toEqual({ bytes: await sizeOf(SPACE), records: 5 });
+      expect(await storage.usage(other)).toEqual({ bytes: await sizeOf(other), records: 2 });
+      expect(await storage.usage('never-written' as SpaceId)).toEqual({ bytes: 0, records: 0 });
+      const usage = await storage.usage(SPACE);
+      const quotas = { maxSpaceBytes: usage.bytes + 500, maxSpaceRecords: 6 };
+      // Growing past the byte quota: refused, nothing stored (the log neither).
+      const big = putChange(r('alice'), SPACE, 6, { blob: 'y'.repeat(2_000) }, { id: 'rec-new' });
+      const [refused] = await storage.append([request('alice', [big])], quotas);
+      expect(refused).toBeInstanceOf(Error);
+      expect((refused as Error & { code?: string }).code).toBe('quota_exceeded');
+      expect(await storage.head(SPACE)).toBe(5);
+      expect(await storage.usage(SPACE)).toEqual(usage);
+      // Other requests of the same group go through; so does one that shrinks the space.
+      const shrink = { ...putChange(r('alice'), SPACE, 6, { blob: 'z' }, { id: 'rec-4' }) };
+      const [shrunk, elsewhere] = await storage.append([request('alice', [shrink]), request('bob', changes('bob', 3, 1, { space: other }), other)], quotas);
+      ok(shrunk);
+      ok(elsewhere);
+      expect((await storage.usage(SPACE)).bytes).toBe(await sizeOf(SPACE));
+      expect((await storage.usage(SPACE)).bytes).toBeLessThan(usage.bytes);
+      // A delete lowers the count; a new record may then come, up to the records quota.
+      const del = { ...(changes('alice', 7, 1, { id: () => 'rec-0' })[0] as Change), op: 'delete' } as Change;
+      delete (del as { fields?: unknown }).fields;
+      ok((await storage.append([request('alice', [del])], quotas))[0]);
+      expect((await storage.usage(SPACE)).records).toBe(4);
+      ok((await storage.append([request('alice', [putChange(r('alice'), SPACE, 8, { n: 1 }, { id: 'rec-a' }), putChange(r('alice'), SPACE, 9, { n: 1 }, { id: 'rec-b' })])], { ...quotas, maxSpaceBytes: Number.MAX_SAFE_INTEGER }))[0]);
+      const [tooMany] = await storage.append([request('alice', [putChange(r('alice'), SPACE, 10, { n: 1 }, { id: 'rec-c' })])], { ...quotas, maxSpaceBytes: Number.MAX_SAFE_INTEGER });
+      expect((tooMany as Error & { code?: string }).code).toBe('quota_exceeded');
+      expect(await storage.usage(SPACE)).toEqual({ bytes: await sizeOf(SPACE), records: await exists(SPACE) });
+      expect((await storage.usage(SPACE)).records).toBe(6);
+      // What another storage over the same backing reads.
+      expect(await (await another()).usage(SPACE)).toEqual(await storage.usage(SPACE));
     });
 
     it('pages the log and the snapshot by bytes as well as by count: at least one entry, never past maxBytes after it', async () => {

@@ -72,6 +72,34 @@ describe('SQLite storage written by a protocol 1 server', () => {
   });
 });
 
+describe('SQLite storage of schema version 1 (before per-space usage)', () => {
+  const cleanup = cleanupStack();
+  afterEach(() => cleanup.run());
+
+  it('gets each space\'s usage filled in when it opens: bytes of its records, records that exist', async () => {
+    const dir = await tempDir('syncline-usage-');
+    cleanup.push(() => dir.remove());
+    const path = join(dir.path, 'x.db');
+    const space = 'cal' as SpaceId;
+    const replica = 'olderwriter' as ReplicaId;
+    const puts = Array.from({ length: 4 }, (_, i) => putChange(replica, space, i + 1, { title: 'x'.repeat(100 * (i + 1)) }, { id: `e${i}` }));
+    const del = { ...putChange(replica, space, 5, {}, { id: 'e0', wall: Date.now() + 1_000 }), op: 'delete' } as Change;
+    delete (del as { fields?: unknown }).fields;
+    let storage = sqliteStorage({ path });
+    await storage.append([{ space, replica, changes: [...puts, del] }]);
+    const want = await storage.usage(space);
+    await storage.close();
+    expect(want.records).toBe(3);
+    // Back to what a schema version 1 database holds.
+    const db = new Database(path);
+    db.exec("ALTER TABLE spaces DROP COLUMN bytes; ALTER TABLE spaces DROP COLUMN records; UPDATE meta SET value = '1' WHERE key = 'schema_version'");
+    db.close();
+    storage = sqliteStorage({ path });
+    cleanup.push(() => storage.close());
+    expect(await storage.usage(space)).toEqual(want);
+  });
+});
+
 describePg('PostgreSQL storage', () => {
   storageConformance('postgres', async () => {
     const { schema, drop } = freshSchema();
@@ -140,7 +168,7 @@ describePg('PostgreSQL storage', () => {
     cleanup.push(() => admin.end());
     const tables = await admin.query<{ table_name: string }>('SELECT table_name FROM information_schema.tables WHERE table_schema = $1 ORDER BY table_name', [schema]);
     expect(tables.rows.map((r) => r.table_name)).toEqual(['log', 'meta', 'progress', 'records', 'spaces']);
-    expect((await admin.query(`SELECT value FROM "${schema}".meta WHERE key = 'schema_version'`)).rows).toEqual([{ value: '1' }]);
+    expect((await admin.query(`SELECT value FROM "${schema}".meta WHERE key = 'schema_version'`)).rows).toEqual([{ value: '2' }]);
     await (instances[0] as PostgresStorage).append([{ space, replica: 'a' as ReplicaId, changes: changes('a', 1, 2) }]);
     expect(await (instances[5] as PostgresStorage).head(space)).toBe(2);
 
@@ -148,6 +176,23 @@ describePg('PostgreSQL storage', () => {
     const newer = open(schema);
     await expect(newer.ready()).rejects.toMatchObject({ code: 'unsupported_storage' });
     await expect(newer.head(space)).rejects.toMatchObject({ code: 'unsupported_storage' });
+  });
+
+  it('fills in each space\'s usage when it migrates a schema of version 1', async () => {
+    const schema = schemaForTest();
+    const first = open(schema);
+    const puts = Array.from({ length: 4 }, (_, i) => putChange('olderwriter' as ReplicaId, space, i + 1, { title: 'x'.repeat(100 * (i + 1)) }, { id: `e${i}` }));
+    const del = { ...putChange('olderwriter' as ReplicaId, space, 5, {}, { id: 'e0', wall: Date.now() + 1_000 }), op: 'delete' } as Change;
+    delete (del as { fields?: unknown }).fields;
+    await first.append([{ space, replica: 'olderwriter' as ReplicaId, changes: [...puts, del] }]);
+    const want = await first.usage(space);
+    expect(want.records).toBe(3);
+    const admin = await adminClient();
+    cleanup.push(() => admin.end());
+    await admin.query(`ALTER TABLE "${schema}".spaces DROP COLUMN bytes, DROP COLUMN records; UPDATE "${schema}".meta SET value = '1' WHERE key = 'schema_version'`);
+    const reopened = open(schema);
+    await reopened.ready();
+    expect(await reopened.usage(space)).toEqual(want);
   });
 
   it('makes positions visible in order when a transaction holding position n commits after another instance appends', async () => {

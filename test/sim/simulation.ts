@@ -29,7 +29,7 @@ import {
   type Json,
   type SpaceId,
 } from '@syncline/core';
-import { createSyncServer, sqliteStorage, type AppendRequest, type AppendResult, type ServerStorage, type SyncServer } from '@syncline/server';
+import { createSyncServer, sqliteStorage, type AppendRequest, type AppendResult, type ServerStorage, type SpaceQuotas, type SyncServer } from '@syncline/server';
 import 'fake-indexeddb/auto';
 import { IDBFactory, IDBKeyRange } from 'fake-indexeddb';
 import { pino } from 'pino';
@@ -134,7 +134,11 @@ class SimStorage implements ServerStorage {
   #alive(): void {
     if (this.dead) throw new Error('the server process is gone');
   }
-  async append(requests: readonly AppendRequest[]): Promise<Array<AppendResult | Error>> {
+  async usage(space: SpaceId) {
+    this.#alive();
+    return this.inner.usage(space);
+  }
+  async append(requests: readonly AppendRequest[], quotas?: SpaceQuotas): Promise<Array<AppendResult | Error>> {
     this.#alive();
     let reqs = requests;
     const dropped = new Map<number, number>();
@@ -145,7 +149,7 @@ class SimStorage implements ServerStorage {
         return { ...r, changes: r.changes.slice(0, -1) };
       });
     }
-    const results = await this.inner.append(reqs);
+    const results = await this.inner.append(reqs, quotas);
     for (const result of results) if (!(result instanceof Error)) for (const entry of result.stored) this.world.archive(entry.pos, entry.change);
     for (const [i, seq] of dropped) {
       const result = results[i];
@@ -158,9 +162,9 @@ class SimStorage implements ServerStorage {
     }
     return results;
   }
-  async readLog(space: SpaceId, after: number, limit: number) {
+  async readLog(space: SpaceId, after: number, limit: number, maxBytes?: number) {
     this.#alive();
-    const entries = await this.inner.readLog(space, after, limit);
+    const entries = await this.inner.readLog(space, after, limit, maxBytes);
     if (this.world.bug === 'skip-log-entry' && entries.length >= 3 && this.world.bugRng.chance(0.2)) entries.splice(1, 1);
     return entries;
   }
@@ -172,9 +176,9 @@ class SimStorage implements ServerStorage {
     this.#alive();
     return this.inner.horizon(space);
   }
-  async snapshotPage(space: SpaceId, after: readonly [string, string] | undefined, limit: number) {
+  async snapshotPage(space: SpaceId, after: readonly [string, string] | undefined, limit: number, maxBytes?: number) {
     this.#alive();
-    return this.inner.snapshotPage(space, after, limit);
+    return this.inner.snapshotPage(space, after, limit, maxBytes);
   }
   async countRecords(space: SpaceId) {
     this.#alive();

@@ -3,6 +3,7 @@
  * written together in the next one, so durability costs one fsync per group,
  * not per change. One commit runs at a time, so relays go out in log order.
  */
+import type { SpaceQuotas } from './storage/quota.js';
 import type { AppendRequest, AppendResult, ServerStorage } from './storage/types.js';
 
 interface Pending {
@@ -17,6 +18,8 @@ export class Committer {
 
   constructor(
     private readonly storage: ServerStorage,
+    /** Per-space quotas every append is held to. */
+    private readonly quotas: SpaceQuotas,
     /** Called after each commit with what it stored, before any push is acknowledged. */
     private readonly onStored: (results: ReadonlyArray<{ request: AppendRequest; result: AppendResult }>) => void,
     private readonly observe: (seconds: number) => void = () => undefined,
@@ -43,7 +46,10 @@ export class Committer {
       const started = performance.now();
       let results: Array<AppendResult | Error>;
       try {
-        results = await this.storage.append(group.map((p) => p.request));
+        results = await this.storage.append(
+          group.map((p) => p.request),
+          this.quotas,
+        );
       } catch (error) {
         for (const p of group) p.reject(error as Error);
         continue;

@@ -6,3 +6,4 @@ export { jwtAuth, openAccess, grantFromClaim, AuthError, type Authenticate, type
 export { sqliteStorage, type SqliteOptions } from './storage/sqlite-storage.js';
 export { postgresStorage, type PostgresOptions, type PostgresStorage } from './storage/postgres-storage.js';
 export type { ServerStorage, AppendRequest, AppendResult, LoggedChange } from './storage/types.js';
+export { QuotaError, type SpaceQuotas } from './storage/quota.js';

@@ -26,6 +26,10 @@ export interface Limits {
   readonly pingIntervalMs: number;
   /** A connection that sends no hello within this time is closed. Default 5 s. */
   readonly helloTimeoutMs: number;
+  /** Bytes of one space's records (stored states; the log is bounded by compaction instead). Default 1 GiB. */
+  readonly maxSpaceBytes: number;
+  /** Records that exist in one space (deleted ones do not count). Default 1,000,000. */
+  readonly maxSpaceRecords: number;
   /** Changes per relay or catch-up message. Default 500. */
   readonly relayBatch: number;
   /** Records per snapshot chunk. Default 2,000. */
@@ -44,6 +48,8 @@ export const DEFAULT_LIMITS: Limits = {
   connectionsPerSecondPerAddress: 50,
   pingIntervalMs: 30_000,
   helloTimeoutMs: 5_000,
+  maxSpaceBytes: 1024 ** 3,
+  maxSpaceRecords: 1_000_000,
   relayBatch: 500,
   snapshotChunk: 2000,
 };

@@ -68,6 +68,7 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
   const admission = new Admission(limits, now);
   const committer = new Committer(
     storage,
+    { maxSpaceBytes: limits.maxSpaceBytes, maxSpaceRecords: limits.maxSpaceRecords },
     (stored) => {
       const bySpace = new Map<SpaceId, Array<{ pos: number; change: (typeof stored)[number]['result']['stored'][number]['change'] }>>();
       for (const { request, result } of stored) {

@@ -343,7 +343,7 @@ export class Session implements Follower {
     try {
       result = await this.ctx.committer.submit({ space, replica: this.replica, changes });
     } catch (error) {
-      if (error instanceof SynclineError && error.code === 'sequence_gap') return this.fail('sequence_gap', error.message, false, space);
+      if (error instanceof SynclineError && (error.code === 'sequence_gap' || error.code === 'quota_exceeded')) return this.fail(error.code, error.message, false, space);
       // Storage refused a change it could not apply: nothing of the push was stored; the connection stays.
       if (error instanceof InvalidChangeError) return this.fail('invalid_message', `push refused: ${error.message}`, false, space);
       throw error;

@@ -36,6 +36,7 @@ import {
   applyChange,
   decodeChange,
   decodeRecordState,
+  materialize,
   encodeRecordState,
   encodeChange,
   SynclineError,
@@ -45,6 +46,7 @@ import {
   type SpaceId,
 } from '@syncline/core';
 import pg from 'pg';
+import { UsageDelta, type SpaceQuotas } from './quota.js';
 import type { AppendRequest, AppendResult, LoggedChange, ServerStorage } from './types.js';
 
 export interface PostgresOptions {
@@ -85,6 +87,11 @@ const MIGRATIONS: ReadonlyArray<(s: string) => string> = [
     CREATE TABLE ${s}.progress (space text COLLATE "C" NOT NULL, replica text COLLATE "C" NOT NULL, seq bigint NOT NULL, PRIMARY KEY (space, replica));
     CREATE TABLE ${s}.records (space text COLLATE "C" NOT NULL, collection bytea NOT NULL, id bytea NOT NULL, state bytea NOT NULL, pos bigint NOT NULL,
       PRIMARY KEY (space, collection, id));`,
+  // Per-space usage for quotas (quota.ts), filled in for what a database already holds (records that
+  // exist are counted by the server after this runs: that needs their states decoded).
+  (s) => `
+    ALTER TABLE ${s}.spaces ADD COLUMN bytes bigint NOT NULL DEFAULT 0, ADD COLUMN records bigint NOT NULL DEFAULT 0;
+    UPDATE ${s}.spaces SET bytes = coalesce((SELECT sum(octet_length(state)) FROM ${s}.records r WHERE r.space = spaces.space), 0);`,
 ];
 
 /** How often the watch connection is checked, and how long it has to answer. */
@@ -155,22 +162,24 @@ export function postgresStorage(options: PostgresOptions): PostgresStorage {
    * writes anything, so a refused request needs no savepoint. Returns the
    * notification it sent (`pid payload`) with the result.
    */
-  const appendOne = async (client: pg.PoolClient, request: AppendRequest): Promise<{ result: AppendResult; notified?: string }> => {
+  const appendOne = async (client: pg.PoolClient, request: AppendRequest, quotas: SpaceQuotas | undefined): Promise<{ result: AppendResult; notified?: string }> => {
     const { space, replica } = request;
     // 1. The space's write lock (see the top of this file). A new space gets its row first (at head 0,
     //    which no reader counts as a space; it stays if the request is refused).
-    let locked = await client.query<{ head: string }>({ name: `syncline_lock_${tag}`, text: `SELECT head FROM ${s}.spaces WHERE space = $1 FOR UPDATE`, values: [space] });
+    type Locked = { head: string; bytes: string; records: string };
+    let locked = await client.query<Locked>({ name: `syncline_lock_${tag}`, text: `SELECT head, bytes, records FROM ${s}.spaces WHERE space = $1 FOR UPDATE`, values: [space] });
     if (locked.rows.length === 0 && request.changes.length > 0) {
       await client.query(`INSERT INTO ${s}.spaces (space, head, horizon) VALUES ($1, 0, 0) ON CONFLICT (space) DO NOTHING`, [space]);
-      locked = await client.query<{ head: string }>(`SELECT head FROM ${s}.spaces WHERE space = $1 FOR UPDATE`, [space]);
+      locked = await client.query<Locked>(`SELECT head, bytes, records FROM ${s}.spaces WHERE space = $1 FOR UPDATE`, [space]);
     }
     let head = Number(locked.rows[0]?.head ?? 0);
+    const usage = { bytes: Number(locked.rows[0]?.bytes ?? 0), records: Number(locked.rows[0]?.records ?? 0) };
     // 2. Read after the lock, in a statement of its own: what this replica already has here, and the
     //    current states of the records the request touches.
-    const keys = new Map<string, { collection: Buffer; id: Buffer; state: RecordState }>();
+    const keys = new Map<string, { collection: Buffer; id: Buffer; state: RecordState; before: RecordState | undefined; beforeBytes: number }>();
     for (const change of request.changes) {
       const key = JSON.stringify([change.collection, change.id]);
-      if (!keys.has(key)) keys.set(key, { collection: Buffer.from(change.collection, 'utf8'), id: Buffer.from(change.id, 'utf8'), state: {} });
+      if (!keys.has(key)) keys.set(key, { collection: Buffer.from(change.collection, 'utf8'), id: Buffer.from(change.id, 'utf8'), state: {}, before: undefined, beforeBytes: 0 });
     }
     const read = await client.query<{ seq: string | null; collection: Buffer | null; id: Buffer | null; state: Buffer | null }>({
       name: `syncline_read_${tag}`,
@@ -185,7 +194,10 @@ export function postgresStorage(options: PostgresOptions): PostgresStorage {
       if (row.seq !== null) held = Number(row.seq);
       else if (row.collection && row.id && row.state) {
         const entry = keys.get(JSON.stringify([row.collection.toString('utf8'), row.id.toString('utf8')]));
-        if (entry) entry.state = decodeRecordState(row.state);
+        if (entry) {
+          entry.state = entry.before = decodeRecordState(row.state);
+          entry.beforeBytes = row.state.length;
+        }
       }
     }
     const fresh = request.changes.filter((c) => c.seq > held);
@@ -200,12 +212,12 @@ export function postgresStorage(options: PostgresOptions): PostgresStorage {
     const positions: number[] = [];
     const seqs: number[] = [];
     const blobs: Buffer[] = [];
-    const touched = new Set<{ collection: Buffer; id: Buffer; state: RecordState }>();
+    const touched = new Set<{ collection: Buffer; id: Buffer; state: RecordState; before: RecordState | undefined; beforeBytes: number }>();
     for (const change of fresh) {
       if (change.seq !== held + 1) throw new SynclineError('sequence_gap', `seq ${change.seq} follows ${held} in one push`);
       held = change.seq;
       head++;
-      const entry = keys.get(JSON.stringify([change.collection, change.id])) as { collection: Buffer; id: Buffer; state: RecordState };
+      const entry = keys.get(JSON.stringify([change.collection, change.id])) as { collection: Buffer; id: Buffer; state: RecordState; before: RecordState | undefined; beforeBytes: number };
       entry.state = applyChange(entry.state, change);
       touched.add(entry);
       positions.push(head);
@@ -214,7 +226,14 @@ export function postgresStorage(options: PostgresOptions): PostgresStorage {
       stored.push({ pos: head, change });
     }
     const records = [...touched];
-    const states = records.map((r) => toBuffer(encodeRecordState(r.state)));
+    const delta = new UsageDelta();
+    const states = records.map((r) => {
+      const bytes = toBuffer(encodeRecordState(r.state));
+      delta.record(r.before, r.beforeBytes, r.state, bytes.length);
+      return bytes;
+    });
+    // Refused before anything of the request is written.
+    delta.check(space, usage, quotas);
     const payload = JSON.stringify([space, head]);
     const written = await client.query<{ pid: number }>({
       name: `syncline_write_${tag}`,
@@ -222,7 +241,7 @@ export function postgresStorage(options: PostgresOptions): PostgresStorage {
          l AS (INSERT INTO ${s}.log (space, pos, replica, seq, change) SELECT $1, p, $2, q, c FROM unnest($3::bigint[], $4::bigint[], $5::bytea[]) AS u(p, q, c)),
          r AS (INSERT INTO ${s}.records (space, collection, id, state, pos) SELECT $1, c, i, st, $9 FROM unnest($6::bytea[], $7::bytea[], $8::bytea[]) AS u(c, i, st)
                ON CONFLICT (space, collection, id) DO UPDATE SET state = excluded.state, pos = excluded.pos),
-         h AS (UPDATE ${s}.spaces SET head = $9 WHERE space = $1),
+         h AS (UPDATE ${s}.spaces SET head = $9, bytes = bytes + $13, records = records + $14 WHERE space = $1),
          n AS (SELECT pg_backend_pid() AS pid, pg_notify($11, $12))
        INSERT INTO ${s}.progress (space, replica, seq) SELECT $1, $2, $10 FROM n ON CONFLICT (space, replica) DO UPDATE SET seq = excluded.seq
        RETURNING (SELECT pid FROM n)`,
@@ -239,6 +258,8 @@ export function postgresStorage(options: PostgresOptions): PostgresStorage {
         held,
         channelName,
         payload,
+        delta.bytes,
+        delta.records,
       ],
     });
     return { result: { stored, upTo: held }, notified: `${(written.rows[0] as { pid: number }).pid} ${payload}` };
@@ -250,14 +271,14 @@ export function postgresStorage(options: PostgresOptions): PostgresStorage {
    * and then each request is tried again in a transaction of its own so that one
    * bad request cannot fail the others of its group.
    */
-  const appendGroup = async (requests: readonly AppendRequest[]): Promise<Array<AppendResult | Error>> => {
+  const appendGroup = async (requests: readonly AppendRequest[], quotas: SpaceQuotas | undefined): Promise<Array<AppendResult | Error>> => {
     const mine: string[] = [];
     try {
       return await transaction(async (client) => {
         const results: Array<AppendResult | Error> = [];
         for (const request of requests) {
           try {
-            const { result, notified } = await appendOne(client, request);
+            const { result, notified } = await appendOne(client, request, quotas);
             results.push(result);
             // Before COMMIT: the notification can arrive as soon as it commits.
             if (notified && subscribed) {
@@ -403,17 +424,22 @@ export function postgresStorage(options: PostgresOptions): PostgresStorage {
   return {
     schema,
     ready: () => ready,
-    async append(requests) {
+    async usage(space) {
+      await open();
+      const { rows } = await pool.query<{ bytes: string; records: string }>(`SELECT bytes, records FROM ${s}.spaces WHERE space = $1`, [space]);
+      return { bytes: Number(rows[0]?.bytes ?? 0), records: Number(rows[0]?.records ?? 0) };
+    },
+    async append(requests, quotas) {
       await open();
       try {
-        return await appendGroup(requests);
+        return await appendGroup(requests, quotas);
       } catch (error) {
         if (requests.length === 1 || closed) throw error;
         // Alone, each request stores what it can (what the failed group did commit, if it did, is deduped).
         const results: Array<AppendResult | Error> = [];
         for (const request of requests) {
           try {
-            results.push(...(await appendGroup([request])));
+            results.push(...(await appendGroup([request], quotas)));
           } catch (alone) {
             results.push(alone instanceof Error ? alone : new Error(String(alone)));
           }
@@ -531,6 +557,15 @@ async function migrate(pool: pg.Pool, schema: string): Promise<void> {
         throw new SynclineError('unsupported_storage', `database schema version ${current} is newer than this server (${MIGRATIONS.length}); upgrade the server`);
       }
       for (let v = current; v < MIGRATIONS.length; v++) await client.query((MIGRATIONS[v] as (s: string) => string)(s));
+      if (current === 1) {
+        // Migration 2 added usage: count the records that exist, space by space.
+        const spaces = await client.query<{ space: string }>(`SELECT space FROM ${s}.spaces`);
+        for (const { space } of spaces.rows) {
+          const states = await client.query<{ state: Buffer }>(`SELECT state FROM ${s}.records WHERE space = $1`, [space]);
+          const n = states.rows.filter((row) => materialize(decodeRecordState(row.state)).exists).length;
+          await client.query(`UPDATE ${s}.spaces SET records = $2 WHERE space = $1`, [space, n]);
+        }
+      }
       if (current < MIGRATIONS.length) {
         await client.query(`INSERT INTO ${s}.meta (key, value) VALUES ('schema_version', $1) ON CONFLICT (key) DO UPDATE SET value = excluded.value`, [String(MIGRATIONS.length)]);
       }

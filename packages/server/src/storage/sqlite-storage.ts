@@ -7,6 +7,7 @@ import {
   applyChange,
   decodeChange,
   decodeRecordState,
+  materialize,
   encodeRecordState,
   encodeChange,
   SynclineError,
@@ -17,6 +18,7 @@ import {
 import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { UsageDelta, type SpaceQuotas } from './quota.js';
 import type { AppendRequest, AppendResult, LoggedChange, ServerStorage } from './types.js';
 
 /** Versioned migrations; each runs once, in order, inside a transaction. */
@@ -27,6 +29,10 @@ const MIGRATIONS: readonly string[] = [
    CREATE TABLE progress (space TEXT NOT NULL, replica TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (space, replica)) WITHOUT ROWID;
    CREATE TABLE records (space TEXT NOT NULL, collection TEXT NOT NULL, id TEXT NOT NULL, state BLOB NOT NULL, pos INTEGER NOT NULL,
      PRIMARY KEY (space, collection, id)) WITHOUT ROWID;`,
+  // Per-space usage for quotas (quota.ts), filled in for what a database already holds.
+  `ALTER TABLE spaces ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;
+   ALTER TABLE spaces ADD COLUMN records INTEGER NOT NULL DEFAULT 0;
+   UPDATE spaces SET bytes = coalesce((SELECT sum(length(state)) FROM records r WHERE r.space = spaces.space), 0);`,
 ];
 
 export interface SqliteOptions {
@@ -40,11 +46,17 @@ export function sqliteStorage(options: SqliteOptions): ServerStorage {
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = FULL');
   db.pragma('busy_timeout = 5000');
-  migrate(db);
+  const countRecords = migrate(db);
 
   const q = {
     space: db.prepare<[string], { head: number; horizon: number }>('SELECT head, horizon FROM spaces WHERE space = ?'),
-    upsertSpace: db.prepare('INSERT INTO spaces (space, head, horizon) VALUES (?, ?, 0) ON CONFLICT(space) DO UPDATE SET head = excluded.head'),
+    upsertSpace: db.prepare(
+      'INSERT INTO spaces (space, head, horizon, bytes, records) VALUES (?, ?, 0, ?, ?) ON CONFLICT(space) DO UPDATE SET head = excluded.head, bytes = bytes + excluded.bytes, records = records + excluded.records',
+    ),
+    usage: db.prepare<[string], { bytes: number; records: number }>('SELECT bytes, records FROM spaces WHERE space = ?'),
+    setRecords: db.prepare('UPDATE spaces SET records = ? WHERE space = ?'),
+    allStates: db.prepare<[string], { state: Buffer }>('SELECT state FROM records WHERE space = ?'),
+    spacesToCount: db.prepare<[], { space: string }>('SELECT space FROM spaces'),
     progress: db.prepare<[string, string], { seq: number }>('SELECT seq FROM progress WHERE space = ? AND replica = ?'),
     setProgress: db.prepare('INSERT INTO progress (space, replica, seq) VALUES (?, ?, ?) ON CONFLICT(space, replica) DO UPDATE SET seq = excluded.seq'),
     insertLog: db.prepare('INSERT INTO log (space, pos, replica, seq, change) VALUES (?, ?, ?, ?, ?)'),
@@ -65,8 +77,19 @@ export function sqliteStorage(options: SqliteOptions): ServerStorage {
     spaces: db.prepare<[], { space: string }>('SELECT space FROM spaces ORDER BY space'),
   };
 
+  if (countRecords) {
+    // Records that exist, per space, in a database written before usage was kept.
+    db.transaction(() => {
+      for (const { space } of q.spacesToCount.all()) {
+        let n = 0;
+        for (const { state } of q.allStates.iterate(space)) if (materialize(decodeRecordState(state)).exists) n++;
+        q.setRecords.run(n, space);
+      }
+    }).immediate();
+  }
+
   /** One request inside the surrounding transaction (a savepoint: it fails alone). */
-  const appendOne = db.transaction((request: AppendRequest): AppendResult => {
+  const appendOne = db.transaction((request: AppendRequest, quotas: SpaceQuotas | undefined): AppendResult => {
     const { space, replica } = request;
     let held = q.progress.get(space, replica)?.seq ?? 0;
     const fresh = request.changes.filter((c) => c.seq > held);
@@ -75,7 +98,7 @@ export function sqliteStorage(options: SqliteOptions): ServerStorage {
       throw new SynclineError('sequence_gap', `replica ${replica} pushed seq ${(fresh[0] as { seq: number }).seq} to space ${space} but the server holds up to ${held}`);
     }
     let head = q.space.get(space)?.head ?? 0;
-    const states = new Map<string, { collection: string; id: string; state: RecordState }>();
+    const states = new Map<string, { collection: string; id: string; state: RecordState; before: RecordState | undefined; beforeBytes: number }>();
     const stored: LoggedChange[] = [];
     for (const change of fresh) {
       if (change.seq !== held + 1) throw new SynclineError('sequence_gap', `seq ${change.seq} follows ${held} in one push`);
@@ -86,22 +109,31 @@ export function sqliteStorage(options: SqliteOptions): ServerStorage {
       let entry = states.get(key);
       if (!entry) {
         const row = q.record.get(space, change.collection, change.id);
-        entry = { collection: change.collection, id: change.id, state: row ? decodeRecordState(row.state) : {} };
+        const before = row ? decodeRecordState(row.state) : undefined;
+        entry = { collection: change.collection, id: change.id, state: before ?? {}, before, beforeBytes: row?.state.length ?? 0 };
         states.set(key, entry);
       }
       entry.state = applyChange(entry.state, change);
       stored.push({ pos: head, change });
     }
-    for (const { collection, id, state } of states.values()) q.putRecord.run(space, collection, id, encodeRecordState(state), head);
-    q.upsertSpace.run(space, head);
+    const delta = new UsageDelta();
+    const encoded = [...states.values()].map((entry) => {
+      const bytes = encodeRecordState(entry.state);
+      delta.record(entry.before, entry.beforeBytes, entry.state, bytes.length);
+      return [entry.collection, entry.id, bytes] as const;
+    });
+    // Refused before a record is written (the savepoint rolls back the log entries too).
+    delta.check(space, q.usage.get(space) ?? { bytes: 0, records: 0 }, quotas);
+    for (const [collection, id, bytes] of encoded) q.putRecord.run(space, collection, id, bytes, head);
+    q.upsertSpace.run(space, head, delta.bytes, delta.records);
     q.setProgress.run(space, replica, held);
     return { stored, upTo: held };
   });
 
-  const appendAll = db.transaction((requests: readonly AppendRequest[]): Array<AppendResult | Error> =>
+  const appendAll = db.transaction((requests: readonly AppendRequest[], quotas: SpaceQuotas | undefined): Array<AppendResult | Error> =>
     requests.map((request) => {
       try {
-        return appendOne(request);
+        return appendOne(request, quotas);
       } catch (error) {
         return error instanceof Error ? error : new Error(String(error));
       }
@@ -114,9 +146,13 @@ export function sqliteStorage(options: SqliteOptions): ServerStorage {
   };
 
   return {
-    async append(requests) {
+    async append(requests, quotas) {
       check();
-      return appendAll(requests);
+      return appendAll(requests, quotas);
+    },
+    async usage(space) {
+      check();
+      return q.usage.get(space) ?? { bytes: 0, records: 0 };
     },
     async readLog(space, after, limit, maxBytes = Number.POSITIVE_INFINITY) {
       check();
@@ -177,7 +213,12 @@ export function sqliteStorage(options: SqliteOptions): ServerStorage {
   };
 }
 
-function migrate(db: Database.Database): void {
+/**
+ * Brings the schema to the latest version; returns true when the per-space
+ * record counts must be filled in (migration 2 ran: counting existing records
+ * needs their states decoded, which SQL cannot do).
+ */
+function migrate(db: Database.Database): boolean {
   db.exec('CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)');
   const row = db.prepare<[], { value: string }>("SELECT value FROM meta WHERE key = 'schema_version'").get();
   const current = row ? Number(row.value) : 0;
@@ -188,4 +229,5 @@ function migrate(db: Database.Database): void {
     for (let v = current; v < MIGRATIONS.length; v++) db.exec(MIGRATIONS[v] as string);
     db.prepare("INSERT INTO meta (key, value) VALUES ('schema_version', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value").run(String(MIGRATIONS.length));
   }).immediate();
+  return current >= 1 && current < 2;
 }

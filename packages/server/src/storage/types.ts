@@ -14,6 +14,7 @@
  *    snapshot is valid as of any head read before it.
  */
 import type { Change, ReplicaId, SnapshotRecord, SpaceId } from '@syncline/core';
+import type { SpaceQuotas } from './quota.js';
 
 export interface LoggedChange {
   readonly pos: number;
@@ -35,8 +36,14 @@ export interface AppendResult {
 }
 
 export interface ServerStorage {
-  /** Stores the requests; per request, an AppendResult or the error that refused it. */
-  append(requests: readonly AppendRequest[]): Promise<Array<AppendResult | Error>>;
+  /**
+   * Stores the requests; per request, an AppendResult or the error that refused
+   * it. With `quotas`, a request that would grow its space past one is refused
+   * with a QuotaError (quota.ts) and stores nothing.
+   */
+  append(requests: readonly AppendRequest[], quotas?: SpaceQuotas): Promise<Array<AppendResult | Error>>;
+  /** A space's usage: bytes of its records' stored states, and records that exist. */
+  usage(space: SpaceId): Promise<{ readonly bytes: number; readonly records: number }>;
   /**
    * Log entries of a space after `after`, in position order: at most `limit`,
    * and with `maxBytes`, no more than fit in that many bytes of stored changes
