@@ -61,7 +61,7 @@ const CLIENTS = {
 
 async function perConnection(kind, K) {
   const { script, open } = CLIENTS[kind];
-  const server = await startChild(script);
+  const server = await startChild(script, script === 'syncline.mjs' ? [':memory:', 'many-connections'] : []);
   const closers = [];
   try {
     const before = await server.memory();

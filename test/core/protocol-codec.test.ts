@@ -16,6 +16,7 @@ import {
   decodeUpstream,
   encodeDownstream,
   encodeUpstream,
+  fitFrames,
   formatTimestamp,
   readFrame,
   writeFrame,
@@ -611,5 +612,34 @@ describe('decode errors: invalid_message', () => {
     expect(decodeUpstream(ping('"id":0')())).toEqual({ type: 'ping', id: 0 });
     expect(entriesForm(decodeDownstream(down(snapshot, () => undefined)()))).toEqual(entriesForm(snapshot));
     expect(decodeUpstream(hello(() => undefined)())).toMatchObject({ type: 'hello', protocol: 1 });
+  });
+});
+
+describe('fitFrames: cutting items into frames by bytes', () => {
+  const encodeSlice = (slice: readonly string[], last: boolean) => new TextEncoder().encode(JSON.stringify({ last, slice }));
+
+  it('keeps every item once, in order; each frame is within the budget unless it holds one item; last marks the final slice only', () => {
+    fc.assert(
+      fc.property(fc.array(fc.string({ maxLength: 300 }), { maxLength: 60 }), fc.integer({ min: 1, max: 4_000 }), (items, maxBytes) => {
+        const frames = [...fitFrames(items, encodeSlice, maxBytes)];
+        expect(frames.flatMap((f) => f.items)).toEqual(items);
+        frames.forEach((f, i) => {
+          if (f.items.length > 1) expect(f.frame.length).toBeLessThanOrEqual(maxBytes);
+          expect(JSON.parse(new TextDecoder().decode(f.frame))).toEqual({ last: i === frames.length - 1, slice: f.items });
+        });
+      }),
+    );
+  });
+
+  it('gives the whole list as one frame when it fits, and encodes nothing past the frames taken', () => {
+    const items = Array.from({ length: 64 }, (_, i) => `item ${i}`.padEnd(100, '.'));
+    expect([...fitFrames(items, encodeSlice, 1_000_000)].map((f) => f.items.length)).toEqual([64]);
+    let encoded = 0;
+    const counting = (slice: readonly string[], last: boolean) => (encoded++, encodeSlice(slice, last));
+    const first = fitFrames(items, counting, 1_000).next();
+    expect(first.done).toBe(false);
+    // 64 -> 32 -> 16 -> 8 items (about 850 bytes): four encodings, and the rest is never built.
+    expect(first.value?.items).toHaveLength(8);
+    expect(encoded).toBe(4);
   });
 });

@@ -83,14 +83,23 @@ export interface MaterializeOptions {
 
 const NO_SIBLINGS: readonly Version[] = Object.freeze([]);
 
+/** An lww-only record exists: written, and not deleted since. */
+function lwwExists(lww: LwwState): boolean {
+  return (lww.touched !== undefined || lww.deleted !== undefined) && lwwDeletedAt(lww) === undefined;
+}
+
+/** materialize(state).exists, without building the value for the common lww-only record (quota counts). */
+export function recordExists(state: RecordState | undefined): boolean {
+  if (state?.lww && !state.merge && !state.crdt) return lwwExists(state.lww);
+  return materialize(state).exists;
+}
+
 export function materialize(state: RecordState | undefined, options: MaterializeOptions = {}): RecordView {
   if (!state) return { exists: false, value: undefined, siblings: NO_SIBLINGS };
   // Most records: lww fields only.
   if (state.lww && !state.merge && !state.crdt) {
-    const { lww } = state;
-    if (lww.touched === undefined && lww.deleted === undefined) return { exists: false, value: undefined, siblings: NO_SIBLINGS };
-    if (lwwDeletedAt(lww) !== undefined) return { exists: false, value: undefined, siblings: NO_SIBLINGS };
-    return { exists: true, value: lwwFields(lww), siblings: NO_SIBLINGS };
+    if (!lwwExists(state.lww)) return { exists: false, value: undefined, siblings: NO_SIBLINGS };
+    return { exists: true, value: lwwFields(state.lww), siblings: NO_SIBLINGS };
   }
   let base: Fields | null = null;
   let deletedAt: HlcString | undefined;

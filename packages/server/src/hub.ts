@@ -4,7 +4,7 @@
  * not live (catching up, or paused because it reads slowly) is skipped: it reads
  * what it missed from the durable log instead, so no queue grows in memory.
  */
-import { encodeDownstream, type Change, type ReplicaId, type SpaceId } from '@syncline/core';
+import { encodeDownstream, fitFrames, type Change, type ReplicaId, type SpaceId } from '@syncline/core';
 import type { LoggedChange } from './storage/types.js';
 
 export interface Follower {
@@ -99,19 +99,12 @@ export function encodeChanges(
   maxBytes: number,
 ): Array<{ frame: Uint8Array | undefined; upTo: number; count: number }> {
   const out: Array<{ frame: Uint8Array | undefined; upTo: number; count: number }> = [];
-  const add = (slice: readonly LoggedChange[]): void => {
-    const changes: Change[] = [];
-    for (const e of slice) if (e.change.replica !== exclude) changes.push(e.change);
-    const upTo = (slice[slice.length - 1] as LoggedChange).pos;
-    const frame = encodeDownstream({ type: 'changes', space, changes, upTo });
-    if (frame.length > maxBytes && slice.length > 1) {
-      const mid = slice.length >> 1;
-      add(slice.slice(0, mid));
-      add(slice.slice(mid));
-      return;
+  const ownless = (slice: readonly LoggedChange[]): Change[] => slice.filter((e) => e.change.replica !== exclude).map((e) => e.change);
+  const encode = (slice: readonly LoggedChange[]): Uint8Array => encodeDownstream({ type: 'changes', space, changes: ownless(slice), upTo: (slice[slice.length - 1] as LoggedChange).pos });
+  for (let i = 0; i < entries.length; i += batch) {
+    for (const { items, frame } of fitFrames(entries.slice(i, i + batch), encode, maxBytes)) {
+      out.push({ frame, upTo: (items[items.length - 1] as LoggedChange).pos, count: items.reduce((n, e) => (e.change.replica === exclude ? n : n + 1), 0) });
     }
-    out.push({ frame, upTo, count: changes.length });
-  };
-  for (let i = 0; i < entries.length; i += batch) add(entries.slice(i, i + batch));
+  }
   return out;
 }

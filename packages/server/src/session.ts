@@ -18,6 +18,7 @@ import {
   validateChange,
   changeBytes,
   errorCodeFor,
+  fitFrames,
   mayExceedChangeLimit,
   MAX_CHANGE_BYTES,
   MIN_FRAME_BYTES,
@@ -426,28 +427,26 @@ export class Session implements Follower {
     const total = await storage.countRecords(space);
     let chunk = 0;
     let sent = 0;
-    /** Sends `records` as one chunk, or in halves when their frame is over the budget. False: the session ended. */
-    const emit = async (records: SnapshotRecord[], lastOfSnapshot: boolean): Promise<boolean> => {
+    /** A chunk's frame; `chunks` is estimated from the records per chunk so far, and exact on the last one. */
+    const encode = (records: readonly SnapshotRecord[], lastOfSnapshot: boolean): Uint8Array => {
       const perChunk = Math.max(1, (sent + records.length) / (chunk + 1));
       const chunks = lastOfSnapshot ? chunk + 1 : Math.max(chunk + 2, Math.ceil(total / perChunk));
-      const frame = encodeDownstream({ type: 'snapshot', space, position, chunk, chunks, total: Math.max(total, sent + records.length), records });
-      if (frame.length > budget && records.length > 1) {
-        const mid = records.length >> 1;
-        return (await emit(records.slice(0, mid), false)) && emit(records.slice(mid), lastOfSnapshot);
-      }
-      this.#sendFrame(frame);
-      chunk++;
-      sent += records.length;
-      if (this.#state !== 'ready') return false;
-      await this.#waitForDrain();
-      return this.#state === 'ready';
+      return encodeDownstream({ type: 'snapshot', space, position, chunk, chunks, total: Math.max(total, sent + records.length), records: records as SnapshotRecord[] });
     };
     let page = await storage.snapshotPage(space, undefined, limits.snapshotChunk, budget);
     do {
       const last = page[page.length - 1];
       // One page of look-ahead: records created meanwhile extend the snapshot instead of being skipped.
       const next = last ? await storage.snapshotPage(space, [last.collection, last.id], limits.snapshotChunk, budget) : [];
-      if (!(await emit(page, next.length === 0))) return;
+      const final = next.length === 0;
+      for (const { items, frame } of fitFrames(page, (records, lastOfPage) => encode(records, lastOfPage && final), budget)) {
+        this.#sendFrame(frame);
+        chunk++;
+        sent += items.length;
+        if (this.#state !== 'ready') return;
+        await this.#waitForDrain();
+        if (this.#state !== 'ready') return;
+      }
       page = next;
     } while (page.length > 0);
     sub.sentUpTo = position;

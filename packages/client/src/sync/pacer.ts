@@ -9,16 +9,21 @@
 const monotonic = (): number => globalThis.performance.now();
 
 export class Pacer {
-  #rate: number;
-  #capacity: number;
+  #rate = 0;
+  #capacity = 0;
   #tokens: number;
   #at = monotonic();
   #slowedAt = Number.NEGATIVE_INFINITY;
 
   constructor(messagesPerSecond: number) {
+    this.#configure(messagesPerSecond);
+    this.#tokens = this.#capacity;
+  }
+
+  /** 80% of the announced rate, and half a second's worth of burst. */
+  #configure(messagesPerSecond: number): void {
     this.#rate = Math.max(0.5, messagesPerSecond * 0.8);
     this.#capacity = Math.max(1, Math.floor(messagesPerSecond / 2));
-    this.#tokens = this.#capacity;
   }
 
   /** The rate this pacer has slowed down to (messages per second, as announced rates are counted). */
@@ -29,8 +34,7 @@ export class Pacer {
   /** The server announced its rate (welcome): pace under it from now on. */
   setRate(messagesPerSecond: number): void {
     this.#refill();
-    this.#rate = Math.max(0.5, messagesPerSecond * 0.8);
-    this.#capacity = Math.max(1, Math.floor(messagesPerSecond / 2));
+    this.#configure(messagesPerSecond);
     this.#tokens = Math.min(this.#tokens, this.#capacity);
   }
 

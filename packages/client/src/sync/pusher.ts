@@ -6,7 +6,7 @@
  * whatever its changes' sizes (every change fits a frame on its own: the
  * protocol's promise, kept at write time).
  */
-import { encodeUpstream, type Change, type HlcString, type SpaceId } from '@syncline/core';
+import { encodeUpstream, fitFrames, type Change, type HlcString, type SpaceId } from '@syncline/core';
 import type { Pacer } from './pacer.js';
 import type { ReplicaPort } from './port.js';
 
@@ -99,19 +99,15 @@ export class Pusher {
   }
 
   /**
-   * The push frame of the longest prefix of `changes` that fits in `frameBytes`
-   * (undefined when not even the first change does). Changes of one app are
-   * alike: each retry shrinks by the ratio of the sizes, by one at least.
+   * The push frame of a prefix of `changes` within `frameBytes`, halved until it
+   * fits (fitFrames: the rule the server's frames follow too); undefined when
+   * not even the first change fits.
    */
   fit(space: SpaceId, changes: readonly Change[], frameBytes: number): { readonly frame: Uint8Array; readonly count: number } | undefined {
-    let count = changes.length;
-    let frame = encodeUpstream({ type: 'push', space, changes: changes as Change[] });
-    while (frame.length > frameBytes) {
-      if (count === 1) return undefined;
-      count = Math.max(1, Math.min(count - 1, Math.floor(((count * frameBytes) / frame.length) * 0.95)));
-      frame = encodeUpstream({ type: 'push', space, changes: changes.slice(0, count) });
-    }
-    return { frame, count };
+    const encode = (slice: readonly Change[]): Uint8Array => encodeUpstream({ type: 'push', space, changes: slice as Change[] });
+    const first = fitFrames(changes, encode, frameBytes).next();
+    if (first.done || first.value.frame.length > frameBytes) return undefined;
+    return { frame: first.value.frame, count: first.value.items.length };
   }
 
   /**

@@ -117,6 +117,10 @@ export class SyncEngine {
   readonly #options: SyncOptions;
   readonly #settings: EngineSettings;
   readonly #spaces: readonly SpaceId[];
+  /** The same spaces, for membership tests on every message. */
+  readonly #syncing: ReadonlySet<SpaceId>;
+  /** The largest frame this client reads (told to the server in hello). */
+  readonly #maxFrameBytes: number;
   readonly #connect: Connect;
   readonly #backoff: Backoff;
   readonly #board = new StatusBoard();
@@ -144,7 +148,9 @@ export class SyncEngine {
     this.#port = port;
     this.#options = options;
     this.#settings = settings;
-    this.#spaces = [...new Set((options.spaces ?? [port.defaultSpace]).map((s) => toSpaceId(s)))];
+    this.#syncing = new Set((options.spaces ?? [port.defaultSpace]).map((s) => toSpaceId(s)));
+    this.#spaces = [...this.#syncing];
+    this.#maxFrameBytes = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
     this.#connect = options.connect ?? this.#webSocket();
     if (options.maxFrameBytes !== undefined && !(options.maxFrameBytes >= MIN_FRAME_BYTES)) {
       throw new TypeError(`sync.maxFrameBytes must be at least ${MIN_FRAME_BYTES} (one record of MAX_RECORD_BYTES in a frame); got ${options.maxFrameBytes}`);
@@ -294,7 +300,7 @@ export class SyncEngine {
     const session = new Session();
     this.#session = session;
     session.pusher = new Pusher(this.#port, session.pacer, {
-      canPush: (space) => this.#session === session && session.ready && !this.#stoppedSpaces.has(space) && this.#spaces.includes(space),
+      canPush: (space) => this.#session === session && session.ready && !this.#stoppedSpaces.has(space) && this.#syncing.has(space),
       budget: () => ({
         frameBytes: Math.max(MAX_CHANGE_BYTES, Math.min(session.limits.maxFrameBytes, this.#frameCap)),
         changes: Math.max(1, Math.min(this.#options.batchSize ?? 500, session.limits.maxBatch, this.#batchCap)),
@@ -312,8 +318,7 @@ export class SyncEngine {
       if (session.silentTicks >= 2 || session.pushTicks >= PUSH_TICKS) {
         const why = !session.ready ? 'no welcome from the server in time' : session.silentTicks >= 2 ? 'the server stopped answering' : 'a push went unanswered';
         this.#board.set({ error: { code: 'internal', message: `connection dropped: ${why}`, fatal: true } });
-        this.#dropSession();
-        this.#afterClose(session);
+        this.#endSession(session);
         return;
       }
       session.silentTicks++;
@@ -323,9 +328,7 @@ export class SyncEngine {
       this.#send(session, { type: 'ping', id: pingId++ });
     }, this.#options.pingIntervalMs ?? 20_000);
     const closed = () => {
-      if (this.#session !== session) return;
-      this.#dropSession();
-      this.#afterClose(session);
+      if (this.#session === session) this.#endSession(session);
     };
     try {
       session.connection = this.#connect({
@@ -354,8 +357,13 @@ export class SyncEngine {
     session.connection.close();
   }
 
-  /** A session ended: decide what comes next from how it ended. */
-  #afterClose(session: Session): void {
+  /** Ends `session` and decides what comes next from how it ended; `refusal`: the fatal error that ended it (recovery.ts). */
+  #endSession(session: Session, refusal?: SyncErrorInfo): void {
+    if (refusal) {
+      session.fatal = refusal;
+      this.#board.set({ error: refusal });
+    }
+    this.#dropSession();
     if (!this.#running || this.#paused || this.#closed) return;
     const fatal = session.fatal;
     if (fatal) {
@@ -395,8 +403,7 @@ export class SyncEngine {
   #sessionFailed(session: Session, error: unknown): void {
     if (this.#session !== session || this.#port.closed) return;
     this.#board.set({ error: { code: 'internal', message: `sync failed: ${String(error)}`, fatal: true } });
-    this.#dropSession();
-    this.#afterClose(session);
+    this.#endSession(session);
   }
 
   // ---- one session -------------------------------------------------------------
@@ -430,33 +437,23 @@ export class SyncEngine {
       ...(token ? { token } : {}),
       spaces,
       time: this.#port.now(),
-      maxFrameBytes: this.#options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
+      maxFrameBytes: this.#maxFrameBytes,
     });
   }
 
   async #handle(session: Session, bytes: Uint8Array): Promise<void> {
     let message: DownstreamMessage;
     try {
-      const most = this.#options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
-      if (bytes.length > most) throw new ProtocolError('invalid_message', `a frame of ${bytes.length} bytes; this client reads at most ${most}`);
+      if (bytes.length > this.#maxFrameBytes) throw new ProtocolError('invalid_message', `a frame of ${bytes.length} bytes; this client reads at most ${this.#maxFrameBytes}`);
       message = decodeDownstream(bytes);
+      if ((message.type === 'changes' || message.type === 'snapshot' || message.type === 'synced' || message.type === 'ack') && !this.#syncing.has(message.space)) {
+        // A compromised or misrouted server: nothing of a space this replica did not ask for is stored.
+        throw new ProtocolError('invalid_message', `the server sent ${message.type} for space "${message.space}", which this replica does not sync; refused`);
+      }
     } catch (error) {
-      // A server this client cannot read (another protocol version?): stop rather than read the same frames again.
-      const info: SyncErrorInfo = { code: (error as ProtocolError).code ?? 'invalid_message', message: `bad message from server: ${(error as Error).message}`, fatal: true };
-      session.fatal = info;
-      this.#board.set({ error: info });
-      this.#dropSession();
-      this.#afterClose(session);
-      return;
-    }
-    if ((message.type === 'changes' || message.type === 'snapshot' || message.type === 'synced' || message.type === 'ack') && !this.#spaces.includes(message.space)) {
-      // A compromised or misrouted server: nothing of a space this replica did not ask for is stored.
-      const info: SyncErrorInfo = { code: 'invalid_message', message: `the server sent ${message.type} for space "${message.space}", which this replica does not sync; refused`, fatal: true };
-      session.fatal = info;
-      this.#board.set({ error: info });
-      this.#dropSession();
-      this.#afterClose(session);
-      return;
+      // A server this client cannot read (another protocol version?), or one it must not trust: stop
+      // rather than read the same frames again.
+      return this.#endSession(session, { code: (error as ProtocolError).code ?? 'invalid_message', message: `bad message from server: ${(error as Error).message}`, fatal: true });
     }
     switch (message.type) {
       case 'welcome':
@@ -500,7 +497,7 @@ export class SyncEngine {
     if (this.#session !== session) return;
     session.ready = true;
     // A space this replica did not ask for is ignored (nothing of it is pushed or stored).
-    const granted = new Set<SpaceId>(message.spaces.map((s) => s.space).filter((space) => this.#spaces.includes(space)));
+    const granted = new Set<SpaceId>(message.spaces.map((s) => s.space).filter((space) => this.#syncing.has(space)));
     for (const [space, info] of this.#stoppedSpaces) if (info.code === 'forbidden' && granted.has(space)) this.#stoppedSpaces.delete(space);
     const skewed = Math.abs(clock.offset) > this.#settings.maxClockDrift;
     this.#board.set({
@@ -517,17 +514,14 @@ export class SyncEngine {
   /** An error from the server: end what it refused and recover (recovery.ts). */
   async #refused(session: Session, message: ErrorMessage): Promise<void> {
     const info: SyncErrorInfo = { code: message.code, message: message.message, fatal: message.fatal, ...(message.space ? { space: message.space } : {}) };
-    this.#board.set({ error: info });
     session.pushTicks = 0;
+    if (message.fatal) {
+      session.retryAfter = message.retryAfter ?? 0;
+      return this.#endSession(session, info);
+    }
+    this.#board.set({ error: info });
     const recovery = recoveryFor(info, session.freshToken);
     const space = message.space;
-    if (message.fatal) {
-      session.fatal = info;
-      session.retryAfter = message.retryAfter ?? 0;
-      this.#dropSession();
-      this.#afterClose(session);
-      return;
-    }
     switch (recovery) {
       case 'resend': {
         // The frame was dropped unread; which one is unknown: every push in flight goes again, later.
@@ -552,11 +546,7 @@ export class SyncEngine {
         if (moved > 0) return session.pusher.next(space);
         // Nothing was far enough ahead to re-stamp safely: the server's clock catches up within
         // RESTAMP_MARGIN_MS, or this replica's estimate of it is stale (a fresh welcome re-measures).
-        if (++session.driftRefusals >= DRIFT_REFUSALS_BEFORE_RECONNECT) {
-          this.#dropSession();
-          this.#afterClose(session);
-          return;
-        }
+        if (++session.driftRefusals >= DRIFT_REFUSALS_BEFORE_RECONNECT) return this.#endSession(session);
         session.pusher.later(space, DRIFT_RETRY_MS);
         return;
       }

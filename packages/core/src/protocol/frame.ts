@@ -59,11 +59,16 @@ function writeVarint(out: Uint8Array, offset: number, n: number): number {
   return offset;
 }
 
+/** The bytes of a frame whose JSON takes `jsonBytes` bytes of UTF-8, with these attachments. */
+export function frameSize(jsonBytes: number, attachments: readonly Uint8Array[]): number {
+  let size = 1 + varintSize(attachments.length) + varintSize(jsonBytes) + jsonBytes;
+  for (const a of attachments) size += varintSize(a.length) + a.length;
+  return size;
+}
+
 export function writeFrame(json: unknown, attachments: readonly Uint8Array[]): Uint8Array {
   const text = encoder.encode(JSON.stringify(json));
-  let size = 1 + varintSize(attachments.length) + varintSize(text.length) + text.length;
-  for (const a of attachments) size += varintSize(a.length) + a.length;
-  const out = new Uint8Array(size);
+  const out = new Uint8Array(frameSize(text.length, attachments));
   out[0] = FRAME_MARKER;
   let offset = writeVarint(out, 1, attachments.length);
   for (const a of attachments) offset = writeVarint(out, offset, a.length);
@@ -75,6 +80,33 @@ export function writeFrame(json: unknown, attachments: readonly Uint8Array[]): U
     offset += a.length;
   }
   return out;
+}
+
+/**
+ * Cuts `items` into frames of at most `maxBytes` bytes, in order: a slice whose
+ * frame is larger is halved until it fits, and one item goes alone whatever
+ * its size (the caller decides whether such a frame may go). `encode(slice,
+ * last)` builds a slice's frame; `last` is true for the slice that ends
+ * `items`. Lazy: a caller may take only the first frame, or wait between
+ * frames. The one rule for both directions: the client's pushes, the server's
+ * changes messages and snapshot chunks.
+ */
+export function fitFrames<T>(
+  items: readonly T[],
+  encode: (slice: readonly T[], last: boolean) => Uint8Array,
+  maxBytes: number,
+): Generator<{ readonly items: readonly T[]; readonly frame: Uint8Array }> {
+  function* fit(slice: readonly T[], last: boolean): Generator<{ readonly items: readonly T[]; readonly frame: Uint8Array }> {
+    const frame = encode(slice, last);
+    if (frame.length <= maxBytes || slice.length <= 1) {
+      yield { items: slice, frame };
+      return;
+    }
+    const mid = slice.length >> 1;
+    yield* fit(slice.slice(0, mid), false);
+    yield* fit(slice.slice(mid), last);
+  }
+  return fit(items, true);
 }
 
 function malformed(message: string): never {

@@ -11,6 +11,7 @@
 import type { Change } from '../change.js';
 import type { RecordState } from '../record-state.js';
 import { change as changeSchema } from './common.js';
+import { frameSize } from './frame.js';
 import { encodeRecordState } from './stored.js';
 
 /** The limits a server announces in `welcome` (protocol 3) and that its clients fit. */
@@ -93,12 +94,6 @@ function utf8Length(text: string): number {
   return n;
 }
 
-function varintSize(n: number): number {
-  let size = 1;
-  for (; n >= 0x80; n = Math.floor(n / 128)) size++;
-  return size;
-}
-
 /**
  * The exact bytes of a push frame carrying `change` alone (the frame layout of
  * frame.ts around `{"changes":[change],"space":…,"type":"push"}`), without
@@ -109,10 +104,7 @@ export function changeBytes(change: Change): number {
   const json = utf8Length(JSON.stringify(changeSchema.write(change, { attachments })));
   // {"changes":[ ... ],"space":<space>,"type":"push"}: 37 bytes around the change and the quoted space
   // (printable ASCII, where JSON escapes `"` and `\`).
-  const text = json + 37 + JSON.stringify(change.space).length;
-  let size = 1 + varintSize(attachments.length) + varintSize(text) + text;
-  for (const a of attachments) size += varintSize(a.length) + a.length;
-  return size;
+  return frameSize(json + 37 + JSON.stringify(change.space).length, attachments);
 }
 
 /** Bytes a change's header can take at most, escapes included: ids, names, the HLC, the JSON around them. */

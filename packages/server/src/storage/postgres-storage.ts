@@ -36,7 +36,7 @@ import {
   applyChange,
   decodeChange,
   decodeRecordState,
-  materialize,
+  recordExists,
   encodeRecordState,
   encodeChange,
   SynclineError,
@@ -562,7 +562,7 @@ async function migrate(pool: pg.Pool, schema: string): Promise<void> {
         const spaces = await client.query<{ space: string }>(`SELECT space FROM ${s}.spaces`);
         for (const { space } of spaces.rows) {
           const states = await client.query<{ state: Buffer }>(`SELECT state FROM ${s}.records WHERE space = $1`, [space]);
-          const n = states.rows.filter((row) => materialize(decodeRecordState(row.state)).exists).length;
+          const n = states.rows.filter((row) => recordExists(decodeRecordState(row.state))).length;
           await client.query(`UPDATE ${s}.spaces SET records = $2 WHERE space = $1`, [space, n]);
         }
       }

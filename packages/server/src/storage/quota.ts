@@ -6,7 +6,7 @@
  * through, so a full space can be cleaned up. The log is not counted: it is
  * bounded by compaction.
  */
-import { materialize, SynclineError, type RecordState, type SpaceId } from '@syncline/core';
+import { recordExists, SynclineError, type RecordState, type SpaceId } from '@syncline/core';
 
 export interface SpaceQuotas {
   /** Bytes of the records' stored states in one space. */
@@ -30,7 +30,7 @@ export class UsageDelta {
   /** A record's state went from `before` (stored in `beforeBytes` bytes; undefined: new) to `after` (in `afterBytes`). */
   record(before: RecordState | undefined, beforeBytes: number, after: RecordState, afterBytes: number): void {
     this.bytes += afterBytes - beforeBytes;
-    this.records += (materialize(after).exists ? 1 : 0) - (before !== undefined && materialize(before).exists ? 1 : 0);
+    this.records += (recordExists(after) ? 1 : 0) - (recordExists(before) ? 1 : 0);
   }
 
   /** Throws QuotaError when the request would grow the space past a quota. */

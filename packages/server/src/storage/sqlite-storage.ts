@@ -7,7 +7,7 @@ import {
   applyChange,
   decodeChange,
   decodeRecordState,
-  materialize,
+  recordExists,
   encodeRecordState,
   encodeChange,
   SynclineError,
@@ -82,7 +82,7 @@ export function sqliteStorage(options: SqliteOptions): ServerStorage {
     db.transaction(() => {
       for (const { space } of q.spacesToCount.all()) {
         let n = 0;
-        for (const { state } of q.allStates.iterate(space)) if (materialize(decodeRecordState(state)).exists) n++;
+        for (const { state } of q.allStates.iterate(space)) if (recordExists(decodeRecordState(state))) n++;
         q.setRecords.run(n, space);
       }
     }).immediate();
