@@ -5,7 +5,7 @@
  */
 import 'fake-indexeddb/auto';
 import { IDBFactory } from 'fake-indexeddb';
-import { canonicalState, type Change, type SpaceId } from '@syncline/core';
+import { canonicalState, type Change, type SpaceId } from '@syncline/core/internal';
 import { indexedDbStorage, memoryStorage, type Replica, type Row, type Storage, type StorageFactory, type StorageTx } from '@syncline/client';
 import { storageOf } from '../internals.js';
 

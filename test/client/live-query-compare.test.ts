@@ -7,7 +7,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { createReplica, type Row } from '@syncline/client';
-import { canonicalJson, type Json } from '@syncline/core';
+import { canonicalJson, type Json } from '@syncline/core/internal';
 import { sameJson } from '../../packages/client/src/live-query.js';
 import { STORAGES, uniqueName } from './helpers.js';
 

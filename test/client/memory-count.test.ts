@@ -7,7 +7,7 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { spaceId, type SpaceId } from '@syncline/core';
+import { spaceId, type SpaceId } from '@syncline/core/internal';
 import { createReplica, memoryStorage, type StorageTx, type StoredRecord } from '@syncline/client';
 
 const SPACES: readonly SpaceId[] = [spaceId('s1'), spaceId('s2')];

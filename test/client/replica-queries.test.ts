@@ -6,7 +6,7 @@
  */
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Fields } from '@syncline/core';
+import type { Fields } from '@syncline/core/internal';
 import { createReplica, defineSchema, type Query, type Replica, type Row } from '@syncline/client';
 import { STORAGES, uniqueName } from './helpers.js';
 

@@ -7,7 +7,7 @@
  */
 import fc from 'fast-check';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { Change, Fields } from '@syncline/core';
+import type { Change, Fields } from '@syncline/core/internal';
 import { createReplica, defineSchema, memoryStorage, type Replica, type StorageFactory } from '@syncline/client';
 import { nextCommit, outboxOf, storedStates, STORAGES, uniqueName, within } from './helpers.js';
 import { portOf } from '../internals.js';

@@ -5,7 +5,7 @@
  * exactly one leader.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { compareHlc, type Change } from '@syncline/core';
+import { compareHlc, type Change } from '@syncline/core/internal';
 import { createReplica, defineSchema, localLocks, type LocksLike, type Replica, type StorageFactory, type TabsOptions } from '@syncline/client';
 import { LiveLog, outboxOf, STORAGES, uniqueName, within } from './helpers.js';
 

@@ -4,7 +4,7 @@
  * schema upgrades in place.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { compareHlc, formatTimestamp, spaceId, SynclineError, type Change, type Fields, type HlcString } from '@syncline/core';
+import { compareHlc, formatTimestamp, spaceId, SynclineError, type Change, type Fields, type HlcString } from '@syncline/core/internal';
 import 'fake-indexeddb/auto';
 import { IDBFactory } from 'fake-indexeddb';
 import { createReplica, defineSchema, indexedDbStorage, ReplicaError, type CollectionSchema, type Replica, type ReplicaOptions, type Schema, type StorageFactory } from '@syncline/client';
@@ -187,6 +187,7 @@ describe.each(STORAGES)('replica on %s storage', (_kind, makeStorage) => {
           r.batch((b) => {
             b.put('events', 'a', { start: 1 });
             b.patch('events', 'b', { start: 2 });
+            // @ts-expect-error: refused by the type, and at run time for untyped callers
             b.put('nope', 'x', {});
             b.put('events', 'c', { start: 3 });
           }),
@@ -372,20 +373,32 @@ describe.each(STORAGES)('replica on %s storage', (_kind, makeStorage) => {
     await r.put('events', 'e1', { start: 1 });
 
     for (const call of [
+      // @ts-expect-error: refused by the type, and at run time for untyped callers
       () => r.put('nope', 'x', {}),
+      // @ts-expect-error: refused by the type, and at run time for untyped callers
       () => r.patch('nope', 'x', {}),
+      // @ts-expect-error: refused by the type, and at run time for untyped callers
       () => r.delete('nope', 'x'),
+      // @ts-expect-error: refused by the type, and at run time for untyped callers
       () => r.get('nope', 'x'),
+      // @ts-expect-error: refused by the type, and at run time for untyped callers
       () => r.query({ collection: 'nope' }),
+      // @ts-expect-error: refused by the type, and at run time for untyped callers
       () => r.count({ collection: 'nope' }),
+      // @ts-expect-error: refused by the type, and at run time for untyped callers
       () => r.conflicts('nope', 'x'),
+      // @ts-expect-error: refused by the type, and at run time for untyped callers
       () => r.text('nope', 'x', 'notes'),
+      // @ts-expect-error: refused by the type, and at run time for untyped callers
       () => r.subscribe({ collection: 'nope' }, () => undefined),
     ]) {
       await expectCode(call, 'unknown_collection');
     }
+    // @ts-expect-error: refused by the type, and at run time for untyped callers
     await expectCode(() => r.query({ collection: 'events', index: 'nope' }), 'unknown_index');
+    // @ts-expect-error: refused by the type, and at run time for untyped callers
     await expectCode(() => r.count({ collection: 'events', index: 'nope', eq: [1] }), 'unknown_index');
+    // @ts-expect-error: refused by the type, and at run time for untyped callers
     await expectCode(() => r.subscribe({ collection: 'events', index: 'nope' }, () => undefined), 'unknown_index');
 
     class Point {
@@ -409,8 +422,11 @@ describe.each(STORAGES)('replica on %s storage', (_kind, makeStorage) => {
     // crdt fields are edited through their Yjs type only.
     await expectCode(() => r.put('events', 'e1', { start: 1, notes: 'text' }), 'invalid_argument');
     await expectCode(() => r.patch('events', 'e1', { notes: 'text' }), 'invalid_argument');
+    // @ts-expect-error: refused by the type, and at run time for untyped callers
     await expectCode(() => r.text('events', 'e1', 'title'), 'unknown_field');
+    // @ts-expect-error: refused by the type, and at run time for untyped callers
     await expectCode(() => r.map('events', 'e1', 'notes'), 'invalid_argument');
+    // @ts-expect-error: refused by the type, and at run time for untyped callers
     await expectCode(() => r.conflicts('events', 'e1'), 'wrong_policy');
     expect((await r.get('events', 'e1'))?.value).toEqual({ start: 1 });
     expect(await outboxCount(r)).toBe(1);

@@ -36,7 +36,7 @@ import {
   type ReplicaId,
   type SpaceId,
   type Timestamp,
-} from '@syncline/core';
+} from '@syncline/core/internal';
 import { createReplica, defineSchema, indexedDbStorage, memoryStorage, type StorageFactory } from '@syncline/client';
 import { applyRestamp, planRestamp, RESTAMP_MARGIN_MS, type RestampInput, type RestampPlan } from '../../packages/client/src/restamp.js';
 import { openCollections } from '../../packages/client/src/schema-migration.js';

@@ -5,7 +5,7 @@
  * `makeFactory` must give a fresh, isolated namespace of databases.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { applyChange, formatTimestamp, replicaId, spaceId, type Change, type RecordState, type SpaceId } from '@syncline/core';
+import { applyChange, formatTimestamp, replicaId, spaceId, type Change, type RecordState, type SpaceId } from '@syncline/core/internal';
 import type { Key, Storage, StorageFactory, StoredRecord } from '@syncline/client';
 
 const S1 = spaceId('s1');

@@ -7,7 +7,7 @@
 import 'fake-indexeddb/auto';
 import { IDBFactory } from 'fake-indexeddb';
 import { afterEach, describe, expect, it } from 'vitest';
-import { applyChange, formatTimestamp, lwwEntries, materialize, replicaId, spaceId, type Change, type Fields, type RecordState, type SpaceId } from '@syncline/core';
+import { applyChange, formatTimestamp, lwwEntries, materialize, replicaId, spaceId, type Change, type Fields, type RecordState, type SpaceId } from '@syncline/core/internal';
 import { createReplica, indexedDbStorage, type Storage } from '@syncline/client';
 import { cleanupStack, isSynced, startServer, sync, waitUntil } from '../sync/harness.js';
 import { uniqueName } from './helpers.js';

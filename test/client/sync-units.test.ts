@@ -10,7 +10,7 @@
  */
 import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { ERROR_CODES, UNANNOUNCED_LIMITS, type ErrorCode } from '@syncline/core';
+import { ERROR_CODES, UNANNOUNCED_LIMITS, type ErrorCode } from '@syncline/core/internal';
 import { Backoff } from '../../packages/client/src/sync/backoff.js';
 import { Pacer } from '../../packages/client/src/sync/pacer.js';
 import { recoveryFor, type Recovery } from '../../packages/client/src/sync/recovery.js';

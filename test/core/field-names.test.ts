@@ -25,7 +25,7 @@ import {
   type ChangeOp,
   type Json,
   type RecordState,
-} from '@syncline/core';
+} from '@syncline/core/internal';
 
 const NAMES = ['__proto__', 'constructor', 'toString', 'hasOwnProperty'] as const;
 const SPACE = spaceId('space-1');

@@ -18,7 +18,7 @@ import {
   replicaId,
   type HlcString,
   type Timestamp,
-} from '@syncline/core';
+} from '@syncline/core/internal';
 
 const A = replicaId('alice');
 const B = replicaId('bob');

@@ -4,7 +4,7 @@
  * U+FFFD and two ids collide. The live fuzz found snapshots renaming such records.
  */
 import { describe, expect, it } from 'vitest';
-import { decodeUpstream, encodeUpstream, formatTimestamp, isName, isRecordId, ProtocolError, validateChange, type Change, type ReplicaId, type SpaceId } from '@syncline/core';
+import { decodeUpstream, encodeUpstream, formatTimestamp, isName, isRecordId, ProtocolError, validateChange, type Change, type ReplicaId, type SpaceId } from '@syncline/core/internal';
 import { createReplica, memoryStorage, ReplicaError } from '@syncline/client';
 
 const replica = 'w' as ReplicaId;

@@ -4,7 +4,7 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { findNonJson, isJson } from '@syncline/core';
+import { findNonJson, isJson } from '@syncline/core/internal';
 
 class Point {
   x = 1;

@@ -29,7 +29,7 @@ import {
   type Json,
   type ServerLimits,
   type SpaceId,
-} from '@syncline/core';
+} from '@syncline/core/internal';
 import { createSyncServer, sqliteStorage, type SyncServerOptions } from '@syncline/server';
 import { SPECIAL_KEYS, changeArb, changeArbs, crdtUpdateArb, jsonArb, nameArb, recordIdArb, replicaIdArb, seqArb, spaceIdArb } from './helpers/arbitraries.js';
 

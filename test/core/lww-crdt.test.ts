@@ -25,7 +25,7 @@ import {
   type Json,
   type RecordState,
   type ReplicaId,
-} from '@syncline/core';
+} from '@syncline/core/internal';
 
 const SPACE = spaceId('calendar-1');
 const ALICE = replicaId('alice');

@@ -24,7 +24,7 @@ import {
   type LwwField,
   type LwwState,
   type RecordState,
-} from '@syncline/core';
+} from '@syncline/core/internal';
 import { arbHistoryAndDelivery } from './helpers/changes.js';
 
 type Ref = { cleared?: HlcString; deleted?: HlcString; touched?: HlcString; fields: Map<string, LwwField> };

@@ -23,7 +23,7 @@ import {
   type ReplicaId,
   type Resolver,
   type Version,
-} from '@syncline/core';
+} from '@syncline/core/internal';
 
 const SPACE = spaceId('calendar-1');
 

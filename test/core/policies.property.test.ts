@@ -21,7 +21,7 @@ import {
   type RecordState,
   type ReplicaId,
   type Resolver,
-} from '@syncline/core';
+} from '@syncline/core/internal';
 import {
   POLICIES,
   applyAll,

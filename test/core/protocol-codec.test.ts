@@ -35,7 +35,7 @@ import {
   lwwEntries,
   lwwField,
   type LwwState,
-} from '@syncline/core';
+} from '@syncline/core/internal';
 import { downstreamArbs, upstreamArbs, yjsUpdate, varint } from './helpers/arbitraries.js';
 
 const PROTOTYPE_KEYS = Object.getOwnPropertyNames(Object.prototype).sort();

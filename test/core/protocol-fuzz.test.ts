@@ -28,7 +28,7 @@ import {
   writeFrame,
   type DownstreamMessage,
   type UpstreamMessage,
-} from '@syncline/core';
+} from '@syncline/core/internal';
 import { downstreamMessageArb, mutate, mutationArb, randomFrameBytesArb, upstreamMessageArb, varint } from './helpers/arbitraries.js';
 
 const RUNS_PER_PROPERTY = 5_000;

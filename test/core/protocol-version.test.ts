@@ -30,7 +30,7 @@ import {
   type SnapshotRecord,
   type SpaceId,
   type UpstreamMessage,
-} from '@syncline/core';
+} from '@syncline/core/internal';
 
 /** sha256(describeProtocol()) per protocol version. Append a line per version; never edit an old one. */
 const WIRE_HASHES: Readonly<Record<number, string>> = {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Hlc, applyChanges, materialize, encodeUpstream, decodeUpstream, type Change, type ReplicaId, type SpaceId, PROTOCOL_VERSION } from '@syncline/core';
+import { Hlc, applyChanges, materialize, encodeUpstream, decodeUpstream, type Change, type ReplicaId, type SpaceId, PROTOCOL_VERSION } from '@syncline/core/internal';
 
 describe('smoke', () => {
   it('applies and round-trips', () => {

@@ -10,8 +10,8 @@ import { describe, expect, it } from 'vitest';
 import {
   FRAME_MARKER, MAX_COUNTER, MAX_WALL, ProtocolError, applyChange, applyChanges, canonicalState, decodeDownstream, decodeRecordState,
   encodeDownstream, encodeRecordState, formatTimestamp, lwwEntries, parseTimestamp, readFrame, setOwn, writeFrame,
-} from '@syncline/core';
-import type { Change, Fields, HlcString, LwwState, RecordState, ReplicaId, Snapshot, SnapshotRecord, SpaceId } from '@syncline/core';
+} from '@syncline/core/internal';
+import type { Change, Fields, HlcString, LwwState, RecordState, ReplicaId, Snapshot, SnapshotRecord, SpaceId } from '@syncline/core/internal';
 import { changeArbs, mutate, mutationArb, recordStateArb, snapshotArb, snapshotRecordArb, varint } from './helpers/arbitraries.js';
 
 const S = 's' as SpaceId;

@@ -4,7 +4,7 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { SeqSet, replicaId, vv, type ReplicaId, type SeqRange, type VersionVector } from '@syncline/core';
+import { SeqSet, replicaId, vv, type ReplicaId, type SeqRange, type VersionVector } from '@syncline/core/internal';
 
 const [a, b, c, d] = ['a', 'b', 'c', 'd'].map(replicaId) as [ReplicaId, ReplicaId, ReplicaId, ReplicaId];
 const V = (entries: Record<string, number>): VersionVector => vv.vector(Object.entries(entries) as Array<[ReplicaId, number]>);

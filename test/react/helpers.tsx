@@ -6,7 +6,7 @@
 import type { ReactNode } from 'react';
 import { render, type RenderResult } from '@testing-library/react';
 import { vi } from 'vitest';
-import type { Change } from '@syncline/core';
+import type { Change } from '@syncline/core/internal';
 import { createReplica, defineSchema, memoryStorage, type Replica } from '@syncline/client';
 import { SynclineProvider } from '@syncline/react';
 import { storageOf } from '../internals.js';

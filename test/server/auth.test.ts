@@ -5,7 +5,7 @@
  */
 import { SignJWT } from 'jose';
 import { afterEach, describe, expect, it } from 'vitest';
-import { PROTOCOL_VERSION, SynclineError, type SpaceId } from '@syncline/core';
+import { PROTOCOL_VERSION, SynclineError, type SpaceId } from '@syncline/core/internal';
 import type { SyncEngine } from '@syncline/client';
 import { AuthError, type AuthRequest } from '@syncline/server';
 import { cleanupStack, counter, countOf, isSynced, outboxCount, RawClient, replica, startServer, sync, uniqueName, waitUntil } from '../sync/harness.js';

@@ -9,7 +9,7 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
-import type { Change, ReplicaId, SpaceId } from '@syncline/core';
+import type { Change, ReplicaId, SpaceId } from '@syncline/core/internal';
 import type { SyncServer } from '@syncline/server';
 import { cleanupStack, counter, countOf, isSynced, putChange, RawClient, replica, startServer, sync, uniqueName, waitUntil } from '../sync/harness.js';
 

@@ -5,7 +5,7 @@
  * and they still push and receive.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { encodeUpstream, MIN_FRAME_BYTES, formatTimestamp, PROTOCOL_VERSION, writeFrame, type Change, type ReplicaId, type SpaceId } from '@syncline/core';
+import { encodeUpstream, MIN_FRAME_BYTES, formatTimestamp, PROTOCOL_VERSION, writeFrame, type Change, type ReplicaId, type SpaceId } from '@syncline/core/internal';
 import type { Replica, SyncEngine } from '@syncline/client';
 import type { SyncServer } from '@syncline/server';
 import { cleanupStack, counter, countOf, isSynced, putChange, RawClient, replica, startServer, sync, uniqueName, waitUntil } from '../sync/harness.js';

@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { ReplicaId, SpaceId } from '@syncline/core';
+import type { ReplicaId, SpaceId } from '@syncline/core/internal';
 import { sqliteStorage } from '@syncline/server';
 import { cleanupStack, putChange, RawClient, tempDir, within } from '../sync/harness.js';
 import { buildDist, ROOT } from './fixtures/build.js';

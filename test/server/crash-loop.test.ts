@@ -54,7 +54,7 @@ import {
   type Json,
   type RecordState,
   type SpaceId,
-} from '@syncline/core';
+} from '@syncline/core/internal';
 import type { Replica, SyncEngine } from '@syncline/client';
 import { sqliteStorage } from '@syncline/server';
 import { cleanupStack, idbStorage, isSynced, outboxCount, recordingSocket, replica, sync, tempDir, uniqueName, visibleState, waitUntil } from '../sync/harness.js';
@@ -431,7 +431,7 @@ describe('sync server killed with SIGKILL again and again under load from 20 rep
       if (e.collection === 'docs' && view.siblings.length > 1) conflicts++;
       if (e.id.startsWith('shared-') || e.id.startsWith('doc-')) expect(view.exists, `${e.collection}/${e.id} in ${e.space} exists`).toBe(true);
       for (const c of clients) {
-        const row = await c.r.get(e.collection, e.id, { space: e.space });
+        const row = await c.r.get(e.collection as 'notes' | 'docs', e.id, { space: e.space });
         expect(row !== undefined, `${e.collection}/${e.id} in ${e.space} on replica ${c.index}`).toBe(view.exists);
       }
     }
@@ -441,7 +441,7 @@ describe('sync server killed with SIGKILL again and again under load from 20 rep
       for (const [key, value] of c.own) {
         const [space, collection, id] = JSON.parse(key) as [SpaceId, string, string];
         for (const other of [clients[0] as Client, c]) {
-          const row = await other.r.get(collection, id, { space });
+          const row = await other.r.get(collection as 'notes' | 'docs', id, { space });
           if (value === null) expect(row, `${key} deleted last by client ${c.index}`).toBeUndefined();
           else expect(row?.value, `${key} by client ${c.index}`).toEqual(value);
         }

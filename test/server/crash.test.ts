@@ -7,7 +7,7 @@
  */
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { materialize, type SpaceId } from '@syncline/core';
+import { materialize, type SpaceId } from '@syncline/core/internal';
 import { sqliteStorage } from '@syncline/server';
 import { cleanupStack, isSynced, outboxCount, recordingSocket, replica, startServer, sync, tempDir, uniqueName, waitUntil } from '../sync/harness.js';
 import { buildDist, ROOT } from './fixtures/build.js';

@@ -44,7 +44,7 @@ import {
   type ReplicaId,
   type SpaceId,
   type UpstreamMessage,
-} from '@syncline/core';
+} from '@syncline/core/internal';
 
 type Push = Extract<UpstreamMessage, { type: 'push' }>;
 type Hello = Extract<UpstreamMessage, { type: 'hello' }>;

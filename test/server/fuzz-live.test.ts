@@ -46,7 +46,7 @@ import {
   type DownstreamMessage,
   type ReplicaId,
   type SpaceId,
-} from '@syncline/core';
+} from '@syncline/core/internal';
 import type { Replica, SyncEngine } from '@syncline/client';
 import { createSyncServer, sqliteStorage, type SyncServer } from '@syncline/server';
 import { build, predict, preHelloArb, readyArb, recipeStream, seedChanges, useChangePool, type ConnView, type Expect, type FuzzLimits, type World } from './fuzz-frames.js';

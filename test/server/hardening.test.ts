@@ -12,7 +12,7 @@ import { pino } from 'pino';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket, WebSocketServer } from 'ws';
 import { createReplica, memoryStorage, startSync, type SocketFactory } from '@syncline/client';
-import { decodeUpstream, encodeDownstream, formatTimestamp, FRAME_MARKER, MAX_CHANGE_BYTES, MAX_RECORD_BYTES, MIN_FRAME_BYTES, PROTOCOL_VERSION, type Change, type DownstreamMessage, type ReplicaId, type SpaceId } from '@syncline/core';
+import { decodeUpstream, encodeDownstream, formatTimestamp, FRAME_MARKER, MAX_CHANGE_BYTES, MAX_RECORD_BYTES, MIN_FRAME_BYTES, PROTOCOL_VERSION, type Change, type DownstreamMessage, type ReplicaId, type SpaceId } from '@syncline/core/internal';
 import fc from 'fast-check';
 import { cleanupStack, RawClient, startServer, tempDir, waitUntil } from '../sync/harness.js';
 import { buildDist, ROOT } from './fixtures/build.js';

@@ -7,7 +7,7 @@
  */
 import { join } from 'node:path';
 import { afterEach, beforeAll, expect, it } from 'vitest';
-import type { ReplicaId, SpaceId } from '@syncline/core';
+import type { ReplicaId, SpaceId } from '@syncline/core/internal';
 import { postgresStorage, type SyncServer } from '@syncline/server';
 import {
   cleanupStack,

@@ -5,7 +5,7 @@
  * reopening, and appends from two storages over the same data at once.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { applyChanges, canonicalState, encodeChange, encodeRecordState, materialize, SynclineError, type Change, type ReplicaId, type SpaceId } from '@syncline/core';
+import { applyChanges, canonicalState, encodeChange, encodeRecordState, materialize, SynclineError, type Change, type ReplicaId, type SpaceId } from '@syncline/core/internal';
 import type { AppendRequest, AppendResult, ServerStorage } from '@syncline/server';
 import { cleanupStack, putChange } from '../sync/harness.js';
 

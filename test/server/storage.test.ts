@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import type { Pool } from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import Database from 'better-sqlite3';
-import { applyChange, canonicalState, readFrame, writeFrame, type Change, type ReplicaId, type SpaceId } from '@syncline/core';
+import { applyChange, canonicalState, readFrame, writeFrame, type Change, type ReplicaId, type SpaceId } from '@syncline/core/internal';
 import { postgresStorage, sqliteStorage, type AppendResult, type PostgresStorage, type ServerStorage } from '@syncline/server';
 import { cleanupStack, putChange, tempDir, waitUntil } from '../sync/harness.js';
 import { adminClient, describePg, freshSchema, gatedPool, PG_URL } from './fixtures/postgres.js';

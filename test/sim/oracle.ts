@@ -13,7 +13,7 @@
  * crdt: a field's value is the Yjs document of all its updates; a field last
  *   edited before the record's latest delete is gone; one edited after revives it.
  */
-import type { Change, Fields, Json } from '@syncline/core';
+import type { Change, Fields, Json } from '@syncline/core/internal';
 import * as Y from 'yjs';
 
 export interface ExpectedRecord {

@@ -28,7 +28,7 @@ import {
   type HlcString,
   type Json,
   type SpaceId,
-} from '@syncline/core';
+} from '@syncline/core/internal';
 import { createSyncServer, sqliteStorage, type AppendRequest, type AppendResult, type ServerStorage, type SpaceQuotas, type SyncServer } from '@syncline/server';
 import 'fake-indexeddb/auto';
 import { IDBFactory, IDBKeyRange } from 'fake-indexeddb';

@@ -4,7 +4,7 @@
  * replayed. Everything random at run time (network delays, replica ids, jitter)
  * comes from other streams of the same seed.
  */
-import { MAX_CHANGE_BYTES, MIN_FRAME_BYTES, type Json } from '@syncline/core';
+import { MAX_CHANGE_BYTES, MIN_FRAME_BYTES, type Json } from '@syncline/core/internal';
 import type { CutMode } from './network.js';
 import type { Rng } from './rng.js';
 

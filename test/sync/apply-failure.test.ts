@@ -6,7 +6,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { memoryStorage, type Storage, type StorageFactory, type StorageTx } from '@syncline/client';
-import type { SpaceId } from '@syncline/core';
+import type { SpaceId } from '@syncline/core/internal';
 import { cleanupStack, countOf, isSynced, replica, startServer, sync, uniqueName, waitUntil } from './harness.js';
 import { portOf } from '../internals.js';
 

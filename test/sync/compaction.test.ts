@@ -6,7 +6,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Row, SyncStatus } from '@syncline/client';
-import type { SpaceId } from '@syncline/core';
+import type { SpaceId } from '@syncline/core/internal';
 import { cleanupStack, counter, countOf, isSynced, ManualClock, outboxCount, recordingSocket, replica, startServer, sync, uniqueName, visibleState, waitUntil } from './harness.js';
 import { portOf } from '../internals.js';
 

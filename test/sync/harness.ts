@@ -26,7 +26,7 @@ import {
   type ReplicaId,
   type SpaceId,
   type UpstreamMessage,
-} from '@syncline/core';
+} from '@syncline/core/internal';
 import {
   createReplica,
   indexedDbStorage,

@@ -7,7 +7,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { SignJWT } from 'jose';
 import { createReplica, memoryStorage, MAX_CHANGE_BYTES, ReplicaError, startSync, type Replica, type SyncOptions } from '@syncline/client';
-import { hlcWall, type SpaceId } from '@syncline/core';
+import { hlcWall, type SpaceId } from '@syncline/core/internal';
 import type { SyncServer } from '@syncline/server';
 import { cleanupStack, countOf, dialingSocket, ManualClock, startServer, uniqueName, waitUntil } from './harness.js';
 

@@ -6,7 +6,7 @@
  */
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { SpaceId } from '@syncline/core';
+import type { SpaceId } from '@syncline/core/internal';
 import { sqliteStorage } from '@syncline/server';
 import { cleanupStack, counter, countOf, isSynced, outboxCount, recordingSocket, replica, startServer, sync, tempDir, uniqueName, waitUntil } from './harness.js';
 

@@ -4,7 +4,7 @@
  * stay local (in its outbox) without keeping the engine from reporting 'synced'.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import type { SpaceId } from '@syncline/core';
+import type { SpaceId } from '@syncline/core/internal';
 import { cleanupStack, isSynced, outboxCount, replica, startServer, sync, uniqueName, waitUntil } from './harness.js';
 
 const cleanup = cleanupStack();

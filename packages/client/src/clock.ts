@@ -16,7 +16,7 @@
  * ordered after everything its replica had seen, and read-your-writes holds,
  * whatever any clock says.
  */
-import { formatTimestamp, Hlc, maxHlc, type HlcString, type ReplicaId, type Timestamp } from '@syncline/core';
+import { formatTimestamp, Hlc, maxHlc, type HlcString, type ReplicaId, type Timestamp } from '@syncline/core/internal';
 
 export interface ClockInit {
   readonly replica: ReplicaId;

@@ -6,7 +6,7 @@
  * for its own reasons. A task (re-stamping) runs alone, between groups: no
  * write is stamped while it moves the clock.
  */
-import type { Change } from '@syncline/core';
+import type { Change } from '@syncline/core/internal';
 import type { WriteOp } from './write.js';
 
 interface QueuedWrite {

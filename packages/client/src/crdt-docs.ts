@@ -4,8 +4,8 @@
  * other tabs' edits are applied to the open document with the REMOTE origin so
  * they are not written back.
  */
-import type { CrdtType, SpaceId } from '@syncline/core';
-import { crdtRoot, MAX_CHANGE_BYTES } from '@syncline/core';
+import type { CrdtType, SpaceId } from '@syncline/core/internal';
+import { crdtRoot, MAX_CHANGE_BYTES } from '@syncline/core/internal';
 import * as Y from 'yjs';
 
 export const REMOTE = Symbol('syncline-remote');

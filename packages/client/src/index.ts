@@ -7,7 +7,7 @@ export { defineSchema, type Schema, type CollectionSchema, type CollectionDef, t
 export type { Query, Range, Row, Cursor, KeyPart } from './query.js';
 export type { QueryCallback } from './live-query.js';
 export { ReplicaError, SyncError, type ReplicaErrorCode, type SyncErrorCode, type ValidationIssue } from './errors.js';
-export { MAX_CHANGE_BYTES, MAX_RECORD_BYTES, MIN_FRAME_BYTES } from '@syncline/core';
+export { MAX_CHANGE_BYTES, MAX_RECORD_BYTES, MIN_FRAME_BYTES } from '@syncline/core/internal';
 export { memoryStorage } from './storage/memory-storage.js';
 export { indexedDbStorage, type IndexedDbOptions } from './storage/indexeddb-storage.js';
 export type { Storage, StorageFactory, StorageTx, StoredRecord, RecordAddress, TxMode, ScanOptions, Direction } from './storage/types.js';

@@ -3,10 +3,11 @@
  * (local, another tab's, or remote) and calls back only when the result differs.
  * Re-runs are coalesced: any number of changes in one microtask cause one run.
  */
-import type { Json } from '@syncline/core';
+import type { Fields, Json } from '@syncline/core/internal';
 import type { Query, Row } from './query.js';
 
-export type QueryCallback = (rows: Row[]) => void;
+/** Receives a live query's rows: the result now, then each new result. */
+export type QueryCallback<T = Fields> = (rows: Row<T>[]) => void;
 
 interface Subscription {
   readonly query: Query;

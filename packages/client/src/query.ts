@@ -3,11 +3,12 @@
  * next field, order, limit, offset or a cursor. Runs on the storage's ordered
  * index, so results come back in index order without sorting in memory.
  */
-import type { Fields, SpaceId } from '@syncline/core';
+import type { Fields, SpaceId } from '@syncline/core/internal';
 import { ReplicaError } from './errors.js';
-import type { CollectionDef } from './schema.js';
+import type { CollectionDef, Schema } from './schema.js';
 import { compareKeys, isKeyPart, MAX_KEY, type Key, type KeyRange } from './storage/keys.js';
 import type { Direction, StorageTx, StoredRecord } from './storage/types.js';
+import type { CollectionName, IndexName } from './typed.js';
 
 export type KeyPart = number | string;
 
@@ -18,16 +19,25 @@ export interface Range {
   readonly lte?: KeyPart;
 }
 
-export interface Query {
-  readonly collection: string;
+/**
+ * A query on one collection: equality on the first fields of an index, a range
+ * on the next one, order, paging. Typed by the schema: `collection` must be one
+ * of its collections and `index` one of that collection's indexes.
+ */
+export interface Query<S extends Schema = Schema, C extends CollectionName<S> = CollectionName<S>> {
+  /** The collection to read. */
+  readonly collection: C;
   /** Index to read; without one, records come in id order. */
-  readonly index?: string;
+  readonly index?: IndexName<S, C>;
   /** Values for the first fields of the index, in order. */
   readonly eq?: readonly KeyPart[];
   /** A range on the index field after the `eq` fields. */
   readonly range?: Range;
+  /** 'asc' (default) or 'desc', in index order (id order without an index). */
   readonly order?: Direction;
+  /** Most rows to return. Default: all. */
   readonly limit?: number;
+  /** Rows to skip first. Default 0. */
   readonly offset?: number;
   /** Continue after this cursor (from a previous page's `cursor`). */
   readonly after?: Cursor;
@@ -38,9 +48,13 @@ export interface Query {
 /** An opaque position in a query's order: the index key of the last row seen. */
 export type Cursor = readonly Key[] | string;
 
+/** A record as reads return it. */
 export interface Row<T = Fields> {
+  /** The record's id. */
   readonly id: string;
+  /** The space it lives in. */
   readonly space: SpaceId;
+  /** Its visible value (for a merge record with siblings: the resolved one). */
   readonly value: T;
   /** Position of this row, to pass as `after` for the next page. */
   readonly cursor: Cursor;

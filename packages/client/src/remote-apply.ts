@@ -5,7 +5,7 @@
  * together; the clock receives the latest timestamp applied, so the replica's
  * next write is ordered after it, and notes what the server accepted.
  */
-import { joinRecordStates, latestStamp, maxHlc, type Change, type HlcString, type SnapshotRecord, type SpaceId } from '@syncline/core';
+import { joinRecordStates, latestStamp, maxHlc, type Change, type HlcString, type SnapshotRecord, type SpaceId } from '@syncline/core/internal';
 import type { ReplicaClock } from './clock.js';
 import { META_CLOCK, META_CLOCK_ACCEPTED, positionKey } from './meta.js';
 import { RecordCache } from './record-cache.js';

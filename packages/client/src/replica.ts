@@ -24,7 +24,7 @@ import {
   type SnapshotRecord,
   type SpaceId,
   type Version,
-} from '@syncline/core';
+} from '@syncline/core/internal';
 import type * as Y from 'yjs';
 import { ReplicaClock } from './clock.js';
 import { CommitQueue } from './commit-queue.js';
@@ -33,6 +33,7 @@ import { ReplicaError } from './errors.js';
 import { LiveQueries, type QueryCallback } from './live-query.js';
 import { META_CLOCK, META_CLOCK_ACCEPTED, META_CLOCK_OFFSET, META_CLOCK_UNSYNCED, META_REPLICA, positionKey, seqKey } from './meta.js';
 import { collectionOf, countQuery, runQuery, toRow, type Query, type Row } from './query.js';
+import type { CollectionName, CrdtFieldName, MergeCollectionName, PatchValue, ReadValue, Sibling, WriteValue } from './typed.js';
 import { RecordCache } from './record-cache.js';
 import { applyAck, applyChanges, applySnapshot, putAll, syncClock } from './remote-apply.js';
 import { restampOutbox } from './restamp.js';
@@ -43,19 +44,24 @@ import type { Storage, StorageFactory, StorageTx } from './storage/types.js';
 import type { CommitEvent, ReplicaPort } from './sync/port.js';
 import { SyncEngine, type EngineSettings, type SyncOptions } from './sync/sync-engine.js';
 import { outboxEntries } from './storage/outbox.js';
-import { defaultTabs, isTabMessage, type ChannelLike, type LocksLike, type TabMessage, type TabsOptions } from './tabs.js';
+import { defaultTabs, isSpacesMessage, isTabMessage, type ChannelLike, type LocksLike, type SpaceChange, type SpacesMessage, type TabMessage, type TabsOptions } from './tabs.js';
 import { checkPatch, checkValue, validateWrites, type Patch } from './validate.js';
 import { applyToStored, buildChange, type WriteOp } from './write.js';
 
 export type { CommitEvent };
 
+/** What `createReplica` takes. */
 export interface ReplicaOptions<S extends Schema = Schema> {
   /** Database name; one replica (and one replica id) per name and origin. */
   readonly name: string;
+  /** The collections, their policies, indexes and crdt fields; its literal type types the replica's API. */
   readonly schema: S;
-  /** Default: IndexedDB. */
+  /** Where records live. Default: IndexedDB (`indexedDbStorage()`); `memoryStorage()` keeps nothing across restarts. */
   readonly storage?: StorageFactory;
-  /** Space of writes that name none. Default "default". */
+  /**
+   * Space of the writes and reads that name none (`replica.defaultSpace`).
+   * Default: the first of `sync.spaces` when given, else "default".
+   */
   readonly space?: string;
   /** Physical clock (ms). Default Date.now. */
   readonly now?: () => number;
@@ -75,16 +81,20 @@ export interface ReplicaOptions<S extends Schema = Schema> {
   readonly sync?: SyncOptions;
 }
 
+/** Options of a single read or write. */
 export interface WriteOptions {
+  /** The record's space. Default: the replica's default space. */
   readonly space?: string;
 }
 
-
-/** Collects writes for one transaction (replica.batch). */
-export interface Batch {
-  put(collection: string, id: string, value: Fields, options?: WriteOptions): void;
-  patch(collection: string, id: string, patch: Patch, options?: WriteOptions): void;
-  delete(collection: string, id: string, options?: WriteOptions): void;
+/** Collects writes for one transaction (replica.batch); typed like the replica's own writes. */
+export interface Batch<S extends Schema = Schema> {
+  /** As `replica.put`, in the batch's transaction. */
+  put<C extends CollectionName<S>>(collection: C, id: string, value: WriteValue<S, C>, options?: WriteOptions): void;
+  /** As `replica.patch`, in the batch's transaction. */
+  patch<C extends CollectionName<S>>(collection: C, id: string, patch: PatchValue<S, C>, options?: WriteOptions): void;
+  /** As `replica.delete`, in the batch's transaction. */
+  delete<C extends CollectionName<S>>(collection: C, id: string, options?: WriteOptions): void;
 }
 
 /** What tests and the simulation reach that apps do not: the storage and the sync port. */
@@ -116,9 +126,17 @@ function defaultRandomBytes(n: number): Uint8Array {
   return globalThis.crypto.getRandomValues(new Uint8Array(n));
 }
 
+/**
+ * A local replica (createReplica): reads and writes are local and instant; with
+ * `sync`, changes travel to and from a Syncline server. Typed by the schema `S`:
+ * collection, index and crdt field names, and record values (typed.ts).
+ */
 export class Replica<S extends Schema = Schema> {
+  /** This replica's id: random, made once per database and kept. */
   readonly id: ReplicaId;
+  /** The database name it was opened with. */
   readonly name: string;
+  /** The space of writes and reads that name none. */
   readonly defaultSpace: SpaceId;
   readonly #storage: Storage;
   readonly #collections: ReadonlyMap<string, CollectionDef>;
@@ -135,6 +153,9 @@ export class Replica<S extends Schema = Schema> {
   #closed = false;
   #leader = false;
   readonly #leaderListeners = new Set<(leader: boolean) => void>();
+  /** The spaces of each sync engine on this replica; with one at least, writes to other spaces are refused. */
+  readonly #syncedSpaces = new Set<() => ReadonlySet<SpaceId>>();
+  readonly #spaceListeners = new Set<(change: SpaceChange) => void>();
   #releaseLeadership: () => void = () => undefined;
 
   /** Use createReplica(). */
@@ -142,14 +163,14 @@ export class Replica<S extends Schema = Schema> {
     const { options } = init;
     this.name = options.name;
     this.id = init.id;
-    this.defaultSpace = toSpaceId(options.space ?? 'default');
+    this.defaultSpace = toSpaceId(options.space ?? options.sync?.spaces?.[0] ?? 'default');
     this.#storage = init.storage;
     this.#collections = init.collections;
     this.#clock = init.clock;
     this.#tabId = init.tabId;
     this.#queue = new CommitQueue((ops) => this.#commitNow(ops));
     this.#onError = options.onError ?? ((error) => console.error('[syncline]', error));
-    this.#live = new LiveQueries((q) => this.query(q), (e) => this.#onError(e as Error));
+    this.#live = new LiveQueries((q) => this.#runQuery(q), (e) => this.#onError(e as Error));
     this.#crdt = new CrdtDocs(
       (target, update, type) => this.#commit([{ kind: 'crdt', ...target, type, update }]).then(() => undefined),
       (e) => this.#onError(e as Error),
@@ -165,6 +186,7 @@ export class Replica<S extends Schema = Schema> {
       this.#channel = tabs.channel(`syncline:${this.name}`);
       this.#channel.onmessage = (event) => {
         if (isTabMessage(event.data) && event.data.from !== this.#tabId) this.#onOtherTab(event.data);
+        else if (isSpacesMessage(event.data) && event.data.from !== this.#tabId) this.#spacesChanged(event.data.change, false);
       };
     }
     const port = this.#port();
@@ -173,15 +195,17 @@ export class Replica<S extends Schema = Schema> {
     if (options.sync) this.#sync = new SyncEngine(port, options.sync, settings);
   }
 
-  /** The sync engine, when createReplica was given `sync`: status, pause/resume, flushed (sync/sync-engine.ts). */
+  /** The sync engine, when createReplica was given `sync`: status, pause/resume, flushed, spaces (sync/sync-engine.ts). */
   get sync(): SyncEngine | undefined {
     return this.#sync;
   }
 
+  /** True once close() has begun. */
   get closed(): boolean {
     return this.#closed;
   }
 
+  /** The schema as opened: each collection's policy, indexes (with their stored numbers), crdt fields and validator. */
   get collections(): ReadonlyMap<string, CollectionDef> {
     return this.#collections;
   }
@@ -193,29 +217,38 @@ export class Replica<S extends Schema = Schema> {
 
   // ---- writes -------------------------------------------------------------
 
-  put(collection: string, id: string, value: Fields, options?: WriteOptions): Promise<void> {
+  /**
+   * Writes a whole record: fields the value omits are removed (as of this
+   * write's timestamp). Resolves once it is committed locally; with sync, it is
+   * pushed when the connection allows. Refused (ReplicaError) with `unknown_collection`,
+   * `invalid_argument`, `validation_failed`, `too_large`, `unsynced_space` or `closed`.
+   */
+  put<C extends CollectionName<S>>(collection: C, id: string, value: WriteValue<S, C>, options?: WriteOptions): Promise<void> {
     return this.batch((b) => b.put(collection, id, value, options));
   }
 
-  /** Sets the named fields; a field given as undefined is removed. */
-  patch(collection: string, id: string, patch: Patch, options?: WriteOptions): Promise<void> {
+  /** Sets the named fields and leaves the others; a field given as undefined is removed. Refused as `put` is. */
+  patch<C extends CollectionName<S>>(collection: C, id: string, patch: PatchValue<S, C>, options?: WriteOptions): Promise<void> {
     return this.batch((b) => b.patch(collection, id, patch, options));
   }
 
-  delete(collection: string, id: string, options?: WriteOptions): Promise<void> {
+  /** Deletes a record (a tombstone: a later write of a field brings it back with that field only). */
+  delete<C extends CollectionName<S>>(collection: C, id: string, options?: WriteOptions): Promise<void> {
     return this.batch((b) => b.delete(collection, id, options));
   }
 
   /** Runs every write the callback makes in one transaction: all of them commit, or none. */
-  async batch(fn: (batch: Batch) => void): Promise<void> {
+  async batch(fn: (batch: Batch<S>) => void): Promise<void> {
     const ops: WriteOp[] = [];
     fn({
-      put: (collection, id, value, options) => ops.push({ kind: 'put', ...this.#target(collection, id, options), value: checkValue(this.#collections, collection, value) }),
-      patch: (collection, id, patch, options) => ops.push({ kind: 'patch', ...this.#target(collection, id, options), patch: checkPatch(this.#collections, collection, patch) }),
-      delete: (collection, id, options) => ops.push({ kind: 'delete', ...this.#target(collection, id, options) }),
+      put: (collection, id, value, options) =>
+        ops.push({ kind: 'put', ...this.#writeTarget(collection, id, options), value: checkValue(this.#collections, collection, value as Fields) }),
+      patch: (collection, id, patch, options) =>
+        ops.push({ kind: 'patch', ...this.#writeTarget(collection, id, options), patch: checkPatch(this.#collections, collection, patch as Patch) }),
+      delete: (collection, id, options) => ops.push({ kind: 'delete', ...this.#writeTarget(collection, id, options) }),
     });
     if (ops.length === 0) return;
-    await validateWrites(this.#collections, ops, (op) => this.get(op.collection, op.id, { space: op.space }));
+    await validateWrites(this.#collections, ops, (op) => this.#storage.transaction('readonly', (tx) => tx.getRecord(op.collection, op.id, op.space)).then((r) => (r?.value === undefined ? undefined : { value: r.value })));
     await this.#commit(ops);
   }
 
@@ -226,6 +259,18 @@ export class Replica<S extends Schema = Schema> {
     const space = options?.space ?? this.defaultSpace;
     if (!isSpaceId(space)) throw new ReplicaError('invalid_argument', `invalid space id ${JSON.stringify(space)}`);
     return { collection, id, space };
+  }
+
+  /** A write's target: as #target, and its space must be one this replica syncs (when it syncs at all). */
+  #writeTarget(collection: string, id: string, options?: WriteOptions): { collection: string; id: string; space: SpaceId } {
+    const target = this.#target(collection, id, options);
+    if (this.#syncedSpaces.size > 0 && ![...this.#syncedSpaces].some((spaces) => spaces().has(target.space))) {
+      throw new ReplicaError(
+        'unsynced_space',
+        `"${collection}/${id}" was not written: space "${target.space}" is not synced by this replica, so the write would never leave the device; add it first (replica.sync.addSpace("${target.space}")) or write to one of its spaces`,
+      );
+    }
+    return target;
   }
 
   #checkOpen(): void {
@@ -332,7 +377,31 @@ export class Replica<S extends Schema = Schema> {
       position: async (space) => (await read((tx) => tx.getMeta<number>(positionKey(space)))) ?? 0,
       welcomeClock: (serverTime, roundTrip, maxClockDrift) => this.#welcomeClock(serverTime, roundTrip, maxClockDrift),
       restamp: (maxClockDrift) => this.#restamp(maxClockDrift),
+      syncsSpaces: (spaces) => {
+        this.#syncedSpaces.add(spaces);
+        return () => this.#syncedSpaces.delete(spaces);
+      },
+      shareSpaces: (change) => this.#spacesChanged(change, true),
+      onSharedSpaces: (listener) => {
+        this.#spaceListeners.add(listener);
+        return () => this.#spaceListeners.delete(listener);
+      },
     };
+  }
+
+  /** Spaces added or removed in a tab: the other tabs' engines follow (only the leader tab's connects). */
+  #spacesChanged(change: SpaceChange, local: boolean): void {
+    if (this.#closed) return;
+    if (local) {
+      const message: SpacesMessage = { type: 'spaces', from: this.#tabId, change };
+      try {
+        this.#channel?.postMessage(message);
+      } catch (error) {
+        this.#onError(error as Error);
+      }
+      return;
+    }
+    for (const listener of this.#spaceListeners) listener(change);
   }
 
   #ack(space: SpaceId, upTo: number, hlc: HlcString | undefined): Promise<void> {
@@ -404,37 +473,47 @@ export class Replica<S extends Schema = Schema> {
 
   // ---- reads ----------------------------------------------------------------
 
-  async get(collection: string, id: string, options?: WriteOptions): Promise<Row | undefined> {
+  /** One record, or undefined when it does not exist (or was deleted). */
+  async get<C extends CollectionName<S>>(collection: C, id: string, options?: WriteOptions): Promise<Row<ReadValue<S, C>> | undefined> {
     const { space } = this.#target(collection, id, options);
     const record = await this.#storage.transaction('readonly', (tx) => tx.getRecord(collection, id, space));
-    return record?.value === undefined ? undefined : toRow(record, `${record.id}\u0000${record.space}`);
+    return record?.value === undefined ? undefined : (toRow(record, `${record.id}\u0000${record.space}`) as Row<ReadValue<S, C>>);
   }
 
-  async query(query: Query): Promise<Row[]> {
+  /** The rows of a query (query.ts), in index order; every space unless `query.space` names one. */
+  async query<C extends CollectionName<S>>(query: Query<S, C>): Promise<Row<ReadValue<S, C>>[]> {
+    return this.#runQuery(query as Query) as Promise<Row<ReadValue<S, C>>[]>;
+  }
+
+  #runQuery(query: Query): Promise<Row[]> {
     this.#checkOpen();
     const def = collectionOf(this.#collections, query.collection);
     return this.#storage.transaction('readonly', (tx) => runQuery(tx, def, query));
   }
 
-  async count(query: Omit<Query, 'limit' | 'offset' | 'after' | 'order'>): Promise<number> {
+  /** How many rows a query would return (without limit, offset or cursor). */
+  async count<C extends CollectionName<S>>(query: Omit<Query<S, C>, 'limit' | 'offset' | 'after' | 'order'>): Promise<number> {
     this.#checkOpen();
     const def = collectionOf(this.#collections, query.collection);
-    return this.#storage.transaction('readonly', (tx) => countQuery(tx, def, query));
+    return this.#storage.transaction('readonly', (tx) => countQuery(tx, def, query as Query));
   }
 
-  /** merge collections: the concurrent versions of a record, or [] when there is no conflict. */
-  async conflicts(collection: string, id: string, options?: WriteOptions): Promise<readonly Version[]> {
+  /**
+   * merge collections: the concurrent versions (siblings) of a record, or []
+   * when there is no conflict. Refused with `wrong_policy` on an lww collection.
+   */
+  async conflicts<C extends MergeCollectionName<S>>(collection: C, id: string, options?: WriteOptions): Promise<readonly Sibling<WriteValue<S, C>>[]> {
     const { space } = this.#target(collection, id, options);
     if (collectionOf(this.#collections, collection).policy !== 'merge') {
       throw new ReplicaError('wrong_policy', `conflicts() needs a merge collection; "${collection}" uses last-writer-wins`);
     }
     const record = await this.#storage.transaction('readonly', (tx) => tx.getRecord(collection, id, space));
     const siblings = record?.state.merge?.siblings ?? [];
-    return siblings.length > 1 ? siblings : [];
+    return (siblings.length > 1 ? siblings : []) as readonly Version[] as readonly Sibling<WriteValue<S, C>>[];
   }
 
   /** Calls back with the query's result now and after every change that alters it. Returns unsubscribe. */
-  subscribe(query: Query, callback: QueryCallback, options?: { readonly onError?: (error: Error) => void }): () => void {
+  subscribe<C extends CollectionName<S>>(query: Query<S, C>, callback: QueryCallback<ReadValue<S, C>>, options?: { readonly onError?: (error: Error) => void }): () => void {
     this.#checkOpen();
     const def = collectionOf(this.#collections, query.collection);
     // Refused here like an unknown collection: a live query on a missing index would never call back.
@@ -442,28 +521,36 @@ export class Replica<S extends Schema = Schema> {
       throw new ReplicaError('unknown_index', `collection "${def.name}" has no index "${query.index}"; declare it in the schema`);
     }
     const onError = options?.onError;
-    return this.#live.subscribe(query, callback, onError ? (error) => onError(error as Error) : undefined);
+    return this.#live.subscribe(query as Query, callback as QueryCallback, onError ? (error) => onError(error as Error) : undefined);
   }
 
   // ---- crdt fields ------------------------------------------------------------
 
-  text(collection: string, id: string, field: string, options?: WriteOptions): Promise<Y.Text> {
+  /**
+   * The live Y.Text of a `text` crdt field: edit it and each edit becomes a
+   * change (merged per tick); remote edits appear in it. One object per field
+   * until `release`. Refused with `unknown_field` for a field the schema does
+   * not declare as text.
+   */
+  text<C extends CollectionName<S>>(collection: C, id: string, field: CrdtFieldName<S, C, 'text'>, options?: WriteOptions): Promise<Y.Text> {
     return this.#crdtRoot(collection, id, field, 'text', options) as Promise<Y.Text>;
   }
-  map(collection: string, id: string, field: string, options?: WriteOptions): Promise<Y.Map<unknown>> {
+  /** The live Y.Map of a `map` crdt field (as `text`). */
+  map<C extends CollectionName<S>>(collection: C, id: string, field: CrdtFieldName<S, C, 'map'>, options?: WriteOptions): Promise<Y.Map<unknown>> {
     return this.#crdtRoot(collection, id, field, 'map', options) as Promise<Y.Map<unknown>>;
   }
-  array(collection: string, id: string, field: string, options?: WriteOptions): Promise<Y.Array<unknown>> {
+  /** The live Y.Array of an `array` crdt field (as `text`). */
+  array<C extends CollectionName<S>>(collection: C, id: string, field: CrdtFieldName<S, C, 'array'>, options?: WriteOptions): Promise<Y.Array<unknown>> {
     return this.#crdtRoot(collection, id, field, 'array', options) as Promise<Y.Array<unknown>>;
   }
 
   /** Stops tracking a crdt field's live object (pending edits are still written). */
-  release(collection: string, id: string, field: string, options?: WriteOptions): void {
+  release<C extends CollectionName<S>>(collection: C, id: string, field: CrdtFieldName<S, C>, options?: WriteOptions): void {
     this.#crdt.release({ ...this.#target(collection, id, options), field });
   }
 
   async #crdtRoot(collection: string, id: string, field: string, type: 'text' | 'map' | 'array', options?: WriteOptions): Promise<Y.AbstractType<unknown>> {
-    const target: CrdtTarget = { ...this.#target(collection, id, options), field };
+    const target: CrdtTarget = { ...this.#writeTarget(collection, id, options), field };
     const declared = collectionOf(this.#collections, collection).crdt.get(field);
     if (declared === undefined) throw new ReplicaError('unknown_field', `"${field}" is not a crdt field of "${collection}"; declare it in the schema's crdt map`);
     if (declared !== type) throw new ReplicaError('invalid_argument', `"${collection}.${field}" is a crdt ${declared}, not a ${type}`);

@@ -20,7 +20,7 @@
  * on every timestamp any record holds, and renaming the records' timestamps
  * (restampState) gives the states that applying the new changes would give.
  */
-import { compareTimestamps, formatTimestamp, hlcWall, maxHlc, MAX_COUNTER, parseTimestamp, restampState, type Change, type HlcString, type ReplicaId, type Timestamp } from '@syncline/core';
+import { compareTimestamps, formatTimestamp, hlcWall, maxHlc, MAX_COUNTER, parseTimestamp, restampState, type Change, type HlcString, type ReplicaId, type Timestamp } from '@syncline/core/internal';
 import type { ReplicaClock } from './clock.js';
 import { META_CLOCK, META_CLOCK_OFFSET, META_CLOCK_UNSYNCED } from './meta.js';
 import type { CollectionDef } from './schema.js';

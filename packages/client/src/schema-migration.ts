@@ -4,7 +4,7 @@
  * collection's index keys be recomputed in the same transaction, so adding a
  * collection or an index later upgrades the data in place.
  */
-import type { CrdtType } from '@syncline/core';
+import type { CrdtType } from '@syncline/core/internal';
 import { indexKey, indexKeys, type CollectionDef, type IndexDef, type Schema } from './schema.js';
 import type { StorageTx } from './storage/types.js';
 

@@ -3,11 +3,15 @@
  * fields and an optional Standard Schema validator (zod, valibot, arktype …).
  */
 import type { StandardSchemaV1 } from '@standard-schema/spec';
-import { isName, type CrdtType, type Fields, type Json, type Resolver } from '@syncline/core';
+import { isName, type CrdtType, type Fields, type Json, type Resolver } from '@syncline/core/internal';
 import { ReplicaError } from './errors.js';
 import { isKeyPart, type Key } from './storage/keys.js';
+import type { Typed } from './typed.js';
 
+/** One collection of a schema. */
 export interface CollectionSchema {
+  /** The value type of its records, for the compiler: `type: typed<Event>()` (typed.ts). Checks nothing at run time. */
+  readonly type?: Typed<object>;
   /** 'lww' (default): last writer wins per field. 'merge': concurrent writes are kept as siblings. */
   readonly policy?: 'lww' | 'merge';
   /** merge: picks the visible value from the siblings; deterministic and pure. Default: the latest (HLC). */
@@ -16,13 +20,20 @@ export interface CollectionSchema {
   readonly indexes?: Readonly<Record<string, readonly string[]>>;
   /** Fields that hold a Yjs type: edited through replica.text()/map()/array(). */
   readonly crdt?: Readonly<Record<string, CrdtType>>;
-  /** Validates the whole visible value (crdt fields excluded) before every local write. */
+  /**
+   * A Standard Schema validator (zod, valibot, arktype …) run on the whole value
+   * each local write would produce (crdt fields excluded); a refusal is a
+   * ReplicaError `validation_failed` and nothing is written. The value is stored
+   * as written (the validator checks; it does not transform). Without `type`,
+   * its input type types the collection.
+   */
   readonly validate?: StandardSchemaV1;
 }
 
+/** An app's schema: collection names to their definitions. */
 export type Schema = Readonly<Record<string, CollectionSchema>>;
 
-/** Identity function that keeps the literal types of a schema. */
+/** Identity function that keeps the literal types of a schema (for `typeof schema` in hooks and helpers). */
 export function defineSchema<const S extends Schema>(schema: S): S {
   return schema;
 }

@@ -69,3 +69,21 @@ export function isTabMessage(value: unknown): value is TabMessage {
   const m = value as TabMessage | null;
   return typeof m === 'object' && m !== null && m.type === 'changed' && typeof m.from === 'string' && Array.isArray(m.records) && Array.isArray(m.outbox);
 }
+
+/** A space added to, or removed from, the spaces the replica syncs (`replica.sync.addSpace` / `removeSpace`). */
+export interface SpaceChange {
+  readonly add?: string;
+  readonly remove?: string;
+}
+
+/** What one tab tells the others after the app changed the synced spaces: their engines follow. */
+export interface SpacesMessage {
+  readonly type: 'spaces';
+  readonly from: string;
+  readonly change: SpaceChange;
+}
+
+export function isSpacesMessage(value: unknown): value is SpacesMessage {
+  const m = value as SpacesMessage | null;
+  return typeof m === 'object' && m !== null && m.type === 'spaces' && typeof m.from === 'string' && typeof m.change === 'object' && m.change !== null;
+}

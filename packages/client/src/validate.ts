@@ -3,7 +3,7 @@
  * must not name crdt fields (those are edited through their Yjs objects), and
  * a collection's validator must accept the value the write would produce.
  */
-import { isFields, type Fields, type Json } from '@syncline/core';
+import { isFields, type Fields, type Json } from '@syncline/core/internal';
 import { ReplicaError } from './errors.js';
 import { collectionOf } from './query.js';
 import type { CollectionDef } from './schema.js';

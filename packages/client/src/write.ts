@@ -15,7 +15,7 @@ import {
   type RecordState,
   type ReplicaId,
   type SpaceId,
-} from '@syncline/core';
+} from '@syncline/core/internal';
 import { indexKeys, NO_KEYS, type CollectionDef } from './schema.js';
 import type { StoredRecord } from './storage/types.js';
 

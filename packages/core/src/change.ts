@@ -9,13 +9,20 @@ import { isName, isRecordId, isReplicaId, isSpaceId, type ReplicaId, type SpaceI
 import { findNonJson, isPlainObject, type Fields } from './json.js';
 import type { VersionVector } from './version-vector.js';
 
+/** The Yjs type a crdt field holds: Y.Text, Y.Map or Y.Array. */
 export type CrdtType = 'text' | 'map' | 'array';
+/** Every CrdtType, in a fixed order. */
 export const CRDT_TYPES: readonly CrdtType[] = ['text', 'map', 'array'];
 
+/** What every change carries, whatever its op: the record it addresses and its name (replica, seq) and stamp. */
 export interface ChangeHeader {
+  /** The space the record lives in. */
   readonly space: SpaceId;
+  /** The record's collection (a name: 1-128 UTF-16 units, well-formed Unicode). */
   readonly collection: string;
+  /** The record's id (1-512 UTF-16 units, well-formed Unicode). */
   readonly id: string;
+  /** The replica that wrote the change. */
   readonly replica: ReplicaId;
   /** 1, 2, 3 … per replica, with no gaps. */
   readonly seq: number;
@@ -25,17 +32,23 @@ export interface ChangeHeader {
 
 /** lww: replace the record; fields it omits are removed as of its timestamp. */
 export interface PutOp {
+  /** 'put'. */
   readonly op: 'put';
+  /** The record's fields after the put. */
   readonly fields: Fields;
 }
 /** lww: stamp only the named fields; `unset` removes fields. */
 export interface PatchOp {
+  /** 'patch'. */
   readonly op: 'patch';
+  /** Fields set, each stamped with the change's HLC. */
   readonly fields: Fields;
+  /** Names of fields removed (never also in `fields`). */
   readonly unset: readonly string[];
 }
 /** lww: record tombstone. */
 export interface DeleteOp {
+  /** 'delete'. */
   readonly op: 'delete';
 }
 /**
@@ -43,20 +56,34 @@ export interface DeleteOp {
  * `context`: every version it supersedes is covered by context.
  */
 export interface VersionOp {
+  /** 'version'. */
   readonly op: 'version';
+  /** The record's whole value in this version; null deletes it. */
   readonly value: Fields | null;
+  /** The versions of the record its writer had seen (their (replica, seq)); it supersedes them. */
   readonly context: VersionVector;
 }
 /** crdt: a Yjs update (bytes) for one field. */
 export interface CrdtOp {
+  /** 'crdt'. */
   readonly op: 'crdt';
+  /** The crdt field the update is for. */
   readonly field: string;
+  /** The field's Yjs type. */
   readonly type: CrdtType;
+  /** A Yjs update (Y.encodeStateAsUpdate / an update event's bytes). */
   readonly update: Uint8Array;
 }
 
+/** The payload of a change, by op: put, patch and delete follow lww, version follows merge, crdt carries a Yjs update. */
 export type ChangeOp = PutOp | PatchOp | DeleteOp | VersionOp | CrdtOp;
+/**
+ * One local write, as stored and sent: a header naming the record, the writer
+ * and its (replica, seq), and an op. `(space, replica, seq)` names it
+ * everywhere; applying it twice changes nothing.
+ */
 export type Change = ChangeHeader & ChangeOp;
+/** The op names: 'put' | 'patch' | 'delete' | 'version' | 'crdt'. */
 export type OpKind = ChangeOp['op'];
 
 /** Where a change is addressed: one record of one collection in one space. */

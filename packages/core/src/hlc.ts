@@ -19,23 +19,41 @@
 import { SynclineError } from './errors.js';
 import { isReplicaId, type ReplicaId } from './ids.js';
 
+/** A hybrid logical clock timestamp, parsed. Compare two with compareTimestamps. */
 export interface Timestamp {
+  /** Wall time: the largest physical time seen, ms since the epoch (at most MAX_WALL). */
   readonly wall: number;
+  /** Orders events within one `wall` value: 0 to MAX_COUNTER. */
   readonly counter: number;
+  /** The replica that issued it: breaks ties, so timestamps are totally ordered. */
   readonly replica: ReplicaId;
 }
 
 /** Fixed widths make the string form sort like the timestamps it encodes. */
 const WALL_DIGITS = 12; // hex milliseconds: enough until the year 10889
 const COUNTER_DIGITS = 4;
+/** The largest counter (65,535); one more event in the same millisecond moves the wall time 1 ms ahead. */
 export const MAX_COUNTER = 0xffff;
+/** The largest wall time a timestamp holds, ms (16^12 - 1: the year 10889). */
 export const MAX_WALL = 16 ** WALL_DIGITS - 1;
-/** Default tolerance for timestamps ahead of a clock (the server's refusal threshold, a replica's warning). */
+/**
+ * Default tolerance for timestamps ahead of a clock, ms: 300,000 (5 minutes).
+ * The server refuses pushes stamped further ahead of its clock (`clock_drift`);
+ * a replica reports a device clock further off than this as `clockSkew`.
+ */
 export const DEFAULT_MAX_CLOCK_DRIFT = 5 * 60_000;
 
-/** "wwwwwwwwwwww-cccc-replica": compares as strings in timestamp order. */
-export type HlcString = string & { readonly __hlc: true };
+/**
+ * A timestamp as a string, "wwwwwwwwwwww-cccc-replica" (12 hex digits of wall
+ * time, 4 of counter, the replica id): strings compare in timestamp order, so it
+ * can be a database or IndexedDB key. Make one with formatTimestamp or Hlc.nowString.
+ */
+export type HlcString = string & {
+  /** Brand only (never present at run time): a plain string is not an HlcString. */
+  readonly __hlc: true;
+};
 
+/** The string form of a timestamp (see HlcString). */
 export function formatTimestamp(ts: Timestamp): HlcString {
   return `${ts.wall.toString(16).padStart(WALL_DIGITS, '0')}-${ts.counter
     .toString(16)
@@ -44,10 +62,15 @@ export function formatTimestamp(ts: Timestamp): HlcString {
 
 const HLC_PATTERN = /^([0-9a-f]{12})-([0-9a-f]{4})-([A-Za-z0-9_-]{1,64})$/;
 
+/** True when `value` is a well-formed HlcString. */
 export function isHlcString(value: unknown): value is HlcString {
   return typeof value === 'string' && HLC_PATTERN.test(value);
 }
 
+/**
+ * Parses an HlcString.
+ * @throws SynclineError with code `invalid_timestamp` when `value` is not one.
+ */
 export function parseTimestamp(value: string): Timestamp {
   const match = HLC_PATTERN.exec(value);
   if (!match) throw new SynclineError('invalid_timestamp', `not an HLC timestamp: ${JSON.stringify(value)}`);
@@ -58,17 +81,19 @@ export function parseTimestamp(value: string): Timestamp {
   };
 }
 
+/** Negative, 0 or positive as `a` is before, equal to or after `b` (wall, then counter, then replica id). */
 export function compareTimestamps(a: Timestamp, b: Timestamp): number {
   if (a.wall !== b.wall) return a.wall < b.wall ? -1 : 1;
   if (a.counter !== b.counter) return a.counter < b.counter ? -1 : 1;
   return a.replica < b.replica ? -1 : a.replica > b.replica ? 1 : 0;
 }
 
-/** Same order as compareTimestamps on the parsed values. */
+/** Compares two HlcStrings without parsing them: the same order as compareTimestamps on the parsed values. */
 export function compareHlc(a: HlcString, b: HlcString): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
+/** The later of two timestamps; undefined only when both are. */
 export function maxHlc<T extends HlcString | undefined>(a: T, b: T): T {
   if (a === undefined) return b;
   if (b === undefined) return a;
@@ -80,7 +105,9 @@ export function hlcWall(value: HlcString): number {
   return Number.parseInt(value.slice(0, WALL_DIGITS), 16);
 }
 
+/** Options of `new Hlc(...)`. */
 export interface HlcOptions {
+  /** The replica whose timestamps this clock issues (it ends each of them). */
   readonly replica: ReplicaId;
   /** Physical clock in milliseconds since the epoch; injected for tests and simulation. */
   readonly now: () => number;
@@ -88,12 +115,25 @@ export interface HlcOptions {
   readonly last?: Timestamp | HlcString;
 }
 
+/**
+ * A hybrid logical clock for one replica: `now()` for local events, `receive()`
+ * for timestamps seen from others. See the invariants at the top of hlc.ts.
+ *
+ * Its methods throw SynclineError with code `invalid_clock` when the injected
+ * physical clock returns something other than a non-negative safe integer of
+ * milliseconds, and `clock_overflow` when the wall time cannot advance past MAX_WALL.
+ */
 export class Hlc {
+  /** The replica whose timestamps this clock issues. */
   readonly replica: ReplicaId;
   readonly #physical: () => number;
   #wall = 0;
   #counter = 0;
 
+  /**
+   * @throws TypeError when `options.replica` is not a valid ReplicaId;
+   * SynclineError (`invalid_timestamp`) when `options.last` is a malformed HlcString.
+   */
   constructor(options: HlcOptions) {
     if (!isReplicaId(options.replica)) throw new TypeError(`invalid replica id ${JSON.stringify(options.replica)}`);
     this.replica = options.replica;

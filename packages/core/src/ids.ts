@@ -6,20 +6,30 @@
 declare const brand: unique symbol;
 type Brand<T, B extends string> = T & { readonly [brand]: B };
 
+/**
+ * A replica's id: 1-64 characters of `[A-Za-z0-9_-]` (it ends every HLC string,
+ * so it must sort the same everywhere). Make one with `replicaId()` (checked) or
+ * let `createReplica` choose one.
+ */
 export type ReplicaId = Brand<string, 'ReplicaId'>;
+/** A space's id: 1-128 printable ASCII characters without spaces (safe in URLs, SQL and log lines). Make one with `spaceId()`. */
 export type SpaceId = Brand<string, 'SpaceId'>;
 
 /** Replica ids end every HLC string, so they are restricted to characters that sort the same everywhere. */
 const REPLICA_ID = /^[A-Za-z0-9_-]{1,64}$/;
 /** Printable ASCII without spaces: safe in URLs, SQL and log lines. */
 const SPACE_ID = /^[\x21-\x7e]{1,128}$/;
+/** The longest record id, in UTF-16 code units: 512. */
 export const MAX_RECORD_ID_LENGTH = 512;
+/** The longest collection or field name, in UTF-16 code units: 128. */
 export const MAX_NAME_LENGTH = 128;
 
+/** True when `value` is a valid ReplicaId: a string of 1-64 characters of `[A-Za-z0-9_-]`. */
 export function isReplicaId(value: unknown): value is ReplicaId {
   return typeof value === 'string' && REPLICA_ID.test(value);
 }
 
+/** True when `value` is a valid SpaceId: a string of 1-128 printable ASCII characters without spaces. */
 export function isSpaceId(value: unknown): value is SpaceId {
   return typeof value === 'string' && SPACE_ID.test(value);
 }
@@ -47,11 +57,19 @@ export function isName(value: unknown): value is string {
   return typeof value === 'string' && value.length > 0 && value.length <= MAX_NAME_LENGTH && wellFormed(value);
 }
 
+/**
+ * `value` as a ReplicaId.
+ * @throws TypeError when it is not 1-64 characters of `[A-Za-z0-9_-]`.
+ */
 export function replicaId(value: string): ReplicaId {
   if (!isReplicaId(value)) throw new TypeError(`invalid replica id ${JSON.stringify(value)}: expected 1-64 of [A-Za-z0-9_-]`);
   return value;
 }
 
+/**
+ * `value` as a SpaceId.
+ * @throws TypeError when it is not 1-128 printable ASCII characters without spaces.
+ */
 export function spaceId(value: string): SpaceId {
   if (!isSpaceId(value)) throw new TypeError(`invalid space id ${JSON.stringify(value)}: expected 1-128 printable ASCII characters without spaces`);
   return value;

@@ -2,10 +2,12 @@
  * JSON values as Syncline stores them. Object keys are data: every object built
  * here gets its keys through defineProperty so `__proto__` stays an ordinary key.
  */
+/** A JSON value: null, a boolean, a finite number, a string, an array or a plain object of JSON values. */
 export type Json = null | boolean | number | string | readonly Json[] | { readonly [key: string]: Json };
 /** A record's fields: own enumerable properties only. */
 export type Fields = { readonly [field: string]: Json };
 
+/** The deepest nesting of arrays and objects a value may have: 64. */
 export const MAX_JSON_DEPTH = 64;
 
 /**
@@ -19,6 +21,7 @@ export function setOwn<T>(target: Record<string, T>, key: string, value: T): voi
   else target[key] = value;
 }
 
+/** True for an object whose prototype is Object.prototype or null (not an array, a Map or a class instance). */
 export function isPlainObject(value: unknown): value is Record<string, unknown> {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
   const proto: unknown = Object.getPrototypeOf(value);
@@ -69,10 +72,12 @@ function nonJsonAt(value: unknown, depth: number): string | undefined {
   }
 }
 
+/** True when `value` is JSON: no undefined, NaN, Infinity, function, class instance or cycle, and at most MAX_JSON_DEPTH deep. */
 export function isJson(value: unknown): value is Json {
   return findNonJson(value) === undefined;
 }
 
+/** True when `value` can be a record's fields: a plain object whose values are all JSON (see isJson). */
 export function isFields(value: unknown): value is Fields {
   return isPlainObject(value) && findNonJson(value) === undefined;
 }

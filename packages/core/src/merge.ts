@@ -15,16 +15,26 @@ import type { ReplicaId } from './ids.js';
 import type { Fields } from './json.js';
 import { covers, merge, vector, type VersionVector } from './version-vector.js';
 
+/**
+ * One version of a merge-policy record: what one `version` change wrote. Named
+ * by its change's (replica, seq). Concurrent versions are kept as siblings.
+ */
 export interface Version {
+  /** The replica that wrote it. */
   readonly replica: ReplicaId;
+  /** Its change's sequence number at that replica. */
   readonly seq: number;
+  /** Its change's timestamp: siblings are ordered by it. */
   readonly hlc: HlcString;
   /** null: this version deletes the record. */
   readonly value: Fields | null;
+  /** The versions its writer had seen: every version it supersedes is covered by it. */
   readonly context: VersionVector;
 }
 
+/** The merge part of a record's state (see the top of merge.ts). */
 export interface MergeState {
+  /** Every version applied, with the contexts they carried: what this state has seen. */
   readonly seen: VersionVector;
   /** Versions no other version has seen past, in HLC order. */
   readonly siblings: readonly Version[];

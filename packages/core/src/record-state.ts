@@ -12,9 +12,17 @@ import { applyLww, EMPTY_LWW, joinLww, lwwDeletedAt, lwwEntries, lwwFields, type
 import { applyVersion, EMPTY_MERGE, joinMerge, latestWins, type MergeState, type Resolver, type Version } from './merge.js';
 import { toEntries } from './version-vector.js';
 
+/**
+ * Everything known about one record: the join of every change applied to it.
+ * Opaque to apps (read records through a replica); servers store it as it is
+ * and send it in snapshots.
+ */
 export interface RecordState {
+  /** The lww part: field registers, put/delete stamps (lww.ts). */
   readonly lww?: LwwState;
+  /** The merge part: versions and siblings (merge.ts). */
   readonly merge?: MergeState;
+  /** The crdt fields, by name: each one's merged Yjs update (crdt.ts). */
   readonly crdt?: ReadonlyMap<string, CrdtField>;
 }
 

@@ -8,8 +8,14 @@
  */
 import type { ReplicaId } from './ids.js';
 
+/**
+ * A version vector: for each replica, the highest sequence number n such that
+ * every change 1..n of that replica is held (replicas absent: 0). On the wire,
+ * sorted [replica, seq] pairs.
+ */
 export type VersionVector = ReadonlyMap<ReplicaId, number>;
 
+/** How one version vector relates to another in causal order (`compare`). */
 export type Ordering = 'before' | 'after' | 'equal' | 'concurrent';
 
 export function vector(entries: Iterable<readonly [ReplicaId, number]> = []): VersionVector {

@@ -3,7 +3,7 @@
  * content changes, not its identity (an inline `{ collection: 'events' }` is a
  * new object on every render), and publishes a result only when it differs.
  */
-import { canonicalJson, type Version } from '@syncline/core';
+import { canonicalJson, type Version } from '@syncline/core/internal';
 import type { Query, Row, SyncStatus } from '@syncline/client';
 
 /** Canonical text of a query: same content, same key, whatever the property order. */

@@ -16,7 +16,7 @@ export interface SynclineProviderProps {
 
 /** Makes `replica` the one the hooks below it read. */
 export function SynclineProvider({ replica, children }: SynclineProviderProps): ReactNode {
-  return <ReplicaContext value={replica}>{children}</ReplicaContext>;
+  return <ReplicaContext.Provider value={replica}>{children}</ReplicaContext.Provider>;
 }
 
 /** The replica of the nearest SynclineProvider; throws when there is none. */

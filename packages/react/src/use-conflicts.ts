@@ -1,5 +1,5 @@
 import { useMemo, useSyncExternalStore } from 'react';
-import type { Version } from '@syncline/core';
+import type { Version } from '@syncline/core/internal';
 import type { Replica, WriteOptions } from '@syncline/client';
 import { useReplica } from './context.js';
 import { sameVersions } from './compare.js';

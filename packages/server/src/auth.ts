@@ -3,8 +3,8 @@
  * spaces to 'read' or 'write'. JWT claims: `spaces: { "<space>": "read" | "write" }`,
  * where the key "*" grants every space.
  */
-import type { Access, ReplicaId, SpaceId } from '@syncline/core';
-import { SynclineError } from '@syncline/core';
+import type { Access, ReplicaId, SpaceId } from '@syncline/core/internal';
+import { SynclineError } from '@syncline/core/internal';
 import { createLocalJWKSet, createRemoteJWKSet, errors as joseErrors, importSPKI, jwtVerify, type JWTVerifyGetKey, type KeyObject } from "jose";
 
 export interface AuthRequest {

@@ -4,7 +4,7 @@
  * not live (catching up, or paused because it reads slowly) is skipped: it reads
  * what it missed from the durable log instead, so no queue grows in memory.
  */
-import { encodeDownstream, fitFrames, type Change, type ReplicaId, type SpaceId } from '@syncline/core';
+import { encodeDownstream, fitFrames, type Change, type ReplicaId, type SpaceId } from '@syncline/core/internal';
 import type { LoggedChange } from './storage/types.js';
 
 export interface Follower {

@@ -1,4 +1,4 @@
-import { checkServerLimits, DEFAULT_MAX_CLOCK_DRIFT, SynclineError, type ServerLimits } from '@syncline/core';
+import { checkServerLimits, DEFAULT_MAX_CLOCK_DRIFT, SynclineError, type ServerLimits } from '@syncline/core/internal';
 import type { Logger } from 'pino';
 import type { Authenticate, JwtOptions } from './auth.js';
 import type { ServerStorage } from './storage/types.js';

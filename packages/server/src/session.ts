@@ -31,7 +31,7 @@ import {
   type ServerLimits,
   type SnapshotRecord,
   type SpaceId,
-} from '@syncline/core';
+} from '@syncline/core/internal';
 import type { Logger } from 'pino';
 import type { Authenticate, Grant } from './auth.js';
 import type { Committer } from './committer.js';

@@ -41,7 +41,7 @@ import {
   type UpstreamMessage,
   type Version,
   type VersionVector,
-} from '@syncline/core';
+} from '@syncline/core/internal';
 
 type Of<U, T extends string> = Extract<U, { type: T }>;
 

@@ -36,7 +36,7 @@ import {
   type MaterializeOptions,
   type RecordState,
   type ReplicaId,
-} from '@syncline/core';
+} from '@syncline/core/internal';
 
 export type Policy = 'lww' | 'merge' | 'crdt';
 export const POLICIES: readonly Policy[] = ['lww', 'merge', 'crdt'];

@@ -8,7 +8,7 @@
  * Browser edge cases: another tab upgrading (versionchange) closes this connection
  * and tells the replica; a blocked upgrade and quota errors become coded errors.
  */
-import type { Change, SpaceId } from '@syncline/core';
+import type { Change, SpaceId } from '@syncline/core/internal';
 import { wrap, type IDBPDatabase, type IDBPTransaction } from 'idb';
 import { ReplicaError } from '../errors.js';
 import { compareKeys, type Key, type KeyRange } from './keys.js';

@@ -4,7 +4,7 @@
  * Read-write transactions run one at a time and write into an overlay that is
  * applied only when the callback succeeds.
  */
-import { setOwn, type Change, type Json, type SpaceId } from '@syncline/core';
+import { setOwn, type Change, type Json, type SpaceId } from '@syncline/core/internal';
 import BTreeModule from 'sorted-btree';
 import { compareKeys, inRange, type Key, type KeyRange } from './keys.js';
 import { outboxEntry } from './outbox.js';

@@ -3,7 +3,7 @@
  * (a transaction's changes of one space), keyed [space, from], holding the
  * changes with seqs from..to (contiguous, ascending).
  */
-import type { Change, SpaceId } from '@syncline/core';
+import type { Change, SpaceId } from '@syncline/core/internal';
 
 export interface OutboxEntry {
   readonly space: SpaceId;

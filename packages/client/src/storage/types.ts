@@ -14,7 +14,7 @@
  *  - The outbox holds one entry per addOutbox call (a transaction's changes of
  *    one space), not one per change: per-request cost dominates IndexedDB writes.
  */
-import type { Change, Fields, RecordState, SpaceId } from '@syncline/core';
+import type { Change, Fields, RecordState, SpaceId } from '@syncline/core/internal';
 import type { Key, KeyRange } from './keys.js';
 
 export interface StoredRecord {

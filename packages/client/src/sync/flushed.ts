@@ -4,7 +4,7 @@
  * it began; it is done once the oldest change left in each space's outbox is
  * past that seq (the outbox keeps a change until the server acknowledges it).
  */
-import type { SpaceId } from '@syncline/core';
+import type { SpaceId } from '@syncline/core/internal';
 import { SyncError } from '../errors.js';
 import type { ReplicaPort } from './port.js';
 import type { SyncErrorInfo } from './status.js';
@@ -21,14 +21,15 @@ export class FlushWaiters {
 
   constructor(
     private readonly port: ReplicaPort,
-    private readonly spaces: readonly SpaceId[],
+    /** The spaces the engine syncs now (it changes with addSpace / removeSpace). */
+    private readonly spaces: ReadonlySet<SpaceId>,
     /** The spaces stopped for good, with their refusal: a waiter they hold cannot finish. */
     private readonly stopped: ReadonlyMap<SpaceId, SyncErrorInfo>,
   ) {}
 
   /** Waits for the changes written so far; `describe` explains a timeout. */
   async wait(timeoutMs: number | undefined, describe: () => string): Promise<void> {
-    const targets = await Promise.all(this.spaces.map(async (space) => [space, await this.port.lastSeq(space)] as const));
+    const targets = await Promise.all([...this.spaces].map(async (space) => [space, await this.port.lastSeq(space)] as const));
     await new Promise<void>((resolve, reject) => {
       const timer =
         timeoutMs === undefined ? undefined : setTimeout(() => this.#finish(waiter, new SyncError('timeout', `changes were not all acknowledged within ${timeoutMs} ms (${describe()})`)), timeoutMs);
@@ -47,6 +48,11 @@ export class FlushWaiters {
       oldest.set(space, first ? first.seq : Number.POSITIVE_INFINITY);
     }
     for (const waiter of this.#waiters) {
+      const removed = waiter.targets.find(([space, seq]) => !this.spaces.has(space) && seq > 0);
+      if (removed) {
+        this.#finish(waiter, new SyncError('space_removed', `space "${removed[0]}" was removed from sync before its changes were acknowledged; they stay on the device`));
+        continue;
+      }
       const blocked = waiter.targets.find(([space, seq]) => this.stopped.has(space) && (oldest.get(space) as number) <= seq);
       if (blocked) {
         const info = this.stopped.get(blocked[0]) as SyncErrorInfo;

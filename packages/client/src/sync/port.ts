@@ -5,7 +5,8 @@
  * applying what the server sends and keeping the clock stay the replica's job,
  * each in its own transaction.
  */
-import type { Change, HlcString, ReplicaId, SnapshotRecord, SpaceId } from '@syncline/core';
+import type { Change, HlcString, ReplicaId, SnapshotRecord, SpaceId } from '@syncline/core/internal';
+import type { SpaceChange } from '../tabs.js';
 
 /** What changed in one committed transaction. */
 export interface CommitEvent {
@@ -69,4 +70,16 @@ export interface ReplicaPort {
   welcomeClock(serverTime: number, roundTrip: number, maxClockDrift: number): Promise<ClockReport>;
   /** After a `clock_drift` refusal: re-stamps outbox changes too far ahead. Returns how many moved. */
   restamp(maxClockDrift: number): Promise<number>;
+
+  // ---- spaces ----
+  /**
+   * An engine tells the replica which spaces it syncs (read at every write):
+   * while any engine is attached, a write to a space none of them syncs is
+   * refused (`unsynced_space`). Returns detach.
+   */
+  syncsSpaces(spaces: () => ReadonlySet<SpaceId>): () => void;
+  /** The app changed the synced spaces in this tab: tells the other tabs. */
+  shareSpaces(change: SpaceChange): void;
+  /** Another tab changed the synced spaces. Returns unsubscribe. */
+  onSharedSpaces(listener: (change: SpaceChange) => void): () => void;
 }

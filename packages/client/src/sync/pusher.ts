@@ -6,7 +6,7 @@
  * whatever its changes' sizes (every change fits a frame on its own: the
  * protocol's promise, kept at write time).
  */
-import { encodeUpstream, fitFrames, type Change, type HlcString, type SpaceId } from '@syncline/core';
+import { encodeUpstream, fitFrames, type Change, type HlcString, type SpaceId } from '@syncline/core/internal';
 import type { Pacer } from './pacer.js';
 import type { ReplicaPort } from './port.js';
 

@@ -3,7 +3,7 @@
  * client README's error table is kept in code. Every error ends the push it
  * refused, and none leaves the engine retrying something retrying cannot fix.
  */
-import type { ErrorCode } from '@syncline/core';
+import type { ErrorCode } from '@syncline/core/internal';
 
 export type Recovery =
   /** The frame was dropped unread (`rate_limited`): every push in flight is sent again after `retryAfter`, at a slower pace. */

@@ -1,5 +1,5 @@
 /** The sync status an app sees (`replica.sync.status`), and its listeners. */
-import type { ErrorCode, SpaceId } from '@syncline/core';
+import type { ErrorCode, SpaceId } from '@syncline/core/internal';
 
 /**
  * - `offline`: not connected; the engine dials again after a backoff, or as

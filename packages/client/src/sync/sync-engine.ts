@@ -11,6 +11,7 @@
  * connection that stops answering is dropped.
  */
 import {
+  isSpaceId,
   decodeDownstream,
   encodeUpstream,
   MAX_CHANGE_BYTES,
@@ -24,7 +25,7 @@ import {
   type ServerLimits,
   type SpaceId,
   type UpstreamMessage,
-} from '@syncline/core';
+} from '@syncline/core/internal';
 import { SyncError } from '../errors.js';
 import { Backoff, type BackoffOptions } from './backoff.js';
 import { webSocketConnect, type Connect, type Connection, type SocketFactory } from './connection.js';
@@ -34,6 +35,7 @@ import type { ReplicaPort } from './port.js';
 import { Pusher } from './pusher.js';
 import { recoveryFor } from './recovery.js';
 import { StatusBoard, type SyncErrorInfo, type SyncStatus } from './status.js';
+import type { SpaceChange } from '../tabs.js';
 
 export type { SyncState, SyncStatus, SyncErrorInfo } from './status.js';
 
@@ -116,9 +118,8 @@ export class SyncEngine {
   readonly #port: ReplicaPort;
   readonly #options: SyncOptions;
   readonly #settings: EngineSettings;
-  readonly #spaces: readonly SpaceId[];
-  /** The same spaces, for membership tests on every message. */
-  readonly #syncing: ReadonlySet<SpaceId>;
+  /** The spaces this engine syncs (options.spaces, then addSpace / removeSpace), in the order added. */
+  readonly #syncing: Set<SpaceId>;
   /** The largest frame this client reads (told to the server in hello). */
   readonly #maxFrameBytes: number;
   readonly #connect: Connect;
@@ -148,15 +149,17 @@ export class SyncEngine {
     this.#port = port;
     this.#options = options;
     this.#settings = settings;
+    for (const space of options.spaces ?? []) {
+      if (!isSpaceId(space)) throw new TypeError(`sync.spaces: invalid space id ${JSON.stringify(space)}`);
+    }
     this.#syncing = new Set((options.spaces ?? [port.defaultSpace]).map((s) => toSpaceId(s)));
-    this.#spaces = [...this.#syncing];
     this.#maxFrameBytes = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
     this.#connect = options.connect ?? this.#webSocket();
     if (options.maxFrameBytes !== undefined && !(options.maxFrameBytes >= MIN_FRAME_BYTES)) {
       throw new TypeError(`sync.maxFrameBytes must be at least ${MIN_FRAME_BYTES} (one record of MAX_RECORD_BYTES in a frame); got ${options.maxFrameBytes}`);
     }
     this.#backoff = new Backoff(options.backoff ?? {}, options.random ?? Math.random);
-    this.#flushed = new FlushWaiters(port, this.#spaces, this.#stoppedSpaces);
+    this.#flushed = new FlushWaiters(port, this.#syncing, this.#stoppedSpaces);
     this.#cleanups.push(
       port.onCommit((event) => {
         if (event.outbox.length === 0) return;
@@ -164,6 +167,8 @@ export class SyncEngine {
         for (const space of event.outbox) this.#session?.pusher.next(toSpaceId(space));
       }),
       port.onLeaderChange((leader) => (leader ? this.#start() : this.#stop())),
+      port.syncsSpaces(() => this.#syncing),
+      port.onSharedSpaces((change) => this.#changeSpaces(change)),
     );
     // The browser knows before a ping times out: drop the socket, and dial as soon as it is back.
     const target = globalThis as { addEventListener?: (t: string, f: () => void) => void; removeEventListener?: (t: string, f: () => void) => void };
@@ -220,7 +225,59 @@ export class SyncEngine {
     this.#board.set({ stoppedSpaces: undefined });
     this.#backoff.reset();
     if (!this.#session) return this.#wake();
-    for (const space of this.#spaces) this.#session.pusher.next(space);
+    for (const space of this.#syncing) this.#session.pusher.next(space);
+  }
+
+  /** The spaces this engine syncs, in the order they were added. */
+  get spaces(): readonly SpaceId[] {
+    return [...this.#syncing];
+  }
+
+  /**
+   * Syncs one more space from now on, in this tab and the replica's other tabs:
+   * the connection is made again with it (one reconnect), its changes are
+   * pulled and writes to it are accepted. Throws a TypeError for an invalid space id.
+   */
+  addSpace(space: string): void {
+    if (!isSpaceId(space)) throw new TypeError(`addSpace: invalid space id ${JSON.stringify(space)}`);
+    if (this.#changeSpaces({ add: space })) this.#port.shareSpaces({ add: space });
+  }
+
+  /**
+   * Stops syncing a space, in this tab and the others: the connection is made
+   * again without it and writes to it are refused (\`unsynced_space\`). Its records
+   * stay on the device, and so do its changes not yet acknowledged (they are
+   * pushed if the space is added again): call \`flushed()\` first to have them on
+   * the server. \`flushed()\` calls waiting for it reject with \`space_removed\`.
+   */
+  removeSpace(space: string): void {
+    if (!isSpaceId(space)) throw new TypeError(`removeSpace: invalid space id ${JSON.stringify(space)}`);
+    if (this.#changeSpaces({ remove: space })) this.#port.shareSpaces({ remove: space });
+  }
+
+  /** Applies a change of the synced spaces (from this tab or another); false when it changed nothing. */
+  #changeSpaces(change: SpaceChange): boolean {
+    if (this.#closed) return false;
+    let changed = false;
+    if (change.add !== undefined && isSpaceId(change.add) && !this.#syncing.has(change.add)) {
+      this.#syncing.add(change.add);
+      changed = true;
+    }
+    if (change.remove !== undefined && isSpaceId(change.remove) && this.#syncing.delete(change.remove)) {
+      this.#stoppedSpaces.delete(change.remove);
+      this.#board.set({ stoppedSpaces: this.#stoppedSpaces.size > 0 ? [...this.#stoppedSpaces.values()] : undefined });
+      changed = true;
+    }
+    if (!changed) return false;
+    // The hello names the spaces: a new connection with the new set (the protocol has no message to change them).
+    if (this.#session) {
+      this.#dropSession();
+      this.#backoff.reset();
+      this.#wake();
+    }
+    void this.#refreshPending();
+    void this.#flushed.check();
+    return true;
   }
 
   /** A new auth token (a static one was refused, or expired); dials with it now. */
@@ -427,7 +484,7 @@ export class SyncEngine {
     const token = this.#token ?? (typeof this.#options.token === 'function' ? await this.#options.token() : this.#options.token);
     session.freshToken = fromFunction && Boolean(token);
     const spaces = [];
-    for (const space of this.#spaces) spaces.push({ space, after: await this.#port.position(space) });
+    for (const space of [...this.#syncing]) spaces.push({ space, after: await this.#port.position(space) });
     session.helloAt = monotonic();
     session.pacer.spend();
     this.#send(session, {
@@ -528,7 +585,7 @@ export class SyncEngine {
         session.pusher.end();
         session.pacer.slowDown();
         if (!session.announced) this.#rateCap = Math.min(this.#rateCap, session.pacer.messagesPerSecond);
-        for (const s of this.#spaces) session.pusher.later(s, message.retryAfter ?? 1_000);
+        for (const s of this.#syncing) session.pusher.later(s, message.retryAfter ?? 1_000);
         return;
       }
       case 'shrink-batch': {
@@ -589,7 +646,7 @@ export class SyncEngine {
   async #countPending(): Promise<void> {
     if (this.#port.closed) return;
     // Only the spaces this engine syncs: changes of a local-only space never leave the outbox.
-    const moving = this.#spaces.filter((s) => !this.#stoppedSpaces.has(s));
+    const moving = [...this.#syncing].filter((s) => !this.#stoppedSpaces.has(s));
     const [pending, stuck] = await Promise.all([this.#port.countOutbox(moving), this.#port.countOutbox([...this.#stoppedSpaces.keys()])]).catch(() => [this.status.pending, 0]);
     const session = this.#session;
     if (!session?.ready) {

@@ -30,18 +30,28 @@ export function decodeWith<T>(schema: Schema<T>, frame: Uint8Array): T {
   }
 }
 
+/** Encodes a client-to-server message (hello, push, ping, pong) into one frame. */
 export function encodeUpstream(message: UpstreamMessage): Uint8Array {
   return encodeWith(upstream as Schema<UpstreamMessage>, message);
 }
 
+/**
+ * Decodes and checks a frame from a client. Unknown object keys are dropped.
+ * @throws ProtocolError `malformed_frame` (not a frame) or `invalid_message` (a field missing or invalid; `path` says which).
+ */
 export function decodeUpstream(frame: Uint8Array): UpstreamMessage {
   return decodeWith(upstream as Schema<UpstreamMessage>, frame);
 }
 
+/** Encodes a server-to-client message (welcome, ack, changes, snapshot, synced, error, ping, pong) into one frame. */
 export function encodeDownstream(message: DownstreamMessage): Uint8Array {
   return encodeWith(downstream as Schema<DownstreamMessage>, message);
 }
 
+/**
+ * Decodes and checks a frame from a server. Unknown object keys are dropped.
+ * @throws ProtocolError `malformed_frame` (not a frame) or `invalid_message` (a field missing or invalid; `path` says which).
+ */
 export function decodeDownstream(frame: Uint8Array): DownstreamMessage {
   return decodeWith(downstream as Schema<DownstreamMessage>, frame);
 }

@@ -6,8 +6,13 @@ import { isName, isRecordId, isReplicaId, isSpaceId, type ReplicaId, type SpaceI
 import type { VersionVector } from '../version-vector.js';
 import { array, bytes, fields, int, literal, nullable, object, oneOf, string, transform, tuple, variants, type Schema } from './schema.js';
 
-/** Hard caps that no configuration can raise; servers set lower limits of their own. */
+/**
+ * Most changes (or snapshot records) one message can carry: 100,000. A hard cap
+ * of the wire format that no configuration can raise; servers set lower limits
+ * of their own (`maxBatch`).
+ */
 export const MAX_CHANGES_PER_MESSAGE = 100_000;
+/** Most spaces one hello (and its welcome) can name: 1,000. A hard cap of the wire format. */
 export const MAX_SPACES_PER_HELLO = 1_000;
 
 export const replicaId = string<ReplicaId>('replicaId', isReplicaId);

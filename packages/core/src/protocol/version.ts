@@ -21,6 +21,7 @@ export const PROTOCOL_VERSION = 4;
 /** The oldest version a peer may speak and still be served. */
 export const MIN_PROTOCOL_VERSION = 2;
 
+/** True when a peer speaking `version` can be served: an integer from MIN_PROTOCOL_VERSION to PROTOCOL_VERSION. */
 export function isSupportedProtocol(version: number): boolean {
   return Number.isInteger(version) && version >= MIN_PROTOCOL_VERSION && version <= PROTOCOL_VERSION;
 }

@@ -44,7 +44,7 @@ import {
   type RecordState,
   type SnapshotRecord,
   type SpaceId,
-} from '@syncline/core';
+} from '@syncline/core/internal';
 import pg from 'pg';
 import { UsageDelta, type SpaceQuotas } from './quota.js';
 import type { AppendRequest, AppendResult, LoggedChange, ServerStorage } from './types.js';

@@ -6,7 +6,7 @@
  * through, so a full space can be cleaned up. The log is not counted: it is
  * bounded by compaction.
  */
-import { recordExists, SynclineError, type RecordState, type SpaceId } from '@syncline/core';
+import { recordExists, SynclineError, type RecordState, type SpaceId } from '@syncline/core/internal';
 
 export interface SpaceQuotas {
   /** Bytes of the records' stored states in one space. */

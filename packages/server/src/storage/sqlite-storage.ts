@@ -14,7 +14,7 @@ import {
   type RecordState,
   type SnapshotRecord,
   type SpaceId,
-} from '@syncline/core';
+} from '@syncline/core/internal';
 import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';

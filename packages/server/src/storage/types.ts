@@ -13,7 +13,7 @@
  *  - Record states always include every change up to the space's head, so a
  *    snapshot is valid as of any head read before it.
  */
-import type { Change, ReplicaId, SnapshotRecord, SpaceId } from '@syncline/core';
+import type { Change, ReplicaId, SnapshotRecord, SpaceId } from '@syncline/core/internal';
 import type { SpaceQuotas } from './quota.js';
 
 export interface LoggedChange {
