@@ -26,9 +26,15 @@ export interface RecordState {
   readonly crdt?: ReadonlyMap<string, CrdtField>;
 }
 
+/** The state of a record nothing was applied to. */
 export const EMPTY_RECORD: RecordState = {};
 
-/** Applies one change. Pure: returns a new state and never mutates `state`. */
+/**
+ * Applies one change. Pure: returns a new state and never mutates `state`.
+ * Idempotent, and the order of changes does not matter: the result is a join.
+ * Does not validate the change (validate input first); throws
+ * InvalidChangeError (`invalid_change`) for a crdt update Yjs cannot read.
+ */
 export function applyChange(state: RecordState | undefined, change: Change): RecordState {
   const base = state ?? EMPTY_RECORD;
   switch (change.op) {
@@ -53,6 +59,7 @@ export function applyChange(state: RecordState | undefined, change: Change): Rec
   }
 }
 
+/** Applies changes in turn (see applyChange); `state` undefined starts from EMPTY_RECORD. */
 export function applyChanges(state: RecordState | undefined, changes: Iterable<Change>): RecordState {
   let out = state ?? EMPTY_RECORD;
   for (const change of changes) out = applyChange(out, change);
@@ -75,6 +82,7 @@ export function joinRecordStates(a: RecordState, b: RecordState): RecordState {
   return out;
 }
 
+/** What an app sees of a record state (`materialize`). */
 export interface RecordView {
   /** False when the record was never written or its latest state is deleted. */
   readonly exists: boolean;
@@ -84,6 +92,7 @@ export interface RecordView {
   readonly siblings: readonly Version[];
 }
 
+/** Options of `materialize`. */
 export interface MaterializeOptions {
   /** merge records: chooses the visible value from the siblings (default: highest HLC). */
   readonly resolve?: Resolver;
@@ -102,6 +111,11 @@ export function recordExists(state: RecordState | undefined): boolean {
   return materialize(state).exists;
 }
 
+/**
+ * The visible record of a state: whether it exists, its fields (lww fields, or
+ * the resolved merge version, plus crdt fields as JSON) and its merge siblings.
+ * Deterministic: equal states give equal views on every replica.
+ */
 export function materialize(state: RecordState | undefined, options: MaterializeOptions = {}): RecordView {
   if (!state) return { exists: false, value: undefined, siblings: NO_SIBLINGS };
   // Most records: lww fields only.

@@ -18,12 +18,14 @@ export type VersionVector = ReadonlyMap<ReplicaId, number>;
 /** How one version vector relates to another in causal order (`compare`). */
 export type Ordering = 'before' | 'after' | 'equal' | 'concurrent';
 
+/** A vector from [replica, seq] pairs: entries of 0 or less are dropped, and a replica listed twice keeps its highest seq. */
 export function vector(entries: Iterable<readonly [ReplicaId, number]> = []): VersionVector {
   const out = new Map<ReplicaId, number>();
   for (const [replica, seq] of entries) if (seq > 0) out.set(replica, Math.max(seq, out.get(replica) ?? 0));
   return out;
 }
 
+/** The highest contiguous seq `v` holds for `replica` (0: none). */
 export function get(v: VersionVector, replica: ReplicaId): number {
   return v.get(replica) ?? 0;
 }
@@ -53,14 +55,18 @@ export function compare(a: VersionVector, b: VersionVector): Ordering {
   return 'concurrent';
 }
 
+/** True when `v` holds change `seq` of `replica` (and so every earlier one). */
 export function covers(v: VersionVector, replica: ReplicaId, seq: number): boolean {
   return (v.get(replica) ?? 0) >= seq;
 }
 
 /** An inclusive range of one replica's sequence numbers. */
 export interface SeqRange {
+  /** Whose changes. */
   readonly replica: ReplicaId;
+  /** The first seq of the range (>= 1). */
   readonly from: number;
+  /** The last seq of the range (>= from). */
   readonly to: number;
 }
 
@@ -79,6 +85,7 @@ export function toEntries(v: VersionVector): Array<[ReplicaId, number]> {
   return [...v].sort((x, y) => (x[0] < y[0] ? -1 : x[0] > y[0] ? 1 : 0));
 }
 
+/** True when `a` and `b` hold the same changes. */
 export function equals(a: VersionVector, b: VersionVector): boolean {
   return compare(a, b) === 'equal';
 }
@@ -93,17 +100,22 @@ export class SeqSet {
   /** Sequence numbers above the contiguous prefix, per replica. */
   readonly #beyond = new Map<ReplicaId, Set<number>>();
 
+  /** A set holding exactly what vector `v` holds. */
   static from(v: VersionVector): SeqSet {
     const set = new SeqSet();
     for (const [replica, seq] of v) set.#contiguous.set(replica, seq);
     return set;
   }
 
+  /** True when change `seq` of `replica` is held. */
   has(replica: ReplicaId, seq: number): boolean {
     return seq <= (this.#contiguous.get(replica) ?? 0) || (this.#beyond.get(replica)?.has(seq) ?? false);
   }
 
-  /** Adds a sequence number; returns false when it was already held. */
+  /**
+   * Adds a sequence number; returns false when it was already held.
+   * @throws RangeError when `seq` is not a safe integer >= 1.
+   */
   add(replica: ReplicaId, seq: number): boolean {
     if (!Number.isSafeInteger(seq) || seq < 1) throw new RangeError(`sequence numbers start at 1, got ${seq}`);
     if (this.has(replica, seq)) return false;

@@ -7,12 +7,17 @@ import type { Access, ReplicaId, SpaceId } from '@syncline/core/internal';
 import { SynclineError } from '@syncline/core/internal';
 import { createLocalJWKSet, createRemoteJWKSet, errors as joseErrors, importSPKI, jwtVerify, type JWTVerifyGetKey, type KeyObject } from "jose";
 
+/** What a hello asks for, as the `authenticate` hook sees it. */
 export interface AuthRequest {
+  /** The hello's token (the client's `sync.token`), if it sent one. */
   readonly token: string | undefined;
+  /** The replica asking (not authenticated: any client can claim any id). */
   readonly replica: ReplicaId;
+  /** The spaces it asks to sync. */
   readonly spaces: readonly SpaceId[];
 }
 
+/** What an `authenticate` hook grants one connection. */
 export interface Grant {
   /** Who this is (for logs). */
   readonly subject: string;
@@ -29,9 +34,15 @@ export interface Grant {
 /** Returns a grant, or throws SynclineError('unauthenticated' | 'forbidden'). */
 export type Authenticate = (request: AuthRequest) => Promise<Grant>;
 
+/**
+ * A refusal by an `authenticate` hook: the server sends its code (fatal) and
+ * message to the client. Any other error a hook throws is sent as `unauthenticated`.
+ */
 export class AuthError extends SynclineError {
+  /** 'AuthError'. */
   override name = 'AuthError';
   constructor(
+    /** `unauthenticated`: no valid credentials; `forbidden`: valid, but not for what was asked. */
     override readonly code: 'unauthenticated' | 'forbidden',
     message: string,
   ) {
@@ -39,8 +50,17 @@ export class AuthError extends SynclineError {
   }
 }
 
+/** Grants everyone 'write' to every space, with the subject 'anonymous': the default without `authenticate` or `jwt`. */
 export const openAccess: Authenticate = async () => ({ subject: 'anonymous', access: () => 'write' });
 
+/**
+ * A grant from a `spaces` claim: `{ "<space>": "read" | "write" }`, where the
+ * key "*" covers every space not named. Entries with other values, and a claim
+ * that is not an object, grant nothing.
+ * @param subject - Who it is, for logs.
+ * @param claim - The claim's value, unchecked.
+ * @param expiresAt - When the grant ends, ms since the epoch (the connection is then closed with `unauthenticated`).
+ */
 export function grantFromClaim(subject: string, claim: unknown, expiresAt?: number): Grant {
   const table = new Map<string, Access>();
   if (typeof claim === 'object' && claim !== null && !Array.isArray(claim)) {
@@ -49,6 +69,7 @@ export function grantFromClaim(subject: string, claim: unknown, expiresAt?: numb
   return { subject, access: (space) => table.get(space) ?? table.get('*'), ...(expiresAt !== undefined ? { expiresAt } : {}) };
 }
 
+/** Options of jwtAuth (and of SyncServerOptions.jwt, without `now`). Give one of `secret`, `publicKey` or `jwksUrl`. */
 export interface JwtOptions {
   /** HMAC secret (HS256, HS384, HS512). */
   readonly secret?: string;
@@ -64,12 +85,21 @@ export interface JwtOptions {
   readonly algorithms?: readonly string[];
   /** Accept tokens without `exp` (they never expire). Default false: refused. */
   readonly allowNoExpiry?: boolean;
+  /** The clock that `exp` and `nbf` are checked against (ms since the epoch). Default: the system clock. */
   readonly now?: () => number;
 }
 
 const HMAC_ALGORITHMS = ['HS256', 'HS384', 'HS512'];
 const JWKS_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'];
 
+/**
+ * An `authenticate` hook that verifies a JWT (jose) and grants what its
+ * `spaces` claim says (grantFromClaim); `sub` is the subject, `exp` the expiry.
+ * The hook refuses with AuthError `unauthenticated` a missing, invalid,
+ * expired or (unless `allowNoExpiry`) expiry-less token; without a `secret`,
+ * `publicKey` or `jwksUrl` every call rejects with an Error.
+ * @throws TypeError when `algorithms` leaves no algorithm but `none`.
+ */
 export function jwtAuth(options: JwtOptions): Authenticate {
   let key: Uint8Array | KeyObject | JWTVerifyGetKey | undefined;
   const getKey = async () => {

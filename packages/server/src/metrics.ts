@@ -20,22 +20,31 @@ function processMetrics(): Registry {
 export function createMetrics() {
   const registry = new Registry();
   return {
+    /** The prom-client registry of this server's metrics (not the process's). */
     registry,
     /** Prometheus text of this server's and the process's metrics. */
     text: async (): Promise<string> => `${await processMetrics().metrics()}\n${await registry.metrics()}`,
+    /** `syncline_connections`: open sessions. */
     connections: new Gauge({ name: 'syncline_connections', help: 'Open WebSocket connections', registers: [registry] }),
+    /** `syncline_changes_stored_total`: changes durably stored (not counting ones already held). */
     changesStored: new Counter({ name: 'syncline_changes_stored_total', help: 'Changes durably stored', registers: [registry] }),
+    /** `syncline_changes_relayed_total`: changes sent to other replicas, live and in catch-up. */
     changesRelayed: new Counter({ name: 'syncline_changes_relayed_total', help: 'Changes sent to other replicas', registers: [registry] }),
+    /** `syncline_errors_total{code}`: protocol errors sent (and upgrades refused), by code. */
     errors: new Counter({ name: 'syncline_errors_total', help: 'Protocol errors sent, by code', labelNames: ['code'], registers: [registry] }),
+    /** `syncline_commit_seconds`: duration of one group commit (storage append), seconds. */
     commitSeconds: new Histogram({
       name: 'syncline_commit_seconds',
       help: 'Time of one group commit',
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
       registers: [registry],
     }),
+    /** `syncline_snapshots_total`: snapshots sent in full. */
     snapshots: new Counter({ name: 'syncline_snapshots_total', help: 'Snapshots sent', registers: [registry] }),
+    /** `syncline_frames_dropped_total{reason}`: frames dropped unread; reason `rate` (over messagesPerSecond). */
     framesDropped: new Counter({ name: 'syncline_frames_dropped_total', help: 'Frames dropped unread, by reason (rate: over messagesPerSecond)', labelNames: ['reason'], registers: [registry] }),
   };
 }
 
+/** A server's metrics (SyncServer.metrics): prom-client counters, gauges and a histogram in one registry. */
 export type Metrics = ReturnType<typeof createMetrics>;

@@ -3,16 +3,23 @@ import type { Logger } from 'pino';
 import type { Authenticate, JwtOptions } from './auth.js';
 import type { ServerStorage } from './storage/types.js';
 
+/**
+ * A server's protective limits (SyncServerOptions.limits). `maxFrameBytes`,
+ * `maxBatch` and `messagesPerSecond` are announced to clients in welcome, and
+ * createSyncServer refuses (`invalid_limits`) values of them below what the
+ * protocol promises every client (PROMISED_LIMITS: 589,824 bytes, 1 change,
+ * 5 messages per second).
+ */
 export interface Limits {
-  /** Largest frame accepted, in bytes. Default 1 MiB. */
+  /** Largest frame accepted, in bytes; a larger one is refused with a fatal `frame_too_large`. Also caps the frames the server sends. Default 1 MiB; at least MIN_FRAME_BYTES (589,824). */
   readonly maxFrameBytes: number;
-  /** Most changes in one push. Default 1,000. */
+  /** Most changes in one push (more: `batch_too_large`). Default 1,000; at least 1. */
   readonly maxBatch: number;
   /** Bytes queued to one socket before it is paused (served from the log when it drains). Default 4 MiB. */
   readonly maxBufferedBytes: number;
   /** How long a paused (slow) connection may stay paused before it is dropped. Default 30 s. */
   readonly slowConsumerTimeoutMs: number;
-  /** Messages per second per connection (token bucket, burst of the same size). Default 200. */
+  /** Messages per second per connection (token bucket, burst of the same size; more: `rate_limited`). Default 200; at least 5. */
   readonly messagesPerSecond: number;
   /** Authenticated sessions. Default 10,000. Connections still waiting to authenticate count in the next three. */
   readonly maxConnections: number;
@@ -22,13 +29,13 @@ export interface Limits {
   readonly maxPendingPerAddress: number;
   /** New connections a second from one address (a bucket of one second's worth). Default 50. */
   readonly connectionsPerSecondPerAddress: number;
-  /** Ping interval; a socket that misses two pongs is closed. Default 30 s. */
+  /** WebSocket ping interval, ms; a socket that has not answered one ping by the next is terminated. Default 30 s. */
   readonly pingIntervalMs: number;
-  /** A connection that sends no hello within this time is closed. Default 5 s. */
+  /** A connection that sends no hello within this time (ms) is closed with `not_ready`. Default 5 s. */
   readonly helloTimeoutMs: number;
-  /** Bytes of one space's records (stored states; the log is bounded by compaction instead). Default 1 GiB. */
+  /** Bytes of one space's records (stored states; the log is bounded by compaction instead); a push past it: `quota_exceeded`. Default 1 GiB. */
   readonly maxSpaceBytes: number;
-  /** Records that exist in one space (deleted ones do not count). Default 1,000,000. */
+  /** Records that exist in one space (deleted ones do not count); a push past it: `quota_exceeded`. Default 1,000,000. */
   readonly maxSpaceRecords: number;
   /** Changes per relay or catch-up message. Default 500. */
   readonly relayBatch: number;
@@ -36,6 +43,7 @@ export interface Limits {
   readonly snapshotChunk: number;
 }
 
+/** Every limit's default (see Limits for each one). */
 export const DEFAULT_LIMITS: Limits = {
   maxFrameBytes: 1024 * 1024,
   maxBatch: 1000,
@@ -72,32 +80,44 @@ export function announcedLimits(limits: Partial<Limits> | undefined, maxClockDri
   return announced;
 }
 
+/**
+ * Log compaction (SyncServerOptions.compaction). A replica whose position is
+ * older than what was dropped is sent a snapshot of the space instead of the log.
+ */
 export interface CompactionOptions {
-  /** Log entries kept per space; older ones are dropped (their effect lives in the snapshot). */
+  /** Log entries kept per space (required); older ones are dropped (their effect lives in the record states). */
   readonly keepLast: number;
   /** How often compaction runs. Default 60 s. */
   readonly intervalMs?: number;
 }
 
+/** Options of createSyncServer. Every one is optional. */
 export interface SyncServerOptions {
   /** Storage adapter; default SQLite at ./data/syncline.db. */
   readonly storage?: ServerStorage;
   /** Port to listen on (0: a random free port). Default 8787. */
   readonly port?: number;
-  /** Default 127.0.0.1. */
+  /** Address to listen on. Default 127.0.0.1 (this machine only). */
   readonly host?: string;
-  /** Who may do what; without it (and without jwt) the server is open and says so. */
+  /**
+   * Who may do what; it wins over `jwt`. Without either, every client may read
+   * and write every space (openAccess), and the server logs a warning saying so.
+   */
   readonly authenticate?: Authenticate;
-  /** Built-in JWT auth (see auth.ts and the README's "Auth"): a key, and what a token must carry. */
+  /** Built-in JWT auth (jwtAuth; see the README's "Auth"): a key, and what a token must carry. The server's `now` is its clock. */
   readonly jwt?: Omit<JwtOptions, 'now'>;
+  /** Limits to change; each one left out keeps its DEFAULT_LIMITS value. */
   readonly limits?: Partial<Limits>;
   /** Log compaction; default keeps every entry. */
   readonly compaction?: CompactionOptions;
-  /** Remote HLC timestamps further ahead of the server clock are refused. Default 5 minutes. */
+  /**
+   * How far ahead of the server clock (ms) a pushed change may be stamped; further is refused
+   * with `clock_drift`. Announced in welcome. Default 300,000 (5 minutes); at least 60,000.
+   */
   readonly maxClockDrift?: number;
-  /** Physical clock (ms). Default Date.now. */
+  /** Physical clock (ms since the epoch): welcome's time, clock drift, rate limits, token expiry. Default Date.now. */
   readonly now?: () => number;
-  /** Folder served at / (the calendar's build). */
+  /** Folder served at / (the calendar's build); unknown paths get its index.html. Default: none (no static files). */
   readonly staticDir?: string;
   /**
    * Browser origins allowed to open /sync (e.g. 'https://app.example.com'), or
@@ -116,6 +136,6 @@ export interface SyncServerOptions {
   readonly contentSecurityPolicy?: string;
   /** pino logger; default JSON to stdout at info (silent when NODE_ENV=test). */
   readonly logger?: Logger;
-  /** Server id reported in welcome. Default random. */
+  /** Server id reported in welcome (1-128 characters). Default: a random UUID. */
   readonly serverId?: string;
 }

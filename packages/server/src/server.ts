@@ -20,16 +20,27 @@ import { Session, type Connection } from './session.js';
 import { sqliteStorage } from './storage/sqlite-storage.js';
 import type { ServerStorage } from './storage/types.js';
 
+/** A sync server made by createSyncServer. Nothing listens until `listen()`. */
 export interface SyncServer {
-  /** Starts listening; resolves with the bound port. */
+  /**
+   * Starts listening on `options.port` and `options.host`; resolves with the
+   * bound port. Rejects with the listen error (e.g. EADDRINUSE).
+   */
   listen(): Promise<number>;
-  /** Stops accepting, tells clients, finishes commits in flight, closes storage. Idempotent. */
+  /**
+   * Stops accepting, sends every session `shutting_down` (fatal), waits for
+   * commits in flight, closes the sockets, the HTTP server and the storage. Idempotent.
+   */
   close(): Promise<void>;
+  /** The bound port; 0 until `listen()` resolves. */
   readonly port: number;
   /** ws://host:port/sync */
   readonly url: string;
+  /** The storage adapter in use (closed by `close()`). */
   readonly storage: ServerStorage;
+  /** This server's Prometheus metrics (served at /metrics with the process's). */
   readonly metrics: Metrics;
+  /** The pino logger in use. */
   readonly logger: Logger;
   /** Open sessions. */
   readonly connections: number;
@@ -54,6 +65,16 @@ export interface ConnectionEvents {
   closed(): void;
 }
 
+/**
+ * Creates a sync server: HTTP on `options.port` with the WebSocket endpoint
+ * /sync, /healthz, /metrics and, with `staticDir`, static files. Call
+ * `listen()` to start it. Every option has a default (SyncServerOptions).
+ *
+ * @throws SynclineError with code `invalid_limits` when `options.limits` or
+ * `maxClockDrift` are below what the protocol promises every client
+ * (PROMISED_LIMITS from `@syncline/core`); without `options.storage`, what
+ * sqliteStorage throws for ./data/syncline.db.
+ */
 export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
   const limits: Limits = { ...DEFAULT_LIMITS, ...options.limits };
   // Refuses to start below what the protocol promises every client.

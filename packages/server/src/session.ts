@@ -68,6 +68,7 @@ export interface Connection {
   readonly bufferedAmount: number;
   /** True while frames can be sent. */
   readonly open: boolean;
+  /** Sends one binary frame (one message). Frames must arrive in the order sent. */
   send(frame: Uint8Array): void;
   /** Closes with a closing handshake. */
   close(code: number, reason: string): void;

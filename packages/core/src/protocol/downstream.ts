@@ -6,7 +6,9 @@ import { compactChanges } from './changes.js';
 import { ping, pong } from './upstream.js';
 import { array, boolean, int, literal, object, oneOf, optional, string, variants, type Infer } from './schema.js';
 
+/** The access a server grants to a space: 'read' (receive changes) or 'write' (also push). */
 export const ACCESS_LEVELS = ['read', 'write'] as const;
+/** 'read' or 'write': see ACCESS_LEVELS. */
 export type Access = (typeof ACCESS_LEVELS)[number];
 
 /** What a server enforces (protocol 3); its clients fit their pushes and pace under it. See limits.ts. */
@@ -78,11 +80,36 @@ export const error = object({
 
 export const downstream = variants('type', { welcome, ack, changes, snapshot, synced, error, ping, pong });
 
+/**
+ * `welcome`, the answer to hello: `protocol` (the server's PROTOCOL_VERSION),
+ * `server` (its id), `time` (its clock, ms), `spaces: [{space, access, head}]`
+ * for the spaces granted (`head`: the space's latest log position), and
+ * `limits?` (protocol 3: what the server enforces).
+ */
 export type Welcome = Infer<typeof welcome>;
+/** The `limits` of a welcome: `maxFrameBytes` (bytes), `maxBatch` (changes per push), `messagesPerSecond`, `maxClockDrift` (ms). See ServerLimits. */
 export type WelcomeLimits = Infer<typeof limits>;
+/** `ack`: `space` and `upTo`: every change of this replica in the space up to seq `upTo` is durably stored. */
 export type Ack = Infer<typeof ack>;
+/**
+ * `changes`: other replicas' changes of `space`, in log order; once they are
+ * applied, the client holds the space's log up to position `upTo` (its own
+ * changes are not echoed, so `changes` may be empty).
+ */
 export type Changes = Infer<typeof changes>;
+/**
+ * `snapshot`: chunk `chunk` (from 0) of `chunks` of a space's materialized
+ * records as of log position `position`; `total` counts the records of every
+ * chunk. The log after `position` follows.
+ */
 export type Snapshot = Infer<typeof snapshot>;
+/** `synced`: catch-up of `space` is complete up to log position `upTo`; live changes follow. */
 export type Synced = Infer<typeof synced>;
+/**
+ * `error`: a refusal with a `code` (ERROR_CODES) and a `message`; `fatal`: the
+ * server closes the connection after it; `space?`: the space it is about;
+ * `retryAfter?` (ms, protocol 3): wait at least this long before sending again.
+ */
 export type ErrorMessage = Infer<typeof error>;
+/** Any message from the server to a client. */
 export type DownstreamMessage = Welcome | Ack | Changes | Snapshot | Synced | ErrorMessage | Infer<typeof ping> | Infer<typeof pong>;

@@ -31,7 +31,15 @@ import type { RecordState } from '../record-state.js';
 import { hlc, MAX_CHANGES_PER_MESSAGE, name, recordId, replicaId, seq, versionVector } from './common.js';
 import { array, bytes, fields, int, invalid, json, nullable, object, oneOf, optional, transform, tuple, type ReadContext, type Schema, type WriteContext } from './schema.js';
 
-export type SnapshotRecord = { readonly collection: string; readonly id: string; readonly state: RecordState };
+/** One record of a snapshot (and of a server's storage): where it is and its whole state. */
+export type SnapshotRecord = {
+  /** The record's collection. */
+  readonly collection: string;
+  /** The record's id. */
+  readonly id: string;
+  /** The record's state: the join of every change applied to it (opaque to apps). */
+  readonly state: RecordState;
+};
 
 const version: Schema<Version> = object({ replica: replicaId, seq, hlc, value: nullable(fields), context: versionVector });
 const mergeState: Schema<MergeState> = object({ seen: versionVector, siblings: array(version) });

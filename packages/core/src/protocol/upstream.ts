@@ -23,13 +23,26 @@ export const push = object({
   changes: array(change, MAX_CHANGES_PER_MESSAGE),
 });
 
+/** A liveness probe, either direction; answered with a pong of the same id. */
 export const ping = object({ type: literal('ping'), id: int(0) });
+/** The answer to a ping: `id` is the ping's. */
 export const pong = object({ type: literal('pong'), id: int(0) });
 
 export const upstream = variants('type', { hello, push, ping, pong });
 
+/**
+ * `hello`, the first message of a connection: `protocol` (the client's
+ * PROTOCOL_VERSION), `replica`, `token?` (at most 16,384 characters),
+ * `spaces: [{space, after}]` (at most 1,000; `after`: the last log position of
+ * the space the client applied, 0 for none), `time` (the client's clock, ms) and
+ * `maxFrameBytes?` (protocol 4: the largest frame the client reads, at least MIN_FRAME_BYTES).
+ */
 export type Hello = Infer<typeof hello>;
+/** `push`: `space` and `changes`, this replica's unacknowledged changes of that space, oldest first, seqs contiguous. */
 export type Push = Infer<typeof push>;
+/** `ping`: `id`, an integer >= 0 the pong echoes. Either direction. */
 export type Ping = Infer<typeof ping>;
+/** `pong`: `id`, the id of the ping it answers. Either direction. */
 export type Pong = Infer<typeof pong>;
+/** Any message from a client to the server. */
 export type UpstreamMessage = Hello | Push | Ping | Pong;

@@ -49,6 +49,7 @@ import pg from 'pg';
 import { UsageDelta, type SpaceQuotas } from './quota.js';
 import type { AppendRequest, AppendResult, LoggedChange, ServerStorage } from './types.js';
 
+/** Options of postgresStorage: give exactly one of `connectionString` and `pool`. */
 export interface PostgresOptions {
   /** postgres://user:password@host:port/database. Either this or `pool`. */
   readonly connectionString?: string;
@@ -62,6 +63,7 @@ export interface PostgresOptions {
   readonly onError?: (error: Error) => void;
 }
 
+/** PostgreSQL server storage: a ServerStorage that several server instances can share, with `ready()` and `watch()`. */
 export interface PostgresStorage extends ServerStorage {
   /** Resolves once the schema is migrated; rejects if the database cannot be reached or is newer than this server. */
   ready(): Promise<void>;
@@ -100,6 +102,16 @@ const WATCH_HEARTBEAT_MS = 15_000;
 /** Arbitrary first key of the two-key advisory lock that serializes migrations (the second is the schema's hash). */
 const MIGRATION_LOCK = 0x53594e43; // "SYNC"
 
+/**
+ * Server storage in PostgreSQL (node-postgres), for one server or several
+ * sharing one database (see the top of postgres-storage.ts). Returns at once;
+ * the schema is created or migrated in the background (`ready()`), and every
+ * call waits for it.
+ * @throws TypeError unless exactly one of `connectionString` and `pool` is
+ * given, or when `schema` is not 1-63 bytes. A database that cannot be
+ * reached, or was written by a newer server (SynclineError
+ * `unsupported_storage`), rejects `ready()` and every call.
+ */
 export function postgresStorage(options: PostgresOptions): PostgresStorage {
   if (!options.pool === !options.connectionString) throw new TypeError('postgresStorage needs exactly one of connectionString or pool');
   const schema = options.schema ?? 'syncline';

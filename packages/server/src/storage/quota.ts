@@ -8,6 +8,7 @@
  */
 import { recordExists, SynclineError, type RecordState, type SpaceId } from '@syncline/core/internal';
 
+/** The quotas append() holds each space to (from Limits: maxSpaceBytes, maxSpaceRecords). */
 export interface SpaceQuotas {
   /** Bytes of the records' stored states in one space. */
   readonly maxSpaceBytes: number;
@@ -15,7 +16,9 @@ export interface SpaceQuotas {
   readonly maxSpaceRecords: number;
 }
 
+/** A request refused because it would grow its space past a quota; its code is `quota_exceeded`. */
 export class QuotaError extends SynclineError {
+  /** 'QuotaError'. */
   override name = 'QuotaError';
   constructor(message: string) {
     super('quota_exceeded', message);

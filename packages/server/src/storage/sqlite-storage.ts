@@ -35,11 +35,19 @@ const MIGRATIONS: readonly string[] = [
    UPDATE spaces SET bytes = coalesce((SELECT sum(length(state)) FROM records r WHERE r.space = spaces.space), 0);`,
 ];
 
+/** Options of sqliteStorage. */
 export interface SqliteOptions {
   /** File path, or ':memory:' for tests. Parent folders are created. */
   readonly path: string;
 }
 
+/**
+ * Server storage in one SQLite file (better-sqlite3, WAL, synchronous=FULL):
+ * the embedded default, for one server process. Opens (or creates) the
+ * database and migrates its schema at once, synchronously.
+ * @throws SynclineError `unsupported_storage` when the database was written by a newer server;
+ * better-sqlite3's error when the file cannot be opened.
+ */
 export function sqliteStorage(options: SqliteOptions): ServerStorage {
   if (options.path !== ':memory:') mkdirSync(dirname(options.path), { recursive: true });
   const db = new Database(options.path);

@@ -16,18 +16,25 @@
 import type { Change, ReplicaId, SnapshotRecord, SpaceId } from '@syncline/core/internal';
 import type { SpaceQuotas } from './quota.js';
 
+/** A change in a space's log, at its position. */
 export interface LoggedChange {
+  /** Its log position in the space: 1, 2, 3 … in commit order. */
   readonly pos: number;
+  /** The change as pushed. */
   readonly change: Change;
 }
 
+/** One push to store: one replica's changes of one space. */
 export interface AppendRequest {
+  /** The space the changes belong to. */
   readonly space: SpaceId;
+  /** The replica that wrote (and pushed) them. */
   readonly replica: ReplicaId;
   /** In seq order, contiguous; may start at or below what is already held. */
   readonly changes: readonly Change[];
 }
 
+/** What append() did with one request. */
 export interface AppendResult {
   /** The changes newly stored, with their positions. */
   readonly stored: readonly LoggedChange[];
@@ -35,15 +42,24 @@ export interface AppendResult {
   readonly upTo: number;
 }
 
+/** The server's storage (see the guarantees at the top of storage/types.ts): sqliteStorage, postgresStorage, or your own. */
 export interface ServerStorage {
   /**
    * Stores the requests; per request, an AppendResult or the error that refused
    * it. With `quotas`, a request that would grow its space past one is refused
-   * with a QuotaError (quota.ts) and stores nothing.
+   * with a QuotaError (quota.ts) and stores nothing. A request that does not
+   * continue what the replica has stored (a seq missing) is refused with a
+   * SynclineError `sequence_gap`. Rejects when the storage itself fails
+   * (closed, a database error that is not one request's).
    */
   append(requests: readonly AppendRequest[], quotas?: SpaceQuotas): Promise<Array<AppendResult | Error>>;
   /** A space's usage: bytes of its records' stored states, and records that exist. */
-  usage(space: SpaceId): Promise<{ readonly bytes: number; readonly records: number }>;
+  usage(space: SpaceId): Promise<{
+    /** Bytes of the space's record states as stored. */
+    readonly bytes: number;
+    /** Records of the space that exist (not deleted). */
+    readonly records: number;
+  }>;
   /**
    * Log entries of a space after `after`, in position order: at most `limit`,
    * and with `maxBytes`, no more than fit in that many bytes of stored changes
@@ -60,9 +76,11 @@ export interface ServerStorage {
    * stored states (at least one).
    */
   snapshotPage(space: SpaceId, after: readonly [string, string] | undefined, limit: number, maxBytes?: number): Promise<SnapshotRecord[]>;
+  /** Records stored in a space, deleted ones included (what a snapshot sends). */
   countRecords(space: SpaceId): Promise<number>;
   /** Drops log entries so that at most `keepLast` remain; returns how many were removed. */
   compact(space: SpaceId, keepLast: number): Promise<number>;
+  /** Every space that holds changes, in id order. */
   spaces(): Promise<SpaceId[]>;
   /**
    * Optional, for storage shared by several server instances (PostgreSQL): calls
@@ -72,5 +90,6 @@ export interface ServerStorage {
    * reports every space's head. Returns unsubscribe.
    */
   watch?(listener: (space: SpaceId, head: number) => void): () => void;
+  /** Closes the storage; later calls reject with SynclineError `closed`. Idempotent. */
   close(): Promise<void>;
 }
