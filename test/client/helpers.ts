@@ -6,7 +6,8 @@
 import 'fake-indexeddb/auto';
 import { IDBFactory } from 'fake-indexeddb';
 import { canonicalState, type Change, type SpaceId } from '@syncline/core/internal';
-import { indexedDbStorage, memoryStorage, type Replica, type Row, type Storage, type StorageFactory, type StorageTx } from '@syncline/client';
+import { indexedDbStorage, memoryStorage, type Replica, type Row, type Storage, type StorageFactory } from '@syncline/client';
+import type { StorageTx } from '@syncline/client/storage';
 import { storageOf } from '../internals.js';
 
 /** Every storage a replica behaviour is checked on; each call gives an isolated namespace. */

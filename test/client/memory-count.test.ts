@@ -8,7 +8,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { spaceId, type SpaceId } from '@syncline/core/internal';
-import { createReplica, memoryStorage, type StorageTx, type StoredRecord } from '@syncline/client';
+import { createReplica, memoryStorage } from '@syncline/client';
+import type { StorageTx, StoredRecord } from '@syncline/client/storage';
 
 const SPACES: readonly SpaceId[] = [spaceId('s1'), spaceId('s2')];
 const COLLECTIONS = ['events', 'tasks', 'events2'] as const;

@@ -6,7 +6,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { applyChange, formatTimestamp, replicaId, spaceId, type Change, type RecordState, type SpaceId } from '@syncline/core/internal';
-import type { Key, Storage, StorageFactory, StoredRecord } from '@syncline/client';
+import type { Key, Storage, StorageFactory, StoredRecord } from '@syncline/client/storage';
 
 const S1 = spaceId('s1');
 const S2 = spaceId('s2');

@@ -5,7 +5,8 @@
  * engine reports the error and resumes from its last applied position.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { memoryStorage, type Storage, type StorageFactory, type StorageTx } from '@syncline/client';
+import { memoryStorage, type Storage, type StorageFactory } from '@syncline/client';
+import type { StorageTx } from '@syncline/client/storage';
 import type { SpaceId } from '@syncline/core/internal';
 import { cleanupStack, countOf, isSynced, replica, startServer, sync, uniqueName, waitUntil } from './harness.js';
 import { portOf } from '../internals.js';

@@ -1,17 +1,34 @@
 /**
  * @syncline/client: the local replica. Every read and write is local and instant,
  * online or not; the sync engine carries changes to and from the sync server.
+ *
+ * Storage adapter authors: the `Storage` interface is on `@syncline/client/storage`.
+ *
+ * @packageDocumentation
  */
 export { createReplica, startSync, Replica, type ReplicaOptions, type WriteOptions, type Batch, type CommitEvent } from './replica.js';
 export { defineSchema, type Schema, type CollectionSchema, type CollectionDef, type IndexDef } from './schema.js';
+export {
+  typed,
+  type Typed,
+  type CollectionName,
+  type IndexName,
+  type CrdtFieldName,
+  type MergeCollectionName,
+  type WriteValue,
+  type PatchValue,
+  type ReadValue,
+  type Sibling,
+} from './typed.js';
 export type { Query, Range, Row, Cursor, KeyPart } from './query.js';
 export type { QueryCallback } from './live-query.js';
 export { ReplicaError, SyncError, type ReplicaErrorCode, type SyncErrorCode, type ValidationIssue } from './errors.js';
-export { MAX_CHANGE_BYTES, MAX_RECORD_BYTES, MIN_FRAME_BYTES } from '@syncline/core/internal';
+export { MAX_CHANGE_BYTES, MAX_RECORD_BYTES, MIN_FRAME_BYTES } from '@syncline/core';
+export type { Fields, Json, ReplicaId, SpaceId, HlcString, Version, Resolver, CrdtType } from '@syncline/core';
 export { memoryStorage } from './storage/memory-storage.js';
 export { indexedDbStorage, type IndexedDbOptions } from './storage/indexeddb-storage.js';
-export type { Storage, StorageFactory, StorageTx, StoredRecord, RecordAddress, TxMode, ScanOptions, Direction } from './storage/types.js';
-export { compareKeys, type Key, type KeyRange } from './storage/keys.js';
+export type { Storage, StorageFactory } from './storage/types.js';
 export { localLocks, type LocksLike, type ChannelLike, type TabsOptions } from './tabs.js';
-export { SyncEngine, type SyncOptions, type SyncStatus, type SyncState, type SyncErrorInfo } from './sync/sync-engine.js';
+export type { SyncEngine, SyncOptions, SyncStatus, SyncState, SyncErrorInfo } from './sync/sync-engine.js';
+export type { BackoffOptions } from './sync/backoff.js';
 export type { Connect, Connection, ConnectionHandlers, SocketLike, SocketFactory } from './sync/connection.js';

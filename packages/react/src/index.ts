@@ -1,10 +1,13 @@
 /**
- * @syncline/react: React 19 hooks over a Syncline replica. Every hook reads the
+ * @syncline/react: React 18 and 19 hooks over a Syncline replica. Every hook reads the
  * local replica (instant, online or not), stays live, and re-renders its
  * component only when its own result changes.
+ *
+ * @packageDocumentation
  */
 export { SynclineProvider, useReplica, type SynclineProviderProps } from './context.js';
 export { useQuery, type QueryResult } from './use-query.js';
 export { useRecord, type RecordResult } from './use-record.js';
 export { useConflicts } from './use-conflicts.js';
 export { useSyncStatus } from './use-sync-status.js';
+export { createHooks, type TypedHooks } from './typed-hooks.js';

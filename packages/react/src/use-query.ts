@@ -1,12 +1,13 @@
 import { useMemo, useSyncExternalStore } from 'react';
-import type { Query, Replica, Row } from '@syncline/client';
+import type { Fields, Query, Replica, Row } from '@syncline/client';
 import { useReplica } from './context.js';
 import { queryKey, sameRows } from './compare.js';
 import { LiveValue, toError } from './live-value.js';
 
-export interface QueryResult {
+/** What useQuery returns. */
+export interface QueryResult<T = Fields> {
   /** The rows of the query's latest result; empty while loading. */
-  readonly rows: readonly Row[];
+  readonly rows: readonly Row<T>[];
   /** True until the first result of this query arrives. */
   readonly loading: boolean;
   /** Why the query could not be subscribed (unknown collection or index, closed replica). */

@@ -1,13 +1,14 @@
 import { useMemo, useSyncExternalStore } from 'react';
-import type { Replica, Row, WriteOptions } from '@syncline/client';
+import type { Fields, Replica, Row, WriteOptions } from '@syncline/client';
 import { useReplica } from './context.js';
 import { sameRow } from './compare.js';
 import { LiveValue } from './live-value.js';
 import { watchRecord, type RecordTarget } from './watch-record.js';
 
-export interface RecordResult {
+/** What useRecord returns. */
+export interface RecordResult<T = Fields> {
   /** The record now; undefined while loading, or when it does not exist (or was deleted). */
-  readonly row: Row | undefined;
+  readonly row: Row<T> | undefined;
   /** True until the first read of this record finishes. */
   readonly loading: boolean;
   /** Why the record could not be read (unknown collection, invalid id, closed replica). */

@@ -229,7 +229,7 @@ export class SyncEngine {
   }
 
   /** The spaces this engine syncs, in the order they were added. */
-  get spaces(): readonly SpaceId[] {
+  get spaces(): readonly string[] {
     return [...this.#syncing];
   }
 
