@@ -1,9 +1,9 @@
 /**
  * Opens this device's replica and keeps its sync connection pointed at the
- * right spaces: `settings` plus one space per calendar. The spaces a replica
- * syncs are fixed when it opens, so when the list of calendars changes (one
- * added here or arriving from another device) the host opens a replica with
- * the new list, hands it to the UI and closes the old one.
+ * right spaces: `settings` plus one space per calendar. When the list of
+ * calendars changes (one added here or arriving from another device), the
+ * replica's sync adds or removes the spaces in place (`addSpace` /
+ * `removeSpace`): one reconnect, no reopening.
  */
 import { createReplica, type Replica } from '@syncline/client';
 import { DEFAULT_CALENDARS, schema, SETTINGS_SPACE, toCalendar } from './model';
@@ -93,13 +93,21 @@ export class ReplicaHost {
     });
   }
 
-  /** The calendar spaces to sync; reopens the replica if they changed. */
+  /** The calendar spaces to sync; changes the replica's synced spaces in place. */
   setCalendarSpaces(ids: readonly string[]): void {
     const next = [...new Set(ids)].sort();
     if (next.length === 0 || sameList(next, [...this.#wanted].sort())) return;
     this.#wanted = next;
     localStorage.setItem(storageKey(this.device, 'spaces'), JSON.stringify(next));
-    this.#enqueue(() => this.#reopen(next));
+    this.#enqueue(async () => {
+      const state = this.#state;
+      if (state.phase !== 'ready' || !state.replica.sync) return this.#reopen(next);
+      const sync = state.replica.sync;
+      const wanted = new Set([SETTINGS_SPACE, ...next]);
+      for (const space of sync.spaces) if (!wanted.has(space)) sync.removeSpace(space);
+      for (const space of wanted) sync.addSpace(space);
+      this.#set({ phase: 'ready', replica: state.replica, spaces: [...sync.spaces] });
+    });
   }
 
   #enqueue(task: () => Promise<void>): void {
