@@ -23,7 +23,7 @@ interface Note {
 /** A Standard Schema validator (what zod, valibot or arktype give), typed by its input. */
 declare const taskValidator: StandardSchemaV1<{ done: boolean; label: string }>;
 
-const schema = defineSchema({
+export const schema = defineSchema({
   events: { type: typed<Event>(), indexes: { byStart: ['start'], byRoom: ['room', 'start'] }, crdt: { notes: 'text', extra: 'map' } },
   notes: { type: typed<Note>(), policy: 'merge' },
   tasks: { validate: taskValidator, indexes: { byDone: ['done'] } },

@@ -27,7 +27,8 @@ export { MAX_CHANGE_BYTES, MAX_RECORD_BYTES, MIN_FRAME_BYTES } from '@syncline/c
 export type { Fields, Json, ReplicaId, SpaceId, HlcString, Version, Resolver, CrdtType } from '@syncline/core';
 export { memoryStorage } from './storage/memory-storage.js';
 export { indexedDbStorage, type IndexedDbOptions } from './storage/indexeddb-storage.js';
-export type { Storage, StorageFactory } from './storage/types.js';
+export type { Direction, Storage, StorageFactory } from './storage/types.js';
+export type { Key } from './storage/keys.js';
 export { localLocks, type LocksLike, type ChannelLike, type TabsOptions } from './tabs.js';
 export type { SyncEngine, SyncOptions, SyncStatus, SyncState, SyncErrorInfo } from './sync/sync-engine.js';
 export type { BackoffOptions } from './sync/backoff.js';

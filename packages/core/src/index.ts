@@ -38,7 +38,9 @@ export {
 export * as vv from './version-vector.js';
 export { SeqSet, type Ordering, type SeqRange, type VersionVector } from './version-vector.js';
 export type { Change, ChangeHeader, ChangeOp, CrdtOp, CrdtType, DeleteOp, OpKind, PatchOp, PutOp, VersionOp } from './change.js';
-export { latestWins, type Resolver, type Version } from './merge.js';
+export { latestWins, type MergeState, type Resolver, type Version } from './merge.js';
+export type { LwwField, LwwState } from './lww.js';
+export type { CrdtField } from './crdt.js';
 export {
   EMPTY_RECORD,
   applyChange,

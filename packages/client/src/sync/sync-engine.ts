@@ -114,6 +114,10 @@ class Session {
   pusher!: Pusher;
 }
 
+/**
+ * A replica's sync engine (`replica.sync`, or startSync()): the connection to a
+ * Syncline server, its status, and the controls the app has over it.
+ */
 export class SyncEngine {
   readonly #port: ReplicaPort;
   readonly #options: SyncOptions;
@@ -145,6 +149,7 @@ export class SyncEngine {
   #refreshQueued: Promise<void> | undefined;
   #refreshTail: Promise<void> = Promise.resolve();
 
+  /** @internal Made by createReplica's `sync` option or startSync(); not part of the published types. */
   constructor(port: ReplicaPort, options: SyncOptions, settings: EngineSettings) {
     this.#port = port;
     this.#options = options;
