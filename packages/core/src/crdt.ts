@@ -14,9 +14,13 @@ import { setOwn, type Json } from './json.js';
 /** Name of the root type inside each field's document. */
 export const ROOT = 'value';
 
+/** One crdt field of a record's state. */
 export interface CrdtField {
+  /** The field's Yjs type. */
   readonly type: CrdtType;
+  /** Every update received, merged into one (Y.mergeUpdates). */
   readonly update: Uint8Array;
+  /** The latest timestamp of an update: an edit after a record delete brings the record back. */
   readonly touched: HlcString;
 }
 

@@ -22,15 +22,21 @@ import type { DeleteOp, PatchOp, PutOp } from './change.js';
 import { maxHlc, type HlcString } from './hlc.js';
 import { canonicalJson, setOwn, type Fields, type Json } from './json.js';
 
+/** One lww field register: the write with the highest timestamp. */
 export interface LwwField {
+  /** The timestamp of the write that set (or unset) the field. */
   readonly hlc: HlcString;
   /** undefined: the field was unset at `hlc`. */
   readonly value: Json | undefined;
 }
 
+/** The lww part of a record's state (see the top of lww.ts). Read its fields through `stamped` and `fields` together. */
 export interface LwwState {
+  /** The latest put or delete: fields stamped before it are gone. */
   readonly cleared: HlcString | undefined;
+  /** The latest delete. */
   readonly deleted: HlcString | undefined;
+  /** The latest put or patch: the record exists when this is after `deleted`. */
   readonly touched: HlcString | undefined;
   /** Fields set at `touched`, keys sorted; never a name that `fields` also has. Only with `touched`. */
   readonly stamped?: Fields | undefined;
