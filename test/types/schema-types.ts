@@ -3,9 +3,10 @@
 // regression in schema inference (a misspelt name accepted, a value type lost)
 // fails CI. `tsc -p test/types` checks this folder alone.
 import type { StandardSchemaV1 } from '@standard-schema/spec';
-import { defineSchema, typed, type Fields, type Replica, type Row, type Schema, type Sibling } from '@syncline/client';
+import { defineSchema, typed, type Fields, type Replica, type Row, type Schema, type Sibling, type SyncOptions } from '@syncline/client';
 import { createHooks, useQuery as untypedUseQuery } from '@syncline/react';
 import type * as Y from 'yjs';
+import { WebSocket as NodeWebSocket } from 'ws';
 import { expectTypeOf } from 'vitest';
 
 interface Event {
@@ -138,4 +139,12 @@ export async function untyped(wide: Replica<Schema>, plain: Replica): Promise<vo
   // A typed replica can be passed where an untyped one is expected (providers, helpers).
   const asPlain: Replica = replica;
   void asPlain;
+}
+
+export function transports(): void {
+  // The `ws` package's WebSocket and the browser's fit `sync.WebSocket` without a cast (client README, "Node and the browser").
+  const node: SyncOptions = { url: 'ws://127.0.0.1:8787/sync', WebSocket: NodeWebSocket };
+  const browser: SyncOptions = { url: 'ws://127.0.0.1:8787/sync', WebSocket: globalThis.WebSocket };
+  void node;
+  void browser;
 }

@@ -27,15 +27,32 @@ export type Connect = (handlers: ConnectionHandlers) => Connection;
 
 /** The part of the WebSocket API the engine uses (browser WebSocket, or `ws` in Node). */
 export interface SocketLike {
+  /** Set to 'arraybuffer' before the first message. */
   binaryType: string;
+  /** 1 while open, as in the WebSocket standard. */
   readonly readyState: number;
+  /** Sends one binary frame. */
   send(data: Uint8Array): void;
+  /** Closes the socket (idempotent). */
   close(code?: number, reason?: string): void;
-  onopen: ((event: unknown) => void) | null;
-  onclose: ((event: { code: number; reason: string }) => void) | null;
-  onerror: ((event: unknown) => void) | null;
-  onmessage: ((event: { data: unknown }) => void) | null;
+  /** Called once the socket is open. */
+  onopen: Handler<never> | null;
+  /** Called once when the socket closes, with the close code and reason. */
+  onclose: Handler<{ code: number; reason: string }> | null;
+  /** Called on a socket error (a close follows). */
+  onerror: Handler<never> | null;
+  /** Called with each message; `data` is an ArrayBuffer (or a Node Buffer) for binary frames. */
+  onmessage: Handler<{ data: unknown }> | null;
 }
+
+/**
+ * An event handler checked bivariantly (declared through a method), so the
+ * browser's WebSocket and the `ws` package's, whose handlers take their own
+ * event classes, both fit `SocketLike` without a cast.
+ */
+type Handler<E> = { handle(event: E): void }['handle'];
+
+/** A WebSocket class: the browser's global one, or `WebSocket` from the `ws` package in Node. */
 export type SocketFactory = new (url: string) => SocketLike;
 
 const OPEN = 1;
