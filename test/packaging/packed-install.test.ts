@@ -194,8 +194,8 @@ describe('a program using the installed packages', () => {
     const { stdout } = await run(process.execPath, ['dist/app.js', `ws://127.0.0.1:${server.port}/sync`], { cwd: app, timeoutMs: 30_000, what: 'sync run' }).catch((error: unknown) => {
       throw new Error(`${String(error)}\nserver output:\n${server.output()}`);
     });
-    const result = JSON.parse(stdout.trim().split('\n').at(-1) as string) as { received: unknown; aState: unknown; maxChangeBytes: unknown };
-    expect(result).toEqual({ received: { title: 'x' }, aState: 'synced', maxChangeBytes: 256 * 1024 });
+    const result = JSON.parse(stdout.trim().split('\n').at(-1) as string) as { received: unknown; title: unknown; aState: unknown; maxChangeBytes: unknown };
+    expect(result).toEqual({ received: { title: 'x', start: 900 }, title: 'x', aState: 'synced', maxChangeBytes: 256 * 1024 });
   });
 
   it('@syncline/react renders its provider and a hook under React 18', async () => {

@@ -1,10 +1,11 @@
 /**
- * @syncline/client: the local replica. Every read and write is local and instant,
+ * `@syncline/client`: the local replica. Every read and write is local and instant,
  * online or not; the sync engine carries changes to and from the sync server.
  *
- * Storage adapter authors: the `Storage` interface is on `@syncline/client/storage`.
+ * Storage adapter authors: the `Storage` interface is on the `@syncline/client/storage` entry.
  *
  * @packageDocumentation
+ * @module @syncline/client
  */
 export { createReplica, startSync, Replica, type ReplicaOptions, type WriteOptions, type Batch, type CommitEvent } from './replica.js';
 export { defineSchema, type Schema, type CollectionSchema, type CollectionDef, type IndexDef } from './schema.js';

@@ -1,14 +1,15 @@
 /**
- * @syncline/core: the parts of Syncline with no I/O that apps, adapter authors
+ * `@syncline/core`: the parts of Syncline with no I/O that apps, adapter authors
  * and other implementations of the protocol use: ids, JSON values, hybrid
  * logical clocks, changes, merge versions, the wire protocol's messages, codec
  * and limits, and the error codes.
  *
  * Every name here is exported by name, so this file is the package's API. What
- * the @syncline packages share beyond it (record states, the frame layer) is in
+ * the Syncline packages share beyond it (record states, the frame layer) is in
  * `@syncline/core/internal`, which carries no compatibility promise.
  *
  * @packageDocumentation
+ * @module @syncline/core
  */
 export { ERROR_CODES, isErrorCode, SynclineError, ProtocolError, type ErrorCode } from './errors.js';
 export {

@@ -1,9 +1,10 @@
 /**
- * @syncline/react: React 18 and 19 hooks over a Syncline replica. Every hook reads the
+ * `@syncline/react`: React 18 and 19 hooks over a Syncline replica. Every hook reads the
  * local replica (instant, online or not), stays live, and re-renders its
  * component only when its own result changes.
  *
  * @packageDocumentation
+ * @module @syncline/react
  */
 export { SynclineProvider, useReplica, type SynclineProviderProps } from './context.js';
 export { useQuery, type QueryResult } from './use-query.js';

@@ -1,4 +1,9 @@
-/** @syncline/server: the sync server. */
+/**
+ * `@syncline/server`: the sync server (createSyncServer, and `syncline-server` on the command line), its storage adapters (SQLite, PostgreSQL), auth and limits.
+ *
+ * @packageDocumentation
+ * @module @syncline/server
+ */
 export { createSyncServer, type SyncServer, type ConnectionEvents } from './server.js';
 export type { Connection } from './session.js';
 export { DEFAULT_LIMITS, type Limits, type SyncServerOptions, type CompactionOptions } from './options.js';
