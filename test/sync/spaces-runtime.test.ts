@@ -76,6 +76,17 @@ describe('the space rule', () => {
     expect(await server.storage.head('default' as SpaceId)).toBe(1);
   });
 
+  it('refuses to open with a default space that sync.spaces leaves out', async () => {
+    const attempt = createReplica({ name: uniqueName('bad-space'), schema, storage: memoryStorage(), tabs: false, space: 'other', sync: { url: 'ws://127.0.0.1:1/sync', WebSocket: WS, spaces: ['team'] } });
+    const error = await attempt.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(ReplicaError);
+    expect((error as ReplicaError).code).toBe('invalid_argument');
+    expect((error as ReplicaError).message).toContain('sync.spaces');
+  });
+
   it('a replica without sync writes to any space', async () => {
     const local = await createReplica({ name: uniqueName('local'), schema, storage: memoryStorage(), tabs: false });
     cleanup.push(() => local.close());

@@ -148,3 +148,23 @@ export function transports(): void {
   void node;
   void browser;
 }
+
+export function schemaChecks(): void {
+  defineSchema({ events: { type: typed<Event>(), indexes: { byStart: ['start'], byRoom: ['room', 'start'] } } });
+  // @ts-expect-error: an index on a field the declared type does not have
+  defineSchema({ events: { type: typed<Event>(), indexes: { byStart: ['strat'] } } });
+  // Without a declared type, index fields are free (the value is any JSON fields).
+  defineSchema({ events: { indexes: { byStart: ['strat'] } } });
+}
+
+export async function createChecks(): Promise<void> {
+  const { createReplica } = await import('@syncline/client');
+  const r = await createReplica({ name: 'x', schema: { events: { type: typed<Event>(), indexes: { byStart: ['start'] } } } });
+  expectTypeOf(r).toEqualTypeOf<Replica<{ readonly events: { readonly type: import('@syncline/client').Typed<Event>; readonly indexes: { readonly byStart: readonly ['start'] } } }>>();
+}
+
+/** A generic wrapper of createReplica (as apps and test helpers write) compiles. */
+export async function wrapper<S extends Schema>(schema: S): Promise<Replica<S>> {
+  const { createReplica } = await import('@syncline/client');
+  return createReplica({ name: 'wrapped', schema });
+}

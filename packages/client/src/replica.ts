@@ -657,6 +657,11 @@ export class Replica<S extends Schema = Schema> {
 export async function createReplica<const S extends Schema>(options: ReplicaOptions<S>): Promise<Replica<S>> {
   if (typeof options.name !== 'string' || options.name.length === 0) throw new ReplicaError('invalid_argument', 'createReplica needs a name');
   checkSchema(options.schema);
+  const synced = options.sync?.spaces;
+  if (synced && options.space !== undefined && !synced.includes(options.space)) {
+    // Every write that names no space would be refused (unsynced_space): say so now.
+    throw new ReplicaError('invalid_argument', `createReplica: space "${options.space}" is not one of sync.spaces (${synced.map((s) => JSON.stringify(s)).join(', ')}); writes to it would never leave the device`);
+  }
   const storage = await (options.storage ?? indexedDbStorage())(options.name);
   const randomBytes = options.randomBytes ?? defaultRandomBytes;
   const device = options.now ?? (() => Date.now());

@@ -6,7 +6,7 @@ import type { StandardSchemaV1 } from '@standard-schema/spec';
 import { isName, type CrdtType, type Fields, type Json, type Resolver } from '@syncline/core/internal';
 import { ReplicaError } from './errors.js';
 import { isKeyPart, type Key } from './storage/keys.js';
-import type { Typed } from './typed.js';
+import type { CheckedSchema, Typed } from './typed.js';
 
 /** One collection of a schema. */
 export interface CollectionSchema {
@@ -34,24 +34,38 @@ export interface CollectionSchema {
 export type Schema = Readonly<Record<string, CollectionSchema>>;
 
 /** Identity function that keeps the literal types of a schema (for `typeof schema` in hooks and helpers). */
-export function defineSchema<const S extends Schema>(schema: S): S {
+export function defineSchema<const S extends Schema>(schema: S & CheckedSchema<S>): S {
   return schema;
 }
 
+/** One index of a collection as the replica opened it (`replica.collections`). */
 export interface IndexDef {
+  /** The collection it indexes. */
   readonly collection: string;
+  /** The index's name in the schema. */
   readonly name: string;
+  /**
+   * The field names whose values form the index key, in order. A record is in
+   * the index only when each of them holds a number (not NaN) or a string.
+   */
   readonly fields: readonly string[];
   /** Stable number stored in every index key; assigned once per database. */
   readonly number: number;
 }
 
+/** One collection as the replica opened it (`replica.collections`): its CollectionSchema with the defaults filled in. */
 export interface CollectionDef {
+  /** The collection's name in the schema. */
   readonly name: string;
+  /** Its conflict policy; 'lww' when the schema gives none. */
   readonly policy: 'lww' | 'merge';
+  /** merge: the schema's resolver; undefined when it gives none (the latest version wins). */
   readonly resolve: Resolver | undefined;
+  /** Crdt field names to their Yjs type; empty when the schema declares none. */
   readonly crdt: ReadonlyMap<string, CrdtType>;
+  /** Its indexes by name; empty when the schema declares none. */
   readonly indexes: ReadonlyMap<string, IndexDef>;
+  /** The schema's Standard Schema validator, if any. */
   readonly validate: StandardSchemaV1 | undefined;
 }
 

@@ -39,7 +39,10 @@ export type CollectionName<S extends Schema> = keyof S & string;
 
 /** The index names declared on collection `C`. */
 export type IndexName<S extends Schema, C extends CollectionName<S>> =
-  S[C] extends { readonly indexes?: infer I } ? (IsWide<keyof NonNullable<I>> extends true ? string : keyof NonNullable<I> & string) : never;
+  S[C] extends {
+    /** The collection's `indexes` map (CollectionSchema.indexes): its keys are the index names. */
+    readonly indexes?: infer I
+  } ? (IsWide<keyof NonNullable<I>> extends true ? string : keyof NonNullable<I> & string) : never;
 
 /** The crdt map of collection `C` (field name to Yjs type). */
 type CrdtMap<S extends Schema, C extends CollectionName<S>> = S[C] extends { readonly crdt?: infer M } ? NonNullable<M> : Record<never, never>;
@@ -50,7 +53,10 @@ export type CrdtFieldName<S extends Schema, C extends CollectionName<S>, K exten
 
 /** The collections whose policy is `merge` (those `conflicts()` reads). */
 export type MergeCollectionName<S extends Schema> =
-  IsWide<keyof S> extends true ? string : { [C in keyof S]: S[C] extends { readonly policy: 'merge' } ? C : never }[keyof S] & string;
+  IsWide<keyof S> extends true ? string : { [C in keyof S]: S[C] extends {
+    /** The collection's policy (CollectionSchema.policy): only collections declared 'merge' match. */
+    readonly policy: 'merge'
+  } ? C : never }[keyof S] & string;
 
 /** The value type the schema gives collection `C`, crdt fields included as declared. */
 type DeclaredValue<S extends Schema, C extends CollectionName<S>> = S[C] extends { readonly type: Typed<infer T> }
@@ -89,4 +95,17 @@ export type ReadValue<S extends Schema, C extends CollectionName<S>> = [CrdtFiel
 export type Sibling<T = Fields> = Omit<Version, 'value'> & {
   /** The version's value; null when the version is a delete. */
   readonly value: T | null;
+};
+
+/**
+ * The checks a schema's literal type must pass beyond `Schema`: where a
+ * collection declares its value type (`type: typed<T>()`), each index names
+ * fields of T. A misspelt index field is then a compile error in
+ * `defineSchema` (createReplica does not check it, so that generic wrappers of
+ * createReplica keep compiling).
+ */
+export type CheckedSchema<S> = {
+  readonly [C in keyof S]: S[C] extends { readonly type: Typed<infer T>; readonly indexes: infer I }
+    ? { readonly indexes: { readonly [K in keyof I]: readonly (keyof T & string)[] } }
+    : unknown;
 };
