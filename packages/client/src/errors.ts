@@ -39,6 +39,7 @@ export interface ValidationIssue {
 export class ReplicaError extends SynclineError {
   override name = 'ReplicaError';
   constructor(
+    /** Why the replica refused (see ReplicaErrorCode). */
     override readonly code: ReplicaErrorCode,
     message: string,
     options?: { cause?: unknown; issues?: readonly ValidationIssue[] },
@@ -62,6 +63,7 @@ export type SyncErrorCode = ErrorCode | 'closed' | 'timeout' | 'space_removed';
 export class SyncError extends SynclineError {
   override name = 'SyncError';
   constructor(
+    /** Why `flushed()` rejected (see SyncErrorCode). */
     override readonly code: SyncErrorCode,
     message: string,
     options?: { cause?: unknown },

@@ -10,12 +10,23 @@ import { compareKeys, isKeyPart, MAX_KEY, type Key, type KeyRange } from './stor
 import type { Direction, StorageTx, StoredRecord } from './storage/types.js';
 import type { CollectionName, IndexName } from './typed.js';
 
+/** A value of an index field in a query (`eq`, `range`): a number (not NaN) or a string; anything else is a ReplicaError `invalid_argument`. */
 export type KeyPart = number | string;
 
+/**
+ * A range on the index field after the `eq` fields, in index key order
+ * (numbers before strings). A bound left out leaves that side open; with both
+ * `gt` and `gte` given, `gt` is used, and `lt` over `lte`. A bound when the
+ * `eq` fields leave no index field is a ReplicaError `invalid_argument`.
+ */
 export interface Range {
+  /** Values greater than this. */
   readonly gt?: KeyPart;
+  /** Values greater than or equal to this. */
   readonly gte?: KeyPart;
+  /** Values less than this. */
   readonly lt?: KeyPart;
+  /** Values less than or equal to this. */
   readonly lte?: KeyPart;
 }
 

@@ -7,6 +7,10 @@
 
 /** The part of the Web Locks API a replica uses. */
 export interface LocksLike {
+  /**
+   * Calls `callback` once the exclusive lock `name` is granted and holds the
+   * lock until the promise it returns settles; settles as that promise does.
+   */
   request(name: string, callback: () => Promise<void>): Promise<void>;
 }
 
@@ -18,13 +22,31 @@ type MessageHandler = { handle(event: { data: unknown }): void }['handle'];
 
 /** The part of BroadcastChannel a replica uses. */
 export interface ChannelLike {
+  /** Sends `message` (a structured clone) to the other channels open with the same name. */
   postMessage(message: unknown): void;
+  /** Stops the channel; the replica calls it when it closes. */
   close(): void;
+  /** Set by the replica: called with each message another channel of the same name posted, as `event.data`. */
   onmessage: MessageHandler | null;
 }
 
+/**
+ * How a replica coordinates with the other tabs that open its database
+ * (createReplica's `tabs`). Without `tabs`, the browser's own are used where
+ * they exist (`navigator.locks`, `BroadcastChannel`); a TabsOptions given
+ * replaces both, and a part it leaves out is not used.
+ */
 export interface TabsOptions {
+  /**
+   * Elects the tab that syncs: a replica holds the lock `syncline:<name>:leader`
+   * until it closes. Without locks, every replica is a leader.
+   */
   readonly locks?: LocksLike;
+  /**
+   * Opens the channel (named `syncline:<name>`) that tells the replica's other
+   * tabs what it committed and which spaces were added to or removed from sync.
+   * Without it, they are not told.
+   */
   readonly channel?: (name: string) => ChannelLike;
 }
 

@@ -8,9 +8,11 @@ import type { Replica } from '@syncline/client';
 const ReplicaContext = createContext<Replica | undefined>(undefined);
 ReplicaContext.displayName = 'SynclineReplica';
 
+/** Props of SynclineProvider. */
 export interface SynclineProviderProps {
   /** An open replica (from createReplica). The provider does not close it. */
   readonly replica: Replica;
+  /** The tree whose hooks read `replica`. */
   readonly children?: ReactNode;
 }
 

@@ -34,6 +34,11 @@ const PROBE_FACTOR = 2;
 const CURSOR_WINDOW = 64;
 type Tx = IDBPTransaction<unknown, ('meta' | 'records' | 'outbox')[], 'readwrite'>;
 
+/**
+ * Options of `indexedDbStorage()`. Each defaults to the global of the same name;
+ * when one is neither given nor global, opening a database rejects with a
+ * ReplicaError `storage_unavailable`.
+ */
 export interface IndexedDbOptions {
   /** The IDBFactory to use: `indexedDB` in browsers, fake-indexeddb's in Node tests. */
   readonly indexedDB?: IDBFactory;

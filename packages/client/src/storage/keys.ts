@@ -4,10 +4,19 @@
  */
 export type Key = number | string | readonly Key[];
 
+/**
+ * A range of keys, as an IDBKeyRange: a bound left out leaves that side
+ * unbounded. A range no key can fall in (lower above upper, or equal bounds
+ * with an open side) is empty, not an error.
+ */
 export interface KeyRange {
+  /** The lowest key in the range (itself included unless `lowerOpen`). */
   readonly lower?: Key;
+  /** The highest key in the range (itself included unless `upperOpen`). */
   readonly upper?: Key;
+  /** True: `lower` itself is not in the range. Default false. */
   readonly lowerOpen?: boolean;
+  /** True: `upper` itself is not in the range. Default false. */
   readonly upperOpen?: boolean;
 }
 
@@ -15,6 +24,11 @@ function rank(key: Key): number {
   return typeof key === 'number' ? 0 : typeof key === 'string' ? 1 : 2;
 }
 
+/**
+ * Compares two keys in IndexedDB order: negative when `a` sorts first, positive
+ * when `b` does, 0 when they are equal. Strings compare by UTF-16 code unit;
+ * an array sorts before the longer arrays it is a prefix of.
+ */
 export function compareKeys(a: Key, b: Key): number {
   // Same-type numbers and strings first: index keys are arrays of them, compared by the thousand.
   if (typeof a === 'number' && typeof b === 'number') return a < b ? -1 : a > b ? 1 : 0;

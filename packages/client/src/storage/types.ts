@@ -17,10 +17,19 @@
 import type { Change, Fields, RecordState, SpaceId } from '@syncline/core/internal';
 import type { Key, KeyRange } from './keys.js';
 
+/**
+ * A record as a storage keeps it, keyed [collection, id, space]. A delete is
+ * kept as a record without a value. Adapters store `state` as given (Maps and
+ * Uint8Arrays included) and read only `value` (present or not) and `ix`.
+ */
 export interface StoredRecord {
+  /** The space it lives in. */
   readonly space: SpaceId;
+  /** Its collection's name. */
   readonly collection: string;
+  /** Its id, unique within its collection and space. */
   readonly id: string;
+  /** Its merge state: what every change applied to it left (the value and `ix` are derived from it). */
   readonly state: RecordState;
   /** Materialized: present when the record exists. */
   readonly value: Fields | undefined;
@@ -28,23 +37,47 @@ export interface StoredRecord {
   readonly ix: readonly Key[];
 }
 
+/** Where a record is: its key [collection, id, space]. */
 export interface RecordAddress {
+  /** The collection's name. */
   readonly collection: string;
+  /** The record's id. */
   readonly id: string;
+  /** The record's space. */
   readonly space: SpaceId;
 }
 
+/** Key order of a scan or query: 'asc' (ascending) or 'desc' (descending). */
 export type Direction = 'asc' | 'desc';
 
+/** Order and window of a scan. The window is taken in scan order: `offset` rows skipped, then up to `limit`. */
 export interface ScanOptions {
+  /** 'asc' (default) or 'desc'. */
   readonly direction?: Direction;
+  /** Most records to return. Default: all. */
   readonly limit?: number;
+  /** Records to skip first. Default 0. */
   readonly offset?: number;
 }
 
+/**
+ * One transaction, handed to the callback of `Storage.transaction()`: use it
+ * only inside that callback, awaiting nothing but its own methods. Every read
+ * sees the transaction's own writes. In a 'readonly' transaction, writes reject.
+ */
 export interface StorageTx {
+  /** The metadata value stored under `key`, or undefined when there is none. A copy: changing it changes nothing stored. */
   getMeta<T>(key: string): Promise<T | undefined>;
+  /**
+   * Stores `value` under `key`, replacing what was there. Stored as a structured
+   * clone (Maps and typed arrays included): later changes to `value` do not reach it.
+   */
   setMeta(key: string, value: unknown): Promise<void>;
+  /**
+   * The record at [collection, id, space], deleted ones (without a value)
+   * included; undefined when there is none. It may be the adapter's own
+   * (frozen) object: callers do not change it.
+   */
   getRecord(collection: string, id: string, space: SpaceId): Promise<StoredRecord | undefined>;
   /**
    * The records at `addresses` (undefined where there is none), in the order asked.
@@ -64,7 +97,9 @@ export interface StorageTx {
   scanRecords(collection: string, options?: ScanOptions & { space?: SpaceId }): Promise<StoredRecord[]>;
   /** Records whose index keys fall in `range`, in index-key order. */
   scanIndex(range: KeyRange, options?: ScanOptions): Promise<StoredRecord[]>;
+  /** How many index keys fall in `range` (a record counts once per key of it in the range); an empty range counts 0. */
   countIndex(range: KeyRange): Promise<number>;
+  /** How many records a collection holds, deleted ones (kept without a value) included. */
   countRecords(collection: string): Promise<number>;
   /**
    * Optional: the records of a collection that have a value (deletes are kept as
@@ -99,13 +134,27 @@ export interface StorageTx {
   abort(): void;
 }
 
+/** 'readonly': reads only (a write rejects). 'readwrite': reads and writes, serializable with every other read-write transaction on the database. */
 export type TxMode = 'readonly' | 'readwrite';
 
+/** One open connection to a replica's database, as a StorageFactory opens it. */
 export interface Storage {
+  /** The adapter's name ('indexeddb', 'memory'), for diagnostics; the replica does not read it. */
   readonly kind: string;
+  /**
+   * Runs `fn` in one transaction and resolves with its result once the
+   * transaction has committed. When `fn` rejects or calls `tx.abort()`, nothing
+   * it wrote is kept and the call rejects (with `fn`'s error when it threw;
+   * the IndexedDB adapter turns a quota error into a ReplicaError `storage_quota`).
+   * Rejects after close() (the IndexedDB adapter with a ReplicaError `closed`).
+   */
   transaction<T>(mode: TxMode, fn: (tx: StorageTx) => Promise<T>): Promise<T>;
   /** Called when another connection needs this one to close (IndexedDB versionchange). */
   onVersionChange?: () => void;
+  /**
+   * Closes this connection: later transactions reject; those already begun
+   * finish. Idempotent. The database and its data stay for the next connection.
+   */
   close(): Promise<void>;
 }
 

@@ -16,7 +16,9 @@ export interface Connection {
 
 /** What a connection reports, in this order: `open` once (or never), frames, then `closed` once. */
 export interface ConnectionHandlers {
+  /** The connection is open and can send: the engine sends its hello. */
   open(): void;
+  /** One binary frame from the server, in the order it was sent. */
   frame(bytes: Uint8Array): void;
   /** The connection failed to open, or was closed by the other side or the network. */
   closed(event: { readonly code: number; readonly reason: string }): void;

@@ -14,19 +14,45 @@ import type { ErrorCode, SpaceId } from '@syncline/core/internal';
  */
 export type SyncState = 'offline' | 'connecting' | 'syncing' | 'synced' | 'paused' | 'stopped';
 
+/**
+ * A refusal from the server, or a failure the engine reports the same way
+ * (`SyncStatus.error`, `SyncStatus.stoppedSpaces`).
+ */
 export interface SyncErrorInfo {
+  /**
+   * The server's error code. The engine's own reports use `internal` (a
+   * connection dropped or not made, or a failure on this device),
+   * `frame_too_large` (a change too large for any frame the server reads), or
+   * a protocol code such as `invalid_message` (a message from the server it
+   * could not accept).
+   */
   readonly code: ErrorCode;
+  /** What happened, for people. */
   readonly message: string;
+  /** The space refused, when the refusal was about one space. */
   readonly space?: SpaceId;
+  /**
+   * True when it ended the connection (the engine dials again after a backoff,
+   * or stops: state `stopped`); false when only a push or a space was refused.
+   */
   readonly fatal: boolean;
 }
 
+/** The sync status (`replica.sync.status`, `onStatus`): a new object on each change; optional fields are absent when they do not apply. */
 export interface SyncStatus {
+  /** What the engine is doing (SyncState). */
   readonly state: SyncState;
   /** Local changes not yet acknowledged by the server. */
   readonly pending: number;
   /** While a snapshot downloads: records received of the total. */
-  readonly bootstrap?: { readonly space: SpaceId; readonly received: number; readonly total: number };
+  readonly bootstrap?: {
+    /** The space whose snapshot is downloading. */
+    readonly space: SpaceId;
+    /** Records received so far. */
+    readonly received: number;
+    /** Records in the whole snapshot. */
+    readonly total: number;
+  };
   /** Device-clock time of the last moment everything was synced. */
   readonly lastSyncedAt?: number;
   /** The last refusal from the server (auth, a limit, a protocol mismatch…). */
@@ -38,7 +64,14 @@ export interface SyncStatus {
   /** server clock - device clock, ms, measured at the last welcome. */
   readonly clockOffset?: number;
   /** Present while the device clock is further from the server's than `maxClockDrift`. */
-  readonly clockSkew?: { readonly code: 'clock_skew'; readonly offsetMs: number; readonly message: string };
+  readonly clockSkew?: {
+    /** Always 'clock_skew'. */
+    readonly code: 'clock_skew';
+    /** server clock - device clock, ms (positive: the device clock is behind), as `clockOffset`. */
+    readonly offsetMs: number;
+    /** How far off the device clock is and which way, for people. */
+    readonly message: string;
+  };
 }
 
 export class StatusBoard {

@@ -39,6 +39,12 @@ import type { SpaceChange } from '../tabs.js';
 
 export type { SyncState, SyncStatus, SyncErrorInfo } from './status.js';
 
+/**
+ * How a replica syncs (createReplica's `sync`, or startSync()). An invalid space
+ * id in `spaces`, a `maxFrameBytes` under MIN_FRAME_BYTES, or, without
+ * `connect`, no URL or no WebSocket implementation throws a TypeError when the
+ * engine is made.
+ */
 export interface SyncOptions {
   /** ws:// or wss:// URL of the sync server's /sync endpoint; several to fail over in turn. */
   readonly url: string | readonly string[];
@@ -205,6 +211,7 @@ export class SyncEngine {
 
   // ---- public --------------------------------------------------------------------
 
+  /** The status now (`onStatus` reports each change). */
   get status(): SyncStatus {
     return this.#board.current;
   }
