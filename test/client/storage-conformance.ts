@@ -919,8 +919,9 @@ export function storageConformance(name: string, makeFactory: () => StorageFacto
       await s.transaction('readwrite', (tx) => tx.setMeta('k', 1));
       await s.close();
       await s.close();
-      await expect(s.transaction('readonly', (tx) => tx.getMeta('k'))).rejects.toThrow();
-      await expect(s.transaction('readwrite', (tx) => tx.setMeta('k', 2))).rejects.toThrow();
+      // The same refusal from every adapter: a ReplicaError with code `closed`.
+      await expect(s.transaction('readonly', (tx) => tx.getMeta('k'))).rejects.toMatchObject({ name: 'ReplicaError', code: 'closed' });
+      await expect(s.transaction('readwrite', (tx) => tx.setMeta('k', 2))).rejects.toMatchObject({ name: 'ReplicaError', code: 'closed' });
       const again = await connect();
       expect(await again.transaction('readonly', (tx) => tx.getMeta('k'))).toBe(1);
     });

@@ -126,3 +126,32 @@ describe('compaction', () => {
     expect(await server.storage.head(space)).toBe(541);
   });
 });
+
+describe('bootstrap progress', () => {
+  it('a snapshot cut off by pause() leaves no stale progress in the status; the next connection bootstraps again', async () => {
+    const server = await startServer({ limits: { snapshotChunk: 20 } });
+    cleanup.push(() => server.close());
+    const w = await replica({ name: uniqueName('progress-writer'), schema });
+    cleanup.push(() => w.close());
+    const sw = sync(w, server.url);
+    cleanup.push(() => sw.close());
+    await w.batch((b) => {
+      for (let i = 0; i < 400; i++) b.put('events', `e${i}`, { n: i });
+    });
+    await sw.flushed({ timeoutMs: 10_000 });
+    await server.compact(0);
+
+    const n = await replica({ name: uniqueName('progress-new'), schema });
+    cleanup.push(() => n.close());
+    const sn = sync(n, server.url);
+    cleanup.push(() => sn.close());
+    // Pause at the first progress report, in the middle of the snapshot.
+    await sn.waitFor((s) => s.bootstrap !== undefined && s.bootstrap.received < s.bootstrap.total, 10_000);
+    sn.pause();
+    expect(sn.status.state).toBe('paused');
+    expect(sn.status.bootstrap).toBeUndefined();
+    sn.resume();
+    await waitUntil(async () => isSynced(sn) && (await countOf(n, 'events')) === 400, 10_000, 'N to bootstrap after resuming');
+    expect(sn.status.bootstrap).toBeUndefined();
+  });
+});

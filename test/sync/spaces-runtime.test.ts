@@ -186,6 +186,24 @@ describe('spaces at run time', () => {
     await waitUntil(() => has(follower, 'o1', 'two'), 5_000, 'the follower to see what the leader pulled');
   });
 
+  it('a bad sync option fails createReplica before it takes the tab lock or opens anything', async () => {
+    const server = await startServer();
+    cleanup.push(() => server.close());
+    const storage = memoryStorage();
+    const name = uniqueName('bad-option');
+    const tabs = { locks: localLocks(), channel: (n: string) => new BroadcastChannel(n) };
+    for (const sync of [{ url: server.url, WebSocket: WS, spaces: ['has space'] }, { url: [], WebSocket: WS }, { url: server.url, WebSocket: WS, maxFrameBytes: 1_000 }]) {
+      const error = await createReplica({ name, schema, storage, tabs, sync }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(error).toBeInstanceOf(TypeError);
+    }
+    // The lock was never taken: the next replica of that database leads and syncs.
+    const good = await open(server.url, ['one'], { name, storage, tabs });
+    await waitUntil(() => good.isLeader && isSynced(engine(good)), 5_000, 'the replica opened after the failures to lead and sync');
+  });
+
   it('refuses invalid space ids', async () => {
     const server = await startServer();
     cleanup.push(() => server.close());

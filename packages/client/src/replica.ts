@@ -42,7 +42,7 @@ import { openCollections } from './schema-migration.js';
 import { indexedDbStorage } from './storage/indexeddb-storage.js';
 import type { Storage, StorageFactory, StorageTx } from './storage/types.js';
 import type { CommitEvent, ReplicaPort } from './sync/port.js';
-import { SyncEngine, type EngineSettings, type SyncOptions } from './sync/sync-engine.js';
+import { checkSyncOptions, SyncEngine, type EngineSettings, type SyncOptions } from './sync/sync-engine.js';
 import { outboxEntries } from './storage/outbox.js';
 import { defaultTabs, isSpacesMessage, isTabMessage, type ChannelLike, type LocksLike, type SpaceChange, type SpacesMessage, type TabMessage, type TabsOptions } from './tabs.js';
 import { checkPatch, checkValue, validateWrites, type Patch } from './validate.js';
@@ -73,7 +73,11 @@ export interface ReplicaOptions<S extends Schema = Schema> {
    * server's time either way (README, "Clocks"). Default 5 minutes.
    */
   readonly maxClockDrift?: number;
-  /** Multi-tab coordination; false for a replica that shares its database with no one. */
+  /**
+   * Multi-tab coordination: the Web Locks and BroadcastChannel to use; a part left
+   * out is the platform's (navigator.locks, BroadcastChannel) where it has one.
+   * false for a replica that shares its database with no one.
+   */
   readonly tabs?: TabsOptions | false;
   /** Non-fatal problems (a live query that failed, a remote clock far ahead). */
   readonly onError?: (error: Error) => void;
@@ -180,7 +184,8 @@ export class Replica<S extends Schema = Schema> {
       this.#onError(new ReplicaError('closed', `database of replica "${this.name}" was upgraded or deleted by another tab; reopen the replica`));
       void this.close();
     };
-    const tabs = options.tabs === false ? undefined : (options.tabs ?? defaultTabs());
+    // Each part the app leaves out (locks or channel) is the platform's, where it has one.
+    const tabs = options.tabs === false ? undefined : { ...defaultTabs(), ...options.tabs };
     this.#electLeader(tabs?.locks);
     if (tabs?.channel) {
       this.#channel = tabs.channel(`syncline:${this.name}`);
@@ -657,6 +662,7 @@ export class Replica<S extends Schema = Schema> {
 export async function createReplica<const S extends Schema>(options: ReplicaOptions<S>): Promise<Replica<S>> {
   if (typeof options.name !== 'string' || options.name.length === 0) throw new ReplicaError('invalid_argument', 'createReplica needs a name');
   checkSchema(options.schema);
+  if (options.sync) checkSyncOptions(options.sync);
   const synced = options.sync?.spaces;
   if (synced && options.space !== undefined && !synced.includes(options.space)) {
     // Every write that names no space would be refused (unsynced_space): say so now.

@@ -7,6 +7,7 @@
 import { setOwn, type Change, type Json, type SpaceId } from '@syncline/core/internal';
 import BTreeModule from 'sorted-btree';
 import { compareKeys, inRange, type Key, type KeyRange } from './keys.js';
+import { ReplicaError } from '../errors.js';
 import { outboxEntry } from './outbox.js';
 import type { RecordAddress, ScanOptions, Storage, StorageFactory, StorageTx, StoredRecord, TxMode } from './types.js';
 
@@ -393,7 +394,7 @@ class MemoryStorage implements Storage {
   constructor(readonly db: MemoryDatabase) {}
 
   async transaction<T>(mode: TxMode, fn: (tx: StorageTx) => Promise<T>): Promise<T> {
-    if (this.#closed) throw new Error('storage is closed');
+    if (this.#closed) throw new ReplicaError('closed', 'storage is closed');
     if (mode === 'readonly') return fn(new MemoryTx(this.db, false));
     const run = async (): Promise<T> => {
       const tx = new MemoryTx(this.db, true);

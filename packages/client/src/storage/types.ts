@@ -146,7 +146,7 @@ export interface Storage {
    * transaction has committed. When `fn` rejects or calls `tx.abort()`, nothing
    * it wrote is kept and the call rejects (with `fn`'s error when it threw;
    * the IndexedDB adapter turns a quota error into a ReplicaError `storage_quota`).
-   * Rejects after close() (the IndexedDB adapter with a ReplicaError `closed`).
+   * Rejects after close() with a ReplicaError `closed` (every adapter; the conformance suite checks it).
    */
   transaction<T>(mode: TxMode, fn: (tx: StorageTx) => Promise<T>): Promise<T>;
   /** Called when another connection needs this one to close (IndexedDB versionchange). */

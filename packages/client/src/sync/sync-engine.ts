@@ -78,6 +78,27 @@ export interface SyncOptions {
 
 const DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024;
 
+const urlsOf = (options: SyncOptions): readonly string[] => (typeof options.url === 'string' ? [options.url] : [...(options.url ?? [])]);
+const socketOf = (options: SyncOptions): SocketFactory | undefined => options.WebSocket ?? (globalThis as { WebSocket?: SocketFactory }).WebSocket;
+
+/**
+ * Refuses sync options no engine could run with (TypeError): an invalid space
+ * id, no URL or no WebSocket class (without `connect`), a `maxFrameBytes` under
+ * MIN_FRAME_BYTES. createReplica calls it before it opens anything, so a bad
+ * option leaves no storage, lock or channel behind.
+ */
+export function checkSyncOptions(options: SyncOptions): void {
+  for (const space of options.spaces ?? []) {
+    if (!isSpaceId(space)) throw new TypeError(`sync.spaces: invalid space id ${JSON.stringify(space)}`);
+  }
+  if (options.maxFrameBytes !== undefined && !(options.maxFrameBytes >= MIN_FRAME_BYTES)) {
+    throw new TypeError(`sync.maxFrameBytes must be at least ${MIN_FRAME_BYTES} (one record of MAX_RECORD_BYTES in a frame); got ${options.maxFrameBytes}`);
+  }
+  if (options.connect) return;
+  if (urlsOf(options).length === 0) throw new TypeError('sync.url needs at least one URL');
+  if (!socketOf(options)) throw new TypeError('no WebSocket implementation: pass sync.WebSocket (the `ws` package in Node)');
+}
+
 /** What the replica passes along that is not a sync option. */
 export interface EngineSettings {
   /** How far the device clock may be from the server's before the status reports `clockSkew`. */
@@ -160,15 +181,10 @@ export class SyncEngine {
     this.#port = port;
     this.#options = options;
     this.#settings = settings;
-    for (const space of options.spaces ?? []) {
-      if (!isSpaceId(space)) throw new TypeError(`sync.spaces: invalid space id ${JSON.stringify(space)}`);
-    }
+    checkSyncOptions(options);
     this.#syncing = new Set((options.spaces ?? [port.defaultSpace]).map((s) => toSpaceId(s)));
     this.#maxFrameBytes = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
-    this.#connect = options.connect ?? this.#webSocket();
-    if (options.maxFrameBytes !== undefined && !(options.maxFrameBytes >= MIN_FRAME_BYTES)) {
-      throw new TypeError(`sync.maxFrameBytes must be at least ${MIN_FRAME_BYTES} (one record of MAX_RECORD_BYTES in a frame); got ${options.maxFrameBytes}`);
-    }
+    this.#connect = options.connect ?? webSocketConnect(urlsOf(options), socketOf(options) as SocketFactory);
     this.#backoff = new Backoff(options.backoff ?? {}, options.random ?? Math.random);
     this.#flushed = new FlushWaiters(port, this.#syncing, this.#stoppedSpaces);
     this.#cleanups.push(
@@ -199,14 +215,6 @@ export class SyncEngine {
     );
     if (port.isLeader) this.#start();
     void this.#refreshPending();
-  }
-
-  #webSocket(): Connect {
-    const urls = typeof this.#options.url === 'string' ? [this.#options.url] : [...this.#options.url];
-    if (urls.length === 0) throw new TypeError('sync.url needs at least one URL');
-    const Socket = this.#options.WebSocket ?? (globalThis as { WebSocket?: SocketFactory }).WebSocket;
-    if (!Socket) throw new TypeError('no WebSocket implementation: pass sync.WebSocket (the `ws` package in Node)');
-    return webSocketConnect(urls, Socket);
   }
 
   // ---- public --------------------------------------------------------------------
@@ -257,10 +265,10 @@ export class SyncEngine {
 
   /**
    * Stops syncing a space, in this tab and the others: the connection is made
-   * again without it and writes to it are refused (\`unsynced_space\`). Its records
+   * again without it and writes to it are refused (`unsynced_space`). Its records
    * stay on the device, and so do its changes not yet acknowledged (they are
-   * pushed if the space is added again): call \`flushed()\` first to have them on
-   * the server. \`flushed()\` calls waiting for it reject with \`space_removed\`.
+   * pushed if the space is added again): call `flushed()` first to have them on
+   * the server. `flushed()` calls waiting for it reject with `space_removed`.
    */
   removeSpace(space: string): void {
     if (!isSpaceId(space)) throw new TypeError(`removeSpace: invalid space id ${JSON.stringify(space)}`);
@@ -424,6 +432,8 @@ export class SyncEngine {
     clearInterval(session.ping);
     session.pusher.close();
     session.connection.close();
+    // A snapshot cut off mid-way starts over on the next connection: its progress is no longer true.
+    if (this.#board.current.bootstrap) this.#board.set({ bootstrap: undefined });
   }
 
   /** Ends `session` and decides what comes next from how it ended; `refusal`: the fatal error that ended it (recovery.ts). */
