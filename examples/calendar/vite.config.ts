@@ -2,7 +2,7 @@ import { fileURLToPath } from 'node:url';
 import react from '@vitejs/plugin-react';
 import { defineConfig, type UserConfig } from 'vite';
 
-const src = (pkg: string): string => fileURLToPath(new URL(`../../packages/${pkg}/src/index.ts`, import.meta.url));
+const src = (file: string): string => fileURLToPath(new URL(`../../packages/${file}`, import.meta.url));
 
 // The sync server the dev server forwards /sync to (run `npm start` at the root, or the server alone).
 const server = process.env['SYNCLINE_SERVER'] ?? 'http://127.0.0.1:8787';
@@ -11,11 +11,14 @@ const config = {
   plugins: [react()],
   resolve: {
     // Build straight from the packages' sources: no `tsc -b` needed before `vite build`.
-    alias: {
-      '@syncline/client': src('client'),
-      '@syncline/core': src('core'),
-      '@syncline/react': src('react'),
-    },
+    // Exact matches: each entry point of the packages' `exports` (a key would also match its subpaths).
+    alias: [
+      { find: /^@syncline\/client$/, replacement: src('client/src/index.ts') },
+      { find: /^@syncline\/client\/storage$/, replacement: src('client/src/storage/index.ts') },
+      { find: /^@syncline\/core$/, replacement: src('core/src/index.ts') },
+      { find: /^@syncline\/core\/internal$/, replacement: src('core/src/internal.ts') },
+      { find: /^@syncline\/react$/, replacement: src('react/src/index.ts') },
+    ],
   },
   server: {
     proxy: {
