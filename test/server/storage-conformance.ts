@@ -2,7 +2,9 @@
  * What every ServerStorage must do (storage/types.ts), as one suite that
  * storage.test.ts runs against each adapter: appends and their positions, seq
  * dedupe and gaps, the log, record states and snapshot pages, compaction,
- * reopening, and appends from two storages over the same data at once.
+ * reopening, appends from two storages over the same data at once, and what
+ * regions need: each entry's origin, reading one origin's entries, and link
+ * positions.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { applyChanges, canonicalState, encodeChange, encodeRecordState, materialize, SynclineError, type Change, type ReplicaId, type SpaceId } from '@syncline/core/internal';
@@ -28,8 +30,8 @@ function changes(replica: string, from: number, count: number, options: { space?
   );
 }
 
-function request(replica: string, list: Change[], space: SpaceId = SPACE): AppendRequest {
-  return { space, replica: r(replica), changes: list };
+function request(replica: string, list: Change[], space: SpaceId = SPACE, origin?: string): AppendRequest {
+  return origin === undefined ? { space, replica: r(replica), changes: list } : { space, replica: r(replica), changes: list, origin };
 }
 
 function ok(result: AppendResult | Error | undefined): AppendResult {
@@ -300,6 +302,217 @@ export function storageConformance(name: string, newBacking: () => Promise<Backi
       expect(await storage.head(SPACE)).toBe(12);
       // An unknown space has nothing to compact.
       expect(await storage.compact('nowhere' as SpaceId, 0)).toBe(0);
+    });
+
+    it("stores each entry's origin and returns it: '' for a request without one or with '', the peer's name when given", async () => {
+      const { storage, another } = await setup();
+      const [alice, bob, carol, other] = await storage.append([
+        request('alice', changes('alice', 1, 2)),
+        request('bob', changes('bob', 1, 2), SPACE, 'eu-west'),
+        request('carol', changes('carol', 1, 1), SPACE, ''),
+        request('dave', changes('dave', 1, 1, { space: OTHER }), OTHER, 'us-east'),
+      ]);
+      expect(ok(alice).stored.map((e) => [e.pos, e.origin])).toEqual([
+        [1, ''],
+        [2, ''],
+      ]);
+      expect(ok(bob).stored.map((e) => [e.pos, e.origin])).toEqual([
+        [3, 'eu-west'],
+        [4, 'eu-west'],
+      ]);
+      expect(ok(carol).stored.map((e) => [e.pos, e.origin])).toEqual([[5, '']]);
+      expect(ok(other).stored.map((e) => [e.pos, e.origin])).toEqual([[1, 'us-east']]);
+      const want = [
+        [1, 'alice', ''],
+        [2, 'alice', ''],
+        [3, 'bob', 'eu-west'],
+        [4, 'bob', 'eu-west'],
+        [5, 'carol', ''],
+      ];
+      // Without a filter (and with an empty one), every entry with its origin; the same through another storage.
+      expect((await storage.readLog(SPACE, 0, 100)).map((e) => [e.pos, e.change.replica, e.origin])).toEqual(want);
+      expect((await storage.readLog(SPACE, 0, 100, undefined, {})).map((e) => [e.pos, e.change.replica, e.origin])).toEqual(want);
+      expect((await (await another()).readLog(SPACE, 0, 100)).map((e) => [e.pos, e.change.replica, e.origin])).toEqual(want);
+      expect((await storage.readLog(OTHER, 0, 100)).map((e) => [e.pos, e.origin])).toEqual([[1, 'us-east']]);
+      // A peer's name is kept exactly (any characters but NUL, which PostgreSQL text refuses).
+      const odd = 'région ü \u{1F600} "x\'';
+      expect(ok((await storage.append([request('erin', changes('erin', 1, 1), SPACE, odd)]))[0]).stored.map((e) => e.origin)).toEqual([odd]);
+      expect((await storage.readLog(SPACE, 5, 100, undefined, { origin: odd })).map((e) => [e.pos, e.origin])).toEqual([[6, odd]]);
+    });
+
+    it("reads one origin's entries with their own positions, honouring limit and maxBytes", async () => {
+      const { storage } = await setup();
+      // Interleaved: local (alice, carol), from eu (bob), from us (dave); local changes of growing sizes.
+      let aliceSeq = 1;
+      let bobSeq = 1;
+      const local: Array<{ pos: number; bytes: number }> = [];
+      for (let round = 0; round < 6; round++) {
+        const size = 1024 * 2 ** round;
+        const mine = [putChange(r('alice'), SPACE, aliceSeq, { blob: 'x'.repeat(size) }, { id: `a-${aliceSeq}` })];
+        aliceSeq++;
+        const results = await storage.append([
+          request('bob', changes('bob', bobSeq, 3), SPACE, 'eu'),
+          request('alice', mine),
+          request('dave', changes('dave', round + 1, 1), SPACE, 'us'),
+        ]);
+        bobSeq += 3;
+        for (const e of ok(results[1]).stored) local.push({ pos: e.pos, bytes: encodeChange(e.change).length });
+      }
+      ok((await storage.append([request('carol', changes('carol', 1, 2), SPACE, '')]))[0]);
+      ok((await storage.append([request('bob', changes('bob', bobSeq, 4), SPACE, 'eu')]))[0]);
+      const all = await storage.readLog(SPACE, 0, 1000);
+      expect(all.map((e) => e.pos)).toEqual(all.map((_, i) => i + 1));
+      const localPositions = all.filter((e) => e.origin === '').map((e) => e.pos);
+      expect(localPositions).toEqual([4, 9, 14, 19, 24, 29, 31, 32]);
+
+      // Only local entries, at their real positions; each as readLog without a filter has it.
+      const mine = await storage.readLog(SPACE, 0, 1000, undefined, { origin: '' });
+      expect(mine.map((e) => e.pos)).toEqual(localPositions);
+      expect(mine.map((e) => e.change.replica)).toEqual(['alice', 'alice', 'alice', 'alice', 'alice', 'alice', 'carol', 'carol']);
+      for (const entry of mine) expect(entry).toEqual(all[entry.pos - 1]);
+      // Other origins alike; an origin never seen has nothing.
+      expect((await storage.readLog(SPACE, 0, 1000, undefined, { origin: 'us' })).map((e) => e.pos)).toEqual([5, 10, 15, 20, 25, 30]);
+      expect((await storage.readLog(SPACE, 0, 1000, undefined, { origin: 'eu' })).map((e) => e.pos)).toEqual(all.filter((e) => e.origin === 'eu').map((e) => e.pos));
+      expect(await storage.readLog(SPACE, 0, 1000, undefined, { origin: 'nowhere' })).toEqual([]);
+      expect(await storage.readLog(OTHER, 0, 1000, undefined, { origin: '' })).toEqual([]);
+
+      // `after` is a position of the whole log, also one of another origin; `limit` counts returned entries.
+      expect((await storage.readLog(SPACE, 4, 2, undefined, { origin: '' })).map((e) => e.pos)).toEqual([9, 14]);
+      expect((await storage.readLog(SPACE, 5, 2, undefined, { origin: '' })).map((e) => e.pos)).toEqual([9, 14]);
+      expect((await storage.readLog(SPACE, 29, 10, undefined, { origin: '' })).map((e) => e.pos)).toEqual([31, 32]);
+      expect(await storage.readLog(SPACE, 32, 10, undefined, { origin: '' })).toEqual([]);
+      // Paging by limit, from the last position returned, visits every local entry once.
+      const paged: number[] = [];
+      for (let after = 0; ; ) {
+        const page = await storage.readLog(SPACE, after, 3, undefined, { origin: '' });
+        if (page.length === 0) break;
+        expect(page.length).toBeLessThanOrEqual(3);
+        paged.push(...page.map((e) => e.pos));
+        after = (page[page.length - 1] as { pos: number }).pos;
+      }
+      expect(paged).toEqual(localPositions);
+      // maxBytes counts the returned entries' bytes only: at least one, greedy, never past it after the first.
+      const bytesOf = (pos: number) => encodeChange((all[pos - 1] as { change: Change }).change).length;
+      for (const maxBytes of [1, 3_000, 10_000, 40_000, 1_000_000]) {
+        for (const after of [0, 4, 6, 24]) {
+          const page = await storage.readLog(SPACE, after, 100, maxBytes, { origin: '' });
+          const rest = localPositions.filter((p) => p > after);
+          expect(page.length, `after ${after}, ${maxBytes} bytes`).toBeGreaterThanOrEqual(1);
+          expect(page.map((e) => e.pos)).toEqual(rest.slice(0, page.length));
+          const bytes = page.reduce((n, e) => n + bytesOf(e.pos), 0);
+          if (page.length > 1) expect(bytes).toBeLessThanOrEqual(maxBytes);
+          const next = rest[page.length];
+          if (next !== undefined) expect(bytes + bytesOf(next)).toBeGreaterThan(maxBytes);
+        }
+      }
+      expect(local.map((l) => l.pos)).toEqual(localPositions.slice(0, 6));
+    });
+
+    it('stores a change it already holds only once whatever its origin: the first origin stays', async () => {
+      const { storage } = await setup();
+      // First from a peer region.
+      expect(ok((await storage.append([request('alice', changes('alice', 1, 3), SPACE, 'eu')]))[0]).stored.map((e) => [e.pos, e.origin])).toEqual([
+        [1, 'eu'],
+        [2, 'eu'],
+        [3, 'eu'],
+      ]);
+      // Then pushed by the replica itself (reconnected here): only what is new, as local.
+      const overlap = ok((await storage.append([request('alice', changes('alice', 1, 5))]))[0]);
+      expect(overlap.stored.map((e) => [e.pos, e.change.seq, e.origin])).toEqual([
+        [4, 4, ''],
+        [5, 5, ''],
+      ]);
+      // From another peer: nothing new.
+      expect(ok((await storage.append([request('alice', changes('alice', 2, 4), SPACE, 'us')]))[0])).toEqual({ stored: [], upTo: 5 });
+      // The same changes from two origins in one append: stored once, with the first request's origin.
+      const [x, y] = await storage.append([request('alice', changes('alice', 6, 2), SPACE, 'us'), request('alice', changes('alice', 6, 2))]);
+      expect(ok(x).stored.map((e) => [e.pos, e.origin])).toEqual([
+        [6, 'us'],
+        [7, 'us'],
+      ]);
+      expect(ok(y)).toEqual({ stored: [], upTo: 7 });
+      expect((await storage.readLog(SPACE, 0, 100)).map((e) => [e.pos, e.change.seq, e.origin])).toEqual([
+        [1, 1, 'eu'],
+        [2, 2, 'eu'],
+        [3, 3, 'eu'],
+        [4, 4, ''],
+        [5, 5, ''],
+        [6, 6, 'us'],
+        [7, 7, 'us'],
+      ]);
+      expect(await storage.head(SPACE)).toBe(7);
+      // A gap is a gap whatever the origin.
+      expect(((await storage.append([request('alice', changes('alice', 9, 1), SPACE, 'eu')]))[0] as SynclineError).code).toBe('sequence_gap');
+    });
+
+    it('compacts entries of every origin at or below the horizon', async () => {
+      const { storage } = await setup();
+      for (let i = 0; i < 4; i++) {
+        for (const result of await storage.append([request('alice', changes('alice', i * 2 + 1, 2)), request('bob', changes('bob', i + 1, 1), SPACE, 'eu')])) ok(result);
+      }
+      expect(await storage.head(SPACE)).toBe(12);
+      expect(await storage.compact(SPACE, 5)).toBe(7);
+      expect(await storage.horizon(SPACE)).toBe(7);
+      expect((await storage.readLog(SPACE, 0, 100)).map((e) => [e.pos, e.origin])).toEqual([
+        [8, ''],
+        [9, 'eu'],
+        [10, ''],
+        [11, ''],
+        [12, 'eu'],
+      ]);
+      expect((await storage.readLog(SPACE, 0, 100, undefined, { origin: 'eu' })).map((e) => e.pos)).toEqual([9, 12]);
+      expect((await storage.readLog(SPACE, 0, 100, undefined, { origin: '' })).map((e) => e.pos)).toEqual([8, 10, 11]);
+      expect(await storage.compact(SPACE, 0)).toBe(5);
+      expect(await storage.readLog(SPACE, 0, 100, undefined, { origin: 'eu' })).toEqual([]);
+      expect(await storage.readLog(SPACE, 0, 100, undefined, { origin: '' })).toEqual([]);
+    });
+
+    it('keeps link positions per peer and space, never lowers them, and keeps them across close and reopen', async () => {
+      const { backing, storage, another } = await setup();
+      expect(await storage.linkPositions('eu')).toEqual(new Map());
+      await storage.setLinkPosition('eu', SPACE, 5);
+      await storage.setLinkPosition('eu', OTHER, 2);
+      await storage.setLinkPosition('us', SPACE, 1);
+      expect(await storage.linkPositions('eu')).toEqual(new Map([[SPACE, 5], [OTHER, 2]]));
+      expect(await storage.linkPositions('us')).toEqual(new Map([[SPACE, 1]]));
+      // Never lower; the same position again changes nothing; higher moves it.
+      await storage.setLinkPosition('eu', SPACE, 3);
+      await storage.setLinkPosition('eu', SPACE, 0);
+      await storage.setLinkPosition('eu', SPACE, 5);
+      expect((await storage.linkPositions('eu')).get(SPACE)).toBe(5);
+      await storage.setLinkPosition('eu', SPACE, 9);
+      // Peers are independent.
+      expect(await storage.linkPositions('us')).toEqual(new Map([[SPACE, 1]]));
+      expect(await storage.linkPositions('ap')).toEqual(new Map());
+      // A position at 0 is a space read (nothing yet), so it is present.
+      await storage.setLinkPosition('ap', OTHER, 0);
+      expect(await storage.linkPositions('ap')).toEqual(new Map([[OTHER, 0]]));
+      // Not a position: refused, nothing changed.
+      for (const bad of [-1, 1.5, Number.NaN, Number.POSITIVE_INFINITY]) await expect(storage.setLinkPosition('eu', SPACE, bad)).rejects.toBeInstanceOf(RangeError);
+      expect(await storage.linkPositions('eu')).toEqual(new Map([[SPACE, 9], [OTHER, 2]]));
+      // Link positions are not spaces' contents.
+      expect(await storage.spaces()).toEqual([]);
+      // Another storage over the same data sees them; so does one opened after closing.
+      expect(await (await another()).linkPositions('eu')).toEqual(new Map([[SPACE, 9], [OTHER, 2]]));
+      await storage.close();
+      await expect(storage.linkPositions('eu')).rejects.toMatchObject({ code: 'closed' });
+      await expect(storage.setLinkPosition('eu', SPACE, 10)).rejects.toMatchObject({ code: 'closed' });
+      const reopened = await backing.open();
+      cleanup.push(() => reopened.close());
+      expect(await reopened.linkPositions('eu')).toEqual(new Map([[SPACE, 9], [OTHER, 2]]));
+      expect(await reopened.linkPositions('us')).toEqual(new Map([[SPACE, 1]]));
+      await reopened.setLinkPosition('eu', SPACE, 4);
+      await reopened.setLinkPosition('us', SPACE, 7);
+      expect(await reopened.linkPositions('eu')).toEqual(new Map([[SPACE, 9], [OTHER, 2]]));
+      expect(await reopened.linkPositions('us')).toEqual(new Map([[SPACE, 7]]));
+    });
+
+    it('moves a link position only forward when two storages over the same data set it at once', async () => {
+      const { storage, another } = await setup();
+      const second = await another();
+      const positions = Array.from({ length: 40 }, (_, i) => (i * 17) % 41);
+      await Promise.all(positions.map((pos, i) => (i % 2 === 0 ? storage : second).setLinkPosition('eu', SPACE, pos)));
+      expect((await storage.linkPositions('eu')).get(SPACE)).toBe(Math.max(...positions));
     });
 
     it('keeps everything across close and reopen, and refuses calls once closed', async () => {

@@ -2,10 +2,12 @@
  * The storage adapters: the conformance suite against SQLite and PostgreSQL, then
  * what only PostgreSQL has to show: migrations from several instances at once,
  * log positions that become visible in order although transactions of several
- * instances interleave, and watch() across a lost connection.
+ * instances interleave, and watch() across a lost connection. Beside them, the
+ * schema migrations of both (from each earlier version, and the refusal of a
+ * newer one), and that one origin's log entries are read through their index.
  */
 import { join } from 'node:path';
-import type { Pool } from 'pg';
+import pg, { type Pool } from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import Database from 'better-sqlite3';
 import { applyChange, canonicalState, readFrame, writeFrame, type Change, type ReplicaId, type SpaceId } from '@syncline/core/internal';
@@ -13,6 +15,56 @@ import { postgresStorage, sqliteStorage, type AppendResult, type PostgresStorage
 import { cleanupStack, putChange, tempDir, waitUntil } from '../sync/harness.js';
 import { adminClient, describePg, freshSchema, gatedPool, PG_URL } from './fixtures/postgres.js';
 import { storageConformance } from './storage-conformance.js';
+
+/** Takes a SQLite database of schema version 3 back to what version 2 wrote (before regions). */
+function sqliteToVersion2(db: Database.Database): void {
+  db.exec("DROP INDEX log_origin; ALTER TABLE log DROP COLUMN origin; DROP TABLE links; UPDATE meta SET value = '2' WHERE key = 'schema_version'");
+}
+
+/** The same for a PostgreSQL schema. */
+function postgresToVersion2(schema: string): string {
+  return `DROP INDEX "${schema}".log_origin; ALTER TABLE "${schema}".log DROP COLUMN origin; DROP TABLE "${schema}".links; UPDATE "${schema}".meta SET value = '2' WHERE key = 'schema_version'`;
+}
+
+/** Appends what the migration tests start from: 5 local entries (alice 1-3, bob 1-2) in `space`. */
+async function fillVersion2(storage: ServerStorage, space: SpaceId): Promise<void> {
+  const alice = Array.from({ length: 3 }, (_, i) => putChange('alice' as ReplicaId, space, i + 1, { n: i }));
+  const bob = Array.from({ length: 2 }, (_, i) => putChange('bob' as ReplicaId, space, i + 1, { n: i }));
+  for (const result of await storage.append([
+    { space, replica: 'alice' as ReplicaId, changes: alice },
+    { space, replica: 'bob' as ReplicaId, changes: bob },
+  ])) {
+    expect(result).not.toBeInstanceOf(Error);
+  }
+}
+
+/** What a storage migrated from schema version 2 (filled by fillVersion2) must hold and do. */
+async function expectMigratedFromVersion2(storage: ServerStorage, space: SpaceId): Promise<void> {
+  const before = [
+    [1, 'alice', ''],
+    [2, 'alice', ''],
+    [3, 'alice', ''],
+    [4, 'bob', ''],
+    [5, 'bob', ''],
+  ];
+  // Entries stored before are this region's own.
+  expect((await storage.readLog(space, 0, 100)).map((e) => [e.pos, e.change.replica, e.origin])).toEqual(before);
+  expect((await storage.readLog(space, 0, 100, undefined, { origin: '' })).map((e) => [e.pos, e.change.replica, e.origin])).toEqual(before);
+  expect(await storage.readLog(space, 0, 100, undefined, { origin: 'eu' })).toEqual([]);
+  // New entries with their origin, after the old ones; dedupe carries on.
+  const [carol, alice] = await storage.append([
+    { space, replica: 'carol' as ReplicaId, changes: [putChange('carol' as ReplicaId, space, 1, { n: 1 })], origin: 'eu' },
+    { space, replica: 'alice' as ReplicaId, changes: Array.from({ length: 4 }, (_, i) => putChange('alice' as ReplicaId, space, i + 1, { n: i })) },
+  ]);
+  expect((carol as AppendResult).stored.map((e) => [e.pos, e.origin])).toEqual([[6, 'eu']]);
+  expect((alice as AppendResult).stored.map((e) => [e.pos, e.change.seq, e.origin])).toEqual([[7, 4, '']]);
+  expect((await storage.readLog(space, 0, 100, undefined, { origin: '' })).map((e) => e.pos)).toEqual([1, 2, 3, 4, 5, 7]);
+  expect((await storage.readLog(space, 0, 100, undefined, { origin: 'eu' })).map((e) => e.pos)).toEqual([6]);
+  // Link positions start empty.
+  expect(await storage.linkPositions('eu')).toEqual(new Map());
+  await storage.setLinkPosition('eu', space, 12);
+  expect(await storage.linkPositions('eu')).toEqual(new Map([[space, 12]]));
+}
 
 storageConformance('sqlite', async () => {
   const dir = await tempDir('syncline-storage-');
@@ -92,11 +144,91 @@ describe('SQLite storage of schema version 1 (before per-space usage)', () => {
     expect(want.records).toBe(3);
     // Back to what a schema version 1 database holds.
     const db = new Database(path);
+    sqliteToVersion2(db);
     db.exec("ALTER TABLE spaces DROP COLUMN bytes; ALTER TABLE spaces DROP COLUMN records; UPDATE meta SET value = '1' WHERE key = 'schema_version'");
     db.close();
     storage = sqliteStorage({ path });
     cleanup.push(() => storage.close());
     expect(await storage.usage(space)).toEqual(want);
+  });
+});
+
+describe('SQLite storage of schema version 2 (before regions)', () => {
+  const cleanup = cleanupStack();
+  afterEach(() => cleanup.run());
+
+  it("opens and migrates: the entries it held become this region's own (origin ''), the origin index and link positions come, and it carries on", async () => {
+    const dir = await tempDir('syncline-regions-');
+    cleanup.push(() => dir.remove());
+    const path = join(dir.path, 'x.db');
+    const space = 'cal' as SpaceId;
+    let storage = sqliteStorage({ path });
+    await fillVersion2(storage, space);
+    await storage.close();
+    const db = new Database(path);
+    sqliteToVersion2(db);
+    expect((db.prepare("SELECT name FROM pragma_table_info('log')").all() as Array<{ name: string }>).map((c) => c.name)).toEqual(['space', 'pos', 'replica', 'seq', 'change']);
+    db.close();
+
+    storage = sqliteStorage({ path });
+    cleanup.push(() => storage.close());
+    await expectMigratedFromVersion2(storage, space);
+    const after = new Database(path, { readonly: true });
+    cleanup.push(() => after.close());
+    expect(after.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get()).toEqual({ value: '3' });
+    expect((after.prepare("SELECT name FROM pragma_index_info('log_origin')").all() as Array<{ name: string }>).map((c) => c.name)).toEqual(['space', 'origin', 'pos']);
+    expect((after.prepare("SELECT name, pk FROM pragma_table_info('links')").all() as Array<{ name: string; pk: number }>).map((c) => [c.name, c.pk])).toEqual([
+      ['peer', 1],
+      ['space', 2],
+      ['pos', 0],
+    ]);
+  });
+
+  it("reads one origin's entries of a space through the (space, origin, pos) index, in its order", async () => {
+    const dir = await tempDir('syncline-regions-');
+    cleanup.push(() => dir.remove());
+    const path = join(dir.path, 'x.db');
+    // The statements the storage prepares (better-sqlite3 is one module for it and for this test).
+    const prepared: string[] = [];
+    const prepare = Database.prototype.prepare;
+    cleanup.push(() => (Database.prototype.prepare = prepare));
+    Database.prototype.prepare = function (this: Database.Database, source: string) {
+      prepared.push(source);
+      return prepare.call(this, source);
+    } as typeof prepare;
+    const storage = sqliteStorage({ path });
+    Database.prototype.prepare = prepare;
+    cleanup.push(() => storage.close());
+    await fillVersion2(storage, 'cal' as SpaceId);
+    const byOrigin = prepared.filter((sql) => /FROM log\b/.test(sql) && /origin = \?/.test(sql));
+    expect(byOrigin).toHaveLength(1);
+    const db = new Database(path, { readonly: true });
+    cleanup.push(() => db.close());
+    // No scan over other origins' entries, no sort.
+    const plan = (db.prepare(`EXPLAIN QUERY PLAN ${byOrigin[0] as string}`).all('cal', '', 0, 10) as Array<{ detail: string }>).map((row) => row.detail);
+    expect(plan).toEqual([expect.stringMatching(/^SEARCH log USING (COVERING )?INDEX log_origin \(space=\? AND origin=\? AND pos>\?\)$/)]);
+    expect((await storage.readLog('cal' as SpaceId, 1, 10, undefined, { origin: '' })).map((e) => e.pos)).toEqual([2, 3, 4, 5]);
+  });
+});
+
+describe('SQLite storage written by a newer server', () => {
+  const cleanup = cleanupStack();
+  afterEach(() => cleanup.run());
+
+  it('is refused with unsupported_storage, and left as it is', async () => {
+    const dir = await tempDir('syncline-newer-');
+    cleanup.push(() => dir.remove());
+    const path = join(dir.path, 'x.db');
+    const storage = sqliteStorage({ path });
+    await fillVersion2(storage, 'cal' as SpaceId);
+    await storage.close();
+    const db = new Database(path);
+    db.exec("UPDATE meta SET value = '4' WHERE key = 'schema_version'");
+    db.close();
+    expect(() => sqliteStorage({ path })).toThrow(expect.objectContaining({ code: 'unsupported_storage' }));
+    const after = new Database(path, { readonly: true });
+    cleanup.push(() => after.close());
+    expect(after.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get()).toEqual({ value: '4' });
   });
 });
 
@@ -167,8 +299,8 @@ describePg('PostgreSQL storage', () => {
     const admin = await adminClient();
     cleanup.push(() => admin.end());
     const tables = await admin.query<{ table_name: string }>('SELECT table_name FROM information_schema.tables WHERE table_schema = $1 ORDER BY table_name', [schema]);
-    expect(tables.rows.map((r) => r.table_name)).toEqual(['log', 'meta', 'progress', 'records', 'spaces']);
-    expect((await admin.query(`SELECT value FROM "${schema}".meta WHERE key = 'schema_version'`)).rows).toEqual([{ value: '2' }]);
+    expect(tables.rows.map((r) => r.table_name)).toEqual(['links', 'log', 'meta', 'progress', 'records', 'spaces']);
+    expect((await admin.query(`SELECT value FROM "${schema}".meta WHERE key = 'schema_version'`)).rows).toEqual([{ value: '3' }]);
     await (instances[0] as PostgresStorage).append([{ space, replica: 'a' as ReplicaId, changes: changes('a', 1, 2) }]);
     expect(await (instances[5] as PostgresStorage).head(space)).toBe(2);
 
@@ -189,10 +321,73 @@ describePg('PostgreSQL storage', () => {
     expect(want.records).toBe(3);
     const admin = await adminClient();
     cleanup.push(() => admin.end());
+    await admin.query(postgresToVersion2(schema));
     await admin.query(`ALTER TABLE "${schema}".spaces DROP COLUMN bytes, DROP COLUMN records; UPDATE "${schema}".meta SET value = '1' WHERE key = 'schema_version'`);
     const reopened = open(schema);
     await reopened.ready();
     expect(await reopened.usage(space)).toEqual(want);
+  });
+
+  it("migrates a schema of version 2: the entries it held become this region's own (origin ''), the origin index and link positions come", async () => {
+    const schema = schemaForTest();
+    const first = open(schema);
+    await fillVersion2(first, space);
+    await first.close();
+    const admin = await adminClient();
+    cleanup.push(() => admin.end());
+    await admin.query(postgresToVersion2(schema));
+    const columns = await admin.query<{ column_name: string }>('SELECT column_name FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position', [schema, 'log']);
+    expect(columns.rows.map((c) => c.column_name)).toEqual(['space', 'pos', 'replica', 'seq', 'change']);
+
+    // Several instances at once, as in a rolling start: migrated once.
+    const instances = Array.from({ length: 3 }, () => open(schema));
+    await Promise.all(instances.map((s) => s.ready()));
+    await expectMigratedFromVersion2(instances[1] as PostgresStorage, space);
+    expect((await admin.query(`SELECT value FROM "${schema}".meta WHERE key = 'schema_version'`)).rows).toEqual([{ value: '3' }]);
+    const index = await admin.query<{ indexdef: string }>('SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND indexname = $2', [schema, 'log_origin']);
+    expect(index.rows.map((r) => r.indexdef.replace(/^.* USING /, ''))).toEqual(['btree (space, origin, pos)']);
+    expect(await (instances[2] as PostgresStorage).linkPositions('eu')).toEqual(new Map([[space, 12]]));
+  });
+
+  it("reads one origin's entries through the (space, origin, pos) index when most entries have another origin", async () => {
+    const schema = schemaForTest();
+    // A pool that keeps the statements the storage sends, to explain them.
+    const pool = new pg.Pool({ connectionString: PG_URL, max: 4 });
+    pool.on('error', () => undefined);
+    cleanup.push(() => pool.end());
+    const sent: Array<{ text: string; values: unknown[] }> = [];
+    const query = pool.query.bind(pool) as (...args: unknown[]) => unknown;
+    (pool as { query: unknown }).query = (...args: unknown[]) => {
+      if (typeof args[0] === 'string') sent.push({ text: args[0], values: (args[1] ?? []) as unknown[] });
+      return query(...args);
+    };
+    const storage = open(schema, { pool });
+    await storage.ready();
+    // 4,000 entries from a peer, every 200th a local one.
+    for (let batch = 0; batch < 20; batch++) {
+      const results = await storage.append([
+        { space, replica: 'peer' as ReplicaId, changes: changes('peer', batch * 200 + 1, 200), origin: 'eu' },
+        { space, replica: 'mine' as ReplicaId, changes: changes('mine', batch + 1, 1) },
+      ]);
+      for (const result of results) expect(result).not.toBeInstanceOf(Error);
+    }
+    const admin = await adminClient();
+    cleanup.push(() => admin.end());
+    await admin.query(`ANALYZE "${schema}".log`);
+    sent.length = 0;
+    const page = await storage.readLog(space, 0, 10, 1_000_000, { origin: '' });
+    expect(page.map((e) => e.pos)).toEqual(Array.from({ length: 10 }, (_, i) => (i + 1) * 201));
+    const read = sent.find((q) => q.text.includes('.log'));
+    expect(read).toBeDefined();
+    const plan = await admin.query<{ 'QUERY PLAN': unknown }>(`EXPLAIN (FORMAT JSON) ${(read as { text: string }).text}`, (read as { values: unknown[] }).values);
+    const nodes: Array<{ 'Node Type': string; 'Index Name'?: string }> = [];
+    const walk = (node: { 'Node Type': string; Plans?: unknown[] }): void => {
+      nodes.push(node);
+      for (const child of node.Plans ?? []) walk(child as { 'Node Type': string; Plans?: unknown[] });
+    };
+    walk((plan.rows[0]?.['QUERY PLAN'] as Array<{ Plan: { 'Node Type': string } }>)[0]?.Plan as { 'Node Type': string });
+    const scans = nodes.filter((n) => /Scan$/.test(n['Node Type']) && n['Node Type'] !== 'Subquery Scan');
+    expect(scans.map((n) => [n['Node Type'], n['Index Name']])).toEqual([[expect.stringMatching(/^Index (Only )?Scan$/), 'log_origin']]);
   });
 
   it('makes positions visible in order when a transaction holding position n commits after another instance appends', async () => {

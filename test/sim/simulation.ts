@@ -29,7 +29,7 @@ import {
   type Json,
   type SpaceId,
 } from '@syncline/core/internal';
-import { createSyncServer, sqliteStorage, type AppendRequest, type AppendResult, type ServerStorage, type SpaceQuotas, type SyncServer } from '@syncline/server';
+import { createSyncServer, sqliteStorage, type AppendRequest, type AppendResult, type ReadLogFilter, type ServerStorage, type SpaceQuotas, type SyncServer } from '@syncline/server';
 import 'fake-indexeddb/auto';
 import { IDBFactory, IDBKeyRange } from 'fake-indexeddb';
 import { pino } from 'pino';
@@ -162,9 +162,9 @@ class SimStorage implements ServerStorage {
     }
     return results;
   }
-  async readLog(space: SpaceId, after: number, limit: number, maxBytes?: number) {
+  async readLog(space: SpaceId, after: number, limit: number, maxBytes?: number, filter?: ReadLogFilter) {
     this.#alive();
-    const entries = await this.inner.readLog(space, after, limit, maxBytes);
+    const entries = await this.inner.readLog(space, after, limit, maxBytes, filter);
     if (this.world.bug === 'skip-log-entry' && entries.length >= 3 && this.world.bugRng.chance(0.2)) entries.splice(1, 1);
     return entries;
   }
@@ -191,6 +191,14 @@ class SimStorage implements ServerStorage {
   async spaces() {
     this.#alive();
     return this.inner.spaces();
+  }
+  async linkPositions(peer: string) {
+    this.#alive();
+    return this.inner.linkPositions(peer);
+  }
+  async setLinkPosition(peer: string, space: SpaceId, pos: number) {
+    this.#alive();
+    return this.inner.setLinkPosition(peer, space, pos);
   }
   close(): Promise<void> {
     return this.inner.close();

@@ -91,7 +91,7 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
     storage,
     { maxSpaceBytes: limits.maxSpaceBytes, maxSpaceRecords: limits.maxSpaceRecords },
     (stored) => {
-      const bySpace = new Map<SpaceId, Array<{ pos: number; change: (typeof stored)[number]['result']['stored'][number]['change'] }>>();
+      const bySpace = new Map<SpaceId, Array<(typeof stored)[number]['result']['stored'][number]>>();
       for (const { request, result } of stored) {
         let list = bySpace.get(request.space);
         if (!list) bySpace.set(request.space, (list = []));

@@ -94,6 +94,12 @@ const MIGRATIONS: ReadonlyArray<(s: string) => string> = [
   (s) => `
     ALTER TABLE ${s}.spaces ADD COLUMN bytes bigint NOT NULL DEFAULT 0, ADD COLUMN records bigint NOT NULL DEFAULT 0;
     UPDATE ${s}.spaces SET bytes = coalesce((SELECT sum(octet_length(state)) FROM ${s}.records r WHERE r.space = spaces.space), 0);`,
+  // Regions: the region each log entry entered through ('' : this server's own clients; what was stored
+  // before is), an index to read one origin's entries of a space in order, and how far each peer's log is read.
+  (s) => `
+    ALTER TABLE ${s}.log ADD COLUMN origin text COLLATE "C" NOT NULL DEFAULT '';
+    CREATE INDEX log_origin ON ${s}.log (space, origin, pos);
+    CREATE TABLE ${s}.links (peer text COLLATE "C" NOT NULL, space text COLLATE "C" NOT NULL, pos bigint NOT NULL, PRIMARY KEY (peer, space));`,
 ];
 
 /** How often the watch connection is checked, and how long it has to answer. */
@@ -176,6 +182,7 @@ export function postgresStorage(options: PostgresOptions): PostgresStorage {
    */
   const appendOne = async (client: pg.PoolClient, request: AppendRequest, quotas: SpaceQuotas | undefined): Promise<{ result: AppendResult; notified?: string }> => {
     const { space, replica } = request;
+    const origin = request.origin ?? '';
     // 1. The space's write lock (see the top of this file). A new space gets its row first (at head 0,
     //    which no reader counts as a space; it stays if the request is refused).
     type Locked = { head: string; bytes: string; records: string };
@@ -235,7 +242,7 @@ export function postgresStorage(options: PostgresOptions): PostgresStorage {
       positions.push(head);
       seqs.push(change.seq);
       blobs.push(toBuffer(encodeChange(change)));
-      stored.push({ pos: head, change });
+      stored.push({ pos: head, change, origin });
     }
     const records = [...touched];
     const delta = new UsageDelta();
@@ -250,7 +257,7 @@ export function postgresStorage(options: PostgresOptions): PostgresStorage {
     const written = await client.query<{ pid: number }>({
       name: `syncline_write_${tag}`,
       text: `WITH
-         l AS (INSERT INTO ${s}.log (space, pos, replica, seq, change) SELECT $1, p, $2, q, c FROM unnest($3::bigint[], $4::bigint[], $5::bytea[]) AS u(p, q, c)),
+         l AS (INSERT INTO ${s}.log (space, pos, replica, seq, change, origin) SELECT $1, p, $2, q, c, $15 FROM unnest($3::bigint[], $4::bigint[], $5::bytea[]) AS u(p, q, c)),
          r AS (INSERT INTO ${s}.records (space, collection, id, state, pos) SELECT $1, c, i, st, $9 FROM unnest($6::bytea[], $7::bytea[], $8::bytea[]) AS u(c, i, st)
                ON CONFLICT (space, collection, id) DO UPDATE SET state = excluded.state, pos = excluded.pos),
          h AS (UPDATE ${s}.spaces SET head = $9, bytes = bytes + $13, records = records + $14 WHERE space = $1),
@@ -272,6 +279,7 @@ export function postgresStorage(options: PostgresOptions): PostgresStorage {
         payload,
         delta.bytes,
         delta.records,
+        origin,
       ],
     });
     return { result: { stored, upTo: held }, notified: `${(written.rows[0] as { pid: number }).pid} ${payload}` };
@@ -459,17 +467,19 @@ export function postgresStorage(options: PostgresOptions): PostgresStorage {
         return results;
       }
     },
-    async readLog(space, after, limit, maxBytes) {
+    async readLog(space, after, limit, maxBytes, filter) {
       await open();
       // With maxBytes, rows stop where the running size would pass it (the first row always comes).
-      const { rows } = await pool.query<{ pos: string; change: Buffer }>(
-        `SELECT pos, change FROM (
-           SELECT pos, change, sum(octet_length(change)) OVER (ORDER BY pos) AS running, row_number() OVER (ORDER BY pos) AS n
-           FROM (SELECT pos, change FROM ${s}.log WHERE space = $1 AND pos > $2 ORDER BY pos LIMIT $3) page
+      // With an origin, the page is read through the (space, origin, pos) index.
+      const byOrigin = filter?.origin !== undefined;
+      const { rows } = await pool.query<{ pos: string; change: Buffer; origin: string }>(
+        `SELECT pos, change, origin FROM (
+           SELECT pos, change, origin, sum(octet_length(change)) OVER (ORDER BY pos) AS running, row_number() OVER (ORDER BY pos) AS n
+           FROM (SELECT pos, change, origin FROM ${s}.log WHERE space = $1 AND pos > $2${byOrigin ? ' AND origin = $5' : ''} ORDER BY pos LIMIT $3) page
          ) sized WHERE n = 1 OR running <= $4 ORDER BY pos`,
-        [space, after, limit, maxBytes ?? Number.MAX_SAFE_INTEGER],
+        byOrigin ? [space, after, limit, maxBytes ?? Number.MAX_SAFE_INTEGER, filter?.origin] : [space, after, limit, maxBytes ?? Number.MAX_SAFE_INTEGER],
       );
-      return rows.map((row) => ({ pos: Number(row.pos), change: decodeChange(row.change) }));
+      return rows.map((row) => ({ pos: Number(row.pos), change: decodeChange(row.change), origin: row.origin }));
     },
     async head(space) {
       await open();
@@ -525,6 +535,22 @@ export function postgresStorage(options: PostgresOptions): PostgresStorage {
       await open();
       const { rows } = await pool.query<{ space: SpaceId }>(`SELECT space FROM ${s}.spaces WHERE head > 0 ORDER BY space`);
       return rows.map((r) => r.space);
+    },
+    async linkPositions(peer) {
+      await open();
+      const { rows } = await pool.query<{ space: SpaceId; pos: string }>(`SELECT space, pos FROM ${s}.links WHERE peer = $1`, [peer]);
+      return new Map(rows.map((r) => [r.space, Number(r.pos)]));
+    },
+    async setLinkPosition(peer, space, pos) {
+      await open();
+      if (!Number.isSafeInteger(pos) || pos < 0) throw new RangeError(`link position ${pos} is not a non-negative integer`);
+      // Durable at COMMIT (synchronous_commit on); a lower position leaves the row as it is.
+      await transaction((client) =>
+        client.query(
+          `INSERT INTO ${s}.links AS l (peer, space, pos) VALUES ($1, $2, $3) ON CONFLICT (peer, space) DO UPDATE SET pos = excluded.pos WHERE excluded.pos > l.pos`,
+          [peer, space, pos],
+        ),
+      );
     },
     watch(listener) {
       listeners.add(listener);

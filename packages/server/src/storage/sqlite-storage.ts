@@ -33,6 +33,11 @@ const MIGRATIONS: readonly string[] = [
   `ALTER TABLE spaces ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;
    ALTER TABLE spaces ADD COLUMN records INTEGER NOT NULL DEFAULT 0;
    UPDATE spaces SET bytes = coalesce((SELECT sum(length(state)) FROM records r WHERE r.space = spaces.space), 0);`,
+  // Regions: the region each log entry entered through ('' : this server's own clients; what was stored
+  // before is), an index to read one origin's entries of a space in order, and how far each peer's log is read.
+  `ALTER TABLE log ADD COLUMN origin TEXT NOT NULL DEFAULT '';
+   CREATE INDEX log_origin ON log (space, origin, pos);
+   CREATE TABLE links (peer TEXT NOT NULL, space TEXT NOT NULL, pos INTEGER NOT NULL, PRIMARY KEY (peer, space)) WITHOUT ROWID;`,
 ];
 
 /** Options of sqliteStorage. */
@@ -54,7 +59,13 @@ export function sqliteStorage(options: SqliteOptions): ServerStorage {
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = FULL');
   db.pragma('busy_timeout = 5000');
-  const countRecords = migrate(db);
+  let countRecords: boolean;
+  try {
+    countRecords = migrate(db);
+  } catch (error) {
+    db.close(); // refused (a newer schema) or failed: the file is not left open
+    throw error;
+  }
 
   const q = {
     space: db.prepare<[string], { head: number; horizon: number }>('SELECT head, horizon FROM spaces WHERE space = ?'),
@@ -67,8 +78,15 @@ export function sqliteStorage(options: SqliteOptions): ServerStorage {
     spacesToCount: db.prepare<[], { space: string }>('SELECT space FROM spaces'),
     progress: db.prepare<[string, string], { seq: number }>('SELECT seq FROM progress WHERE space = ? AND replica = ?'),
     setProgress: db.prepare('INSERT INTO progress (space, replica, seq) VALUES (?, ?, ?) ON CONFLICT(space, replica) DO UPDATE SET seq = excluded.seq'),
-    insertLog: db.prepare('INSERT INTO log (space, pos, replica, seq, change) VALUES (?, ?, ?, ?, ?)'),
-    readLog: db.prepare<[string, number, number], { pos: number; change: Buffer }>('SELECT pos, change FROM log WHERE space = ? AND pos > ? ORDER BY pos LIMIT ?'),
+    insertLog: db.prepare('INSERT INTO log (space, pos, replica, seq, change, origin) VALUES (?, ?, ?, ?, ?, ?)'),
+    readLog: db.prepare<[string, number, number], { pos: number; change: Buffer; origin: string }>('SELECT pos, change, origin FROM log WHERE space = ? AND pos > ? ORDER BY pos LIMIT ?'),
+    // Without statistics the planner prefers the primary key (space, pos) and would step over every entry of
+    // other origins; the index reads only this origin's, already in position order.
+    readLogOf: db.prepare<[string, string, number, number], { pos: number; change: Buffer; origin: string }>(
+      'SELECT pos, change, origin FROM log INDEXED BY log_origin WHERE space = ? AND origin = ? AND pos > ? ORDER BY pos LIMIT ?',
+    ),
+    linkPositions: db.prepare<[string], { space: string; pos: number }>('SELECT space, pos FROM links WHERE peer = ?'),
+    setLinkPosition: db.prepare('INSERT INTO links (peer, space, pos) VALUES (?, ?, ?) ON CONFLICT(peer, space) DO UPDATE SET pos = excluded.pos WHERE excluded.pos > links.pos'),
     record: db.prepare<[string, string, string], { state: Buffer }>('SELECT state FROM records WHERE space = ? AND collection = ? AND id = ?'),
     putRecord: db.prepare(
       'INSERT INTO records (space, collection, id, state, pos) VALUES (?, ?, ?, ?, ?) ON CONFLICT(space, collection, id) DO UPDATE SET state = excluded.state, pos = excluded.pos',
@@ -99,6 +117,7 @@ export function sqliteStorage(options: SqliteOptions): ServerStorage {
   /** One request inside the surrounding transaction (a savepoint: it fails alone). */
   const appendOne = db.transaction((request: AppendRequest, quotas: SpaceQuotas | undefined): AppendResult => {
     const { space, replica } = request;
+    const origin = request.origin ?? '';
     let held = q.progress.get(space, replica)?.seq ?? 0;
     const fresh = request.changes.filter((c) => c.seq > held);
     if (fresh.length === 0) return { stored: [], upTo: held };
@@ -112,7 +131,7 @@ export function sqliteStorage(options: SqliteOptions): ServerStorage {
       if (change.seq !== held + 1) throw new SynclineError('sequence_gap', `seq ${change.seq} follows ${held} in one push`);
       held = change.seq;
       head++;
-      q.insertLog.run(space, head, replica, change.seq, encodeChange(change));
+      q.insertLog.run(space, head, replica, change.seq, encodeChange(change), origin);
       const key = JSON.stringify([change.collection, change.id]);
       let entry = states.get(key);
       if (!entry) {
@@ -122,7 +141,7 @@ export function sqliteStorage(options: SqliteOptions): ServerStorage {
         states.set(key, entry);
       }
       entry.state = applyChange(entry.state, change);
-      stored.push({ pos: head, change });
+      stored.push({ pos: head, change, origin });
     }
     const delta = new UsageDelta();
     const encoded = [...states.values()].map((entry) => {
@@ -162,14 +181,15 @@ export function sqliteStorage(options: SqliteOptions): ServerStorage {
       check();
       return q.usage.get(space) ?? { bytes: 0, records: 0 };
     },
-    async readLog(space, after, limit, maxBytes = Number.POSITIVE_INFINITY) {
+    async readLog(space, after, limit, maxBytes = Number.POSITIVE_INFINITY, filter) {
       check();
       const out: LoggedChange[] = [];
       let bytes = 0;
-      for (const row of q.readLog.iterate(space, after, limit)) {
+      const rows = filter?.origin === undefined ? q.readLog.iterate(space, after, limit) : q.readLogOf.iterate(space, filter.origin, after, limit);
+      for (const row of rows) {
         if (out.length > 0 && bytes + row.change.length > maxBytes) break;
         bytes += row.change.length;
-        out.push({ pos: row.pos, change: decodeChange(row.change) });
+        out.push({ pos: row.pos, change: decodeChange(row.change), origin: row.origin });
       }
       return out;
     },
@@ -212,6 +232,16 @@ export function sqliteStorage(options: SqliteOptions): ServerStorage {
     async spaces() {
       check();
       return q.spaces.all().map((r) => r.space as SpaceId);
+    },
+    async linkPositions(peer) {
+      check();
+      return new Map(q.linkPositions.all(peer).map((r) => [r.space as SpaceId, r.pos]));
+    },
+    async setLinkPosition(peer, space, pos) {
+      check();
+      if (!Number.isSafeInteger(pos) || pos < 0) throw new RangeError(`link position ${pos} is not a non-negative integer`);
+      // One statement in autocommit: on disk when it returns (synchronous=FULL).
+      q.setLinkPosition.run(peer, space, pos);
     },
     async close() {
       if (closed) return;

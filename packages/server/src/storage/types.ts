@@ -12,6 +12,11 @@
  *    reader never sees position n+1 before position n.
  *  - Record states always include every change up to the space's head, so a
  *    snapshot is valid as of any head read before it.
+ *  - Every log entry keeps the region it entered through (its origin: '' for
+ *    this server's own clients, a peer's name for changes received over a
+ *    region link), set when it is first stored and never changed.
+ *  - A link position (how far this region has read a peer's log of a space)
+ *    never moves back, and is durable once setLinkPosition() resolves.
  */
 import type { Change, ReplicaId, SnapshotRecord, SpaceId } from '@syncline/core/internal';
 import type { SpaceQuotas } from './quota.js';
@@ -22,6 +27,14 @@ export interface LoggedChange {
   readonly pos: number;
   /** The change as pushed. */
   readonly change: Change;
+  /** The region the change entered through ('' : this region's own clients). */
+  readonly origin: string;
+}
+
+/** Which log entries readLog() returns. */
+export interface ReadLogFilter {
+  /** Only entries of this origin ('' : entries from this region's own clients). */
+  readonly origin?: string;
 }
 
 /** One push to store: one replica's changes of one space. */
@@ -32,11 +45,19 @@ export interface AppendRequest {
   readonly replica: ReplicaId;
   /** In seq order, contiguous; may start at or below what is already held. */
   readonly changes: readonly Change[];
+  /**
+   * The region the changes entered through: a peer's name for changes received
+   * over a region link (any characters but NUL); '' or absent for this
+   * server's own clients. Stored with each new log entry. A change already
+   * held keeps the origin it was first stored with (dedupe by space, replica
+   * and seq, whatever the origin).
+   */
+  readonly origin?: string;
 }
 
 /** What append() did with one request. */
 export interface AppendResult {
-  /** The changes newly stored, with their positions. */
+  /** The changes newly stored, with their positions and origin ('' for a request without one). */
   readonly stored: readonly LoggedChange[];
   /** The highest seq of this replica now held in this space. */
   readonly upTo: number;
@@ -61,11 +82,17 @@ export interface ServerStorage {
     readonly records: number;
   }>;
   /**
-   * Log entries of a space after `after`, in position order: at most `limit`,
-   * and with `maxBytes`, no more than fit in that many bytes of stored changes
-   * (at least one): a page costs bounded memory whatever its changes' sizes.
+   * Log entries of a space after `after`, in position order, each with its
+   * origin: at most `limit`, and with `maxBytes`, no more than fit in that many
+   * bytes of stored changes (at least one): a page costs bounded memory whatever
+   * its changes' sizes.
+   *
+   * With `filter.origin`, only entries of that origin, still in position order
+   * and with their own positions (the result may skip positions); `limit` and
+   * `maxBytes` count the entries returned. Efficient when most entries have
+   * another origin (indexed by space, origin and position).
    */
-  readLog(space: SpaceId, after: number, limit: number, maxBytes?: number): Promise<LoggedChange[]>;
+  readLog(space: SpaceId, after: number, limit: number, maxBytes?: number, filter?: ReadLogFilter): Promise<LoggedChange[]>;
   /** Highest position of a space (0: empty). */
   head(space: SpaceId): Promise<number>;
   /** Entries at or below the horizon were compacted away (0: none). */
@@ -78,10 +105,19 @@ export interface ServerStorage {
   snapshotPage(space: SpaceId, after: readonly [string, string] | undefined, limit: number, maxBytes?: number): Promise<SnapshotRecord[]>;
   /** Records stored in a space, deleted ones included (what a snapshot sends). */
   countRecords(space: SpaceId): Promise<number>;
-  /** Drops log entries so that at most `keepLast` remain; returns how many were removed. */
+  /** Drops log entries (of every origin) so that at most `keepLast` remain; returns how many were removed. */
   compact(space: SpaceId, keepLast: number): Promise<number>;
   /** Every space that holds changes, in id order. */
   spaces(): Promise<SpaceId[]>;
+  /** How far this region has read peer `peer`'s log, per space (positions in the peer's log); spaces never read are absent. */
+  linkPositions(peer: string): Promise<Map<SpaceId, number>>;
+  /**
+   * Records that this region has stored everything of peer `peer`'s log of
+   * `space` up to `pos`. Never lowers a stored position (a lower pos is
+   * ignored). Durable when it resolves.
+   * @throws RangeError (rejects) when `pos` is not a non-negative safe integer.
+   */
+  setLinkPosition(peer: string, space: SpaceId, pos: number): Promise<void>;
   /**
    * Optional, for storage shared by several server instances (PostgreSQL): calls
    * back with (space, head) after commits that stored changes through another
