@@ -6,11 +6,12 @@
  *                   [--jwt-algorithms A,B] [--jwt-allow-no-expiry]
  *                   [--static DIR] [--allow-origin ORIGIN ...] [--keep-log N] [--max-frame-bytes N] [--max-batch N]
  *                   [--max-connections N] [--messages-per-second N] [--max-clock-drift MS] [--log-level info]
+ *                   [--region NAME [--peer URL ...] [--peer-secret S | --peer-secret-file FILE]]
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
-import { announcedLimits, type Limits } from './options.js';
+import { announcedLimits, checkRegionOptions, type Limits } from './options.js';
 import { createSyncServer } from './server.js';
 import { postgresStorage } from './storage/postgres-storage.js';
 import { sqliteStorage } from './storage/sqlite-storage.js';
@@ -40,6 +41,11 @@ const USAGE = `usage: syncline-server [options]
   --max-clock-drift MS     how far ahead of this server's clock a change may be
                            stamped (default 300000; at least 60000)
   --log-level L            pino level (default info)
+  --region NAME            this deployment's region name: serves region links to its peers
+  --peer URL               a peer region to follow (ws://host:port; repeat for each peer)
+  --peer-secret S          the peer credential links must present and this server's links send
+                           (also SYNCLINE_PEER_SECRET); required for links when JWT auth is on
+  --peer-secret-file FILE  the same, read from a file (trailing newline dropped)
   --help`;
 
 export async function main(argv: string[]): Promise<void> {
@@ -67,6 +73,10 @@ export async function main(argv: string[]): Promise<void> {
       'messages-per-second': { type: 'string' },
       'max-clock-drift': { type: 'string' },
       'log-level': { type: 'string' },
+      region: { type: 'string' },
+      peer: { type: 'string', multiple: true },
+      'peer-secret': { type: 'string' },
+      'peer-secret-file': { type: 'string' },
       help: { type: 'boolean' },
     },
     strict: true,
@@ -108,6 +118,13 @@ export async function main(argv: string[]): Promise<void> {
   const maxClockDrift = int('max-clock-drift');
   // Before any storage is opened: limits below the protocol's promise would wedge honest clients.
   announcedLimits(limits, maxClockDrift);
+  if (values['peer-secret'] !== undefined && values['peer-secret-file'] !== undefined) throw new Error('--peer-secret and --peer-secret-file exclude each other');
+  const peerSecret =
+    values['peer-secret'] ??
+    (values['peer-secret-file'] !== undefined ? readFileSync(values['peer-secret-file'], 'utf8').replace(/\r?\n$/, '') : undefined) ??
+    (process.env['SYNCLINE_PEER_SECRET'] || undefined);
+  const region = { ...(values.region !== undefined ? { region: values.region } : {}), ...(values.peer ? { peers: values.peer } : {}), ...(peerSecret !== undefined ? { peerSecret } : {}) };
+  checkRegionOptions(region);
   if (values.postgres !== undefined && values.db !== undefined) throw new Error('--db and --postgres exclude each other');
   if (values['postgres-schema'] !== undefined && values.postgres === undefined) throw new Error('--postgres-schema needs --postgres');
   let storage;
@@ -138,6 +155,7 @@ export async function main(argv: string[]): Promise<void> {
     ...(values['allow-origin'] ? { allowedOrigins: values['allow-origin'].includes('*') ? ('*' as const) : values['allow-origin'] } : {}),
     ...(keepLog !== undefined ? { compaction: { keepLast: keepLog } } : {}),
     ...(maxClockDrift !== undefined ? { maxClockDrift } : {}),
+    ...region,
   });
   await server.listen();
   let stopping = false;

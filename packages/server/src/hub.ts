@@ -22,6 +22,21 @@ export interface Follower {
 
 export class Hub {
   readonly #followers = new Map<SpaceId, Set<Follower>>();
+  readonly #advance = new Set<(space: SpaceId) => void>();
+
+  /**
+   * Calls back whenever a space's log grew: entries stored here (relay) or by
+   * another instance sharing the storage (resyncBehind). Region links use it to
+   * read what is new. Returns unsubscribe.
+   */
+  onAdvance(listener: (space: SpaceId) => void): () => void {
+    this.#advance.add(listener);
+    return () => this.#advance.delete(listener);
+  }
+
+  #advanced(space: SpaceId): void {
+    for (const listener of this.#advance) listener(space);
+  }
 
   follow(space: SpaceId, follower: Follower): void {
     let set = this.#followers.get(space);
@@ -44,6 +59,7 @@ export class Hub {
    * storage: followers behind it read them from the log (in log order).
    */
   resyncBehind(space: SpaceId, head: number): void {
+    this.#advanced(space);
     for (const follower of this.#followers.get(space) ?? []) {
       if (follower.sentUpTo(space) < head) follower.resync(space);
     }
@@ -51,6 +67,7 @@ export class Hub {
 
   /** Relays entries just stored in `space` (contiguous positions, ascending). */
   relay(space: SpaceId, entries: readonly LoggedChange[], batch: number): number {
+    if (entries.length > 0) this.#advanced(space);
     const set = this.#followers.get(space);
     if (!set || entries.length === 0) return 0;
     const first = (entries[0] as LoggedChange).pos;

@@ -41,6 +41,16 @@ export function createMetrics() {
     }),
     /** `syncline_snapshots_total`: snapshots sent in full. */
     snapshots: new Counter({ name: 'syncline_snapshots_total', help: 'Snapshots sent', registers: [registry] }),
+    /** `syncline_link_up{peer}`: 1 while the link that follows this peer region is connected. */
+    linkUp: new Gauge({ name: 'syncline_link_up', help: 'Region links this server follows: 1 while connected, by peer URL', labelNames: ['peer'], registers: [registry] }),
+    /** `syncline_link_lag_changes{peer}`: log entries of the peer not yet read, summed over spaces (as of the peer's last report). */
+    linkLagChanges: new Gauge({ name: 'syncline_link_lag_changes', help: "Positions of the peer region's logs not yet read, summed over spaces", labelNames: ['peer'], registers: [registry] }),
+    /** `syncline_link_lag_seconds{peer}`: age of the newest change received from the peer when it was stored. */
+    linkLagSeconds: new Gauge({ name: 'syncline_link_lag_seconds', help: 'Seconds between the newest received change’s timestamp and its storing here', labelNames: ['peer'], registers: [registry] }),
+    /** `syncline_link_changes_total{peer}`: changes received from the peer region and newly stored here. */
+    linkChanges: new Counter({ name: 'syncline_link_changes_total', help: 'Changes received over region links and newly stored', labelNames: ['peer'], registers: [registry] }),
+    /** `syncline_links_served`: regions following this server now. */
+    linksServed: new Gauge({ name: 'syncline_links_served', help: 'Region links served (other regions following this one)', registers: [registry] }),
     /** `syncline_frames_dropped_total{reason}`: frames dropped unread; reason `rate` (over messagesPerSecond). */
     framesDropped: new Counter({ name: 'syncline_frames_dropped_total', help: 'Frames dropped unread, by reason (rate: over messagesPerSecond)', labelNames: ['reason'], registers: [registry] }),
   };

@@ -1,4 +1,4 @@
-import { checkServerLimits, DEFAULT_MAX_CLOCK_DRIFT, SynclineError, type ServerLimits } from '@syncline/core/internal';
+import { checkServerLimits, DEFAULT_MAX_CLOCK_DRIFT, isRegionName, SynclineError, type ServerLimits } from '@syncline/core/internal';
 import type { Logger } from 'pino';
 import type { Authenticate, JwtOptions } from './auth.js';
 import type { ServerStorage } from './storage/types.js';
@@ -138,4 +138,47 @@ export interface SyncServerOptions {
   readonly logger?: Logger;
   /** Server id reported in welcome (1-128 characters). Default: a random UUID. */
   readonly serverId?: string;
+  /**
+   * This deployment's region name (1-64 letters, digits, '.', '_', '-'): it
+   * serves region links (`/link`) to its peers under this name, and follows
+   * `peers`. Default: none (no links either way). See the README's "Several regions".
+   */
+  readonly region?: string;
+  /**
+   * The other regions this one follows, by URL (`ws://host:port`, with or
+   * without `/sync`): every change that entered a peer through its own clients
+   * is stored here too. Needs `region`. Default: none.
+   */
+  readonly peers?: readonly string[];
+  /**
+   * The peer credential: links to this server must present it, and this
+   * server's links to its peers present it. Required for links when the server
+   * has client auth (`jwt` or `authenticate`); without client auth and without
+   * it, links need no credential (the development default). A client token
+   * never opens a link.
+   */
+  readonly peerSecret?: string;
+}
+
+/**
+ * Checks the region options before anything starts: a valid region name, and
+ * peers only with one, each a ws:// or wss:// URL.
+ * @throws SynclineError `invalid_region`.
+ */
+export function checkRegionOptions(options: Pick<SyncServerOptions, 'region' | 'peers' | 'peerSecret'>): void {
+  if (options.region !== undefined && !isRegionName(options.region)) {
+    throw new SynclineError('invalid_region', `region must be 1-64 letters, digits, '.', '_' or '-'; got ${JSON.stringify(options.region)}`);
+  }
+  const peers = options.peers ?? [];
+  if (peers.length > 0 && options.region === undefined) throw new SynclineError('invalid_region', 'peers need a region name for this server (region / --region NAME)');
+  for (const peer of peers) {
+    let url: URL | undefined;
+    try {
+      url = new URL(peer);
+    } catch {
+      url = undefined;
+    }
+    if (!url || (url.protocol !== 'ws:' && url.protocol !== 'wss:')) throw new SynclineError('invalid_region', `a peer must be a ws:// or wss:// URL; got ${JSON.stringify(peer)}`);
+  }
+  if (options.peerSecret !== undefined && options.peerSecret.length === 0) throw new SynclineError('invalid_region', 'the peer credential is empty');
 }

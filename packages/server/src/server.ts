@@ -15,7 +15,9 @@ import { Committer } from './committer.js';
 import { DEFAULT_CSP, handleHttp } from './http.js';
 import { Hub } from './hub.js';
 import { createMetrics, type Metrics } from './metrics.js';
-import { announcedLimits, DEFAULT_LIMITS, type Limits, type SyncServerOptions } from './options.js';
+import { Link } from './links/link.js';
+import { LinkSession } from './links/link-session.js';
+import { announcedLimits, checkRegionOptions, DEFAULT_LIMITS, type Limits, type SyncServerOptions } from './options.js';
 import { Session, type Connection } from './session.js';
 import { sqliteStorage } from './storage/sqlite-storage.js';
 import type { ServerStorage } from './storage/types.js';
@@ -44,6 +46,10 @@ export interface SyncServer {
   readonly logger: Logger;
   /** Open sessions. */
   readonly connections: number;
+  /** This server's region, if it has one. */
+  readonly region: string | undefined;
+  /** The links to `peers`, one per peer URL, in the order given. */
+  links(): LinkState[];
   /** Runs log compaction for every space now; returns entries removed. */
   compact(keepLast?: number): Promise<number>;
   /**
@@ -53,6 +59,18 @@ export interface SyncServer {
    * per-address limits on connections waiting to authenticate.
    */
   accept(connection: Connection, address?: string): ConnectionEvents;
+}
+
+/** One region link this server follows (SyncServer.links()). */
+export interface LinkState {
+  /** The peer's URL as configured. */
+  readonly url: string;
+  /** The peer's region name, once a connection said it. */
+  readonly region: string | undefined;
+  /** True while connected and following. */
+  readonly up: boolean;
+  /** Positions of the peer's logs not yet read, summed over spaces (as of the peer's last report). */
+  readonly lag: number;
 }
 
 /** What a transport reports to the server about an accepted connection. */
@@ -79,6 +97,7 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
   const limits: Limits = { ...DEFAULT_LIMITS, ...options.limits };
   // Refuses to start below what the protocol promises every client.
   const announced = announcedLimits(options.limits, options.maxClockDrift);
+  checkRegionOptions(options);
   const { maxClockDrift } = announced;
   const logger = options.logger ?? pino({ level: process.env['NODE_ENV'] === 'test' ? 'silent' : 'info' });
   const storage = options.storage ?? sqliteStorage({ path: './data/syncline.db' });
@@ -117,6 +136,22 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
   }
 
   const serverId = options.serverId ?? randomUUID();
+  const linkSessions = new Set<LinkSession>();
+  const links = (options.peers ?? []).map(
+    (url) =>
+      new Link({
+        url,
+        region: options.region as string,
+        credential: options.peerSecret,
+        storage,
+        committer,
+        limits,
+        maxClockDrift,
+        metrics,
+        logger,
+        now,
+      }),
+  );
   let closing = false;
   let closed: Promise<void> | undefined;
   let port = 0;
@@ -134,7 +169,7 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
   const originAllowed = originPolicy(options.allowedOrigins, options.authenticate === undefined && options.jwt === undefined);
   http.on('upgrade', (req, socket, head) => {
     const path = new URL(req.url ?? '/', 'http://localhost').pathname;
-    if (path !== '/sync' || closing) {
+    if ((path !== '/sync' && path !== '/link') || closing) {
       socket.end('HTTP/1.1 404 Not Found\r\n\r\n');
       return;
     }
@@ -148,7 +183,7 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
     const forwarded = options.trustProxy ? req.headers['x-forwarded-for'] : undefined;
     const address = (typeof forwarded === 'string' ? forwarded.split(',')[0]?.trim() : undefined) || req.socket.remoteAddress;
     wss.handleUpgrade(req, socket, head, (ws) => {
-      const events = accept(wsConnection(ws), address);
+      const events = path === '/link' ? acceptLink(wsConnection(ws)) : accept(wsConnection(ws), address);
       ws.on('message', (data, isBinary) => events.receive(toBytes(data), isBinary));
       ws.on('pong', () => events.pong());
       ws.on('close', () => events.closed());
@@ -189,9 +224,30 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
     return { receive: (frame, isBinary = true) => session.receive(frame, isBinary), pong: () => session.pong(), closed: () => session.closed() };
   }
 
+  /** A region following this one (links/link-session.ts). */
+  function acceptLink(connection: Connection): ConnectionEvents {
+    const session = new LinkSession(connection, {
+      region: options.region,
+      peerSecret: options.peerSecret,
+      open: options.authenticate === undefined && options.jwt === undefined,
+      storage,
+      hub,
+      limits,
+      metrics,
+      logger,
+      onClose: (s) => {
+        linkSessions.delete(s);
+        metrics.linksServed.set(linkSessions.size);
+      },
+    });
+    linkSessions.add(session);
+    metrics.linksServed.set(linkSessions.size);
+    return { receive: (frame, isBinary = true) => session.receive(frame, isBinary), pong: () => session.pong(), closed: () => session.closed() };
+  }
+
   // Liveness: a socket that did not answer the previous ping is gone.
   const pinger = setInterval(() => {
-    for (const session of sessions) {
+    for (const session of [...sessions, ...linkSessions]) {
       if (!session.alive) {
         session.socket.terminate();
         continue;
@@ -226,6 +282,8 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
     get connections() {
       return sessions.size;
     },
+    region: options.region,
+    links: () => links.map((link, i) => ({ url: (options.peers ?? [])[i] as string, region: link.peer, up: link.up, lag: link.lag })),
     storage,
     metrics,
     logger,
@@ -236,7 +294,8 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
         http.once('error', reject);
         http.listen(options.port ?? 8787, options.host ?? '127.0.0.1', () => {
           port = (http.address() as AddressInfo).port;
-          logger.info({ port, host: options.host ?? '127.0.0.1' }, 'syncline server listening');
+          logger.info({ port, host: options.host ?? '127.0.0.1', region: options.region }, 'syncline server listening');
+          for (const link of links) link.start();
           resolve(port);
         });
       });
@@ -248,6 +307,8 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
         clearInterval(compactor);
         const httpClosed = new Promise<void>((resolve) => http.close(() => resolve()));
         for (const session of sessions) session.fail('shutting_down', 'the server is shutting down; reconnect later', true);
+        for (const session of linkSessions) session.fail('shutting_down', 'the server is shutting down', true);
+        await Promise.all(links.map((link) => link.close()));
         await committer.flush();
         unwatch?.();
         for (const ws of wss.clients) ws.terminate();

@@ -8,3 +8,18 @@ export { ACCESS_LEVELS } from './downstream.js';
 export type { Access, Welcome, WelcomeLimits, Ack, Changes, Snapshot, Synced, ErrorMessage, DownstreamMessage } from './downstream.js';
 export * from './stored.js';
 export { MAX_CHANGE_BYTES, MAX_RECORD_BYTES, MIN_FRAME_BYTES, PROMISED_LIMITS, UNANNOUNCED_LIMITS, checkServerLimits, changeBytes, mayExceedChangeLimit, recordBytes, mayExceedRecordLimit, type ServerLimits } from './limits.js';
+export {
+  LINK_PROTOCOL_VERSION,
+  MAX_LINK_SPACES,
+  isRegionName,
+  encodeLinkUpstream,
+  decodeLinkUpstream,
+  encodeLinkDownstream,
+  decodeLinkDownstream,
+  describeLinkProtocol,
+  type Follow,
+  type Linked,
+  type Entries,
+  type LinkUpstreamMessage,
+  type LinkDownstreamMessage,
+} from './link.js';

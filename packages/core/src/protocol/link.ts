@@ -1,0 +1,97 @@
+/**
+ * Region links: the messages between sync servers of different regions (the
+ * `/link` endpoint), versioned apart from the client protocol, so that a new
+ * link message never changes what clients speak.
+ *
+ * A follower region dials a peer and sends `follow` (its region name, the peer
+ * credential, and how far it has read the peer's log per space). The peer
+ * answers `linked` (its region name and every space's head), then sends, per
+ * space, `entries`: the changes that entered the peer through its own clients
+ * (never those it received from other regions), in log order. After storing
+ * them, the follower has read the peer's log of that space up to `upTo` (the
+ * peer's positions; entries of other origins in between are skipped).
+ *
+ *   1: follow / linked / entries, error, ping / pong.
+ */
+import { compactChanges } from './changes.js';
+import { MAX_CHANGES_PER_MESSAGE, position, spaceId } from './common.js';
+import { encodeWith, decodeWith } from './codec.js';
+import { error, type ErrorMessage } from './downstream.js';
+import { array, int, literal, object, optional, string, variants, type Infer, type Schema } from './schema.js';
+import { ping, pong, type Ping, type Pong } from './upstream.js';
+
+/** The link protocol's version; `follow.protocol` must equal it. */
+export const LINK_PROTOCOL_VERSION = 1;
+
+/** Most spaces one `follow` or `linked` names. */
+export const MAX_LINK_SPACES = 1_000_000;
+
+/** A region name: 1 to 64 letters, digits, '.', '_' or '-'. */
+export function isRegionName(value: unknown): value is string {
+  return typeof value === 'string' && /^[A-Za-z0-9._-]{1,64}$/.test(value);
+}
+
+const regionName = string('region', isRegionName);
+
+/** Opens a link: who follows, with which credential, from where in each space's log. */
+export const follow = object({
+  type: literal('follow'),
+  protocol: int(1, 65535),
+  region: regionName,
+  credential: optional(string('credential', (c) => c.length <= 4096)),
+  /** How far the follower has read this peer's log, per space (spaces it never read are absent: from the start). */
+  positions: array(object({ space: spaceId, after: position }), MAX_LINK_SPACES),
+  /** The largest frame the follower reads. */
+  maxFrameBytes: int(1),
+});
+
+/** The answer to follow: the peer's region name and each space's head. */
+export const linked = object({
+  type: literal('linked'),
+  region: regionName,
+  heads: array(object({ space: spaceId, head: position }), MAX_LINK_SPACES),
+});
+
+/** Changes that entered the peer through its own clients, in log order; the follower has then read the space's log up to `upTo`. */
+export const entries = object({
+  type: literal('entries'),
+  space: spaceId,
+  changes: compactChanges(MAX_CHANGES_PER_MESSAGE),
+  upTo: position,
+});
+
+const linkUpstream = variants('type', { follow, ping, pong });
+const linkDownstream = variants('type', { linked, entries, error, ping, pong });
+
+/** `follow`: `protocol` (LINK_PROTOCOL_VERSION), `region`, `credential?`, `positions: [{space, after}]`, `maxFrameBytes`. */
+export type Follow = Infer<typeof follow>;
+/** `linked`: `region` and `heads: [{space, head}]`. */
+export type Linked = Infer<typeof linked>;
+/** `entries`: `space`, `changes` (in the peer's log order), `upTo` (a position of the peer's log). */
+export type Entries = Infer<typeof entries>;
+/** A message from a follower region to the peer it follows. */
+export type LinkUpstreamMessage = Follow | Ping | Pong;
+/** A message from a peer region to a follower. */
+export type LinkDownstreamMessage = Linked | Entries | ErrorMessage | Ping | Pong;
+
+/** Encodes a follower's message. */
+export function encodeLinkUpstream(message: LinkUpstreamMessage): Uint8Array {
+  return encodeWith(linkUpstream as Schema<LinkUpstreamMessage>, message);
+}
+/** Decodes a follower's message. @throws ProtocolError `malformed_frame` or `invalid_message`. */
+export function decodeLinkUpstream(frame: Uint8Array): LinkUpstreamMessage {
+  return decodeWith(linkUpstream as Schema<LinkUpstreamMessage>, frame);
+}
+/** Encodes a peer's message to a follower. */
+export function encodeLinkDownstream(message: LinkDownstreamMessage): Uint8Array {
+  return encodeWith(linkDownstream as Schema<LinkDownstreamMessage>, message);
+}
+/** Decodes a peer's message. @throws ProtocolError `malformed_frame` or `invalid_message`. */
+export function decodeLinkDownstream(frame: Uint8Array): LinkDownstreamMessage {
+  return decodeWith(linkDownstream as Schema<LinkDownstreamMessage>, frame);
+}
+
+/** The wire shape of the link protocol, for its version-guard test. */
+export function describeLinkProtocol(): string {
+  return `link:${LINK_PROTOCOL_VERSION};up:${linkUpstream.describe};down:${linkDownstream.describe}`;
+}

@@ -1,0 +1,239 @@
+/**
+ * The serving side of a region link: another region follows this server's log.
+ * After a `follow` (checked: link protocol, region name, peer credential), it
+ * sends `linked` (this region's name and every space's head), then, per space,
+ * the log entries that entered through this region's own clients (origin ''),
+ * in log order, from where the follower said it had read. Entries from other
+ * regions are skipped: no cascading, each region follows every other.
+ *
+ * Like a client session, it never holds more than one page of the log in
+ * memory: it reads the log again whenever a space grows (hub.onAdvance), and
+ * waits while the socket's send buffer is over the limit.
+ */
+import { timingSafeEqual } from 'node:crypto';
+import {
+  LINK_PROTOCOL_VERSION,
+  decodeLinkUpstream,
+  encodeLinkDownstream,
+  fitFrames,
+  type ErrorCode,
+  type Follow,
+  type LinkDownstreamMessage,
+  type SpaceId,
+} from '@syncline/core/internal';
+import type { Logger } from 'pino';
+import type { Hub } from '../hub.js';
+import type { Metrics } from '../metrics.js';
+import type { Limits } from '../options.js';
+import type { Connection } from '../session.js';
+import type { LoggedChange, ServerStorage } from '../storage/types.js';
+
+export interface LinkSessionContext {
+  /** This server's region name; a server without one serves no links. */
+  readonly region: string | undefined;
+  /** The peer credential links must present; undefined: none is needed if `open`. */
+  readonly peerSecret: string | undefined;
+  /** The server has no client auth either (the development default): links need no credential. */
+  readonly open: boolean;
+  readonly storage: ServerStorage;
+  readonly hub: Hub;
+  readonly limits: Limits;
+  readonly metrics: Metrics;
+  readonly logger: Logger;
+  readonly onClose: (session: LinkSession) => void;
+}
+
+const CLOSE_POLICY = 1008;
+const CLOSE_GOING_AWAY = 1001;
+/** How often a link waiting for its send buffer to drain looks again (ms). */
+const DRAIN_POLL_MS = 20;
+
+/** Constant-time comparison of two credentials. */
+export function sameSecret(given: string, expected: string): boolean {
+  const a = Buffer.from(given);
+  const b = Buffer.from(expected);
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+export class LinkSession {
+  /** Answered the last ping (the server's pinger). */
+  alive = true;
+  /** The follower's region, once it followed. */
+  follower: string | undefined;
+  #state: 'follow' | 'ready' | 'closed' = 'follow';
+  readonly #sent = new Map<SpaceId, number>();
+  readonly #dirty = new Set<SpaceId>();
+  #pumping = false;
+  #budget: number;
+  readonly #timer: ReturnType<typeof setTimeout>;
+  #unsubscribe: () => void = () => undefined;
+
+  constructor(
+    readonly socket: Connection,
+    private readonly ctx: LinkSessionContext,
+  ) {
+    this.#budget = ctx.limits.maxFrameBytes;
+    this.#timer = setTimeout(() => this.fail('not_ready', 'no follow received in time', true), ctx.limits.helloTimeoutMs);
+  }
+
+  receive(frame: Uint8Array, isBinary: boolean): void {
+    if (this.#state === 'closed') return;
+    if (!isBinary) return this.fail('malformed_frame', 'text frames are not part of the protocol', true);
+    if (frame.length > this.ctx.limits.maxFrameBytes) return this.fail('frame_too_large', `a frame of ${frame.length} bytes; the limit is ${this.ctx.limits.maxFrameBytes}`, true);
+    let message;
+    try {
+      message = decodeLinkUpstream(frame);
+    } catch (error) {
+      const code = (error as { code?: ErrorCode }).code ?? 'invalid_message';
+      return this.fail(code, `bad link message: ${(error as Error).message}`, true);
+    }
+    switch (message.type) {
+      case 'follow':
+        this.#onFollow(message).catch((error: unknown) => this.#internal(error));
+        return;
+      case 'ping':
+        return this.#send({ type: 'pong', id: message.id });
+      case 'pong':
+        return;
+    }
+  }
+
+  pong(): void {
+    this.alive = true;
+  }
+
+  closed(): void {
+    this.#close();
+  }
+
+  async #onFollow(follow: Follow): Promise<void> {
+    if (this.#state !== 'follow') return this.fail('invalid_message', 'follow sent twice', true);
+    clearTimeout(this.#timer);
+    const { region, peerSecret, open, storage } = this.ctx;
+    if (follow.protocol !== LINK_PROTOCOL_VERSION) {
+      return this.fail('unsupported_protocol', `link protocol ${follow.protocol} is not supported; this server speaks ${LINK_PROTOCOL_VERSION}`, true);
+    }
+    if (region === undefined) return this.fail('forbidden', 'this server is not a region: start it with a region name (--region NAME) to serve links', true);
+    if (follow.region === region) return this.fail('forbidden', `region "${region}" cannot follow itself (a --peer URL points back at this server)`, true);
+    if (peerSecret !== undefined) {
+      if (follow.credential === undefined || !sameSecret(follow.credential, peerSecret)) return this.fail('unauthenticated', 'wrong or missing peer credential', true);
+    } else if (!open) {
+      return this.fail('unauthenticated', 'this server has client auth and no peer credential (--peer-secret): it serves no links', true);
+    }
+    this.#budget = Math.min(this.ctx.limits.maxFrameBytes, follow.maxFrameBytes);
+    for (const { space, after } of follow.positions) this.#sent.set(space, after);
+    this.follower = follow.region;
+    this.#state = 'ready';
+    const spaces = await storage.spaces();
+    const heads = await Promise.all(spaces.map(async (space) => ({ space, head: await storage.head(space) })));
+    if (this.#isClosed()) return;
+    this.#send({ type: 'linked', region, heads });
+    this.ctx.logger.info({ follower: follow.region }, 'region link served');
+    this.#unsubscribe = this.ctx.hub.onAdvance((space) => this.#mark(space));
+    for (const space of spaces) this.#mark(space);
+  }
+
+  #mark(space: SpaceId): void {
+    this.#dirty.add(space);
+    if (!this.#pumping) void this.#pump();
+  }
+
+  /** Sends what each marked space has that the follower has not read, one space at a time. */
+  async #pump(): Promise<void> {
+    this.#pumping = true;
+    try {
+      while (this.#dirty.size > 0 && this.#state === 'ready') {
+        const space = this.#dirty.values().next().value as SpaceId;
+        this.#dirty.delete(space);
+        await this.#catchUp(space);
+      }
+    } catch (error) {
+      this.#internal(error);
+    } finally {
+      this.#pumping = false;
+    }
+  }
+
+  async #catchUp(space: SpaceId): Promise<void> {
+    const { storage, limits } = this.ctx;
+    for (;;) {
+      await this.#drained();
+      if (this.#isClosed()) return;
+      const after = this.#sent.get(space) ?? 0;
+      const horizon = await storage.horizon(space);
+      if (after < horizon) {
+        // Sending a region's state in place of its compacted log is not built yet: say so, and let the operator act.
+        return this.fail('sequence_gap', `space "${space}": this region compacted its log past position ${after}, where the link would resume; run regions without compaction (or with a keepLast larger than any link's lag)`, true);
+      }
+      const head = await storage.head(space);
+      const page = await storage.readLog(space, after, limits.relayBatch, this.#budget, { origin: '' });
+      const last = page[page.length - 1];
+      // A short page saw every local entry up to the head read before it (positions become visible in order).
+      const upTo = page.length < limits.relayBatch ? Math.max(head, last?.pos ?? 0) : (last as LoggedChange).pos;
+      if (upTo <= after) return;
+      if (page.length === 0) this.#send({ type: 'entries', space, changes: [], upTo });
+      else {
+        const encode = (slice: readonly LoggedChange[], isLast: boolean): Uint8Array =>
+          encodeLinkDownstream({ type: 'entries', space, changes: slice.map((e) => e.change), upTo: isLast ? upTo : (slice[slice.length - 1] as LoggedChange).pos });
+        for (const { frame } of fitFrames(page, encode, this.#budget)) this.#sendFrame(frame);
+      }
+      this.#sent.set(space, upTo);
+      if (page.length < limits.relayBatch) return;
+    }
+  }
+
+  /** Waits while the socket holds more than the send buffer limit. */
+  async #drained(): Promise<void> {
+    while (this.socket.open && this.socket.bufferedAmount > this.ctx.limits.maxBufferedBytes) {
+      await new Promise((resolve) => setTimeout(resolve, DRAIN_POLL_MS));
+    }
+  }
+
+  #send(message: LinkDownstreamMessage): void {
+    this.#sendFrame(encodeLinkDownstream(message));
+  }
+
+  #sendFrame(frame: Uint8Array): void {
+    if (this.#state !== 'closed' && this.socket.open) this.socket.send(frame);
+  }
+
+  fail(code: ErrorCode, message: string, fatal: boolean): void {
+    this.ctx.metrics.errors.inc({ code });
+    this.ctx.logger.warn({ follower: this.follower, code }, `region link: ${message}`);
+    try {
+      this.#send({ type: 'error', code, message: message.slice(0, 4000), fatal });
+    } catch {
+      // the socket is gone
+    }
+    if (fatal) this.close(CLOSE_POLICY, code);
+  }
+
+  #internal(error: unknown): void {
+    this.ctx.logger.error({ err: error, follower: this.follower }, 'region link error');
+    if (this.#state !== 'closed') this.fail('internal', 'internal server error', true);
+  }
+
+  #isClosed(): boolean {
+    return this.#state === 'closed';
+  }
+
+  close(code = CLOSE_GOING_AWAY, reason = ''): void {
+    if (this.#state === 'closed') return;
+    this.#close();
+    try {
+      this.socket.close(code, reason);
+    } catch {
+      this.socket.terminate();
+    }
+  }
+
+  #close(): void {
+    if (this.#state === 'closed') return;
+    const followed = this.#state === 'ready';
+    this.#state = 'closed';
+    clearTimeout(this.#timer);
+    this.#unsubscribe();
+    if (followed) this.ctx.logger.info({ follower: this.follower }, 'region link closed');
+    this.ctx.onClose(this);
+  }
+}

@@ -1,0 +1,270 @@
+/**
+ * The following side of a region link: this server dials a peer region's
+ * `/link`, says how far it has read the peer's log per space (persisted with
+ * storage.setLinkPosition after each stored message, so a restart or a kill
+ * resumes where it was), and stores the changes the peer sends through the same
+ * group-commit path as client pushes, with the peer's region as their origin:
+ * a change already held is not stored twice, new ones get local positions and
+ * reach local clients in local log order.
+ *
+ * A link never gives up: on any error (a dropped socket, a refusal, a change
+ * this region cannot store yet, such as one stamped beyond this server's clock
+ * drift or one whose earlier seqs have not arrived) it closes, backs off
+ * (250 ms doubling to 30 s, with jitter) and resumes from the persisted
+ * positions.
+ */
+import {
+  LINK_PROTOCOL_VERSION,
+  decodeLinkDownstream,
+  encodeLinkUpstream,
+  hlcWall,
+  type Change,
+  type Entries,
+  type LinkDownstreamMessage,
+  type LinkUpstreamMessage,
+  type Linked,
+  type ReplicaId,
+  type SpaceId,
+} from '@syncline/core/internal';
+import type { Logger } from 'pino';
+import { WebSocket } from 'ws';
+import type { Committer } from '../committer.js';
+import type { Metrics } from '../metrics.js';
+import type { Limits } from '../options.js';
+import type { AppendRequest, ServerStorage } from '../storage/types.js';
+
+export interface LinkOptions {
+  /** The peer's URL as configured (ws://host:port, with or without /sync); also the key its positions are kept under. */
+  readonly url: string;
+  /** This server's region name (told to the peer). */
+  readonly region: string;
+  /** The peer credential sent in `follow`. */
+  readonly credential: string | undefined;
+  readonly storage: ServerStorage;
+  readonly committer: Committer;
+  readonly limits: Limits;
+  readonly maxClockDrift: number;
+  readonly metrics: Metrics;
+  readonly logger: Logger;
+  readonly now: () => number;
+  readonly random?: () => number;
+}
+
+const FIRST_RETRY_MS = 250;
+/** A dial, WebSocket handshake and `linked` answer must each come within this (ms). */
+const HANDSHAKE_TIMEOUT_MS = 10_000;
+const MAX_RETRY_MS = 30_000;
+
+/** The peer's `/link` URL from the URL an operator gives (its /sync URL, or just ws://host:port). */
+export function linkUrl(url: string): string {
+  const u = new URL(url);
+  u.pathname = '/link';
+  return u.toString();
+}
+
+export class Link {
+  readonly #options: LinkOptions;
+  #socket: WebSocket | undefined;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #ping: ReturnType<typeof setInterval> | undefined;
+  #attempt = 0;
+  #closed = false;
+  /** The peer's region (from the last `linked`). */
+  #peer: string | undefined;
+  /** The current connection got its `linked`. */
+  #following = false;
+  /** Messages are stored one after the other, in the order they came. */
+  #queue: Promise<void> = Promise.resolve();
+  /** The peer's heads (from `linked`, raised by every `entries`) and how far this region has read, per space: the lag. */
+  readonly #heads = new Map<SpaceId, number>();
+  readonly #read = new Map<SpaceId, number>();
+
+  constructor(options: LinkOptions) {
+    this.#options = options;
+  }
+
+  /** The peer's region name, once a connection said it. */
+  get peer(): string | undefined {
+    return this.#peer;
+  }
+
+  /** True while connected and following. */
+  get up(): boolean {
+    return this.#following && this.#socket?.readyState === WebSocket.OPEN;
+  }
+
+  /** Log positions of the peer not yet read, summed over its spaces. */
+  get lag(): number {
+    let lag = 0;
+    for (const [space, head] of this.#heads) lag += Math.max(0, head - (this.#read.get(space) ?? 0));
+    return lag;
+  }
+
+  start(): void {
+    if (!this.#closed && !this.#socket && this.#timer === undefined) this.#dial();
+  }
+
+  /** Closes the link for good; resolves once what was received is stored. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    clearTimeout(this.#timer);
+    this.#drop();
+    await this.#queue;
+  }
+
+  #dial(): void {
+    this.#timer = undefined;
+    const { url, limits, logger } = this.#options;
+    let socket: WebSocket;
+    try {
+      // A peer (or a proxy in front of it) that accepts TCP but never answers must not hold the link: the handshake times out.
+      socket = new WebSocket(linkUrl(url), { maxPayload: limits.maxFrameBytes * 4, handshakeTimeout: HANDSHAKE_TIMEOUT_MS });
+    } catch (error) {
+      logger.error({ err: error, peer: url }, 'region link: cannot dial');
+      return this.#retry();
+    }
+    this.#socket = socket;
+    let answered = true;
+    // And one that opens but never says `linked`.
+    const unanswered = setTimeout(() => {
+      if (this.#socket === socket && !this.#following) this.#failed(socket, new Error(`no answer to follow within ${HANDSHAKE_TIMEOUT_MS} ms`));
+    }, HANDSHAKE_TIMEOUT_MS);
+    unanswered.unref?.();
+    socket.on('open', () => {
+      this.#queue = this.#queue.then(() => this.#follow(socket)).catch((error: unknown) => this.#failed(socket, error));
+      this.#ping = setInterval(() => {
+        if (!answered) return socket.terminate();
+        answered = false;
+        socket.ping();
+      }, limits.pingIntervalMs);
+    });
+    socket.on('pong', () => (answered = true));
+    socket.on('message', (data: Buffer, isBinary: boolean) => {
+      answered = true;
+      if (!isBinary) return this.#failed(socket, new Error('a text frame from the peer'));
+      let message: LinkDownstreamMessage;
+      try {
+        message = decodeLinkDownstream(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+      } catch (error) {
+        return this.#failed(socket, error);
+      }
+      this.#queue = this.#queue.then(() => this.#handle(socket, message)).catch((error: unknown) => this.#failed(socket, error));
+    });
+    socket.on('close', (code: number, reason: Buffer) => {
+      if (this.#socket !== socket) return;
+      this.#drop();
+      if (!this.#closed) {
+        logger.warn({ peer: url, region: this.#peer, code, reason: reason.toString() }, 'region link dropped');
+        this.#retry();
+      }
+    });
+    socket.on('error', (error: Error) => logger.debug({ err: error, peer: url }, 'region link socket error'));
+  }
+
+  async #follow(socket: WebSocket): Promise<void> {
+    const { url, region, credential, storage, limits } = this.#options;
+    const positions = await storage.linkPositions(url);
+    for (const [space, pos] of positions) this.#read.set(space, pos);
+    this.#send(socket, {
+      type: 'follow',
+      protocol: LINK_PROTOCOL_VERSION,
+      region,
+      ...(credential !== undefined ? { credential } : {}),
+      positions: [...positions].map(([space, after]) => ({ space, after })),
+      maxFrameBytes: limits.maxFrameBytes,
+    });
+  }
+
+  async #handle(socket: WebSocket, message: LinkDownstreamMessage): Promise<void> {
+    if (this.#socket !== socket) return;
+    switch (message.type) {
+      case 'linked':
+        return this.#linked(socket, message);
+      case 'entries':
+        return this.#entries(message);
+      case 'error':
+        this.#options.logger.warn({ peer: this.#options.url, code: message.code, fatal: message.fatal }, `region link refused: ${message.message}`);
+        return;
+      case 'ping':
+        return this.#send(socket, { type: 'pong', id: message.id });
+      case 'pong':
+        return;
+    }
+  }
+
+  #linked(socket: WebSocket, message: Linked): void {
+    const { url, region, logger, metrics } = this.#options;
+    if (message.region === region) {
+      logger.error({ peer: url }, `region link: ${url} is this region ("${region}") itself; not following it`);
+      this.#closed = true;
+      socket.close(1000, 'self');
+      return;
+    }
+    this.#peer = message.region;
+    this.#following = true;
+    for (const { space, head } of message.heads) this.#heads.set(space, head);
+    this.#attempt = 0;
+    metrics.linkUp.set({ peer: url }, 1);
+    metrics.linkLagChanges.set({ peer: url }, this.lag);
+    logger.info({ peer: url, region: message.region, lag: this.lag }, 'region link up');
+  }
+
+  /** Stores one message's changes, then records how far the peer's log was read. */
+  async #entries(message: Entries): Promise<void> {
+    const { url, storage, committer, maxClockDrift, metrics, now } = this.#options;
+    const peer = this.#peer;
+    if (peer === undefined || !this.#following) throw new Error('entries before linked');
+    const { space, upTo } = message;
+    const ahead = message.changes.find((c) => hlcWall(c.hlc) > now() + maxClockDrift);
+    if (ahead) throw new Error(`a change of ${ahead.replica} is stamped more than ${maxClockDrift} ms ahead of this server's clock; waiting for the clock`);
+    const results = await Promise.all(requests(space, peer, message.changes).map((request) => committer.submit(request)));
+    await storage.setLinkPosition(url, space, upTo);
+    const stored = results.reduce((n, r) => n + r.stored.length, 0);
+    if (stored > 0) metrics.linkChanges.inc({ peer: url }, stored);
+    const newest = message.changes[message.changes.length - 1];
+    if (newest) metrics.linkLagSeconds.set({ peer: url }, Math.max(0, (now() - hlcWall(newest.hlc)) / 1000));
+    this.#read.set(space, upTo);
+    if ((this.#heads.get(space) ?? 0) < upTo) this.#heads.set(space, upTo);
+    metrics.linkLagChanges.set({ peer: url }, this.lag);
+  }
+
+  #send(socket: WebSocket, message: LinkUpstreamMessage): void {
+    if (socket.readyState === WebSocket.OPEN) socket.send(encodeLinkUpstream(message));
+  }
+
+  /** Something went wrong on this connection: drop it (close() logs and retries). */
+  #failed(socket: WebSocket, error: unknown): void {
+    if (this.#socket !== socket) return;
+    this.#options.logger.warn({ err: error, peer: this.#options.url, region: this.#peer }, 'region link: dropping the connection after an error');
+    socket.terminate();
+  }
+
+  #drop(): void {
+    clearInterval(this.#ping);
+    this.#following = false;
+    this.#ping = undefined;
+    const socket = this.#socket;
+    this.#socket = undefined;
+    this.#options.metrics.linkUp.set({ peer: this.#options.url }, 0);
+    if (socket && socket.readyState !== WebSocket.CLOSED) socket.terminate();
+  }
+
+  #retry(): void {
+    if (this.#closed) return;
+    const ceiling = Math.min(MAX_RETRY_MS, FIRST_RETRY_MS * 2 ** this.#attempt++);
+    const wait = ceiling / 2 + (this.#options.random ?? Math.random)() * (ceiling / 2);
+    this.#timer = setTimeout(() => this.#dial(), wait);
+    this.#timer.unref?.();
+  }
+}
+
+/** One append request per replica, in the order of the message (a replica's changes arrive in seq order). */
+function requests(space: SpaceId, origin: string, changes: readonly Change[]): AppendRequest[] {
+  const byReplica = new Map<ReplicaId, Change[]>();
+  for (const change of changes) {
+    let list = byReplica.get(change.replica);
+    if (!list) byReplica.set(change.replica, (list = []));
+    list.push(change);
+  }
+  return [...byReplica].map(([replica, list]) => ({ space, replica, changes: list, origin }));
+}

@@ -1,0 +1,172 @@
+/**
+ * Two regions as real `syncline-server` processes (`--region`, `--peer`), each on
+ * its own SQLite file, pointed at each other; one link runs through a TCP proxy
+ * that the test cuts and heals; one region is killed with SIGKILL and started
+ * again. Clients stay with their own region. At the end every client holds the
+ * same state and each region's log holds every change exactly once.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, writeFileSync } from 'node:fs';
+import { createServer, connect, type Server, type Socket } from 'node:net';
+import { join } from 'node:path';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { SpaceId } from '@syncline/core/internal';
+import { sqliteStorage } from '@syncline/server';
+import { cleanupStack, isSynced, replica, sync, tempDir, uniqueName, visibleState, waitUntil, within } from '../sync/harness.js';
+import { buildDist, ROOT } from './fixtures/build.js';
+import { spawnServer, type Child } from './fixtures/child.js';
+
+const BIN = join(ROOT, 'packages/server/bin/syncline-server.js');
+const SPACE = 'team' as SpaceId;
+const schema = { events: {} } as const;
+const cleanup = cleanupStack();
+afterEach(() => cleanup.run());
+beforeAll(() => buildDist(), 120_000);
+
+async function freePort(): Promise<number> {
+  const probe = createServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const port = (probe.address() as { port: number }).port;
+  await new Promise<void>((resolve) => probe.close(() => resolve()));
+  return port;
+}
+
+/** A TCP proxy to 127.0.0.1:target that can cut every connection through it and refuse new ones until healed. */
+async function proxy(target: number): Promise<{ port: number; cut(): void; heal(): void; close(): Promise<void> }> {
+  const sockets = new Set<Socket>();
+  let cut = false;
+  const server: Server = createServer((inbound) => {
+    if (cut) return inbound.destroy();
+    const outbound = connect(target, '127.0.0.1');
+    for (const s of [inbound, outbound]) {
+      sockets.add(s);
+      s.on('error', () => undefined);
+    }
+    // Either side gone: both go (a target that is down looks like a refused connection).
+    for (const [s, other] of [[inbound, outbound], [outbound, inbound]] as const) {
+      s.on('close', () => {
+        sockets.delete(s);
+        other.destroy();
+      });
+    }
+    inbound.pipe(outbound).pipe(inbound);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as { port: number }).port,
+    cut() {
+      cut = true;
+      for (const s of sockets) s.destroy();
+    },
+    heal() {
+      cut = false;
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+describe('syncline-server region flags', () => {
+  it('refuse bad region options before any database is opened, and read the peer credential from a file', async () => {
+    const dir = await tempDir('syncline-region-flags-');
+    cleanup.push(dir.remove);
+    const db = join(dir.path, 'never.db');
+    const run = (...args: string[]) => spawnSync(process.execPath, [BIN, '--port', '0', '--db', db, ...args], { cwd: ROOT, encoding: 'utf8', timeout: 15_000 });
+    const noRegion = run('--peer', 'ws://127.0.0.1:1');
+    expect(noRegion.status).toBe(1);
+    expect(noRegion.stderr).toContain('region');
+    const badName = run('--region', 'eu west');
+    expect(badName.status).toBe(1);
+    expect(badName.stderr).toContain('region must be');
+    const badPeer = run('--region', 'a', '--peer', 'http://127.0.0.1:1');
+    expect(badPeer.status).toBe(1);
+    expect(badPeer.stderr).toContain('ws://');
+    const both = run('--region', 'a', '--peer-secret', 's', '--peer-secret-file', 'f');
+    expect(both.status).toBe(1);
+    expect(existsSync(db)).toBe(false);
+
+    // A secret file (its trailing newline dropped) is what links must present.
+    const secretFile = join(dir.path, 'peer-secret');
+    writeFileSync(secretFile, 'from-a-file\n');
+    const child = await spawnServer([BIN, '--port', '0', '--db', db, '--region', 'a', '--jwt-secret', 'client-jwt-secret-that-is-long-enough', '--peer-secret-file', secretFile]);
+    cleanup.push(() => child.process.kill('SIGKILL'));
+    const b = await spawnServer([BIN, '--port', '0', '--db', join(dir.path, 'b.db'), '--region', 'b', '--peer', `ws://127.0.0.1:${child.port}`, '--peer-secret', 'from-a-file']);
+    cleanup.push(() => b.process.kill('SIGKILL'));
+    await waitUntil(async () => (await (await fetch(`http://127.0.0.1:${b.port}/metrics`)).text()).includes(`syncline_link_up{peer="ws://127.0.0.1:${child.port}"} 1`), 10_000, 'B’s link to A to be up');
+  }, 60_000);
+});
+
+describe('two regions as syncline-server processes', () => {
+  it('converge through a cut link and a SIGKILL of one region, with each change once per region', async () => {
+    const dir = await tempDir('syncline-regions-cli-');
+    cleanup.push(dir.remove);
+    const [pa, pb] = [await freePort(), await freePort()];
+    const toB = await proxy(pb);
+    cleanup.push(() => toB.close());
+    const start = (name: 'a' | 'b'): Promise<Child> =>
+      name === 'a'
+        ? spawnServer([BIN, '--port', String(pa), '--db', join(dir.path, 'a.db'), '--region', 'a', '--peer', `ws://127.0.0.1:${toB.port}`])
+        : spawnServer([BIN, '--port', String(pb), '--db', join(dir.path, 'b.db'), '--region', 'b', '--peer', `ws://127.0.0.1:${pa}/sync`]);
+    const a = await start('a');
+    cleanup.push(() => a.process.kill('SIGKILL'));
+    let b = await start('b');
+    cleanup.push(() => b.process.kill('SIGKILL'));
+
+    const clients = await Promise.all(
+      Array.from({ length: 6 }, async (_, i) => {
+        const r = await replica({ name: uniqueName(`region-client-${i}`), schema });
+        const engine = sync(r, `ws://127.0.0.1:${i % 2 === 0 ? pa : pb}/sync`, { spaces: [SPACE] });
+        cleanup.push(() => engine.close(), () => r.close());
+        return { r, engine, i };
+      }),
+    );
+    const write = async (tag: string, n: number) =>
+      Promise.all(
+        clients.map(async (c) => {
+          for (let k = 0; k < n; k++) await c.r.put('events', `${tag}-${c.i}-${k}`, { k, by: c.i }, { space: SPACE });
+        }),
+      );
+    let seen: number[] = [];
+    const count = async () => (seen = await Promise.all(clients.map(async (c) => (await c.r.query({ collection: 'events', space: SPACE })).length)));
+
+    await write('first', 10);
+    await waitUntil(async () => (await count()).every((n) => n === 60), 20_000, () => `every client to hold 60 events (${seen.join(',')})`);
+
+    // The link from A to B is cut: each side goes on alone, then the link heals.
+    toB.cut();
+    await write('cut', 10);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    toB.heal();
+    await waitUntil(async () => (await count()).every((n) => n === 120), 30_000, () => `every client to hold 120 events after the heal (${seen.join(',')})`);
+
+    // B is killed; its clients write offline; B comes back on its file and port.
+    b.process.kill('SIGKILL');
+    await within(b.exited, 10_000, 'B to die');
+    await write('kill', 10);
+    b = await start('b');
+    cleanup.push(() => b.process.kill('SIGKILL'));
+    await waitUntil(async () => (await count()).every((n) => n === 180) && clients.every((c) => isSynced(c.engine)), 30_000, () => `every client to hold 180 events after B's restart (${seen.join(',')})`);
+
+    const states = await Promise.all(clients.map((c) => visibleState(c.r as never, ['events'], SPACE)));
+    for (const state of states) expect(state).toEqual(states[0]);
+
+    // Each region's log holds each change exactly once (read from the files after a clean stop).
+    a.process.kill('SIGTERM');
+    b.process.kill('SIGTERM');
+    await within(Promise.all([a.exited, b.exited]), 10_000, 'both regions to stop');
+    for (const name of ['a', 'b']) {
+      const storage = sqliteStorage({ path: join(dir.path, `${name}.db`) });
+      try {
+        const log = await storage.readLog(SPACE, 0, 1_000_000);
+        const keys = log.map((e) => `${e.change.replica}:${e.change.seq}`);
+        expect(new Set(keys).size, `region ${name}`).toBe(keys.length);
+        expect(keys.length, `region ${name}`).toBe(180);
+      } finally {
+        await storage.close();
+      }
+    }
+  }, 120_000);
+});

@@ -1,0 +1,238 @@
+/**
+ * Regions (issue 18, first part): sync servers that follow each other's logs
+ * all-to-all over `/link`. Real servers, real sockets, default limits; each
+ * client syncs with one region. Checks what a user of several regions cares
+ * about: every write reaches every client of every region, each region's log
+ * holds each change exactly once (with the region it entered through), links
+ * resume after a restart from where they were, and only peers open links.
+ */
+import { createServer } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
+import { SignJWT } from 'jose';
+import { createSyncServer, sqliteStorage, type SyncServer, type SyncServerOptions } from '@syncline/server';
+import { decodeLinkDownstream, encodeLinkUpstream, LINK_PROTOCOL_VERSION, type LinkDownstreamMessage, type SpaceId } from '@syncline/core/internal';
+import { cleanupStack, counter, isSynced, replica, silent, sync, tempDir, toBytes, uniqueName, visibleState, waitUntil } from './harness.js';
+
+const cleanup = cleanupStack();
+afterEach(() => cleanup.run());
+
+const schema = { events: {} } as const;
+const SPACE = 'team' as SpaceId;
+
+/** A free port on 127.0.0.1 (for a server that must come back on the same one). */
+async function freePort(): Promise<number> {
+  const probe = createServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const port = (probe.address() as { port: number }).port;
+  await new Promise<void>((resolve) => probe.close(() => resolve()));
+  return port;
+}
+
+async function region(name: string, port: number, peers: number[], options: SyncServerOptions = {}): Promise<SyncServer> {
+  const server = createSyncServer({
+    port,
+    storage: sqliteStorage({ path: ':memory:' }),
+    logger: silent,
+    region: name,
+    peers: peers.map((p) => `ws://127.0.0.1:${p}`),
+    ...options,
+  });
+  await server.listen();
+  return server;
+}
+
+/** Every (replica, seq) in a region's log of SPACE, with how often it is there and the origins it has. */
+async function logOf(server: SyncServer): Promise<Map<string, string[]>> {
+  const out = new Map<string, string[]>();
+  for (const entry of await server.storage.readLog(SPACE, 0, 1_000_000)) {
+    const key = `${entry.change.replica}:${entry.change.seq}`;
+    out.set(key, [...(out.get(key) ?? []), entry.origin]);
+  }
+  return out;
+}
+
+async function client(server: SyncServer, name: string) {
+  const r = await replica({ name: uniqueName(name), schema });
+  const engine = sync(r, server.url, { spaces: [SPACE] });
+  cleanup.push(() => engine.close(), () => r.close());
+  return { r, engine };
+}
+
+describe('regions', () => {
+  it('two regions following each other: every write reaches the clients of both, and each log holds each change once, with its origin', async () => {
+    const [pa, pb] = [await freePort(), await freePort()];
+    const a = await region('a', pa, [pb]);
+    const b = await region('b', pb, [pa]);
+    cleanup.push(() => a.close(), () => b.close());
+    const ca = await client(a, 'ra');
+    const cb = await client(b, 'rb');
+
+    // Writes one at a time, as apps make them, on both sides at once.
+    await Promise.all([
+      (async () => {
+        for (let i = 0; i < 30; i++) await ca.r.put('events', `a${i}`, { n: i }, { space: SPACE });
+      })(),
+      (async () => {
+        for (let i = 0; i < 30; i++) await cb.r.put('events', `b${i}`, { n: i }, { space: SPACE });
+      })(),
+    ]);
+    await ca.r.patch('events', 'b3', { by: 'a' }, { space: SPACE });
+    await cb.r.delete('events', 'a4', { space: SPACE });
+
+    const rows = async (r: typeof ca.r) => (await r.query({ collection: 'events', space: SPACE })).length;
+    await waitUntil(async () => (await rows(ca.r)) === 59 && (await rows(cb.r)) === 59 && isSynced(ca.engine) && isSynced(cb.engine), 10_000, 'both clients to hold 59 events');
+    expect(await visibleState(ca.r as never, ['events'], SPACE)).toEqual(await visibleState(cb.r as never, ['events'], SPACE));
+    expect((await ca.r.get('events', 'b3', { space: SPACE }))?.value).toEqual({ n: 3, by: 'a' });
+
+    await waitUntil(async () => (await logOf(a)).size === 62 && (await logOf(b)).size === 62, 10_000, 'both logs to hold all 62 changes');
+    for (const [server, own, other] of [
+      [a, ca, cb],
+      [b, cb, ca],
+    ] as const) {
+      const log = await logOf(server);
+      for (const [key, origins] of log) {
+        expect(origins, `${key} in region ${server.region}`).toHaveLength(1);
+        expect(origins[0], `${key}'s origin in region ${server.region}`).toBe(key.startsWith(own.r.id) ? '' : other === cb ? 'b' : 'a');
+      }
+    }
+    expect(a.links()).toEqual([{ url: `ws://127.0.0.1:${pb}`, region: 'b', up: true, lag: 0 }]);
+    expect(await counter(a.metrics.linkChanges, { peer: `ws://127.0.0.1:${pb}` })).toBe(31);
+    expect(await counter(b.metrics.linkChanges, { peer: `ws://127.0.0.1:${pa}` })).toBe(31);
+  });
+
+  it('three regions all-to-all: no change cascades, and every region holds every change once', async () => {
+    const ports = [await freePort(), await freePort(), await freePort()];
+    const names = ['a', 'b', 'c'];
+    const servers = await Promise.all(names.map((n, i) => region(n, ports[i] as number, ports.filter((_, j) => j !== i))));
+    cleanup.push(...servers.map((s) => () => s.close()));
+    const clients = await Promise.all(servers.map((s, i) => client(s, `r${names[i]}`)));
+    await Promise.all(clients.map(async (c, i) => {
+      for (let k = 0; k < 20; k++) await c.r.put('events', `${names[i]}${k}`, { k }, { space: SPACE });
+    }));
+    await waitUntil(async () => {
+      for (const s of servers) if ((await logOf(s)).size !== 60) return false;
+      for (const c of clients) if ((await c.r.query({ collection: 'events', space: SPACE })).length !== 60) return false;
+      return true;
+    }, 10_000, 'every region and client to hold 60 changes');
+    for (const [i, s] of servers.entries()) {
+      for (const [key, origins] of await logOf(s)) {
+        expect(origins).toHaveLength(1);
+        const writer = clients.findIndex((c) => key.startsWith(`${c.r.id}:`));
+        // A change from region j's client entered region i through j's link, never through a third region.
+        expect(origins[0]).toBe(writer === i ? '' : names[writer]);
+      }
+    }
+  });
+
+  it('a region that restarts resumes its links where they were: nothing missed, nothing stored twice', async () => {
+    const dir = await tempDir('syncline-regions-');
+    cleanup.push(() => dir.remove());
+    const [pa, pb] = [await freePort(), await freePort()];
+    const a = await region('a', pa, [pb]);
+    cleanup.push(() => a.close());
+    const bOptions = { storage: sqliteStorage({ path: `${dir.path}/b.db` }) };
+    let b = await region('b', pb, [pa], bOptions);
+    const ca = await client(a, 'ra');
+    for (let i = 0; i < 20; i++) await ca.r.put('events', `before${i}`, { i }, { space: SPACE });
+    await waitUntil(async () => (await logOf(b)).size === 20, 10_000, 'B to follow A');
+    await b.close();
+
+    // A goes on while B is down.
+    for (let i = 0; i < 20; i++) await ca.r.put('events', `during${i}`, { i }, { space: SPACE });
+    b = await region('b', pb, [pa], { storage: sqliteStorage({ path: `${dir.path}/b.db` }) });
+    cleanup.push(() => b.close());
+    const cb = await client(b, 'rb');
+    await waitUntil(async () => (await cb.r.query({ collection: 'events', space: SPACE })).length === 40, 15_000, 'B’s client to see all 40 events after the restart');
+    const log = await logOf(b);
+    expect(log.size).toBe(40);
+    for (const origins of log.values()) expect(origins).toEqual(['a']);
+    // Resumed, not replayed: the link read only what was new (20 changes) after the restart.
+    expect(await counter(b.metrics.linkChanges, { peer: `ws://127.0.0.1:${pa}` })).toBe(20);
+  });
+
+  it('a link whose peer is down keeps retrying and catches up when it comes back', async () => {
+    const [pa, pb] = [await freePort(), await freePort()];
+    const b = await region('b', pb, [pa]);
+    cleanup.push(() => b.close());
+    expect(b.links()[0]?.up).toBe(false);
+    const a = await region('a', pa, [pb]);
+    cleanup.push(() => a.close());
+    const ca = await client(a, 'ra');
+    await ca.r.put('events', 'late', { n: 1 }, { space: SPACE });
+    await waitUntil(async () => (await logOf(b)).size === 1 && b.links()[0]?.up === true, 15_000, 'B’s link to reach A once A is up');
+  });
+});
+
+describe('region links: liveness', () => {
+  it('a peer that accepts the connection but never answers does not hold the link: it times out and dials again', async () => {
+    let connections = 0;
+    const held: Array<import('node:net').Socket> = [];
+    const silentPeer = createServer((socket) => {
+      connections++;
+      held.push(socket);
+      socket.on('error', () => undefined); // never answers the WebSocket handshake
+    });
+    await new Promise<void>((resolve) => silentPeer.listen(0, '127.0.0.1', resolve));
+    cleanup.push(() => {
+      for (const socket of held) socket.destroy();
+      return new Promise<void>((resolve) => silentPeer.close(() => resolve()));
+    });
+    const port = (silentPeer.address() as { port: number }).port;
+    const a = await region('a', 0, [port]);
+    cleanup.push(() => a.close());
+    await waitUntil(() => connections >= 2, 25_000, 'the link to give up on the silent peer and dial again');
+    expect(a.links()[0]).toMatchObject({ up: false, region: undefined });
+  }, 30_000);
+});
+
+describe('region links: who may open one', () => {
+  async function follow(port: number, credential: string | undefined, regionName = 'x'): Promise<LinkDownstreamMessage> {
+    const ws = new WebSocket(`ws://127.0.0.1:${port}/link`);
+    cleanup.push(() => ws.terminate());
+    await new Promise((resolve, reject) => {
+      ws.once('open', resolve);
+      ws.once('error', reject);
+    });
+    const first = new Promise<LinkDownstreamMessage>((resolve) => ws.once('message', (data) => resolve(decodeLinkDownstream(toBytes(data as Buffer)))));
+    ws.send(encodeLinkUpstream({ type: 'follow', protocol: LINK_PROTOCOL_VERSION, region: regionName, ...(credential !== undefined ? { credential } : {}), positions: [], maxFrameBytes: 1 << 20 }));
+    return first;
+  }
+
+  it('with client auth, a link needs the peer credential: none, a wrong one or a client token is refused with unauthenticated', async () => {
+    const secret = 'client-jwt-secret-that-is-long-enough';
+    const server = await region('a', 0, [], { jwt: { secret }, peerSecret: 'peer-credential' });
+    cleanup.push(() => server.close());
+    const token = await new SignJWT({ spaces: { team: 'write' } }).setProtectedHeader({ alg: 'HS256' }).setSubject('u').setExpirationTime('1h').sign(new TextEncoder().encode(secret));
+    for (const credential of [undefined, 'wrong', token]) {
+      const answer = await follow(server.port, credential);
+      expect(answer).toMatchObject({ type: 'error', code: 'unauthenticated', fatal: true });
+    }
+    expect(await follow(server.port, 'peer-credential')).toMatchObject({ type: 'linked', region: 'a' });
+  });
+
+  it('a server with client auth and no peer credential serves no links; one without either serves them', async () => {
+    const locked = await region('a', 0, [], { jwt: { secret: 'client-jwt-secret-that-is-long-enough' } });
+    cleanup.push(() => locked.close());
+    expect(await follow(locked.port, undefined)).toMatchObject({ type: 'error', code: 'unauthenticated' });
+    const open = await region('b', 0, []);
+    cleanup.push(() => open.close());
+    expect(await follow(open.port, undefined)).toMatchObject({ type: 'linked', region: 'b' });
+  });
+
+  it('refuses a follower that claims the server’s own region, and a server that is not a region', async () => {
+    const a = await region('a', 0, []);
+    cleanup.push(() => a.close());
+    expect(await follow(a.port, undefined, 'a')).toMatchObject({ type: 'error', code: 'forbidden' });
+    const plain = createSyncServer({ port: 0, storage: sqliteStorage({ path: ':memory:' }), logger: silent });
+    await plain.listen();
+    cleanup.push(() => plain.close());
+    expect(await follow(plain.port, undefined)).toMatchObject({ type: 'error', code: 'forbidden' });
+  });
+
+  it('refuses bad region options before starting', () => {
+    expect(() => createSyncServer({ storage: sqliteStorage({ path: ':memory:' }), logger: silent, peers: ['ws://127.0.0.1:1'] })).toThrow(/region/);
+    expect(() => createSyncServer({ storage: sqliteStorage({ path: ':memory:' }), logger: silent, region: 'has space' })).toThrow(/region/);
+    expect(() => createSyncServer({ storage: sqliteStorage({ path: ':memory:' }), logger: silent, region: 'a', peers: ['http://x'] })).toThrow(/ws:\/\//);
+  });
+});
