@@ -15,6 +15,7 @@ import { sqliteStorage } from '@syncline/server';
 import { cleanupStack, isSynced, replica, sync, tempDir, uniqueName, visibleState, waitUntil, within } from '../sync/harness.js';
 import { buildDist, ROOT } from './fixtures/build.js';
 import { spawnServer, type Child } from './fixtures/child.js';
+import { describePg, freshSchema, PG_URL } from './fixtures/postgres.js';
 
 const BIN = join(ROOT, 'packages/server/bin/syncline-server.js');
 const SPACE = 'team' as SpaceId;
@@ -169,4 +170,74 @@ describe('two regions as syncline-server processes', () => {
       }
     }
   }, 120_000);
+});
+
+describePg('three regions: two on SQLite, one as two instances on PostgreSQL', () => {
+  it('30 replicas spread over them converge through a cut link and a SIGKILL, each change once per region', async () => {
+    const dir = await tempDir('syncline-regions-3-');
+    cleanup.push(dir.remove);
+    const { schema: pgSchema, drop } = freshSchema();
+    cleanup.push(drop);
+    const [pa, pb, pc1, pc2] = [await freePort(), await freePort(), await freePort(), await freePort()];
+    const toC = await proxy(pc1); // A follows C through a proxy the test cuts
+    cleanup.push(() => toC.close());
+    const peersOf = { a: [`ws://127.0.0.1:${pb}`, `ws://127.0.0.1:${toC.port}`], b: [`ws://127.0.0.1:${pa}`, `ws://127.0.0.1:${pc2}`], c: [`ws://127.0.0.1:${pa}`, `ws://127.0.0.1:${pb}`] };
+    const peerArgs = (name: 'a' | 'b' | 'c') => ['--region', name, ...peersOf[name].flatMap((p) => ['--peer', p])];
+    const startA = () => spawnServer([BIN, '--port', String(pa), '--db', join(dir.path, 'a.db'), ...peerArgs('a')]);
+    const startB = () => spawnServer([BIN, '--port', String(pb), '--db', join(dir.path, 'b.db'), ...peerArgs('b')]);
+    const startC = (port: number) => spawnServer([BIN, '--port', String(port), '--postgres', PG_URL, '--postgres-schema', pgSchema, ...peerArgs('c')]);
+    const servers: Child[] = [];
+    const kill = (c: Child) => c.process.kill('SIGKILL');
+    cleanup.push(() => servers.forEach(kill));
+    let a = await startA();
+    servers.push(a, await startB(), await startC(pc1), await startC(pc2));
+
+    // 30 replicas: 10 per region; region C's clients know both of its instances.
+    const urls = [[`ws://127.0.0.1:${pa}/sync`], [`ws://127.0.0.1:${pb}/sync`], [`ws://127.0.0.1:${pc1}/sync`, `ws://127.0.0.1:${pc2}/sync`]];
+    const clients = await Promise.all(
+      Array.from({ length: 30 }, async (_, i) => {
+        const r = await replica({ name: uniqueName(`r3-${i}`), schema });
+        const engine = sync(r, urls[i % 3] as string[], { spaces: [SPACE] });
+        cleanup.push(() => engine.close(), () => r.close());
+        return { r, engine, i };
+      }),
+    );
+    const write = (tag: string, n: number) =>
+      Promise.all(clients.map(async (c) => {
+        for (let k = 0; k < n; k++) await c.r.put('events', `${tag}-${c.i}-${k}`, { k, by: c.i }, { space: SPACE });
+      }));
+    let seen: number[] = [];
+    const count = async () => (seen = await Promise.all(clients.map(async (c) => (await c.r.query({ collection: 'events', space: SPACE })).length)));
+    const all = async (n: number) => (await count()).every((x) => x === n) && clients.every((c) => isSynced(c.engine));
+
+    await write('first', 5);
+    await waitUntil(() => all(150), 30_000, () => `150 events everywhere (${seen.join(',')})`);
+    toC.cut();
+    await write('cut', 5);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    toC.heal();
+    await waitUntil(() => all(300), 30_000, () => `300 events everywhere after the heal (${seen.join(',')})`);
+    kill(a);
+    await within(a.exited, 10_000, 'A to die');
+    await write('kill', 5);
+    a = await startA();
+    servers.push(a);
+    await waitUntil(() => all(450), 40_000, () => `450 events everywhere after A's restart (${seen.join(',')})`);
+    const states = await Promise.all(clients.map((c) => visibleState(c.r as never, ['events'], SPACE)));
+    for (const state of states) expect(state).toEqual(states[0]);
+
+    // Each region's log: every change exactly once.
+    servers.forEach(kill);
+    const { postgresStorage } = await import('@syncline/server');
+    const stores = [sqliteStorage({ path: join(dir.path, 'a.db') }), sqliteStorage({ path: join(dir.path, 'b.db') }), postgresStorage({ connectionString: PG_URL, schema: pgSchema, onError: () => undefined })];
+    for (const [i, storage] of stores.entries()) {
+      try {
+        const keys = (await storage.readLog(SPACE, 0, 1_000_000)).map((e) => `${e.change.replica}:${e.change.seq}`);
+        expect(keys.length, `region ${'abc'[i]}`).toBe(450);
+        expect(new Set(keys).size, `region ${'abc'[i]}`).toBe(450);
+      } finally {
+        await storage.close();
+      }
+    }
+  }, 150_000);
 });
