@@ -1,0 +1,174 @@
+// Regions (issue 18): cross-region propagation beside a client's push path, in one run.
+//
+//   node bench/regions.mjs [--writes 500] [--backlog 20000] [--partition-seconds 60] [--rate 100]
+//
+// Two region servers (a and b, SQLite files, default limits) follow each other; B follows A
+// through a TCP proxy the benchmark cuts. Clients: W writes on A; L reads on A (the client
+// path: W -> A -> L); R reads on B (the region path: W -> A -> link -> B -> R).
+//  1. latency: W writes one change at a time (every 10 ms); the time until L and R have each.
+//  2. throughput: with the link cut, W writes a backlog; the link is healed and the time until
+//     B holds it all gives the link's changes/s. Beside it, the same backlog written offline by
+//     a client of A, the time until A holds it all (the client push path).
+//  3. a partition under load: the link is cut for --partition-seconds while W writes --rate
+//     changes a second; after the heal, the time until R has caught up.
+// Run after `tsc -b`.
+import { createServer, connect } from 'node:net';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { pino } from 'pino';
+import { WebSocket } from 'ws';
+import { createReplica, memoryStorage } from '../packages/client/dist/index.js';
+import { createSyncServer, sqliteStorage } from '../packages/server/dist/index.js';
+
+const { values } = parseArgs({ options: { writes: { type: 'string' }, backlog: { type: 'string' }, 'partition-seconds': { type: 'string' }, rate: { type: 'string' } } });
+const WRITES = Number(values.writes ?? 500);
+const BACKLOG = Number(values.backlog ?? 20_000);
+const PARTITION_S = Number(values['partition-seconds'] ?? 60);
+const RATE = Number(values.rate ?? 100);
+const SPACE = 'team';
+const schema = { events: {} };
+const silent = pino({ level: 'silent' });
+const dir = mkdtempSync(join(tmpdir(), 'syncline-bench-regions-'));
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function freePort() {
+  const probe = createServer();
+  await new Promise((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const { port } = probe.address();
+  await new Promise((resolve) => probe.close(resolve));
+  return port;
+}
+
+async function proxy(target) {
+  const sockets = new Set();
+  let cut = false;
+  const server = createServer((inbound) => {
+    if (cut) return inbound.destroy();
+    const outbound = connect(target, '127.0.0.1');
+    for (const [s, other] of [[inbound, outbound], [outbound, inbound]]) {
+      sockets.add(s);
+      s.on('error', () => undefined);
+      s.on('close', () => { sockets.delete(s); other.destroy(); });
+    }
+    inbound.pipe(outbound).pipe(inbound);
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: server.address().port,
+    cut() { cut = true; for (const s of sockets) s.destroy(); },
+    heal() { cut = false; },
+    close: () => new Promise((resolve) => { for (const s of sockets) s.destroy(); server.close(resolve); }),
+  };
+}
+
+async function waitFor(check, what, timeoutMs = 600_000) {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(5);
+  }
+}
+
+const percentile = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+const ms = (x) => `${x.toFixed(1)} ms`;
+
+const [pa, pb] = [await freePort(), await freePort()];
+const toA = await proxy(pa);
+const a = createSyncServer({ port: pa, storage: sqliteStorage({ path: join(dir, 'a.db') }), logger: silent, region: 'a', peers: [`ws://127.0.0.1:${pb}`] });
+const b = createSyncServer({ port: pb, storage: sqliteStorage({ path: join(dir, 'b.db') }), logger: silent, region: 'b', peers: [`ws://127.0.0.1:${toA.port}`] });
+await Promise.all([a.listen(), b.listen()]);
+
+async function client(server, name) {
+  const r = await createReplica({ name, schema, storage: memoryStorage(), tabs: false, sync: { url: server.url, WebSocket, spaces: [SPACE] } });
+  return r;
+}
+const w = await client(a, 'writer');
+const l = await client(a, 'local-reader');
+const r = await client(b, 'remote-reader');
+const arrivals = (replica) => {
+  const seen = new Map();
+  replica.onCommit((event) => {
+    if (event.local) return;
+    const now = performance.now();
+    for (const [, id] of event.records) if (!seen.has(id)) seen.set(id, now);
+  });
+  return seen;
+};
+const atL = arrivals(l);
+const atR = arrivals(r);
+await Promise.all([w, l, r].map((x) => x.sync.waitFor((s) => s.state === 'synced', 10_000)));
+
+// 1. Latency, one write at a time.
+const sent = new Map();
+for (let i = 0; i < WRITES; i++) {
+  const id = `lat${i}`;
+  sent.set(id, performance.now());
+  await w.put('events', id, { i, title: `event ${i}` });
+  await sleep(10);
+}
+await waitFor(() => [...sent.keys()].every((id) => atL.has(id) && atR.has(id)), 'every latency write at L and R');
+const lat = (at) => [...sent].map(([id, t]) => at.get(id) - t).sort((x, y) => x - y);
+const latL = lat(atL);
+const latR = lat(atR);
+
+// 2. Throughput of a backlog: over the link, and over a client's push path.
+const head = (server) => server.storage.head(SPACE);
+toA.cut();
+const bBefore = await head(b);
+for (let i = 0; i < BACKLOG; i += 100) {
+  await w.batch((batch) => {
+    for (let k = i; k < Math.min(BACKLOG, i + 100); k++) batch.put('events', `backlog${k}`, { k, title: `backlog ${k}` });
+  });
+}
+await w.sync.flushed({ timeoutMs: 600_000 });
+let started = performance.now();
+toA.heal();
+await waitFor(async () => (await head(b)) >= bBefore + BACKLOG, 'B to hold the backlog');
+const linkSeconds = (performance.now() - started) / 1000;
+
+const offline = await createReplica({ name: 'offline-writer', schema, storage: memoryStorage(), tabs: false });
+for (let i = 0; i < BACKLOG; i += 100) {
+  await offline.batch((batch) => {
+    for (let k = i; k < Math.min(BACKLOG, i + 100); k++) batch.put('events', `offline${k}`, { k, title: `offline ${k}` }, { space: SPACE });
+  });
+}
+const aBefore = await head(a);
+started = performance.now();
+const { startSync } = await import('../packages/client/dist/index.js');
+const engine = startSync(offline, { url: a.url, WebSocket, spaces: [SPACE] });
+await waitFor(async () => (await head(a)) >= aBefore + BACKLOG, 'A to hold the offline backlog');
+const pushSeconds = (performance.now() - started) / 1000;
+engine.close();
+
+// 3. A partition under load.
+toA.cut();
+const partitionStart = performance.now();
+let written = 0;
+while (performance.now() - partitionStart < PARTITION_S * 1000) {
+  const tick = performance.now();
+  await w.batch((batch) => {
+    for (let k = 0; k < Math.max(1, Math.round(RATE / 10)); k++) batch.put('events', `part${written++}`, { n: written });
+  });
+  await sleep(Math.max(0, 100 - (performance.now() - tick)));
+}
+await w.sync.flushed({ timeoutMs: 600_000 });
+started = performance.now();
+toA.heal();
+const last = `part${written - 1}`;
+await waitFor(() => atR.has(last), 'R to catch up after the partition');
+const catchUpSeconds = (performance.now() - started) / 1000;
+
+console.log(`regions benchmark (${new Date().toISOString()}), two regions on SQLite files, default limits, loopback`);
+console.log(`1. propagation of ${WRITES} writes made one at a time:`);
+console.log(`   same region (W -> A -> L):            p50 ${ms(percentile(latL, 50))}, p99 ${ms(percentile(latL, 99))}`);
+console.log(`   other region (W -> A -> link -> B -> R): p50 ${ms(percentile(latR, 50))}, p99 ${ms(percentile(latR, 99))}  (${(percentile(latR, 50) / percentile(latL, 50)).toFixed(2)}x the same-region p50)`);
+console.log(`2. a backlog of ${BACKLOG} changes:`);
+console.log(`   over the link (A -> B):               ${linkSeconds.toFixed(2)} s, ${Math.round(BACKLOG / linkSeconds)} changes/s`);
+console.log(`   a client's offline backlog (-> A):    ${pushSeconds.toFixed(2)} s, ${Math.round(BACKLOG / pushSeconds)} changes/s  (link ${(pushSeconds / linkSeconds).toFixed(2)}x the push path's rate)`);
+console.log(`3. a ${PARTITION_S} s partition under ${RATE} writes/s (${written} changes): R caught up ${catchUpSeconds.toFixed(2)} s after the heal`);
+
+await Promise.all([w, l, r, offline].map((x) => x.close()));
+await Promise.all([a.close(), b.close(), toA.close()]);
+rmSync(dir, { recursive: true, force: true });
