@@ -10,7 +10,7 @@
  * A link never gives up: on any error (a dropped socket, a refusal, a change
  * this region cannot store yet, such as one stamped beyond this server's clock
  * drift or one whose earlier seqs have not arrived) it closes, backs off
- * (250 ms doubling to 30 s, with jitter) and resumes from the persisted
+ * (250 ms doubling to 5 s, with jitter) and resumes from the persisted
  * positions.
  */
 import {
@@ -53,7 +53,8 @@ export interface LinkOptions {
 const FIRST_RETRY_MS = 250;
 /** A dial, WebSocket handshake and `linked` answer must each come within this (ms). */
 const HANDSHAKE_TIMEOUT_MS = 10_000;
-const MAX_RETRY_MS = 30_000;
+// Links are few (one per peer), so they can afford to look often: a healed partition is noticed within 5 s.
+const MAX_RETRY_MS = 5_000;
 
 /** The peer's `/link` URL from the URL an operator gives (its /sync URL, or just ws://host:port). */
 export function linkUrl(url: string): string {
