@@ -7,12 +7,11 @@
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
-import { createServer, connect, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { SpaceId } from '@syncline/core/internal';
 import { sqliteStorage } from '@syncline/server';
-import { cleanupStack, isSynced, replica, sync, tempDir, uniqueName, visibleState, waitUntil, within } from '../sync/harness.js';
+import { cleanupStack, freePort, isSynced, replica, sync, tcpProxy as proxy, tempDir, uniqueName, visibleState, waitUntil, within } from '../sync/harness.js';
 import { buildDist, ROOT } from './fixtures/build.js';
 import { spawnServer, type Child } from './fixtures/child.js';
 import { describePg, freshSchema, PG_URL } from './fixtures/postgres.js';
@@ -23,52 +22,6 @@ const schema = { events: {} } as const;
 const cleanup = cleanupStack();
 afterEach(() => cleanup.run());
 beforeAll(() => buildDist(), 120_000);
-
-async function freePort(): Promise<number> {
-  const probe = createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const port = (probe.address() as { port: number }).port;
-  await new Promise<void>((resolve) => probe.close(() => resolve()));
-  return port;
-}
-
-/** A TCP proxy to 127.0.0.1:target that can cut every connection through it and refuse new ones until healed. */
-async function proxy(target: number): Promise<{ port: number; cut(): void; heal(): void; close(): Promise<void> }> {
-  const sockets = new Set<Socket>();
-  let cut = false;
-  const server: Server = createServer((inbound) => {
-    if (cut) return inbound.destroy();
-    const outbound = connect(target, '127.0.0.1');
-    for (const s of [inbound, outbound]) {
-      sockets.add(s);
-      s.on('error', () => undefined);
-    }
-    // Either side gone: both go (a target that is down looks like a refused connection).
-    for (const [s, other] of [[inbound, outbound], [outbound, inbound]] as const) {
-      s.on('close', () => {
-        sockets.delete(s);
-        other.destroy();
-      });
-    }
-    inbound.pipe(outbound).pipe(inbound);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    port: (server.address() as { port: number }).port,
-    cut() {
-      cut = true;
-      for (const s of sockets) s.destroy();
-    },
-    heal() {
-      cut = false;
-    },
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => resolve());
-      }),
-  };
-}
 
 describe('syncline-server region flags', () => {
   it('refuse bad region options before any database is opened, and read the peer credential from a file', async () => {

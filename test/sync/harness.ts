@@ -7,6 +7,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { connect, createServer, type Server, type Socket } from 'node:net';
 // idb (inside the IndexedDB adapter) needs the IDB* classes as globals.
 import 'fake-indexeddb/auto';
 import { IDBFactory, IDBKeyRange } from 'fake-indexeddb';
@@ -384,4 +385,51 @@ export function dialingSocket(options: { protocol2?: boolean; onMessage?: (messa
     }
   }
   return { factory: Counting as unknown as SocketFactory, dials: () => dials, received, sentBytes, sent };
+}
+
+/** A free port on 127.0.0.1, for a server that must come back on the same port. */
+export async function freePort(): Promise<number> {
+  const probe = createServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const port = (probe.address() as { port: number }).port;
+  await new Promise<void>((resolve) => probe.close(() => resolve()));
+  return port;
+}
+
+/** A TCP proxy to 127.0.0.1:target that can cut every connection through it and refuse new ones until healed. */
+export async function tcpProxy(target: number): Promise<{ port: number; cut(): void; heal(): void; close(): Promise<void> }> {
+  const sockets = new Set<Socket>();
+  let cut = false;
+  const server: Server = createServer((inbound) => {
+    if (cut) return inbound.destroy();
+    const outbound = connect(target, '127.0.0.1');
+    for (const s of [inbound, outbound]) {
+      sockets.add(s);
+      s.on('error', () => undefined);
+    }
+    // Either side gone: both go (a target that is down looks like a refused connection).
+    for (const [s, other] of [[inbound, outbound], [outbound, inbound]] as const) {
+      s.on('close', () => {
+        sockets.delete(s);
+        other.destroy();
+      });
+    }
+    inbound.pipe(outbound).pipe(inbound);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as { port: number }).port,
+    cut() {
+      cut = true;
+      for (const s of sockets) s.destroy();
+    },
+    heal() {
+      cut = false;
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
 }

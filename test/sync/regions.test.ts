@@ -12,22 +12,13 @@ import { WebSocket } from 'ws';
 import { SignJWT } from 'jose';
 import { createSyncServer, sqliteStorage, type SyncServer, type SyncServerOptions } from '@syncline/server';
 import { decodeLinkDownstream, encodeLinkUpstream, LINK_PROTOCOL_VERSION, type LinkDownstreamMessage, type SpaceId } from '@syncline/core/internal';
-import { cleanupStack, counter, isSynced, replica, silent, sync, tempDir, toBytes, uniqueName, visibleState, waitUntil } from './harness.js';
+import { cleanupStack, counter, freePort, isSynced, replica, silent, sync, tempDir, toBytes, uniqueName, visibleState, waitUntil } from './harness.js';
 
 const cleanup = cleanupStack();
 afterEach(() => cleanup.run());
 
 const schema = { events: {} } as const;
 const SPACE = 'team' as SpaceId;
-
-/** A free port on 127.0.0.1 (for a server that must come back on the same one). */
-async function freePort(): Promise<number> {
-  const probe = createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const port = (probe.address() as { port: number }).port;
-  await new Promise<void>((resolve) => probe.close(() => resolve()));
-  return port;
-}
 
 async function region(name: string, port: number, peers: number[], options: SyncServerOptions = {}): Promise<SyncServer> {
   const server = createSyncServer({
