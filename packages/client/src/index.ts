@@ -9,9 +9,8 @@
  */
 export { createReplica, startSync, Replica, type ReplicaOptions, type WriteOptions, type Batch, type CommitEvent } from './replica.js';
 export { defineSchema, type Schema, type CollectionSchema, type CollectionDef, type IndexDef } from './schema.js';
+export { typed, type Typed } from './value-type.js';
 export {
-  typed,
-  type Typed,
   type CollectionName,
   type IndexName,
   type CrdtFieldName,

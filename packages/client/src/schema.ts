@@ -6,7 +6,7 @@ import type { StandardSchemaV1 } from '@standard-schema/spec';
 import { isName, type CrdtType, type Fields, type Json, type Resolver } from '@syncline/core/internal';
 import { ReplicaError } from './errors.js';
 import { isKeyPart, type Key } from './storage/keys.js';
-import type { CheckedSchema, Typed } from './typed.js';
+import type { CheckedSchema, Typed } from './value-type.js';
 
 /** One collection of a schema. */
 export interface CollectionSchema {

@@ -1,6 +1,6 @@
 /**
  * Types that follow from the app's schema: collection names, index names, crdt
- * field names and record values. Nothing here exists at run time but `typed()`.
+ * field names and record values. Only types: the `typed()` marker is in value-type.ts.
  *
  * A collection's value type comes from, in order: a type the app declares
  * (`type: typed<Event>()`), the input type of its Standard Schema validator
@@ -10,26 +10,7 @@
 import type { StandardSchemaV1 } from '@standard-schema/spec';
 import type { Fields, Json, Version } from '@syncline/core/internal';
 import type { Schema } from './schema.js';
-
-declare const VALUE_TYPE: unique symbol;
-
-/** The marker `typed<T>()` returns: it carries a collection's value type for the compiler only. */
-export interface Typed<T> {
-  /** Never set: the type exists for the compiler only. */
-  readonly [VALUE_TYPE]?: T;
-}
-
-const MARKER: Typed<never> = Object.freeze({});
-
-/**
- * Declares the value type of a collection's records: `events: { type: typed<Event>(), … }`.
- * `put` then takes an `Event` (less its crdt fields), `patch` a part of one, and
- * reads return `Event`s; a value of another shape is a compile error. At run
- * time it is an empty object and checks nothing: add a `validate` for that.
- */
-export function typed<T extends object>(): Typed<T> {
-  return MARKER as Typed<T>;
-}
+import type { Typed } from './value-type.js';
 
 /** True for a schema typed only as `Schema`: every name is a string. */
 type IsWide<K> = string extends K ? true : false;
@@ -95,17 +76,4 @@ export type ReadValue<S extends Schema, C extends CollectionName<S>> = [CrdtFiel
 export type Sibling<T = Fields> = Omit<Version, 'value'> & {
   /** The version's value; null when the version is a delete. */
   readonly value: T | null;
-};
-
-/**
- * The checks a schema's literal type must pass beyond `Schema`: where a
- * collection declares its value type (`type: typed<T>()`), each index names
- * fields of T. A misspelt index field is then a compile error in
- * `defineSchema` (createReplica does not check it, so that generic wrappers of
- * createReplica keep compiling).
- */
-export type CheckedSchema<S> = {
-  readonly [C in keyof S]: S[C] extends { readonly type: Typed<infer T>; readonly indexes: infer I }
-    ? { readonly indexes: { readonly [K in keyof I]: readonly (keyof T & string)[] } }
-    : unknown;
 };
