@@ -23,9 +23,12 @@ import {
 } from '@syncline/core/internal';
 import { putChange } from '../sync/harness.js';
 
-/** sha256(describeLinkProtocol()) per link protocol version. Append a line per version; never edit an old one. */
+/**
+ * sha256(describeLinkProtocol()) per link protocol version. Append a line per
+ * version; never edit one that was released (version 1 gained `read` before any release).
+ */
 const LINK_WIRE_HASHES: Readonly<Record<number, string>> = {
-  1: '9f7dfb3042be5d4c054864701775b0188f28122ed167ff614505a329410b9aa5',
+  1: 'a7fc8bc846d4cb42830308659897cb920cea4560c0c34db70759b762d423a6cf',
 };
 
 const hash = (text: string): string => createHash('sha256').update(text).digest('hex');
@@ -47,6 +50,7 @@ describe('region link protocol', () => {
     const space = 'team' as SpaceId;
     const up: LinkUpstreamMessage[] = [
       { type: 'follow', protocol: LINK_PROTOCOL_VERSION, region: 'eu-west.1', positions: [], maxFrameBytes: 600_000 },
+      { type: 'read', space, upTo: 40 },
       { type: 'ping', id: 7 },
       { type: 'pong', id: 7 },
     ];

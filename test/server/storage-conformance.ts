@@ -481,8 +481,9 @@ export function storageConformance(name: string, newBacking: () => Promise<Backi
       await storage.setLinkPosition('eu', SPACE, 5);
       expect((await storage.linkPositions('eu')).get(SPACE)).toBe(5);
       await storage.setLinkPosition('eu', SPACE, 9);
-      // Peers are independent.
+      // Peers are independent, and listed in order.
       expect(await storage.linkPositions('us')).toEqual(new Map([[SPACE, 1]]));
+      expect(await storage.linkPeers()).toEqual(['eu', 'us']);
       expect(await storage.linkPositions('ap')).toEqual(new Map());
       // A position at 0 is a space read (nothing yet), so it is present.
       await storage.setLinkPosition('ap', OTHER, 0);

@@ -196,6 +196,10 @@ class SimStorage implements ServerStorage {
     this.#alive();
     return this.inner.linkPositions(peer);
   }
+  async linkPeers() {
+    this.#alive();
+    return this.inner.linkPeers();
+  }
   async setLinkPosition(peer: string, space: SpaceId, pos: number) {
     this.#alive();
     return this.inner.setLinkPosition(peer, space, pos);

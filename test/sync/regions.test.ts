@@ -155,6 +155,61 @@ describe('regions', () => {
   });
 });
 
+describe('regions and compaction', () => {
+  it('a region compacts its log only past what every region following it has stored; a follower that lost its data is told the log is gone', async () => {
+    const [pa, pb] = [await freePort(), await freePort()];
+    const a = await region('a', pa, [pb]);
+    cleanup.push(() => a.close());
+    let b = await region('b', pb, [pa]);
+    const ca = await client(a, 'ra');
+    for (let i = 0; i < 10; i++) await ca.r.put('events', `first${i}`, { i }, { space: SPACE });
+    await waitUntil(async () => (await logOf(b)).size === 10 && (await a.storage.linkPositions('follower:b')).get(SPACE) === 10, 10_000, 'B to store and report the first 10');
+
+    // B goes down; A goes on writing and compacts as hard as it can.
+    await b.close();
+    for (let i = 0; i < 10; i++) await ca.r.put('events', `second${i}`, { i }, { space: SPACE });
+    expect(await a.compact(0)).toBe(10); // only what B has stored
+    expect(await a.storage.horizon(SPACE)).toBe(10);
+
+    // B comes back with its data lost (a fresh in-memory store): it asks for A's log from 0, below A's
+    // horizon. A says so (sequence_gap, logged on both sides) rather than send a log with a hole.
+    b = await region('b', pb, [pa]);
+    cleanup.push(() => b.close());
+    await waitUntil(async () => (await counter(a.metrics.errors, { code: 'sequence_gap' })) > 0, 10_000, 'A to refuse a follower below its horizon');
+  });
+
+  it('a follower that restarts on its own data resumes above the horizon and misses nothing', async () => {
+    const dir = await tempDir('syncline-regions-compact-');
+    cleanup.push(() => dir.remove());
+    const [pa, pb] = [await freePort(), await freePort()];
+    const a = await region('a', pa, [pb]);
+    cleanup.push(() => a.close());
+    let b = await region('b', pb, [pa], { storage: sqliteStorage({ path: `${dir.path}/b.db` }) });
+    const ca = await client(a, 'ra');
+    for (let i = 0; i < 10; i++) await ca.r.put('events', `first${i}`, { i }, { space: SPACE });
+    await waitUntil(async () => (await a.storage.linkPositions('follower:b')).get(SPACE) === 10, 10_000, 'B to report the first 10');
+    await b.close();
+    for (let i = 0; i < 10; i++) await ca.r.put('events', `second${i}`, { i }, { space: SPACE });
+    expect(await a.compact(0)).toBe(10);
+    b = await region('b', pb, [pa], { storage: sqliteStorage({ path: `${dir.path}/b.db` }) });
+    cleanup.push(() => b.close());
+    await waitUntil(async () => (await logOf(b)).size === 20, 10_000, 'B to resume from position 10 and store the rest');
+    await waitUntil(async () => (await a.storage.linkPositions('follower:b')).get(SPACE) === 20, 10_000, 'B to report 20');
+    // Now everything B needs is stored there: A may compact the rest.
+    expect(await a.compact(0)).toBe(10);
+    expect(await counter(a.metrics.errors, { code: 'sequence_gap' })).toBe(0);
+  });
+
+  it('without followers, compaction is what it was', async () => {
+    const a = await region('a', 0, []);
+    cleanup.push(() => a.close());
+    const ca = await client(a, 'ra');
+    for (let i = 0; i < 5; i++) await ca.r.put('events', `e${i}`, { i }, { space: SPACE });
+    await ca.engine.flushed({ timeoutMs: 5_000 });
+    expect(await a.compact(2)).toBe(3);
+  });
+});
+
 describe('region links: liveness', () => {
   it('a peer that accepts the connection but never answers does not hold the link: it times out and dials again', async () => {
     let connections = 0;

@@ -18,6 +18,7 @@ export {
   decodeLinkDownstream,
   describeLinkProtocol,
   type Follow,
+  type Read,
   type Linked,
   type Entries,
   type LinkUpstreamMessage,

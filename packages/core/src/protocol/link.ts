@@ -11,7 +11,7 @@
  * them, the follower has read the peer's log of that space up to `upTo` (the
  * peer's positions; entries of other origins in between are skipped).
  *
- *   1: follow / linked / entries, error, ping / pong.
+ *   1: follow / read, linked / entries, error, ping / pong.
  */
 import { compactChanges } from './changes.js';
 import { MAX_CHANGES_PER_MESSAGE, position, spaceId } from './common.js';
@@ -45,6 +45,13 @@ export const follow = object({
   maxFrameBytes: int(1),
 });
 
+/**
+ * The follower has stored the peer's log of `space` up to `upTo` (sent after
+ * each stored `entries`): the peer keeps its log above the lowest such position
+ * of its followers when it compacts.
+ */
+export const read = object({ type: literal('read'), space: spaceId, upTo: position });
+
 /** The answer to follow: the peer's region name and each space's head. */
 export const linked = object({
   type: literal('linked'),
@@ -60,17 +67,19 @@ export const entries = object({
   upTo: position,
 });
 
-const linkUpstream = variants('type', { follow, ping, pong });
+const linkUpstream = variants('type', { follow, read, ping, pong });
 const linkDownstream = variants('type', { linked, entries, error, ping, pong });
 
 /** `follow`: `protocol` (LINK_PROTOCOL_VERSION), `region`, `credential?`, `positions: [{space, after}]`, `maxFrameBytes`. */
 export type Follow = Infer<typeof follow>;
+/** `read`: `space`, `upTo` (a position of the peer's log the follower has stored everything up to). */
+export type Read = Infer<typeof read>;
 /** `linked`: `region` and `heads: [{space, head}]`. */
 export type Linked = Infer<typeof linked>;
 /** `entries`: `space`, `changes` (in the peer's log order), `upTo` (a position of the peer's log). */
 export type Entries = Infer<typeof entries>;
 /** A message from a follower region to the peer it follows. */
-export type LinkUpstreamMessage = Follow | Ping | Pong;
+export type LinkUpstreamMessage = Follow | Read | Ping | Pong;
 /** A message from a peer region to a follower. */
 export type LinkDownstreamMessage = Linked | Entries | ErrorMessage | Ping | Pong;
 

@@ -48,6 +48,14 @@ const CLOSE_GOING_AWAY = 1001;
 /** How often a link waiting for its send buffer to drain looks again (ms). */
 const DRAIN_POLL_MS = 20;
 
+/**
+ * The key under which a follower region's read positions are stored
+ * (storage.setLinkPosition), apart from the peer URLs this region follows:
+ * a region name has no ':'.
+ */
+export const FOLLOWER_PREFIX = 'follower:';
+export const followerKey = (region: string): string => `${FOLLOWER_PREFIX}${region}`;
+
 /** Constant-time comparison of two credentials. */
 export function sameSecret(given: string, expected: string): boolean {
   const a = Buffer.from(given);
@@ -90,6 +98,11 @@ export class LinkSession {
     switch (message.type) {
       case 'follow':
         this.#onFollow(message).catch((error: unknown) => this.#internal(error));
+        return;
+      case 'read':
+        if (this.#state !== 'ready') return this.fail('not_ready', 'read before follow', true);
+        // Where this follower has stored up to: compaction keeps the log above the lowest of them.
+        this.ctx.storage.setLinkPosition(followerKey(this.follower as string), message.space, message.upTo).catch((error: unknown) => this.#internal(error));
         return;
       case 'ping':
         return this.#send({ type: 'pong', id: message.id });

@@ -220,6 +220,8 @@ export class Link {
     if (ahead) throw new Error(`a change of ${ahead.replica} is stamped more than ${maxClockDrift} ms ahead of this server's clock; waiting for the clock`);
     const results = await Promise.all(requests(space, peer, message.changes).map((request) => committer.submit(request)));
     await storage.setLinkPosition(url, space, upTo);
+    // Tell the peer, so that its compaction keeps what this region has not stored.
+    if (this.#socket) this.#send(this.#socket, { type: 'read', space, upTo });
     const stored = results.reduce((n, r) => n + r.stored.length, 0);
     if (stored > 0) metrics.linkChanges.inc({ peer: url }, stored);
     const newest = message.changes[message.changes.length - 1];

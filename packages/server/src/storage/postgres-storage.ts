@@ -541,6 +541,11 @@ export function postgresStorage(options: PostgresOptions): PostgresStorage {
       const { rows } = await pool.query<{ space: SpaceId; pos: string }>(`SELECT space, pos FROM ${s}.links WHERE peer = $1`, [peer]);
       return new Map(rows.map((r) => [r.space, Number(r.pos)]));
     },
+    async linkPeers() {
+      await open();
+      const { rows } = await pool.query<{ peer: string }>(`SELECT DISTINCT peer FROM ${s}.links ORDER BY peer`);
+      return rows.map((r) => r.peer);
+    },
     async setLinkPosition(peer, space, pos) {
       await open();
       if (!Number.isSafeInteger(pos) || pos < 0) throw new RangeError(`link position ${pos} is not a non-negative integer`);

@@ -86,6 +86,7 @@ export function sqliteStorage(options: SqliteOptions): ServerStorage {
       'SELECT pos, change, origin FROM log INDEXED BY log_origin WHERE space = ? AND origin = ? AND pos > ? ORDER BY pos LIMIT ?',
     ),
     linkPositions: db.prepare<[string], { space: string; pos: number }>('SELECT space, pos FROM links WHERE peer = ?'),
+    linkPeers: db.prepare<[], { peer: string }>('SELECT DISTINCT peer FROM links ORDER BY peer'),
     setLinkPosition: db.prepare('INSERT INTO links (peer, space, pos) VALUES (?, ?, ?) ON CONFLICT(peer, space) DO UPDATE SET pos = excluded.pos WHERE excluded.pos > links.pos'),
     record: db.prepare<[string, string, string], { state: Buffer }>('SELECT state FROM records WHERE space = ? AND collection = ? AND id = ?'),
     putRecord: db.prepare(
@@ -236,6 +237,10 @@ export function sqliteStorage(options: SqliteOptions): ServerStorage {
     async linkPositions(peer) {
       check();
       return new Map(q.linkPositions.all(peer).map((r) => [r.space as SpaceId, r.pos]));
+    },
+    async linkPeers() {
+      check();
+      return q.linkPeers.all().map((r) => r.peer);
     },
     async setLinkPosition(peer, space, pos) {
       check();

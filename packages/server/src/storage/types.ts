@@ -118,6 +118,8 @@ export interface ServerStorage {
    * @throws RangeError (rejects) when `pos` is not a non-negative safe integer.
    */
   setLinkPosition(peer: string, space: SpaceId, pos: number): Promise<void>;
+  /** Every peer key that has a link position, in order (the peers of linkPositions). */
+  linkPeers(): Promise<string[]>;
   /**
    * Optional, for storage shared by several server instances (PostgreSQL): calls
    * back with (space, head) after commits that stored changes through another
