@@ -276,6 +276,26 @@ describe('region links: who may open one', () => {
     expect(await follow(plain.port, undefined)).toMatchObject({ type: 'error', code: 'forbidden' });
   });
 
+  it('a link that floods is closed with rate_limited; a follow counts what the follower has stored as read', async () => {
+    const a = await region('a', 0, []);
+    cleanup.push(() => a.close());
+    const ws = new WebSocket(`ws://127.0.0.1:${a.port}/link`);
+    cleanup.push(() => ws.terminate());
+    await new Promise((resolve, reject) => {
+      ws.once('open', resolve);
+      ws.once('error', reject);
+    });
+    const messages: LinkDownstreamMessage[] = [];
+    ws.on('message', (data) => messages.push(decodeLinkDownstream(toBytes(data as Buffer))));
+    const closed = new Promise<number>((resolve) => ws.once('close', (code) => resolve(code)));
+    ws.send(encodeLinkUpstream({ type: 'follow', protocol: LINK_PROTOCOL_VERSION, region: 'x', positions: [{ space: SPACE, after: 0 }], maxFrameBytes: 1 << 20 }));
+    await waitUntil(() => messages.some((m) => m.type === 'linked'), 5_000, 'linked');
+    expect(await a.storage.linkPositions('follower:x')).toEqual(new Map([[SPACE, 0]]));
+    for (let i = 0; i < 1_000; i++) ws.send(encodeLinkUpstream({ type: 'ping', id: i }));
+    expect(await closed).toBe(1008);
+    expect(messages.at(-1)).toMatchObject({ type: 'error', code: 'rate_limited', fatal: true });
+  });
+
   it('refuses bad region options before starting', () => {
     expect(() => createSyncServer({ storage: sqliteStorage({ path: ':memory:' }), logger: silent, peers: ['ws://127.0.0.1:1'] })).toThrow(/region/);
     expect(() => createSyncServer({ storage: sqliteStorage({ path: ':memory:' }), logger: silent, region: 'has space' })).toThrow(/region/);

@@ -235,6 +235,7 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
       limits,
       metrics,
       logger,
+      now,
       onClose: (s) => {
         linkSessions.delete(s);
         metrics.linksServed.set(linkSessions.size);

@@ -46,9 +46,9 @@ export const follow = object({
 });
 
 /**
- * The follower has stored the peer's log of `space` up to `upTo` (sent after
- * each stored `entries`): the peer keeps its log above the lowest such position
- * of its followers when it compacts.
+ * The follower has stored the peer's log of `space` up to `upTo` (at most one
+ * per space every 100 ms, the latest): the peer keeps its log above the lowest
+ * such position of its followers when it compacts.
  */
 export const read = object({ type: literal('read'), space: spaceId, upTo: position });
 

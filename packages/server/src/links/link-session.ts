@@ -40,6 +40,8 @@ export interface LinkSessionContext {
   readonly limits: Limits;
   readonly metrics: Metrics;
   readonly logger: Logger;
+  /** The server's clock (ms). */
+  readonly now: () => number;
   readonly onClose: (session: LinkSession) => void;
 }
 
@@ -75,6 +77,8 @@ export class LinkSession {
   #budget: number;
   readonly #timer: ReturnType<typeof setTimeout>;
   #unsubscribe: () => void = () => undefined;
+  #windowStart = 0;
+  #inWindow = 0;
 
   constructor(
     readonly socket: Connection,
@@ -88,6 +92,14 @@ export class LinkSession {
     if (this.#state === 'closed') return;
     if (!isBinary) return this.fail('malformed_frame', 'text frames are not part of the protocol', true);
     if (frame.length > this.ctx.limits.maxFrameBytes) return this.fail('frame_too_large', `a frame of ${frame.length} bytes; the limit is ${this.ctx.limits.maxFrameBytes}`, true);
+    // A peer holds the peer credential, but a flood is still refused: more than two seconds' worth of the
+    // client message rate (at least 200) within one second closes the link, as it closes a client.
+    const now = this.ctx.now();
+    if (now - this.#windowStart > 1_000) {
+      this.#windowStart = now;
+      this.#inWindow = 0;
+    }
+    if (++this.#inWindow > Math.max(2 * this.ctx.limits.messagesPerSecond, 200)) return this.fail('rate_limited', `${this.#inWindow} link messages within a second: closed`, true);
     let message;
     try {
       message = decodeLinkUpstream(frame);
@@ -136,6 +148,9 @@ export class LinkSession {
     this.#budget = Math.min(this.ctx.limits.maxFrameBytes, follow.maxFrameBytes);
     for (const { space, after } of follow.positions) this.#sent.set(space, after);
     this.follower = follow.region;
+    // What the follower says it has stored counts as read (compaction keeps the log above it), like a `read`.
+    await Promise.all(follow.positions.map(({ space, after }) => storage.setLinkPosition(followerKey(follow.region), space, after)));
+    if (this.#isClosed()) return;
     this.#state = 'ready';
     const spaces = await storage.spaces();
     const heads = await Promise.all(spaces.map(async (space) => ({ space, head: await storage.head(space) })));

@@ -51,6 +51,8 @@ export interface LinkOptions {
 }
 
 const FIRST_RETRY_MS = 250;
+/** How often a link reports how far it has stored (`read`), at most. */
+const READ_EVERY_MS = 100;
 /** A dial, WebSocket handshake and `linked` answer must each come within this (ms). */
 const HANDSHAKE_TIMEOUT_MS = 10_000;
 // Links are few (one per peer), so they can afford to look often: a healed partition is noticed within 5 s.
@@ -79,6 +81,9 @@ export class Link {
   /** The peer's heads (from `linked`, raised by every `entries`) and how far this region has read, per space: the lag. */
   readonly #heads = new Map<SpaceId, number>();
   readonly #read = new Map<SpaceId, number>();
+  /** Positions stored and not yet reported to the peer (`read`), per space. */
+  readonly #reads = new Map<SpaceId, number>();
+  #readTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(options: LinkOptions) {
     this.#options = options;
@@ -220,8 +225,10 @@ export class Link {
     if (ahead) throw new Error(`a change of ${ahead.replica} is stamped more than ${maxClockDrift} ms ahead of this server's clock; waiting for the clock`);
     const results = await Promise.all(requests(space, peer, message.changes).map((request) => committer.submit(request)));
     await storage.setLinkPosition(url, space, upTo);
-    // Tell the peer, so that its compaction keeps what this region has not stored.
-    if (this.#socket) this.#send(this.#socket, { type: 'read', space, upTo });
+    // Tell the peer, so that its compaction keeps what this region has not stored: at most one `read`
+    // per space every READ_EVERY_MS, the latest position (a link stays far under the peer's message rate).
+    this.#reads.set(space, upTo);
+    this.#readTimer ??= setTimeout(() => this.#sendReads(), READ_EVERY_MS);
     const stored = results.reduce((n, r) => n + r.stored.length, 0);
     if (stored > 0) metrics.linkChanges.inc({ peer: url }, stored);
     const newest = message.changes[message.changes.length - 1];
@@ -229,6 +236,13 @@ export class Link {
     this.#read.set(space, upTo);
     if ((this.#heads.get(space) ?? 0) < upTo) this.#heads.set(space, upTo);
     metrics.linkLagChanges.set({ peer: url }, this.lag);
+  }
+
+  #sendReads(): void {
+    this.#readTimer = undefined;
+    const socket = this.#socket;
+    if (socket) for (const [space, upTo] of this.#reads) this.#send(socket, { type: 'read', space, upTo });
+    this.#reads.clear();
   }
 
   #send(socket: WebSocket, message: LinkUpstreamMessage): void {
@@ -244,6 +258,10 @@ export class Link {
 
   #drop(): void {
     clearInterval(this.#ping);
+    // Positions not reported yet are not lost: the next follow carries every stored position, and the peer keeps them.
+    clearTimeout(this.#readTimer);
+    this.#readTimer = undefined;
+    this.#reads.clear();
     this.#following = false;
     this.#ping = undefined;
     const socket = this.#socket;
