@@ -1,8 +1,9 @@
 // Shared helpers for benchmarks: timing, medians, calendar-event records, table output,
 // byte-counting sockets, bounded waits, state digests.
 import { createHash } from 'node:crypto';
+import { createServer } from 'node:net';
 import { WebSocket } from 'ws';
-import { canonicalJson } from '../packages/core/dist/index.js';
+import { canonicalJson } from '../packages/core/dist/internal.js';
 
 export { event } from './records.mjs';
 
@@ -137,6 +138,15 @@ export function within(promise, timeoutMs, what) {
 }
 
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A free port on 127.0.0.1 (nothing listens on it once this resolves). */
+export async function freePort() {
+  const probe = createServer();
+  await new Promise((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const { port } = probe.address();
+  await new Promise((resolve) => probe.close(resolve));
+  return port;
+}
 
 /** Digest of a record set given as [id, value] pairs in any order: count and SHA-256 of the sorted canonical JSON. */
 export function digestEntries(entries) {

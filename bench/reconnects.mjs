@@ -3,12 +3,11 @@
 // every connection with a fatal error the client retries), stopped (an error retrying cannot
 // fix), the browser offline, paused. Real time: minute 1, 2 and 3 are counted apart, since the
 // backoff grows to its ceiling during the first.
-import { createServer } from 'node:net';
 import { SignJWT } from 'jose';
 import { WebSocket } from 'ws';
 import { createReplica, memoryStorage, startSync } from '../packages/client/dist/index.js';
 import { createSyncServer, sqliteStorage } from '../packages/server/dist/index.js';
-import { fmt, quick, sleep, table } from './lib.mjs';
+import { fmt, freePort, quick, sleep, table } from './lib.mjs';
 import { pino } from 'pino';
 
 const MINUTES = quick ? 1 : 3;
@@ -24,20 +23,12 @@ function dialing(log, t0) {
   };
 }
 
-/** A port nothing listens on: every dial is refused at once. */
-async function closedPort() {
-  const probe = createServer();
-  await new Promise((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const { port } = probe.address();
-  await new Promise((resolve) => probe.close(resolve));
-  return port;
-}
-
 export async function run() {
   const secret = 'reconnects-bench-secret-long-enough-for-hs256';
   const server = createSyncServer({ port: 0, storage: sqliteStorage({ path: ':memory:' }), logger: pino({ level: 'silent' }), jwt: { secret } });
   await server.listen();
-  const down = `ws://127.0.0.1:${await closedPort()}/sync`;
+  // A port nothing listens on: every dial is refused at once.
+  const down = `ws://127.0.0.1:${await freePort()}/sync`;
   const badToken = await new SignJWT({ spaces: { default: 'write' } })
     .setProtectedHeader({ alg: 'HS256' })
     .setExpirationTime(Math.floor(Date.now() / 1000) - 60)

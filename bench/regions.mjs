@@ -19,8 +19,9 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { WebSocket } from 'ws';
-import { createReplica, memoryStorage } from '../packages/client/dist/index.js';
+import { createReplica, memoryStorage, startSync } from '../packages/client/dist/index.js';
 import { createSyncServer, sqliteStorage } from '../packages/server/dist/index.js';
+import { freePort, sleep, waitUntil } from './lib.mjs';
 
 const { values } = parseArgs({ options: { writes: { type: 'string' }, backlog: { type: 'string' }, 'partition-seconds': { type: 'string' }, rate: { type: 'string' } } });
 const WRITES = Number(values.writes ?? 500);
@@ -31,16 +32,6 @@ const SPACE = 'team';
 const schema = { events: {} };
 const silent = pino({ level: 'silent' });
 const dir = mkdtempSync(join(tmpdir(), 'syncline-bench-regions-'));
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function freePort() {
-  const probe = createServer();
-  await new Promise((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const { port } = probe.address();
-  await new Promise((resolve) => probe.close(resolve));
-  return port;
-}
-
 async function proxy(target) {
   const sockets = new Set();
   let cut = false;
@@ -63,13 +54,8 @@ async function proxy(target) {
   };
 }
 
-async function waitFor(check, what, timeoutMs = 600_000) {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(5);
-  }
-}
+/** Polls every 5 ms: the times measured below are tens of milliseconds to seconds. */
+const waitFor = (check, what) => waitUntil(check, 600_000, what, 5);
 
 const percentile = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 const ms = (x) => `${x.toFixed(1)} ms`;
@@ -136,7 +122,6 @@ for (let i = 0; i < BACKLOG; i += 100) {
 }
 const aBefore = await head(a);
 started = performance.now();
-const { startSync } = await import('../packages/client/dist/index.js');
 const engine = startSync(offline, { url: a.url, WebSocket, spaces: [SPACE] });
 await waitFor(async () => (await head(a)) >= aBefore + BACKLOG, 'A to hold the offline backlog');
 const pushSeconds = (performance.now() - started) / 1000;
