@@ -191,7 +191,9 @@ export class Replica<S extends Schema = Schema> {
       this.#channel = tabs.channel(`syncline:${this.name}`);
       this.#channel.onmessage = (event) => {
         if (isTabMessage(event.data) && event.data.from !== this.#tabId) this.#onOtherTab(event.data);
-        else if (isSpacesMessage(event.data) && event.data.from !== this.#tabId) this.#spacesChanged(event.data.change, false);
+        else if (isSpacesMessage(event.data) && event.data.from !== this.#tabId && !this.#closed) {
+          for (const listener of this.#spaceListeners) listener(event.data.change);
+        }
       };
     }
     const port = this.#port();
@@ -269,13 +271,20 @@ export class Replica<S extends Schema = Schema> {
   /** A write's target: as #target, and its space must be one this replica syncs (when it syncs at all). */
   #writeTarget(collection: string, id: string, options?: WriteOptions): { collection: string; id: string; space: SpaceId } {
     const target = this.#target(collection, id, options);
-    if (this.#syncedSpaces.size > 0 && ![...this.#syncedSpaces].some((spaces) => spaces().has(target.space))) {
+    if (!this.#syncs(target.space)) {
       throw new ReplicaError(
         'unsynced_space',
         `"${collection}/${id}" was not written: space "${target.space}" is not synced by this replica, so the write would never leave the device; add it first (replica.sync.addSpace("${target.space}")) or write to one of its spaces`,
       );
     }
     return target;
+  }
+
+  /** True when no sync engine is attached (writes go anywhere) or one of them syncs `space`. Runs on every write. */
+  #syncs(space: SpaceId): boolean {
+    if (this.#syncedSpaces.size === 0) return true;
+    for (const spaces of this.#syncedSpaces) if (spaces().has(space)) return true;
+    return false;
   }
 
   #checkOpen(): void {
@@ -386,27 +395,13 @@ export class Replica<S extends Schema = Schema> {
         this.#syncedSpaces.add(spaces);
         return () => this.#syncedSpaces.delete(spaces);
       },
-      shareSpaces: (change) => this.#spacesChanged(change, true),
+      // Spaces added or removed in this tab: the other tabs' engines follow (only the leader tab's connects).
+      shareSpaces: (change) => this.#post({ type: 'spaces', from: this.#tabId, change }),
       onSharedSpaces: (listener) => {
         this.#spaceListeners.add(listener);
         return () => this.#spaceListeners.delete(listener);
       },
     };
-  }
-
-  /** Spaces added or removed in a tab: the other tabs' engines follow (only the leader tab's connects). */
-  #spacesChanged(change: SpaceChange, local: boolean): void {
-    if (this.#closed) return;
-    if (local) {
-      const message: SpacesMessage = { type: 'spaces', from: this.#tabId, change };
-      try {
-        this.#channel?.postMessage(message);
-      } catch (error) {
-        this.#onError(error as Error);
-      }
-      return;
-    }
-    for (const listener of this.#spaceListeners) listener(change);
   }
 
   #ack(space: SpaceId, upTo: number, hlc: HlcString | undefined): Promise<void> {
@@ -574,20 +569,23 @@ export class Replica<S extends Schema = Schema> {
 
   #committed(event: CommitEvent, broadcast: boolean): void {
     this.#live.invalidate(new Set(event.records.map(([collection]) => collection)));
-    if (broadcast && this.#channel) {
-      const message: TabMessage = { type: 'changed', from: this.#tabId, records: event.records, outbox: event.outbox };
-      try {
-        this.#channel.postMessage(message);
-      } catch (error) {
-        this.#onError(error as Error);
-      }
-    }
+    if (broadcast) this.#post({ type: 'changed', from: this.#tabId, records: event.records, outbox: event.outbox });
     for (const listener of this.#listeners) {
       try {
         listener(event);
       } catch (error) {
         this.#onError(error as Error);
       }
+    }
+  }
+
+  /** Tells the other tabs (BroadcastChannel), when there is a channel; a failure goes to onError. */
+  #post(message: TabMessage | SpacesMessage): void {
+    if (!this.#channel) return;
+    try {
+      this.#channel.postMessage(message);
+    } catch (error) {
+      this.#onError(error as Error);
     }
   }
 
