@@ -275,6 +275,11 @@ export class SyncEngine {
     if (this.#changeSpaces({ remove: space })) this.#port.shareSpaces({ remove: space });
   }
 
+  /** The stopped spaces as the status shows them: undefined when there are none. */
+  #stoppedList(): SyncErrorInfo[] | undefined {
+    return this.#stoppedSpaces.size > 0 ? [...this.#stoppedSpaces.values()] : undefined;
+  }
+
   /** Applies a change of the synced spaces (from this tab or another); false when it changed nothing. */
   #changeSpaces(change: SpaceChange): boolean {
     if (this.#closed) return false;
@@ -285,7 +290,7 @@ export class SyncEngine {
     }
     if (change.remove !== undefined && isSpaceId(change.remove) && this.#syncing.delete(change.remove)) {
       this.#stoppedSpaces.delete(change.remove);
-      this.#board.set({ stoppedSpaces: this.#stoppedSpaces.size > 0 ? [...this.#stoppedSpaces.values()] : undefined });
+      this.#board.set({ stoppedSpaces: this.#stoppedList() });
       changed = true;
     }
     if (!changed) return false;
@@ -585,7 +590,7 @@ export class SyncEngine {
       clockSkew: skewed
         ? { code: 'clock_skew', offsetMs: clock.offset, message: `the device clock is ${Math.round(Math.abs(clock.offset) / 1000)} s ${clock.offset > 0 ? 'behind' : 'ahead of'} the server's; writes are stamped with the server's time` }
         : undefined,
-      stoppedSpaces: this.#stoppedSpaces.size > 0 ? [...this.#stoppedSpaces.values()] : undefined,
+      stoppedSpaces: this.#stoppedList(),
     });
     for (const space of granted) session.pusher.next(space);
   }
