@@ -29,6 +29,7 @@ import { putChange } from '../sync/harness.js';
  */
 const LINK_WIRE_HASHES: Readonly<Record<number, string>> = {
   1: 'a7fc8bc846d4cb42830308659897cb920cea4560c0c34db70759b762d423a6cf',
+  2: '185473a76b28817919ef90ec606cb83e6522e8261ca12e5698517c9c3d2e1b8a',
 };
 
 const hash = (text: string): string => createHash('sha256').update(text).digest('hex');
@@ -57,8 +58,8 @@ describe('region link protocol', () => {
     for (const m of up) expect(decodeLinkUpstream(encodeLinkUpstream(m))).toEqual(m);
     const down: LinkDownstreamMessage[] = [
       { type: 'linked', region: 'us', heads: [{ space, head: 12 }] },
-      { type: 'entries', space, changes: [putChange('r1' as never, space, 1, { title: 'x' }), putChange('r1' as never, space, 2, { title: 'y' })], upTo: 40 },
-      { type: 'entries', space, changes: [], upTo: 41 },
+      { type: 'entries', space, changes: [putChange('r1' as never, space, 1, { title: 'x' }), putChange('r1' as never, space, 2, { title: 'y' })], positions: [31, 38], upTo: 40 },
+      { type: 'entries', space, changes: [], positions: [], upTo: 41 },
       { type: 'error', code: 'unauthenticated', message: 'wrong or missing peer credential', fatal: true },
     ];
     for (const m of down) expect(decodeLinkDownstream(encodeLinkDownstream(m))).toEqual(m);

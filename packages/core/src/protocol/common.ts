@@ -23,6 +23,21 @@ export const hlc = string<HlcString>('hlc', isHlcString);
 export const seq = int(1);
 export const position = int(0);
 
+/** A region name: 1 to 64 letters, digits, '.', '_' or '-'. */
+export function isRegionName(value: unknown): value is string {
+  return typeof value === 'string' && /^[A-Za-z0-9._-]{1,64}$/.test(value);
+}
+export const regionName = string('region', isRegionName);
+
+/** Most regions an origin vector names. */
+export const MAX_ORIGINS = 64;
+
+/**
+ * An origin vector (protocol 5): per region, a position of that region's own
+ * log (the changes that entered through it) up to which every entry is held.
+ */
+export const originVector = array(object({ region: regionName, upTo: position }), MAX_ORIGINS);
+
 /** Version vectors travel as [replica, seq] pairs: replica ids never become object keys. */
 export const versionVector: Schema<VersionVector> = transform(
   array(tuple(replicaId, seq)),

@@ -1,6 +1,6 @@
 /** Messages from the server to a client. */
 import { ERROR_CODES, type ErrorCode } from '../errors.js';
-import { MAX_CHANGES_PER_MESSAGE, MAX_SPACES_PER_HELLO, position, seq, spaceId } from './common.js';
+import { MAX_CHANGES_PER_MESSAGE, MAX_ORIGINS, MAX_SPACES_PER_HELLO, originVector, position, regionName, seq, spaceId } from './common.js';
 import { snapshotRecords } from './state.js';
 import { compactChanges } from './changes.js';
 import { ping, pong } from './upstream.js';
@@ -31,6 +31,10 @@ export const welcome = object({
   time: int(0),
   spaces: array(object({ space: spaceId, access: oneOf(ACCESS_LEVELS), head: position }), MAX_SPACES_PER_HELLO),
   limits: optional(limits),
+  /** Protocol 5: the server's region, when it has one; its log positions are that region's. */
+  region: optional(regionName),
+  /** Protocol 5: the /sync URLs of the region's peers, where a client can fail over. */
+  peers: optional(array(string('peer', (u) => u.length <= 2048), MAX_ORIGINS)),
 });
 
 /** Every change of this replica up to `upTo` in `space` is durably stored. */
@@ -45,6 +49,8 @@ export const changes = object({
   space: spaceId,
   changes: compactChanges(MAX_CHANGES_PER_MESSAGE),
   upTo: position,
+  /** Protocol 5: per origin region, the position of its own log the client then holds every entry up to. */
+  origins: optional(originVector),
 });
 
 /**
@@ -59,6 +65,8 @@ export const snapshot = object({
   chunks: int(1),
   total: int(0),
   records: snapshotRecords,
+  /** Protocol 5: per origin region, the position of its own log up to which the snapshot holds every entry. */
+  origins: optional(originVector),
 });
 
 /** Catch-up of `space` is complete up to `upTo`; live changes follow. */
@@ -83,8 +91,10 @@ export const downstream = variants('type', { welcome, ack, changes, snapshot, sy
 /**
  * `welcome`, the answer to hello: `protocol` (the server's PROTOCOL_VERSION),
  * `server` (its id), `time` (its clock, ms), `spaces: [{space, access, head}]`
- * for the spaces granted (`head`: the space's latest log position), and
- * `limits?` (protocol 3: what the server enforces).
+ * for the spaces granted (`head`: the space's latest log position),
+ * `limits?` (protocol 3: what the server enforces), and, from a server with a
+ * region (protocol 5), `region?` (its name) and `peers?` (its peer regions'
+ * /sync URLs).
  */
 export type Welcome = Infer<typeof welcome>;
 /** The `limits` of a welcome: `maxFrameBytes` (bytes), `maxBatch` (changes per push), `messagesPerSecond`, `maxClockDrift` (ms). See ServerLimits. */
@@ -94,13 +104,16 @@ export type Ack = Infer<typeof ack>;
 /**
  * `changes`: other replicas' changes of `space`, in log order; once they are
  * applied, the client holds the space's log up to position `upTo` (its own
- * changes are not echoed, so `changes` may be empty).
+ * changes are not echoed, so `changes` may be empty). `origins?` (protocol 5,
+ * servers with a region): `[{region, upTo}]`, per origin region the position
+ * of that region's own log up to which the client then holds every entry.
  */
 export type Changes = Infer<typeof changes>;
 /**
  * `snapshot`: chunk `chunk` (from 0) of `chunks` of a space's materialized
  * records as of log position `position`; `total` counts the records of every
- * chunk. The log after `position` follows.
+ * chunk. The log after `position` follows. `origins?` (protocol 5): the
+ * snapshot's origin vector, as in `changes`.
  */
 export type Snapshot = Infer<typeof snapshot>;
 /** `synced`: catch-up of `space` is complete up to log position `upTo`; live changes follow. */

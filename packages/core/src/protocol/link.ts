@@ -11,27 +11,26 @@
  * them, the follower has read the peer's log of that space up to `upTo` (the
  * peer's positions; entries of other origins in between are skipped).
  *
- *   1: follow / read, linked / entries, error, ping / pong.
+ *   1: follow / read, linked / entries, error, ping / pong (never released).
+ *   2: `entries` carries each change's position in the peer's log (`positions`),
+ *      which the follower stores with it: clients resume by origin positions
+ *      (protocol 5) in any region. A version 1 follower is refused.
  */
 import { compactChanges } from './changes.js';
-import { MAX_CHANGES_PER_MESSAGE, position, spaceId } from './common.js';
+import { MAX_CHANGES_PER_MESSAGE, position, regionName, spaceId } from './common.js';
+
+export { isRegionName } from './common.js';
 import { encodeWith, decodeWith } from './codec.js';
 import { error, type ErrorMessage } from './downstream.js';
 import { array, int, literal, object, optional, string, variants, type Infer, type Schema } from './schema.js';
 import { ping, pong, type Ping, type Pong } from './upstream.js';
 
 /** The link protocol's version; `follow.protocol` must equal it. */
-export const LINK_PROTOCOL_VERSION = 1;
+export const LINK_PROTOCOL_VERSION = 2;
 
 /** Most spaces one `follow` or `linked` names. */
 export const MAX_LINK_SPACES = 1_000_000;
 
-/** A region name: 1 to 64 letters, digits, '.', '_' or '-'. */
-export function isRegionName(value: unknown): value is string {
-  return typeof value === 'string' && /^[A-Za-z0-9._-]{1,64}$/.test(value);
-}
-
-const regionName = string('region', isRegionName);
 
 /** Opens a link: who follows, with which credential, from where in each space's log. */
 export const follow = object({
@@ -59,11 +58,16 @@ export const linked = object({
   heads: array(object({ space: spaceId, head: position }), MAX_LINK_SPACES),
 });
 
-/** Changes that entered the peer through its own clients, in log order; the follower has then read the space's log up to `upTo`. */
+/**
+ * Changes that entered the peer through its own clients, in log order, each at
+ * the position of the same index in `positions` (ascending); the follower has
+ * then read the space's log up to `upTo`.
+ */
 export const entries = object({
   type: literal('entries'),
   space: spaceId,
   changes: compactChanges(MAX_CHANGES_PER_MESSAGE),
+  positions: array(int(1), MAX_CHANGES_PER_MESSAGE),
   upTo: position,
 });
 
@@ -76,7 +80,7 @@ export type Follow = Infer<typeof follow>;
 export type Read = Infer<typeof read>;
 /** `linked`: `region` and `heads: [{space, head}]`. */
 export type Linked = Infer<typeof linked>;
-/** `entries`: `space`, `changes` (in the peer's log order), `upTo` (a position of the peer's log). */
+/** `entries`: `space`, `changes` (in the peer's log order), `positions` (each change's position in the peer's log), `upTo` (a position of the peer's log). */
 export type Entries = Infer<typeof entries>;
 /** A message from a follower region to the peer it follows. */
 export type LinkUpstreamMessage = Follow | Read | Ping | Pong;

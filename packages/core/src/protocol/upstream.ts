@@ -1,5 +1,5 @@
 /** Messages from a client (replica) to the server. */
-import { MAX_CHANGES_PER_MESSAGE, MAX_SPACES_PER_HELLO, change, position, replicaId, spaceId } from './common.js';
+import { MAX_CHANGES_PER_MESSAGE, MAX_SPACES_PER_HELLO, change, originVector, position, regionName, replicaId, spaceId } from './common.js';
 import { array, int, literal, object, optional, string, variants, type Infer } from './schema.js';
 
 /** Opens a session: who is asking, for which spaces, resuming after which log position. */
@@ -8,8 +8,12 @@ export const hello = object({
   protocol: int(1, 65535),
   replica: replicaId,
   token: optional(string('token', (t) => t.length <= 16_384)),
-  /** `after`: the last log position the client fully applied (0: nothing yet). */
-  spaces: array(object({ space: spaceId, after: position }), MAX_SPACES_PER_HELLO),
+  /**
+   * `after`: the last log position the client fully applied (0: nothing yet);
+   * protocol 5: `region`, the region whose log `after` is a position of (absent:
+   * a server without a region), and `origins`, the client's origin vector.
+   */
+  spaces: array(object({ space: spaceId, after: position, region: optional(regionName), origins: optional(originVector) }), MAX_SPACES_PER_HELLO),
   /** The client's wall clock (ms), so the server can report skew. */
   time: int(0),
   /** The largest frame the client reads (protocol 4); the server's frames stay within it. At least MIN_FRAME_BYTES. */
@@ -33,8 +37,10 @@ export const upstream = variants('type', { hello, push, ping, pong });
 /**
  * `hello`, the first message of a connection: `protocol` (the client's
  * PROTOCOL_VERSION), `replica`, `token?` (at most 16,384 characters),
- * `spaces: [{space, after}]` (at most 1,000; `after`: the last log position of
- * the space the client applied, 0 for none), `time` (the client's clock, ms) and
+ * `spaces: [{space, after, region?, origins?}]` (at most 1,000; `after`: the
+ * last log position of the space the client applied, 0 for none; protocol 5:
+ * `region`, whose log `after` is in, and `origins`, the client's origin vector
+ * `[{region, upTo}]`), `time` (the client's clock, ms) and
  * `maxFrameBytes?` (protocol 4: the largest frame the client reads, at least MIN_FRAME_BYTES).
  */
 export type Hello = Infer<typeof hello>;

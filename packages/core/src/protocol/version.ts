@@ -16,8 +16,14 @@
  *      frames, snapshots and catch-up included, stay within it and its own limit; error codes
  *      too_large and quota_exceeded. A server sends older clients invalid_message instead of
  *      the new codes (errorCodeFor), so it still serves versions 2 and 3.
+ *   5: regions. welcome names the server's `region` and its `peers`; `changes` and `snapshot`
+ *      carry `origins`, per origin region how far the client then holds that region's own log;
+ *      hello says per space which region `after` is a position of and the client's origin
+ *      vector, so a client resumes in another region without a snapshot. All are optional
+ *      fields: a version 5 server serves versions 2 to 4 (a client that fails over between
+ *      regions without them is sent a snapshot), and a server without a region sends none.
  */
-export const PROTOCOL_VERSION = 4;
+export const PROTOCOL_VERSION = 5;
 /** The oldest version a peer may speak and still be served. */
 export const MIN_PROTOCOL_VERSION = 2;
 
