@@ -349,7 +349,7 @@ describe('sync server killed with SIGKILL again and again under load from 20 rep
     await waitUntil(
       async () => {
         last = {
-          positions: await Promise.all(clients.map((c) => Promise.all(SPACES.map((space) => portOf(c.r).position(space))))),
+          positions: await Promise.all(clients.map((c) => Promise.all(SPACES.map(async (space) => (await portOf(c.r).position(space)).upTo)))),
           outboxes: await Promise.all(clients.map((c) => outboxCount(c.r))),
         };
         for (const p of last.positions) {

@@ -30,8 +30,18 @@ function changes(replica: string, from: number, count: number, options: { space?
   );
 }
 
+/** Origin positions handed out so far, per origin: a peer's log positions only grow. */
+const originHeads = new Map<string, number>();
+
 function request(replica: string, list: Change[], space: SpaceId = SPACE, origin?: string): AppendRequest {
-  return origin === undefined ? { space, replica: r(replica), changes: list } : { space, replica: r(replica), changes: list, origin };
+  if (origin === undefined) return { space, replica: r(replica), changes: list };
+  if (origin === '') return { space, replica: r(replica), changes: list, origin };
+  const originPositions = list.map(() => {
+    const next = (originHeads.get(origin) ?? 0) + 1;
+    originHeads.set(origin, next);
+    return next;
+  });
+  return { space, replica: r(replica), changes: list, origin, originPositions };
 }
 
 function ok(result: AppendResult | Error | undefined): AppendResult {
@@ -337,7 +347,7 @@ export function storageConformance(name: string, newBacking: () => Promise<Backi
       // A peer's name is kept exactly (any characters but NUL, which PostgreSQL text refuses).
       const odd = 'région ü \u{1F600} "x\'';
       expect(ok((await storage.append([request('erin', changes('erin', 1, 1), SPACE, odd)]))[0]).stored.map((e) => e.origin)).toEqual([odd]);
-      expect((await storage.readLog(SPACE, 5, 100, undefined, { origin: odd })).map((e) => [e.pos, e.origin])).toEqual([[6, odd]]);
+      expect((await storage.readLog(SPACE, 0, 100, undefined, { origin: odd })).map((e) => [e.pos, e.origin])).toEqual([[6, odd]]);
     });
 
     it("reads one origin's entries with their own positions, honouring limit and maxBytes", async () => {
@@ -465,6 +475,68 @@ export function storageConformance(name: string, newBacking: () => Promise<Backi
       expect(await storage.compact(SPACE, 0)).toBe(5);
       expect(await storage.readLog(SPACE, 0, 100, undefined, { origin: 'eu' })).toEqual([]);
       expect(await storage.readLog(SPACE, 0, 100, undefined, { origin: '' })).toEqual([]);
+    });
+
+    it("keeps each entry's origin position, and answers origin vectors and resume points, compacted entries included", async () => {
+      const { storage, another } = await setup();
+      const from = (replica: string, first: number, origin: string, originPositions: number[]): AppendRequest => ({
+        space: SPACE,
+        replica: r(replica),
+        changes: changes(replica, first, originPositions.length),
+        origin,
+        originPositions,
+      });
+      ok((await storage.append([request('alice', changes('alice', 1, 2))]))[0]);
+      ok((await storage.append([from('bob', 1, 'eu', [10, 11])]))[0]);
+      ok((await storage.append([from('carol', 1, 'us', [5]), request('alice', changes('alice', 3, 1)), from('bob', 3, 'eu', [14])]))[0]);
+      const log = await storage.readLog(SPACE, 0, 100);
+      expect(log.map((e) => [e.pos, e.origin, e.originPos])).toEqual([
+        [1, '', 1],
+        [2, '', 2],
+        [3, 'eu', 10],
+        [4, 'eu', 11],
+        [5, 'us', 5],
+        [6, '', 6],
+        [7, 'eu', 14],
+      ]);
+      // One origin's entries read by its own positions.
+      expect((await storage.readLog(SPACE, 10, 100, undefined, { origin: 'eu' })).map((e) => [e.pos, e.originPos])).toEqual([
+        [4, 11],
+        [7, 14],
+      ]);
+      // The origin vector of a prefix of the log: per origin, the highest origin position in it.
+      expect(await storage.originVector(SPACE, 0)).toEqual(new Map());
+      expect(await storage.originVector(SPACE, 4)).toEqual(new Map([['', 2], ['eu', 11]]));
+      expect(await storage.originVector(SPACE, 7)).toEqual(new Map([['', 6], ['eu', 14], ['us', 5]]));
+      // Resume points: the last position up to which a holder of the vector holds everything.
+      const resume = (held: Record<string, number>) => storage.resumeAfter(SPACE, new Map(Object.entries(held)));
+      expect(await resume({})).toBe(0);
+      expect(await resume({ '': 6, eu: 14, us: 5 })).toBe(7);
+      expect(await resume({ '': 9, eu: 99, us: 9, ap: 3 })).toBe(7);
+      expect(await resume({ '': 2, eu: 11, us: 5 })).toBe(5);
+      expect(await resume({ '': 6, eu: 10, us: 5 })).toBe(3);
+      expect(await resume({ eu: 14, us: 5 })).toBe(0);
+      expect(await storage.resumeAfter(OTHER, new Map([['', 3]]))).toBe(0);
+      // A request of another origin needs one ascending position per change; refused alone, nothing stored.
+      const refused = await storage.append([
+        { space: SPACE, replica: r('dave'), changes: changes('dave', 1, 2), origin: 'eu' },
+        from('erin', 1, 'eu', [20, 20]),
+        { ...request('frank', changes('frank', 1, 1)), originPositions: [3] },
+      ]);
+      for (const result of refused) expect(result).toBeInstanceOf(RangeError);
+      expect(await storage.head(SPACE)).toBe(7);
+      // Compaction keeps, per origin, how far it dropped: the vector still counts it, and a holder
+      // that lacks a dropped entry is told it needs a snapshot (undefined).
+      expect(await storage.compact(SPACE, 2)).toBe(5);
+      expect((await storage.readLog(SPACE, 0, 100)).map((e) => e.pos)).toEqual([6, 7]);
+      for (const s of [storage, await another()]) {
+        expect(await s.originVector(SPACE, 7)).toEqual(new Map([['', 6], ['eu', 14], ['us', 5]]));
+        expect(await s.originVector(SPACE, 5)).toEqual(new Map([['', 2], ['eu', 11], ['us', 5]]));
+        expect(await s.resumeAfter(SPACE, new Map(Object.entries({ '': 2, eu: 11, us: 5 })))).toBe(5);
+        expect(await s.resumeAfter(SPACE, new Map(Object.entries({ '': 6, eu: 14, us: 5 })))).toBe(7);
+        expect(await s.resumeAfter(SPACE, new Map(Object.entries({ '': 1, eu: 11, us: 5 })))).toBeUndefined();
+        expect(await s.resumeAfter(SPACE, new Map(Object.entries({ '': 6, eu: 14 })))).toBeUndefined();
+      }
     });
 
     it('keeps link positions per peer and space, never lowers them, and keeps them across close and reopen', async () => {

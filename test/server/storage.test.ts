@@ -18,12 +18,14 @@ import { storageConformance } from './storage-conformance.js';
 
 /** Takes a SQLite database of schema version 3 back to what version 2 wrote (before regions). */
 function sqliteToVersion2(db: Database.Database): void {
-  db.exec("DROP INDEX log_origin; ALTER TABLE log DROP COLUMN origin; DROP TABLE links; UPDATE meta SET value = '2' WHERE key = 'schema_version'");
+  db.exec(
+    "DROP INDEX log_origin; ALTER TABLE log DROP COLUMN origin; ALTER TABLE log DROP COLUMN origin_pos; DROP TABLE links; DROP TABLE origin_floors; UPDATE meta SET value = '2' WHERE key = 'schema_version'",
+  );
 }
 
 /** The same for a PostgreSQL schema. */
 function postgresToVersion2(schema: string): string {
-  return `DROP INDEX "${schema}".log_origin; ALTER TABLE "${schema}".log DROP COLUMN origin; DROP TABLE "${schema}".links; UPDATE "${schema}".meta SET value = '2' WHERE key = 'schema_version'`;
+  return `DROP INDEX "${schema}".log_origin; ALTER TABLE "${schema}".log DROP COLUMN origin, DROP COLUMN origin_pos; DROP TABLE "${schema}".links; DROP TABLE "${schema}".origin_floors; UPDATE "${schema}".meta SET value = '2' WHERE key = 'schema_version'`;
 }
 
 /** Appends what the migration tests start from: 5 local entries (alice 1-3, bob 1-2) in `space`. */
@@ -49,17 +51,21 @@ async function expectMigratedFromVersion2(storage: ServerStorage, space: SpaceId
   ];
   // Entries stored before are this region's own.
   expect((await storage.readLog(space, 0, 100)).map((e) => [e.pos, e.change.replica, e.origin])).toEqual(before);
+  // Their origin positions are their positions; compaction before had dropped none, so no origin has a floor.
+  expect((await storage.readLog(space, 0, 100)).map((e) => e.originPos)).toEqual([1, 2, 3, 4, 5]);
+  expect(await storage.originVector(space, 5)).toEqual(new Map([['', 5]]));
   expect((await storage.readLog(space, 0, 100, undefined, { origin: '' })).map((e) => [e.pos, e.change.replica, e.origin])).toEqual(before);
   expect(await storage.readLog(space, 0, 100, undefined, { origin: 'eu' })).toEqual([]);
   // New entries with their origin, after the old ones; dedupe carries on.
   const [carol, alice] = await storage.append([
-    { space, replica: 'carol' as ReplicaId, changes: [putChange('carol' as ReplicaId, space, 1, { n: 1 })], origin: 'eu' },
+    { space, replica: 'carol' as ReplicaId, changes: [putChange('carol' as ReplicaId, space, 1, { n: 1 })], origin: 'eu', originPositions: [40] },
     { space, replica: 'alice' as ReplicaId, changes: Array.from({ length: 4 }, (_, i) => putChange('alice' as ReplicaId, space, i + 1, { n: i })) },
   ]);
   expect((carol as AppendResult).stored.map((e) => [e.pos, e.origin])).toEqual([[6, 'eu']]);
   expect((alice as AppendResult).stored.map((e) => [e.pos, e.change.seq, e.origin])).toEqual([[7, 4, '']]);
   expect((await storage.readLog(space, 0, 100, undefined, { origin: '' })).map((e) => e.pos)).toEqual([1, 2, 3, 4, 5, 7]);
-  expect((await storage.readLog(space, 0, 100, undefined, { origin: 'eu' })).map((e) => e.pos)).toEqual([6]);
+  expect((await storage.readLog(space, 0, 100, undefined, { origin: 'eu' })).map((e) => [e.pos, e.originPos])).toEqual([[6, 40]]);
+  expect(await storage.resumeAfter(space, new Map([['', 5]]))).toBe(5);
   // Link positions start empty.
   expect(await storage.linkPositions('eu')).toEqual(new Map());
   await storage.setLinkPosition('eu', space, 12);
@@ -176,7 +182,7 @@ describe('SQLite storage of schema version 2 (before regions)', () => {
     const after = new Database(path, { readonly: true });
     cleanup.push(() => after.close());
     expect(after.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get()).toEqual({ value: '3' });
-    expect((after.prepare("SELECT name FROM pragma_index_info('log_origin')").all() as Array<{ name: string }>).map((c) => c.name)).toEqual(['space', 'origin', 'pos']);
+    expect((after.prepare("SELECT name FROM pragma_index_info('log_origin')").all() as Array<{ name: string }>).map((c) => c.name)).toEqual(['space', 'origin', 'origin_pos']);
     expect((after.prepare("SELECT name, pk FROM pragma_table_info('links')").all() as Array<{ name: string; pk: number }>).map((c) => [c.name, c.pk])).toEqual([
       ['peer', 1],
       ['space', 2],
@@ -184,7 +190,7 @@ describe('SQLite storage of schema version 2 (before regions)', () => {
     ]);
   });
 
-  it("reads one origin's entries of a space through the (space, origin, pos) index, in its order", async () => {
+  it("reads one origin's entries of a space through the (space, origin, origin_pos) index, in its order", async () => {
     const dir = await tempDir('syncline-regions-');
     cleanup.push(() => dir.remove());
     const path = join(dir.path, 'x.db');
@@ -200,13 +206,13 @@ describe('SQLite storage of schema version 2 (before regions)', () => {
     Database.prototype.prepare = prepare;
     cleanup.push(() => storage.close());
     await fillVersion2(storage, 'cal' as SpaceId);
-    const byOrigin = prepared.filter((sql) => /FROM log\b/.test(sql) && /origin = \?/.test(sql));
+    const byOrigin = prepared.filter((sql) => /^SELECT pos, change\b.*FROM log\b/.test(sql) && /origin = \? AND origin_pos > \?/.test(sql));
     expect(byOrigin).toHaveLength(1);
     const db = new Database(path, { readonly: true });
     cleanup.push(() => db.close());
     // No scan over other origins' entries, no sort.
     const plan = (db.prepare(`EXPLAIN QUERY PLAN ${byOrigin[0] as string}`).all('cal', '', 0, 10) as Array<{ detail: string }>).map((row) => row.detail);
-    expect(plan).toEqual([expect.stringMatching(/^SEARCH log USING (COVERING )?INDEX log_origin \(space=\? AND origin=\? AND pos>\?\)$/)]);
+    expect(plan).toEqual([expect.stringMatching(/^SEARCH log USING (COVERING )?INDEX log_origin \(space=\? AND origin=\? AND origin_pos>\?\)$/)]);
     expect((await storage.readLog('cal' as SpaceId, 1, 10, undefined, { origin: '' })).map((e) => e.pos)).toEqual([2, 3, 4, 5]);
   });
 });
@@ -299,7 +305,7 @@ describePg('PostgreSQL storage', () => {
     const admin = await adminClient();
     cleanup.push(() => admin.end());
     const tables = await admin.query<{ table_name: string }>('SELECT table_name FROM information_schema.tables WHERE table_schema = $1 ORDER BY table_name', [schema]);
-    expect(tables.rows.map((r) => r.table_name)).toEqual(['links', 'log', 'meta', 'progress', 'records', 'spaces']);
+    expect(tables.rows.map((r) => r.table_name)).toEqual(['links', 'log', 'meta', 'origin_floors', 'progress', 'records', 'spaces']);
     expect((await admin.query(`SELECT value FROM "${schema}".meta WHERE key = 'schema_version'`)).rows).toEqual([{ value: '3' }]);
     await (instances[0] as PostgresStorage).append([{ space, replica: 'a' as ReplicaId, changes: changes('a', 1, 2) }]);
     expect(await (instances[5] as PostgresStorage).head(space)).toBe(2);
@@ -345,11 +351,11 @@ describePg('PostgreSQL storage', () => {
     await expectMigratedFromVersion2(instances[1] as PostgresStorage, space);
     expect((await admin.query(`SELECT value FROM "${schema}".meta WHERE key = 'schema_version'`)).rows).toEqual([{ value: '3' }]);
     const index = await admin.query<{ indexdef: string }>('SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND indexname = $2', [schema, 'log_origin']);
-    expect(index.rows.map((r) => r.indexdef.replace(/^.* USING /, ''))).toEqual(['btree (space, origin, pos)']);
+    expect(index.rows.map((r) => r.indexdef.replace(/^.* USING /, ''))).toEqual(['btree (space, origin, origin_pos)']);
     expect(await (instances[2] as PostgresStorage).linkPositions('eu')).toEqual(new Map([[space, 12]]));
   });
 
-  it("reads one origin's entries through the (space, origin, pos) index when most entries have another origin", async () => {
+  it("reads one origin's entries through the (space, origin, origin_pos) index when most entries have another origin", async () => {
     const schema = schemaForTest();
     // A pool that keeps the statements the storage sends, to explain them.
     const pool = new pg.Pool({ connectionString: PG_URL, max: 4 });
@@ -366,7 +372,7 @@ describePg('PostgreSQL storage', () => {
     // 4,000 entries from a peer, every 200th a local one.
     for (let batch = 0; batch < 20; batch++) {
       const results = await storage.append([
-        { space, replica: 'peer' as ReplicaId, changes: changes('peer', batch * 200 + 1, 200), origin: 'eu' },
+        { space, replica: 'peer' as ReplicaId, changes: changes('peer', batch * 200 + 1, 200), origin: 'eu', originPositions: Array.from({ length: 200 }, (_, i) => batch * 200 + i + 1) },
         { space, replica: 'mine' as ReplicaId, changes: changes('mine', batch + 1, 1) },
       ]);
       for (const result of results) expect(result).not.toBeInstanceOf(Error);

@@ -204,6 +204,14 @@ class SimStorage implements ServerStorage {
     this.#alive();
     return this.inner.setLinkPosition(peer, space, pos);
   }
+  async originVector(space: SpaceId, upTo: number) {
+    this.#alive();
+    return this.inner.originVector(space, upTo);
+  }
+  async resumeAfter(space: SpaceId, held: ReadonlyMap<string, number>) {
+    this.#alive();
+    return this.inner.resumeAfter(space, held);
+  }
   close(): Promise<void> {
     return this.inner.close();
   }
@@ -651,7 +659,7 @@ class World {
       const status = r.sync?.status;
       if (status?.state !== 'synced' || status.pending > 0) return `r${slot.index} ${status?.state} pending ${status?.pending} error ${status?.error?.code ?? '-'}`;
       for (const space of slot.spaces) {
-        const [position, head] = await Promise.all([this.drive(portOf(r).position(space)), storage.head(space)]);
+        const [{ upTo: position }, head] = await Promise.all([this.drive(portOf(r).position(space)), storage.head(space)]);
         if (position !== head) return `r${slot.index} at ${position} of ${head} in ${space}`;
       }
     }

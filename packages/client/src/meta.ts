@@ -15,5 +15,25 @@ export const META_CLOCK_UNSYNCED = 'clockUnsynced';
 export const META_CLOCK_ACCEPTED = 'clockAccepted';
 /** Per space: the seq of the latest change written (a number). */
 export const seqKey = (space: string): string => `seq\u0000${space}`;
-/** Per space: the last log position applied (a number). */
+/** Per space: where the replica is in the space's log (a LogCursor; a number, its `upTo`, before protocol 5). */
 export const positionKey = (space: string): string => `pos\u0000${space}`;
+
+/**
+ * Where a replica is in a space's log: the last position applied (`upTo`), the
+ * region whose log that position is in (absent: a server without a region),
+ * and per origin region the position of that region's own log up to which it
+ * holds every entry (its origin vector, protocol 5): what it resumes by in
+ * another region.
+ */
+export interface LogCursor {
+  readonly upTo: number;
+  readonly region?: string;
+  readonly origins?: Readonly<Record<string, number>>;
+}
+
+/** A stored cursor, read from what earlier versions stored too. */
+export function readCursor(stored: unknown): LogCursor {
+  if (typeof stored === 'number') return { upTo: stored };
+  if (stored && typeof stored === 'object' && typeof (stored as LogCursor).upTo === 'number') return stored as LogCursor;
+  return { upTo: 0 };
+}

@@ -7,7 +7,7 @@
  */
 import { joinRecordStates, latestStamp, maxHlc, type Change, type HlcString, type SnapshotRecord, type SpaceId } from '@syncline/core/internal';
 import type { ReplicaClock } from './clock.js';
-import { META_CLOCK, META_CLOCK_ACCEPTED, positionKey } from './meta.js';
+import { META_CLOCK, META_CLOCK_ACCEPTED, positionKey, readCursor, type LogCursor } from './meta.js';
 import { RecordCache } from './record-cache.js';
 import type { CollectionDef } from './schema.js';
 import type { StorageTx, StoredRecord } from './storage/types.js';
@@ -38,12 +38,34 @@ function receive(tx: StorageTx, clock: ReplicaClock, latest: HlcString | undefin
   return writes;
 }
 
+/** How far a message takes a replica in a space's log (sync engine → replica). */
+export interface LogAdvance {
+  /** The position it has then applied, in `region`'s log. */
+  readonly upTo: number;
+  /** The region of the server that sent it (absent: a server without a region). */
+  readonly region?: string | undefined;
+  /** Per origin region, how far it then holds that region's own log (protocol 5). */
+  readonly origins?: ReadonlyArray<{ readonly region: string; readonly upTo: number }> | undefined;
+}
+
+/**
+ * Moves the space's cursor (meta.ts) to `to`, inside the applying transaction:
+ * the position and region are replaced, the origin vector only grows.
+ */
+async function advance(tx: StorageTx, space: SpaceId, to: LogAdvance): Promise<void> {
+  const before = readCursor(await tx.getMeta(positionKey(space)));
+  const origins: Record<string, number> = { ...before.origins };
+  for (const { region, upTo } of to.origins ?? []) if (upTo > (origins[region] ?? 0)) origins[region] = upTo;
+  const cursor: LogCursor = { upTo: to.upTo, ...(to.region !== undefined ? { region: to.region } : {}), ...(Object.keys(origins).length > 0 ? { origins } : {}) };
+  await tx.setMeta(positionKey(space), cursor);
+}
+
 /**
  * Applies changes of other replicas: idempotent and order independent. With
  * `position`, records that the space's log is applied up to it. The changes are
  * handed over: their values become part of the stored records, frozen.
  */
-export async function applyChanges(tx: StorageTx, ctx: ApplyContext, changes: readonly Change[], position?: { readonly space: SpaceId; readonly upTo: number }): Promise<StoredRecord[]> {
+export async function applyChanges(tx: StorageTx, ctx: ApplyContext, changes: readonly Change[], position?: LogAdvance & { readonly space: SpaceId }): Promise<StoredRecord[]> {
   const [, cache] = await Promise.all([syncClock(tx, ctx.clock), RecordCache.load(tx, changes)]);
   let latest: HlcString | undefined;
   for (const change of changes) {
@@ -54,7 +76,7 @@ export async function applyChanges(tx: StorageTx, ctx: ApplyContext, changes: re
   await Promise.all([
     // Built from the changes, which the replica now owns: kept, not copied.
     putAll(tx, written, { handOver: true }),
-    ...(position ? [tx.setMeta(positionKey(position.space), position.upTo)] : []),
+    ...(position ? [advance(tx, position.space, position)] : []),
     ...receive(tx, ctx.clock, latest),
   ]);
   return written;
@@ -65,7 +87,7 @@ export async function applyChanges(tx: StorageTx, ctx: ApplyContext, changes: re
  * records. A join never loses local history: unacknowledged local changes stay
  * in the records and in the outbox. The records are handed over, like changes.
  */
-export async function applySnapshot(tx: StorageTx, ctx: ApplyContext, records: readonly SnapshotRecord[], space: SpaceId, position?: number): Promise<StoredRecord[]> {
+export async function applySnapshot(tx: StorageTx, ctx: ApplyContext, records: readonly SnapshotRecord[], space: SpaceId, position?: LogAdvance): Promise<StoredRecord[]> {
   // One read for the whole chunk (an empty replica learns that nothing exists at once).
   const [, existing] = await Promise.all([syncClock(tx, ctx.clock), tx.getRecords(records.map(({ collection, id }) => ({ collection, id, space })))]);
   let latest: HlcString | undefined;
@@ -75,7 +97,7 @@ export async function applySnapshot(tx: StorageTx, ctx: ApplyContext, records: r
     const joined = record ? joinRecordStates(record.state, state) : state;
     return storedRecord(ctx.collections.get(collection), { collection, id, space }, joined);
   });
-  await Promise.all([putAll(tx, out, { handOver: true }), ...(position !== undefined ? [tx.setMeta(positionKey(space), position)] : []), ...receive(tx, ctx.clock, latest)]);
+  await Promise.all([putAll(tx, out, { handOver: true }), ...(position !== undefined ? [advance(tx, space, position)] : []), ...receive(tx, ctx.clock, latest)]);
   return out;
 }
 

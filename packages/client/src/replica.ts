@@ -31,11 +31,11 @@ import { CommitQueue } from './commit-queue.js';
 import { CrdtDocs, type CrdtTarget } from './crdt-docs.js';
 import { ReplicaError } from './errors.js';
 import { LiveQueries, type QueryCallback } from './live-query.js';
-import { META_CLOCK, META_CLOCK_ACCEPTED, META_CLOCK_OFFSET, META_CLOCK_UNSYNCED, META_REPLICA, positionKey, seqKey } from './meta.js';
+import { META_CLOCK, META_CLOCK_ACCEPTED, META_CLOCK_OFFSET, META_CLOCK_UNSYNCED, META_REPLICA, positionKey, readCursor, seqKey } from './meta.js';
 import { collectionOf, countQuery, runQuery, toRow, type Query, type Row } from './query.js';
 import type { CollectionName, CrdtFieldName, MergeCollectionName, PatchValue, ReadValue, Sibling, WriteValue } from './typed.js';
 import { RecordCache } from './record-cache.js';
-import { applyAck, applyChanges, applySnapshot, putAll, syncClock } from './remote-apply.js';
+import { applyAck, applyChanges, applySnapshot, putAll, syncClock, type LogAdvance } from './remote-apply.js';
 import { restampOutbox } from './restamp.js';
 import { checkSchema, type CollectionDef, type Schema } from './schema.js';
 import { openCollections } from './schema-migration.js';
@@ -388,7 +388,7 @@ export class Replica<S extends Schema = Schema> {
       lastSeq: async (space) => (await read((tx) => tx.getMeta<number>(seqKey(space)))) ?? 0,
       applyRemote: (changes, position) => this.#applyRemote(changes, position),
       applySnapshot: (records, space, position) => this.#applySnapshot(records, space, position),
-      position: async (space) => (await read((tx) => tx.getMeta<number>(positionKey(space)))) ?? 0,
+      position: async (space) => readCursor(await read((tx) => tx.getMeta(positionKey(space)))),
       welcomeClock: (serverTime, roundTrip, maxClockDrift) => this.#welcomeClock(serverTime, roundTrip, maxClockDrift),
       restamp: (maxClockDrift) => this.#restamp(maxClockDrift),
       syncsSpaces: (spaces) => {
@@ -413,7 +413,7 @@ export class Replica<S extends Schema = Schema> {
    * Applies other replicas' changes (remote-apply.ts). Idempotent and order
    * independent; with `position`, the space's log is applied up to it.
    */
-  async #applyRemote(changes: readonly Change[], position?: { readonly space: SpaceId; readonly upTo: number }): Promise<void> {
+  async #applyRemote(changes: readonly Change[], position?: LogAdvance & { readonly space: SpaceId }): Promise<void> {
     this.#checkOpen();
     const ctx = { collections: this.#collections, clock: this.#clock };
     const applied = await this.#track(this.#storage.transaction('readwrite', (tx) => applyChanges(tx, ctx, changes, position)));
@@ -424,7 +424,7 @@ export class Replica<S extends Schema = Schema> {
   }
 
   /** Joins snapshot records into local ones (remote-apply.ts); unacknowledged local changes stay. */
-  async #applySnapshot(records: readonly SnapshotRecord[], space: SpaceId, position?: number): Promise<void> {
+  async #applySnapshot(records: readonly SnapshotRecord[], space: SpaceId, position?: LogAdvance): Promise<void> {
     this.#checkOpen();
     const ctx = { collections: this.#collections, clock: this.#clock };
     const written = await this.#track(this.#storage.transaction('readwrite', (tx) => applySnapshot(tx, ctx, records, space, position)));

@@ -4,7 +4,7 @@
  * not live (catching up, or paused because it reads slowly) is skipped: it reads
  * what it missed from the durable log instead, so no queue grows in memory.
  */
-import { encodeDownstream, fitFrames, type Change, type ReplicaId, type SpaceId } from '@syncline/core/internal';
+import { encodeDownstream, fitFrames, type ReplicaId, type SpaceId } from '@syncline/core/internal';
 import type { LoggedChange } from './storage/types.js';
 
 export interface Follower {
@@ -13,6 +13,8 @@ export interface Follower {
   readonly budget: number;
   /** Position up to which this follower has been sent the log. */
   sentUpTo(space: SpaceId): number;
+  /** The entries it holds already, per origin ('' : this region's own) up to an origin position; not sent again. */
+  held(space: SpaceId): ReadonlyMap<string, number> | undefined;
   isLive(space: SpaceId): boolean;
   /** Sends an encoded `changes` message covering the log up to `upTo`. */
   deliver(space: SpaceId, frame: Uint8Array | undefined, upTo: number, count: number): void;
@@ -21,6 +23,9 @@ export interface Follower {
 }
 
 export class Hub {
+  /** This server's region: `changes` frames then carry origin vectors (protocol 5). */
+  constructor(private readonly region?: string) {}
+
   readonly #followers = new Map<SpaceId, Set<Follower>>();
   readonly #advance = new Set<(space: SpaceId) => void>();
 
@@ -78,7 +83,7 @@ export class Hub {
     const framesFor = (exclude: ReplicaId | '', budget: number): Array<{ frame: Uint8Array | undefined; upTo: number; count: number }> => {
       const key = `${budget} ${exclude}`;
       let out = frames.get(key);
-      if (!out) frames.set(key, (out = encodeChanges(space, entries, exclude, batch, budget)));
+      if (!out) frames.set(key, (out = encodeChanges(space, entries, { exclude, region: this.region }, batch, budget)));
       return out;
     };
     let sent = 0;
@@ -88,7 +93,11 @@ export class Hub {
         if (follower.sentUpTo(space) < upTo) follower.resync(space);
         continue;
       }
-      for (const part of framesFor(writers.has(follower.replica) ? follower.replica : '', follower.budget)) {
+      const exclude = writers.has(follower.replica) ? follower.replica : '';
+      const held = follower.held(space);
+      // A follower that came from a region ahead of this one holds some of these already: its own frames.
+      const parts = held && entries.some((e) => isHeld(held, e)) ? encodeChanges(space, entries, { exclude, held, region: this.region }, batch, follower.budget) : framesFor(exclude, follower.budget);
+      for (const part of parts) {
         // A frame can fill the follower's send buffer and pause it: the rest of a
         // large commit group then waits in the log, not in the socket's memory.
         if (!follower.isLive(space)) break;
@@ -100,27 +109,53 @@ export class Hub {
   }
 }
 
+/** An entry the holder of `held` has already. */
+const isHeld = (held: ReadonlyMap<string, number> | undefined, entry: LoggedChange): boolean => held !== undefined && (held.get(entry.origin) ?? 0) >= entry.originPos;
+
+/** A storage origin vector as the wire names it: this region's own entries ('') under `region`. */
+export function originList(vector: ReadonlyMap<string, number>, region: string): Array<{ region: string; upTo: number }> {
+  return [...vector].map(([origin, upTo]) => ({ region: origin === '' ? region : origin, upTo }));
+}
+
+/** Who a `changes` frame is for. */
+export interface Recipient {
+  /** A replica whose own changes are left out ('' : nobody's). */
+  readonly exclude: ReplicaId | '';
+  /** Entries it holds already (Follower.held), left out too. */
+  readonly held?: ReadonlyMap<string, number> | undefined;
+  /** This server's region: each frame says, per origin, how far the recipient then holds it (protocol 5). */
+  readonly region?: string | undefined;
+}
+
 /**
  * Splits entries into `changes` frames of at most `batch` changes and at most
  * `maxBytes` bytes (halving a slice until it fits; one change always does),
- * leaving out one replica's own. A slice of only the replica's own changes
- * still gets a frame (with no changes): its `upTo` is how a writer learns its
- * log position, and a writer whose position stayed at 0 would be sent a whole
- * snapshot on every reconnect.
+ * leaving out one replica's own and what the recipient holds. A slice of only
+ * such changes still gets a frame (with no changes): its `upTo` is how a writer
+ * learns its log position, and a writer whose position stayed at 0 would be
+ * sent a whole snapshot on every reconnect. With a region, each frame carries
+ * per origin the highest origin position of its slice (`origins`).
  */
 export function encodeChanges(
   space: SpaceId,
   entries: readonly LoggedChange[],
-  exclude: ReplicaId | '',
+  to: Recipient,
   batch: number,
   maxBytes: number,
 ): Array<{ frame: Uint8Array | undefined; upTo: number; count: number }> {
   const out: Array<{ frame: Uint8Array | undefined; upTo: number; count: number }> = [];
-  const ownless = (slice: readonly LoggedChange[]): Change[] => slice.filter((e) => e.change.replica !== exclude).map((e) => e.change);
-  const encode = (slice: readonly LoggedChange[]): Uint8Array => encodeDownstream({ type: 'changes', space, changes: ownless(slice), upTo: (slice[slice.length - 1] as LoggedChange).pos });
+  const sent = (e: LoggedChange): boolean => e.change.replica !== to.exclude && !isHeld(to.held, e);
+  const origins = (slice: readonly LoggedChange[]): { origins?: Array<{ region: string; upTo: number }> } => {
+    if (to.region === undefined) return {};
+    const vector = new Map<string, number>();
+    for (const e of slice) vector.set(e.origin, Math.max(vector.get(e.origin) ?? 0, e.originPos));
+    return { origins: originList(vector, to.region) };
+  };
+  const encode = (slice: readonly LoggedChange[]): Uint8Array =>
+    encodeDownstream({ type: 'changes', space, changes: slice.filter(sent).map((e) => e.change), upTo: (slice[slice.length - 1] as LoggedChange).pos, ...origins(slice) });
   for (let i = 0; i < entries.length; i += batch) {
     for (const { items, frame } of fitFrames(entries.slice(i, i + batch), encode, maxBytes)) {
-      out.push({ frame, upTo: (items[items.length - 1] as LoggedChange).pos, count: items.reduce((n, e) => (e.change.replica === exclude ? n : n + 1), 0) });
+      out.push({ frame, upTo: (items[items.length - 1] as LoggedChange).pos, count: items.reduce((n, e) => (sent(e) ? n + 1 : n), 0) });
     }
   }
   return out;

@@ -15,7 +15,7 @@ import { Committer } from './committer.js';
 import { DEFAULT_CSP, handleHttp } from './http.js';
 import { Hub } from './hub.js';
 import { createMetrics, type Metrics } from './metrics.js';
-import { Link } from './links/link.js';
+import { Link, syncUrl } from './links/link.js';
 import { FOLLOWER_PREFIX, LinkSession } from './links/link-session.js';
 import { announcedLimits, checkRegionOptions, DEFAULT_LIMITS, type Limits, type SyncServerOptions } from './options.js';
 import { Session, type Connection } from './session.js';
@@ -103,7 +103,8 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
   const storage = options.storage ?? sqliteStorage({ path: './data/syncline.db' });
   const now = options.now ?? (() => Date.now());
   const metrics = createMetrics();
-  const hub = new Hub();
+  const hub = new Hub(options.region);
+  const peerSyncUrls = (options.peers ?? []).map(syncUrl);
   const sessions = new Set<Session>();
   const admission = new Admission(limits, now);
   const committer = new Committer(
@@ -202,6 +203,8 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
     }
     const session = new Session(connection, {
       serverId,
+      region: options.region,
+      peers: peerSyncUrls,
       storage,
       hub,
       committer,

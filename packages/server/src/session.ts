@@ -35,13 +35,17 @@ import {
 import type { Logger } from 'pino';
 import type { Authenticate, Grant } from './auth.js';
 import type { Committer } from './committer.js';
-import { encodeChanges, type Follower, type Hub } from './hub.js';
+import { encodeChanges, originList, type Follower, type Hub } from './hub.js';
 import type { Metrics } from './metrics.js';
 import type { Limits } from './options.js';
 import type { ServerStorage } from './storage/types.js';
 
 export interface SessionContext {
   readonly serverId: string;
+  /** This server's region (protocol 5 clients resume by origin vectors in it), if it has one. */
+  readonly region: string | undefined;
+  /** The /sync URLs of its peer regions, told to clients in welcome. */
+  readonly peers: readonly string[];
   readonly storage: ServerStorage;
   readonly hub: Hub;
   readonly committer: Committer;
@@ -81,6 +85,14 @@ export interface Connection {
 interface Subscription {
   readonly access: Access;
   sentUpTo: number;
+  /**
+   * The client's origin vector by storage origin ('' : this region's own), when
+   * it sent one: entries it holds are not sent again (it may come from a region
+   * that is ahead of this one).
+   */
+  readonly held: Map<string, number> | undefined;
+  /** Catch up from the log even from position 0 (a client from another region that holds part of it); else 0 means a snapshot. */
+  fromLog: boolean;
   live: boolean;
   catchingUp: boolean;
   /** A catch-up was asked for since the last one started. */
@@ -151,6 +163,10 @@ export class Session implements Follower {
 
   sentUpTo(space: SpaceId): number {
     return this.#subs.get(space)?.sentUpTo ?? 0;
+  }
+
+  held(space: SpaceId): ReadonlyMap<string, number> | undefined {
+    return this.#subs.get(space)?.held;
   }
 
   isLive(space: SpaceId): boolean {
@@ -274,14 +290,14 @@ export class Session implements Follower {
     }
     if (this.#isClosed()) return;
     this.#grant = grant;
-    const granted: Array<{ space: SpaceId; access: Access; head: number; after: number }> = [];
-    for (const { space, after } of hello.spaces) {
+    const granted: Array<{ space: SpaceId; access: Access; head: number; after: number; region: string | undefined; origins: Hello['spaces'][number]['origins'] }> = [];
+    for (const { space, after, region, origins } of hello.spaces) {
       const access = grant.access(space);
       if (!access) {
         this.fail('forbidden', `no access to space "${space}"`, false, space);
         continue;
       }
-      granted.push({ space, access, head: await this.ctx.storage.head(space), after });
+      granted.push({ space, access, head: await this.ctx.storage.head(space), after, region, origins });
     }
     if (this.#isClosed()) return;
     if (granted.length === 0) return this.fail('forbidden', 'none of the requested spaces is granted', true);
@@ -295,15 +311,44 @@ export class Session implements Follower {
       time: this.ctx.now(),
       spaces: granted.map(({ space, access, head }) => ({ space, access, head })),
       limits: this.ctx.announced,
+      ...(this.ctx.region !== undefined ? { region: this.ctx.region, peers: [...this.ctx.peers] } : {}),
     });
     this.ctx.logger.info({ replica: this.replica, subject: grant.subject, spaces: granted.length }, 'session ready');
     if (grant.expiresAt !== undefined) this.#expireAt(grant.expiresAt);
-    for (const { space, access, after } of granted) {
-      // A position beyond the head means the client saw another server's log: start over.
-      const head = (granted.find((g) => g.space === space) as { head: number }).head;
-      this.#subs.set(space, { access, sentUpTo: after > head ? 0 : after, live: false, catchingUp: false, dirty: false });
+    for (const { space, access, after, head, region, origins } of granted) {
+      const held = origins && this.ctx.region !== undefined ? new Map(origins.map((o) => [o.region === this.ctx.region ? '' : o.region, o.upTo])) : undefined;
+      const sub: Subscription = { access, sentUpTo: 0, held, fromLog: false, live: false, catchingUp: false, dirty: false };
+      this.#subs.set(space, sub);
       this.ctx.hub.follow(space, this);
-      void this.#catchUp(space);
+      void this.#start(space, sub, after, head, region);
+    }
+  }
+
+  /**
+   * Where the catch-up of a space starts. A position of this region's log
+   * (`region` is this server's; both absent without regions) resumes as it is,
+   * unless it is beyond the head (the client saw another deployment's log). A
+   * client that comes from another region resumes by its origin vector: from
+   * the first entry it does not hold, told to it as an empty `changes` frame, so
+   * that its position is this region's from then on. Without a vector, or when
+   * an entry it lacks was compacted away, it is sent a snapshot.
+   */
+  async #start(space: SpaceId, sub: Subscription, after: number, head: number, region: string | undefined): Promise<void> {
+    try {
+      // Clients before protocol 5 name no region: their positions are taken as this region's, as before.
+      if (region === this.ctx.region || this.#protocol < 5) sub.sentUpTo = after > head ? 0 : after;
+      else if (sub.held && sub.held.size > 0) {
+        const resumed = await this.ctx.storage.resumeAfter(space, sub.held);
+        if (this.#state !== 'ready') return;
+        if (resumed !== undefined) {
+          sub.fromLog = true;
+          sub.sentUpTo = resumed;
+          if (resumed > 0) this.#send({ type: 'changes', space, changes: [], upTo: resumed });
+        }
+      }
+      await this.#catchUp(space);
+    } catch (error) {
+      this.#internal(error);
     }
   }
 
@@ -388,7 +433,7 @@ export class Session implements Follower {
         for (;;) {
           if (this.#state !== 'ready' || this.#paused()) return;
           const horizon = await storage.horizon(space);
-          if ((sub.sentUpTo === 0 || sub.sentUpTo < horizon) && (await storage.head(space)) > 0) {
+          if (((sub.sentUpTo === 0 && !sub.fromLog) || sub.sentUpTo < horizon) && (await storage.head(space)) > 0) {
             await this.#sendSnapshot(space, sub);
             continue;
           }
@@ -399,7 +444,9 @@ export class Session implements Follower {
             await this.#sendSnapshot(space, sub);
             continue;
           }
-          for (const part of encodeChanges(space, entries, this.replica, limits.relayBatch, this.#budget)) this.deliver(space, part.frame, part.upTo, part.count);
+          for (const part of encodeChanges(space, entries, { exclude: this.replica, held: sub.held, region: this.ctx.region }, limits.relayBatch, this.#budget)) {
+            this.deliver(space, part.frame, part.upTo, part.count);
+          }
         }
         // Live first, then look at the head: a commit is either relayed or seen here.
         sub.live = true;
@@ -426,13 +473,14 @@ export class Session implements Follower {
     const budget = this.#budget;
     const position = await storage.head(space);
     const total = await storage.countRecords(space);
+    const origins = this.ctx.region === undefined ? undefined : originList(await storage.originVector(space, position), this.ctx.region);
     let chunk = 0;
     let sent = 0;
     /** A chunk's frame; `chunks` is estimated from the records per chunk so far, and exact on the last one. */
     const encode = (records: readonly SnapshotRecord[], lastOfSnapshot: boolean): Uint8Array => {
       const perChunk = Math.max(1, (sent + records.length) / (chunk + 1));
       const chunks = lastOfSnapshot ? chunk + 1 : Math.max(chunk + 2, Math.ceil(total / perChunk));
-      return encodeDownstream({ type: 'snapshot', space, position, chunk, chunks, total: Math.max(total, sent + records.length), records: records as SnapshotRecord[] });
+      return encodeDownstream({ type: 'snapshot', space, position, chunk, chunks, total: Math.max(total, sent + records.length), records: records as SnapshotRecord[], ...(origins ? { origins } : {}) });
     };
     let page = await storage.snapshotPage(space, undefined, limits.snapshotChunk, budget);
     do {

@@ -6,6 +6,8 @@
  * each in its own transaction.
  */
 import type { Change, HlcString, ReplicaId, SnapshotRecord, SpaceId } from '@syncline/core/internal';
+import type { LogCursor } from '../meta.js';
+import type { LogAdvance } from '../remote-apply.js';
 import type { SpaceChange } from '../tabs.js';
 
 /** What changed in one committed transaction. */
@@ -55,11 +57,11 @@ export interface ReplicaPort {
 
   // ---- what the server sends ----
   /** Applies changes of other replicas; with `position`, the space's log is applied up to it. */
-  applyRemote(changes: readonly Change[], position?: { readonly space: SpaceId; readonly upTo: number }): Promise<void>;
+  applyRemote(changes: readonly Change[], position?: LogAdvance & { readonly space: SpaceId }): Promise<void>;
   /** Joins snapshot records; with `position` (the last chunk), the space's log is applied up to it. */
-  applySnapshot(records: readonly SnapshotRecord[], space: SpaceId, position?: number): Promise<void>;
-  /** The last log position of `space` applied (0: none). */
-  position(space: SpaceId): Promise<number>;
+  applySnapshot(records: readonly SnapshotRecord[], space: SpaceId, position?: LogAdvance): Promise<void>;
+  /** Where this replica is in the log of `space` (upTo 0: nowhere yet). */
+  position(space: SpaceId): Promise<LogCursor>;
 
   // ---- clock ----
   /**

@@ -121,6 +121,8 @@ class Session {
   limits: ServerLimits = UNANNOUNCED_LIMITS;
   /** The welcome carried the server's limits (protocol 3). */
   announced = false;
+  /** The server's region (protocol 5; absent without regions): the positions it sends are in its log. */
+  region: string | undefined;
   readonly pacer = new Pacer(UNANNOUNCED_LIMITS.messagesPerSecond);
   readonly synced = new Set<SpaceId>();
   /** The fatal error the server sent before closing, if any. */
@@ -511,7 +513,11 @@ export class SyncEngine {
     const token = this.#token ?? (typeof this.#options.token === 'function' ? await this.#options.token() : this.#options.token);
     session.freshToken = fromFunction && Boolean(token);
     const spaces = [];
-    for (const space of [...this.#syncing]) spaces.push({ space, after: await this.#port.position(space) });
+    for (const space of [...this.#syncing]) {
+      // Protocol 5: a server of another region resumes this replica by its origin vector, not by `after`.
+      const { upTo, region, origins } = await this.#port.position(space);
+      spaces.push({ space, after: upTo, ...(region !== undefined ? { region } : {}), ...(origins ? { origins: Object.entries(origins).map(([r, at]) => ({ region: r, upTo: at })) } : {}) });
+    }
     session.helloAt = monotonic();
     session.pacer.spend();
     this.#send(session, {
@@ -550,11 +556,11 @@ export class SyncEngine {
         await this.#refreshPending();
         return this.#flushed.check();
       case 'changes':
-        return this.#port.applyRemote(message.changes, { space: message.space, upTo: message.upTo });
+        return this.#port.applyRemote(message.changes, { space: message.space, upTo: message.upTo, region: session.region, origins: message.origins });
       case 'snapshot': {
         const last = message.chunk === message.chunks - 1;
         this.#bootstrapReceived = message.chunk === 0 ? message.records.length : this.#bootstrapReceived + message.records.length;
-        await this.#port.applySnapshot(message.records, message.space, last ? message.position : undefined);
+        await this.#port.applySnapshot(message.records, message.space, last ? { upTo: message.position, region: session.region, origins: message.origins } : undefined);
         this.#board.set({ bootstrap: last ? undefined : { space: message.space, received: this.#bootstrapReceived, total: message.total } });
         return;
       }
@@ -574,6 +580,7 @@ export class SyncEngine {
 
   async #welcome(session: Session, message: Extract<DownstreamMessage, { type: 'welcome' }>): Promise<void> {
     session.announced = message.limits !== undefined;
+    session.region = message.region;
     session.limits = message.limits ?? { ...UNANNOUNCED_LIMITS, messagesPerSecond: Math.min(UNANNOUNCED_LIMITS.messagesPerSecond, this.#rateCap) };
     session.pacer.setRate(session.limits.messagesPerSecond);
     // The clock first: changes a wrong clock stamped are re-stamped before anything is pushed.

@@ -199,10 +199,10 @@ export class LinkSession {
       // A short page saw every local entry up to the head read before it (positions become visible in order).
       const upTo = page.length < limits.relayBatch ? Math.max(head, last?.pos ?? 0) : (last as LoggedChange).pos;
       if (upTo <= after) return;
-      if (page.length === 0) this.#send({ type: 'entries', space, changes: [], upTo });
+      if (page.length === 0) this.#send({ type: 'entries', space, changes: [], positions: [], upTo });
       else {
         const encode = (slice: readonly LoggedChange[], isLast: boolean): Uint8Array =>
-          encodeLinkDownstream({ type: 'entries', space, changes: slice.map((e) => e.change), upTo: isLast ? upTo : (slice[slice.length - 1] as LoggedChange).pos });
+          encodeLinkDownstream({ type: 'entries', space, changes: slice.map((e) => e.change), positions: slice.map((e) => e.pos), upTo: isLast ? upTo : (slice[slice.length - 1] as LoggedChange).pos });
         for (const { frame } of fitFrames(page, encode, this.#budget)) this.#sendFrame(frame);
       }
       this.#sent.set(space, upTo);

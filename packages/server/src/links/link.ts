@@ -58,6 +58,13 @@ const HANDSHAKE_TIMEOUT_MS = 10_000;
 // Links are few (one per peer), so they can afford to look often: a healed partition is noticed within 5 s.
 const MAX_RETRY_MS = 5_000;
 
+/** The peer's `/sync` URL (where its clients connect) from the URL an operator gives. */
+export function syncUrl(url: string): string {
+  const u = new URL(url);
+  u.pathname = '/sync';
+  return u.toString();
+}
+
 /** The peer's `/link` URL from the URL an operator gives (its /sync URL, or just ws://host:port). */
 export function linkUrl(url: string): string {
   const u = new URL(url);
@@ -223,7 +230,13 @@ export class Link {
     const { space, upTo } = message;
     const ahead = message.changes.find((c) => hlcWall(c.hlc) > now() + maxClockDrift);
     if (ahead) throw new Error(`a change of ${ahead.replica} is stamped more than ${maxClockDrift} ms ahead of this server's clock; waiting for the clock`);
-    const results = await Promise.all(requests(space, peer, message.changes).map((request) => committer.submit(request)));
+    const { changes, positions } = message;
+    if (positions.length !== changes.length || positions.some((p, i) => p > upTo || (i > 0 && p <= (positions[i - 1] as number)))) {
+      throw new Error('entries whose positions do not fit their changes');
+    }
+    // Submitted together and in order, they are stored in the peer's order: an origin's entries are a prefix
+    // of this log too (storage/types.ts), which is what clients' origin vectors rest on.
+    const results = await Promise.all(requests(space, peer, changes, positions).map((request) => committer.submit(request)));
     await storage.setLinkPosition(url, space, upTo);
     // Tell the peer, so that its compaction keeps what this region has not stored: at most one `read`
     // per space every READ_EVERY_MS, the latest position (a link stays far under the peer's message rate).
@@ -279,13 +292,17 @@ export class Link {
   }
 }
 
-/** One append request per replica, in the order of the message (a replica's changes arrive in seq order). */
-function requests(space: SpaceId, origin: string, changes: readonly Change[]): AppendRequest[] {
-  const byReplica = new Map<ReplicaId, Change[]>();
-  for (const change of changes) {
-    let list = byReplica.get(change.replica);
-    if (!list) byReplica.set(change.replica, (list = []));
-    list.push(change);
-  }
-  return [...byReplica].map(([replica, list]) => ({ space, replica, changes: list, origin }));
+/**
+ * The message's changes as append requests in the peer's log order: one per
+ * run of changes of one replica (an append request holds one replica's).
+ */
+function requests(space: SpaceId, origin: string, changes: readonly Change[], positions: readonly number[]): AppendRequest[] {
+  const out: Array<{ space: SpaceId; replica: ReplicaId; changes: Change[]; origin: string; originPositions: number[] }> = [];
+  changes.forEach((change, i) => {
+    let run = out[out.length - 1];
+    if (run?.replica !== change.replica) out.push((run = { space, replica: change.replica, changes: [], origin, originPositions: [] }));
+    run.changes.push(change);
+    run.originPositions.push(positions[i] as number);
+  });
+  return out;
 }

@@ -46,6 +46,7 @@ import {
   type SpaceId,
 } from '@syncline/core/internal';
 import pg from 'pg';
+import { originPositions } from './origin.js';
 import { UsageDelta, type SpaceQuotas } from './quota.js';
 import type { AppendRequest, AppendResult, LoggedChange, ServerStorage } from './types.js';
 
@@ -78,6 +79,17 @@ export interface PostgresStorage extends ServerStorage {
   readonly schema: string;
 }
 
+/**
+ * The distinct origins of space $1's log, one index seek each (a loose index
+ * scan of log_origin: DISTINCT would read every entry).
+ */
+const ORIGINS = (s: string): string => `
+  WITH RECURSIVE o(origin) AS (
+    SELECT (SELECT origin FROM ${s}.log WHERE space = $1 ORDER BY origin LIMIT 1)
+    UNION ALL
+    SELECT (SELECT origin FROM ${s}.log WHERE space = $1 AND origin > o.origin ORDER BY origin LIMIT 1) FROM o WHERE o.origin IS NOT NULL
+  ) SELECT origin FROM o WHERE origin IS NOT NULL`;
+
 /** Versioned migrations (`s` is the quoted schema); each runs once, in order, under the migration lock. */
 const MIGRATIONS: ReadonlyArray<(s: string) => string> = [
   // collection and id are UTF-8 bytes: record ids may hold characters (NUL) that a text column refuses, and
@@ -95,10 +107,16 @@ const MIGRATIONS: ReadonlyArray<(s: string) => string> = [
     ALTER TABLE ${s}.spaces ADD COLUMN bytes bigint NOT NULL DEFAULT 0, ADD COLUMN records bigint NOT NULL DEFAULT 0;
     UPDATE ${s}.spaces SET bytes = coalesce((SELECT sum(octet_length(state)) FROM ${s}.records r WHERE r.space = spaces.space), 0);`,
   // Regions: the region each log entry entered through ('' : this server's own clients; what was stored
-  // before is), an index to read one origin's entries of a space in order, and how far each peer's log is read.
+  // before is) and its position there (its own position for origin ''), an index to read one origin's
+  // entries of a space in order, per origin the highest origin position compaction dropped (before this
+  // version, every compacted entry was this server's own: up to the horizon), and how far each peer's
+  // log is read. (Amended before any release: version 3 first had no origin positions.)
   (s) => `
-    ALTER TABLE ${s}.log ADD COLUMN origin text COLLATE "C" NOT NULL DEFAULT '';
-    CREATE INDEX log_origin ON ${s}.log (space, origin, pos);
+    ALTER TABLE ${s}.log ADD COLUMN origin text COLLATE "C" NOT NULL DEFAULT '', ADD COLUMN origin_pos bigint NOT NULL DEFAULT 0;
+    UPDATE ${s}.log SET origin_pos = pos;
+    CREATE INDEX log_origin ON ${s}.log (space, origin, origin_pos);
+    CREATE TABLE ${s}.origin_floors (space text COLLATE "C" NOT NULL, origin text COLLATE "C" NOT NULL, pos bigint NOT NULL, PRIMARY KEY (space, origin));
+    INSERT INTO ${s}.origin_floors (space, origin, pos) SELECT space, '', horizon FROM ${s}.spaces WHERE horizon > 0;
     CREATE TABLE ${s}.links (peer text COLLATE "C" NOT NULL, space text COLLATE "C" NOT NULL, pos bigint NOT NULL, PRIMARY KEY (peer, space));`,
 ];
 
@@ -219,8 +237,10 @@ export function postgresStorage(options: PostgresOptions): PostgresStorage {
         }
       }
     }
-    const fresh = request.changes.filter((c) => c.seq > held);
-    if (fresh.length === 0) return { result: { stored: [], upTo: held } };
+    const originPos = originPositions(request);
+    const skipped = request.changes.findIndex((c) => c.seq > held);
+    if (skipped < 0) return { result: { stored: [], upTo: held } };
+    const fresh = request.changes.slice(skipped);
     const first = fresh[0] as Change;
     if (first.seq !== held + 1) {
       throw new SynclineError('sequence_gap', `replica ${replica} pushed seq ${first.seq} to space ${space} but the server holds up to ${held}`);
@@ -229,20 +249,23 @@ export function postgresStorage(options: PostgresOptions): PostgresStorage {
     //    replica's progress, and the notification (sent at COMMIT).
     const stored: LoggedChange[] = [];
     const positions: number[] = [];
+    const originPosList: number[] = [];
     const seqs: number[] = [];
     const blobs: Buffer[] = [];
     const touched = new Set<{ collection: Buffer; id: Buffer; state: RecordState; before: RecordState | undefined; beforeBytes: number }>();
-    for (const change of fresh) {
+    for (const [i, change] of fresh.entries()) {
       if (change.seq !== held + 1) throw new SynclineError('sequence_gap', `seq ${change.seq} follows ${held} in one push`);
       held = change.seq;
       head++;
+      const at = originPos?.[skipped + i] ?? head;
       const entry = keys.get(JSON.stringify([change.collection, change.id])) as { collection: Buffer; id: Buffer; state: RecordState; before: RecordState | undefined; beforeBytes: number };
       entry.state = applyChange(entry.state, change);
       touched.add(entry);
       positions.push(head);
+      originPosList.push(at);
       seqs.push(change.seq);
       blobs.push(toBuffer(encodeChange(change)));
-      stored.push({ pos: head, change, origin });
+      stored.push({ pos: head, change, origin, originPos: at });
     }
     const records = [...touched];
     const delta = new UsageDelta();
@@ -257,7 +280,7 @@ export function postgresStorage(options: PostgresOptions): PostgresStorage {
     const written = await client.query<{ pid: number }>({
       name: `syncline_write_${tag}`,
       text: `WITH
-         l AS (INSERT INTO ${s}.log (space, pos, replica, seq, change, origin) SELECT $1, p, $2, q, c, $15 FROM unnest($3::bigint[], $4::bigint[], $5::bytea[]) AS u(p, q, c)),
+         l AS (INSERT INTO ${s}.log (space, pos, replica, seq, change, origin, origin_pos) SELECT $1, p, $2, q, c, $15, op FROM unnest($3::bigint[], $4::bigint[], $5::bytea[], $16::bigint[]) AS u(p, q, c, op)),
          r AS (INSERT INTO ${s}.records (space, collection, id, state, pos) SELECT $1, c, i, st, $9 FROM unnest($6::bytea[], $7::bytea[], $8::bytea[]) AS u(c, i, st)
                ON CONFLICT (space, collection, id) DO UPDATE SET state = excluded.state, pos = excluded.pos),
          h AS (UPDATE ${s}.spaces SET head = $9, bytes = bytes + $13, records = records + $14 WHERE space = $1),
@@ -280,6 +303,7 @@ export function postgresStorage(options: PostgresOptions): PostgresStorage {
         delta.bytes,
         delta.records,
         origin,
+        originPosList,
       ],
     });
     return { result: { stored, upTo: held }, notified: `${(written.rows[0] as { pid: number }).pid} ${payload}` };
@@ -470,16 +494,17 @@ export function postgresStorage(options: PostgresOptions): PostgresStorage {
     async readLog(space, after, limit, maxBytes, filter) {
       await open();
       // With maxBytes, rows stop where the running size would pass it (the first row always comes).
-      // With an origin, the page is read through the (space, origin, pos) index.
+      // With an origin, the page is read through the (space, origin, origin_pos) index, `after` an origin position
+      // (an origin's entries are in the order of their origin positions).
       const byOrigin = filter?.origin !== undefined;
-      const { rows } = await pool.query<{ pos: string; change: Buffer; origin: string }>(
-        `SELECT pos, change, origin FROM (
-           SELECT pos, change, origin, sum(octet_length(change)) OVER (ORDER BY pos) AS running, row_number() OVER (ORDER BY pos) AS n
-           FROM (SELECT pos, change, origin FROM ${s}.log WHERE space = $1 AND pos > $2${byOrigin ? ' AND origin = $5' : ''} ORDER BY pos LIMIT $3) page
+      const { rows } = await pool.query<{ pos: string; change: Buffer; origin: string; origin_pos: string }>(
+        `SELECT pos, change, origin, origin_pos FROM (
+           SELECT pos, change, origin, origin_pos, sum(octet_length(change)) OVER (ORDER BY pos) AS running, row_number() OVER (ORDER BY pos) AS n
+           FROM (SELECT pos, change, origin, origin_pos FROM ${s}.log WHERE space = $1 AND ${byOrigin ? 'origin = $5 AND origin_pos > $2 ORDER BY origin_pos' : 'pos > $2 ORDER BY pos'} LIMIT $3) page
          ) sized WHERE n = 1 OR running <= $4 ORDER BY pos`,
         byOrigin ? [space, after, limit, maxBytes ?? Number.MAX_SAFE_INTEGER, filter?.origin] : [space, after, limit, maxBytes ?? Number.MAX_SAFE_INTEGER],
       );
-      return rows.map((row) => ({ pos: Number(row.pos), change: decodeChange(row.change), origin: row.origin }));
+      return rows.map((row) => ({ pos: Number(row.pos), change: decodeChange(row.change), origin: row.origin, originPos: Number(row.origin_pos) }));
     },
     async head(space) {
       await open();
@@ -526,6 +551,16 @@ export function postgresStorage(options: PostgresOptions): PostgresStorage {
         if (!info) return 0;
         const horizon = Math.max(Number(info.horizon), Number(info.head) - keepLast);
         if (horizon <= Number(info.horizon)) return 0;
+        // What resumeAfter() needs to know of the entries dropped: per origin, how far they went.
+        await client.query(
+          `INSERT INTO ${s}.origin_floors AS f (space, origin, pos)
+             SELECT * FROM (
+               SELECT $1::text AS space, o.origin, (SELECT origin_pos FROM ${s}.log WHERE space = $1 AND origin = o.origin AND pos <= $2 ORDER BY origin_pos DESC LIMIT 1) AS pos
+               FROM (${ORIGINS(s)}) o) dropped
+             WHERE pos IS NOT NULL
+           ON CONFLICT (space, origin) DO UPDATE SET pos = greatest(f.pos, excluded.pos)`,
+          [space, horizon],
+        );
         const removed = await client.query(`DELETE FROM ${s}.log WHERE space = $1 AND pos <= $2`, [space, horizon]);
         await client.query(`UPDATE ${s}.spaces SET horizon = $2 WHERE space = $1`, [space, horizon]);
         return removed.rowCount ?? 0;
@@ -535,6 +570,35 @@ export function postgresStorage(options: PostgresOptions): PostgresStorage {
       await open();
       const { rows } = await pool.query<{ space: SpaceId }>(`SELECT space FROM ${s}.spaces WHERE head > 0 ORDER BY space`);
       return rows.map((r) => r.space);
+    },
+    async originVector(space, upTo) {
+      await open();
+      const { rows } = await pool.query<{ origin: string; pos: string | null }>(
+        `SELECT o.origin, greatest((SELECT pos FROM ${s}.origin_floors WHERE space = $1 AND origin = o.origin),
+                                   (SELECT origin_pos FROM ${s}.log WHERE space = $1 AND origin = o.origin AND pos <= $2 ORDER BY origin_pos DESC LIMIT 1)) AS pos
+         FROM (${ORIGINS(s)} UNION SELECT origin FROM ${s}.origin_floors WHERE space = $1) o`,
+        [space, upTo],
+      );
+      return new Map(rows.filter((r) => r.pos !== null).map((r) => [r.origin, Number(r.pos)]));
+    },
+    async resumeAfter(space, held) {
+      await open();
+      // One statement, one snapshot: the head, the floors and each origin's first entry not held.
+      const { rows } = await pool.query<{ kind: string; origin: string; pos: string | null }>(
+        `SELECT 'head' AS kind, '' AS origin, head AS pos FROM ${s}.spaces WHERE space = $1
+         UNION ALL SELECT 'floor', origin, pos FROM ${s}.origin_floors WHERE space = $1
+         UNION ALL SELECT 'first', h.origin, (SELECT pos FROM ${s}.log WHERE space = $1 AND origin = h.origin AND origin_pos > h.upto ORDER BY origin_pos LIMIT 1)
+           FROM (SELECT o.origin, coalesce(k.upto, 0) AS upto FROM (${ORIGINS(s)}) o
+                 LEFT JOIN unnest($2::text[], $3::bigint[]) AS k(origin, upto) ON k.origin = o.origin) h`,
+        [space, [...held.keys()], [...held.values()]],
+      );
+      let after = 0;
+      for (const row of rows) if (row.kind === 'head') after = Number(row.pos);
+      for (const row of rows) {
+        if (row.kind === 'floor' && Number(row.pos) > (held.get(row.origin) ?? 0)) return undefined;
+        if (row.kind === 'first' && row.pos !== null) after = Math.min(after, Number(row.pos) - 1);
+      }
+      return after;
     },
     async linkPositions(peer) {
       await open();

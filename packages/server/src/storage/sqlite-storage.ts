@@ -19,7 +19,16 @@ import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { UsageDelta, type SpaceQuotas } from './quota.js';
+import { originPositions } from './origin.js';
 import type { AppendRequest, AppendResult, LoggedChange, ServerStorage } from './types.js';
+
+/** A log row as read. */
+interface LogRow {
+  pos: number;
+  change: Buffer;
+  origin: string;
+  origin_pos: number;
+}
 
 /** Versioned migrations; each runs once, in order, inside a transaction. */
 const MIGRATIONS: readonly string[] = [
@@ -34,9 +43,16 @@ const MIGRATIONS: readonly string[] = [
    ALTER TABLE spaces ADD COLUMN records INTEGER NOT NULL DEFAULT 0;
    UPDATE spaces SET bytes = coalesce((SELECT sum(length(state)) FROM records r WHERE r.space = spaces.space), 0);`,
   // Regions: the region each log entry entered through ('' : this server's own clients; what was stored
-  // before is), an index to read one origin's entries of a space in order, and how far each peer's log is read.
+  // before is) and its position there (its own position for origin ''), an index to read one origin's
+  // entries of a space in order, per origin the highest origin position compaction dropped (before this
+  // version, every compacted entry was this server's own: up to the horizon), and how far each peer's
+  // log is read. (Amended before any release: version 3 first had no origin positions.)
   `ALTER TABLE log ADD COLUMN origin TEXT NOT NULL DEFAULT '';
-   CREATE INDEX log_origin ON log (space, origin, pos);
+   ALTER TABLE log ADD COLUMN origin_pos INTEGER NOT NULL DEFAULT 0;
+   UPDATE log SET origin_pos = pos;
+   CREATE INDEX log_origin ON log (space, origin, origin_pos);
+   CREATE TABLE origin_floors (space TEXT NOT NULL, origin TEXT NOT NULL, pos INTEGER NOT NULL, PRIMARY KEY (space, origin)) WITHOUT ROWID;
+   INSERT INTO origin_floors (space, origin, pos) SELECT space, '', horizon FROM spaces WHERE horizon > 0;
    CREATE TABLE links (peer TEXT NOT NULL, space TEXT NOT NULL, pos INTEGER NOT NULL, PRIMARY KEY (peer, space)) WITHOUT ROWID;`,
 ];
 
@@ -78,12 +94,28 @@ export function sqliteStorage(options: SqliteOptions): ServerStorage {
     spacesToCount: db.prepare<[], { space: string }>('SELECT space FROM spaces'),
     progress: db.prepare<[string, string], { seq: number }>('SELECT seq FROM progress WHERE space = ? AND replica = ?'),
     setProgress: db.prepare('INSERT INTO progress (space, replica, seq) VALUES (?, ?, ?) ON CONFLICT(space, replica) DO UPDATE SET seq = excluded.seq'),
-    insertLog: db.prepare('INSERT INTO log (space, pos, replica, seq, change, origin) VALUES (?, ?, ?, ?, ?, ?)'),
-    readLog: db.prepare<[string, number, number], { pos: number; change: Buffer; origin: string }>('SELECT pos, change, origin FROM log WHERE space = ? AND pos > ? ORDER BY pos LIMIT ?'),
+    insertLog: db.prepare('INSERT INTO log (space, pos, replica, seq, change, origin, origin_pos) VALUES (?, ?, ?, ?, ?, ?, ?)'),
+    readLog: db.prepare<[string, number, number], LogRow>('SELECT pos, change, origin, origin_pos FROM log WHERE space = ? AND pos > ? ORDER BY pos LIMIT ?'),
     // Without statistics the planner prefers the primary key (space, pos) and would step over every entry of
-    // other origins; the index reads only this origin's, already in position order.
-    readLogOf: db.prepare<[string, string, number, number], { pos: number; change: Buffer; origin: string }>(
-      'SELECT pos, change, origin FROM log INDEXED BY log_origin WHERE space = ? AND origin = ? AND pos > ? ORDER BY pos LIMIT ?',
+    // other origins; the index reads only this origin's, already in order.
+    readLogOf: db.prepare<[string, string, number, number], LogRow>(
+      'SELECT pos, change, origin, origin_pos FROM log INDEXED BY log_origin WHERE space = ? AND origin = ? AND origin_pos > ? ORDER BY origin_pos LIMIT ?',
+    ),
+    // The distinct origins of a space's log, one index seek each (a loose index scan).
+    origins: db.prepare<[{ space: string }], { origin: string }>(
+      `WITH RECURSIVE o(origin) AS (
+         SELECT (SELECT origin FROM log INDEXED BY log_origin WHERE space = @space ORDER BY origin LIMIT 1)
+         UNION ALL
+         SELECT (SELECT origin FROM log INDEXED BY log_origin WHERE space = @space AND origin > o.origin ORDER BY origin LIMIT 1) FROM o WHERE o.origin IS NOT NULL
+       ) SELECT origin FROM o WHERE origin IS NOT NULL`,
+    ),
+    floors: db.prepare<[string], { origin: string; pos: number }>('SELECT origin, pos FROM origin_floors WHERE space = ?'),
+    setFloor: db.prepare('INSERT INTO origin_floors (space, origin, pos) VALUES (?, ?, ?) ON CONFLICT(space, origin) DO UPDATE SET pos = max(pos, excluded.pos)'),
+    lastOf: db.prepare<[string, string, number], { originPos: number }>(
+      'SELECT origin_pos AS originPos FROM log INDEXED BY log_origin WHERE space = ? AND origin = ? AND pos <= ? ORDER BY origin_pos DESC LIMIT 1',
+    ),
+    firstAfter: db.prepare<[string, string, number], { pos: number }>(
+      'SELECT pos FROM log INDEXED BY log_origin WHERE space = ? AND origin = ? AND origin_pos > ? ORDER BY origin_pos LIMIT 1',
     ),
     linkPositions: db.prepare<[string], { space: string; pos: number }>('SELECT space, pos FROM links WHERE peer = ?'),
     linkPeers: db.prepare<[], { peer: string }>('SELECT DISTINCT peer FROM links ORDER BY peer'),
@@ -120,19 +152,22 @@ export function sqliteStorage(options: SqliteOptions): ServerStorage {
     const { space, replica } = request;
     const origin = request.origin ?? '';
     let held = q.progress.get(space, replica)?.seq ?? 0;
-    const fresh = request.changes.filter((c) => c.seq > held);
-    if (fresh.length === 0) return { stored: [], upTo: held };
+    const originPos = originPositions(request);
+    const skipped = request.changes.findIndex((c) => c.seq > held);
+    if (skipped < 0) return { stored: [], upTo: held };
+    const fresh = request.changes.slice(skipped);
     if ((fresh[0] as { seq: number }).seq !== held + 1) {
       throw new SynclineError('sequence_gap', `replica ${replica} pushed seq ${(fresh[0] as { seq: number }).seq} to space ${space} but the server holds up to ${held}`);
     }
     let head = q.space.get(space)?.head ?? 0;
     const states = new Map<string, { collection: string; id: string; state: RecordState; before: RecordState | undefined; beforeBytes: number }>();
     const stored: LoggedChange[] = [];
-    for (const change of fresh) {
+    for (const [i, change] of fresh.entries()) {
       if (change.seq !== held + 1) throw new SynclineError('sequence_gap', `seq ${change.seq} follows ${held} in one push`);
       held = change.seq;
       head++;
-      q.insertLog.run(space, head, replica, change.seq, encodeChange(change), origin);
+      const at = originPos?.[skipped + i] ?? head;
+      q.insertLog.run(space, head, replica, change.seq, encodeChange(change), origin, at);
       const key = JSON.stringify([change.collection, change.id]);
       let entry = states.get(key);
       if (!entry) {
@@ -142,7 +177,7 @@ export function sqliteStorage(options: SqliteOptions): ServerStorage {
         states.set(key, entry);
       }
       entry.state = applyChange(entry.state, change);
-      stored.push({ pos: head, change, origin });
+      stored.push({ pos: head, change, origin, originPos: at });
     }
     const delta = new UsageDelta();
     const encoded = [...states.values()].map((entry) => {
@@ -190,7 +225,7 @@ export function sqliteStorage(options: SqliteOptions): ServerStorage {
       for (const row of rows) {
         if (out.length > 0 && bytes + row.change.length > maxBytes) break;
         bytes += row.change.length;
-        out.push({ pos: row.pos, change: decodeChange(row.change), origin: row.origin });
+        out.push({ pos: row.pos, change: decodeChange(row.change), origin: row.origin, originPos: row.origin_pos });
       }
       return out;
     },
@@ -225,6 +260,11 @@ export function sqliteStorage(options: SqliteOptions): ServerStorage {
         if (!info) return 0;
         const horizon = Math.max(info.horizon, info.head - keepLast);
         if (horizon <= info.horizon) return 0;
+        // What resumeAfter() needs to know of the entries dropped: per origin, how far they went.
+        for (const { origin } of q.origins.all({ space })) {
+          const last = q.lastOf.get(space, origin, horizon);
+          if (last) q.setFloor.run(space, origin, last.originPos);
+        }
         const removed = q.compact.run(space, horizon).changes;
         q.setHorizon.run(horizon, space);
         return removed;
@@ -247,6 +287,29 @@ export function sqliteStorage(options: SqliteOptions): ServerStorage {
       if (!Number.isSafeInteger(pos) || pos < 0) throw new RangeError(`link position ${pos} is not a non-negative integer`);
       // One statement in autocommit: on disk when it returns (synchronous=FULL).
       q.setLinkPosition.run(peer, space, pos);
+    },
+    async originVector(space, upTo) {
+      check();
+      return db.transaction(() => {
+        const out = new Map(q.floors.all(space).map((f) => [f.origin, f.pos]));
+        for (const { origin } of q.origins.all({ space })) {
+          const last = q.lastOf.get(space, origin, upTo);
+          if (last && last.originPos > (out.get(origin) ?? 0)) out.set(origin, last.originPos);
+        }
+        return out;
+      })();
+    },
+    async resumeAfter(space, held) {
+      check();
+      return db.transaction(() => {
+        let after = q.space.get(space)?.head ?? 0;
+        for (const { origin, pos } of q.floors.all(space)) if (pos > (held.get(origin) ?? 0)) return undefined;
+        for (const { origin } of q.origins.all({ space })) {
+          const first = q.firstAfter.get(space, origin, held.get(origin) ?? 0);
+          if (first) after = Math.min(after, first.pos - 1);
+        }
+        return after;
+      })();
     },
     async close() {
       if (closed) return;

@@ -14,7 +14,13 @@
  *    snapshot is valid as of any head read before it.
  *  - Every log entry keeps the region it entered through (its origin: '' for
  *    this server's own clients, a peer's name for changes received over a
- *    region link), set when it is first stored and never changed.
+ *    region link) and its position in that region's log (its origin position:
+ *    its own position for origin ''), set when it is first stored and never
+ *    changed. The entries of one origin are stored in the order of their
+ *    origin positions, so "every entry of origin O up to origin position p" is
+ *    a prefix of this log too: that is what origin vectors (originVector,
+ *    resumeAfter) rest on. Compaction remembers, per origin, the highest origin
+ *    position it dropped.
  *  - A link position (how far this region has read a peer's log of a space)
  *    never moves back, and is durable once setLinkPosition() resolves.
  */
@@ -29,11 +35,16 @@ export interface LoggedChange {
   readonly change: Change;
   /** The region the change entered through ('' : this region's own clients). */
   readonly origin: string;
+  /** Its position in the log of the region it entered through (`pos` for origin ''). */
+  readonly originPos: number;
 }
 
 /** Which log entries readLog() returns. */
 export interface ReadLogFilter {
-  /** Only entries of this origin ('' : entries from this region's own clients). */
+  /**
+   * Only entries of this origin ('' : entries from this region's own clients);
+   * `after` is then an origin position (the same as a position for origin '').
+   */
   readonly origin?: string;
 }
 
@@ -53,6 +64,11 @@ export interface AppendRequest {
    * and seq, whatever the origin).
    */
   readonly origin?: string;
+  /**
+   * With an origin: each change's position in that region's log (the same
+   * length as `changes`, ascending). Required with an origin other than ''.
+   */
+  readonly originPositions?: readonly number[];
 }
 
 /** What append() did with one request. */
@@ -120,6 +136,19 @@ export interface ServerStorage {
   setLinkPosition(peer: string, space: SpaceId, pos: number): Promise<void>;
   /** Every peer key that has a link position, in order (the peers of linkPositions). */
   linkPeers(): Promise<string[]>;
+  /**
+   * The origin vector of the log up to position `upTo`: per origin ('' for this
+   * region's own), the highest origin position of an entry at or below `upTo`,
+   * compacted entries included. Origins with no such entry are absent.
+   */
+  originVector(space: SpaceId, upTo: number): Promise<Map<string, number>>;
+  /**
+   * Where a reader that holds `held` (per origin, every entry up to that origin
+   * position) resumes: the highest position P, at most the head, such that it
+   * holds every entry up to P (its next entry to read is P + 1); undefined when
+   * an entry it lacks was compacted away (it needs a snapshot).
+   */
+  resumeAfter(space: SpaceId, held: ReadonlyMap<string, number>): Promise<number | undefined>;
   /**
    * Optional, for storage shared by several server instances (PostgreSQL): calls
    * back with (space, head) after commits that stored changes through another
