@@ -11,8 +11,9 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { SignJWT } from 'jose';
 import { createSyncServer, sqliteStorage, type SyncServer, type SyncServerOptions } from '@syncline/server';
-import { decodeLinkDownstream, encodeLinkUpstream, LINK_PROTOCOL_VERSION, type LinkDownstreamMessage, type SpaceId } from '@syncline/core/internal';
-import { cleanupStack, counter, freePort, isSynced, replica, silent, sync, tempDir, toBytes, uniqueName, visibleState, waitUntil } from './harness.js';
+import { decodeLinkDownstream, encodeLinkUpstream, LINK_PROTOCOL_VERSION, type LinkDownstreamMessage, type SpaceId, type UpstreamMessage } from '@syncline/core/internal';
+import { cleanupStack, counter, freePort, isSynced, recordingSocket, replica, silent, sync, tcpProxy, tempDir, toBytes, uniqueName, visibleState, waitUntil } from './harness.js';
+import { portOf } from '../internals.js';
 
 const cleanup = cleanupStack();
 afterEach(() => cleanup.run());
@@ -152,6 +153,97 @@ describe('regions', () => {
     const ca = await client(a, 'ra');
     await ca.r.put('events', 'late', { n: 1 }, { space: SPACE });
     await waitUntil(async () => (await logOf(b)).size === 1 && b.links()[0]?.up === true, 15_000, 'B’s link to reach A once A is up');
+  });
+});
+
+describe('clients failing over between regions', () => {
+  it('a client resumes in another region by its origin vector: no snapshot, only what it lacked, nothing twice, its writes go on', async () => {
+    // Three regions all-to-all; B reaches C through a proxy, so that B can fall behind C.
+    const [pa, pb, pc] = [await freePort(), await freePort(), await freePort()];
+    const cToB = await tcpProxy(pc);
+    cleanup.push(() => cToB.close());
+    const a = await region('a', pa, [pb, pc]);
+    const b = await region('b', pb, [pa, cToB.port]);
+    const c = await region('c', pc, [pa, pb]);
+    cleanup.push(() => b.close(), () => c.close());
+    const [cb, cc] = [await client(b, 'rb'), await client(c, 'rc')];
+    // X syncs with A first, and knows B's URL to fail over to.
+    const rec = recordingSocket();
+    const x = await replica({ name: uniqueName('x'), schema });
+    const engine = sync(x, [a.url, b.url], { spaces: [SPACE], WebSocket: rec.factory });
+    cleanup.push(() => engine.close(), () => x.close());
+
+    const write = async (r: typeof x, prefix: string, n: number) => {
+      for (let i = 0; i < n; i++) await r.put('events', `${prefix}${i}`, { i }, { space: SPACE });
+    };
+    await Promise.all([write(x, 'x', 10), write(cb.r, 'b', 30), write(cc.r, 'c', 30)]);
+    const rows = async (r: typeof x) => (await r.query({ collection: 'events', space: SPACE })).length;
+    await waitUntil(async () => (await rows(x)) === 70 && isSynced(engine), 15_000, 'X to hold all 70 events through A');
+    expect(rec.of('welcome')[0]).toMatchObject({ region: 'a', peers: [`ws://127.0.0.1:${pb}/sync`, `ws://127.0.0.1:${pc}/sync`] });
+
+    // B loses C; C's clients go on writing, and X gets their writes through A.
+    cToB.cut();
+    await write(cc.r, 'late-c', 10);
+    await waitUntil(async () => (await rows(x)) === 80 && (await logOf(a)).size === 80, 15_000, "X to get C's late writes through A");
+    expect((await logOf(b)).size).toBe(70);
+
+    // A goes down: X fails over to B, which is behind C. Meanwhile B's client writes.
+    const fromSocket = rec.sockets.length;
+    const ownHeadOfA = (await a.storage.readLog(SPACE, 0, 1_000, undefined, { origin: '' })).at(-1)?.pos;
+    await a.close();
+    await write(cb.r, 'late-b', 10);
+    await waitUntil(async () => (await rows(x)) === 90 && isSynced(engine) && rec.sockets.length > fromSocket, 15_000, "X to get B's late writes from B");
+    expect(rec.of('welcome', fromSocket).map((w) => w.region)).toEqual(['b']);
+    // No snapshot: X said what it holds per origin, and B sent only what X lacked (B's 10 late writes).
+    expect(rec.of('snapshot', fromSocket)).toEqual([]);
+    const hello = rec.sent.find((m) => m.socket >= fromSocket && m.message.type === 'hello')?.message as Extract<UpstreamMessage, { type: 'hello' }>;
+    expect(hello.spaces[0]).toMatchObject({ region: 'a' });
+    // Per region, the position in that region's own log of the last change that entered through it.
+    const ownHead = async (server: SyncServer) => (await server.storage.readLog(SPACE, 0, 1_000, undefined, { origin: '' })).at(-1)?.pos;
+    const heldBefore = { a: ownHeadOfA, b: (await b.storage.readLog(SPACE, 0, 1_000, undefined, { origin: '' })).filter((e) => e.change.seq <= 30).at(-1)?.pos, c: await ownHead(c) };
+    expect(new Map(hello.spaces[0]?.origins?.map((o) => [o.region, o.upTo]))).toEqual(new Map(Object.entries(heldBefore)));
+    const received = () => rec.of('changes', fromSocket).flatMap((m) => m.changes.map((ch) => `${ch.replica}:${ch.seq}`));
+    expect(received().sort()).toEqual(Array.from({ length: 10 }, (_, i) => `${cb.r.id}:${31 + i}`).sort());
+
+    // X writes on B; B catches up with C: C's late writes, which X holds, are not sent to X again.
+    await write(x, 'x-on-b', 5);
+    cToB.heal();
+    await waitUntil(async () => (await logOf(b)).size === 95 && (await logOf(c)).size === 95 && (await rows(cc.r)) === 95 && isSynced(engine), 20_000, 'B and C to hold all 95 changes');
+    expect(received().filter((k) => k.startsWith(`${cc.r.id}:`))).toEqual([]);
+    expect(new Set(received()).size).toBe(received().length);
+    for (const r of [cb.r, cc.r]) expect(await visibleState(r as never, ['events'], SPACE)).toEqual(await visibleState(x as never, ['events'], SPACE));
+    for (const server of [b, c]) for (const origins of (await logOf(server)).values()) expect(origins).toHaveLength(1);
+    // X's position is B's from now on, and its vector grew with what B sent.
+    const cursor = await portOf(x).position(SPACE);
+    expect(cursor).toMatchObject({ upTo: await b.storage.head(SPACE), region: 'b' });
+    expect(cursor.origins).toEqual({ a: ownHeadOfA, b: await ownHead(b), c: await ownHead(c) });
+  });
+
+  it('a client that lacks entries the new region compacted away is sent a snapshot, and holds everything after it', async () => {
+    const [pa, pb] = [await freePort(), await freePort()];
+    const a = await region('a', pa, [pb]);
+    const b = await region('b', pb, [pa]);
+    cleanup.push(() => b.close());
+    const cb = await client(b, 'rb');
+    const rec = recordingSocket();
+    const x = await replica({ name: uniqueName('x'), schema });
+    const engine = sync(x, [a.url, b.url], { spaces: [SPACE], WebSocket: rec.factory });
+    cleanup.push(() => engine.close(), () => x.close());
+    for (let i = 0; i < 5; i++) await cb.r.put('events', `b${i}`, { i }, { space: SPACE });
+    await waitUntil(async () => (await x.query({ collection: 'events', space: SPACE })).length === 5 && isSynced(engine), 15_000, 'X to hold 5 events');
+    // X stops; B's client writes 20 more, and B compacts all but the last 3 (A has stored them all).
+    engine.pause();
+    for (let i = 5; i < 25; i++) await cb.r.put('events', `b${i}`, { i }, { space: SPACE });
+    await waitUntil(async () => (await logOf(a)).size === 25, 10_000, 'A to follow B');
+    await new Promise((resolve) => setTimeout(resolve, 300)); // A's read report reaches B
+    await b.compact();
+    expect(await b.storage.horizon(SPACE)).toBeGreaterThan(5);
+    const fromSocket = rec.sockets.length;
+    await a.close();
+    engine.resume();
+    await waitUntil(async () => (await x.query({ collection: 'events', space: SPACE })).length === 25 && isSynced(engine) && rec.of('welcome', fromSocket).some((w) => w.region === 'b'), 15_000, 'X to hold all 25 from B');
+    expect(rec.of('snapshot', fromSocket).length).toBeGreaterThan(0);
+    expect(await visibleState(x as never, ['events'], SPACE)).toEqual(await visibleState(cb.r as never, ['events'], SPACE));
   });
 });
 
