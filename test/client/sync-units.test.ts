@@ -371,6 +371,18 @@ describe('recoveryFor', () => {
     expect([...seen].sort()).toEqual(['reconnect', 'resend', 'restamp', 'shrink-batch', 'shrink-frame', 'stop', 'stop-space']);
   });
 
+  it('from a server with a region, a sequence_gap of a space waits (the missing changes come over a region link); everything else is as without regions', () => {
+    for (const code of codes) {
+      for (const fatal of [true, false]) {
+        for (const space of [true, false]) {
+          const error = { code, fatal, ...(space ? { space: 'space-1' } : {}) };
+          const want = code === 'sequence_gap' && !fatal && space ? 'wait' : documented(code, fatal, space, false);
+          expect(recoveryFor(error, false, true), `${code} fatal=${fatal} space=${space}`).toBe(want);
+        }
+      }
+    }
+  });
+
   it('the cases the client README and the engine rely on', () => {
     const S = { space: 'space-1' };
     expect(recoveryFor({ code: 'unauthenticated', fatal: true }, false)).toBe('stop');

@@ -219,6 +219,46 @@ describe('clients failing over between regions', () => {
     expect(cursor.origins).toEqual({ a: ownHeadOfA, b: await ownHead(b), c: await ownHead(c) });
   });
 
+  it('a client whose acknowledged changes have not reached the region it fails over to waits for them (sequence_gap), and its later writes arrive', async () => {
+    const dir = await tempDir('syncline-regions-');
+    cleanup.push(() => dir.remove());
+    const [pa, pb] = [await freePort(), await freePort()];
+    const bToA = await tcpProxy(pa);
+    cleanup.push(() => bToA.close());
+    const aOptions = () => ({ storage: sqliteStorage({ path: `${dir.path}/a.db` }) });
+    let a = await region('a', pa, [pb], aOptions());
+    const b = await region('b', pb, [bToA.port]);
+    cleanup.push(() => b.close());
+    bToA.cut(); // B will not hear of what A's clients write until healed
+    const rec = recordingSocket();
+    const x = await replica({ name: uniqueName('x'), schema });
+    const engine = sync(x, [a.url, b.url], { spaces: [SPACE], WebSocket: rec.factory });
+    cleanup.push(() => engine.close(), () => x.close());
+    for (let i = 0; i < 5; i++) await x.put('events', `x${i}`, { i }, { space: SPACE });
+    await waitUntil(() => isSynced(engine), 10_000, 'A to acknowledge X’s 5 writes');
+    expect((await logOf(b)).size).toBe(0);
+
+    // A goes down with X's changes; X moves to B and writes on.
+    await a.close();
+    for (let i = 5; i < 8; i++) await x.put('events', `x${i}`, { i }, { space: SPACE });
+    await waitUntil(() => engine.status.error?.code === 'sequence_gap', 10_000, 'B to refuse X’s push with sequence_gap');
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    // Waiting, not stopped: the space keeps trying, paced.
+    expect(engine.status.stoppedSpaces ?? []).toEqual([]);
+    expect(engine.status.pending).toBe(3);
+    const pushes = () => rec.sent.filter((m) => m.message.type === 'push').length;
+    const before = pushes();
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    expect(pushes() - before).toBeLessThanOrEqual(3);
+
+    // A comes back and B's link reaches it: B gets X's first 5, then X's waiting push goes through.
+    a = await region('a', pa, [pb], aOptions());
+    cleanup.push(() => a.close());
+    bToA.heal();
+    await waitUntil(async () => isSynced(engine) && (await logOf(b)).size === 8 && (await logOf(a)).size === 8, 40_000, 'X’s 8 writes to be in both regions');
+    for (const server of [a, b]) for (const origins of (await logOf(server)).values()) expect(origins).toHaveLength(1);
+  });
+
   it('a client that lacks entries the new region compacted away is sent a snapshot, and holds everything after it', async () => {
     const [pa, pb] = [await freePort(), await freePort()];
     const a = await region('a', pa, [pb]);

@@ -14,6 +14,12 @@ export type Recovery =
   | 'restamp'
   /** This space stops pushing, with the code in `status.stoppedSpaces`, until `reconnectNow()`; the others go on. */
   | 'stop-space'
+  /**
+   * `sequence_gap` from a server with a region: earlier changes of this replica,
+   * acknowledged by another region, have not reached this one yet (they arrive
+   * over the region link). This space pushes again later, backing off; nothing stops.
+   */
+  | 'wait'
   /** Push smaller frames (`frame_too_large`), reconnecting. */
   | 'shrink-frame'
   /** Reconnect after a backoff (and `retryAfter`). */
@@ -21,7 +27,7 @@ export type Recovery =
   /** Retrying cannot fix it: the engine stops (state `stopped`) until `reconnectNow()` or `setToken()`. */
   | 'stop';
 
-export function recoveryFor(error: { readonly code: ErrorCode; readonly fatal: boolean; readonly space?: string | undefined }, freshTokens: boolean): Recovery {
+export function recoveryFor(error: { readonly code: ErrorCode; readonly fatal: boolean; readonly space?: string | undefined }, freshTokens: boolean, regions = false): Recovery {
   const { code } = error;
   if (error.fatal) {
     switch (code) {
@@ -44,6 +50,9 @@ export function recoveryFor(error: { readonly code: ErrorCode; readonly fatal: b
       return 'shrink-batch';
     case 'clock_drift':
       return 'restamp';
+    case 'sequence_gap':
+      if (regions && error.space !== undefined) return 'wait';
+      return 'stop-space';
     // Anything else refuses a space's push for good (forbidden, invalid_message, sequence_gap,
     // clock_overflow): the same push would be refused again.
     default:

@@ -108,6 +108,9 @@ export interface EngineSettings {
 /** Repeated clock_drift refusals that re-stamping did not cure: a fresh welcome re-measures the clock. */
 const DRIFT_REFUSALS_BEFORE_RECONNECT = 3;
 const DRIFT_RETRY_MS = 10_000;
+/** After sequence_gap from a region (recovery 'wait'): the first wait's ceiling, doubling to the last (ms, with jitter). */
+const GAP_WAIT_FIRST_MS = 500;
+const GAP_WAIT_MAX_MS = 30_000;
 /** Ticks of the ping interval a push may go unanswered on a live connection. */
 const PUSH_TICKS = 3;
 
@@ -137,6 +140,8 @@ class Session {
   silentTicks = 0;
   pushTicks = 0;
   driftRefusals = 0;
+  /** sequence_gap refusals from a region since the last ack: the next wait doubles. */
+  gapWaits = 0;
   ping: ReturnType<typeof setInterval> | undefined;
   queue: Promise<void> = Promise.resolve();
   connection!: Connection;
@@ -552,6 +557,7 @@ export class SyncEngine {
         session.progressed = true;
         session.pushTicks = 0;
         session.driftRefusals = 0;
+        session.gapWaits = 0;
         await session.pusher.ack(message.space, message.upTo);
         await this.#refreshPending();
         return this.#flushed.check();
@@ -611,7 +617,7 @@ export class SyncEngine {
       return this.#endSession(session, info);
     }
     this.#board.set({ error: info });
-    const recovery = recoveryFor(info, session.freshToken);
+    const recovery = recoveryFor(info, session.freshToken, session.region !== undefined);
     const space = message.space;
     switch (recovery) {
       case 'resend': {
@@ -644,6 +650,13 @@ export class SyncEngine {
       case 'stop-space':
         if (space !== undefined) this.#stopSpace(info);
         return;
+      case 'wait': {
+        if (space === undefined) return;
+        session.pusher.end(space);
+        const ceiling = Math.min(GAP_WAIT_MAX_MS, GAP_WAIT_FIRST_MS * 2 ** session.gapWaits++);
+        session.pusher.later(space, ceiling / 2 + Math.random() * (ceiling / 2));
+        return;
+      }
       default:
         // Fatal recoveries arrive with fatal errors only.
         return;
