@@ -11,6 +11,9 @@
 //     a client of A, the time until A holds it all (the client push path).
 //  3. a partition under load: the link is cut for --partition-seconds while W writes --rate
 //     changes a second; after the heal, the time until R has caught up.
+//  4. failover: a device F bootstraps from A and stays in sync; while it is away, W writes 50
+//     more; F then resumes at B (another region). Bytes F receives on resume, beside the bytes
+//     of a full bootstrap of the same space from B (a new device G).
 // Run after `tsc -b`.
 import { createServer, connect } from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -145,6 +148,39 @@ const last = `part${written - 1}`;
 await waitFor(() => atR.has(last), 'R to catch up after the partition');
 const catchUpSeconds = (performance.now() - started) / 1000;
 
+// 4. Failover: bytes a device receives when it resumes in another region, beside a full bootstrap.
+const counting = () => {
+  const counter = { bytes: 0 };
+  class Counting extends WebSocket {
+    constructor(url) {
+      super(url);
+      this.on('message', (data) => (counter.bytes += data.byteLength ?? data.length));
+    }
+  }
+  return { counter, Socket: Counting };
+};
+const f = await createReplica({ name: 'failover-device', schema, storage: memoryStorage(), tabs: false });
+const onA = counting();
+let fEngine = startSync(f, { url: a.url, WebSocket: onA.Socket, spaces: [SPACE] });
+await fEngine.waitFor((s) => s.state === 'synced', 600_000);
+for (let i = 0; i < 50; i++) await w.put('events', `seen${i}`, { i });
+await waitFor(async () => (await f.get('events', 'seen49')) !== undefined, 'F to see W’s writes through A');
+fEngine.close();
+for (let i = 0; i < 50; i++) await w.put('events', `away${i}`, { i });
+await waitFor(async () => (await r.get('events', 'away49')) !== undefined, 'B to hold W’s writes');
+const onB = counting();
+started = performance.now();
+fEngine = startSync(f, { url: b.url, WebSocket: onB.Socket, spaces: [SPACE] });
+await waitFor(async () => fEngine.status.state === 'synced' && (await f.get('events', 'away49')) !== undefined, 'F to resume at B');
+const resumeSeconds = (performance.now() - started) / 1000;
+fEngine.close();
+const g = await createReplica({ name: 'new-device', schema, storage: memoryStorage(), tabs: false });
+const fresh = counting();
+const gEngine = startSync(g, { url: b.url, WebSocket: fresh.Socket, spaces: [SPACE] });
+await gEngine.waitFor((s) => s.state === 'synced', 600_000);
+gEngine.close();
+const records = (await g.query({ collection: 'events', space: SPACE })).length;
+
 console.log(`regions benchmark (${new Date().toISOString()}), two regions on SQLite files, default limits, loopback`);
 console.log(`1. propagation of ${WRITES} writes made one at a time:`);
 console.log(`   same region (W -> A -> L):            p50 ${ms(percentile(latL, 50))}, p99 ${ms(percentile(latL, 99))}`);
@@ -154,6 +190,10 @@ console.log(`   over the link (A -> B):               ${linkSeconds.toFixed(2)} 
 console.log(`   a client's offline backlog (-> A):    ${pushSeconds.toFixed(2)} s, ${Math.round(BACKLOG / pushSeconds)} changes/s  (link ${(pushSeconds / linkSeconds).toFixed(2)}x the push path's rate)`);
 console.log(`3. a ${PARTITION_S} s partition under ${RATE} writes/s (${written} changes): R caught up ${catchUpSeconds.toFixed(2)} s after the heal`);
 
-await Promise.all([w, l, r, offline].map((x) => x.close()));
+console.log(`4. failover of a device from A to B, ${records} records in the space, 50 written while it was away:`);
+console.log(`   resume at B:                          ${onB.counter.bytes} bytes in ${resumeSeconds.toFixed(2)} s`);
+console.log(`   a full bootstrap from B:              ${fresh.counter.bytes} bytes (resume ${((100 * onB.counter.bytes) / fresh.counter.bytes).toFixed(2)}% of it; F's first bootstrap from A: ${onA.counter.bytes} bytes)`);
+
+await Promise.all([w, l, r, offline, f, g].map((x) => x.close()));
 await Promise.all([a.close(), b.close(), toA.close()]);
 rmSync(dir, { recursive: true, force: true });

@@ -38,7 +38,7 @@ const WIRE_HASHES: Readonly<Record<number, string>> = {
   2: '196a0dbeb3b156667b3191da5369003b8934cf59b5e78d33578b09459237e3c1',
   3: '49dfbd138b15e5bee09b5bcdb2b45f63711a5ef18b8302f61565fffe04266b90',
   4: '1dfd52deeaae80c5badc0ebbbf2eb07364ef0f829e0432cb2031d9f4735ccba2',
-  5: '0aede812a89db7edf0969823b527cd511ab580c8d8eeffceaa46ff5f2e32a0d7',
+  5: '15e523e861120c2f672e3c7620c24778ae95812c1b466647e1a178dfcf56b1e5',
 };
 
 const hash = (text: string): string => createHash('sha256').update(text).digest('hex');

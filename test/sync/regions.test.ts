@@ -7,12 +7,13 @@
  * resume after a restart from where they were, and only peers open links.
  */
 import { createServer } from 'node:net';
+import { rm } from 'node:fs/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { SignJWT } from 'jose';
 import { createSyncServer, sqliteStorage, type SyncServer, type SyncServerOptions } from '@syncline/server';
 import { decodeLinkDownstream, encodeLinkUpstream, LINK_PROTOCOL_VERSION, type LinkDownstreamMessage, type SpaceId, type UpstreamMessage } from '@syncline/core/internal';
-import { cleanupStack, counter, freePort, isSynced, recordingSocket, replica, silent, sync, tcpProxy, tempDir, toBytes, uniqueName, visibleState, waitUntil } from './harness.js';
+import { cleanupStack, counter, freePort, isSynced, outboxCount, recordingSocket, replica, silent, sync, tcpProxy, tempDir, toBytes, uniqueName, visibleState, waitUntil } from './harness.js';
 import { portOf } from '../internals.js';
 
 const cleanup = cleanupStack();
@@ -284,6 +285,59 @@ describe('clients failing over between regions', () => {
     await waitUntil(async () => (await x.query({ collection: 'events', space: SPACE })).length === 25 && isSynced(engine) && rec.of('welcome', fromSocket).some((w) => w.region === 'b'), 15_000, 'X to hold all 25 from B');
     expect(rec.of('snapshot', fromSocket).length).toBeGreaterThan(0);
     expect(await visibleState(x as never, ['events'], SPACE)).toEqual(await visibleState(cb.r as never, ['events'], SPACE));
+  });
+});
+
+describe('durability across regions', () => {
+  it("quorum:2 keeps a change on the device until a second region holds it: a region that acknowledged it and lost its disk cannot take it along, while 'region' durability loses it", async () => {
+    const dir = await tempDir('syncline-regions-');
+    cleanup.push(() => dir.remove());
+    const [pa, pb] = [await freePort(), await freePort()];
+    // B reaches A through a proxy that stays cut: what A's clients write reaches B only through them.
+    const bToA = await tcpProxy(pa);
+    cleanup.push(() => bToA.close());
+    bToA.cut();
+    let a = await region('a', pa, [pb], { storage: sqliteStorage({ path: `${dir.path}/a1.db` }) });
+    const b = await region('b', pb, [bToA.port]);
+    cleanup.push(() => b.close());
+    const device = async (name: string, durability: 'region' | 'quorum:2') => {
+      const rec = recordingSocket();
+      const r = await replica({ name: uniqueName(name), schema });
+      const engine = sync(r, [a.url, b.url], { spaces: [SPACE], WebSocket: rec.factory, durability });
+      cleanup.push(() => engine.close(), () => r.close());
+      return { r, engine, rec };
+    };
+    const q = await device('quorum', 'quorum:2');
+    const one = await device('region', 'region');
+    for (let i = 0; i < 3; i++) {
+      await q.r.put('events', `q${i}`, { i }, { space: SPACE });
+      await one.r.put('events', `o${i}`, { i }, { space: SPACE });
+    }
+    // A holds both devices' changes; only the 'region' device counts them as done.
+    await waitUntil(async () => (await logOf(a)).size === 6 && isSynced(one.engine), 10_000, 'A to store and acknowledge all 6');
+    expect(q.rec.of('ack').at(-1)).toMatchObject({ upTo: 3, stable: 0 });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(q.engine.status.pending).toBe(3);
+    expect(await outboxCount(q.r, SPACE)).toBe(3);
+    expect(await outboxCount(one.r, SPACE)).toBe(0);
+
+    // A's disk is destroyed before anything reached B. Both devices fail over to B.
+    await a.close();
+    await rm(`${dir.path}/a1.db`, { force: true });
+    await waitUntil(async () => (await logOf(b)).size === 3, 10_000, "the quorum device's 3 changes to reach B from the device");
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    // B holds them, but B alone is one region: they stay on the device.
+    expect(q.engine.status.pending).toBe(3);
+    // A comes back on a new disk and follows B: now two regions hold them, and they leave the outbox.
+    a = await region('a', pa, [pb], { storage: sqliteStorage({ path: `${dir.path}/a2.db` }) });
+    cleanup.push(() => a.close());
+    await waitUntil(async () => isSynced(q.engine) && (await outboxCount(q.r, SPACE)) === 0, 15_000, 'the quorum device to see its changes held by two regions');
+    const keys = (log: Map<string, string[]>) => [...log.keys()].filter((k) => k.startsWith(`${q.r.id}:`)).sort();
+    expect(keys(await logOf(a))).toEqual([1, 2, 3].map((seq) => `${q.r.id}:${seq}`));
+    expect(keys(await logOf(b))).toEqual([1, 2, 3].map((seq) => `${q.r.id}:${seq}`));
+    // What 'region' durability cannot promise: the other device's changes went down with A's disk.
+    expect([...(await logOf(b)).keys()].filter((k) => k.startsWith(`${one.r.id}:`))).toEqual([]);
+    expect([...(await logOf(a)).keys()].filter((k) => k.startsWith(`${one.r.id}:`))).toEqual([]);
   });
 });
 

@@ -16,6 +16,7 @@ import { DEFAULT_CSP, handleHttp } from './http.js';
 import { Hub } from './hub.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { Link, syncUrl } from './links/link.js';
+import { Stability } from './links/stability.js';
 import { FOLLOWER_PREFIX, LinkSession } from './links/link-session.js';
 import { announcedLimits, checkRegionOptions, DEFAULT_LIMITS, type Limits, type SyncServerOptions } from './options.js';
 import { Session, type Connection } from './session.js';
@@ -104,6 +105,7 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
   const now = options.now ?? (() => Date.now());
   const metrics = createMetrics();
   const hub = new Hub(options.region);
+  const stability = new Stability(storage, (error) => logger.error({ err: error }, 'reading follower positions for quorum acks failed'));
   const peerSyncUrls = (options.peers ?? []).map(syncUrl);
   const sessions = new Set<Session>();
   const admission = new Admission(limits, now);
@@ -205,6 +207,7 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
       serverId,
       region: options.region,
       peers: peerSyncUrls,
+      stability,
       storage,
       hub,
       committer,
@@ -239,6 +242,7 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
       metrics,
       logger,
       now,
+      onStored: () => stability.noted(),
       onClose: (s) => {
         linkSessions.delete(s);
         metrics.linksServed.set(linkSessions.size);
@@ -327,6 +331,7 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
         for (const session of sessions) session.fail('shutting_down', 'the server is shutting down; reconnect later', true);
         for (const session of linkSessions) session.fail('shutting_down', 'the server is shutting down', true);
         await Promise.all(links.map((link) => link.close()));
+        stability.close();
         await committer.flush();
         unwatch?.();
         for (const ws of wss.clients) ws.terminate();

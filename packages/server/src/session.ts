@@ -19,6 +19,7 @@ import {
   changeBytes,
   errorCodeFor,
   fitFrames,
+  regionsFor,
   mayExceedChangeLimit,
   MAX_CHANGE_BYTES,
   MIN_FRAME_BYTES,
@@ -39,6 +40,7 @@ import { encodeChanges, originList, type Follower, type Hub } from './hub.js';
 import type { Metrics } from './metrics.js';
 import type { Limits } from './options.js';
 import type { ServerStorage } from './storage/types.js';
+import type { Stability } from './links/stability.js';
 
 export interface SessionContext {
   readonly serverId: string;
@@ -46,6 +48,8 @@ export interface SessionContext {
   readonly region: string | undefined;
   /** The /sync URLs of its peer regions, told to clients in welcome. */
   readonly peers: readonly string[];
+  /** When changes are held by enough regions (quorum durability). */
+  readonly stability: Stability;
   readonly storage: ServerStorage;
   readonly hub: Hub;
   readonly committer: Committer;
@@ -115,6 +119,12 @@ export class Session implements Follower {
   /** The largest frame this session sends: the server's limit, and the client's when it said (protocol 4). */
   #budget: number;
   readonly #subs = new Map<SpaceId, Subscription>();
+  /** Regions that must hold a change before `ack.stable` covers it (hello `durability`; 1: this one). */
+  #regions = 1;
+  /** Per space, the highest seq acknowledged as stable at that durability. */
+  readonly #stable = new Map<SpaceId, number>();
+  /** Cancels the waits for stability in progress. */
+  readonly #waits = new Set<() => void>();
   #tokens: number;
   #lastRefill: number;
   /** Rate limiting: until when further drops go unanswered, how many since the last notice, and in the current second. */
@@ -271,6 +281,7 @@ export class Session implements Follower {
       return this.fail('unsupported_protocol', `protocol ${hello.protocol} is not supported; this server speaks ${MIN_PROTOCOL_VERSION}..${PROTOCOL_VERSION}`, true);
     }
     this.#protocol = hello.protocol;
+    this.#regions = regionsFor(hello.durability, this.ctx.region === undefined ? 1 : this.ctx.peers.length + 1);
     if (hello.maxFrameBytes !== undefined) {
       if (hello.maxFrameBytes < MIN_FRAME_BYTES) return this.fail('invalid_message', `a client must read frames of at least ${MIN_FRAME_BYTES} bytes (one record of MAX_RECORD_BYTES); hello says ${hello.maxFrameBytes}`, true);
       this.#budget = Math.min(this.#budget, hello.maxFrameBytes);
@@ -396,7 +407,21 @@ export class Session implements Follower {
       throw error;
     }
     this.ctx.metrics.changesStored.inc(result.stored.length);
-    if (result.upTo > 0) this.#send({ type: 'ack', space, upTo: result.upTo });
+    if (result.upTo === 0) return;
+    if (this.#regions <= 1) return this.#send({ type: 'ack', space, upTo: result.upTo });
+    // Stored here: the push is answered now, and `stable` follows once enough regions hold it. Changes
+    // held already (a push again after a reconnect) may not be stable yet: wait for the whole log so far.
+    const upTo = result.upTo;
+    const pos = result.stored.length > 0 ? Math.max(...result.stored.map((e) => e.pos)) : await this.ctx.storage.head(space);
+    this.#send({ type: 'ack', space, upTo, stable: this.#stable.get(space) ?? 0 });
+    if (this.#state !== 'ready') return;
+    const cancel = this.ctx.stability.wait(space, pos, this.#regions, () => {
+      this.#waits.delete(cancel);
+      const stable = Math.max(upTo, this.#stable.get(space) ?? 0);
+      this.#stable.set(space, stable);
+      if (this.#state === 'ready') this.#send({ type: 'ack', space, upTo, stable });
+    });
+    this.#waits.add(cancel);
   }
 
   /**
@@ -587,6 +612,8 @@ export class Session implements Follower {
     clearTimeout(this.#helloTimer);
     clearTimeout(this.#expiryTimer);
     clearInterval(this.#drainTimer);
+    for (const cancel of this.#waits) cancel();
+    this.#waits.clear();
     for (const space of this.#subs.keys()) this.ctx.hub.unfollow(space, this);
     this.ctx.onClose(this);
   }

@@ -34,6 +34,12 @@ export interface PusherHooks {
 
 export class Pusher {
   readonly #inflight = new Map<SpaceId, InFlight | 'reading'>();
+  /**
+   * Per space, the highest seq the server holds and the highest it called
+   * stable (quorum durability): changes in between stay in the outbox, but are
+   * not pushed again on this connection.
+   */
+  readonly #held = new Map<SpaceId, { upTo: number; stable: number }>();
   readonly #timers = new Map<SpaceId, { readonly at: number; readonly timer: ReturnType<typeof setTimeout> }>();
   /** Spaces asked to push while a read of their outbox ran: that read may not have seen the newest changes. */
   readonly #again = new Set<SpaceId>();
@@ -72,7 +78,10 @@ export class Pusher {
   async #push(space: SpaceId): Promise<void> {
     const { frameBytes, changes: most } = this.hooks.budget();
     const guess = this.#bytesPerChange > 0 ? Math.floor((frameBytes * 0.9) / this.#bytesPerChange) : most;
-    const changes = await this.port.readOutbox(space, Math.max(1, Math.min(most, guess)));
+    const held = this.#held.get(space);
+    const retained = held ? held.upTo - held.stable : 0;
+    const read = await this.port.readOutbox(space, Math.max(1, Math.min(most, guess)) + retained);
+    const changes = held ? read.filter((c) => c.seq > held.upTo) : read;
     if (this.#closed || changes.length === 0 || !this.hooks.canPush(space)) {
       this.#inflight.delete(space);
       if (this.#again.delete(space)) this.next(space);
@@ -111,13 +120,20 @@ export class Pusher {
   }
 
   /**
-   * The server holds this replica's changes of `space` up to `upTo`. The push in
-   * flight ends when the ack covers it (a duplicate or stale ack does not end it).
+   * The server holds this replica's changes of `space` up to `upTo`, and (with
+   * `stable`, quorum durability) as many regions as asked hold them up to
+   * `stable`: those leave the outbox (without `stable`, up to `upTo`). The push
+   * in flight ends when the ack covers it (a duplicate or stale ack does not end it).
    */
-  async ack(space: SpaceId, upTo: number): Promise<void> {
+  async ack(space: SpaceId, upTo: number, stable?: number): Promise<void> {
     const flight = this.#inflight.get(space);
-    const known = flight !== undefined && flight !== 'reading' && upTo >= flight.first && upTo < flight.first + flight.hlcs.length;
-    await this.port.ackOutbox(space, upTo, known ? flight.hlcs[upTo - flight.first] : undefined);
+    if (stable !== undefined) {
+      const held = this.#held.get(space) ?? { upTo: 0, stable: 0 };
+      this.#held.set(space, { upTo: Math.max(held.upTo, upTo), stable: Math.max(held.stable, stable) });
+    }
+    const leaves = stable ?? upTo;
+    const known = flight !== undefined && flight !== 'reading' && leaves >= flight.first && leaves < flight.first + flight.hlcs.length;
+    if (leaves > 0) await this.port.ackOutbox(space, leaves, known ? flight.hlcs[leaves - flight.first] : undefined);
     if (flight !== undefined && flight !== 'reading' && this.#inflight.get(space) === flight && upTo >= flight.first + flight.hlcs.length - 1) {
       this.#inflight.delete(space);
     }

@@ -11,6 +11,7 @@
  * connection that stops answering is dropped.
  */
 import {
+  isDurability,
   isSpaceId,
   decodeDownstream,
   encodeUpstream,
@@ -21,6 +22,7 @@ import {
   spaceId as toSpaceId,
   UNANNOUNCED_LIMITS,
   type DownstreamMessage,
+  type Durability,
   type ErrorMessage,
   type ServerLimits,
   type SpaceId,
@@ -74,6 +76,16 @@ export interface SyncOptions {
    * MIN_FRAME_BYTES (576 KiB).
    */
   readonly maxFrameBytes?: number;
+  /**
+   * When a change may leave the outbox: 'region' (once the server that
+   * received it stored it durably: the default), `quorum:k` (once k regions
+   * hold it) or 'all' (every region). A region that acknowledged a change and
+   * then lost its disk cannot take it along under `quorum:2`: the change stays
+   * on the device until a second region holds it, and is pushed to the region
+   * it fails over to. `pending`, `synced` and `flushed()` wait for it. Servers
+   * without regions count as one region.
+   */
+  readonly durability?: Durability;
 }
 
 const DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024;
@@ -90,6 +102,9 @@ const socketOf = (options: SyncOptions): SocketFactory | undefined => options.We
 export function checkSyncOptions(options: SyncOptions): void {
   for (const space of options.spaces ?? []) {
     if (!isSpaceId(space)) throw new TypeError(`sync.spaces: invalid space id ${JSON.stringify(space)}`);
+  }
+  if (options.durability !== undefined && !isDurability(options.durability)) {
+    throw new TypeError(`sync.durability must be 'region', 'all' or 'quorum:k' with k from 1 to 64; got ${JSON.stringify(options.durability)}`);
   }
   if (options.maxFrameBytes !== undefined && !(options.maxFrameBytes >= MIN_FRAME_BYTES)) {
     throw new TypeError(`sync.maxFrameBytes must be at least ${MIN_FRAME_BYTES} (one record of MAX_RECORD_BYTES in a frame); got ${options.maxFrameBytes}`);
@@ -533,6 +548,7 @@ export class SyncEngine {
       spaces,
       time: this.#port.now(),
       maxFrameBytes: this.#maxFrameBytes,
+      ...(this.#options.durability !== undefined && this.#options.durability !== 'region' ? { durability: this.#options.durability } : {}),
     });
   }
 
@@ -558,7 +574,7 @@ export class SyncEngine {
         session.pushTicks = 0;
         session.driftRefusals = 0;
         session.gapWaits = 0;
-        await session.pusher.ack(message.space, message.upTo);
+        await session.pusher.ack(message.space, message.upTo, message.stable);
         await this.#refreshPending();
         return this.#flushed.check();
       case 'changes':

@@ -37,8 +37,12 @@ export const welcome = object({
   peers: optional(array(string('peer', (u) => u.length <= 2048), MAX_ORIGINS)),
 });
 
-/** Every change of this replica up to `upTo` in `space` is durably stored. */
-export const ack = object({ type: literal('ack'), space: spaceId, upTo: seq });
+/**
+ * Every change of this replica up to `upTo` in `space` is durably stored; with
+ * `stable` (protocol 5, when the client asked for a durability beyond its
+ * region), every change up to `stable` is held by as many regions as it asked.
+ */
+export const ack = object({ type: literal('ack'), space: spaceId, upTo: seq, stable: optional(int(0)) });
 
 /**
  * Changes of other replicas, in log order. After applying them the client has
@@ -99,7 +103,11 @@ export const downstream = variants('type', { welcome, ack, changes, snapshot, sy
 export type Welcome = Infer<typeof welcome>;
 /** The `limits` of a welcome: `maxFrameBytes` (bytes), `maxBatch` (changes per push), `messagesPerSecond`, `maxClockDrift` (ms). See ServerLimits. */
 export type WelcomeLimits = Infer<typeof limits>;
-/** `ack`: `space` and `upTo`: every change of this replica in the space up to seq `upTo` is durably stored. */
+/**
+ * `ack`: `space` and `upTo`: every change of this replica in the space up to
+ * seq `upTo` is durably stored; `stable?` (protocol 5): every change up to it is
+ * held by the regions the hello's `durability` asked for (absent: `upTo` is).
+ */
 export type Ack = Infer<typeof ack>;
 /**
  * `changes`: other replicas' changes of `space`, in log order; once they are

@@ -2,6 +2,27 @@
 import { MAX_CHANGES_PER_MESSAGE, MAX_SPACES_PER_HELLO, change, originVector, position, regionName, replicaId, spaceId } from './common.js';
 import { array, int, literal, object, optional, string, variants, type Infer } from './schema.js';
 
+/**
+ * How many regions must hold a change before the server calls it stable:
+ * 'region' (the one that stored it: the default), `quorum:k` (k regions, 1 to
+ * 64; more than there are means all of them), or 'all' (every region).
+ */
+export type Durability = 'region' | 'all' | `quorum:${number}`;
+
+/** True for 'region', 'all' and 'quorum:k' with k from 1 to 64. */
+export function isDurability(value: unknown): value is Durability {
+  if (value === 'region' || value === 'all') return true;
+  const k = typeof value === 'string' && /^quorum:([1-9][0-9]?)$/.exec(value);
+  return Boolean(k) && Number((k as RegExpExecArray)[1]) <= 64;
+}
+
+/** The number of regions a durability asks for, among `regions` (at least 1). */
+export function regionsFor(durability: Durability | undefined, regions: number): number {
+  if (durability === undefined || durability === 'region') return 1;
+  if (durability === 'all') return regions;
+  return Math.min(regions, Number(durability.slice('quorum:'.length)));
+}
+
 /** Opens a session: who is asking, for which spaces, resuming after which log position. */
 export const hello = object({
   type: literal('hello'),
@@ -18,6 +39,8 @@ export const hello = object({
   time: int(0),
   /** The largest frame the client reads (protocol 4); the server's frames stay within it. At least MIN_FRAME_BYTES. */
   maxFrameBytes: optional(int(1)),
+  /** Protocol 5: how many regions must hold a change before `ack.stable` covers it (see Durability). */
+  durability: optional(string<Durability>('durability', isDurability)),
 });
 
 /** Local changes of this replica, oldest first, in one space. */
@@ -41,7 +64,8 @@ export const upstream = variants('type', { hello, push, ping, pong });
  * last log position of the space the client applied, 0 for none; protocol 5:
  * `region`, whose log `after` is in, and `origins`, the client's origin vector
  * `[{region, upTo}]`), `time` (the client's clock, ms) and
- * `maxFrameBytes?` (protocol 4: the largest frame the client reads, at least MIN_FRAME_BYTES).
+ * `maxFrameBytes?` (protocol 4: the largest frame the client reads, at least MIN_FRAME_BYTES)
+ * and `durability?` (protocol 5: see Durability; 'region' when absent).
  */
 export type Hello = Infer<typeof hello>;
 /** `push`: `space` and `changes`, this replica's unacknowledged changes of that space, oldest first, seqs contiguous. */

@@ -42,6 +42,8 @@ export interface LinkSessionContext {
   readonly logger: Logger;
   /** The server's clock (ms). */
   readonly now: () => number;
+  /** A follower's stored position was recorded (quorum acks may be due: stability.ts). */
+  readonly onStored: () => void;
   readonly onClose: (session: LinkSession) => void;
 }
 
@@ -114,7 +116,10 @@ export class LinkSession {
       case 'read':
         if (this.#state !== 'ready') return this.fail('not_ready', 'read before follow', true);
         // Where this follower has stored up to: compaction keeps the log above the lowest of them.
-        this.ctx.storage.setLinkPosition(followerKey(this.follower as string), message.space, message.upTo).catch((error: unknown) => this.#internal(error));
+        this.ctx.storage
+          .setLinkPosition(followerKey(this.follower as string), message.space, message.upTo)
+          .then(() => this.ctx.onStored())
+          .catch((error: unknown) => this.#internal(error));
         return;
       case 'ping':
         return this.#send({ type: 'pong', id: message.id });
@@ -150,6 +155,7 @@ export class LinkSession {
     this.follower = follow.region;
     // What the follower says it has stored counts as read (compaction keeps the log above it), like a `read`.
     await Promise.all(follow.positions.map(({ space, after }) => storage.setLinkPosition(followerKey(follow.region), space, after)));
+    this.ctx.onStored();
     if (this.#isClosed()) return;
     this.#state = 'ready';
     const spaces = await storage.spaces();
