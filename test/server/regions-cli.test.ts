@@ -126,7 +126,7 @@ describe('two regions as syncline-server processes', () => {
 });
 
 describePg('three regions: two on SQLite, one as two instances on PostgreSQL', () => {
-  it('30 replicas spread over them converge through a cut link and a SIGKILL, each change once per region', async () => {
+  it('30 replicas spread over them converge through a cut link and a SIGKILL (its clients failing over), each change once per region', async () => {
     const dir = await tempDir('syncline-regions-3-');
     cleanup.push(dir.remove);
     const { schema: pgSchema, drop } = freshSchema();
@@ -145,12 +145,14 @@ describePg('three regions: two on SQLite, one as two instances on PostgreSQL', (
     let a = await startA();
     servers.push(a, await startB(), await startC(pc1), await startC(pc2));
 
-    // 30 replicas: 10 per region; region C's clients know both of its instances.
+    // 30 replicas: 10 per region, each given its own region's URLs first (both instances of C), then the others';
+    // half of them with quorum:2, so that C's instances answer quorum acks whichever of them a follower reached.
     const urls = [[`ws://127.0.0.1:${pa}/sync`], [`ws://127.0.0.1:${pb}/sync`], [`ws://127.0.0.1:${pc1}/sync`, `ws://127.0.0.1:${pc2}/sync`]];
     const clients = await Promise.all(
       Array.from({ length: 30 }, async (_, i) => {
         const r = await replica({ name: uniqueName(`r3-${i}`), schema });
-        const engine = sync(r, urls[i % 3] as string[], { spaces: [SPACE] });
+        // Every other replica asks for quorum:2 (two regions hold a change before it leaves the device).
+        const engine = sync(r, [...(urls[i % 3] as string[]), ...urls.filter((_, j) => j !== i % 3).flat()], { spaces: [SPACE], durability: i % 2 === 0 ? 'quorum:2' : 'region' });
         cleanup.push(() => engine.close(), () => r.close());
         return { r, engine, i };
       }),
@@ -170,12 +172,15 @@ describePg('three regions: two on SQLite, one as two instances on PostgreSQL', (
     await new Promise((resolve) => setTimeout(resolve, 300));
     toC.heal();
     await waitUntil(() => all(300), 30_000, () => `300 events everywhere after the heal (${seen.join(',')})`);
+    // A is killed: its clients fail over to B and C and go on; everything converges while A is down.
     kill(a);
     await within(a.exited, 10_000, 'A to die');
     await write('kill', 5);
+    await waitUntil(() => all(450), 40_000, () => `450 events everywhere with A down (${seen.join(',')})`);
     a = await startA();
     servers.push(a);
-    await waitUntil(() => all(450), 40_000, () => `450 events everywhere after A's restart (${seen.join(',')})`);
+    await write('back', 2);
+    await waitUntil(() => all(510), 40_000, () => `510 events everywhere after A's restart (${seen.join(',')})`);
     const states = await Promise.all(clients.map((c) => visibleState(c.r as never, ['events'], SPACE)));
     for (const state of states) expect(state).toEqual(states[0]);
 
@@ -186,8 +191,8 @@ describePg('three regions: two on SQLite, one as two instances on PostgreSQL', (
     for (const [i, storage] of stores.entries()) {
       try {
         const keys = (await storage.readLog(SPACE, 0, 1_000_000)).map((e) => `${e.change.replica}:${e.change.seq}`);
-        expect(keys.length, `region ${'abc'[i]}`).toBe(450);
-        expect(new Set(keys).size, `region ${'abc'[i]}`).toBe(450);
+        expect(keys.length, `region ${'abc'[i]}`).toBe(510);
+        expect(new Set(keys).size, `region ${'abc'[i]}`).toBe(510);
       } finally {
         await storage.close();
       }

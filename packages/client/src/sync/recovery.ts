@@ -52,7 +52,7 @@ export function recoveryFor(error: { readonly code: ErrorCode; readonly fatal: b
       return 'restamp';
     case 'sequence_gap':
       if (regions && error.space !== undefined) return 'wait';
-      return 'stop-space';
+      return error.space !== undefined ? 'stop-space' : 'resend';
     // Anything else refuses a space's push for good (forbidden, invalid_message, sequence_gap,
     // clock_overflow): the same push would be refused again.
     default:
