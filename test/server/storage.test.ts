@@ -214,6 +214,18 @@ describe('SQLite storage of schema version 2 (before regions)', () => {
     const plan = (db.prepare(`EXPLAIN QUERY PLAN ${byOrigin[0] as string}`).all('cal', '', 0, 10) as Array<{ detail: string }>).map((row) => row.detail);
     expect(plan).toEqual([expect.stringMatching(/^SEARCH log USING (COVERING )?INDEX log_origin \(space=\? AND origin=\? AND origin_pos>\?\)$/)]);
     expect((await storage.readLog('cal' as SpaceId, 1, 10, undefined, { origin: '' })).map((e) => e.pos)).toEqual([2, 3, 4, 5]);
+    // The statements of origin vectors and resume points (the origins of a space, an origin's last entry at a
+    // position, its first entry after an origin position) seek the index too: none reads the log through.
+    const seeking = prepared.filter((sql) => /INDEXED BY log_origin/.test(sql) && !/^SELECT pos, change\b/.test(sql));
+    expect(seeking).toHaveLength(3);
+    for (const sql of seeking) {
+      const explain = db.prepare(`EXPLAIN QUERY PLAN ${sql}`);
+      const details = (sql.includes('@space') ? explain.all({ space: 'cal' }) : explain.all('cal', '', 3)) as Array<{ detail: string }>;
+      const onLog = details.map((row) => row.detail).filter((detail) => /\blog\b/.test(detail));
+      expect(onLog.length, sql).toBeGreaterThan(0);
+      // (space=?) alone is the first origin of a space: a seek and the first row (LIMIT 1).
+      for (const detail of onLog) expect(detail, sql).toMatch(/^SEARCH log USING (COVERING )?INDEX log_origin \(space=\?( AND origin[=>]\?.*)?\)$/);
+    }
   });
 });
 
