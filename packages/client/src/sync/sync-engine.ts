@@ -22,12 +22,12 @@ import {
   spaceId as toSpaceId,
   UNANNOUNCED_LIMITS,
   type DownstreamMessage,
-  type Durability,
   type ErrorMessage,
   type ServerLimits,
   type SpaceId,
   type UpstreamMessage,
 } from '@syncline/core/internal';
+import type { Durability } from '@syncline/core';
 import { SyncError } from '../errors.js';
 import { Backoff, type BackoffOptions } from './backoff.js';
 import { webSocketConnect, type Connect, type Connection, type SocketFactory } from './connection.js';
