@@ -209,7 +209,7 @@ describe('clients failing over between regions', () => {
     // X writes on B; B catches up with C: C's late writes, which X holds, are not sent to X again.
     await write(x, 'x-on-b', 5);
     cToB.heal();
-    await waitUntil(async () => (await logOf(b)).size === 95 && (await logOf(c)).size === 95 && (await rows(cc.r)) === 95 && isSynced(engine), 20_000, 'B and C to hold all 95 changes');
+    await waitUntil(async () => (await logOf(b)).size === 95 && (await logOf(c)).size === 95 && (await rows(cc.r)) === 95 && (await rows(cb.r)) === 95 && isSynced(engine), 20_000, 'B and C and their clients to hold all 95 changes');
     expect(received().filter((k) => k.startsWith(`${cc.r.id}:`))).toEqual([]);
     expect(new Set(received()).size).toBe(received().length);
     for (const r of [cb.r, cc.r]) expect(await visibleState(r as never, ['events'], SPACE)).toEqual(await visibleState(x as never, ['events'], SPACE));

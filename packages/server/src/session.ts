@@ -328,7 +328,8 @@ export class Session implements Follower {
     if (grant.expiresAt !== undefined) this.#expireAt(grant.expiresAt);
     for (const { space, access, after, head, region, origins } of granted) {
       const held = origins && this.ctx.region !== undefined ? new Map(origins.map((o) => [o.region === this.ctx.region ? '' : o.region, o.upTo])) : undefined;
-      const sub: Subscription = { access, sentUpTo: 0, held, fromLog: false, live: false, catchingUp: false, dirty: false };
+      // Marked as catching up until #start knows where to begin: a resync meanwhile only marks it dirty.
+      const sub: Subscription = { access, sentUpTo: 0, held, fromLog: false, live: false, catchingUp: true, dirty: false };
       this.#subs.set(space, sub);
       this.ctx.hub.follow(space, this);
       void this.#start(space, sub, after, head, region);
@@ -357,10 +358,12 @@ export class Session implements Follower {
           if (resumed > 0) this.#send({ type: 'changes', space, changes: [], upTo: resumed });
         }
       }
-      await this.#catchUp(space);
     } catch (error) {
-      this.#internal(error);
+      return this.#internal(error);
+    } finally {
+      sub.catchingUp = false;
     }
+    await this.#catchUp(space);
   }
 
   async #onPush(push: Push): Promise<void> {
