@@ -387,7 +387,7 @@ class World {
       sync: {
         url: 'ws://sim/sync',
         spaces: slot.spaces,
-        connect: webSocketConnect(['ws://sim/sync'], this.network.socketFactory(slot.name)),
+        connect: webSocketConnect(() => ['ws://sim/sync'], this.network.socketFactory(slot.name)),
         random: () => slot.rng.next(),
         ...(this.config.batchSize !== undefined ? { batchSize: this.config.batchSize } : {}),
       },

@@ -260,6 +260,34 @@ describe('clients failing over between regions', () => {
     for (const server of [a, b]) for (const origins of (await logOf(server)).values()) expect(origins).toHaveLength(1);
   });
 
+  it("a client given one region's URL learns the peers from its welcome and fails over to one of them", async () => {
+    const [pa, pb] = [await freePort(), await freePort()];
+    const a = await region('a', pa, [pb]);
+    const b = await region('b', pb, [pa]);
+    cleanup.push(() => b.close());
+    const cb = await client(b, 'rb');
+    const rec = recordingSocket();
+    const x = await replica({ name: uniqueName('x'), schema });
+    const engine = sync(x, a.url, { spaces: [SPACE], WebSocket: rec.factory });
+    cleanup.push(() => engine.close(), () => x.close());
+    await x.put('events', 'x0', { n: 0 }, { space: SPACE });
+    await waitUntil(() => isSynced(engine), 10_000, 'X to sync with A');
+    await a.close();
+    await x.put('events', 'x1', { n: 1 }, { space: SPACE });
+    await cb.r.put('events', 'b0', { n: 0 }, { space: SPACE });
+    await waitUntil(async () => isSynced(engine) && (await x.query({ collection: 'events', space: SPACE })).length === 3 && (await cb.r.get('events', 'x1', { space: SPACE })) !== undefined, 15_000, 'X to reach B, which A named');
+    expect(rec.sockets.map((s) => s.url)).toContain(`ws://127.0.0.1:${pb}/sync`);
+    // learnPeers: false keeps to the URLs given.
+    const y = await replica({ name: uniqueName('y'), schema });
+    const only = recordingSocket();
+    const pinned = sync(y, b.url, { spaces: [SPACE], WebSocket: only.factory, learnPeers: false });
+    cleanup.push(() => pinned.close(), () => y.close());
+    await waitUntil(() => isSynced(pinned), 10_000, 'Y to sync with B');
+    await b.close();
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(new Set(only.sockets.map((s) => s.url))).toEqual(new Set([b.url]));
+  });
+
   it('a client that lacks entries the new region compacted away is sent a snapshot, and holds everything after it', async () => {
     const [pa, pb] = [await freePort(), await freePort()];
     const a = await region('a', pa, [pb]);

@@ -60,14 +60,15 @@ export type SocketFactory = new (url: string) => SocketLike;
 const OPEN = 1;
 
 /**
- * WebSocket connections to `urls`, one per call. After a connection closes,
- * the next call dials the next URL: several servers (instances of one
- * deployment) are tried in turn.
+ * WebSocket connections to `urls` (read at every dial: the list may grow), one
+ * per call. After a connection closes, the next call dials the next URL:
+ * several servers (instances of one deployment, or regions) are tried in turn.
  */
-export function webSocketConnect(urls: readonly string[], Socket: SocketFactory): Connect {
+export function webSocketConnect(urls: () => readonly string[], Socket: SocketFactory): Connect {
   let index = 0;
   return (handlers) => {
-    const url = urls[index % urls.length] as string;
+    const list = urls();
+    const url = list[index % list.length] as string;
     let done = false;
     const finish = (event: { code: number; reason: string }) => {
       if (done) return;

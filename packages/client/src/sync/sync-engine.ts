@@ -86,6 +86,11 @@ export interface SyncOptions {
    * without regions count as one region.
    */
   readonly durability?: Durability;
+  /**
+   * Dial the peer regions a server names in its welcome (their /sync URLs)
+   * after the URLs given, when those go away. Default true; false: only `url`.
+   */
+  readonly learnPeers?: boolean;
 }
 
 const DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024;
@@ -194,6 +199,8 @@ export class SyncEngine {
   #batchCap = Number.POSITIVE_INFINITY;
   /** The rate a server that announces no limits held this client to (learned from rate_limited). */
   #rateCap = Number.POSITIVE_INFINITY;
+  /** Peer regions' /sync URLs that welcomes named (options.learnPeers), dialed after the configured ones. */
+  readonly #learned: string[] = [];
   #bootstrapReceived = 0;
   #refreshQueued: Promise<void> | undefined;
   #refreshTail: Promise<void> = Promise.resolve();
@@ -206,7 +213,9 @@ export class SyncEngine {
     checkSyncOptions(options);
     this.#syncing = new Set((options.spaces ?? [port.defaultSpace]).map((s) => toSpaceId(s)));
     this.#maxFrameBytes = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
-    this.#connect = options.connect ?? webSocketConnect(urlsOf(options), socketOf(options) as SocketFactory);
+    const configured = urlsOf(options);
+    this.#connect =
+      options.connect ?? webSocketConnect(() => (options.learnPeers === false ? configured : [...configured, ...this.#learned.filter((u) => !configured.includes(u))]), socketOf(options) as SocketFactory);
     this.#backoff = new Backoff(options.backoff ?? {}, options.random ?? Math.random);
     this.#flushed = new FlushWaiters(port, this.#syncing, this.#stoppedSpaces);
     this.#cleanups.push(
@@ -603,6 +612,7 @@ export class SyncEngine {
   async #welcome(session: Session, message: Extract<DownstreamMessage, { type: 'welcome' }>): Promise<void> {
     session.announced = message.limits !== undefined;
     session.region = message.region;
+    for (const peer of message.peers ?? []) if (!this.#learned.includes(peer)) this.#learned.push(peer);
     session.limits = message.limits ?? { ...UNANNOUNCED_LIMITS, messagesPerSecond: Math.min(UNANNOUNCED_LIMITS.messagesPerSecond, this.#rateCap) };
     session.pacer.setRate(session.limits.messagesPerSecond);
     // The clock first: changes a wrong clock stamped are re-stamped before anything is pushed.
