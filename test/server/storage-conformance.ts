@@ -517,6 +517,10 @@ export function storageConformance(name: string, newBacking: () => Promise<Backi
       expect(await resume({ '': 6, eu: 10, us: 5 })).toBe(3);
       expect(await resume({ eu: 14, us: 5 })).toBe(0);
       expect(await storage.resumeAfter(OTHER, new Map([['', 3]]))).toBe(0);
+      // How far each replica is held, whatever the origins its changes came by.
+      expect(await storage.replicaProgress(SPACE, [r('alice'), r('bob'), r('carol'), r('nobody')])).toEqual(new Map([[r('alice'), 3], [r('bob'), 3], [r('carol'), 1]]));
+      expect(await storage.replicaProgress(OTHER, [r('alice')])).toEqual(new Map());
+      expect(await storage.replicaProgress(SPACE, [])).toEqual(new Map());
       // A request of another origin needs one ascending position per change; refused alone, nothing stored.
       const refused = await storage.append([
         { space: SPACE, replica: r('dave'), changes: changes('dave', 1, 2), origin: 'eu' },

@@ -27,6 +27,7 @@ import {
   type Change,
   type HlcString,
   type Json,
+  type ReplicaId,
   type SpaceId,
 } from '@syncline/core/internal';
 import { createSyncServer, sqliteStorage, type AppendRequest, type AppendResult, type ReadLogFilter, type ServerStorage, type SpaceQuotas, type SyncServer } from '@syncline/server';
@@ -203,6 +204,10 @@ class SimStorage implements ServerStorage {
   async setLinkPosition(peer: string, space: SpaceId, pos: number) {
     this.#alive();
     return this.inner.setLinkPosition(peer, space, pos);
+  }
+  async replicaProgress(space: SpaceId, replicas: readonly ReplicaId[]) {
+    this.#alive();
+    return this.inner.replicaProgress(space, replicas);
   }
   async originVector(space: SpaceId, upTo: number) {
     this.#alive();

@@ -288,6 +288,57 @@ describe('clients failing over between regions', () => {
     expect(new Set(only.sockets.map((s) => s.url))).toEqual(new Set([b.url]));
   });
 
+  it("a region receiving a moving client's changes from two links stores each link's up to the gap the other fills: no deadlock, each origin in order", async () => {
+    const [pa, pb, pc] = [await freePort(), await freePort(), await freePort()];
+    const cToA = await tcpProxy(pa);
+    const cToB = await tcpProxy(pb);
+    cleanup.push(() => cToA.close(), () => cToB.close());
+    cToA.cut();
+    cToB.cut();
+    const a = await region('a', pa, [pb, pc]);
+    const b = await region('b', pb, [pa, pc]);
+    const c = await region('c', pc, [cToA.port, cToB.port]);
+    cleanup.push(() => a.close(), () => b.close(), () => c.close());
+    const rec = recordingSocket();
+    const x = await replica({ name: uniqueName('x'), schema });
+    const engine = sync(x, [a.url, b.url], { spaces: [SPACE], WebSocket: rec.factory, learnPeers: false });
+    cleanup.push(() => engine.close(), () => x.close());
+    const has = async (server: SyncServer, n: number) => [...(await logOf(server)).keys()].filter((k) => k.startsWith(`${x.id}:`)).length === n;
+    const moveTo = async (server: SyncServer, held: number) => {
+      await waitUntil(() => has(server, held), 10_000, `${server.region} to hold X's first ${held}`);
+      const sockets = rec.sockets.length;
+      rec.sockets.at(-1)?.terminate();
+      await waitUntil(() => rec.sockets.length > sockets && isSynced(engine) && rec.of('welcome', sockets).some((w) => w.region === server.region), 10_000, `X to move to ${server.region}`);
+    };
+    // X writes 1 and 2 through A, 3 through B, 4 through A: A's own entries of X are 1, 2, 4.
+    for (const n of [1, 2]) await x.put('events', `x${n}`, { n }, { space: SPACE });
+    await waitUntil(() => isSynced(engine), 10_000, 'A to acknowledge 1 and 2');
+    await moveTo(b, 2);
+    await x.put('events', 'x3', { n: 3 }, { space: SPACE });
+    await waitUntil(() => isSynced(engine), 10_000, 'B to acknowledge 3');
+    await moveTo(a, 3);
+    await x.put('events', 'x4', { n: 4 }, { space: SPACE });
+    await waitUntil(() => isSynced(engine), 10_000, 'A to acknowledge 4');
+    // C has heard from neither. Its link from A brings 1, 2, 4 (4 needs 3); its link from B brings 3 (needs 1, 2).
+    cToA.heal();
+    cToB.heal();
+    await waitUntil(() => has(c, 4), 20_000, 'C to hold all of X’s 4 changes');
+    // Each origin's entries are stored in their origin order.
+    const log = await c.storage.readLog(SPACE, 0, 1_000);
+    for (const origin of ['a', 'b']) {
+      const of = log.filter((e) => e.origin === origin).map((e) => e.originPos);
+      expect(of, origin).toEqual([...of].sort((p, q) => p - q));
+    }
+    expect(log.filter((e) => e.change.replica === x.id).map((e) => [e.change.seq, e.origin])).toEqual(
+      expect.arrayContaining([
+        [1, 'a'],
+        [2, 'a'],
+        [3, 'b'],
+        [4, 'a'],
+      ]),
+    );
+  });
+
   it('a client that lacks entries the new region compacted away is sent a snapshot, and holds everything after it', async () => {
     const [pa, pb] = [await freePort(), await freePort()];
     const a = await region('a', pa, [pb]);

@@ -235,20 +235,36 @@ export class Link {
       throw new Error('entries whose positions do not fit their changes');
     }
     // Submitted together and in order, they are stored in the peer's order: an origin's entries are a prefix
-    // of this log too (storage/types.ts), which is what clients' origin vectors rest on.
-    const results = await Promise.all(requests(space, peer, changes, positions).map((request) => committer.submit(request)));
-    await storage.setLinkPosition(url, space, upTo);
+    // of this log too (storage/types.ts), which is what clients' origin vectors rest on. So the message is
+    // stored only up to a run that would leave a gap: a replica that moved between regions may have earlier
+    // changes this region has not received yet (they come over another link). Storing past it would put
+    // this origin's entries out of order; refusing the whole message could wait forever on a link that
+    // waits for this one. What comes before it is stored, and the link reads on from there after a pause.
+    const runs = requests(space, peer, changes, positions);
+    const held = await storage.replicaProgress(space, [...new Set(runs.map((run) => run.replica))]);
+    let take = 0;
+    for (const run of runs) {
+      const have = held.get(run.replica) ?? 0;
+      if ((run.changes[0] as Change).seq > have + 1) break;
+      held.set(run.replica, Math.max(have, (run.changes[run.changes.length - 1] as Change).seq));
+      take++;
+    }
+    const results = await Promise.all(runs.slice(0, take).map((request) => committer.submit(request)));
+    const gap = runs[take];
+    const readUpTo = gap ? (gap.originPositions[0] as number) - 1 : upTo;
+    await storage.setLinkPosition(url, space, readUpTo);
     // Tell the peer, so that its compaction keeps what this region has not stored: at most one `read`
     // per space every READ_EVERY_MS, the latest position (a link stays far under the peer's message rate).
-    this.#reads.set(space, upTo);
+    this.#reads.set(space, readUpTo);
     this.#readTimer ??= setTimeout(() => this.#sendReads(), READ_EVERY_MS);
     const stored = results.reduce((n, r) => n + r.stored.length, 0);
     if (stored > 0) metrics.linkChanges.inc({ peer: url }, stored);
     const newest = message.changes[message.changes.length - 1];
     if (newest) metrics.linkLagSeconds.set({ peer: url }, Math.max(0, (now() - hlcWall(newest.hlc)) / 1000));
-    this.#read.set(space, upTo);
+    this.#read.set(space, readUpTo);
     if ((this.#heads.get(space) ?? 0) < upTo) this.#heads.set(space, upTo);
     metrics.linkLagChanges.set({ peer: url }, this.lag);
+    if (gap) throw new Error(`space ${space}: ${gap.replica}'s changes before seq ${(gap.changes[0] as Change).seq} have not reached this region yet; reading on after a pause`);
   }
 
   #sendReads(): void {
@@ -294,13 +310,15 @@ export class Link {
 
 /**
  * The message's changes as append requests in the peer's log order: one per
- * run of changes of one replica (an append request holds one replica's).
+ * run of consecutive seqs of one replica (an append request holds one
+ * replica's, without gaps).
  */
-function requests(space: SpaceId, origin: string, changes: readonly Change[], positions: readonly number[]): AppendRequest[] {
+function requests(space: SpaceId, origin: string, changes: readonly Change[], positions: readonly number[]): Array<AppendRequest & { readonly changes: Change[]; readonly originPositions: number[] }> {
   const out: Array<{ space: SpaceId; replica: ReplicaId; changes: Change[]; origin: string; originPositions: number[] }> = [];
   changes.forEach((change, i) => {
     let run = out[out.length - 1];
-    if (run?.replica !== change.replica) out.push((run = { space, replica: change.replica, changes: [], origin, originPositions: [] }));
+    const last = run?.changes[run.changes.length - 1];
+    if (run?.replica !== change.replica || change.seq !== (last as Change).seq + 1) out.push((run = { space, replica: change.replica, changes: [], origin, originPositions: [] }));
     run.changes.push(change);
     run.originPositions.push(positions[i] as number);
   });

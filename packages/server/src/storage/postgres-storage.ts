@@ -42,6 +42,7 @@ import {
   SynclineError,
   type Change,
   type RecordState,
+  type ReplicaId,
   type SnapshotRecord,
   type SpaceId,
 } from '@syncline/core/internal';
@@ -570,6 +571,11 @@ export function postgresStorage(options: PostgresOptions): PostgresStorage {
       await open();
       const { rows } = await pool.query<{ space: SpaceId }>(`SELECT space FROM ${s}.spaces WHERE head > 0 ORDER BY space`);
       return rows.map((r) => r.space);
+    },
+    async replicaProgress(space, replicas) {
+      await open();
+      const { rows } = await pool.query<{ replica: ReplicaId; seq: string }>(`SELECT replica, seq FROM ${s}.progress WHERE space = $1 AND replica = ANY($2::text[])`, [space, [...replicas]]);
+      return new Map(rows.map((r) => [r.replica, Number(r.seq)]));
     },
     async originVector(space, upTo) {
       await open();

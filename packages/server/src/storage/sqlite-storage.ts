@@ -12,6 +12,7 @@ import {
   encodeChange,
   SynclineError,
   type RecordState,
+  type ReplicaId,
   type SnapshotRecord,
   type SpaceId,
 } from '@syncline/core/internal';
@@ -287,6 +288,15 @@ export function sqliteStorage(options: SqliteOptions): ServerStorage {
       if (!Number.isSafeInteger(pos) || pos < 0) throw new RangeError(`link position ${pos} is not a non-negative integer`);
       // One statement in autocommit: on disk when it returns (synchronous=FULL).
       q.setLinkPosition.run(peer, space, pos);
+    },
+    async replicaProgress(space, replicas) {
+      check();
+      const out = new Map<ReplicaId, number>();
+      for (const replica of replicas) {
+        const row = q.progress.get(space, replica);
+        if (row) out.set(replica, row.seq);
+      }
+      return out;
     },
     async originVector(space, upTo) {
       check();

@@ -136,6 +136,8 @@ export interface ServerStorage {
   setLinkPosition(peer: string, space: SpaceId, pos: number): Promise<void>;
   /** Every peer key that has a link position, in order (the peers of linkPositions). */
   linkPeers(): Promise<string[]>;
+  /** The highest seq held of each of these replicas in `space` (replicas with none are absent). */
+  replicaProgress(space: SpaceId, replicas: readonly ReplicaId[]): Promise<Map<ReplicaId, number>>;
   /**
    * The origin vector of the log up to position `upTo`: per origin ('' for this
    * region's own), the highest origin position of an entry at or below `upTo`,
