@@ -15,6 +15,7 @@ import { createSyncServer, sqliteStorage, type SyncServer, type SyncServerOption
 import { decodeLinkDownstream, encodeLinkUpstream, LINK_PROTOCOL_VERSION, type LinkDownstreamMessage, type SpaceId, type UpstreamMessage } from '@syncline/core/internal';
 import { cleanupStack, counter, freePort, isSynced, outboxCount, recordingSocket, replica, silent, sync, tcpProxy, tempDir, toBytes, uniqueName, visibleState, waitUntil } from './harness.js';
 import { portOf } from '../internals.js';
+import { Pusher } from '../../packages/client/src/sync/pusher.js';
 
 const cleanup = cleanupStack();
 afterEach(() => cleanup.run());
@@ -417,6 +418,34 @@ describe('durability across regions', () => {
     // What 'region' durability cannot promise: the other device's changes went down with A's disk.
     expect([...(await logOf(b)).keys()].filter((k) => k.startsWith(`${one.r.id}:`))).toEqual([]);
     expect([...(await logOf(a)).keys()].filter((k) => k.startsWith(`${one.r.id}:`))).toEqual([]);
+  });
+});
+
+describe('durability across regions: a planted bug', () => {
+  it("a client that lets a change go at the first region's ack under quorum:2 (planted) loses it with that region's disk: the check above catches it", async () => {
+    const ack = Pusher.prototype.ack;
+    cleanup.push(() => (Pusher.prototype.ack = ack));
+    Pusher.prototype.ack = function (this: Pusher, space, upTo) {
+      return ack.call(this, space, upTo); // `stable` ignored: the outbox empties at the first ack
+    };
+    const dir = await tempDir('syncline-regions-');
+    cleanup.push(() => dir.remove());
+    const [pa, pb] = [await freePort(), await freePort()];
+    const bToA = await tcpProxy(pa);
+    cleanup.push(() => bToA.close());
+    bToA.cut();
+    const a = await region('a', pa, [pb], { storage: sqliteStorage({ path: `${dir.path}/a1.db` }) });
+    const b = await region('b', pb, [bToA.port]);
+    cleanup.push(() => b.close());
+    const r = await replica({ name: uniqueName('planted'), schema });
+    const engine = sync(r, [a.url, b.url], { spaces: [SPACE], durability: 'quorum:2' });
+    cleanup.push(() => engine.close(), () => r.close());
+    for (let i = 0; i < 3; i++) await r.put('events', `q${i}`, { i }, { space: SPACE });
+    await waitUntil(async () => (await outboxCount(r, SPACE)) === 0, 10_000, 'the planted client to empty its outbox at A’s ack');
+    await a.close();
+    await rm(`${dir.path}/a1.db`, { force: true });
+    await expect(waitUntil(async () => (await logOf(b)).size === 3, 3_000, 'B to hold the changes')).rejects.toThrow(/timed out/);
+    expect((await logOf(b)).size).toBe(0);
   });
 });
 
