@@ -103,6 +103,9 @@ interface Subscription {
   dirty: boolean;
 }
 
+/** The rate limiter's bucket, in seconds of messagesPerSecond (see #takeToken). */
+const BURST_SECONDS = 2;
+
 /** Close codes: 1008 policy violation (protocol errors), 1001 going away, 1013 try again later. */
 const CLOSE_POLICY = 1008;
 const CLOSE_GOING_AWAY = 1001;
@@ -269,7 +272,9 @@ export class Session implements Follower {
   #takeToken(): boolean {
     const now = this.ctx.now();
     const rate = this.ctx.limits.messagesPerSecond;
-    this.#tokens = Math.min(rate, this.#tokens + ((now - this.#lastRefill) / 1000) * rate);
+    // The bucket holds two seconds' worth: frames are counted when the server gets to them, so after the
+    // event loop was busy for a while, the frames a well-paced client sent meanwhile are all counted at once.
+    this.#tokens = Math.min(BURST_SECONDS * rate, this.#tokens + ((now - this.#lastRefill) / 1000) * rate);
     this.#lastRefill = now;
     if (this.#tokens < 1) return false;
     this.#tokens -= 1;
