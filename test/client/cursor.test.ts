@@ -41,7 +41,8 @@ describe.each(STORAGES)('the log cursor on %s storage', (_, storage) => {
         for (const m of messages) {
           if (m.snapshot) await port.applySnapshot([], SPACE, { upTo: m.upTo, region: m.region, origins: m.origins });
           else await port.applyRemote([], { space: SPACE, upTo: m.upTo, region: m.region, origins: m.origins });
-          for (const o of m.origins ?? []) highest[o.region] = Math.max(highest[o.region] ?? 0, o.upTo);
+          // Position 0 of an origin holds nothing: it is no entry of the vector.
+          for (const o of m.origins ?? []) if (o.upTo > (highest[o.region] ?? 0)) highest[o.region] = o.upTo;
           const cursor = await port.position(SPACE);
           expect(cursor.upTo).toBe(m.upTo);
           expect(cursor.region).toBe(m.region);
@@ -49,7 +50,7 @@ describe.each(STORAGES)('the log cursor on %s storage', (_, storage) => {
           expect(cursor.origins ?? {}).toEqual(highest);
         }
       }),
-      { numRuns: 25 },
+      { numRuns: 60 },
     );
   });
 
