@@ -368,18 +368,28 @@ describe('clients failing over between regions', () => {
   });
 });
 
+/**
+ * Regions A (on a file, a1.db, that a test can destroy) and B, where B reaches A through a proxy that
+ * stays cut: what A's clients write reaches B only through the clients themselves.
+ */
+async function aCutOffFromB() {
+  const dir = await tempDir('syncline-regions-');
+  cleanup.push(() => dir.remove());
+  const [pa, pb] = [await freePort(), await freePort()];
+  const bToA = await tcpProxy(pa);
+  cleanup.push(() => bToA.close());
+  bToA.cut();
+  const a = await region('a', pa, [pb], { storage: sqliteStorage({ path: `${dir.path}/a1.db` }) });
+  const b = await region('b', pb, [bToA.port]);
+  cleanup.push(() => b.close());
+  return { dir, pa, pb, a, b };
+}
+
 describe('durability across regions', () => {
   it("quorum:2 keeps a change on the device until a second region holds it: a region that acknowledged it and lost its disk cannot take it along, while 'region' durability loses it", async () => {
-    const dir = await tempDir('syncline-regions-');
-    cleanup.push(() => dir.remove());
-    const [pa, pb] = [await freePort(), await freePort()];
-    // B reaches A through a proxy that stays cut: what A's clients write reaches B only through them.
-    const bToA = await tcpProxy(pa);
-    cleanup.push(() => bToA.close());
-    bToA.cut();
-    let a = await region('a', pa, [pb], { storage: sqliteStorage({ path: `${dir.path}/a1.db` }) });
-    const b = await region('b', pb, [bToA.port]);
-    cleanup.push(() => b.close());
+    const setup = await aCutOffFromB();
+    const { dir, pa, pb, b } = setup;
+    let a = setup.a;
     const device = async (name: string, durability: 'region' | 'quorum:2') => {
       const rec = recordingSocket();
       const r = await replica({ name: uniqueName(name), schema });
@@ -428,15 +438,7 @@ describe('durability across regions: a planted bug', () => {
     Pusher.prototype.ack = function (this: Pusher, space, upTo) {
       return ack.call(this, space, upTo); // `stable` ignored: the outbox empties at the first ack
     };
-    const dir = await tempDir('syncline-regions-');
-    cleanup.push(() => dir.remove());
-    const [pa, pb] = [await freePort(), await freePort()];
-    const bToA = await tcpProxy(pa);
-    cleanup.push(() => bToA.close());
-    bToA.cut();
-    const a = await region('a', pa, [pb], { storage: sqliteStorage({ path: `${dir.path}/a1.db` }) });
-    const b = await region('b', pb, [bToA.port]);
-    cleanup.push(() => b.close());
+    const { dir, a, b } = await aCutOffFromB();
     const r = await replica({ name: uniqueName('planted'), schema });
     const engine = sync(r, [a.url, b.url], { spaces: [SPACE], durability: 'quorum:2' });
     cleanup.push(() => engine.close(), () => r.close());
