@@ -5,6 +5,7 @@
  * @module @syncline/server
  */
 export { createSyncServer, type SyncServer, type ConnectionEvents, type LinkState } from './server.js';
+export type { PeerSocket } from './links/link.js';
 export type { Connection } from './session.js';
 export { DEFAULT_LIMITS, type Limits, type SyncServerOptions, type CompactionOptions } from './options.js';
 export { jwtAuth, openAccess, grantFromClaim, AuthError, type Authenticate, type AuthRequest, type Grant, type JwtOptions } from './auth.js';

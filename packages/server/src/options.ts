@@ -2,6 +2,7 @@ import { checkServerLimits, DEFAULT_MAX_CLOCK_DRIFT, isRegionName, SynclineError
 import type { Logger } from 'pino';
 import type { Authenticate, JwtOptions } from './auth.js';
 import type { ServerStorage } from './storage/types.js';
+import type { PeerSocket } from './links/link.js';
 
 /**
  * A server's protective limits (SyncServerOptions.limits). `maxFrameBytes`,
@@ -158,6 +159,13 @@ export interface SyncServerOptions {
    * never opens a link.
    */
   readonly peerSecret?: string;
+  /**
+   * How links dial a peer: given the peer's `/link` URL, a socket in the
+   * browser WebSocket's shape (PeerSocket). Default: a `ws` WebSocket. For
+   * links over another transport (the simulation's in-memory network); the
+   * peer serves it with `acceptLink`.
+   */
+  readonly connectPeer?: (url: string) => PeerSocket;
 }
 
 /**

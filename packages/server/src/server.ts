@@ -60,6 +60,11 @@ export interface SyncServer {
    * per-address limits on connections waiting to authenticate.
    */
   accept(connection: Connection, address?: string): ConnectionEvents;
+  /**
+   * Serves a region link (what arrives at `/link`) from another transport:
+   * the counterpart of `accept` for links, with `connectPeer` on the dialing side.
+   */
+  acceptLink(connection: Connection): ConnectionEvents;
 }
 
 /** One region link this server follows (SyncServer.links()). */
@@ -153,6 +158,7 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
         metrics,
         logger,
         now,
+        ...(options.connectPeer ? { connect: options.connectPeer } : {}),
       }),
   );
   let closing = false;
@@ -311,6 +317,7 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
     logger,
     compact: (keepLast = options.compaction?.keepLast ?? 0) => compactAll(keepLast),
     accept,
+    acceptLink,
     listen() {
       return new Promise((resolve, reject) => {
         http.once('error', reject);

@@ -48,7 +48,34 @@ export interface LinkOptions {
   readonly logger: Logger;
   readonly now: () => number;
   readonly random?: () => number;
+  /** Dials the peer's /link URL; default: a `ws` WebSocket (wsPeerSocket). */
+  readonly connect?: (url: string) => PeerSocket;
 }
+
+/**
+ * The socket a link dials a peer with, in the browser WebSocket's shape (the
+ * `ws` WebSocket has it too): binary frames arrive as ArrayBuffers once
+ * `binaryType` is 'arraybuffer'. `terminate`, when there is one, drops the
+ * connection without a closing handshake.
+ */
+export interface PeerSocket {
+  binaryType: string;
+  readonly readyState: number;
+  onopen: ((event: unknown) => void) | null;
+  onmessage: ((event: { readonly data: unknown }) => void) | null;
+  onclose: ((event: { readonly code: number; readonly reason: string }) => void) | null;
+  onerror: ((event: unknown) => void) | null;
+  send(data: Uint8Array): void;
+  close(code?: number, reason?: string): void;
+  terminate?(): void;
+}
+
+/** The default dialer: a `ws` WebSocket whose handshake must finish within HANDSHAKE_TIMEOUT_MS. */
+export function wsPeerSocket(maxPayload: number): (url: string) => PeerSocket {
+  return (url) => new WebSocket(url, { maxPayload, handshakeTimeout: HANDSHAKE_TIMEOUT_MS }) as unknown as PeerSocket;
+}
+
+const OPEN = 1;
 
 const FIRST_RETRY_MS = 250;
 /** How often a link reports how far it has stored (`read`), at most. */
@@ -74,7 +101,7 @@ export function linkUrl(url: string): string {
 
 export class Link {
   readonly #options: LinkOptions;
-  #socket: WebSocket | undefined;
+  #socket: PeerSocket | undefined;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #ping: ReturnType<typeof setInterval> | undefined;
   #attempt = 0;
@@ -103,7 +130,7 @@ export class Link {
 
   /** True while connected and following. */
   get up(): boolean {
-    return this.#following && this.#socket?.readyState === WebSocket.OPEN;
+    return this.#following && this.#socket?.readyState === OPEN;
   }
 
   /** Log positions of the peer not yet read, summed over its spaces. */
@@ -128,53 +155,56 @@ export class Link {
   #dial(): void {
     this.#timer = undefined;
     const { url, limits, logger } = this.#options;
-    let socket: WebSocket;
+    let socket: PeerSocket;
     try {
-      // A peer (or a proxy in front of it) that accepts TCP but never answers must not hold the link: the handshake times out.
-      socket = new WebSocket(linkUrl(url), { maxPayload: limits.maxFrameBytes * 4, handshakeTimeout: HANDSHAKE_TIMEOUT_MS });
+      socket = (this.#options.connect ?? wsPeerSocket(limits.maxFrameBytes * 4))(linkUrl(url));
+      socket.binaryType = 'arraybuffer';
     } catch (error) {
       logger.error({ err: error, peer: url }, 'region link: cannot dial');
       return this.#retry();
     }
     this.#socket = socket;
-    let answered = true;
-    // And one that opens but never says `linked`.
+    // A peer (or a proxy in front of it) that accepts TCP but never answers, or opens and never says
+    // `linked`, must not hold the link.
     const unanswered = setTimeout(() => {
       if (this.#socket === socket && !this.#following) this.#failed(socket, new Error(`no answer to follow within ${HANDSHAKE_TIMEOUT_MS} ms`));
     }, HANDSHAKE_TIMEOUT_MS);
     unanswered.unref?.();
-    socket.on('open', () => {
+    // Keepalive in the link protocol (ping / pong), so that any transport carries it: a connection that
+    // said nothing for a whole ping interval is dropped.
+    let heard = true;
+    let pings = 0;
+    socket.onopen = () => {
       this.#queue = this.#queue.then(() => this.#follow(socket)).catch((error: unknown) => this.#failed(socket, error));
       this.#ping = setInterval(() => {
-        if (!answered) return socket.terminate();
-        answered = false;
-        socket.ping();
+        if (!heard) return this.#failed(socket, new Error(`no word from the peer within ${limits.pingIntervalMs} ms`));
+        heard = false;
+        this.#send(socket, { type: 'ping', id: ++pings });
       }, limits.pingIntervalMs);
-    });
-    socket.on('pong', () => (answered = true));
-    socket.on('message', (data: Buffer, isBinary: boolean) => {
-      answered = true;
-      if (!isBinary) return this.#failed(socket, new Error('a text frame from the peer'));
+      this.#ping.unref?.();
+    };
+    socket.onmessage = ({ data }) => {
+      if (this.#socket !== socket) return;
+      heard = true;
+      const bytes = data instanceof ArrayBuffer ? new Uint8Array(data) : ArrayBuffer.isView(data) ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : undefined;
+      if (!bytes) return this.#failed(socket, new Error('a text frame from the peer'));
       let message: LinkDownstreamMessage;
       try {
-        message = decodeLinkDownstream(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+        message = decodeLinkDownstream(bytes);
       } catch (error) {
         return this.#failed(socket, error);
       }
       this.#queue = this.#queue.then(() => this.#handle(socket, message)).catch((error: unknown) => this.#failed(socket, error));
-    });
-    socket.on('close', (code: number, reason: Buffer) => {
+    };
+    socket.onclose = ({ code, reason }) => {
       if (this.#socket !== socket) return;
-      this.#drop();
-      if (!this.#closed) {
-        logger.warn({ peer: url, region: this.#peer, code, reason: reason.toString() }, 'region link dropped');
-        this.#retry();
-      }
-    });
-    socket.on('error', (error: Error) => logger.debug({ err: error, peer: url }, 'region link socket error'));
+      logger.warn({ peer: url, region: this.#peer, code, reason }, 'region link dropped');
+      this.#lost();
+    };
+    socket.onerror = (error) => logger.debug({ err: error, peer: url }, 'region link socket error');
   }
 
-  async #follow(socket: WebSocket): Promise<void> {
+  async #follow(socket: PeerSocket): Promise<void> {
     const { url, region, credential, storage, limits } = this.#options;
     const positions = await storage.linkPositions(url);
     for (const [space, pos] of positions) this.#read.set(space, pos);
@@ -188,7 +218,7 @@ export class Link {
     });
   }
 
-  async #handle(socket: WebSocket, message: LinkDownstreamMessage): Promise<void> {
+  async #handle(socket: PeerSocket, message: LinkDownstreamMessage): Promise<void> {
     if (this.#socket !== socket) return;
     switch (message.type) {
       case 'linked':
@@ -205,12 +235,12 @@ export class Link {
     }
   }
 
-  #linked(socket: WebSocket, message: Linked): void {
+  #linked(socket: PeerSocket, message: Linked): void {
     const { url, region, logger, metrics } = this.#options;
     if (message.region === region) {
       logger.error({ peer: url }, `region link: ${url} is this region ("${region}") itself; not following it`);
       this.#closed = true;
-      socket.close(1000, 'self');
+      this.#drop();
       return;
     }
     this.#peer = message.region;
@@ -274,15 +304,21 @@ export class Link {
     this.#reads.clear();
   }
 
-  #send(socket: WebSocket, message: LinkUpstreamMessage): void {
-    if (socket.readyState === WebSocket.OPEN) socket.send(encodeLinkUpstream(message));
+  #send(socket: PeerSocket, message: LinkUpstreamMessage): void {
+    if (socket.readyState === OPEN) socket.send(encodeLinkUpstream(message));
   }
 
-  /** Something went wrong on this connection: drop it (close() logs and retries). */
-  #failed(socket: WebSocket, error: unknown): void {
+  /** Something went wrong on this connection: drop it and dial again after a pause. */
+  #failed(socket: PeerSocket, error: unknown): void {
     if (this.#socket !== socket) return;
     this.#options.logger.warn({ err: error, peer: this.#options.url, region: this.#peer }, 'region link: dropping the connection after an error');
-    socket.terminate();
+    this.#lost();
+  }
+
+  /** The connection is gone (dropped, or given up on): retry unless the link was closed. */
+  #lost(): void {
+    this.#drop();
+    this.#retry();
   }
 
   #drop(): void {
@@ -296,7 +332,11 @@ export class Link {
     const socket = this.#socket;
     this.#socket = undefined;
     this.#options.metrics.linkUp.set({ peer: this.#options.url }, 0);
-    if (socket && socket.readyState !== WebSocket.CLOSED) socket.terminate();
+    if (socket) {
+      socket.onopen = socket.onmessage = socket.onclose = null;
+      if (socket.terminate) socket.terminate();
+      else socket.close(1000, 'dropped');
+    }
   }
 
   #retry(): void {
