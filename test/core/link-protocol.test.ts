@@ -30,6 +30,7 @@ import { putChange } from '../sync/harness.js';
 const LINK_WIRE_HASHES: Readonly<Record<number, string>> = {
   1: 'a7fc8bc846d4cb42830308659897cb920cea4560c0c34db70759b762d423a6cf',
   2: '185473a76b28817919ef90ec606cb83e6522e8261ca12e5698517c9c3d2e1b8a',
+  3: '30d019f7408b1fadd8841fe97bf90368918f54c9dec3968e08600ba93ffc2723',
 };
 
 const hash = (text: string): string => createHash('sha256').update(text).digest('hex');
@@ -52,6 +53,7 @@ describe('region link protocol', () => {
     const up: LinkUpstreamMessage[] = [
       { type: 'follow', protocol: LINK_PROTOCOL_VERSION, region: 'eu-west.1', positions: [], maxFrameBytes: 600_000 },
       { type: 'read', space, upTo: 40 },
+      { type: 'repair', space, held: [{ origin: 'eu', pos: 17 }], skip: ['us'] },
       { type: 'ping', id: 7 },
       { type: 'pong', id: 7 },
     ];
@@ -60,6 +62,7 @@ describe('region link protocol', () => {
       { type: 'linked', region: 'us', heads: [{ space, head: 12 }] },
       { type: 'entries', space, changes: [putChange('r1' as never, space, 1, { title: 'x' }), putChange('r1' as never, space, 2, { title: 'y' })], positions: [31, 38], upTo: 40 },
       { type: 'entries', space, changes: [], positions: [], upTo: 41 },
+      { type: 'entries', space, origin: 'eu', changes: [putChange('r2' as never, space, 5, { title: 'z' })], positions: [18], upTo: 18 },
       { type: 'error', code: 'unauthenticated', message: 'wrong or missing peer credential', fatal: true },
     ];
     for (const m of down) expect(decodeLinkDownstream(encodeLinkDownstream(m))).toEqual(m);

@@ -30,6 +30,8 @@ export interface FrameEvent {
 /** The server as the network sees it: absent while down. */
 export interface ServerEndpoint {
   accept(connection: Connection): ConnectionEvents;
+  /** What arrives at `/link` (a region link), when the server serves it. */
+  acceptLink?(connection: Connection): ConnectionEvents;
 }
 
 const CONNECTING = 0;
@@ -66,6 +68,8 @@ export class SimSocket implements SocketLike {
   constructor(
     private readonly network: SimNetwork,
     readonly client: string,
+    /** The URL dialed: its path says which endpoint (`/sync`, `/link`). */
+    readonly url = '',
   ) {}
 
   send(data: Uint8Array): void {
@@ -107,16 +111,19 @@ export class SimNetwork {
 
   /** The WebSocket class a replica's sync engine uses. */
   socketFactory(client: string): SocketFactory {
-    const open = (): SimSocket => {
-      const socket = new SimSocket(this, client);
-      this.#connect(socket);
-      return socket;
-    };
+    const open = (url: string): SimSocket => this.open(client, url);
     return class {
-      constructor() {
-        return open();
+      constructor(url: string) {
+        return open(url);
       }
     } as unknown as SocketFactory;
+  }
+
+  /** A socket of `client` dialing `url` on this network. */
+  open(client: string, url: string): SimSocket {
+    const socket = new SimSocket(this, client, url);
+    this.#connect(socket);
+    return socket;
   }
 
   #delay(): number {
@@ -138,7 +145,8 @@ export class SimNetwork {
       socket.link = link;
       this.links.add(link);
       this.stats.connections++;
-      link.events = server.accept(this.#serverSide(link));
+      const toLink = socket.url !== '' && new URL(socket.url).pathname === '/link';
+      link.events = toLink && server.acceptLink ? server.acceptLink(this.#serverSide(link)) : server.accept(this.#serverSide(link));
       socket.readyState = OPEN;
       socket.onopen?.({});
     }, delay);

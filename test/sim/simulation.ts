@@ -14,7 +14,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createReplica, indexedDbStorage, ReplicaError, type Replica } from '@syncline/client';
 import {
-  canonicalState,
   DEFAULT_MAX_CLOCK_DRIFT,
   decodeDownstream,
   encodeChange,
@@ -35,10 +34,11 @@ import 'fake-indexeddb/auto';
 import { IDBFactory, IDBKeyRange } from 'fake-indexeddb';
 import { pino } from 'pino';
 import { SimNetwork } from './network.js';
-import { canonical, expectedState } from './oracle.js';
+import { canonical } from './oracle.js';
+import { checkConvergence } from './dump.js';
 import { Rng } from './rng.js';
 import { VirtualTime } from './virtual-time.js';
-import { COLLECTIONS, describe, makeConfig, makePlan, MAX_SKEW_MS, MERGE_COLLECTIONS, SCHEMA, type Action, type Config, type Op } from './workload.js';
+import { describe, makeConfig, makePlan, MAX_SKEW_MS, SCHEMA, type Action, type Config, type Op } from './workload.js';
 import { webSocketConnect } from '../../packages/client/src/sync/connection.js';
 import { Pusher } from '../../packages/client/src/sync/pusher.js';
 import { portOf, storageOf } from '../internals.js';
@@ -743,45 +743,10 @@ class World {
 
     // Convergence: every replica of a space holds the same states, values and siblings, and they are the expected ones.
     for (const space of this.config.spaces) {
-      const expected = expectedState(logs.get(space) ?? []);
-      let reference: { slot: number; dump: string } | undefined;
-      for (const slot of this.slots) {
-        if (!slot.spaces.includes(space as SpaceId)) continue;
-        const r = slot.replica as Replica;
-        const dump = await this.drive(this.#dump(r, space));
-        this.hash.update(dump.states);
-        if (!reference) reference = { slot: slot.index, dump: dump.states };
-        else if (reference.dump !== dump.states) this.fail(`r${slot.index} and r${reference.slot} differ in ${space}: ${firstDifference(reference.dump, dump.states)}`);
-        for (const [key, want] of expected) {
-          const got = dump.visible.get(key);
-          const label = `r${slot.index} ${space} ${key.replace('\u0000', '/')}`;
-          if (want.exists !== (got !== undefined)) this.fail(`${label}: expected ${want.exists ? `value ${want.value}` : 'deleted'}, replica has ${got?.value ?? 'nothing'}`);
-          else if (got && got.value !== want.value) this.fail(`${label}: expected ${want.value}, replica has ${got.value}`);
-          const siblings = dump.siblings.get(key) ?? [];
-          const wantSiblings = want.siblings.length > 1 ? want.siblings : [];
-          if (siblings.join() !== wantSiblings.join()) this.fail(`${label}: expected siblings [${wantSiblings.join()}], replica has [${siblings.join()}]`);
-        }
-        for (const key of dump.visible.keys()) if (!expected.has(key)) this.fail(`r${slot.index} ${space} holds ${key} that nobody wrote`);
-      }
+      const holders = this.slots.filter((slot) => slot.spaces.includes(space as SpaceId)).map((slot) => ({ label: `r${slot.index}`, replica: slot.replica as Replica }));
+      const states = await checkConvergence(space, logs.get(space) ?? [], holders, (m) => this.fail(m), (p) => this.drive(p));
+      for (const dump of states) this.hash.update(dump);
     }
-  }
-
-  async #dump(r: Replica, space: string): Promise<{ states: string; visible: Map<string, { value: string }>; siblings: Map<string, string[]> }> {
-    const lines: string[] = [];
-    const visible = new Map<string, { value: string }>();
-    const siblings = new Map<string, string[]>();
-    for (const collection of COLLECTIONS) {
-      const stored = await storageOf(r).transaction('readonly', (tx) => tx.scanRecords(collection, { space: space as SpaceId }));
-      for (const record of stored) lines.push(`${collection}/${record.id}=${canonicalState(record.state)}`);
-      for (const row of await r.query({ collection, space })) visible.set(`${collection}\u0000${row.id}`, { value: canonical(row.value) });
-      if (MERGE_COLLECTIONS.has(collection)) {
-        for (const record of stored) {
-          const versions = await r.conflicts(collection, record.id, { space });
-          if (versions.length > 0) siblings.set(`${collection}\u0000${record.id}`, versions.map((v) => `${v.replica}:${v.seq}`).sort());
-        }
-      }
-    }
-    return { states: lines.sort().join('\n'), visible, siblings };
   }
 
   async shutdown(): Promise<void> {
@@ -793,15 +758,6 @@ class World {
       rmSync(this.dir, { recursive: true, force: true });
     }
   }
-}
-
-function firstDifference(a: string, b: string): string {
-  const la = a.split('\n');
-  const lb = b.split('\n');
-  for (let i = 0; i < Math.max(la.length, lb.length); i++) {
-    if (la[i] !== lb[i]) return `${la[i] ?? '(none)'} vs ${lb[i] ?? '(none)'}`;
-  }
-  return '(same)';
 }
 
 export async function runSimulation(options: SimOptions): Promise<SimResult> {

@@ -141,7 +141,8 @@ function writeOp(rng: Rng): Op & { kind: 'put' | 'patch' | 'delete' } {
   return { kind: 'put', collection, id, fields: fields(rng) };
 }
 
-function op(rng: Rng, config: Config): Op {
+/** One workload operation (a write, a CRDT edit, a batch or a burst of awaited writes). */
+export function randomOp(rng: Rng, config: Pick<Config, 'largeValues'>): Op {
   if (config.largeValues && rng.chance(0.25)) return largePut(rng);
   if (rng.chance(0.08)) return { kind: 'burst', ops: Array.from({ length: rng.between(5, 60) }, () => (config.largeValues && rng.chance(0.3) ? largePut(rng, false) : writeOp(rng))) };
   const roll = rng.next();
@@ -158,7 +159,7 @@ export function makePlan(rng: Rng, config: Config, steps: number): Action[] {
     const roll = rng.next();
     if (roll < 0.5) {
       const replica = rng.int(config.replicas);
-      plan.push({ t: 'op', replica, space: rng.pick(config.follows[replica] as readonly string[]), op: op(rng, config) });
+      plan.push({ t: 'op', replica, space: rng.pick(config.follows[replica] as readonly string[]), op: randomOp(rng, config) });
     } else if (roll < 0.78) {
       plan.push({ t: 'wait', ms: rng.chance(0.1) ? rng.between(10_000, 15 * 60_000) : rng.between(1, 800) });
     } else {

@@ -163,7 +163,8 @@ export interface SyncServerOptions {
    * How links dial a peer: given the peer's `/link` URL, a socket in the
    * browser WebSocket's shape (PeerSocket). Default: a `ws` WebSocket. For
    * links over another transport (the simulation's in-memory network); the
-   * peer serves it with `acceptLink`.
+   * peer serves it with `acceptLink`. With it, links start when the server is
+   * created (without it, at `listen()`).
    */
   readonly connectPeer?: (url: string) => PeerSocket;
 }

@@ -145,7 +145,7 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
 
   const serverId = options.serverId ?? randomUUID();
   const linkSessions = new Set<LinkSession>();
-  const links = (options.peers ?? []).map(
+  const links: Link[] = (options.peers ?? []).map(
     (url) =>
       new Link({
         url,
@@ -158,12 +158,15 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
         metrics,
         logger,
         now,
+        following: (): string[] => links.flatMap((link) => (link.up && link.peer !== undefined ? [link.peer] : [])),
         ...(options.connectPeer ? { connect: options.connectPeer } : {}),
       }),
   );
   let closing = false;
   let closed: Promise<void> | undefined;
   let port = 0;
+  // Links start when the server listens; with connectPeer (another transport) the server may never listen, so at once.
+  if (options.connectPeer) for (const link of links) link.start();
 
   const http: Server = createServer((req, res) => {
     const httpContext = { registry: metrics.registry, metricsText: metrics.text, staticDir: options.staticDir, contentSecurityPolicy: options.contentSecurityPolicy ?? DEFAULT_CSP, healthy: () => !closing };

@@ -20,6 +20,7 @@ export {
   describeLinkProtocol,
   type Follow,
   type Read,
+  type Repair,
   type Linked,
   type Entries,
   type LinkUpstreamMessage,

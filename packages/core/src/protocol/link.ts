@@ -15,6 +15,13 @@
  *   2: `entries` carries each change's position in the peer's log (`positions`),
  *      which the follower stores with it: clients resume by origin positions
  *      (protocol 5) in any region. A version 1 follower is refused.
+ *   3: anti-entropy. `repair` (follower to peer) says how far the follower holds
+ *      each origin of a space; the peer sends what it holds beyond that of the
+ *      origins the follower does not exclude, as `entries` naming their
+ *      `origin` (positions are then that origin's). It repairs what a follower
+ *      cannot get from the origin itself: a region that is down, partitioned
+ *      or destroyed, whose changes reached only some of the others. A version 2
+ *      follower is refused.
  */
 import { compactChanges } from './changes.js';
 import { MAX_CHANGES_PER_MESSAGE, position, regionName, spaceId } from './common.js';
@@ -26,7 +33,7 @@ import { array, int, literal, object, optional, string, variants, type Infer, ty
 import { ping, pong, type Ping, type Pong } from './upstream.js';
 
 /** The link protocol's version; `follow.protocol` must equal it. */
-export const LINK_PROTOCOL_VERSION = 2;
+export const LINK_PROTOCOL_VERSION = 3;
 
 /** Most spaces one `follow` or `linked` names. */
 export const MAX_LINK_SPACES = 1_000_000;
@@ -51,6 +58,20 @@ export const follow = object({
  */
 export const read = object({ type: literal('read'), space: spaceId, upTo: position });
 
+/**
+ * Anti-entropy: the follower holds, of `space`, every entry of each origin in
+ * `held` up to that origin position (origins absent: none). The peer answers
+ * with `entries` (naming `origin`) of every origin it holds further, except the
+ * follower's own region, the peer's own (the link carries those) and `skip`
+ * (origins the follower gets from the origin region itself).
+ */
+export const repair = object({
+  type: literal('repair'),
+  space: spaceId,
+  held: array(object({ origin: regionName, pos: position }), 1_000),
+  skip: array(regionName, 1_000),
+});
+
 /** The answer to follow: the peer's region name and each space's head. */
 export const linked = object({
   type: literal('linked'),
@@ -69,21 +90,29 @@ export const entries = object({
   changes: compactChanges(MAX_CHANGES_PER_MESSAGE),
   positions: array(int(1), MAX_CHANGES_PER_MESSAGE),
   upTo: position,
+  /**
+   * Absent: the peer's own entries, at positions of its log. Present (an answer
+   * to `repair`): entries of that origin region, at that origin's positions, in
+   * their order; `upTo` is then an origin position too.
+   */
+  origin: optional(regionName),
 });
 
-const linkUpstream = variants('type', { follow, read, ping, pong });
+const linkUpstream = variants('type', { follow, read, repair, ping, pong });
 const linkDownstream = variants('type', { linked, entries, error, ping, pong });
 
 /** `follow`: `protocol` (LINK_PROTOCOL_VERSION), `region`, `credential?`, `positions: [{space, after}]`, `maxFrameBytes`. */
 export type Follow = Infer<typeof follow>;
 /** `read`: `space`, `upTo` (a position of the peer's log the follower has stored everything up to). */
 export type Read = Infer<typeof read>;
+/** `repair`: `space`, `held: [{origin, pos}]`, `skip: [origin]`. */
+export type Repair = Infer<typeof repair>;
 /** `linked`: `region` and `heads: [{space, head}]`. */
 export type Linked = Infer<typeof linked>;
-/** `entries`: `space`, `changes` (in the peer's log order), `positions` (each change's position in the peer's log), `upTo` (a position of the peer's log). */
+/** `entries`: `space`, `changes` (in the peer's log order), `positions` (each change's position in the peer's log), `upTo` (a position of the peer's log); with `origin`, an answer to `repair` (positions of that origin). */
 export type Entries = Infer<typeof entries>;
 /** A message from a follower region to the peer it follows. */
-export type LinkUpstreamMessage = Follow | Read | Ping | Pong;
+export type LinkUpstreamMessage = Follow | Read | Repair | Ping | Pong;
 /** A message from a peer region to a follower. */
 export type LinkDownstreamMessage = Linked | Entries | ErrorMessage | Ping | Pong;
 

@@ -19,6 +19,7 @@ import {
   type ErrorCode,
   type Follow,
   type LinkDownstreamMessage,
+  type Repair,
   type SpaceId,
 } from '@syncline/core/internal';
 import type { Logger } from 'pino';
@@ -51,6 +52,8 @@ const CLOSE_POLICY = 1008;
 const CLOSE_GOING_AWAY = 1001;
 /** How often a link waiting for its send buffer to drain looks again (ms). */
 const DRAIN_POLL_MS = 20;
+/** Pages of one origin sent per `repair` at most (the follower asks again on its next pass). */
+const REPAIR_PAGES = 20;
 
 /**
  * The key under which a follower region's read positions are stored
@@ -76,6 +79,7 @@ export class LinkSession {
   readonly #sent = new Map<SpaceId, number>();
   readonly #dirty = new Set<SpaceId>();
   #pumping = false;
+  #repairs: Promise<void> = Promise.resolve();
   #budget: number;
   readonly #timer: ReturnType<typeof setTimeout>;
   #unsubscribe: () => void = () => undefined;
@@ -121,10 +125,49 @@ export class LinkSession {
           .then(() => this.ctx.onStored())
           .catch((error: unknown) => this.#internal(error));
         return;
+      case 'repair':
+        if (this.#state !== 'ready') return this.fail('not_ready', 'repair before follow', true);
+        // One at a time, after what the pump is sending: a follower asks again on its next pass.
+        this.#repairs = this.#repairs.then(() => this.#repair(message)).catch((error: unknown) => this.#internal(error));
+        return;
       case 'ping':
         return this.#send({ type: 'pong', id: message.id });
       case 'pong':
         return;
+    }
+  }
+
+  /**
+   * Anti-entropy: sends the follower the entries of other origins this region
+   * holds beyond what the follower holds of them (at most REPAIR_PAGES pages per
+   * origin per request), in their origin order, so that they extend the
+   * follower's prefix of each. An origin whose next entries were compacted here
+   * is left out: this region cannot repair it.
+   */
+  async #repair(message: Repair): Promise<void> {
+    const { storage, limits, logger } = this.ctx;
+    const { space } = message;
+    const held = new Map(message.held.map(({ origin, pos }) => [origin, pos]));
+    const skip = new Set([...message.skip, this.follower as string, '']);
+    const mine = await storage.originVector(space, await storage.head(space));
+    for (const [origin, pos] of mine) {
+      let after = held.get(origin) ?? 0;
+      if (skip.has(origin) || pos <= after) continue;
+      if ((await storage.resumeAfter(space, new Map([...mine, [origin, after]]))) === undefined) {
+        logger.warn({ follower: this.follower, space, origin, after }, 'region link: cannot repair an origin whose entries this region compacted');
+        continue;
+      }
+      for (let pages = 0; pages < REPAIR_PAGES && after < pos; pages++) {
+        await this.#drained();
+        if (this.#isClosed()) return;
+        const page = await storage.readLog(space, after, limits.relayBatch, this.#budget, { origin });
+        const last = page[page.length - 1];
+        if (!last) break;
+        const encode = (slice: readonly LoggedChange[]): Uint8Array =>
+          encodeLinkDownstream({ type: 'entries', space, origin, changes: slice.map((e) => e.change), positions: slice.map((e) => e.originPos), upTo: (slice[slice.length - 1] as LoggedChange).originPos });
+        for (const { frame } of fitFrames(page, encode, this.#budget)) this.#sendFrame(frame);
+        after = last.originPos;
+      }
     }
   }
 

@@ -48,6 +48,8 @@ export interface LinkOptions {
   readonly logger: Logger;
   readonly now: () => number;
   readonly random?: () => number;
+  /** The regions this server's links are following right now (anti-entropy leaves them to their own links). */
+  readonly following?: () => readonly string[];
   /** Dials the peer's /link URL; default: a `ws` WebSocket (wsPeerSocket). */
   readonly connect?: (url: string) => PeerSocket;
 }
@@ -78,6 +80,10 @@ export function wsPeerSocket(maxPayload: number): (url: string) => PeerSocket {
 const OPEN = 1;
 
 const FIRST_RETRY_MS = 250;
+/** How often a link asks its peer for other origins' entries this region lacks (anti-entropy), and once on linking. */
+export const REPAIR_EVERY_MS = 10_000;
+/** After a gap, how long a link waits for repairs before it follows again from the gap (ms). */
+const GAP_PAUSE_MS = 1_000;
 /** How often a link reports how far it has stored (`read`), at most. */
 const READ_EVERY_MS = 100;
 /** A dial, WebSocket handshake and `linked` answer must each come within this (ms). */
@@ -118,6 +124,10 @@ export class Link {
   /** Positions stored and not yet reported to the peer (`read`), per space. */
   readonly #reads = new Map<SpaceId, number>();
   #readTimer: ReturnType<typeof setTimeout> | undefined;
+  #repairTimer: ReturnType<typeof setInterval> | undefined;
+  /** Spaces whose entries on this connection stopped at a gap, and the timer that follows again from there. */
+  readonly #stalled = new Set<SpaceId>();
+  #resume: ReturnType<typeof setTimeout> | undefined;
 
   constructor(options: LinkOptions) {
     this.#options = options;
@@ -224,7 +234,7 @@ export class Link {
       case 'linked':
         return this.#linked(socket, message);
       case 'entries':
-        return this.#entries(message);
+        return this.#entries(socket, message);
       case 'error':
         this.#options.logger.warn({ peer: this.#options.url, code: message.code, fatal: message.fatal }, `region link refused: ${message.message}`);
         return;
@@ -250,16 +260,53 @@ export class Link {
     metrics.linkUp.set({ peer: url }, 1);
     metrics.linkLagChanges.set({ peer: url }, this.lag);
     logger.info({ peer: url, region: message.region, lag: this.lag }, 'region link up');
+    const repair = (): void => {
+      this.#queue = this.#queue.then(() => this.#askRepair(socket)).catch((error: unknown) => this.#failed(socket, error));
+    };
+    repair();
+    this.#repairTimer = setInterval(repair, REPAIR_EVERY_MS);
+    this.#repairTimer.unref?.();
   }
 
-  /** Stores one message's changes, then records how far the peer's log was read. */
-  async #entries(message: Entries): Promise<void> {
-    const { url, storage, committer, maxClockDrift, metrics, now } = this.#options;
+  /**
+   * Anti-entropy: tells the peer, per space, how far this region holds each
+   * origin, leaving out the regions it follows itself right now; the peer sends
+   * what it holds beyond that (link protocol 3, `repair`). This is how a change
+   * that reached only some regions before its own region went down (or was
+   * destroyed, or stays partitioned) reaches the rest: links carry only each
+   * peer's own entries.
+   */
+  async #askRepair(socket: PeerSocket): Promise<void> {
+    if (this.#socket !== socket || !this.#following) return;
+    const { storage, region, following } = this.#options;
+    const skip = [...new Set([...(following?.() ?? []), region])];
+    for (const space of this.#heads.keys()) {
+      const vector = await storage.originVector(space, await storage.head(space));
+      const held = [...vector].filter(([origin]) => origin !== '').map(([origin, pos]) => ({ origin, pos }));
+      this.#send(socket, { type: 'repair', space, held, skip });
+    }
+  }
+
+  /**
+   * Stores one message's changes, then records how far the peer's log was read
+   * (the peer's own entries), or how far the repair of another origin went.
+   */
+  async #entries(socket: PeerSocket, message: Entries): Promise<void> {
+    const { url, storage, committer, maxClockDrift, metrics, now, logger } = this.#options;
     const peer = this.#peer;
     if (peer === undefined || !this.#following) throw new Error('entries before linked');
     const { space, upTo } = message;
+    const repair = message.origin !== undefined;
+    const origin = message.origin ?? peer;
+    // After a gap, the rest of this connection's entries of the space are left alone (see below).
+    if (!repair && this.#stalled.has(space)) return;
+    if (repair && (origin === this.#options.region || origin === peer)) throw new Error(`a repair of origin ${origin}, which is not a third region`);
     const ahead = message.changes.find((c) => hlcWall(c.hlc) > now() + maxClockDrift);
-    if (ahead) throw new Error(`a change of ${ahead.replica} is stamped more than ${maxClockDrift} ms ahead of this server's clock; waiting for the clock`);
+    if (ahead) {
+      const why = `a change of ${ahead.replica} is stamped more than ${maxClockDrift} ms ahead of this server's clock; waiting for the clock`;
+      if (!repair) throw new Error(why);
+      return logger.debug({ peer: url, origin }, `region link repair: ${why}`);
+    }
     const { changes, positions } = message;
     if (positions.length !== changes.length || positions.some((p, i) => p > upTo || (i > 0 && p <= (positions[i - 1] as number)))) {
       throw new Error('entries whose positions do not fit their changes');
@@ -270,7 +317,9 @@ export class Link {
     // changes this region has not received yet (they come over another link). Storing past it would put
     // this origin's entries out of order; refusing the whole message could wait forever on a link that
     // waits for this one. What comes before it is stored, and the link reads on from there after a pause.
-    const runs = requests(space, peer, changes, positions);
+    // A repair goes the same way, from this region's prefix of the origin; it keeps no position (the log
+    // itself says how far this region holds each origin), and a gap just ends it until the next pass.
+    const runs = requests(space, origin, changes, positions);
     const held = await storage.replicaProgress(space, [...new Set(runs.map((run) => run.replica))]);
     let take = 0;
     for (const run of runs) {
@@ -280,21 +329,33 @@ export class Link {
       take++;
     }
     const results = await Promise.all(runs.slice(0, take).map((request) => committer.submit(request)));
+    const stored = results.reduce((n, r) => n + r.stored.length, 0);
+    if (stored > 0) metrics.linkChanges.inc({ peer: url }, stored);
     const gap = runs[take];
+    if (repair) {
+      if (stored > 0) logger.info({ peer: url, origin, space, stored }, 'region link repair: stored entries of another origin this region lacked');
+      return;
+    }
     const readUpTo = gap ? (gap.originPositions[0] as number) - 1 : upTo;
     await storage.setLinkPosition(url, space, readUpTo);
     // Tell the peer, so that its compaction keeps what this region has not stored: at most one `read`
     // per space every READ_EVERY_MS, the latest position (a link stays far under the peer's message rate).
     this.#reads.set(space, readUpTo);
     this.#readTimer ??= setTimeout(() => this.#sendReads(), READ_EVERY_MS);
-    const stored = results.reduce((n, r) => n + r.stored.length, 0);
-    if (stored > 0) metrics.linkChanges.inc({ peer: url }, stored);
     const newest = message.changes[message.changes.length - 1];
     if (newest) metrics.linkLagSeconds.set({ peer: url }, Math.max(0, (now() - hlcWall(newest.hlc)) / 1000));
     this.#read.set(space, readUpTo);
     if ((this.#heads.get(space) ?? 0) < upTo) this.#heads.set(space, upTo);
     metrics.linkLagChanges.set({ peer: url }, this.lag);
-    if (gap) throw new Error(`space ${space}: ${gap.replica}'s changes before seq ${(gap.changes[0] as Change).seq} have not reached this region yet; reading on after a pause`);
+    if (gap) {
+      // The missing changes may come over another link, or only by repair from this peer (their region is
+      // down or gone): ask for a repair now, and follow again from the gap after a pause. Dropping the
+      // connection at once would lose the repair's answer, and with it the only way forward.
+      this.#stalled.add(space);
+      logger.info({ peer: url, space, replica: gap.replica, seq: (gap.changes[0] as Change).seq }, 'region link: changes before these have not reached this region yet; reading on after a pause');
+      await this.#askRepair(socket);
+      this.#resume ??= setTimeout(() => this.#failed(socket, new Error(`space ${space}: following again from position ${readUpTo} after a gap`)), GAP_PAUSE_MS);
+    }
   }
 
   #sendReads(): void {
@@ -323,6 +384,11 @@ export class Link {
 
   #drop(): void {
     clearInterval(this.#ping);
+    clearInterval(this.#repairTimer);
+    this.#repairTimer = undefined;
+    clearTimeout(this.#resume);
+    this.#resume = undefined;
+    this.#stalled.clear();
     // Positions not reported yet are not lost: the next follow carries every stored position, and the peer keeps them.
     clearTimeout(this.#readTimer);
     this.#readTimer = undefined;

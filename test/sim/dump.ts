@@ -1,0 +1,81 @@
+/**
+ * What a replica holds, read back for the checks, and the convergence check
+ * both simulations make: every replica of a space holds the same record states,
+ * and what they show (values, siblings) is what the oracle computes from the
+ * log.
+ */
+import type { Replica } from '@syncline/client';
+import { canonicalState, type Change, type SpaceId } from '@syncline/core/internal';
+import { canonical, expectedState } from './oracle.js';
+import { COLLECTIONS, MERGE_COLLECTIONS } from './workload.js';
+import { storageOf } from '../internals.js';
+
+export interface ReplicaDump {
+  /** Every stored record state, canonical, one line each, sorted. */
+  readonly states: string;
+  readonly visible: Map<string, { value: string }>;
+  /** merge records with siblings: "replica:seq" of each, sorted. */
+  readonly siblings: Map<string, string[]>;
+}
+
+export async function dumpReplica(r: Replica, space: string): Promise<ReplicaDump> {
+  const lines: string[] = [];
+  const visible = new Map<string, { value: string }>();
+  const siblings = new Map<string, string[]>();
+  for (const collection of COLLECTIONS) {
+    const stored = await storageOf(r).transaction('readonly', (tx) => tx.scanRecords(collection, { space: space as SpaceId }));
+    for (const record of stored) lines.push(`${collection}/${record.id}=${canonicalState(record.state)}`);
+    for (const row of await r.query({ collection, space })) visible.set(`${collection}\u0000${row.id}`, { value: canonical(row.value) });
+    if (MERGE_COLLECTIONS.has(collection)) {
+      for (const record of stored) {
+        const versions = await r.conflicts(collection, record.id, { space });
+        if (versions.length > 0) siblings.set(`${collection}\u0000${record.id}`, versions.map((v) => `${v.replica}:${v.seq}`).sort());
+      }
+    }
+  }
+  return { states: lines.sort().join('\n'), visible, siblings };
+}
+
+/**
+ * Checks that the holders of a space agree with each other and with the oracle
+ * run over `log` (every change of the space, in any order); returns each
+ * holder's state dump (for a run's digest). `read` runs a read to completion
+ * (under virtual time, the simulation's drive).
+ */
+export async function checkConvergence(
+  space: string,
+  log: readonly Change[],
+  holders: ReadonlyArray<{ readonly label: string; readonly replica: Replica }>,
+  fail: (message: string) => void,
+  read: <T>(promise: Promise<T>) => Promise<T>,
+): Promise<string[]> {
+  const expected = expectedState(log);
+  const states: string[] = [];
+  let reference: { label: string; states: string } | undefined;
+  for (const { label: who, replica } of holders) {
+    const dump = await read(dumpReplica(replica, space));
+    states.push(dump.states);
+    if (!reference) reference = { label: who, states: dump.states };
+    else if (reference.states !== dump.states) fail(`${who} and ${reference.label} differ in ${space}: ${firstDifference(reference.states, dump.states)}`);
+    for (const [key, want] of expected) {
+      const got = dump.visible.get(key);
+      const label = `${who} ${space} ${key.replace('\u0000', '/')}`;
+      if (want.exists !== (got !== undefined)) fail(`${label}: expected ${want.exists ? `value ${want.value}` : 'deleted'}, replica has ${got?.value ?? 'nothing'}`);
+      else if (got && got.value !== want.value) fail(`${label}: expected ${want.value}, replica has ${got.value}`);
+      const siblings = dump.siblings.get(key) ?? [];
+      const wantSiblings = want.siblings.length > 1 ? want.siblings : [];
+      if (siblings.join() !== wantSiblings.join()) fail(`${label}: expected siblings [${wantSiblings.join()}], replica has [${siblings.join()}]`);
+    }
+    for (const key of dump.visible.keys()) if (!expected.has(key)) fail(`${who} ${space} holds ${key} that nobody wrote`);
+  }
+  return states;
+}
+
+export function firstDifference(a: string, b: string): string {
+  const la = a.split('\n');
+  const lb = b.split('\n');
+  for (let i = 0; i < Math.max(la.length, lb.length); i++) {
+    if (la[i] !== lb[i]) return `${la[i] ?? '(none)'} vs ${lb[i] ?? '(none)'}`;
+  }
+  return '(same)';
+}
