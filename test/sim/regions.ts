@@ -41,7 +41,9 @@ export type RegionsBug =
   /** A region's log reader skips an entry it sends over a link. */
   | 'link-skips-entry'
   /** The client lets a change go at the first region's ack under quorum:2 (its pusher ignores `stable`). */
-  | 'quorum-drop';
+  | 'quorum-drop'
+  /** No anti-entropy: a region's reads of other origins for a repair come back empty. */
+  | 'no-repair';
 
 export interface RegionsConfig {
   readonly regions: number;
@@ -331,14 +333,17 @@ class RegionsWorld {
     const dead = { value: false };
     region.dead = dead;
     const skipsEntries = this.bug === 'link-skips-entry' ? this.bugRng : undefined;
+    const noRepair = this.bug === 'no-repair';
     return new Proxy(inner, {
       get(target, property, receiver) {
         const value = Reflect.get(target, property, receiver) as unknown;
         if (typeof value !== 'function' || property === 'close') return typeof value === 'function' ? value.bind(target) : value;
         return (...args: unknown[]) => {
           if (dead.value) return Promise.reject(new Error('the server process is gone'));
+          const origin = property === 'readLog' ? (args[4] as { origin?: string } | undefined)?.origin : undefined;
+          if (noRepair && origin !== undefined && origin !== '') return Promise.resolve([]);
           const result = (value as (...a: unknown[]) => unknown).apply(target, args);
-          if (property === 'readLog' && skipsEntries && (args[4] as { origin?: string } | undefined)?.origin === '') {
+          if (skipsEntries && origin === '') {
             return (result as Promise<unknown[]>).then((entries) => {
               if (entries.length >= 2 && skipsEntries.chance(0.3)) entries.splice(skipsEntries.int(entries.length), 1);
               return entries;
