@@ -9,9 +9,13 @@
  *
  * A link never gives up: on any error (a dropped socket, a refusal, a change
  * this region cannot store yet, such as one stamped beyond this server's clock
- * drift or one whose earlier seqs have not arrived) it closes, backs off
- * (250 ms doubling to 5 s, with jitter) and resumes from the persisted
- * positions.
+ * drift) it closes, backs off (250 ms doubling to 5 s, with jitter) and
+ * resumes from the persisted positions. At a gap (a change whose earlier seqs
+ * have not arrived) it asks for a repair and resumes from the gap after 1 s.
+ *
+ * Anti-entropy: on linking and every REPAIR_EVERY_MS, the link tells the peer
+ * how far this region holds each other origin (`repair`), and stores the
+ * entries of third regions the peer sends back (`entries` with `origin`).
  */
 import {
   LINK_PROTOCOL_VERSION,
