@@ -65,14 +65,23 @@ export interface LinkOptions {
  * connection without a closing handshake.
  */
 export interface PeerSocket {
+  /** Set to 'arraybuffer' by the link. */
   binaryType: string;
+  /** 1 while open (WebSocket.OPEN). */
   readonly readyState: number;
+  /** Called once the connection is open. */
   onopen: ((event: unknown) => void) | null;
+  /** Called with each frame received: binary as an ArrayBuffer (or a view), text as a string (refused). */
   onmessage: ((event: { readonly data: unknown }) => void) | null;
+  /** Called once when the connection closes, whoever closed it. */
   onclose: ((event: { readonly code: number; readonly reason: string }) => void) | null;
+  /** Called on a transport error (logged; onclose follows). */
   onerror: ((event: unknown) => void) | null;
+  /** Sends one binary frame. */
   send(data: Uint8Array): void;
+  /** Closes the connection. */
   close(code?: number, reason?: string): void;
+  /** Drops the connection without a closing handshake, when the transport can. */
   terminate?(): void;
 }
 
