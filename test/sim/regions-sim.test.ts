@@ -16,6 +16,7 @@ describe('simulation with regions', () => {
     console.log(`regions simulation, ${SEEDS} seeds: ${JSON.stringify(totals)}`);
     expect(totals.failovers).toBeGreaterThan(0);
     expect(totals.destroyed).toBeGreaterThan(0);
+    expect(totals.compacted).toBeGreaterThan(0);
   }, 900_000);
 });
 

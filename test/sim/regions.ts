@@ -22,7 +22,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createReplica, indexedDbStorage, type Replica } from '@syncline/client';
 import { canonicalState, decodeDownstream, type Change, type Durability, type Json, type SpaceId } from '@syncline/core/internal';
-import { createSyncServer, sqliteStorage, type ServerStorage, type SyncServer } from '@syncline/server';
+import { createSyncServer, sqliteStorage, type AppendResult, type ServerStorage, type SyncServer } from '@syncline/server';
 import 'fake-indexeddb/auto';
 import { IDBFactory, IDBKeyRange } from 'fake-indexeddb';
 import { pino } from 'pino';
@@ -79,7 +79,9 @@ export type RegionsAction =
   | { readonly t: 'restart-region'; readonly region: number }
   | { readonly t: 'restart-replica'; readonly replica: number }
   /** The region's database is gone: it never comes back. */
-  | { readonly t: 'destroy-region'; readonly region: number };
+  | { readonly t: 'destroy-region'; readonly region: number }
+  /** The region compacts its log (keeping what its followers have not stored). */
+  | { readonly t: 'compact'; readonly region: number; readonly keepLast: number };
 
 export interface RegionsStats {
   ops: number;
@@ -89,6 +91,8 @@ export interface RegionsStats {
   destroyed: number;
   failovers: number;
   linkCuts: number;
+  /** Log entries compaction removed. */
+  compacted: number;
   frames: number;
   changes: number;
   virtualMs: number;
@@ -159,7 +163,8 @@ export function makeRegionsPlan(rng: Rng, config: RegionsConfig, steps: number):
       else if (f < 0.6) plan.push({ t: 'cut-link', from: other(region), to: region, mode: mode() });
       else if (f < 0.75) plan.push({ t: 'heal' });
       else if (f < 0.85) plan.push({ t: 'crash-region', region });
-      else if (f < 0.93) plan.push({ t: 'restart-region', region });
+      else if (f < 0.92) plan.push({ t: 'restart-region', region });
+      else if (f < 0.96) plan.push({ t: 'compact', region, keepLast: rng.between(0, 5) });
       else plan.push({ t: 'restart-replica', replica });
     }
   }
@@ -199,6 +204,8 @@ export function describeRegionsAction(action: RegionsAction): string {
       return `${action.t} ${NAMES[action.region]}`;
     case 'restart-replica':
       return `restart r${action.replica}`;
+    case 'compact':
+      return `compact region ${NAMES[action.region]}'s log to its last ${action.keepLast} entries`;
     default:
       return action.t;
   }
@@ -219,6 +226,8 @@ interface Region {
   destroyed: boolean;
   starting: boolean;
   epoch: number;
+  /** Every change committed to the region's log, by space and position (what compaction drops stays here). */
+  readonly archive: Map<string, Map<number, Change>>;
 }
 
 interface Slot {
@@ -247,7 +256,7 @@ class RegionsWorld {
   readonly slots: Slot[];
   readonly dir: string;
   readonly failures: string[] = [];
-  readonly stats: RegionsStats = { ops: 0, faults: 0, regionCrashes: 0, regionRestarts: 0, destroyed: 0, failovers: 0, linkCuts: 0, frames: 0, changes: 0, virtualMs: 0 };
+  readonly stats: RegionsStats = { ops: 0, faults: 0, regionCrashes: 0, regionRestarts: 0, destroyed: 0, failovers: 0, linkCuts: 0, compacted: 0, frames: 0, changes: 0, virtualMs: 0 };
   readonly hash = createHash('sha256');
   /** (replica id, space) → the highest seq a region said is held at the replica's durability (`stable`, or `upTo` at `region`). */
   readonly stable = new Map<string, number>();
@@ -268,7 +277,7 @@ class RegionsWorld {
       const name = NAMES[index] as string;
       const network = new SimNetwork(this.rng.fork(`network-${name}`), { minDelayMs, maxDelayMs, duplicate });
       network.onFrame = (event) => this.#observe(name, event.dir, event.client, event.bytes);
-      return { index, name, url: `ws://${name}/sync`, network, dbPath: join(this.dir, `${name}.db`), skew, server: undefined, storage: undefined, dead: { value: false }, destroyed: false, starting: false, epoch: 0 };
+      return { index, name, url: `ws://${name}/sync`, network, dbPath: join(this.dir, `${name}.db`), skew, server: undefined, storage: undefined, dead: { value: false }, destroyed: false, starting: false, epoch: 0, archive: new Map() };
     });
     this.slots = this.config.skews.map((skew, index) => {
       const home = this.config.home[index] as number;
@@ -334,6 +343,12 @@ class RegionsWorld {
     region.dead = dead;
     const skipsEntries = this.bug === 'link-skips-entry' ? this.bugRng : undefined;
     const noRepair = this.bug === 'no-repair';
+    const archive = (pos: number, change: Change): void => {
+      let log = region.archive.get(change.space);
+      if (!log) region.archive.set(change.space, (log = new Map()));
+      if (log.has(pos)) this.fail(`region ${region.name}: position ${pos} of ${change.space} was assigned twice`);
+      log.set(pos, change);
+    };
     return new Proxy(inner, {
       get(target, property, receiver) {
         const value = Reflect.get(target, property, receiver) as unknown;
@@ -343,6 +358,12 @@ class RegionsWorld {
           const origin = property === 'readLog' ? (args[4] as { origin?: string } | undefined)?.origin : undefined;
           if (noRepair && origin !== undefined && origin !== '') return Promise.resolve([]);
           const result = (value as (...a: unknown[]) => unknown).apply(target, args);
+          if (property === 'append') {
+            return (result as Promise<Array<AppendResult | Error>>).then((results) => {
+              for (const r of results) if (!(r instanceof Error)) for (const entry of r.stored) archive(entry.pos, entry.change);
+              return results;
+            });
+          }
           if (skipsEntries && origin === '') {
             return (result as Promise<unknown[]>).then((entries) => {
               if (entries.length >= 2 && skipsEntries.chance(0.3)) entries.splice(skipsEntries.int(entries.length), 1);
@@ -540,6 +561,21 @@ class RegionsWorld {
         rmSync(region.dbPath, { force: true });
         return;
       }
+      case 'compact': {
+        const region = this.regions[action.region];
+        const { server } = region ?? {};
+        if (!region || !server) return;
+        const dead = region.dead;
+        server.compact(action.keepLast).then(
+          (removed) => {
+            this.stats.compacted += removed;
+          },
+          (error: unknown) => {
+            if (!dead.value) this.fail(`compaction of region ${region.name} failed: ${String(error)}`);
+          },
+        );
+        return;
+      }
       case 'restart-replica': {
         const slot = this.slots[action.replica];
         if (!slot) return;
@@ -605,12 +641,27 @@ class RegionsWorld {
     return parts.join(' | ');
   }
 
-  /** Every change id (replica:seq) in a region's log of a space, with how often. */
+  /**
+   * Every change committed to a region's log of a space (compacted ones too: the archive of its commits),
+   * by id (replica:seq) with how often, after checking that what compaction left is its suffix.
+   */
   async #log(region: Region, space: string): Promise<{ changes: Change[]; counts: Map<string, number> }> {
-    const entries = await (region.storage as ServerStorage).readLog(space as SpaceId, 0, 1_000_000);
+    const archived = region.archive.get(space) ?? new Map<number, Change>();
+    const changes: Change[] = [];
+    for (let pos = 1; pos <= archived.size; pos++) {
+      const change = archived.get(pos);
+      if (!change) throw new Failure(`region ${region.name}'s log of ${space} has no position ${pos} (${archived.size} committed)`);
+      changes.push(change);
+    }
+    const storage = region.storage as ServerStorage;
+    const [head, horizon, entries] = await Promise.all([storage.head(space as SpaceId), storage.horizon(space as SpaceId), storage.readLog(space as SpaceId, 0, 1_000_000)]);
+    if (head !== changes.length) this.fail(`region ${region.name}'s head of ${space} is ${head}; ${changes.length} changes were committed`);
+    entries.forEach((e, i) => {
+      if (e.pos !== horizon + i + 1 || `${e.change.replica}:${e.change.seq}` !== `${changes[e.pos - 1]?.replica}:${changes[e.pos - 1]?.seq}`) this.fail(`region ${region.name}'s log of ${space} at ${e.pos} is not what was committed there`);
+    });
     const counts = new Map<string, number>();
-    for (const e of entries) counts.set(`${e.change.replica}:${e.change.seq}`, (counts.get(`${e.change.replica}:${e.change.seq}`) ?? 0) + 1);
-    return { changes: entries.map((e) => e.change), counts };
+    for (const c of changes) counts.set(`${c.replica}:${c.seq}`, (counts.get(`${c.replica}:${c.seq}`) ?? 0) + 1);
+    return { changes, counts };
   }
 
   /** Why the system is not quiet yet ('' when it is): replicas synced and caught up, regions holding the same changes. */
