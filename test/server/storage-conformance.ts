@@ -543,6 +543,37 @@ export function storageConformance(name: string, newBacking: () => Promise<Backi
       }
     });
 
+    it("merges another region's state: joins records (twice is once), raises progress and floors, and compacts through one new position", async () => {
+      const { storage } = await setup();
+      // This region: alice wrote rec-0 and rec-1 (positions 1, 2).
+      const mine = changes('alice', 1, 2, { id: (seq) => `rec-${seq - 1}` });
+      ok((await storage.append([request('alice', mine)]))[0]);
+      // The peer's state: bob's three changes to rec-1 and rec-2, never in this log.
+      const theirs = changes('bob', 1, 3, { id: (seq) => `rec-${Math.min(2, seq)}` });
+      const peerState = ['rec-1', 'rec-2'].map((id) => ({ collection: 'events', id, state: applyChanges(undefined, theirs.filter((c) => c.id === id)) }));
+      expect(await storage.mergeState(SPACE, peerState.slice(0, 1))).toBe(2);
+      // A part merged again, and the last part with what the state covers.
+      const head = await storage.mergeState(SPACE, peerState, { progress: new Map([[r('bob'), 3]]), floors: new Map([['b', 7]]) });
+      expect(head).toBe(3);
+      expect(await storage.head(SPACE)).toBe(3);
+      expect(await storage.horizon(SPACE)).toBe(3);
+      expect(await storage.readLog(SPACE, 0, 10)).toEqual([]);
+      const page = await storage.snapshotPage(SPACE, undefined, 10);
+      expect(page.map((p) => p.id)).toEqual(['rec-0', 'rec-1', 'rec-2']);
+      for (const record of page) {
+        const expected = applyChanges(undefined, [...mine, ...theirs].filter((c) => c.id === record.id));
+        expect(canonicalState(record.state), record.id).toBe(canonicalState(expected));
+      }
+      expect(await storage.usage(SPACE)).toEqual({ bytes: page.reduce((n, p) => n + encodeRecordState(p.state).length, 0), records: 3 });
+      // Bob's changes are held: seen again they are not stored, and his next one follows without a gap.
+      expect(await storage.replicaProgress(SPACE)).toEqual(new Map([[r('alice'), 2], [r('bob'), 3]]));
+      expect(ok((await storage.append([request('bob', [...theirs, ...changes('bob', 4, 1)])]))[0]).stored.map((e) => [e.pos, e.change.seq])).toEqual([[4, 4]]);
+      // Floors: the peer's, and this region's own entries compacted through the merge.
+      expect(await storage.originVector(SPACE, 4)).toEqual(new Map([['', 4], ['b', 7]]));
+      expect(await storage.resumeAfter(SPACE, new Map([['', 2], ['b', 6]]))).toBeUndefined();
+      expect(await storage.resumeAfter(SPACE, new Map([['', 3], ['b', 7]]))).toBe(3);
+    });
+
     it('keeps link positions per peer and space, never lowers them, and keeps them across close and reopen', async () => {
       const { backing, storage, another } = await setup();
       expect(await storage.linkPositions('eu')).toEqual(new Map());

@@ -27,9 +27,10 @@ import {
   type HlcString,
   type Json,
   type ReplicaId,
+  type SnapshotRecord,
   type SpaceId,
 } from '@syncline/core/internal';
-import { createSyncServer, sqliteStorage, type AppendRequest, type AppendResult, type ReadLogFilter, type ServerStorage, type SpaceQuotas, type SyncServer } from '@syncline/server';
+import { createSyncServer, sqliteStorage, type AppendRequest, type AppendResult, type MergeFinal, type ReadLogFilter, type ServerStorage, type SpaceQuotas, type SyncServer } from '@syncline/server';
 import 'fake-indexeddb/auto';
 import { IDBFactory, IDBKeyRange } from 'fake-indexeddb';
 import { pino } from 'pino';
@@ -205,9 +206,13 @@ class SimStorage implements ServerStorage {
     this.#alive();
     return this.inner.setLinkPosition(peer, space, pos);
   }
-  async replicaProgress(space: SpaceId, replicas: readonly ReplicaId[]) {
+  async replicaProgress(space: SpaceId, replicas?: readonly ReplicaId[]) {
     this.#alive();
     return this.inner.replicaProgress(space, replicas);
+  }
+  async mergeState(space: SpaceId, records: readonly SnapshotRecord[], final?: MergeFinal) {
+    this.#alive();
+    return this.inner.mergeState(space, records, final);
   }
   async originVector(space: SpaceId, upTo: number) {
     this.#alive();

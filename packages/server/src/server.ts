@@ -158,6 +158,7 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
         metrics,
         logger,
         now,
+        onMerged: (space, head) => hub.resyncBehind(space, head),
         following: (): string[] => links.flatMap((link) => (link.up && link.peer !== undefined ? [link.peer] : [])),
         ...(options.connectPeer ? { connect: options.connectPeer } : {}),
       }),

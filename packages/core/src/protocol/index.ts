@@ -23,6 +23,7 @@ export {
   type Repair,
   type Linked,
   type Entries,
+  type LinkStateMessage,
   type LinkUpstreamMessage,
   type LinkDownstreamMessage,
 } from './link.js';

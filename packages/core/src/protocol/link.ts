@@ -20,11 +20,14 @@
  *      origins the follower does not exclude, as `entries` naming their
  *      `origin` (positions are then that origin's). It repairs what a follower
  *      cannot get from the origin itself: a region that is down, partitioned
- *      or destroyed, whose changes reached only some of the others. A version 2
- *      follower is refused.
+ *      or destroyed, whose changes reached only some of the others. And `state`:
+ *      a follower whose position is below the peer's compaction horizon gets
+ *      the peer's record states instead of its log. A version 2 follower is
+ *      refused.
  */
 import { compactChanges } from './changes.js';
-import { MAX_CHANGES_PER_MESSAGE, position, regionName, spaceId } from './common.js';
+import { MAX_CHANGES_PER_MESSAGE, originVector, position, regionName, spaceId, versionVector } from './common.js';
+import { snapshotRecords } from './state.js';
 
 export { isRegionName } from './common.js';
 import { encodeWith, decodeWith } from './codec.js';
@@ -98,8 +101,25 @@ export const entries = object({
   origin: optional(regionName),
 });
 
+/**
+ * Version 3: the peer's state of `space` in place of its log, for a follower
+ * whose position is below the peer's compaction horizon: record states in
+ * (collection, id) order over several messages, the last with `done` (per
+ * replica the highest seq the state holds, with every one before it, and per
+ * origin region the origin position up to which it holds every entry). The
+ * state holds at least every entry of the peer's log up to `upTo`; after
+ * `done`, the follower has read the peer's log up to `upTo`.
+ */
+export const state = object({
+  type: literal('state'),
+  space: spaceId,
+  upTo: position,
+  records: snapshotRecords,
+  done: optional(object({ progress: versionVector, origins: originVector })),
+});
+
 const linkUpstream = variants('type', { follow, read, repair, ping, pong });
-const linkDownstream = variants('type', { linked, entries, error, ping, pong });
+const linkDownstream = variants('type', { linked, entries, state, error, ping, pong });
 
 /** `follow`: `protocol` (LINK_PROTOCOL_VERSION), `region`, `credential?`, `positions: [{space, after}]`, `maxFrameBytes`. */
 export type Follow = Infer<typeof follow>;
@@ -111,10 +131,12 @@ export type Repair = Infer<typeof repair>;
 export type Linked = Infer<typeof linked>;
 /** `entries`: `space`, `changes` (in the peer's log order), `positions` (each change's position in the peer's log), `upTo` (a position of the peer's log); with `origin`, an answer to `repair` (positions of that origin). */
 export type Entries = Infer<typeof entries>;
+/** `state`: `space`, `upTo`, `records` (as in a snapshot), `done?: {progress, origins}` on the last. */
+export type LinkStateMessage = Infer<typeof state>;
 /** A message from a follower region to the peer it follows. */
 export type LinkUpstreamMessage = Follow | Read | Repair | Ping | Pong;
 /** A message from a peer region to a follower. */
-export type LinkDownstreamMessage = Linked | Entries | ErrorMessage | Ping | Pong;
+export type LinkDownstreamMessage = Linked | Entries | LinkStateMessage | ErrorMessage | Ping | Pong;
 
 /** Encodes a follower's message. */
 export function encodeLinkUpstream(message: LinkUpstreamMessage): Uint8Array {

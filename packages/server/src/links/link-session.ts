@@ -52,6 +52,8 @@ const CLOSE_POLICY = 1008;
 const CLOSE_GOING_AWAY = 1001;
 /** How often a link waiting for its send buffer to drain looks again (ms). */
 const DRAIN_POLL_MS = 20;
+/** Room left in a `state` frame for all but its records (space, positions, framing). */
+const STATE_OVERHEAD_BYTES = 4_096;
 /** Pages of one origin sent per `repair` at most (the follower asks again on its next pass). */
 const REPAIR_PAGES = 20;
 
@@ -239,8 +241,9 @@ export class LinkSession {
       const after = this.#sent.get(space) ?? 0;
       const horizon = await storage.horizon(space);
       if (after < horizon) {
-        // Sending a region's state in place of its compacted log is not built yet: say so, and let the operator act.
-        return this.fail('sequence_gap', `space "${space}": this region compacted its log past position ${after}, where the link would resume; run regions without compaction (or with a keepLast larger than any link's lag)`, true);
+        // The log the follower needs was compacted: it gets this region's state instead, then the log from there.
+        await this.#sendState(space);
+        continue;
       }
       const head = await storage.head(space);
       const page = await storage.readLog(space, after, limits.relayBatch, this.#budget, { origin: '' });
@@ -257,6 +260,35 @@ export class LinkSession {
       this.#sent.set(space, upTo);
       if (page.length < limits.relayBatch) return;
     }
+  }
+
+  /**
+   * Sends this region's state of `space` (link protocol 3, `state`) and moves
+   * the follower's position to the head it covers. Progress and the origin
+   * vector are read before the records, so the records hold at least what they
+   * claim; records read later may hold more, which the follower's joins absorb.
+   */
+  async #sendState(space: SpaceId): Promise<void> {
+    const { storage, limits, logger, region } = this.ctx;
+    const upTo = await storage.head(space);
+    const [progress, vector] = await Promise.all([storage.replicaProgress(space), storage.originVector(space, upTo)]);
+    const origins = [...vector].map(([origin, pos]) => ({ region: origin === '' ? (region as string) : origin, upTo: pos }));
+    logger.info({ follower: this.follower, space, upTo }, 'region link: the follower is below the compaction horizon; sending this region\'s state');
+    let after: readonly [string, string] | undefined;
+    for (;;) {
+      await this.#drained();
+      if (this.#isClosed()) return;
+      const page = await storage.snapshotPage(space, after, limits.snapshotChunk, Math.max(1, this.#budget - STATE_OVERHEAD_BYTES));
+      const last = page[page.length - 1];
+      if (!last || page.length < limits.snapshotChunk) {
+        if (page.length > 0) this.#send({ type: 'state', space, upTo, records: page });
+        break;
+      }
+      this.#send({ type: 'state', space, upTo, records: page });
+      after = [last.collection, last.id];
+    }
+    this.#send({ type: 'state', space, upTo, records: [], done: { progress, origins } });
+    this.#sent.set(space, upTo);
   }
 
   /** Waits while the socket holds more than the send buffer limit. */

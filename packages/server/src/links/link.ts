@@ -25,6 +25,7 @@ import {
   type Change,
   type Entries,
   type LinkDownstreamMessage,
+  type LinkStateMessage,
   type LinkUpstreamMessage,
   type Linked,
   type ReplicaId,
@@ -52,6 +53,8 @@ export interface LinkOptions {
   readonly logger: Logger;
   readonly now: () => number;
   readonly random?: () => number;
+  /** A peer's state was merged into `space` (its head is now `head`): clients must take a snapshot. */
+  readonly onMerged?: (space: SpaceId, head: number) => void;
   /** The regions this server's links are following right now (anti-entropy leaves them to their own links). */
   readonly following?: () => readonly string[];
   /** Dials the peer's /link URL; default: a `ws` WebSocket (wsPeerSocket). */
@@ -248,6 +251,8 @@ export class Link {
         return this.#linked(socket, message);
       case 'entries':
         return this.#entries(socket, message);
+      case 'state':
+        return this.#state(message);
       case 'error':
         this.#options.logger.warn({ peer: this.#options.url, code: message.code, fatal: message.fatal }, `region link refused: ${message.message}`);
         return;
@@ -369,6 +374,30 @@ export class Link {
       await this.#askRepair(socket);
       this.#resume ??= setTimeout(() => this.#failed(socket, new Error(`space ${space}: following again from position ${readUpTo} after a gap`)), GAP_PAUSE_MS);
     }
+  }
+
+  /**
+   * The peer's state of a space, in place of the log it compacted: merged part
+   * by part (joins: a part merged twice changes nothing), and with the last
+   * part, what it covers (storage.mergeState), then the position it stands for.
+   */
+  async #state(message: LinkStateMessage): Promise<void> {
+    const { url, storage, region, logger, onMerged } = this.#options;
+    const peer = this.#peer;
+    if (peer === undefined || !this.#following) throw new Error('state before linked');
+    const { space, upTo, records, done } = message;
+    if (!done) {
+      await storage.mergeState(space, records);
+      return;
+    }
+    const floors = new Map(done.origins.filter((o) => o.region !== region).map((o) => [o.region, o.upTo]));
+    const head = await storage.mergeState(space, records, { progress: done.progress, floors });
+    await storage.setLinkPosition(url, space, upTo);
+    this.#read.set(space, upTo);
+    this.#reads.set(space, upTo);
+    this.#readTimer ??= setTimeout(() => this.#sendReads(), READ_EVERY_MS);
+    logger.info({ peer: url, region: peer, space, upTo }, 'region link: merged the peer\'s state (its log below this position was compacted); clients of this region take a snapshot');
+    onMerged?.(space, head);
   }
 
   #sendReads(): void {

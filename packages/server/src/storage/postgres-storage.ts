@@ -34,6 +34,7 @@
 import { createHash } from 'node:crypto';
 import {
   applyChange,
+  joinRecordStates,
   decodeChange,
   decodeRecordState,
   recordExists,
@@ -49,7 +50,7 @@ import {
 import pg from 'pg';
 import { originPositions } from './origin.js';
 import { UsageDelta, type SpaceQuotas } from './quota.js';
-import type { AppendRequest, AppendResult, LoggedChange, ServerStorage } from './types.js';
+import type { AppendRequest, AppendResult, LoggedChange, MergeFinal, ServerStorage } from './types.js';
 
 /** Options of postgresStorage: give exactly one of `connectionString` and `pool`. */
 export interface PostgresOptions {
@@ -308,6 +309,66 @@ export function postgresStorage(options: PostgresOptions): PostgresStorage {
       ],
     });
     return { result: { stored, upTo: held }, notified: `${(written.rows[0] as { pid: number }).pid} ${payload}` };
+  };
+
+  /** ServerStorage.mergeState in one transaction, under the space's write lock. */
+  const mergeOne = async (client: pg.PoolClient, space: SpaceId, records: readonly SnapshotRecord[], final: MergeFinal | undefined): Promise<number> => {
+    await client.query(`INSERT INTO ${s}.spaces (space, head, horizon) VALUES ($1, 0, 0) ON CONFLICT (space) DO NOTHING`, [space]);
+    const locked = await client.query<{ head: string }>(`SELECT head FROM ${s}.spaces WHERE space = $1 FOR UPDATE`, [space]);
+    let head = Number(locked.rows[0]?.head ?? 0);
+    const delta = new UsageDelta();
+    if (records.length > 0) {
+      const collections = records.map((r) => Buffer.from(r.collection, 'utf8'));
+      const ids = records.map((r) => Buffer.from(r.id, 'utf8'));
+      const existing = await client.query<{ collection: Buffer; id: Buffer; state: Buffer }>(
+        `SELECT r.collection, r.id, r.state FROM ${s}.records r JOIN unnest($2::bytea[], $3::bytea[]) AS k(collection, id) ON r.collection = k.collection AND r.id = k.id WHERE r.space = $1`,
+        [space, collections, ids],
+      );
+      const stored = new Map(existing.rows.map((r) => [JSON.stringify([r.collection.toString('utf8'), r.id.toString('utf8')]), r.state]));
+      const states = records.map((record) => {
+        const old = stored.get(JSON.stringify([record.collection, record.id]));
+        const before = old ? decodeRecordState(old) : undefined;
+        const state = before ? joinRecordStates(before, record.state) : record.state;
+        const bytes = toBuffer(encodeRecordState(state));
+        delta.record(before, old?.length ?? 0, state, bytes.length);
+        return bytes;
+      });
+      await client.query(
+        `INSERT INTO ${s}.records (space, collection, id, state, pos) SELECT $1, c, i, st, $5 FROM unnest($2::bytea[], $3::bytea[], $4::bytea[]) AS u(c, i, st)
+         ON CONFLICT (space, collection, id) DO UPDATE SET state = excluded.state, pos = excluded.pos`,
+        [space, collections, ids, states, head],
+      );
+    }
+    if (!final) {
+      await client.query(`UPDATE ${s}.spaces SET bytes = bytes + $2, records = records + $3 WHERE space = $1`, [space, delta.bytes, delta.records]);
+      return head;
+    }
+    await client.query(
+      `INSERT INTO ${s}.progress AS p (space, replica, seq) SELECT $1, r, q FROM unnest($2::text[], $3::bigint[]) AS u(r, q)
+       ON CONFLICT (space, replica) DO UPDATE SET seq = greatest(p.seq, excluded.seq)`,
+      [space, [...final.progress.keys()], [...final.progress.values()]],
+    );
+    // The log is compacted through the merge's position, as compact() does.
+    await client.query(
+      `INSERT INTO ${s}.origin_floors AS f (space, origin, pos)
+         SELECT * FROM (
+           SELECT $1::text AS space, o.origin, (SELECT origin_pos FROM ${s}.log WHERE space = $1 AND origin = o.origin AND pos <= $2 ORDER BY origin_pos DESC LIMIT 1) AS pos
+           FROM (${ORIGINS(s)}) o) dropped
+         WHERE pos IS NOT NULL
+       ON CONFLICT (space, origin) DO UPDATE SET pos = greatest(f.pos, excluded.pos)`,
+      [space, head],
+    );
+    await client.query(
+      `INSERT INTO ${s}.origin_floors AS f (space, origin, pos) SELECT $1, o, p FROM unnest($2::text[], $3::bigint[]) AS u(o, p)
+       ON CONFLICT (space, origin) DO UPDATE SET pos = greatest(f.pos, excluded.pos)`,
+      [space, [...final.floors.keys()], [...final.floors.values()]],
+    );
+    await client.query(`DELETE FROM ${s}.log WHERE space = $1 AND pos <= $2`, [space, head]);
+    head++;
+    await client.query(`UPDATE ${s}.spaces SET head = $2, horizon = $2, bytes = bytes + $3, records = records + $4 WHERE space = $1`, [space, head, delta.bytes, delta.records]);
+    // Other instances resync their clients (below the new horizon: a snapshot), as after a commit.
+    await client.query('SELECT pg_notify($1, $2)', [channelName, JSON.stringify([space, head])]);
+    return head;
   };
 
   /**
@@ -574,8 +635,14 @@ export function postgresStorage(options: PostgresOptions): PostgresStorage {
     },
     async replicaProgress(space, replicas) {
       await open();
-      const { rows } = await pool.query<{ replica: ReplicaId; seq: string }>(`SELECT replica, seq FROM ${s}.progress WHERE space = $1 AND replica = ANY($2::text[])`, [space, [...replicas]]);
+      const { rows } = replicas
+        ? await pool.query<{ replica: ReplicaId; seq: string }>(`SELECT replica, seq FROM ${s}.progress WHERE space = $1 AND replica = ANY($2::text[])`, [space, [...replicas]])
+        : await pool.query<{ replica: ReplicaId; seq: string }>(`SELECT replica, seq FROM ${s}.progress WHERE space = $1`, [space]);
       return new Map(rows.map((r) => [r.replica, Number(r.seq)]));
+    },
+    async mergeState(space, records, final) {
+      await open();
+      return transaction((client) => mergeOne(client, space, records, final));
     },
     async originVector(space, upTo) {
       await open();

@@ -5,6 +5,7 @@
  */
 import {
   applyChange,
+  joinRecordStates,
   decodeChange,
   decodeRecordState,
   recordExists,
@@ -21,7 +22,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { UsageDelta, type SpaceQuotas } from './quota.js';
 import { originPositions } from './origin.js';
-import type { AppendRequest, AppendResult, LoggedChange, ServerStorage } from './types.js';
+import type { AppendRequest, AppendResult, LoggedChange, MergeFinal, ServerStorage } from './types.js';
 
 /** A log row as read. */
 interface LogRow {
@@ -94,6 +95,7 @@ export function sqliteStorage(options: SqliteOptions): ServerStorage {
     allStates: db.prepare<[string], { state: Buffer }>('SELECT state FROM records WHERE space = ?'),
     spacesToCount: db.prepare<[], { space: string }>('SELECT space FROM spaces'),
     progress: db.prepare<[string, string], { seq: number }>('SELECT seq FROM progress WHERE space = ? AND replica = ?'),
+    allProgress: db.prepare<[string], { replica: string; seq: number }>('SELECT replica, seq FROM progress WHERE space = ?'),
     setProgress: db.prepare('INSERT INTO progress (space, replica, seq) VALUES (?, ?, ?) ON CONFLICT(space, replica) DO UPDATE SET seq = excluded.seq'),
     insertLog: db.prepare('INSERT INTO log (space, pos, replica, seq, change, origin, origin_pos) VALUES (?, ?, ?, ?, ?, ?, ?)'),
     readLog: db.prepare<[string, number, number], LogRow>('SELECT pos, change, origin, origin_pos FROM log WHERE space = ? AND pos > ? ORDER BY pos LIMIT ?'),
@@ -194,6 +196,33 @@ export function sqliteStorage(options: SqliteOptions): ServerStorage {
     return { stored, upTo: held };
   });
 
+  const mergeAll = db.transaction((space: SpaceId, records: readonly SnapshotRecord[], final: MergeFinal | undefined): number => {
+    const info = q.space.get(space);
+    let head = info?.head ?? 0;
+    const delta = new UsageDelta();
+    for (const record of records) {
+      const row = q.record.get(space, record.collection, record.id);
+      const before = row ? decodeRecordState(row.state) : undefined;
+      const state = before ? joinRecordStates(before, record.state) : record.state;
+      const bytes = encodeRecordState(state);
+      delta.record(before, row?.state.length ?? 0, state, bytes.length);
+      q.putRecord.run(space, record.collection, record.id, bytes, head);
+    }
+    if (final) {
+      for (const [replica, seq] of final.progress) if (seq > (q.progress.get(space, replica)?.seq ?? 0)) q.setProgress.run(space, replica, seq);
+      for (const { origin } of q.origins.all({ space })) {
+        const last = q.lastOf.get(space, origin, head);
+        if (last) q.setFloor.run(space, origin, last.originPos);
+      }
+      for (const [origin, pos] of final.floors) q.setFloor.run(space, origin, pos);
+      q.compact.run(space, head);
+      head++;
+    }
+    q.upsertSpace.run(space, head, delta.bytes, delta.records);
+    if (final) q.setHorizon.run(head, space);
+    return head;
+  });
+
   const appendAll = db.transaction((requests: readonly AppendRequest[], quotas: SpaceQuotas | undefined): Array<AppendResult | Error> =>
     requests.map((request) => {
       try {
@@ -292,11 +321,19 @@ export function sqliteStorage(options: SqliteOptions): ServerStorage {
     async replicaProgress(space, replicas) {
       check();
       const out = new Map<ReplicaId, number>();
+      if (!replicas) {
+        for (const row of q.allProgress.all(space)) out.set(row.replica as ReplicaId, row.seq);
+        return out;
+      }
       for (const replica of replicas) {
         const row = q.progress.get(space, replica);
         if (row) out.set(replica, row.seq);
       }
       return out;
+    },
+    async mergeState(space, records, final) {
+      check();
+      return mergeAll(space, records, final);
     },
     async originVector(space, upTo) {
       check();

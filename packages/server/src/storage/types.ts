@@ -48,6 +48,14 @@ export interface ReadLogFilter {
   readonly origin?: string;
 }
 
+/** What the last part of a merged state covers (ServerStorage.mergeState). */
+export interface MergeFinal {
+  /** Per replica, the highest seq the state holds (with every seq before it). */
+  readonly progress: ReadonlyMap<ReplicaId, number>;
+  /** Per origin region, the origin position up to which the state holds every entry. */
+  readonly floors: ReadonlyMap<string, number>;
+}
+
 /** One push to store: one replica's changes of one space. */
 export interface AppendRequest {
   /** The space the changes belong to. */
@@ -136,8 +144,26 @@ export interface ServerStorage {
   setLinkPosition(peer: string, space: SpaceId, pos: number): Promise<void>;
   /** Every peer key that has a link position, in order (the peers of linkPositions). */
   linkPeers(): Promise<string[]>;
-  /** The highest seq held of each of these replicas in `space` (replicas with none are absent). */
-  replicaProgress(space: SpaceId, replicas: readonly ReplicaId[]): Promise<Map<ReplicaId, number>>;
+  /**
+   * The highest seq held of each of these replicas in `space` (replicas with
+   * none are absent); without `replicas`, of every replica that wrote to it.
+   */
+  replicaProgress(space: SpaceId, replicas?: readonly ReplicaId[]): Promise<Map<ReplicaId, number>>;
+  /**
+   * Merges another region's state of `space` into this one (a link catching up
+   * below that region's compaction horizon): joins each record's state into
+   * the stored one (states are joins, so a record merged twice, or merged and
+   * then reached by its changes, is unchanged). With `final` (the last part of
+   * that state), also holds what the state covers: each replica's progress is
+   * raised to `final.progress` (so its changes in the state are not stored
+   * again, and its next ones follow without a gap), each origin's compaction
+   * floor to `final.floors`, and the log is compacted through one new
+   * position that stands for the merge (head + 1, which becomes the horizon),
+   * so every reader of this region's log, at whatever position, takes a
+   * snapshot that includes the merged records. Usage counts are updated;
+   * quotas do not apply. Resolves to the head.
+   */
+  mergeState(space: SpaceId, records: readonly SnapshotRecord[], final?: MergeFinal): Promise<number>;
   /**
    * The origin vector of the log up to position `upTo`: per origin ('' for this
    * region's own), the highest origin position of an entry at or below `upTo`,
