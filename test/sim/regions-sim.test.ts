@@ -17,6 +17,7 @@ describe('simulation with regions', () => {
     expect(totals.failovers).toBeGreaterThan(0);
     expect(totals.destroyed).toBeGreaterThan(0);
     expect(totals.compacted).toBeGreaterThan(0);
+    expect(totals.merges).toBeGreaterThan(0);
   }, 900_000);
 });
 

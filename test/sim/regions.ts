@@ -62,6 +62,8 @@ export interface RegionsConfig {
   readonly duplicate: number;
   /** One region's database is destroyed during the run (every replica pushes with quorum:2). */
   readonly destroy: boolean;
+  /** The last region starts mid-run, after the others compacted: it catches up from their state. */
+  readonly late: boolean;
 }
 
 export type RegionsAction =
@@ -80,6 +82,8 @@ export type RegionsAction =
   | { readonly t: 'restart-replica'; readonly replica: number }
   /** The region's database is gone: it never comes back. */
   | { readonly t: 'destroy-region'; readonly region: number }
+  /** A region that was not started yet starts (config.late). */
+  | { readonly t: 'start-region'; readonly region: number }
   /** The region compacts its log (keeping what its followers have not stored). */
   | { readonly t: 'compact'; readonly region: number; readonly keepLast: number };
 
@@ -93,6 +97,8 @@ export interface RegionsStats {
   linkCuts: number;
   /** Log entries compaction removed. */
   compacted: number;
+  /** Peer states merged by a region below a peer's horizon. */
+  merges: number;
   frames: number;
   changes: number;
   virtualMs: number;
@@ -138,6 +144,7 @@ export function makeRegionsConfig(rng: Rng): RegionsConfig {
     maxDelayMs: minDelayMs + rng.between(5, 300),
     duplicate: rng.chance(0.5) ? 0 : 0.02,
     destroy,
+    late: regions === 3 && !destroy && rng.chance(0.5),
   };
 }
 
@@ -166,6 +173,17 @@ export function makeRegionsPlan(rng: Rng, config: RegionsConfig, steps: number):
       else if (f < 0.92) plan.push({ t: 'restart-region', region });
       else if (f < 0.96) plan.push({ t: 'compact', region, keepLast: rng.between(0, 5) });
       else plan.push({ t: 'restart-replica', replica });
+    }
+  }
+  if (config.late) {
+    // The others compact (they know no follower in the late region), then it starts.
+    const at = rng.between(Math.floor(steps / 3), Math.floor((2 * steps) / 3));
+    const late = config.regions - 1;
+    plan.splice(at, 0, ...Array.from({ length: late }, (_, region): RegionsAction => ({ t: 'compact', region, keepLast: rng.between(0, 3) })), { t: 'start-region', region: late });
+    for (let i = 0; i < plan.length; i++) {
+      const action = plan[i] as RegionsAction;
+      const touches = 'region' in action && action.region === late && action.t !== 'start-region';
+      if (i < at && (touches || (action.t === 'cut-link' && (action.from === late || action.to === late)))) plan[i] = { t: 'wait', ms: 100 };
     }
   }
   if (config.destroy) {
@@ -200,6 +218,7 @@ export function describeRegionsAction(action: RegionsAction): string {
       return `cut the link ${NAMES[action.from]} follows ${NAMES[action.to]} by (${action.mode})`;
     case 'crash-region':
     case 'restart-region':
+    case 'start-region':
     case 'destroy-region':
       return `${action.t} ${NAMES[action.region]}`;
     case 'restart-replica':
@@ -228,6 +247,18 @@ interface Region {
   epoch: number;
   /** Every change committed to the region's log, by space and position (what compaction drops stays here). */
   readonly archive: Map<string, Map<number, Change>>;
+  /** Per space, the positions that stand for a merged peer state, and per replica the seqs those states hold. */
+  readonly merged: Map<string, { readonly positions: Set<number>; readonly progress: Map<string, number> }>;
+}
+
+/** What a region's log of a space holds (RegionsWorld.#log). */
+interface RegionLog {
+  /** Every change committed, in position order. */
+  readonly changes: Change[];
+  /** How often each change (replica:seq) was committed. */
+  readonly counts: Map<string, number>;
+  /** Per replica, the seqs held by merged peer states. */
+  readonly mergedProgress: ReadonlyMap<string, number>;
 }
 
 interface Slot {
@@ -256,7 +287,7 @@ class RegionsWorld {
   readonly slots: Slot[];
   readonly dir: string;
   readonly failures: string[] = [];
-  readonly stats: RegionsStats = { ops: 0, faults: 0, regionCrashes: 0, regionRestarts: 0, destroyed: 0, failovers: 0, linkCuts: 0, compacted: 0, frames: 0, changes: 0, virtualMs: 0 };
+  readonly stats: RegionsStats = { ops: 0, faults: 0, regionCrashes: 0, regionRestarts: 0, destroyed: 0, failovers: 0, linkCuts: 0, compacted: 0, merges: 0, frames: 0, changes: 0, virtualMs: 0 };
   readonly hash = createHash('sha256');
   /** (replica id, space) → the highest seq a region said is held at the replica's durability (`stable`, or `upTo` at `region`). */
   readonly stable = new Map<string, number>();
@@ -277,7 +308,7 @@ class RegionsWorld {
       const name = NAMES[index] as string;
       const network = new SimNetwork(this.rng.fork(`network-${name}`), { minDelayMs, maxDelayMs, duplicate });
       network.onFrame = (event) => this.#observe(name, event.dir, event.client, event.bytes);
-      return { index, name, url: `ws://${name}/sync`, network, dbPath: join(this.dir, `${name}.db`), skew, server: undefined, storage: undefined, dead: { value: false }, destroyed: false, starting: false, epoch: 0, archive: new Map() };
+      return { index, name, url: `ws://${name}/sync`, network, dbPath: join(this.dir, `${name}.db`), skew, server: undefined, storage: undefined, dead: { value: false }, destroyed: false, starting: false, epoch: 0, archive: new Map(), merged: new Map() };
     });
     this.slots = this.config.skews.map((skew, index) => {
       const home = this.config.home[index] as number;
@@ -343,6 +374,7 @@ class RegionsWorld {
     region.dead = dead;
     const skipsEntries = this.bug === 'link-skips-entry' ? this.bugRng : undefined;
     const noRepair = this.bug === 'no-repair';
+    const stats = this.stats;
     const archive = (pos: number, change: Change): void => {
       let log = region.archive.get(change.space);
       if (!log) region.archive.set(change.space, (log = new Map()));
@@ -358,6 +390,17 @@ class RegionsWorld {
           const origin = property === 'readLog' ? (args[4] as { origin?: string } | undefined)?.origin : undefined;
           if (noRepair && origin !== undefined && origin !== '') return Promise.resolve([]);
           const result = (value as (...a: unknown[]) => unknown).apply(target, args);
+          if (property === 'mergeState' && args[2] !== undefined) {
+            const [space, , final] = args as [string, unknown, { progress: ReadonlyMap<string, number> }];
+            return (result as Promise<number>).then((head) => {
+              let merged = region.merged.get(space);
+              if (!merged) region.merged.set(space, (merged = { positions: new Set(), progress: new Map() }));
+              merged.positions.add(head);
+              stats.merges++;
+              for (const [replica, seq] of final.progress) merged.progress.set(replica, Math.max(merged.progress.get(replica) ?? 0, seq));
+              return head;
+            });
+          }
           if (property === 'append') {
             return (result as Promise<Array<AppendResult | Error>>).then((results) => {
               for (const r of results) if (!(r instanceof Error)) for (const entry of r.stored) archive(entry.pos, entry.change);
@@ -561,6 +604,11 @@ class RegionsWorld {
         rmSync(region.dbPath, { force: true });
         return;
       }
+      case 'start-region': {
+        const region = this.regions[action.region];
+        if (region && !region.server && !region.destroyed) this.startRegion(region);
+        return;
+      }
       case 'compact': {
         const region = this.regions[action.region];
         const { server } = region ?? {};
@@ -643,25 +691,41 @@ class RegionsWorld {
 
   /**
    * Every change committed to a region's log of a space (compacted ones too: the archive of its commits),
-   * by id (replica:seq) with how often, after checking that what compaction left is its suffix.
+   * by id (replica:seq) with how often, after checking that the positions are those commits and the merges
+   * of peer states, and that what compaction left is their suffix; and what the merged states hold.
    */
-  async #log(region: Region, space: string): Promise<{ changes: Change[]; counts: Map<string, number> }> {
+  async #log(region: Region, space: string): Promise<RegionLog> {
     const archived = region.archive.get(space) ?? new Map<number, Change>();
-    const changes: Change[] = [];
-    for (let pos = 1; pos <= archived.size; pos++) {
-      const change = archived.get(pos);
-      if (!change) throw new Failure(`region ${region.name}'s log of ${space} has no position ${pos} (${archived.size} committed)`);
-      changes.push(change);
-    }
+    const merged = region.merged.get(space) ?? { positions: new Set<number>(), progress: new Map<string, number>() };
     const storage = region.storage as ServerStorage;
-    const [head, horizon, entries] = await Promise.all([storage.head(space as SpaceId), storage.horizon(space as SpaceId), storage.readLog(space as SpaceId, 0, 1_000_000)]);
-    if (head !== changes.length) this.fail(`region ${region.name}'s head of ${space} is ${head}; ${changes.length} changes were committed`);
-    entries.forEach((e, i) => {
-      if (e.pos !== horizon + i + 1 || `${e.change.replica}:${e.change.seq}` !== `${changes[e.pos - 1]?.replica}:${changes[e.pos - 1]?.seq}`) this.fail(`region ${region.name}'s log of ${space} at ${e.pos} is not what was committed there`);
-    });
+    const [head, entries] = await Promise.all([storage.head(space as SpaceId), storage.readLog(space as SpaceId, 0, 1_000_000)]);
+    const changes: Change[] = [];
+    for (let pos = 1; pos <= head; pos++) {
+      const change = archived.get(pos);
+      if (change) changes.push(change);
+      else if (!merged.positions.has(pos)) throw new Failure(`region ${region.name}'s log of ${space} has no position ${pos} (head ${head})`);
+    }
+    if (archived.size + merged.positions.size !== head) this.fail(`region ${region.name}'s head of ${space} is ${head}; ${archived.size} changes were committed and ${merged.positions.size} states merged`);
+    // What compaction left: every committed entry from the first one left on, each as committed.
+    const first = entries[0]?.pos ?? head + 1;
+    const kept = [...archived.keys()].filter((pos) => pos >= first).sort((a, b) => a - b);
+    if (kept.join() !== entries.map((e) => e.pos).join()) this.fail(`region ${region.name}'s log of ${space} holds positions [${entries.slice(0, 8).map((e) => e.pos).join(',')}…], not every committed one from ${first} on`);
+    for (const e of entries) {
+      const committed = archived.get(e.pos);
+      if (!committed || `${e.change.replica}:${e.change.seq}` !== `${committed.replica}:${committed.seq}`) this.fail(`region ${region.name}'s log of ${space} at ${e.pos} is not what was committed there`);
+    }
     const counts = new Map<string, number>();
     for (const c of changes) counts.set(`${c.replica}:${c.seq}`, (counts.get(`${c.replica}:${c.seq}`) ?? 0) + 1);
-    return { changes, counts };
+    return { changes, counts, mergedProgress: merged.progress };
+  }
+
+  /** The union of the changes of a space over the live regions, and per region the ids of that union it does not hold. */
+  async #holdings(live: readonly Region[], space: string): Promise<{ union: Change[]; logs: RegionLog[]; lacking: string[][] }> {
+    const logs = await Promise.all(live.map((region) => this.#log(region, space)));
+    const union = new Map<string, Change>();
+    for (const log of logs) for (const c of log.changes) union.set(`${c.replica}:${c.seq}`, c);
+    const lacking = logs.map((log) => [...union.entries()].filter(([id, c]) => !log.counts.has(id) && c.seq > (log.mergedProgress.get(c.replica) ?? 0)).map(([id]) => id));
+    return { union: [...union.values()], logs, lacking };
   }
 
   /** Why the system is not quiet yet ('' when it is): replicas synced and caught up, regions holding the same changes. */
@@ -682,10 +746,8 @@ class RegionsWorld {
       }
     }
     for (const space of this.config.spaces) {
-      const [first, ...rest] = await Promise.all(live.map((region) => this.#log(region, space)));
-      for (const [i, other] of rest.entries()) {
-        if (other.counts.size !== first?.counts.size) return `region ${live[i + 1]?.name} holds ${other.counts.size} changes of ${space}, region ${live[0]?.name} ${first?.counts.size}`;
-      }
+      const { lacking } = await this.#holdings(live, space);
+      for (const [i, ids] of lacking.entries()) if (ids.length > 0) return `region ${live[i]?.name} lacks ${ids.length} changes of ${space} (${ids.slice(0, 3).join(' ')})`;
     }
     return '';
   }
@@ -694,19 +756,17 @@ class RegionsWorld {
     const live = this.#live().filter((region) => region.storage !== undefined);
     const union = new Map<string, Change[]>();
     for (const space of this.config.spaces) {
-      const logs = await Promise.all(live.map((region) => this.#log(region, space)));
-      // Each change is in each region's log exactly once, and every region holds the same ones.
+      const { union: changes, logs, lacking } = await this.#holdings(live, space);
+      // Each change is in each region's log at most once, and every region holds every change (in its log, or
+      // in a peer's state it merged).
       logs.forEach(({ counts }, i) => {
         for (const [id, n] of counts) if (n > 1) this.fail(`region ${live[i]?.name} holds ${id} of ${space} ${n} times`);
       });
-      const reference = logs[0] as { changes: Change[]; counts: Map<string, number> };
-      logs.slice(1).forEach(({ counts }, i) => {
-        const missing = [...reference.counts.keys()].filter((id) => !counts.has(id));
-        const extra = [...counts.keys()].filter((id) => !reference.counts.has(id));
-        if (missing.length + extra.length > 0) this.fail(`region ${live[i + 1]?.name} lacks [${missing.slice(0, 5).join(' ')}] and has [${extra.slice(0, 5).join(' ')}] of ${space}, against region ${live[0]?.name}`);
+      lacking.forEach((ids, i) => {
+        if (ids.length > 0) this.fail(`region ${live[i]?.name} lacks [${ids.slice(0, 5).join(' ')}] of ${space} (${ids.length} changes)`);
       });
-      union.set(space, reference.changes);
-      this.stats.changes += reference.changes.length;
+      union.set(space, changes);
+      this.stats.changes += changes.length;
 
       // The regions' record states agree.
       const states = await Promise.all(live.map((region) => this.#states(region, space)));
@@ -826,7 +886,7 @@ export async function runRegionsSimulation(options: { seed: number; steps?: numb
   Math.random = () => jitter.next();
   world.time.install();
   try {
-    for (const region of world.regions) world.startRegion(region);
+    for (const region of world.regions) if (!(world.config.late && region.index === world.regions.length - 1)) world.startRegion(region);
     for (const slot of world.slots) await world.drive(world.openReplica(slot));
     for (const action of plan) {
       world.act(action);

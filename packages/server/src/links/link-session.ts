@@ -143,8 +143,8 @@ export class LinkSession {
    * Anti-entropy: sends the follower the entries of other origins this region
    * holds beyond what the follower holds of them (at most REPAIR_PAGES pages per
    * origin per request), in their origin order, so that they extend the
-   * follower's prefix of each. An origin whose next entries were compacted here
-   * is left out: this region cannot repair it.
+   * follower's prefix of each. When the next entries of one were compacted
+   * here, the follower gets this region's state instead (`state`).
    */
   async #repair(message: Repair): Promise<void> {
     const { storage, limits, logger } = this.ctx;
@@ -156,8 +156,10 @@ export class LinkSession {
       let after = held.get(origin) ?? 0;
       if (skip.has(origin) || pos <= after) continue;
       if ((await storage.resumeAfter(space, new Map([...mine, [origin, after]]))) === undefined) {
-        logger.warn({ follower: this.follower, space, origin, after }, 'region link: cannot repair an origin whose entries this region compacted');
-        continue;
+        // What the follower lacks of that origin was compacted here: it gets this region's state instead,
+        // which holds everything this region has (of every origin).
+        logger.info({ follower: this.follower, space, origin, after }, 'region link: repair of an origin whose entries this region compacted: sending its state');
+        return this.#sendState(space);
       }
       for (let pages = 0; pages < REPAIR_PAGES && after < pos; pages++) {
         await this.#drained();
@@ -239,8 +241,10 @@ export class LinkSession {
       await this.#drained();
       if (this.#isClosed()) return;
       const after = this.#sent.get(space) ?? 0;
-      const horizon = await storage.horizon(space);
-      if (after < horizon) {
+      // How far this region's own entries were compacted (the horizon may also stand for a merged state,
+      // which a follower does not need: it follows this region's own entries only).
+      const floor = (await storage.originVector(space, 0)).get('') ?? 0;
+      if (after < floor) {
         // The log the follower needs was compacted: it gets this region's state instead, then the log from there.
         await this.#sendState(space);
         continue;

@@ -348,22 +348,11 @@ export function postgresStorage(options: PostgresOptions): PostgresStorage {
        ON CONFLICT (space, replica) DO UPDATE SET seq = greatest(p.seq, excluded.seq)`,
       [space, [...final.progress.keys()], [...final.progress.values()]],
     );
-    // The log is compacted through the merge's position, as compact() does.
-    await client.query(
-      `INSERT INTO ${s}.origin_floors AS f (space, origin, pos)
-         SELECT * FROM (
-           SELECT $1::text AS space, o.origin, (SELECT origin_pos FROM ${s}.log WHERE space = $1 AND origin = o.origin AND pos <= $2 ORDER BY origin_pos DESC LIMIT 1) AS pos
-           FROM (${ORIGINS(s)}) o) dropped
-         WHERE pos IS NOT NULL
-       ON CONFLICT (space, origin) DO UPDATE SET pos = greatest(f.pos, excluded.pos)`,
-      [space, head],
-    );
     await client.query(
       `INSERT INTO ${s}.origin_floors AS f (space, origin, pos) SELECT $1, o, p FROM unnest($2::text[], $3::bigint[]) AS u(o, p)
        ON CONFLICT (space, origin) DO UPDATE SET pos = greatest(f.pos, excluded.pos)`,
       [space, [...final.floors.keys()], [...final.floors.values()]],
     );
-    await client.query(`DELETE FROM ${s}.log WHERE space = $1 AND pos <= $2`, [space, head]);
     head++;
     await client.query(`UPDATE ${s}.spaces SET head = $2, horizon = $2, bytes = bytes + $3, records = records + $4 WHERE space = $1`, [space, head, delta.bytes, delta.records]);
     // Other instances resync their clients (below the new horizon: a snapshot), as after a commit.

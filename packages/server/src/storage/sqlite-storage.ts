@@ -210,12 +210,7 @@ export function sqliteStorage(options: SqliteOptions): ServerStorage {
     }
     if (final) {
       for (const [replica, seq] of final.progress) if (seq > (q.progress.get(space, replica)?.seq ?? 0)) q.setProgress.run(space, replica, seq);
-      for (const { origin } of q.origins.all({ space })) {
-        const last = q.lastOf.get(space, origin, head);
-        if (last) q.setFloor.run(space, origin, last.originPos);
-      }
       for (const [origin, pos] of final.floors) q.setFloor.run(space, origin, pos);
-      q.compact.run(space, head);
       head++;
     }
     q.upsertSpace.run(space, head, delta.bytes, delta.records);

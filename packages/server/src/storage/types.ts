@@ -119,7 +119,11 @@ export interface ServerStorage {
   readLog(space: SpaceId, after: number, limit: number, maxBytes?: number, filter?: ReadLogFilter): Promise<LoggedChange[]>;
   /** Highest position of a space (0: empty). */
   head(space: SpaceId): Promise<number>;
-  /** Entries at or below the horizon were compacted away (0: none). */
+  /**
+   * Clients at or below the horizon take a snapshot: entries up to it were
+   * compacted away, or a peer state was merged there (mergeState; entries
+   * below it may then remain). 0: none.
+   */
   horizon(space: SpaceId): Promise<number>;
   /**
    * Record states of a space in (collection, id) order, after the given key: at
@@ -157,11 +161,14 @@ export interface ServerStorage {
    * that state), also holds what the state covers: each replica's progress is
    * raised to `final.progress` (so its changes in the state are not stored
    * again, and its next ones follow without a gap), each origin's compaction
-   * floor to `final.floors`, and the log is compacted through one new
-   * position that stands for the merge (head + 1, which becomes the horizon),
-   * so every reader of this region's log, at whatever position, takes a
-   * snapshot that includes the merged records. Usage counts are updated;
-   * quotas do not apply. Resolves to the head.
+   * floor to `final.floors` (a client that resumes by origin positions below
+   * them takes a snapshot), and the head moves one position, which stands for
+   * the merge and becomes the horizon: every client at an earlier position
+   * takes a snapshot, which includes the merged records. The log entries are
+   * kept (the horizon then has entries below it): links read this region's
+   * own entries by the floor of origin '', which a merge does not move, so a
+   * merge never sends this region's followers a state of their own. Usage
+   * counts are updated; quotas do not apply. Resolves to the head.
    */
   mergeState(space: SpaceId, records: readonly SnapshotRecord[], final?: MergeFinal): Promise<number>;
   /**
