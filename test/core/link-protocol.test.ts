@@ -25,12 +25,12 @@ import { putChange } from '../sync/harness.js';
 
 /**
  * sha256(describeLinkProtocol()) per link protocol version. Append a line per
- * version; never edit one that was released (version 1 gained `read` before any release).
+ * version; never edit one that was released (version 1 gained `read`, and version 3 `state`, before any release).
  */
 const LINK_WIRE_HASHES: Readonly<Record<number, string>> = {
   1: 'a7fc8bc846d4cb42830308659897cb920cea4560c0c34db70759b762d423a6cf',
   2: '185473a76b28817919ef90ec606cb83e6522e8261ca12e5698517c9c3d2e1b8a',
-  3: '30d019f7408b1fadd8841fe97bf90368918f54c9dec3968e08600ba93ffc2723',
+  3: '1e7789c75799ea2a19774306e56e7b3e5b686eb53c8417dc1aac7f56a27acc60',
 };
 
 const hash = (text: string): string => createHash('sha256').update(text).digest('hex');
@@ -63,6 +63,8 @@ describe('region link protocol', () => {
       { type: 'entries', space, changes: [putChange('r1' as never, space, 1, { title: 'x' }), putChange('r1' as never, space, 2, { title: 'y' })], positions: [31, 38], upTo: 40 },
       { type: 'entries', space, changes: [], positions: [], upTo: 41 },
       { type: 'entries', space, origin: 'eu', changes: [putChange('r2' as never, space, 5, { title: 'z' })], positions: [18], upTo: 18 },
+      { type: 'state', space, upTo: 9, records: [{ collection: 'events', id: 'e1', state: {} }] },
+      { type: 'state', space, upTo: 9, records: [], done: { progress: new Map([['r1' as never, 4]]), origins: [{ region: 'us', upTo: 9 }] } },
       { type: 'error', code: 'unauthenticated', message: 'wrong or missing peer credential', fatal: true },
     ];
     for (const m of down) expect(decodeLinkDownstream(encodeLinkDownstream(m))).toEqual(m);

@@ -12,7 +12,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { SignJWT } from 'jose';
 import { createSyncServer, sqliteStorage, type SyncServer, type SyncServerOptions } from '@syncline/server';
-import { decodeLinkDownstream, encodeLinkUpstream, LINK_PROTOCOL_VERSION, type LinkDownstreamMessage, type SpaceId, type UpstreamMessage } from '@syncline/core/internal';
+import { canonicalState, decodeLinkDownstream, encodeLinkUpstream, LINK_PROTOCOL_VERSION, type LinkDownstreamMessage, type SpaceId, type UpstreamMessage } from '@syncline/core/internal';
 import { cleanupStack, counter, freePort, isSynced, outboxCount, recordingSocket, replica, silent, sync, tcpProxy, tempDir, toBytes, uniqueName, visibleState, waitUntil } from './harness.js';
 import { portOf } from '../internals.js';
 import { Pusher } from '../../packages/client/src/sync/pusher.js';
@@ -452,7 +452,7 @@ describe('durability across regions: a planted bug', () => {
 });
 
 describe('regions and compaction', () => {
-  it('a region compacts its log only past what every region following it has stored; a follower that lost its data is told the log is gone', async () => {
+  it('a region compacts its log only past what every region following it has stored; a follower that lost its data catches up from its state', async () => {
     const [pa, pb] = [await freePort(), await freePort()];
     const a = await region('a', pa, [pb]);
     cleanup.push(() => a.close());
@@ -468,10 +468,56 @@ describe('regions and compaction', () => {
     expect(await a.storage.horizon(SPACE)).toBe(10);
 
     // B comes back with its data lost (a fresh in-memory store): it asks for A's log from 0, below A's
-    // horizon. A says so (sequence_gap, logged on both sides) rather than send a log with a hole.
+    // horizon, and gets A's state instead of a log with a hole; then the log from A's head on.
     b = await region('b', pb, [pa]);
     cleanup.push(() => b.close());
-    await waitUntil(async () => (await counter(a.metrics.errors, { code: 'sequence_gap' })) > 0, 10_000, 'A to refuse a follower below its horizon');
+    const cb = await client(b, 'rb');
+    const rows = async (r: typeof ca.r) => (await r.query({ collection: 'events', space: SPACE })).length;
+    await waitUntil(async () => (await rows(cb.r)) === 20 && isSynced(cb.engine), 10_000, "B's client to hold A's 20 events");
+    expect(await visibleState(cb.r as never, ['events'], SPACE)).toEqual(await visibleState(ca.r as never, ['events'], SPACE));
+    // B holds what A's client wrote (its progress came with the state): A's client's next writes arrive as
+    // log entries, none refused as a gap, and B's client's writes reach A.
+    await ca.r.put('events', 'third', { i: 0 }, { space: SPACE });
+    await cb.r.put('events', 'from-b', { i: 0 }, { space: SPACE });
+    await waitUntil(async () => (await rows(cb.r)) === 22 && (await rows(ca.r)) === 22, 10_000, 'both clients to hold 22 events');
+    await waitUntil(async () => (await logOf(b)).size === 2, 10_000, "B's log to hold the two new changes");
+    expect([...(await logOf(b)).keys()].sort()).toEqual([`${ca.r.id}:21`, `${cb.r.id}:1`].sort());
+    expect(await counter(a.metrics.errors, { code: 'sequence_gap' })).toBe(0);
+  });
+
+  it("a region that joins after its peer compacted catches up from the peer's state, and its clients already synced take a snapshot that holds it", async () => {
+    const [pa, pb] = [await freePort(), await freePort()];
+    const a = await region('a', pa, [pb]);
+    cleanup.push(() => a.close());
+    const ca = await client(a, 'ra');
+    for (let i = 0; i < 10; i++) await ca.r.put('events', `a${i}`, { i }, { space: SPACE });
+    await waitUntil(async () => (await a.storage.head(SPACE)) === 10, 10_000, 'A to store the 10');
+    // A knows no follower yet: it compacts everything.
+    expect(await a.compact(0)).toBe(10);
+
+    // B starts with its link to A cut; its client writes and is synced at B's position.
+    const bToA = await tcpProxy(pa);
+    cleanup.push(() => bToA.close());
+    bToA.cut();
+    const b = await region('b', pb, [bToA.port]);
+    cleanup.push(() => b.close());
+    const rec = recordingSocket();
+    const rb = await replica({ name: uniqueName('rb'), schema });
+    const engine = sync(rb, b.url, { spaces: [SPACE], WebSocket: rec.factory });
+    cleanup.push(() => engine.close(), () => rb.close());
+    for (let i = 0; i < 3; i++) await rb.put('events', `b${i}`, { i }, { space: SPACE });
+    await waitUntil(async () => isSynced(engine) && (await outboxCount(rb, SPACE)) === 0, 10_000, "B's client to sync its writes");
+    const before = rec.of('snapshot').length;
+
+    // The link comes up: B merges A's state; its client, synced at a position before the merge, gets a snapshot.
+    bToA.heal();
+    const rows = async (r: typeof rb) => (await r.query({ collection: 'events', space: SPACE })).length;
+    await waitUntil(async () => (await rows(rb)) === 13 && (await rows(ca.r)) === 13, 10_000, 'both clients to hold 13 events');
+    expect(rec.of('snapshot').length).toBeGreaterThan(before);
+    expect(await visibleState(rb as never, ['events'], SPACE)).toEqual(await visibleState(ca.r as never, ['events'], SPACE));
+    // And the regions' records agree.
+    const states = async (server: SyncServer) => (await server.storage.snapshotPage(SPACE, undefined, 100)).map((r) => `${r.id}=${canonicalState(r.state)}`);
+    await waitUntil(async () => (await states(a)).join() === (await states(b)).join(), 10_000, "the regions' records to agree");
   });
 
   it('a follower that restarts on its own data resumes above the horizon and misses nothing', async () => {
