@@ -14,6 +14,9 @@
 //  4. failover: a device F bootstraps from A and stays in sync; while it is away, W writes 50
 //     more; F then resumes at B (another region). Bytes F receives on resume, beside the bytes
 //     of a full bootstrap of the same space from B (a new device G).
+//  5. a region added late: D, a new region, follows A's whole log (the baseline); then A compacts
+//     its log and C, another new region, follows A from its state (link protocol 3). Time until
+//     each holds every record, and the bytes A sent it.
 // Run after `tsc -b`.
 import { createServer, connect } from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -38,9 +41,11 @@ const dir = mkdtempSync(join(tmpdir(), 'syncline-bench-regions-'));
 async function proxy(target) {
   const sockets = new Set();
   let cut = false;
+  let down = 0;
   const server = createServer((inbound) => {
     if (cut) return inbound.destroy();
     const outbound = connect(target, '127.0.0.1');
+    outbound.on('data', (chunk) => (down += chunk.length));
     for (const [s, other] of [[inbound, outbound], [outbound, inbound]]) {
       sockets.add(s);
       s.on('error', () => undefined);
@@ -51,6 +56,8 @@ async function proxy(target) {
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
     port: server.address().port,
+    /** Bytes from the target to the dialer so far. */
+    get down() { return down; },
     cut() { cut = true; for (const s of sockets) s.destroy(); },
     heal() { cut = false; },
     close: () => new Promise((resolve) => { for (const s of sockets) s.destroy(); server.close(resolve); }),
@@ -181,6 +188,23 @@ await gEngine.waitFor((s) => s.state === 'synced', 600_000);
 gEngine.close();
 const records = (await g.query({ collection: 'events', space: SPACE })).length;
 
+// 5. A region added late: the whole log (D), or the state of a peer that compacted it (C).
+const joinLate = async (name) => {
+  const via = await proxy(pa);
+  const server = createSyncServer({ port: await freePort(), storage: sqliteStorage({ path: join(dir, `${name}.db`) }), logger: silent, region: name, peers: [`ws://127.0.0.1:${via.port}`] });
+  const started = performance.now();
+  await server.listen();
+  const want = await a.storage.countRecords(SPACE);
+  await waitFor(async () => (await server.storage.countRecords(SPACE)) >= want, `region ${name} to hold every record`);
+  const seconds = (performance.now() - started) / 1000;
+  await server.close();
+  await via.close();
+  return { seconds, bytes: via.down, records: want };
+};
+const logJoin = await joinLate('d');
+const compacted = await a.compact(0);
+const stateJoin = await joinLate('c');
+
 console.log(`regions benchmark (${new Date().toISOString()}), two regions on SQLite files, default limits, loopback`);
 console.log(`1. propagation of ${WRITES} writes made one at a time:`);
 console.log(`   same region (W -> A -> L):            p50 ${ms(percentile(latL, 50))}, p99 ${ms(percentile(latL, 99))}`);
@@ -193,6 +217,10 @@ console.log(`3. a ${PARTITION_S} s partition under ${RATE} writes/s (${written} 
 console.log(`4. failover of a device from A to B, ${records} records in the space, 50 written while it was away:`);
 console.log(`   resume at B:                          ${onB.counter.bytes} bytes in ${resumeSeconds.toFixed(2)} s`);
 console.log(`   a full bootstrap from B:              ${fresh.counter.bytes} bytes (resume ${((100 * onB.counter.bytes) / fresh.counter.bytes).toFixed(2)}% of it; F's first bootstrap from A: ${onA.counter.bytes} bytes)`);
+
+console.log(`5. a region added late, ${logJoin.records} records in the space:`);
+console.log(`   following A's whole log:              ${logJoin.seconds.toFixed(2)} s, ${logJoin.bytes} bytes from A`);
+console.log(`   from A's state (A compacted ${compacted} entries): ${stateJoin.seconds.toFixed(2)} s, ${stateJoin.bytes} bytes from A  (${(logJoin.seconds / stateJoin.seconds).toFixed(2)}x faster, ${((100 * stateJoin.bytes) / logJoin.bytes).toFixed(0)}% of the bytes)`);
 
 await Promise.all([w, l, r, offline, f, g].map((x) => x.close()));
 await Promise.all([a.close(), b.close(), toA.close()]);
