@@ -543,6 +543,24 @@ export function storageConformance(name: string, newBacking: () => Promise<Backi
       }
     });
 
+    it('reports what it holds over every space: records, tombstones, record bytes and log entries', async () => {
+      const { storage } = await setup();
+      expect(await storage.stats()).toEqual({ spaces: 0, records: 0, tombstones: 0, recordBytes: 0, logEntries: 0 });
+      ok((await storage.append([request('alice', changes('alice', 1, 5))]))[0]);
+      ok((await storage.append([request('bob', changes('bob', 1, 2, { space: OTHER }), OTHER)]))[0]);
+      // alice deletes two of her five records.
+      const deletes = [6, 7].map((seq, i) => {
+        const d = { ...(changes('alice', seq, 1, { id: () => `alice-${i + 1}` })[0] as Change), op: 'delete' } as Change;
+        delete (d as { fields?: unknown }).fields;
+        return d;
+      });
+      ok((await storage.append([request('alice', deletes)]))[0]);
+      const stored = [...(await storage.snapshotPage(SPACE, undefined, 100)), ...(await storage.snapshotPage(OTHER, undefined, 100))];
+      expect(await storage.stats()).toEqual({ spaces: 2, records: 5, tombstones: 2, recordBytes: stored.reduce((n, r) => n + encodeRecordState(r.state).length, 0), logEntries: 9 });
+      await storage.compact(SPACE, 0);
+      expect((await storage.stats()).logEntries).toBe(2);
+    });
+
     it("merges another region's state: joins records (twice is once), raises progress and floors, and compacts through one new position", async () => {
       const { storage } = await setup();
       // This region: alice wrote rec-0 and rec-1 (positions 1, 2).

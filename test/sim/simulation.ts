@@ -182,6 +182,10 @@ class SimStorage implements ServerStorage {
     this.#alive();
     return this.inner.snapshotPage(space, after, limit, maxBytes);
   }
+  async stats() {
+    this.#alive();
+    return this.inner.stats();
+  }
   async countRecords(space: SpaceId) {
     this.#alive();
     return this.inner.countRecords(space);

@@ -7,7 +7,7 @@
  * @packageDocumentation
  * @module @syncline/client
  */
-export { createReplica, startSync, Replica, type ReplicaOptions, type WriteOptions, type Batch, type CommitEvent } from './replica.js';
+export { createReplica, startSync, Replica, type ReplicaOptions, type ReplicaStats, type WriteOptions, type Batch, type CommitEvent } from './replica.js';
 export { defineSchema, type Schema, type CollectionSchema, type CollectionDef, type IndexDef } from './schema.js';
 export { typed, type Typed } from './value-type.js';
 export {

@@ -130,6 +130,18 @@ function defaultRandomBytes(n: number): Uint8Array {
   return globalThis.crypto.getRandomValues(new Uint8Array(n));
 }
 
+/** What a replica stores (Replica.stats). */
+export interface ReplicaStats {
+  /** Records that exist. */
+  readonly records: number;
+  /** Deleted records whose state is kept (a tombstone each). */
+  readonly tombstones: number;
+  /** Bytes of the stored records' encoded states, tombstones included. */
+  readonly stateBytes: number;
+  /** Local changes not yet acknowledged by a server (the outbox). */
+  readonly pending: number;
+}
+
 /**
  * A local replica (createReplica): reads and writes are local and instant; with
  * `sync`, changes travel to and from a Syncline server. Typed by the schema `S`:
@@ -496,6 +508,30 @@ export class Replica<S extends Schema = Schema> {
     this.#checkOpen();
     const def = collectionOf(this.#collections, query.collection);
     return this.#storage.transaction('readonly', (tx) => countQuery(tx, def, query as Query));
+  }
+
+  /**
+   * What this replica stores, in one space or (without `space`) in all:
+   * records that exist, deleted records whose state it keeps (tombstones),
+   * the bytes of their encoded states, and changes not yet acknowledged
+   * (`pending`). Reads every stored record: for monitoring, not for a render loop.
+   */
+  async stats(options: { readonly space?: string } = {}): Promise<ReplicaStats> {
+    this.#checkOpen();
+    const space = options.space as SpaceId | undefined;
+    return this.#storage.transaction('readonly', async (tx) => {
+      let records = 0;
+      let tombstones = 0;
+      let stateBytes = 0;
+      for (const collection of this.#collections.keys()) {
+        for (const record of await tx.scanRecords(collection, space === undefined ? {} : { space })) {
+          if (record.value === undefined) tombstones++;
+          else records++;
+          stateBytes += recordBytes(record.state);
+        }
+      }
+      return { records, tombstones, stateBytes, pending: await tx.countOutbox(space) };
+    });
   }
 
   /**

@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { StorageStats } from './storage/types.js';
 
 /**
  * Process metrics (CPU, memory, event loop lag, GC) are collected once per
@@ -16,9 +17,30 @@ function processMetrics(): Registry {
   return processRegistry;
 }
 
-/** One registry per server, so two servers in one process keep separate figures; /metrics adds the process's. */
-export function createMetrics() {
+/**
+ * One registry per server, so two servers in one process keep separate figures; /metrics adds the process's.
+ * `stored` reads what the storage holds when metrics are collected (the `syncline_stored_*` gauges).
+ */
+export function createMetrics(stored?: () => Promise<StorageStats>) {
   const registry = new Registry();
+  // Read once per scrape, shared by the four gauges.
+  let reading: Promise<StorageStats | undefined> | undefined;
+  const read = (): Promise<StorageStats | undefined> => {
+    reading ??= (stored?.() ?? Promise.resolve(undefined))
+      .catch(() => undefined)
+      .finally(() => setTimeout(() => (reading = undefined), 0));
+    return reading;
+  };
+  const storedGauge = (name: string, help: string, pick: (stats: StorageStats) => number) =>
+    new Gauge({
+      name,
+      help,
+      registers: [registry],
+      async collect() {
+        const stats = await read();
+        if (stats) this.set(pick(stats));
+      },
+    });
   return {
     /** The prom-client registry of this server's metrics (not the process's). */
     registry,
@@ -51,6 +73,14 @@ export function createMetrics() {
     linkChanges: new Counter({ name: 'syncline_link_changes_total', help: 'Changes received over region links and newly stored', labelNames: ['peer'], registers: [registry] }),
     /** `syncline_links_served`: regions following this server now. */
     linksServed: new Gauge({ name: 'syncline_links_served', help: 'Region links served (other regions following this one)', registers: [registry] }),
+    /** `syncline_stored_records`: records that exist, over every space (read at each scrape). */
+    storedRecords: storedGauge('syncline_stored_records', 'Records that exist (not deleted), over every space', (s) => s.records),
+    /** `syncline_stored_tombstones`: deleted records whose state is kept, over every space. */
+    storedTombstones: storedGauge('syncline_stored_tombstones', 'Deleted records whose state is kept (tombstones), over every space', (s) => s.tombstones),
+    /** `syncline_stored_record_bytes`: bytes of stored record states, tombstones included. */
+    storedRecordBytes: storedGauge('syncline_stored_record_bytes', 'Bytes of stored record states, tombstones included', (s) => s.recordBytes),
+    /** `syncline_stored_log_entries`: log entries kept (compaction removes them). */
+    storedLogEntries: storedGauge('syncline_stored_log_entries', 'Log entries kept', (s) => s.logEntries),
     /** `syncline_frames_dropped_total{reason}`: frames dropped unread; reason `rate` (over messagesPerSecond). */
     framesDropped: new Counter({ name: 'syncline_frames_dropped_total', help: 'Frames dropped unread, by reason (rate: over messagesPerSecond)', labelNames: ['reason'], registers: [registry] }),
   };

@@ -108,7 +108,7 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
   const logger = options.logger ?? pino({ level: process.env['NODE_ENV'] === 'test' ? 'silent' : 'info' });
   const storage = options.storage ?? sqliteStorage({ path: './data/syncline.db' });
   const now = options.now ?? (() => Date.now());
-  const metrics = createMetrics();
+  const metrics = createMetrics(() => storage.stats());
   const hub = new Hub(options.region);
   const stability = new Stability(storage, (error) => logger.error({ err: error }, 'reading follower positions for quorum acks failed'));
   const peerSyncUrls = (options.peers ?? []).map(syncUrl);

@@ -588,6 +588,15 @@ export function postgresStorage(options: PostgresOptions): PostgresStorage {
           ]);
       return rows.map((row): SnapshotRecord => ({ collection: row.collection.toString('utf8'), id: row.id.toString('utf8'), state: decodeRecordState(row.state) }));
     },
+    async stats() {
+      await open();
+      const { rows } = await pool.query<{ spaces: string; records: string; stored: string; bytes: string; log: string }>(
+        `SELECT (SELECT count(*) FROM ${s}.spaces WHERE head > 0) AS spaces, (SELECT coalesce(sum(records), 0) FROM ${s}.spaces) AS records,
+                (SELECT count(*) FROM ${s}.records) AS stored, (SELECT coalesce(sum(bytes), 0) FROM ${s}.spaces) AS bytes, (SELECT count(*) FROM ${s}.log) AS log`,
+      );
+      const row = rows[0] as { spaces: string; records: string; stored: string; bytes: string; log: string };
+      return { spaces: Number(row.spaces), records: Number(row.records), tombstones: Number(row.stored) - Number(row.records), recordBytes: Number(row.bytes), logEntries: Number(row.log) };
+    },
     async countRecords(space) {
       await open();
       const { rows } = await pool.query<{ n: string }>(`SELECT count(*) AS n FROM ${s}.records WHERE space = $1`, [space]);

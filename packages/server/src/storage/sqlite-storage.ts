@@ -134,6 +134,10 @@ export function sqliteStorage(options: SqliteOptions): ServerStorage {
       'SELECT collection, id, state FROM records WHERE space = ? AND (collection, id) > (?, ?) ORDER BY collection, id LIMIT ?',
     ),
     countRecords: db.prepare<[string], { n: number }>('SELECT count(*) AS n FROM records WHERE space = ?'),
+    stats: db.prepare<[], { spaces: number; records: number; stored: number; bytes: number; log: number }>(
+      `SELECT (SELECT count(*) FROM spaces WHERE head > 0) AS spaces, (SELECT coalesce(sum(records), 0) FROM spaces) AS records,
+              (SELECT count(*) FROM records) AS stored, (SELECT coalesce(sum(bytes), 0) FROM spaces) AS bytes, (SELECT count(*) FROM log) AS log`,
+    ),
     compact: db.prepare('DELETE FROM log WHERE space = ? AND pos <= ?'),
     setHorizon: db.prepare('UPDATE spaces SET horizon = ? WHERE space = ?'),
     spaces: db.prepare<[], { space: string }>('SELECT space FROM spaces ORDER BY space'),
@@ -273,6 +277,11 @@ export function sqliteStorage(options: SqliteOptions): ServerStorage {
         out.push({ collection: row.collection, id: row.id, state: decodeRecordState(row.state) });
       }
       return out;
+    },
+    async stats() {
+      check();
+      const row = q.stats.get() as { spaces: number; records: number; stored: number; bytes: number; log: number };
+      return { spaces: row.spaces, records: row.records, tombstones: row.stored - row.records, recordBytes: row.bytes, logEntries: row.log };
     },
     async countRecords(space) {
       check();

@@ -48,6 +48,20 @@ export interface ReadLogFilter {
   readonly origin?: string;
 }
 
+/** What a server's storage holds, over every space (ServerStorage.stats). */
+export interface StorageStats {
+  /** Spaces that hold anything. */
+  readonly spaces: number;
+  /** Records that exist (not deleted). */
+  readonly records: number;
+  /** Deleted records whose state is kept (a tombstone each). */
+  readonly tombstones: number;
+  /** Bytes of stored record states, tombstones included. */
+  readonly recordBytes: number;
+  /** Log entries kept (compaction removes them). */
+  readonly logEntries: number;
+}
+
 /** What the last part of a merged state covers (ServerStorage.mergeState). */
 export interface MergeFinal {
   /** Per replica, the highest seq the state holds (with every seq before it). */
@@ -133,6 +147,8 @@ export interface ServerStorage {
   snapshotPage(space: SpaceId, after: readonly [string, string] | undefined, limit: number, maxBytes?: number): Promise<SnapshotRecord[]>;
   /** Records stored in a space, deleted ones included (what a snapshot sends). */
   countRecords(space: SpaceId): Promise<number>;
+  /** What the whole store holds, over every space (the `syncline_stored_*` metrics). */
+  stats(): Promise<StorageStats>;
   /** Drops log entries (of every origin) so that at most `keepLast` remain; returns how many were removed. */
   compact(space: SpaceId, keepLast: number): Promise<number>;
   /** Every space that holds changes, in id order. */
