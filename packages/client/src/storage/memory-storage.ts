@@ -80,14 +80,19 @@ class MemoryDatabase {
    * replaces it): a scan reads a collection in order, without a sort.
    */
   readonly sorted = new BTree<Address, undefined>(undefined, compareAddresses);
-  readonly outbox = new Map<string, Change>();
+  /** Unacknowledged changes by (space, seq), in that order: acks and reads take the lowest seqs of a space without a sort. */
+  readonly outbox = new BTree<OutboxKey, Change>(undefined, compareOutboxKeys);
+  /** How many changes each space has in the outbox: counted after every commit, without a scan. */
+  readonly outboxCount = new Map<string, number>();
   /** Records with a value, per collection: count() of a whole collection without a scan. */
   readonly live = new Map<string, number>();
   /** Serializes read-write transactions. */
   queue: Promise<unknown> = Promise.resolve();
 }
 
+type OutboxKey = readonly [space: string, seq: number];
 const outboxKey = (space: string, seq: number): string => JSON.stringify([space, seq]);
+const compareOutboxKeys = (a: OutboxKey, b: OutboxKey): number => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : a[1] - b[1]);
 
 function clone<T>(value: T): T {
   return structuredClone(value);
@@ -174,7 +179,8 @@ class MemoryTx implements StorageTx {
   readonly meta = new Map<string, unknown>();
   readonly records = new AddressMap();
   readonly outboxPut = new Map<string, Change>();
-  readonly outboxDel = new Set<string>();
+  /** Keys removed by this transaction (acknowledged), with their space and seq. */
+  readonly outboxDel = new Map<string, OutboxKey>();
   aborted = false;
 
   constructor(db: MemoryDatabase, writable: boolean) {
@@ -305,9 +311,10 @@ class MemoryTx implements StorageTx {
     // The IndexedDB adapter keeps one entry per call; here one row per change behaves the same.
     if (!outboxEntry(changes)) return;
     const keys = changes.map((c) => outboxKey(c.space, c.seq));
-    for (const key of keys) {
-      if (this.outboxPut.has(key) || (this.#db.outbox.has(key) && !this.outboxDel.has(key))) throw new Error(`addOutbox: ${key} is already in the outbox`);
-    }
+    changes.forEach((c, i) => {
+      const key = keys[i] as string;
+      if (this.outboxPut.has(key) || (this.#db.outbox.has([c.space, c.seq]) && !this.outboxDel.has(key))) throw new Error(`addOutbox: ${key} is already in the outbox`);
+    });
     const copies = clone(changes);
     keys.forEach((key, i) => {
       this.outboxDel.delete(key);
@@ -315,47 +322,62 @@ class MemoryTx implements StorageTx {
     });
   }
 
-  /** Unacknowledged changes of `space` (all spaces when omitted), committed and this transaction's, in no order. */
-  *#pending(space?: SpaceId): Generator<Change> {
-    for (const [key, change] of this.#db.outbox) if ((space === undefined || change.space === space) && !this.outboxDel.has(key) && !this.outboxPut.has(key)) yield change;
-    for (const change of this.outboxPut.values()) if (space === undefined || change.space === space) yield change;
-  }
-
-  #outbox(space?: SpaceId): Change[] {
-    return [...this.#pending(space)].sort((a, b) => (a.space < b.space ? -1 : a.space > b.space ? 1 : a.seq - b.seq));
+  /**
+   * Unacknowledged changes of `space` (all spaces when omitted), committed and
+   * this transaction's, in (space, seq) order: at most `limit`, and with `upTo`,
+   * only seqs up to it. Reads the committed ones in key order and stops early.
+   */
+  #outbox(space: SpaceId | undefined, limit = Number.POSITIVE_INFINITY, upTo = Number.POSITIVE_INFINITY): Change[] {
+    const committed: Change[] = [];
+    const from: OutboxKey = space === undefined ? ['', -Infinity] : [space, -Infinity];
+    for (const [key, change] of this.#db.outbox.entries(from)) {
+      if ((space !== undefined && key[0] !== space) || committed.length >= limit) break;
+      if (key[1] > upTo) {
+        if (space !== undefined) break;
+        continue;
+      }
+      const k = outboxKey(key[0], key[1]);
+      if (!this.outboxDel.has(k) && !this.outboxPut.has(k)) committed.push(change);
+    }
+    const mine = [...this.outboxPut.values()].filter((c) => (space === undefined || c.space === space) && c.seq <= upTo);
+    const all = mine.length === 0 ? committed : [...committed, ...mine].sort((a, b) => compareOutboxKeys([a.space, a.seq], [b.space, b.seq]));
+    return all.slice(0, limit);
   }
 
   async readOutbox(space: SpaceId | undefined, limit: number): Promise<Change[]> {
-    return this.#outbox(space).slice(0, limit).map(clone);
+    return this.#outbox(space, limit).map(clone);
   }
 
   async replaceOutbox(changes: readonly Change[]): Promise<void> {
     this.#checkWritable();
     const keys = changes.map((c) => outboxKey(c.space, c.seq));
-    for (const key of keys) {
-      if (!this.outboxPut.has(key) && !(this.#db.outbox.has(key) && !this.outboxDel.has(key))) throw new Error(`replaceOutbox: ${key} is not in the outbox`);
-    }
+    changes.forEach((c, i) => {
+      const key = keys[i] as string;
+      if (!this.outboxPut.has(key) && !(this.#db.outbox.has([c.space, c.seq]) && !this.outboxDel.has(key))) throw new Error(`replaceOutbox: ${key} is not in the outbox`);
+    });
     const copies = clone(changes);
     keys.forEach((key, i) => this.outboxPut.set(key, copies[i] as Change));
   }
 
   async ackOutbox(space: SpaceId, upTo: number): Promise<number> {
     this.#checkWritable();
-    let n = 0;
-    for (const change of this.#outbox(space)) {
-      if (change.seq > upTo) break;
+    const acked = this.#outbox(space, Number.POSITIVE_INFINITY, upTo);
+    for (const change of acked) {
       const key = outboxKey(space, change.seq);
       this.outboxPut.delete(key);
-      this.outboxDel.add(key);
-      n++;
+      this.outboxDel.set(key, [space, change.seq]);
     }
-    return n;
+    return acked.length;
   }
 
   async countOutbox(space?: SpaceId): Promise<number> {
-    // Counted without sorting: the sync engine asks after every commit.
+    // Without a scan: the sync engine asks after every commit. The committed count, and what this
+    // transaction added (new keys) and removed (committed keys).
     let n = 0;
-    for (const _ of this.#pending(space)) n++;
+    if (space === undefined) for (const count of this.#db.outboxCount.values()) n += count;
+    else n = this.#db.outboxCount.get(space) ?? 0;
+    for (const c of this.outboxPut.values()) if ((space === undefined || c.space === space) && !this.#db.outbox.has([c.space, c.seq])) n++;
+    for (const key of this.outboxDel.values()) if ((space === undefined || key[0] === space) && this.#db.outbox.has(key)) n--;
     return n;
   }
 
@@ -379,8 +401,17 @@ class MemoryTx implements StorageTx {
       }
       for (const ix of record.ix) db.index.set(indexEntry(ix, record), undefined);
     });
-    this.outboxDel.forEach((key) => db.outbox.delete(key));
-    this.outboxPut.forEach((change, key) => db.outbox.set(key, change));
+    const count = (space: string, by: number): void => {
+      const n = (db.outboxCount.get(space) ?? 0) + by;
+      if (n === 0) db.outboxCount.delete(space);
+      else db.outboxCount.set(space, n);
+    };
+    this.outboxDel.forEach((key) => {
+      if (db.outbox.delete(key)) count(key[0], -1);
+    });
+    this.outboxPut.forEach((change) => {
+      if (db.outbox.set([change.space, change.seq], change, true)) count(change.space, 1);
+    });
   }
 }
 
