@@ -7,13 +7,14 @@
 // One client (memory storage, `ws`) writes one change at a time, as apps do: cycle i creates
 // record i and deletes record i - working-set. The server (default limits) stores on a SQLite
 // file, or with --postgres on a fresh schema of the local database (PG* environment, database
-// `test` by default). Printed: the server's storage.stats(), the SQLite file's size (with its WAL),
+// `SYNCLINE_TEST_POSTGRES_URL`, default postgres://postgres@127.0.0.1:5432/test; the schema is dropped after). Printed: the server's storage.stats(), the SQLite file's size (with its WAL),
 // the client's stats(), and each as a multiple of the same figures for the working set alone.
 // Run after `tsc -b`.
 import { mkdtempSync, rmSync, statSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import pg from 'pg';
 import { pino } from 'pino';
 import { WebSocket } from 'ws';
 import { createReplica, memoryStorage } from '../packages/client/dist/index.js';
@@ -27,7 +28,8 @@ const SPACE = 'churn';
 const dir = mkdtempSync(join(tmpdir(), 'syncline-bench-churn-'));
 const dbPath = join(dir, 'server.db');
 const schema = `churn_${process.pid}`;
-const storage = values.postgres ? postgresStorage({ connectionString: process.env.DATABASE_URL ?? 'postgres://127.0.0.1:5432/test', schema }) : sqliteStorage({ path: dbPath });
+const PG_URL = process.env.SYNCLINE_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+const storage = values.postgres ? postgresStorage({ connectionString: PG_URL, schema }) : sqliteStorage({ path: dbPath });
 const server = createSyncServer({ port: await freePort(), storage, logger: pino({ level: 'silent' }) });
 await server.listen();
 const r = await createReplica({ name: 'churn', schema: { events: {} }, storage: memoryStorage(), tabs: false, sync: { url: server.url, WebSocket, spaces: [SPACE] } });
@@ -59,4 +61,10 @@ console.log(`client: ${clientStats.records} records, ${clientStats.tombstones} t
 
 await r.close();
 await server.close();
+if (values.postgres) {
+  const client = new pg.Client({ connectionString: PG_URL });
+  await client.connect();
+  await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+  await client.end();
+}
 rmSync(dir, { recursive: true, force: true });
