@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// npm run sim -- --seed N | --seeds N [--from S] [--plan] [--bug NAME] [--steps N]
+// npm run sim -- [--regions] --seed N | --seeds N [--from S] [--plan] [--bug NAME] [--steps N]
 // Runs test/sim/cli.sim.ts under vitest (the simulation is TypeScript run against the sources).
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 const root = fileURLToPath(new URL('..', import.meta.url));
 const args = process.argv.slice(2);
 if (args.includes('--help') || args.length === 0) {
-  console.log('usage: npm run sim -- --seed N [--plan] [--bug ack-without-store|skip-log-entry|skip-remote-change] [--no-shrink]\n       npm run sim -- --seeds N [--from S]');
+  console.log('usage: npm run sim -- --seed N [--plan] [--bug ack-without-store|skip-log-entry|skip-remote-change] [--no-shrink]\n       npm run sim -- --seeds N [--from S]\n       npm run sim -- --regions --seed N [--plan] [--bug link-skips-entry|quorum-drop|no-repair]\n       npm run sim -- --regions --seeds N [--from S]');
   process.exit(args.length === 0 ? 1 : 0);
 }
 const run = (simArgs) =>
@@ -25,7 +25,7 @@ if (at('seeds') >= 0) {
   const CHUNK = 1000;
   for (let start = from; start < from + total; start += CHUNK) {
     const count = Math.min(CHUNK, from + total - start);
-    const status = run(['--seeds', String(count), '--from', String(start)]);
+    const status = run([...(args.includes('--regions') ? ['--regions'] : []), '--seeds', String(count), '--from', String(start)]);
     if (status !== 0) process.exit(status);
   }
   console.log(`all ${total} seeds from ${from} passed`);

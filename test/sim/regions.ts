@@ -910,7 +910,7 @@ export async function runRegionsSimulation(options: { seed: number; steps?: numb
 }
 
 export function formatRegionsFailure(result: RegionsResult): string {
-  const lines = [`regions simulation failed: seed ${result.seed}`, `config: ${JSON.stringify(result.config)}`, ...result.failures.slice(0, 10).map((f) => `  ✗ ${f}`)];
+  const lines = [`regions simulation failed: seed ${result.seed} (replay: npm run sim -- --regions --seed ${result.seed})`, `config: ${JSON.stringify(result.config)}`, ...result.failures.slice(0, 10).map((f) => `  ✗ ${f}`)];
   if (result.failures.length > 10) lines.push(`  … ${result.failures.length - 10} more`);
   lines.push('plan:', ...result.plan.map((a, i) => `  ${i + 1}. ${describeRegionsAction(a)}`));
   return lines.join('\n');
