@@ -4,6 +4,7 @@
  * must be found within a few seeds, with a failure that names what broke.
  */
 import { describe, expect, it } from 'vitest';
+import { expectPlantedBugFound } from './common.js';
 import { runSimulation, shrink, type PlantedBug } from './simulation.js';
 
 const BUGS: ReadonlyArray<{ bug: PlantedBug; finds: RegExp }> = [
@@ -18,20 +19,7 @@ const BUGS: ReadonlyArray<{ bug: PlantedBug; finds: RegExp }> = [
 
 describe('planted bugs are found', () => {
   for (const { bug, finds } of BUGS) {
-    it(bug, async () => {
-      let found: Awaited<ReturnType<typeof runSimulation>> | undefined;
-      let seed = 1;
-      for (; seed <= 40 && !found; seed++) {
-        const result = await runSimulation({ seed, bug });
-        if (!result.ok) found = result;
-      }
-      expect(found, `${bug} was not found in 40 seeds`).toBeDefined();
-      const failure = found as NonNullable<typeof found>;
-      expect(failure.failures.join('\n')).toMatch(finds);
-      // The same seed without the bug passes: the failure is the bug's.
-      expect((await runSimulation({ seed: failure.seed })).ok).toBe(true);
-      console.log(`${bug}: found at seed ${failure.seed}: ${failure.failures[0]}`);
-    }, 600_000);
+    it(bug, () => expectPlantedBugFound((seed, planted) => runSimulation({ seed, ...(planted ? { bug: planted } : {}) }), bug, finds), 600_000);
   }
 
   it('shrinks a failing plan to a shorter one that still fails, and replays it', async () => {

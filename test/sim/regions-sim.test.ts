@@ -1,5 +1,6 @@
 /** CI: seeds of the simulation with regions (test/sim/regions.ts), and its planted bugs, each found within a few seeds. */
 import { describe, expect, it } from 'vitest';
+import { expectPlantedBugFound } from './common.js';
 import { formatRegionsFailure, runRegionsSimulation, type RegionsBug, type RegionsStats } from './regions.js';
 
 const SEEDS = Number(process.env['REGIONS_SEEDS'] ?? 100);
@@ -30,19 +31,7 @@ const BUGS: ReadonlyArray<{ bug: RegionsBug; finds: RegExp }> = [
 
 describe('simulation with regions: planted bugs are found', () => {
   for (const { bug, finds } of BUGS) {
-    it(bug, async () => {
-      let found: Awaited<ReturnType<typeof runRegionsSimulation>> | undefined;
-      for (let seed = 1; seed <= 40 && !found; seed++) {
-        const result = await runRegionsSimulation({ seed, bug });
-        if (!result.ok) found = result;
-      }
-      expect(found, `${bug} was not found in 40 seeds`).toBeDefined();
-      const failure = found as NonNullable<typeof found>;
-      expect(failure.failures.join('\n')).toMatch(finds);
-      // The same seed without the bug passes: the failure is the bug's.
-      expect((await runRegionsSimulation({ seed: failure.seed })).ok).toBe(true);
-      console.log(`${bug}: found at seed ${failure.seed}: ${failure.failures[0]}`);
-    }, 600_000);
+    it(bug, () => expectPlantedBugFound((seed, planted) => runRegionsSimulation({ seed, ...(planted ? { bug: planted } : {}) }), bug, finds), 600_000);
   }
 
   it('replays: the same seed gives the same run, frame for frame', async () => {

@@ -28,6 +28,7 @@ import { IDBFactory, IDBKeyRange } from 'fake-indexeddb';
 import { pino } from 'pino';
 import { checkConvergence, firstDifference } from './dump.js';
 import { SimNetwork, type CutMode } from './network.js';
+import { Background, drive, editCrdt, enqueue, Failure } from './common.js';
 import { Rng } from './rng.js';
 import { VirtualTime } from './virtual-time.js';
 import { randomOp, SCHEMA, type Op } from './workload.js';
@@ -119,8 +120,6 @@ const NAMES = ['a', 'b', 'c'];
 const SETTLE_LIMIT_MS = 30 * 60_000;
 const QUIESCE_LIMIT_MS = 60 * 60_000;
 const silent = pino({ level: 'silent' });
-
-class Failure extends Error {}
 
 export function makeRegionsConfig(rng: Rng): RegionsConfig {
   const regions = rng.between(2, 3);
@@ -291,7 +290,7 @@ class RegionsWorld {
   readonly hash = createHash('sha256');
   /** (replica id, space) → the highest seq a region said is held at the replica's durability (`stable`, or `upTo` at `region`). */
   readonly stable = new Map<string, number>();
-  readonly #background = new Set<Promise<void>>();
+  readonly #background = new Background((message) => this.fail(message));
 
   constructor(
     readonly seed: number,
@@ -446,7 +445,7 @@ class RegionsWorld {
     region.storage = undefined;
     region.network.serverDied();
     for (const other of this.regions) if (other !== region) other.network.cutClient(`link:${region.name}`, 'hard');
-    this.#track(server.close());
+    this.#background.track(server.close());
     if (restart) this.#restartLater(region, this.rng.between(100, 20_000));
   }
 
@@ -456,7 +455,7 @@ class RegionsWorld {
     this.stats.regionRestarts++;
     region.server = undefined;
     region.network.server = undefined;
-    this.#track(
+    this.#background.track(
       server.close().then(() => {
         region.network.epoch++;
       }),
@@ -467,17 +466,12 @@ class RegionsWorld {
   #restartLater(region: Region, ms: number): void {
     if (region.starting) return;
     region.starting = true;
-    this.#track(
+    this.#background.track(
       new Promise<void>((resolve) => setTimeout(resolve, ms)).then(() => {
         region.starting = false;
         if (!region.server) this.startRegion(region);
       }),
     );
-  }
-
-  #track(promise: Promise<void>): void {
-    const p = promise.catch((error: unknown) => this.fail(`background task failed: ${String(error)}`)).finally(() => this.#background.delete(p));
-    this.#background.add(p);
   }
 
   // ---- replicas -------------------------------------------------------------------
@@ -533,14 +527,7 @@ class RegionsWorld {
   }
 
   enqueue(slot: Slot, what: string, task: (replica: Replica) => Promise<void>): void {
-    slot.busy++;
-    slot.chain = slot.chain
-      .then(async () => {
-        if (!slot.replica) throw new Failure('replica is not open');
-        await task(slot.replica);
-      })
-      .catch((error: unknown) => this.fail(`r${slot.index} ${what} failed: ${error instanceof Error ? error.message : String(error)}`))
-      .finally(() => slot.busy--);
+    enqueue(slot, what, task, (message) => this.fail(message));
   }
 
   act(action: RegionsAction): void {
@@ -640,15 +627,8 @@ class RegionsWorld {
   }
 
   /** Runs virtual time until the promise settles (bounded). */
-  async drive<T>(promise: Promise<T>, limitMs = 60_000): Promise<T> {
-    let settled = false;
-    const watched = promise.finally(() => (settled = true));
-    watched.catch(() => undefined);
-    for (let waited = 0; !settled; waited += 5) {
-      if (waited > limitMs) throw new Failure(`an operation did not finish within ${limitMs} ms of virtual time`);
-      await this.time.runFor(5);
-    }
-    return watched;
+  drive<T>(promise: Promise<T>, limitMs = 60_000): Promise<T> {
+    return drive(this.time, promise, limitMs);
   }
 
   // ---- quiescence and checks ------------------------------------------------------------
@@ -842,21 +822,9 @@ async function applyOp(replica: Replica, space: string, op: Op): Promise<void> {
       return replica.patch(op.collection, op.id, patchOf(op.fields), options);
     case 'delete':
       return replica.delete(op.collection, op.id, options);
-    case 'text': {
-      const text = await replica.text('notes', op.id, 'body', options);
-      const at = Math.floor(op.at * (text.length + 1));
-      text.doc?.transact(() => {
-        if (op.remove > 0 && at < text.length) text.delete(at, Math.min(op.remove, text.length - at));
-        if (op.insert) text.insert(Math.min(at, text.length), op.insert);
-      });
-      return;
-    }
-    case 'map': {
-      const map = await replica.map('boards', op.id, 'cells', options);
-      if (op.value === null) map.delete(op.key);
-      else map.set(op.key, op.value);
-      return;
-    }
+    case 'text':
+    case 'map':
+      return editCrdt(replica, space, op);
     case 'burst':
       for (const sub of op.ops) await applyOp(replica, space, sub);
       return;

@@ -37,6 +37,7 @@ import { pino } from 'pino';
 import { SimNetwork } from './network.js';
 import { canonical } from './oracle.js';
 import { checkConvergence } from './dump.js';
+import { Background, drive, editCrdt, enqueue, Failure } from './common.js';
 import { Rng } from './rng.js';
 import { VirtualTime } from './virtual-time.js';
 import { describe, makeConfig, makePlan, MAX_SKEW_MS, SCHEMA, type Action, type Config, type Op } from './workload.js';
@@ -121,8 +122,6 @@ interface Slot {
   /** Local writes: their seqs in a space and the latest timestamp applied before they started. */
   readonly writes: Array<{ readonly space: string; readonly from: number; readonly to: number; readonly floor: HlcString | undefined; readonly what: string }>;
 }
-
-class Failure extends Error {}
 
 /** Storage as the simulation sees it: can die with its server, crash right after a commit, or carry a planted bug. */
 class SimStorage implements ServerStorage {
@@ -250,7 +249,7 @@ class World {
   server: SyncServer | undefined;
   storage: SimStorage | undefined;
   #serverEpoch = 0;
-  readonly #background = new Set<Promise<void>>();
+  readonly #background = new Background((message) => this.fail(message));
   #starting = false;
 
   constructor(
@@ -350,7 +349,7 @@ class World {
     this.server = undefined;
     this.storage = undefined;
     this.network.serverDied();
-    this.#track(server.close());
+    this.#background.track(server.close());
     this.#restartLater(this.rng.between(100, 20_000));
   }
 
@@ -360,7 +359,7 @@ class World {
     this.stats.serverRestarts++;
     this.server = undefined;
     this.network.server = undefined;
-    this.#track(
+    this.#background.track(
       server.close().then(() => {
         this.network.epoch++;
       }),
@@ -371,19 +370,14 @@ class World {
   #restartLater(ms: number): void {
     if (this.#starting) return;
     this.#starting = true;
-    this.#track(
+    this.#background.track(
       new Promise<void>((resolve) => setTimeout(resolve, ms)).then(async () => {
         // The old process must be gone before a new one opens the file.
-        while ([...this.#background].length > 1) await new Promise((resolve) => setTimeout(resolve, 50));
+        while (this.#background.size > 1) await new Promise((resolve) => setTimeout(resolve, 50));
         this.#starting = false;
         if (!this.server) this.startServer();
       }),
     );
-  }
-
-  #track(promise: Promise<void>): void {
-    const p = promise.catch((error: unknown) => this.fail(`background task failed: ${String(error)}`)).finally(() => this.#background.delete(p));
-    this.#background.add(p);
   }
 
   // ---- replicas -------------------------------------------------------------------
@@ -432,14 +426,7 @@ class World {
   }
 
   enqueue(slot: Slot, what: string, task: (replica: Replica) => Promise<void>): void {
-    slot.busy++;
-    slot.chain = slot.chain
-      .then(async () => {
-        if (!slot.replica) throw new Failure('replica is not open');
-        await task(slot.replica);
-      })
-      .catch((error: unknown) => this.fail(`r${slot.index} ${what} failed: ${error instanceof Error ? error.message : String(error)}`))
-      .finally(() => slot.busy--);
+    enqueue(slot, what, task, (message) => this.fail(message));
   }
 
   async applyOp(slot: Slot, replica: Replica, space: string, op: Op): Promise<void> {
@@ -468,21 +455,9 @@ class World {
       }
       case 'delete':
         return this.#write(slot, replica, space, describeOp(op), () => replica.delete(op.collection, op.id, options), [[op.collection, op.id, undefined, false]]);
-      case 'text': {
-        const text = await replica.text('notes', op.id, 'body', options);
-        const at = Math.floor(op.at * (text.length + 1));
-        text.doc?.transact(() => {
-          if (op.remove > 0 && at < text.length) text.delete(at, Math.min(op.remove, text.length - at));
-          if (op.insert) text.insert(Math.min(at, text.length), op.insert);
-        });
-        return;
-      }
-      case 'map': {
-        const map = await replica.map('boards', op.id, 'cells', options);
-        if (op.value === null) map.delete(op.key);
-        else map.set(op.key, op.value);
-        return;
-      }
+      case 'text':
+      case 'map':
+        return editCrdt(replica, space, op);
       case 'burst':
         for (const sub of op.ops) await this.applyOp(slot, replica, space, sub);
         return;
@@ -630,15 +605,8 @@ class World {
   }
 
   /** Runs virtual time until the promise settles (bounded). */
-  async drive<T>(promise: Promise<T>, limitMs = 60_000): Promise<T> {
-    let settled = false;
-    const watched = promise.finally(() => (settled = true));
-    watched.catch(() => undefined);
-    for (let waited = 0; !settled; waited += 5) {
-      if (waited > limitMs) throw new Failure(`an operation did not finish within ${limitMs} ms of virtual time`);
-      await this.time.runFor(5);
-    }
-    return watched;
+  drive<T>(promise: Promise<T>, limitMs = 60_000): Promise<T> {
+    return drive(this.time, promise, limitMs);
   }
 
   // ---- quiescence and checks ------------------------------------------------------------

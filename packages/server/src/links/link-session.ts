@@ -242,9 +242,10 @@ export class LinkSession {
       if (this.#isClosed()) return;
       const after = this.#sent.get(space) ?? 0;
       // How far this region's own entries were compacted (the horizon may also stand for a merged state,
-      // which a follower does not need: it follows this region's own entries only).
-      const floor = (await storage.originVector(space, 0)).get('') ?? 0;
-      if (after < floor) {
+      // which a follower does not need: it follows this region's own entries only). The floor is never above
+      // the horizon, so it is read (per origin, dearer) only for a follower below the horizon (one row).
+      const below = after < (await storage.horizon(space)) && after < ((await storage.originVector(space, 0)).get('') ?? 0);
+      if (below) {
         // The log the follower needs was compacted: it gets this region's state instead, then the log from there.
         await this.#sendState(space);
         continue;
