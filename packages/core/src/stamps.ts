@@ -30,6 +30,31 @@ export function latestStamp(state: RecordState): HlcString | undefined {
 }
 
 /**
+ * The stability horizon at which a record state can be dropped whole, or
+ * undefined when it never can (DESIGN.md, "Stability and bounded growth").
+ *
+ * A record with lww fields only that is deleted (its latest delete is at or
+ * after its latest put or patch) holds no field: every field is stamped before
+ * the delete, which cleared it. Once every change that can still arrive is
+ * stamped after the state's latest stamp (the horizon passed it), applying
+ * those changes to this state or to no state at all gives the same visible
+ * record: every stamp they carry beats every stamp the state holds. So the
+ * record can be forgotten, and returns that latest stamp.
+ *
+ * Merge records are not collected by the timestamp horizon: whether a later
+ * version supersedes a deleted one depends on what its writer had seen (its
+ * causal context), not on when it was stamped, so dropping the delete could
+ * change a sibling set. Crdt fields keep Yjs's own garbage collection, and a
+ * record delete hides crdt fields edited before it, so such records stay too.
+ */
+export function collectibleAt(state: RecordState): HlcString | undefined {
+  const { lww } = state;
+  if (!lww || state.merge || state.crdt || lww.deleted === undefined) return undefined;
+  if (lww.touched !== undefined && lww.touched > lww.deleted) return undefined;
+  return latestStamp(state);
+}
+
+/**
  * `state` with every timestamp that `renames` maps replaced by its new name.
  * Returns `state` itself when it holds none of them.
  */
