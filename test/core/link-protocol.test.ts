@@ -31,6 +31,7 @@ const LINK_WIRE_HASHES: Readonly<Record<number, string>> = {
   1: 'a7fc8bc846d4cb42830308659897cb920cea4560c0c34db70759b762d423a6cf',
   2: '185473a76b28817919ef90ec606cb83e6522e8261ca12e5698517c9c3d2e1b8a',
   3: '1e7789c75799ea2a19774306e56e7b3e5b686eb53c8417dc1aac7f56a27acc60',
+  4: 'e3b2d746d40a15c77893db357f218a8693f05170b62c344ddf96d6e0ad12aef7',
 };
 
 const hash = (text: string): string => createHash('sha256').update(text).digest('hex');

@@ -39,6 +39,7 @@ const WIRE_HASHES: Readonly<Record<number, string>> = {
   3: '49dfbd138b15e5bee09b5bcdb2b45f63711a5ef18b8302f61565fffe04266b90',
   4: '1dfd52deeaae80c5badc0ebbbf2eb07364ef0f829e0432cb2031d9f4735ccba2',
   5: '15e523e861120c2f672e3c7620c24778ae95812c1b466647e1a178dfcf56b1e5',
+  6: 'f14f17749528a38a5d279d4b7e0f94bef9c680d93e0e79703e33c09053b404fa',
 };
 
 const hash = (text: string): string => createHash('sha256').update(text).digest('hex');
@@ -289,7 +290,15 @@ describe('version negotiation', () => {
       expect(errorCodeFor(code, 4)).toBe(code);
       for (const older of [2, 3]) expect(errorCodeFor(code, older)).toBe('invalid_message');
     }
-    for (const code of Object.keys(ERROR_CODES) as Array<keyof typeof ERROR_CODES>) if (code !== 'too_large' && code !== 'quota_exceeded') expect(errorCodeFor(code, 2)).toBe(code);
+    const newer = ['too_large', 'quota_exceeded', 'below_horizon', 'replica_retired'];
+    for (const code of Object.keys(ERROR_CODES) as Array<keyof typeof ERROR_CODES>) if (!newer.includes(code)) expect(errorCodeFor(code, 2)).toBe(code);
+  });
+
+  it('protocol 6 adds below_horizon and replica_retired: a version 5 peer gets invalid_message instead', () => {
+    for (const code of ['below_horizon', 'replica_retired'] as const) {
+      expect(errorCodeFor(code, 6)).toBe(code);
+      for (const older of [2, 3, 4, 5]) expect(errorCodeFor(code, older)).toBe('invalid_message');
+    }
   });
 
   it('the refusal travels as an error message with code unsupported_protocol', () => {

@@ -56,13 +56,26 @@ export const ERROR_CODES = {
   too_large: 'A change is larger than the protocol allows (MAX_CHANGE_BYTES).',
   /** For one space, not fatal (protocol 4): the push would grow the space past `maxSpaceBytes` or `maxSpaceRecords`; nothing of it was stored. */
   quota_exceeded: "The space is at one of the server's quotas (stored bytes or records).",
+  /**
+   * For one space, not fatal (protocol 6): a pushed change is stamped at or below the space's
+   * stability horizon, below which the server may have forgotten deleted records; nothing of the
+   * push was stored. The server sends the space's `horizon` message first: the client re-stamps its
+   * unacknowledged changes stamped at or below it and pushes them again.
+   */
+  below_horizon: "A change is stamped at or below the space's stability horizon; re-stamp it and push again.",
+  /**
+   * Fatal (protocol 6): the replica id was retired (by an operator, or after being away longer than
+   * the server's `retireAfterMs`) and no longer holds the stability horizon back. The replica takes a
+   * new id, bootstraps from a snapshot, and applies its unsynced writes again as new writes.
+   */
+  replica_retired: 'This replica was retired; it must start again under a new id.',
 } as const;
 
 /** A code of ERROR_CODES: the stable `code` of a protocol error. */
 export type ErrorCode = keyof typeof ERROR_CODES;
 
 /** Codes that older protocol versions cannot decode (an unknown code fails the whole message): the version that added them. */
-const ERROR_CODE_SINCE: Readonly<Partial<Record<ErrorCode, number>>> = { too_large: 4, quota_exceeded: 4 };
+const ERROR_CODE_SINCE: Readonly<Partial<Record<ErrorCode, number>>> = { too_large: 4, quota_exceeded: 4, below_horizon: 6, replica_retired: 6 };
 
 /** The code to send a peer speaking `protocol`: one it can decode (`invalid_message` stands in for newer ones). */
 export function errorCodeFor(code: ErrorCode, protocol: number): ErrorCode {

@@ -1,6 +1,6 @@
 /** Messages from the server to a client. */
 import { ERROR_CODES, type ErrorCode } from '../errors.js';
-import { MAX_CHANGES_PER_MESSAGE, MAX_ORIGINS, MAX_SPACES_PER_HELLO, originVector, position, regionName, seq, spaceId } from './common.js';
+import { MAX_CHANGES_PER_MESSAGE, MAX_ORIGINS, MAX_SPACES_PER_HELLO, hlc, originVector, position, regionName, seq, spaceId } from './common.js';
 import { snapshotRecords } from './state.js';
 import { compactChanges } from './changes.js';
 import { ping, pong } from './upstream.js';
@@ -73,6 +73,14 @@ export const snapshot = object({
   origins: optional(originVector),
 });
 
+/**
+ * Protocol 6: the stability horizon of `space`. Every change stored after log
+ * position `upTo` is stamped after `hlc`, and the server refuses a change
+ * stamped at or below it (`below_horizon`). A replica that has applied up to
+ * `upTo` can forget its records that collectibleAt() puts at or below `hlc`.
+ */
+export const horizon = object({ type: literal('horizon'), space: spaceId, hlc, upTo: position });
+
 /** Catch-up of `space` is complete up to `upTo`; live changes follow. */
 export const synced = object({ type: literal('synced'), space: spaceId, upTo: position });
 
@@ -90,7 +98,7 @@ export const error = object({
   retryAfter: optional(int(0)),
 });
 
-export const downstream = variants('type', { welcome, ack, changes, snapshot, synced, error, ping, pong });
+export const downstream = variants('type', { welcome, ack, changes, snapshot, synced, horizon, error, ping, pong });
 
 /**
  * `welcome`, the answer to hello: `protocol` (the server's PROTOCOL_VERSION),
@@ -124,6 +132,8 @@ export type Changes = Infer<typeof changes>;
  * snapshot's origin vector, as in `changes`.
  */
 export type Snapshot = Infer<typeof snapshot>;
+/** `horizon` (protocol 6): `space`, `hlc` and `upTo`; every change stored after position `upTo` is stamped after `hlc`. */
+export type Horizon = Infer<typeof horizon>;
 /** `synced`: catch-up of `space` is complete up to log position `upTo`; live changes follow. */
 export type Synced = Infer<typeof synced>;
 /**
@@ -133,4 +143,4 @@ export type Synced = Infer<typeof synced>;
  */
 export type ErrorMessage = Infer<typeof error>;
 /** Any message from the server to a client. */
-export type DownstreamMessage = Welcome | Ack | Changes | Snapshot | Synced | ErrorMessage | Infer<typeof ping> | Infer<typeof pong>;
+export type DownstreamMessage = Welcome | Ack | Changes | Snapshot | Synced | Horizon | ErrorMessage | Infer<typeof ping> | Infer<typeof pong>;

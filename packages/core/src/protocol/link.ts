@@ -24,6 +24,8 @@
  *      a follower whose position is below the peer's compaction horizon gets
  *      the peer's record states instead of its log. A version 2 follower is
  *      refused.
+ *   4: the error codes of client protocol 6 (`below_horizon`, `replica_retired`),
+ *      which links share. A version 3 follower is refused.
  */
 import { compactChanges } from './changes.js';
 import { MAX_CHANGES_PER_MESSAGE, originVector, position, regionName, spaceId, versionVector } from './common.js';
@@ -36,7 +38,7 @@ import { array, int, literal, object, optional, string, variants, type Infer, ty
 import { ping, pong, type Ping, type Pong } from './upstream.js';
 
 /** The link protocol's version; `follow.protocol` must equal it. */
-export const LINK_PROTOCOL_VERSION = 3;
+export const LINK_PROTOCOL_VERSION = 4;
 
 /** Most spaces one `follow` or `linked` names. */
 export const MAX_LINK_SPACES = 1_000_000;

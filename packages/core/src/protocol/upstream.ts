@@ -1,5 +1,5 @@
 /** Messages from a client (replica) to the server. */
-import { MAX_CHANGES_PER_MESSAGE, MAX_SPACES_PER_HELLO, change, originVector, position, regionName, replicaId, spaceId } from './common.js';
+import { MAX_CHANGES_PER_MESSAGE, MAX_SPACES_PER_HELLO, change, hlc, originVector, position, regionName, replicaId, spaceId } from './common.js';
 import { array, int, literal, object, optional, string, variants, type Infer } from './schema.js';
 
 /**
@@ -34,7 +34,7 @@ export const hello = object({
    * protocol 5: `region`, the region whose log `after` is a position of (absent:
    * a server without a region), and `origins`, the client's origin vector.
    */
-  spaces: array(object({ space: spaceId, after: position, region: optional(regionName), origins: optional(originVector) }), MAX_SPACES_PER_HELLO),
+  spaces: array(object({ space: spaceId, after: position, region: optional(regionName), origins: optional(originVector), floor: optional(hlc) }), MAX_SPACES_PER_HELLO),
   /** The client's wall clock (ms), so the server can report skew. */
   time: int(0),
   /** The largest frame the client reads (protocol 4); the server's frames stay within it. At least MIN_FRAME_BYTES. */
@@ -50,12 +50,19 @@ export const push = object({
   changes: array(change, MAX_CHANGES_PER_MESSAGE),
 });
 
+/**
+ * Protocol 6: every change of this replica in `space` that the server does not
+ * hold yet, and every change it will write there, is stamped after `hlc`. The
+ * server's stability horizon can then pass this replica's earlier stamps.
+ */
+export const floor = object({ type: literal('floor'), space: spaceId, hlc });
+
 /** A liveness probe, either direction; answered with a pong of the same id. */
 export const ping = object({ type: literal('ping'), id: int(0) });
 /** The answer to a ping: `id` is the ping's. */
 export const pong = object({ type: literal('pong'), id: int(0) });
 
-export const upstream = variants('type', { hello, push, ping, pong });
+export const upstream = variants('type', { hello, push, floor, ping, pong });
 
 /**
  * `hello`, the first message of a connection: `protocol` (the client's
@@ -63,16 +70,18 @@ export const upstream = variants('type', { hello, push, ping, pong });
  * `spaces: [{space, after, region?, origins?}]` (at most 1,000; `after`: the
  * last log position of the space the client applied, 0 for none; protocol 5:
  * `region`, whose log `after` is in, and `origins`, the client's origin vector
- * `[{region, upTo}]`), `time` (the client's clock, ms) and
+ * `[{region, upTo}]`; protocol 6: `floor`, as in a `floor` message), `time` (the client's clock, ms) and
  * `maxFrameBytes?` (protocol 4: the largest frame the client reads, at least MIN_FRAME_BYTES)
  * and `durability?` (protocol 5: see Durability; 'region' when absent).
  */
 export type Hello = Infer<typeof hello>;
 /** `push`: `space` and `changes`, this replica's unacknowledged changes of that space, oldest first, seqs contiguous. */
 export type Push = Infer<typeof push>;
+/** `floor` (protocol 6): `space` and `hlc`; every change of the replica there that the server lacks is stamped after `hlc`. */
+export type Floor = Infer<typeof floor>;
 /** `ping`: `id`, an integer >= 0 the pong echoes. Either direction. */
 export type Ping = Infer<typeof ping>;
 /** `pong`: `id`, the id of the ping it answers. Either direction. */
 export type Pong = Infer<typeof pong>;
 /** Any message from a client to the server. */
-export type UpstreamMessage = Hello | Push | Ping | Pong;
+export type UpstreamMessage = Hello | Push | Floor | Ping | Pong;

@@ -22,8 +22,14 @@
  *      vector, so a client resumes in another region without a snapshot. All are optional
  *      fields: a version 5 server serves versions 2 to 4 (a client that fails over between
  *      regions without them is sent a snapshot), and a server without a region sends none.
+ *   6: stability. A client says per space in hello, and later in `floor` messages, that every
+ *      change of it the server lacks is stamped after a timestamp; the server announces each
+ *      space's stability horizon (`horizon`) and refuses changes stamped at or below it
+ *      (`below_horizon`); a retired replica id is refused (`replica_retired`). A version 6
+ *      server serves versions 2 to 5: it sends them no horizon, and `invalid_message` for the
+ *      new codes; such a replica holds the horizon back at its last stored change.
  */
-export const PROTOCOL_VERSION = 5;
+export const PROTOCOL_VERSION = 6;
 /** The oldest version a peer may speak and still be served. */
 export const MIN_PROTOCOL_VERSION = 2;
 

@@ -34,6 +34,7 @@
 import { createHash } from 'node:crypto';
 import {
   applyChange,
+  collectibleAt,
   joinRecordStates,
   decodeChange,
   decodeRecordState,
@@ -42,6 +43,7 @@ import {
   encodeChange,
   SynclineError,
   type Change,
+  type HlcString,
   type RecordState,
   type ReplicaId,
   type SnapshotRecord,
@@ -50,7 +52,7 @@ import {
 import pg from 'pg';
 import { originPositions } from './origin.js';
 import { UsageDelta, type SpaceQuotas } from './quota.js';
-import type { AppendRequest, AppendResult, LoggedChange, MergeFinal, ServerStorage } from './types.js';
+import type { AppendRequest, AppendResult, LoggedChange, MergeFinal, ServerStorage, Stability } from './types.js';
 
 /** Options of postgresStorage: give exactly one of `connectionString` and `pool`. */
 export interface PostgresOptions {
@@ -120,7 +122,23 @@ const MIGRATIONS: ReadonlyArray<(s: string) => string> = [
     CREATE TABLE ${s}.origin_floors (space text COLLATE "C" NOT NULL, origin text COLLATE "C" NOT NULL, pos bigint NOT NULL, PRIMARY KEY (space, origin));
     INSERT INTO ${s}.origin_floors (space, origin, pos) SELECT space, '', horizon FROM ${s}.spaces WHERE horizon > 0;
     CREATE TABLE ${s}.links (peer text COLLATE "C" NOT NULL, space text COLLATE "C" NOT NULL, pos bigint NOT NULL, PRIMARY KEY (peer, space));`,
+  // Stability (see sqlite-storage.ts, migration 4): each space's horizon and the head when it was raised; per
+  // record, the horizon at which it can be forgotten (filled in by the server after this runs); per space and
+  // writer, its last stored stamp, its floor and when it was last seen; retired replicas.
+  (s) => `
+    ALTER TABLE ${s}.spaces ADD COLUMN stable text COLLATE "C", ADD COLUMN stable_pos bigint NOT NULL DEFAULT 0;
+    ALTER TABLE ${s}.records ADD COLUMN dead text COLLATE "C";
+    CREATE INDEX records_dead ON ${s}.records (space, dead) WHERE dead IS NOT NULL;
+    CREATE TABLE ${s}.writers (space text COLLATE "C" NOT NULL, replica text COLLATE "C" NOT NULL, hlc text COLLATE "C", floor text COLLATE "C",
+      seen bigint NOT NULL, PRIMARY KEY (space, replica));
+    CREATE INDEX writers_seen ON ${s}.writers (seen);
+    CREATE TABLE ${s}.retired (replica text COLLATE "C" PRIMARY KEY, at bigint NOT NULL);
+    INSERT INTO ${s}.writers (space, replica, hlc, floor, seen) SELECT space, replica, NULL, NULL, (extract(epoch FROM now()) * 1000)::bigint FROM ${s}.progress;`,
 ];
+
+function stabilityOf(row: { stable: string | null; stable_pos: string } | undefined): Stability {
+  return { hlc: (row?.stable ?? undefined) as HlcString | undefined, upTo: Number(row?.stable_pos ?? 0) };
+}
 
 /** How often the watch connection is checked, and how long it has to answer. */
 const WATCH_HEARTBEAT_MS = 15_000;
@@ -205,12 +223,19 @@ export function postgresStorage(options: PostgresOptions): PostgresStorage {
     const origin = request.origin ?? '';
     // 1. The space's write lock (see the top of this file). A new space gets its row first (at head 0,
     //    which no reader counts as a space; it stays if the request is refused).
-    type Locked = { head: string; bytes: string; records: string };
-    let locked = await client.query<Locked>({ name: `syncline_lock_${tag}`, text: `SELECT head, bytes, records FROM ${s}.spaces WHERE space = $1 FOR UPDATE`, values: [space] });
+    type Locked = { head: string; bytes: string; records: string; stable: string | null; retired: boolean };
+    const lock = {
+      name: `syncline_lock_${tag}`,
+      text: `SELECT head, bytes, records, stable, EXISTS (SELECT 1 FROM ${s}.retired WHERE replica = $2) AS retired FROM ${s}.spaces WHERE space = $1 FOR UPDATE`,
+      values: [space, replica],
+    };
+    let locked = await client.query<Locked>(lock);
     if (locked.rows.length === 0 && request.changes.length > 0) {
       await client.query(`INSERT INTO ${s}.spaces (space, head, horizon) VALUES ($1, 0, 0) ON CONFLICT (space) DO NOTHING`, [space]);
-      locked = await client.query<Locked>(`SELECT head, bytes, records FROM ${s}.spaces WHERE space = $1 FOR UPDATE`, [space]);
+      locked = await client.query<Locked>(lock);
     }
+    if (locked.rows[0]?.retired) throw new SynclineError('replica_retired', `replica ${replica} was retired`);
+    const stable = locked.rows[0]?.stable ?? null;
     let head = Number(locked.rows[0]?.head ?? 0);
     const usage = { bytes: Number(locked.rows[0]?.bytes ?? 0), records: Number(locked.rows[0]?.records ?? 0) };
     // 2. Read after the lock, in a statement of its own: what this replica already has here, and the
@@ -247,6 +272,8 @@ export function postgresStorage(options: PostgresOptions): PostgresStorage {
     if (first.seq !== held + 1) {
       throw new SynclineError('sequence_gap', `replica ${replica} pushed seq ${first.seq} to space ${space} but the server holds up to ${held}`);
     }
+    const below = stable === null ? undefined : fresh.find((c) => c.hlc <= stable);
+    if (below) throw new SynclineError('below_horizon', `replica ${replica} pushed seq ${below.seq} to space ${space} stamped ${below.hlc}, at or below its stability horizon ${stable}`);
     // 3. Positions head+1…, new states; then one statement writes the log, the states, the head, the
     //    replica's progress, and the notification (sent at COMMIT).
     const stored: LoggedChange[] = [];
@@ -283,9 +310,10 @@ export function postgresStorage(options: PostgresOptions): PostgresStorage {
       name: `syncline_write_${tag}`,
       text: `WITH
          l AS (INSERT INTO ${s}.log (space, pos, replica, seq, change, origin, origin_pos) SELECT $1, p, $2, q, c, $15, op FROM unnest($3::bigint[], $4::bigint[], $5::bytea[], $16::bigint[]) AS u(p, q, c, op)),
-         r AS (INSERT INTO ${s}.records (space, collection, id, state, pos) SELECT $1, c, i, st, $9 FROM unnest($6::bytea[], $7::bytea[], $8::bytea[]) AS u(c, i, st)
-               ON CONFLICT (space, collection, id) DO UPDATE SET state = excluded.state, pos = excluded.pos),
+         r AS (INSERT INTO ${s}.records (space, collection, id, state, pos, dead) SELECT $1, c, i, st, $9, d FROM unnest($6::bytea[], $7::bytea[], $8::bytea[], $17::text[]) AS u(c, i, st, d)
+               ON CONFLICT (space, collection, id) DO UPDATE SET state = excluded.state, pos = excluded.pos, dead = excluded.dead),
          h AS (UPDATE ${s}.spaces SET head = $9, bytes = bytes + $13, records = records + $14 WHERE space = $1),
+         w AS (INSERT INTO ${s}.writers (space, replica, hlc, floor, seen) VALUES ($1, $2, $18, NULL, $19) ON CONFLICT (space, replica) DO UPDATE SET hlc = excluded.hlc),
          n AS (SELECT pg_backend_pid() AS pid, pg_notify($11, $12))
        INSERT INTO ${s}.progress (space, replica, seq) SELECT $1, $2, $10 FROM n ON CONFLICT (space, replica) DO UPDATE SET seq = excluded.seq
        RETURNING (SELECT pid FROM n)`,
@@ -306,6 +334,9 @@ export function postgresStorage(options: PostgresOptions): PostgresStorage {
         delta.records,
         origin,
         originPosList,
+        records.map((r) => collectibleAt(r.state) ?? null),
+        (fresh[fresh.length - 1] as Change).hlc,
+        Date.now(),
       ],
     });
     return { result: { stored, upTo: held }, notified: `${(written.rows[0] as { pid: number }).pid} ${payload}` };
@@ -331,12 +362,12 @@ export function postgresStorage(options: PostgresOptions): PostgresStorage {
         const state = before ? joinRecordStates(before, record.state) : record.state;
         const bytes = toBuffer(encodeRecordState(state));
         delta.record(before, old?.length ?? 0, state, bytes.length);
-        return bytes;
+        return { bytes, dead: collectibleAt(state) ?? null };
       });
       await client.query(
-        `INSERT INTO ${s}.records (space, collection, id, state, pos) SELECT $1, c, i, st, $5 FROM unnest($2::bytea[], $3::bytea[], $4::bytea[]) AS u(c, i, st)
-         ON CONFLICT (space, collection, id) DO UPDATE SET state = excluded.state, pos = excluded.pos`,
-        [space, collections, ids, states, head],
+        `INSERT INTO ${s}.records (space, collection, id, state, pos, dead) SELECT $1, c, i, st, $5, d FROM unnest($2::bytea[], $3::bytea[], $4::bytea[], $6::text[]) AS u(c, i, st, d)
+         ON CONFLICT (space, collection, id) DO UPDATE SET state = excluded.state, pos = excluded.pos, dead = excluded.dead`,
+        [space, collections, ids, states.map((st) => st.bytes), head, states.map((st) => st.dead)],
       );
     }
     if (!final) {
@@ -602,6 +633,78 @@ export function postgresStorage(options: PostgresOptions): PostgresStorage {
       const { rows } = await pool.query<{ n: string }>(`SELECT count(*) AS n FROM ${s}.records WHERE space = $1`, [space]);
       return Number(rows[0]?.n ?? 0);
     },
+    async noteWriter(space, replica, floor, now) {
+      await open();
+      await pool.query(
+        `INSERT INTO ${s}.writers AS w (space, replica, hlc, floor, seen) VALUES ($1, $2, NULL, $3, $4) ON CONFLICT (space, replica) DO UPDATE
+         SET floor = CASE WHEN w.floor IS NULL OR excluded.floor > w.floor THEN coalesce(excluded.floor, w.floor) ELSE w.floor END, seen = greatest(w.seen, excluded.seen)`,
+        [space, replica, floor ?? null, now],
+      );
+    },
+    async stability(space) {
+      await open();
+      const { rows } = await pool.query<{ stable: string | null; stable_pos: string }>(`SELECT stable, stable_pos FROM ${s}.spaces WHERE space = $1`, [space]);
+      return stabilityOf(rows[0]);
+    },
+    async advanceHorizon(space, cap) {
+      await open();
+      return transaction(async (client) => {
+        // The space's write lock: no append stores a change while the horizon moves past it.
+        const locked = await client.query<{ stable: string | null; stable_pos: string }>(`SELECT stable, stable_pos FROM ${s}.spaces WHERE space = $1 FOR UPDATE`, [space]);
+        const row = locked.rows[0];
+        if (!row) return { hlc: undefined, upTo: 0 };
+        const { rows } = await client.query<{ h: string | null; n: string }>(
+          `SELECT min(greatest(coalesce(hlc, ''), coalesce(floor, ''))) AS h, count(*) AS n FROM ${s}.writers
+           WHERE space = $1 AND replica NOT IN (SELECT replica FROM ${s}.retired)`,
+          [space],
+        );
+        const h = rows[0]?.h ?? null;
+        const candidate = Number(rows[0]?.n ?? 0) === 0 ? cap : h === null || h === '' ? undefined : h < cap ? (h as HlcString) : cap;
+        if (candidate === undefined || (row.stable !== null && candidate <= row.stable)) return stabilityOf(row);
+        const updated = await client.query<{ stable: string | null; stable_pos: string }>(
+          `UPDATE ${s}.spaces SET stable = $2, stable_pos = head WHERE space = $1 RETURNING stable, stable_pos`,
+          [space, candidate],
+        );
+        return stabilityOf(updated.rows[0]);
+      });
+    },
+    async collect(space) {
+      await open();
+      return transaction(async (client) => {
+        const locked = await client.query<{ stable: string | null }>(`SELECT stable FROM ${s}.spaces WHERE space = $1 FOR UPDATE`, [space]);
+        const stable = locked.rows[0]?.stable ?? null;
+        if (stable === null) return 0;
+        const { rows } = await client.query<{ bytes: string; n: string }>(
+          `WITH d AS (DELETE FROM ${s}.records WHERE space = $1 AND dead <= $2 RETURNING octet_length(state) AS bytes) SELECT coalesce(sum(bytes), 0) AS bytes, count(*) AS n FROM d`,
+          [space, stable],
+        );
+        const n = Number(rows[0]?.n ?? 0);
+        if (n > 0) await client.query(`UPDATE ${s}.spaces SET bytes = bytes - $2 WHERE space = $1`, [space, Number(rows[0]?.bytes ?? 0)]);
+        return n;
+      });
+    },
+    async retire(replicas, now) {
+      await open();
+      const { rows } = await pool.query<{ replica: ReplicaId }>(
+        `INSERT INTO ${s}.retired (replica, at) SELECT r, $2 FROM unnest($1::text[]) AS u(r) ON CONFLICT (replica) DO NOTHING RETURNING replica`,
+        [[...replicas], now],
+      );
+      const retired = new Set(rows.map((r) => r.replica));
+      return replicas.filter((r) => retired.has(r));
+    },
+    async inactiveWriters(before, keep) {
+      await open();
+      const { rows } = await pool.query<{ replica: ReplicaId }>(
+        `SELECT replica FROM ${s}.writers WHERE replica NOT IN (SELECT replica FROM ${s}.retired) GROUP BY replica HAVING max(seen) < $1 ORDER BY replica`,
+        [before],
+      );
+      return rows.map((r) => r.replica).filter((r) => !keep.has(r));
+    },
+    async isRetired(replica) {
+      await open();
+      const { rows } = await pool.query(`SELECT 1 FROM ${s}.retired WHERE replica = $1`, [replica]);
+      return rows.length > 0;
+    },
     async compact(space, keepLast) {
       await open();
       return transaction(async (client) => {
@@ -742,6 +845,14 @@ async function migrate(pool: pg.Pool, schema: string): Promise<void> {
           const states = await client.query<{ state: Buffer }>(`SELECT state FROM ${s}.records WHERE space = $1`, [space]);
           const n = states.rows.filter((row) => recordExists(decodeRecordState(row.state))).length;
           await client.query(`UPDATE ${s}.spaces SET records = $2 WHERE space = $1`, [space, n]);
+        }
+      }
+      if (current >= 1 && current < 4) {
+        // Migration 4: when each record already held can be forgotten (its state decoded).
+        const rows = await client.query<{ space: string; collection: Buffer; id: Buffer; state: Buffer }>(`SELECT space, collection, id, state FROM ${s}.records`);
+        for (const row of rows.rows) {
+          const at = collectibleAt(decodeRecordState(row.state));
+          if (at !== undefined) await client.query(`UPDATE ${s}.records SET dead = $4 WHERE space = $1 AND collection = $2 AND id = $3`, [row.space, row.collection, row.id, at]);
         }
       }
       if (current < MIGRATIONS.length) {

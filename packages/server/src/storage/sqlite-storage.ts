@@ -5,6 +5,7 @@
  */
 import {
   applyChange,
+  collectibleAt,
   joinRecordStates,
   decodeChange,
   decodeRecordState,
@@ -12,6 +13,8 @@ import {
   encodeRecordState,
   encodeChange,
   SynclineError,
+  type Change,
+  type HlcString,
   type RecordState,
   type ReplicaId,
   type SnapshotRecord,
@@ -22,7 +25,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { UsageDelta, type SpaceQuotas } from './quota.js';
 import { originPositions } from './origin.js';
-import type { AppendRequest, AppendResult, LoggedChange, MergeFinal, ServerStorage } from './types.js';
+import type { AppendRequest, AppendResult, LoggedChange, MergeFinal, ServerStorage, Stability } from './types.js';
 
 /** A log row as read. */
 interface LogRow {
@@ -56,6 +59,18 @@ const MIGRATIONS: readonly string[] = [
    CREATE TABLE origin_floors (space TEXT NOT NULL, origin TEXT NOT NULL, pos INTEGER NOT NULL, PRIMARY KEY (space, origin)) WITHOUT ROWID;
    INSERT INTO origin_floors (space, origin, pos) SELECT space, '', horizon FROM spaces WHERE horizon > 0;
    CREATE TABLE links (peer TEXT NOT NULL, space TEXT NOT NULL, pos INTEGER NOT NULL, PRIMARY KEY (peer, space)) WITHOUT ROWID;`,
+  // Stability: each space's horizon and the head when it was raised; per record, the horizon at which it can be
+  // forgotten (collectibleAt, filled in by JS for what a database already holds); per space and writer, the stamp
+  // of its last stored change, its floor and when it was last seen (the writers a database already holds were
+  // "seen" when it migrated, so none is retired for inactivity at once); retired replicas.
+  `ALTER TABLE spaces ADD COLUMN stable TEXT;
+   ALTER TABLE spaces ADD COLUMN stable_pos INTEGER NOT NULL DEFAULT 0;
+   ALTER TABLE records ADD COLUMN dead TEXT;
+   CREATE INDEX records_dead ON records (space, dead) WHERE dead IS NOT NULL;
+   CREATE TABLE writers (space TEXT NOT NULL, replica TEXT NOT NULL, hlc TEXT, floor TEXT, seen INTEGER NOT NULL, PRIMARY KEY (space, replica)) WITHOUT ROWID;
+   CREATE INDEX writers_seen ON writers (seen);
+   CREATE TABLE retired (replica TEXT PRIMARY KEY, at INTEGER NOT NULL) WITHOUT ROWID;
+   INSERT INTO writers (space, replica, hlc, floor, seen) SELECT space, replica, NULL, NULL, CAST(unixepoch('subsec') * 1000 AS INTEGER) FROM progress;`,
 ];
 
 /** Options of sqliteStorage. */
@@ -77,9 +92,9 @@ export function sqliteStorage(options: SqliteOptions): ServerStorage {
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = FULL');
   db.pragma('busy_timeout = 5000');
-  let countRecords: boolean;
+  let migrated: number;
   try {
-    countRecords = migrate(db);
+    migrated = migrate(db);
   } catch (error) {
     db.close(); // refused (a newer schema) or failed: the file is not left open
     throw error;
@@ -124,9 +139,34 @@ export function sqliteStorage(options: SqliteOptions): ServerStorage {
     linkPeers: db.prepare<[], { peer: string }>('SELECT DISTINCT peer FROM links ORDER BY peer'),
     setLinkPosition: db.prepare('INSERT INTO links (peer, space, pos) VALUES (?, ?, ?) ON CONFLICT(peer, space) DO UPDATE SET pos = excluded.pos WHERE excluded.pos > links.pos'),
     record: db.prepare<[string, string, string], { state: Buffer }>('SELECT state FROM records WHERE space = ? AND collection = ? AND id = ?'),
-    putRecord: db.prepare(
-      'INSERT INTO records (space, collection, id, state, pos) VALUES (?, ?, ?, ?, ?) ON CONFLICT(space, collection, id) DO UPDATE SET state = excluded.state, pos = excluded.pos',
+    putRecord: db.prepare<[string, string, string, Buffer | Uint8Array, number, string | null]>(
+      'INSERT INTO records (space, collection, id, state, pos, dead) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(space, collection, id) DO UPDATE SET state = excluded.state, pos = excluded.pos, dead = excluded.dead',
     ),
+    stability: db.prepare<[string], { stable: string | null; stable_pos: number; head: number }>('SELECT stable, stable_pos, head FROM spaces WHERE space = ?'),
+    setStable: db.prepare('UPDATE spaces SET stable = ?, stable_pos = head WHERE space = ?'),
+    writerStamp: db.prepare(
+      'INSERT INTO writers (space, replica, hlc, floor, seen) VALUES (?, ?, ?, NULL, ?) ON CONFLICT(space, replica) DO UPDATE SET hlc = excluded.hlc',
+    ),
+    noteWriter: db.prepare(
+      `INSERT INTO writers (space, replica, hlc, floor, seen) VALUES (@space, @replica, NULL, @floor, @now) ON CONFLICT(space, replica) DO UPDATE
+       SET floor = CASE WHEN writers.floor IS NULL OR excluded.floor > writers.floor THEN coalesce(excluded.floor, writers.floor) ELSE writers.floor END,
+           seen = max(writers.seen, excluded.seen)`,
+    ),
+    // Per writer that is not retired, the later of its last stored stamp and its floor ('' when it has neither).
+    horizonOf: db.prepare<[string], { h: string | null; n: number }>(
+      `SELECT min(max(coalesce(hlc, ''), coalesce(floor, ''))) AS h, count(*) AS n FROM writers
+       WHERE space = ? AND replica NOT IN (SELECT replica FROM retired)`,
+    ),
+    collectible: db.prepare<[string, string], { bytes: number; n: number }>('SELECT coalesce(sum(length(state)), 0) AS bytes, count(*) AS n FROM records WHERE space = ? AND dead <= ?'),
+    collect: db.prepare('DELETE FROM records WHERE space = ? AND dead <= ?'),
+    subtractBytes: db.prepare('UPDATE spaces SET bytes = bytes - ? WHERE space = ?'),
+    isRetired: db.prepare<[string], { at: number }>('SELECT at FROM retired WHERE replica = ?'),
+    retire: db.prepare('INSERT INTO retired (replica, at) VALUES (?, ?) ON CONFLICT(replica) DO NOTHING'),
+    inactive: db.prepare<[number], { replica: string }>(
+      'SELECT replica FROM writers WHERE replica NOT IN (SELECT replica FROM retired) GROUP BY replica HAVING max(seen) < ? ORDER BY replica',
+    ),
+    allRecords: db.prepare<[], { space: string; collection: string; id: string; state: Buffer }>('SELECT space, collection, id, state FROM records'),
+    setDead: db.prepare('UPDATE records SET dead = ? WHERE space = ? AND collection = ? AND id = ?'),
     pageFirst: db.prepare<[string, number], { collection: string; id: string; state: Buffer }>(
       'SELECT collection, id, state FROM records WHERE space = ? ORDER BY collection, id LIMIT ?',
     ),
@@ -143,7 +183,7 @@ export function sqliteStorage(options: SqliteOptions): ServerStorage {
     spaces: db.prepare<[], { space: string }>('SELECT space FROM spaces ORDER BY space'),
   };
 
-  if (countRecords) {
+  if (migrated >= 1 && migrated < 2) {
     // Records that exist, per space, in a database written before usage was kept.
     db.transaction(() => {
       for (const { space } of q.spacesToCount.all()) {
@@ -153,11 +193,22 @@ export function sqliteStorage(options: SqliteOptions): ServerStorage {
       }
     }).immediate();
   }
+  if (migrated >= 1 && migrated < 4) {
+    // When each record already held can be forgotten (SQL cannot decode states).
+    db.transaction(() => {
+      const dead = q.allRecords.all().flatMap((r) => {
+        const at = collectibleAt(decodeRecordState(r.state));
+        return at === undefined ? [] : [[at, r.space, r.collection, r.id] as const];
+      });
+      for (const row of dead) q.setDead.run(...row);
+    }).immediate();
+  }
 
   /** One request inside the surrounding transaction (a savepoint: it fails alone). */
   const appendOne = db.transaction((request: AppendRequest, quotas: SpaceQuotas | undefined): AppendResult => {
     const { space, replica } = request;
     const origin = request.origin ?? '';
+    if (q.isRetired.get(replica)) throw new SynclineError('replica_retired', `replica ${replica} was retired`);
     let held = q.progress.get(space, replica)?.seq ?? 0;
     const originPos = originPositions(request);
     const skipped = request.changes.findIndex((c) => c.seq > held);
@@ -165,6 +216,11 @@ export function sqliteStorage(options: SqliteOptions): ServerStorage {
     const fresh = request.changes.slice(skipped);
     if ((fresh[0] as { seq: number }).seq !== held + 1) {
       throw new SynclineError('sequence_gap', `replica ${replica} pushed seq ${(fresh[0] as { seq: number }).seq} to space ${space} but the server holds up to ${held}`);
+    }
+    const stable = q.stability.get(space)?.stable ?? null;
+    if (stable !== null) {
+      const below = fresh.find((c) => c.hlc <= stable);
+      if (below) throw new SynclineError('below_horizon', `replica ${replica} pushed seq ${below.seq} to space ${space} stamped ${below.hlc}, at or below its stability horizon ${stable}`);
     }
     let head = q.space.get(space)?.head ?? 0;
     const states = new Map<string, { collection: string; id: string; state: RecordState; before: RecordState | undefined; beforeBytes: number }>();
@@ -190,13 +246,14 @@ export function sqliteStorage(options: SqliteOptions): ServerStorage {
     const encoded = [...states.values()].map((entry) => {
       const bytes = encodeRecordState(entry.state);
       delta.record(entry.before, entry.beforeBytes, entry.state, bytes.length);
-      return [entry.collection, entry.id, bytes] as const;
+      return [entry.collection, entry.id, bytes, collectibleAt(entry.state) ?? null] as const;
     });
     // Refused before a record is written (the savepoint rolls back the log entries too).
     delta.check(space, q.usage.get(space) ?? { bytes: 0, records: 0 }, quotas);
-    for (const [collection, id, bytes] of encoded) q.putRecord.run(space, collection, id, bytes, head);
+    for (const [collection, id, bytes, dead] of encoded) q.putRecord.run(space, collection, id, bytes, head, dead);
     q.upsertSpace.run(space, head, delta.bytes, delta.records);
     q.setProgress.run(space, replica, held);
+    q.writerStamp.run(space, replica, (fresh[fresh.length - 1] as Change).hlc, Date.now());
     return { stored, upTo: held };
   });
 
@@ -210,7 +267,7 @@ export function sqliteStorage(options: SqliteOptions): ServerStorage {
       const state = before ? joinRecordStates(before, record.state) : record.state;
       const bytes = encodeRecordState(state);
       delta.record(before, row?.state.length ?? 0, state, bytes.length);
-      q.putRecord.run(space, record.collection, record.id, bytes, head);
+      q.putRecord.run(space, record.collection, record.id, bytes, head, collectibleAt(state) ?? null);
     }
     if (final) {
       for (const [replica, seq] of final.progress) if (seq > (q.progress.get(space, replica)?.seq ?? 0)) q.setProgress.run(space, replica, seq);
@@ -230,6 +287,35 @@ export function sqliteStorage(options: SqliteOptions): ServerStorage {
         return error instanceof Error ? error : new Error(String(error));
       }
     }),
+  );
+
+  const stabilityOf = (space: SpaceId): Stability => {
+    const row = q.stability.get(space);
+    return { hlc: (row?.stable ?? undefined) as HlcString | undefined, upTo: row?.stable_pos ?? 0 };
+  };
+
+  const advance = db.transaction((space: SpaceId, cap: HlcString): Stability => {
+    const row = q.stability.get(space);
+    if (!row) return { hlc: undefined, upTo: 0 };
+    const { h, n } = q.horizonOf.get(space) as { h: string | null; n: number };
+    // No writer left (all retired): everything stored so far is as stable as the clock allows.
+    const candidate = n === 0 ? cap : h === null || h === '' ? undefined : h < cap ? (h as HlcString) : cap;
+    if (candidate !== undefined && (row.stable === null || candidate > row.stable)) q.setStable.run(candidate, space);
+    return stabilityOf(space);
+  });
+
+  const collectAll = db.transaction((space: SpaceId): number => {
+    const stable = q.stability.get(space)?.stable;
+    if (!stable) return 0;
+    const { bytes, n } = q.collectible.get(space, stable) as { bytes: number; n: number };
+    if (n === 0) return 0;
+    q.collect.run(space, stable);
+    q.subtractBytes.run(bytes, space);
+    return n;
+  });
+
+  const retireAll = db.transaction((replicas: readonly ReplicaId[], now: number): ReplicaId[] =>
+    replicas.filter((replica) => q.retire.run(replica, now).changes > 0),
   );
 
   let closed = false;
@@ -362,6 +448,34 @@ export function sqliteStorage(options: SqliteOptions): ServerStorage {
         return after;
       })();
     },
+    async noteWriter(space, replica, floor, now) {
+      check();
+      q.noteWriter.run({ space, replica, floor: floor ?? null, now });
+    },
+    async stability(space) {
+      check();
+      return stabilityOf(space);
+    },
+    async advanceHorizon(space, cap) {
+      check();
+      return advance(space, cap);
+    },
+    async collect(space) {
+      check();
+      return collectAll(space);
+    },
+    async retire(replicas, now) {
+      check();
+      return retireAll(replicas, now);
+    },
+    async inactiveWriters(before, keep) {
+      check();
+      return q.inactive.all(before).map((r) => r.replica as ReplicaId).filter((r) => !keep.has(r));
+    },
+    async isRetired(replica) {
+      check();
+      return q.isRetired.get(replica) !== undefined;
+    },
     async close() {
       if (closed) return;
       closed = true;
@@ -371,11 +485,12 @@ export function sqliteStorage(options: SqliteOptions): ServerStorage {
 }
 
 /**
- * Brings the schema to the latest version; returns true when the per-space
- * record counts must be filled in (migration 2 ran: counting existing records
- * needs their states decoded, which SQL cannot do).
+ * Brings the schema to the latest version; returns the version it found (0: a
+ * new database), so that the caller fills in what migrations cannot compute
+ * in SQL because it needs record states decoded (record counts, version 2;
+ * when records can be forgotten, version 4).
  */
-function migrate(db: Database.Database): boolean {
+function migrate(db: Database.Database): number {
   db.exec('CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)');
   const row = db.prepare<[], { value: string }>("SELECT value FROM meta WHERE key = 'schema_version'").get();
   const current = row ? Number(row.value) : 0;
@@ -386,5 +501,5 @@ function migrate(db: Database.Database): boolean {
     for (let v = current; v < MIGRATIONS.length; v++) db.exec(MIGRATIONS[v] as string);
     db.prepare("INSERT INTO meta (key, value) VALUES ('schema_version', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value").run(String(MIGRATIONS.length));
   }).immediate();
-  return current >= 1 && current < 2;
+  return current;
 }

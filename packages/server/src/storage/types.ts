@@ -23,8 +23,15 @@
  *    position it dropped.
  *  - A link position (how far this region has read a peer's log of a space)
  *    never moves back, and is durable once setLinkPosition() resolves.
+ *  - Stability (DESIGN.md, "Stability and bounded growth"): each space has a
+ *    stability horizon, a timestamp that never moves back. A request holding
+ *    a change not yet held and stamped at or below it is refused with
+ *    SynclineError `below_horizon`, and one from a retired replica with
+ *    `replica_retired`: so every change stored after the horizon was raised
+ *    is stamped after it, and collect() may forget the records collectibleAt()
+ *    puts at or below it.
  */
-import type { Change, ReplicaId, SnapshotRecord, SpaceId } from '@syncline/core/internal';
+import type { Change, HlcString, ReplicaId, SnapshotRecord, SpaceId } from '@syncline/core/internal';
 import type { SpaceQuotas } from './quota.js';
 
 /** A change in a space's log, at its position. */
@@ -60,6 +67,14 @@ export interface StorageStats {
   readonly recordBytes: number;
   /** Log entries kept (compaction removes them). */
   readonly logEntries: number;
+}
+
+/** A space's stability horizon (ServerStorage.stability). */
+export interface Stability {
+  /** Every change stored after position `upTo` is stamped after this; undefined: no horizon yet. */
+  readonly hlc: HlcString | undefined;
+  /** The head when the horizon was last raised (0: never). */
+  readonly upTo: number;
 }
 
 /** What the last part of a merged state covers (ServerStorage.mergeState). */
@@ -208,6 +223,35 @@ export interface ServerStorage {
    * reports every space's head. Returns unsubscribe.
    */
   watch?(listener: (space: SpaceId, head: number) => void): () => void;
+  /**
+   * Notes that `replica` may write to `space`: that it was seen at `now` (ms),
+   * and with `floor`, that every change of it the storage does not hold yet is
+   * stamped after `floor` (a floor never moves back). A writer holds the
+   * horizon back at the later of its floor and the stamp of the last change
+   * stored from it, until it is retired.
+   */
+  noteWriter(space: SpaceId, replica: ReplicaId, floor: HlcString | undefined, now: number): Promise<void>;
+  /** The stability horizon of a space (see the guarantees at the top). */
+  stability(space: SpaceId): Promise<Stability>;
+  /**
+   * Raises the horizon of `space` to the earliest point every writer that is
+   * not retired holds it back at, but never past `cap` (the server's clock) and
+   * never back. A writer known only by an old database (no stamp, no floor)
+   * holds it where it is. Resolves to the horizon then.
+   */
+  advanceHorizon(space: SpaceId, cap: HlcString): Promise<Stability>;
+  /** Forgets the records of `space` that collectibleAt() puts at or below its horizon; resolves to how many. */
+  collect(space: SpaceId): Promise<number>;
+  /**
+   * Retires replicas: they no longer hold any horizon back, and their pushes
+   * are refused with `replica_retired`, for good. Resolves to the replicas
+   * newly retired. `now` is when (ms).
+   */
+  retire(replicas: readonly ReplicaId[], now: number): Promise<ReplicaId[]>;
+  /** Writers (of any space) last seen before `before` (ms), except `keep`: the candidates for retirement by inactivity. */
+  inactiveWriters(before: number, keep: ReadonlySet<ReplicaId>): Promise<ReplicaId[]>;
+  /** True when `replica` was retired. */
+  isRetired(replica: ReplicaId): Promise<boolean>;
   /** Closes the storage; later calls reject with SynclineError `closed`. Idempotent. */
   close(): Promise<void>;
 }
