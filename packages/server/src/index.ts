@@ -7,7 +7,8 @@
 export { createSyncServer, type SyncServer, type ConnectionEvents, type LinkState } from './server.js';
 export type { PeerSocket } from './links/link.js';
 export type { Connection } from './session.js';
-export { DEFAULT_LIMITS, type Limits, type SyncServerOptions, type CompactionOptions } from './options.js';
+export { DEFAULT_LIMITS, type Limits, type SyncServerOptions, type CompactionOptions, type GcOptions } from './options.js';
+export { DEFAULT_GC_INTERVAL_MS, DEFAULT_RETIRE_AFTER_MS, type GcResult } from './gc.js';
 export { jwtAuth, openAccess, grantFromClaim, AuthError, type Authenticate, type AuthRequest, type Grant, type JwtOptions } from './auth.js';
 export { sqliteStorage, type SqliteOptions } from './storage/sqlite-storage.js';
 export { postgresStorage, type PostgresOptions, type PostgresStorage } from './storage/postgres-storage.js';

@@ -92,6 +92,23 @@ export interface CompactionOptions {
   readonly intervalMs?: number;
 }
 
+/**
+ * Garbage collection at the stability horizon (SyncServerOptions.gc; the
+ * server README's "Bounded growth"). Every `intervalMs`, each space's horizon
+ * moves up to where every writer that is not retired has passed, deleted
+ * records at or below it are forgotten, and writers not seen for
+ * `retireAfterMs` are retired.
+ */
+export interface GcOptions {
+  /** How often horizons move and records are collected (ms). Default 60,000; 0 turns collection off. */
+  readonly intervalMs?: number;
+  /**
+   * Retire a replica not seen (no connection, push or floor) for this long (ms), so that it
+   * no longer holds horizons back. Default 90 days; 0: never (only `retire()` retires).
+   */
+  readonly retireAfterMs?: number;
+}
+
 /** Options of createSyncServer. Every one is optional. */
 export interface SyncServerOptions {
   /** Storage adapter; default SQLite at ./data/syncline.db. */
@@ -111,6 +128,8 @@ export interface SyncServerOptions {
   readonly limits?: Partial<Limits>;
   /** Log compaction; default keeps every entry. */
   readonly compaction?: CompactionOptions;
+  /** Garbage collection at the stability horizon and retirement of replicas long away; on by default (see GcOptions). */
+  readonly gc?: GcOptions;
   /**
    * How far ahead of the server clock (ms) a pushed change may be stamped; further is refused
    * with `clock_drift`. Announced in welcome. Default 300,000 (5 minutes); at least 60,000.

@@ -6,13 +6,14 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { encodeDownstream, type SpaceId } from '@syncline/core/internal';
+import { encodeDownstream, type ReplicaId, type SpaceId } from '@syncline/core/internal';
 import { pino, type Logger } from 'pino';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { jwtAuth, openAccess, type Authenticate } from './auth.js';
 import { Admission } from './admission.js';
 import { Committer } from './committer.js';
 import { DEFAULT_CSP, handleHttp } from './http.js';
+import { Gc, type GcResult } from './gc.js';
 import { Hub } from './hub.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { Link, syncUrl } from './links/link.js';
@@ -53,6 +54,18 @@ export interface SyncServer {
   links(): LinkState[];
   /** Runs log compaction for every space now; returns entries removed. */
   compact(keepLast?: number): Promise<number>;
+  /**
+   * Runs garbage collection now (as the `gc` timer does): retires replicas away
+   * longer than `gc.retireAfterMs`, moves every space's stability horizon, and
+   * forgets deleted records at or below it. See the README's "Bounded growth".
+   */
+  collect(): Promise<GcResult>;
+  /**
+   * Retires replicas for good: they stop holding stability horizons back, and
+   * their connections and later hellos and pushes are refused with
+   * `replica_retired`. Resolves to those newly retired.
+   */
+  retire(...replicas: ReplicaId[]): Promise<ReplicaId[]>;
   /**
    * Serves a connection from another transport (the simulation's in-memory
    * network, or a WebSocket server of your own). Call the returned handlers
@@ -295,6 +308,23 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
     }
     return removed;
   };
+  const gc = new Gc({
+    storage,
+    options: options.gc,
+    regions: (options.peers ?? []).length > 0,
+    now,
+    maxClockDrift,
+    logger,
+    connected: () => new Set([...sessions].map((s) => s.replica)),
+    announce: (space, stable) => {
+      for (const session of sessions) session.announceHorizon(space, stable);
+    },
+    retired: (replicas) => {
+      const gone = new Set(replicas);
+      for (const session of sessions) if (gone.has(session.replica)) session.fail('replica_retired', `replica ${session.replica} was retired; start again under a new replica id`, true);
+    },
+  });
+
   let compactor: NodeJS.Timeout | undefined;
   if (options.compaction) {
     const { keepLast, intervalMs = 60_000 } = options.compaction;
@@ -320,6 +350,8 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
     metrics,
     logger,
     compact: (keepLast = options.compaction?.keepLast ?? 0) => compactAll(keepLast),
+    collect: () => gc.run(),
+    retire: (...replicas) => gc.retire(replicas),
     accept,
     acceptLink,
     listen() {
@@ -338,6 +370,7 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
         closing = true;
         clearInterval(pinger);
         clearInterval(compactor);
+        gc.close();
         const httpClosed = new Promise<void>((resolve) => http.close(() => resolve()));
         for (const session of sessions) session.fail('shutting_down', 'the server is shutting down; reconnect later', true);
         for (const session of linkSessions) session.fail('shutting_down', 'the server is shutting down', true);

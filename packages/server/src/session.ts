@@ -39,7 +39,7 @@ import type { Committer } from './committer.js';
 import { encodeChanges, originList, type Follower, type Hub } from './hub.js';
 import type { Metrics } from './metrics.js';
 import type { Limits } from './options.js';
-import type { ServerStorage } from './storage/types.js';
+import type { ServerStorage, Stability as StorageStability } from './storage/types.js';
 import type { Stability } from './links/stability.js';
 
 export interface SessionContext {
@@ -227,12 +227,27 @@ export class Session implements Follower {
         if (this.#state !== 'ready') return this.fail('not_ready', 'push before the handshake completed', true);
         this.#onPush(message).catch((error: unknown) => this.#internal(error));
         return;
+      case 'floor': {
+        if (this.#state !== 'ready') return this.fail('not_ready', 'floor before the handshake completed', true);
+        if (this.#subs.get(message.space)?.access !== 'write') return;
+        this.ctx.storage.noteWriter(message.space, this.replica, message.hlc, this.ctx.now()).catch((error: unknown) => this.#internal(error));
+        return;
+      }
       case 'ping':
         this.#send({ type: 'pong', id: message.id });
         return;
       case 'pong':
         return;
     }
+  }
+
+  /**
+   * Tells a protocol 6 client the stability horizon of a space it follows
+   * (after its catch-up, and whenever the horizon moves).
+   */
+  announceHorizon(space: SpaceId, stability: StorageStability): void {
+    if (this.#protocol < 6 || this.#state !== 'ready' || stability.hlc === undefined || !this.#subs.has(space)) return;
+    this.#send({ type: 'horizon', space, hlc: stability.hlc, upTo: stability.upTo });
   }
 
   /**
@@ -305,14 +320,21 @@ export class Session implements Follower {
       return this.fail(code, error instanceof Error ? error.message : 'authentication failed', true);
     }
     if (this.#isClosed()) return;
+    if (await this.ctx.storage.isRetired(hello.replica)) {
+      return this.fail('replica_retired', `replica ${hello.replica} was retired; start again under a new replica id`, true);
+    }
+    if (this.#isClosed()) return;
     this.#grant = grant;
     const granted: Array<{ space: SpaceId; access: Access; head: number; after: number; region: string | undefined; origins: Hello['spaces'][number]['origins'] }> = [];
-    for (const { space, after, region, origins } of hello.spaces) {
+    const now = this.ctx.now();
+    for (const { space, after, region, origins, floor } of hello.spaces) {
       const access = grant.access(space);
       if (!access) {
         this.fail('forbidden', `no access to space "${space}"`, false, space);
         continue;
       }
+      // A replica that may write holds the space's horizon back (at its floor, or its last stored change).
+      if (access === 'write') await this.ctx.storage.noteWriter(space, hello.replica, floor, now);
       granted.push({ space, access, head: await this.ctx.storage.head(space), after, region, origins });
     }
     if (this.#isClosed()) return;
@@ -410,6 +432,12 @@ export class Session implements Follower {
       result = await this.ctx.committer.submit({ space, replica: this.replica, changes });
     } catch (error) {
       if (error instanceof SynclineError && (error.code === 'sequence_gap' || error.code === 'quota_exceeded')) return this.fail(error.code, error.message, false, space);
+      if (error instanceof SynclineError && error.code === 'below_horizon') {
+        // The horizon first, so that the client re-stamps past it.
+        this.announceHorizon(space, await this.ctx.storage.stability(space));
+        return this.fail('below_horizon', error.message, false, space);
+      }
+      if (error instanceof SynclineError && error.code === 'replica_retired') return this.fail('replica_retired', error.message, true);
       // Storage refused a change it could not apply: nothing of the push was stored; the connection stays.
       if (error instanceof InvalidChangeError) return this.fail('invalid_message', `push refused: ${error.message}`, false, space);
       throw error;
@@ -485,7 +513,10 @@ export class Session implements Follower {
         sub.live = true;
         if ((await storage.head(space)) > sub.sentUpTo) sub.dirty = true;
       }
-      if (sub.live && this.#state === 'ready') this.#send({ type: 'synced', space, upTo: sub.sentUpTo });
+      if (sub.live && this.#state === 'ready') {
+        this.#send({ type: 'synced', space, upTo: sub.sentUpTo });
+        if (this.#protocol >= 6) this.announceHorizon(space, await storage.stability(space));
+      }
     } catch (error) {
       this.#internal(error);
     } finally {

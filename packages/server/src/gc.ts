@@ -1,0 +1,109 @@
+/**
+ * Garbage collection at the stability horizon (DESIGN.md, "Stability and
+ * bounded growth"; the server README's "Bounded growth").
+ *
+ * One pass: retire the writers not seen for `retireAfterMs` (none that is
+ * connected), then per space raise the horizon to where every writer that is
+ * not retired has passed (never past the server's clock less its drift
+ * tolerance, so a client whose clock is a little behind is not refused), tell
+ * the connected replicas, and forget the deleted records at or below it.
+ *
+ * A region with peers does not collect: changes of other regions arrive over
+ * links with their own stamps, which a horizon of this region alone does not
+ * bound, so it would refuse them. Its horizon stays where it is.
+ */
+import { formatTimestamp, type HlcString, type ReplicaId, type SpaceId } from '@syncline/core/internal';
+import type { Logger } from 'pino';
+import type { GcOptions } from './options.js';
+import type { ServerStorage, Stability } from './storage/types.js';
+
+/** The default of GcOptions.retireAfterMs: 90 days. */
+export const DEFAULT_RETIRE_AFTER_MS = 90 * 24 * 3_600_000;
+/** The default of GcOptions.intervalMs. */
+export const DEFAULT_GC_INTERVAL_MS = 60_000;
+
+/** What one collection pass did (SyncServer.collect). */
+export interface GcResult {
+  /** Replicas retired for inactivity in this pass. */
+  readonly retired: readonly ReplicaId[];
+  /** Records forgotten, over every space. */
+  readonly collected: number;
+  /** Each space's horizon after the pass (spaces with none are absent). */
+  readonly horizons: ReadonlyMap<SpaceId, HlcString>;
+}
+
+export interface GcContext {
+  readonly storage: ServerStorage;
+  readonly options: GcOptions | undefined;
+  /** True when the server has peer regions: horizons do not move (see the top). */
+  readonly regions: boolean;
+  readonly now: () => number;
+  readonly maxClockDrift: number;
+  readonly logger: Logger;
+  /** Replicas with an open session: never retired for inactivity. */
+  readonly connected: () => ReadonlySet<ReplicaId>;
+  /** A space's horizon moved: tell its sessions. */
+  readonly announce: (space: SpaceId, stability: Stability) => void;
+  /** Replicas were retired: close their sessions. */
+  readonly retired: (replicas: readonly ReplicaId[]) => void;
+}
+
+export class Gc {
+  readonly #ctx: GcContext;
+  readonly #timer: NodeJS.Timeout | undefined;
+  #running: Promise<GcResult> | undefined;
+
+  constructor(ctx: GcContext) {
+    this.#ctx = ctx;
+    const interval = ctx.options?.intervalMs ?? DEFAULT_GC_INTERVAL_MS;
+    if (interval > 0) {
+      this.#timer = setInterval(() => {
+        this.run().catch((error: unknown) => ctx.logger.error({ err: error }, 'garbage collection failed'));
+      }, interval);
+      this.#timer.unref();
+    }
+  }
+
+  /** One pass now (a pass already running is awaited instead of overlapped). */
+  run(): Promise<GcResult> {
+    this.#running ??= this.#pass().finally(() => (this.#running = undefined));
+    return this.#running;
+  }
+
+  /** Retires replicas now (an operator's decision); resolves to those newly retired. */
+  async retire(replicas: readonly ReplicaId[]): Promise<ReplicaId[]> {
+    const retired = await this.#ctx.storage.retire(replicas, this.#ctx.now());
+    if (retired.length > 0) {
+      this.#ctx.logger.info({ replicas: retired }, 'replicas retired');
+      this.#ctx.retired(retired);
+    }
+    return retired;
+  }
+
+  close(): void {
+    clearInterval(this.#timer);
+  }
+
+  async #pass(): Promise<GcResult> {
+    const { storage, options, now } = this.#ctx;
+    const retireAfter = options?.retireAfterMs ?? DEFAULT_RETIRE_AFTER_MS;
+    let retired: ReplicaId[] = [];
+    if (retireAfter > 0) {
+      const inactive = await storage.inactiveWriters(now() - retireAfter, this.#ctx.connected());
+      if (inactive.length > 0) retired = await this.retire(inactive);
+    }
+    const horizons = new Map<SpaceId, HlcString>();
+    let collected = 0;
+    const cap = formatTimestamp({ wall: Math.max(0, now() - this.#ctx.maxClockDrift), counter: 0, replica: '0' as ReplicaId });
+    for (const space of await storage.spaces()) {
+      const before = await storage.stability(space);
+      const after = this.#ctx.regions ? before : await storage.advanceHorizon(space, cap);
+      if (after.hlc === undefined) continue;
+      horizons.set(space, after.hlc);
+      if (after.hlc !== before.hlc) this.#ctx.announce(space, after);
+      collected += await storage.collect(space);
+    }
+    if (collected > 0 || retired.length > 0) this.#ctx.logger.info({ collected, retired: retired.length }, 'garbage collection');
+    return { retired, collected, horizons };
+  }
+}
