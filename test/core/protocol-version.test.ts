@@ -39,7 +39,7 @@ const WIRE_HASHES: Readonly<Record<number, string>> = {
   3: '49dfbd138b15e5bee09b5bcdb2b45f63711a5ef18b8302f61565fffe04266b90',
   4: '1dfd52deeaae80c5badc0ebbbf2eb07364ef0f829e0432cb2031d9f4735ccba2',
   5: '15e523e861120c2f672e3c7620c24778ae95812c1b466647e1a178dfcf56b1e5',
-  6: 'f14f17749528a38a5d279d4b7e0f94bef9c680d93e0e79703e33c09053b404fa',
+  6: '644dd1febf7b9e4403368f4d19da4228bb6f3a97e1dbee22a1dc88b08c833c58',
 };
 
 const hash = (text: string): string => createHash('sha256').update(text).digest('hex');

@@ -37,6 +37,7 @@ import type { CollectionName, CrdtFieldName, MergeCollectionName, PatchValue, Re
 import { RecordCache } from './record-cache.js';
 import { applyAck, applyChanges, applySnapshot, putAll, syncClock, type LogAdvance } from './remote-apply.js';
 import { restampOutbox } from './restamp.js';
+import { collectBelow, floorOf, restampBelow } from './horizon.js';
 import { checkSchema, type CollectionDef, type Schema } from './schema.js';
 import { openCollections } from './schema-migration.js';
 import { indexedDbStorage } from './storage/indexeddb-storage.js';
@@ -403,6 +404,8 @@ export class Replica<S extends Schema = Schema> {
       position: async (space) => readCursor(await read((tx) => tx.getMeta(positionKey(space)))),
       welcomeClock: (serverTime, roundTrip, maxClockDrift) => this.#welcomeClock(serverTime, roundTrip, maxClockDrift),
       restamp: (maxClockDrift) => this.#restamp(maxClockDrift),
+      floor: (space) => read((tx) => floorOf(tx, this.#clock, this.id, space)),
+      horizon: (space, hlc, upTo) => this.#horizon(space, hlc, upTo),
       syncsSpaces: (spaces) => {
         this.#syncedSpaces.add(spaces);
         return () => this.#syncedSpaces.delete(spaces);
@@ -472,6 +475,19 @@ export class Replica<S extends Schema = Schema> {
   #restamp(maxClockDrift: number): Promise<number> {
     this.#checkOpen();
     return this.#track(this.#queue.exclusive(() => this.#restampNow({ maxClockDrift })));
+  }
+
+  /**
+   * A space's stability horizon (horizon.ts): outbox changes at or below it are
+   * re-stamped past it, alone in the commit queue (no write is stamped
+   * meanwhile); then deleted records at or below it are forgotten.
+   */
+  async #horizon(space: SpaceId, hlc: HlcString, upTo: number): Promise<void> {
+    this.#checkOpen();
+    const ctx = { clock: this.#clock, collections: this.#collections };
+    const rewritten = await this.#track(this.#queue.exclusive(() => this.#storage.transaction('readwrite', (tx) => restampBelow(tx, ctx, space, hlc))));
+    if (rewritten.length > 0) this.#committed({ local: true, records: rewritten.map((r) => [r.collection, r.id, r.space] as const), outbox: [space] }, true);
+    await this.#track(this.#storage.transaction('readwrite', (tx) => collectBelow(tx, this.#collections.keys(), space, hlc, upTo)));
   }
 
   /** One re-stamping pass (restamp.ts); then the clock goes back, never below what was received meanwhile. */

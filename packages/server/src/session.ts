@@ -229,8 +229,11 @@ export class Session implements Follower {
         return;
       case 'floor': {
         if (this.#state !== 'ready') return this.fail('not_ready', 'floor before the handshake completed', true);
-        if (this.#subs.get(message.space)?.access !== 'write') return;
-        this.ctx.storage.noteWriter(message.space, this.replica, message.hlc, this.ctx.now()).catch((error: unknown) => this.#internal(error));
+        const now = this.ctx.now();
+        for (const { space, hlc } of message.floors) {
+          if (this.#subs.get(space)?.access !== 'write') continue;
+          this.ctx.storage.noteWriter(space, this.replica, hlc, now).catch((error: unknown) => this.#internal(error));
+        }
         return;
       }
       case 'ping':

@@ -134,6 +134,11 @@ class IdbTx implements StorageTx {
     await this.tx.objectStore('records').put(record);
   }
 
+  async forgetRecords(addresses: readonly RecordAddress[]): Promise<void> {
+    const store = this.tx.objectStore('records');
+    await Promise.all(addresses.map((a) => store.delete([a.collection, a.id, a.space])));
+  }
+
   async #collect(source: IDBObjectStore | IDBIndex, query: IDBKeyRange | undefined, options: ScanOptions, filter?: (r: StoredRecord) => boolean): Promise<StoredRecord[]> {
     const out: StoredRecord[] = [];
     const direction = options.direction === 'desc' ? 'prev' : 'next';

@@ -63,6 +63,16 @@ class AddressMap {
     return old;
   }
 
+  /** Removes the record at an address; returns it. */
+  delete(collection: string, id: string, space: string): StoredRecord | undefined {
+    const ids = this.#collections.get(collection)?.get(space);
+    const old = ids?.get(id);
+    if (old === undefined) return undefined;
+    ids?.delete(id);
+    this.size--;
+    return old;
+  }
+
   /** Every record, or every record of one collection. */
   forEach(fn: (record: StoredRecord) => void, collection?: string): void {
     if (collection !== undefined) this.#collections.get(collection)?.forEach((ids) => ids.forEach(fn));
@@ -181,6 +191,8 @@ class MemoryTx implements StorageTx {
   readonly outboxPut = new Map<string, Change>();
   /** Keys removed by this transaction (acknowledged), with their space and seq. */
   readonly outboxDel = new Map<string, OutboxKey>();
+  /** Deleted records this transaction forgets at commit (forgetRecords). */
+  readonly forgotten: RecordAddress[] = [];
   aborted = false;
 
   constructor(db: MemoryDatabase, writable: boolean) {
@@ -218,6 +230,11 @@ class MemoryTx implements StorageTx {
   async putRecord(record: StoredRecord, options?: { readonly handOver?: boolean }): Promise<void> {
     this.#checkWritable();
     this.#put(record, options);
+  }
+
+  async forgetRecords(addresses: readonly RecordAddress[]): Promise<void> {
+    this.#checkWritable();
+    this.forgotten.push(...addresses);
   }
 
   async putRecords(records: readonly StoredRecord[], options?: { readonly handOver?: boolean }): Promise<void> {
@@ -406,6 +423,13 @@ class MemoryTx implements StorageTx {
       if (n === 0) db.outboxCount.delete(space);
       else db.outboxCount.set(space, n);
     };
+    for (const a of this.forgotten) {
+      // Only a record that is deleted and was not written again by this transaction (no value: no index keys, not counted live).
+      const record = db.records.get(a.collection, a.id, a.space);
+      if (record === undefined || record.value !== undefined || this.records.get(a.collection, a.id, a.space) !== undefined) continue;
+      db.records.delete(a.collection, a.id, a.space);
+      db.sorted.delete(record);
+    }
     this.outboxDel.forEach((key) => {
       if (db.outbox.delete(key)) count(key[0], -1);
     });

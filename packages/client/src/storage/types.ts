@@ -93,6 +93,12 @@ export interface StorageTx {
   putRecord(record: StoredRecord, options?: { readonly handOver?: boolean }): Promise<void>;
   /** Optional: many putRecord calls in one (an adapter without it gets one call per record). */
   putRecords?(records: readonly StoredRecord[], options?: { readonly handOver?: boolean }): Promise<void>;
+  /**
+   * Forgets records that do not exist (deleted: no value, no index keys), as
+   * garbage collection at the stability horizon does: afterwards they read as
+   * never written. The caller passes only such records.
+   */
+  forgetRecords(addresses: readonly RecordAddress[]): Promise<void>;
   /** Records of a collection in [collection, id, space] order, optionally within an id range. */
   scanRecords(collection: string, options?: ScanOptions & { space?: SpaceId }): Promise<StoredRecord[]>;
   /** Records whose index keys fall in `range`, in index-key order. */

@@ -73,6 +73,16 @@ export interface ReplicaPort {
   /** After a `clock_drift` refusal: re-stamps outbox changes too far ahead. Returns how many moved. */
   restamp(maxClockDrift: number): Promise<number>;
 
+  // ---- stability (horizon.ts) ----
+  /** The replica's floor in `space` (hello, `floor` messages): every change of it the server lacks is stamped after it. */
+  floor(space: SpaceId): Promise<HlcString | undefined>;
+  /**
+   * A `horizon` message: re-stamps outbox changes of `space` stamped at or
+   * below `hlc`, and forgets deleted records at or below it once the space's
+   * log is applied up to `upTo`.
+   */
+  horizon(space: SpaceId, hlc: HlcString, upTo: number): Promise<void>;
+
   // ---- spaces ----
   /**
    * An engine tells the replica which spaces it syncs (read at every write):

@@ -12,6 +12,8 @@ export type Recovery =
   | 'shrink-batch'
   /** Re-stamp changes stamped too far ahead (`clock_drift`), then push again; a fresh welcome if nothing moved. */
   | 'restamp'
+  /** `below_horizon`: the `horizon` message before it re-stamped the changes at or below it; push again. */
+  | 'push-again'
   /** This space stops pushing, with the code in `status.stoppedSpaces`, until `reconnectNow()`; the others go on. */
   | 'stop-space'
   /**
@@ -32,6 +34,7 @@ export function recoveryFor(error: { readonly code: ErrorCode; readonly fatal: b
   if (error.fatal) {
     switch (code) {
       case 'unsupported_protocol':
+      case 'replica_retired':
         return 'stop';
       // The same token would be refused again; a token function may give a fresh one.
       case 'unauthenticated':
@@ -50,6 +53,8 @@ export function recoveryFor(error: { readonly code: ErrorCode; readonly fatal: b
       return 'shrink-batch';
     case 'clock_drift':
       return 'restamp';
+    case 'below_horizon':
+      return 'push-again';
     case 'sequence_gap':
       if (regions && error.space !== undefined) return 'wait';
       return error.space !== undefined ? 'stop-space' : 'resend';

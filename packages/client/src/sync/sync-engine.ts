@@ -23,6 +23,7 @@ import {
   UNANNOUNCED_LIMITS,
   type DownstreamMessage,
   type ErrorMessage,
+  type HlcString,
   type ServerLimits,
   type SpaceId,
   type UpstreamMessage,
@@ -163,6 +164,10 @@ class Session {
   /** sequence_gap refusals from a region since the last ack: the next wait doubles. */
   gapWaits = 0;
   ping: ReturnType<typeof setInterval> | undefined;
+  /** Spaces the server granted write access to (welcome): this replica's floor holds their horizons. */
+  readonly writable = new Set<SpaceId>();
+  /** The floor last told the server, per space (hello, then `floor` messages). */
+  readonly floors = new Map<SpaceId, HlcString>();
   queue: Promise<void> = Promise.resolve();
   connection!: Connection;
   pusher!: Pusher;
@@ -439,6 +444,8 @@ export class SyncEngine {
       if (session.helloAt === 0) return;
       session.pacer.spend();
       this.#send(session, { type: 'ping', id: pingId++ });
+      // With each ping, the floors that moved: what lets the stability horizon pass a replica that stays connected without writing.
+      if (session.ready) this.#enqueue(session, () => this.#sendFloors(session, [...session.writable]));
     }, this.#options.pingIntervalMs ?? 20_000);
     const closed = () => {
       if (this.#session === session) this.#endSession(session);
@@ -545,7 +552,15 @@ export class SyncEngine {
     for (const space of [...this.#syncing]) {
       // Protocol 5: a server of another region resumes this replica by its origin vector, not by `after`.
       const { upTo, region, origins } = await this.#port.position(space);
-      spaces.push({ space, after: upTo, ...(region !== undefined ? { region } : {}), ...(origins ? { origins: Object.entries(origins).map(([r, at]) => ({ region: r, upTo: at })) } : {}) });
+      const floor = await this.#port.floor(space);
+      if (floor !== undefined) session.floors.set(space, floor);
+      spaces.push({
+        space,
+        after: upTo,
+        ...(region !== undefined ? { region } : {}),
+        ...(origins ? { origins: Object.entries(origins).map(([r, at]) => ({ region: r, upTo: at })) } : {}),
+        ...(floor !== undefined ? { floor } : {}),
+      });
     }
     session.helloAt = monotonic();
     session.pacer.spend();
@@ -599,6 +614,10 @@ export class SyncEngine {
         session.synced.add(message.space);
         session.progressed = true;
         return this.#refreshPending();
+      case 'horizon':
+        if (!this.#syncing.has(message.space)) return;
+        await this.#port.horizon(message.space, message.hlc, message.upTo);
+        return this.#sendFloors(session, [message.space]);
       case 'error':
         return this.#refused(session, message);
       case 'ping':
@@ -621,6 +640,7 @@ export class SyncEngine {
     session.ready = true;
     // A space this replica did not ask for is ignored (nothing of it is pushed or stored).
     const granted = new Set<SpaceId>(message.spaces.map((s) => s.space).filter((space) => this.#syncing.has(space)));
+    for (const s of message.spaces) if (s.access === 'write' && granted.has(s.space)) session.writable.add(s.space);
     for (const [space, info] of this.#stoppedSpaces) if (info.code === 'forbidden' && granted.has(space)) this.#stoppedSpaces.delete(space);
     const skewed = Math.abs(clock.offset) > this.#settings.maxClockDrift;
     this.#board.set({
@@ -632,6 +652,21 @@ export class SyncEngine {
       stoppedSpaces: this.#stoppedList(),
     });
     for (const space of granted) session.pusher.next(space);
+  }
+
+  /** Tells the server this replica's floors in these spaces, those that moved since last told (protocol 6). */
+  async #sendFloors(session: Session, spaces: readonly SpaceId[]): Promise<void> {
+    const floors = [];
+    for (const space of spaces) {
+      if (!session.writable.has(space) || !this.#syncing.has(space)) continue;
+      const floor = await this.#port.floor(space);
+      if (floor === undefined || (session.floors.get(space) ?? '') >= floor) continue;
+      session.floors.set(space, floor);
+      floors.push({ space, hlc: floor });
+    }
+    if (floors.length === 0) return;
+    session.pacer.spend();
+    this.#send(session, { type: 'floor', floors });
   }
 
   /** An error from the server: end what it refused and recover (recovery.ts). */
@@ -673,6 +708,11 @@ export class SyncEngine {
         session.pusher.later(space, DRIFT_RETRY_MS);
         return;
       }
+      case 'push-again':
+        if (space === undefined) return;
+        session.pusher.end(space);
+        session.pusher.next(space);
+        return;
       case 'stop-space':
         if (space !== undefined) this.#stopSpace(info);
         return;

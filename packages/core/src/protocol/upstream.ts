@@ -51,11 +51,12 @@ export const push = object({
 });
 
 /**
- * Protocol 6: every change of this replica in `space` that the server does not
- * hold yet, and every change it will write there, is stamped after `hlc`. The
- * server's stability horizon can then pass this replica's earlier stamps.
+ * Protocol 6: per space, every change of this replica there that the server
+ * does not hold yet, and every change it will write there, is stamped after
+ * `hlc`. The server's stability horizon can then pass this replica's earlier
+ * stamps. At most MAX_SPACES_PER_HELLO entries.
  */
-export const floor = object({ type: literal('floor'), space: spaceId, hlc });
+export const floor = object({ type: literal('floor'), floors: array(object({ space: spaceId, hlc }), MAX_SPACES_PER_HELLO) });
 
 /** A liveness probe, either direction; answered with a pong of the same id. */
 export const ping = object({ type: literal('ping'), id: int(0) });
@@ -77,7 +78,7 @@ export const upstream = variants('type', { hello, push, floor, ping, pong });
 export type Hello = Infer<typeof hello>;
 /** `push`: `space` and `changes`, this replica's unacknowledged changes of that space, oldest first, seqs contiguous. */
 export type Push = Infer<typeof push>;
-/** `floor` (protocol 6): `space` and `hlc`; every change of the replica there that the server lacks is stamped after `hlc`. */
+/** `floor` (protocol 6): `floors: [{space, hlc}]`; every change of the replica in `space` that the server lacks is stamped after `hlc`. */
 export type Floor = Infer<typeof floor>;
 /** `ping`: `id`, an integer >= 0 the pong echoes. Either direction. */
 export type Ping = Infer<typeof ping>;

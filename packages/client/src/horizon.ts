@@ -1,0 +1,111 @@
+/**
+ * The stability horizon on the client (DESIGN.md, "Stability and bounded
+ * growth"; client README, "Bounded growth").
+ *
+ * The server announces each space's horizon H with a log position P: every
+ * change it stored after P is stamped after H, and it refuses changes stamped
+ * at or below H (`below_horizon`). Three things follow here:
+ *  - the floor this replica tells the server (hello, `floor` messages): every
+ *    change of it the server lacks is stamped after it;
+ *  - re-stamping: a change of the outbox stamped at or below H can never be
+ *    stored, so it is stamped again, after H and after everything this replica
+ *    holds. Safe to rename because no server holds it (none ever will under
+ *    the old stamp). The records it touched take the new change on top: every
+ *    register the old change set, the new one sets too with a later stamp, so
+ *    the old one's effect is covered, and the state is what a replica that
+ *    only ever saw the new change holds (merge versions keep their dot and
+ *    take the new stamp);
+ *  - collection: once this replica has applied the log up to P, nothing it
+ *    can still receive is stamped at or below H, so the records collectibleAt()
+ *    puts there can be forgotten.
+ */
+import {
+  MAX_COUNTER,
+  applyChange,
+  collectibleAt,
+  formatTimestamp,
+  hlcWall,
+  maxHlc,
+  restampState,
+  type Change,
+  type HlcString,
+  type ReplicaId,
+  type SpaceId,
+} from '@syncline/core/internal';
+import type { ReplicaClock } from './clock.js';
+import { META_CLOCK, positionKey, readCursor } from './meta.js';
+import type { CollectionDef } from './schema.js';
+import type { StorageTx, StoredRecord } from './storage/types.js';
+import { storedRecord } from './write.js';
+
+/** The latest timestamp before `hlc` that this replica could name: 1 ms earlier, the last counter. */
+function justBefore(hlc: HlcString, replica: ReplicaId): HlcString | undefined {
+  const wall = hlcWall(hlc);
+  return wall > 0 ? formatTimestamp({ wall: wall - 1, counter: MAX_COUNTER, replica }) : undefined;
+}
+
+/**
+ * This replica's floor in `space`: every change of it the server does not hold
+ * yet, and every one it will write, is stamped after it. Just before the
+ * earliest unacknowledged change; without one, the clock (later stamps are
+ * after its last one, and after its physical time).
+ */
+export async function floorOf(tx: StorageTx, clock: ReplicaClock, replica: ReplicaId, space: SpaceId): Promise<HlcString | undefined> {
+  let earliest: HlcString | undefined;
+  for (const change of await tx.readOutbox(space, Number.MAX_SAFE_INTEGER)) if (earliest === undefined || change.hlc < earliest) earliest = change.hlc;
+  if (earliest !== undefined) return justBefore(earliest, replica);
+  return maxHlc(clock.last, justBefore(formatTimestamp({ wall: Math.max(0, Math.floor(clock.physical())), counter: 0, replica }), replica));
+}
+
+/**
+ * Re-stamps the outbox changes of `space` stamped at or below `horizon` (see
+ * the top), in seq order, after the horizon and everything the clock holds.
+ * Returns the records rewritten. The caller runs it alone in its commit queue.
+ */
+export async function restampBelow(
+  tx: StorageTx,
+  ctx: { readonly clock: ReplicaClock; readonly collections: ReadonlyMap<string, CollectionDef> },
+  space: SpaceId,
+  horizon: HlcString,
+): Promise<StoredRecord[]> {
+  const outbox = await tx.readOutbox(space, Number.MAX_SAFE_INTEGER);
+  const below = outbox.filter((c) => c.hlc <= horizon);
+  if (below.length === 0) return [];
+  const { clock } = ctx;
+  clock.hlc.receive(horizon);
+  const moved: Change[] = below.map((c) => ({ ...c, hlc: clock.hlc.nowString() }));
+  const touched = await tx.getRecords(moved.map((c) => ({ collection: c.collection, id: c.id, space: c.space })));
+  const records = new Map<string, StoredRecord>();
+  moved.forEach((change, i) => {
+    const key = JSON.stringify([change.collection, change.id]);
+    const record = records.get(key) ?? touched[i];
+    if (!record) return; // cannot happen: the old change wrote it
+    const old = below[i] as Change;
+    // A merge version keeps its dot: it is renamed. Every other change is applied again on top.
+    const state = change.op === 'version' ? restampState(record.state, new Map([[old.hlc, change.hlc]])) : applyChange(record.state, change);
+    records.set(key, storedRecord(ctx.collections.get(change.collection), record, state));
+  });
+  await Promise.all([tx.replaceOutbox(moved), ...[...records.values()].map((r) => tx.putRecord(r)), tx.setMeta(META_CLOCK, clock.last)]);
+  return [...records.values()];
+}
+
+/**
+ * Forgets the records of `space` that collectibleAt() puts at or below
+ * `horizon`, once this replica has applied the space's log up to `upTo`.
+ * Returns how many.
+ */
+export async function collectBelow(tx: StorageTx, collections: Iterable<string>, space: SpaceId, horizon: HlcString, upTo: number): Promise<number> {
+  const cursor = readCursor(await tx.getMeta(positionKey(space)));
+  // A position of another region's log says nothing about this one's horizon.
+  if (cursor.region !== undefined || cursor.upTo < upTo) return 0;
+  const forget = [];
+  for (const collection of collections) {
+    for (const record of await tx.scanRecords(collection, { space })) {
+      const at = collectibleAt(record.state);
+      if (at !== undefined && at <= horizon) forget.push({ collection, id: record.id, space });
+    }
+  }
+  if (forget.length > 0) await tx.forgetRecords(forget);
+  return forget.length;
+}
+
