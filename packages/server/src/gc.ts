@@ -4,9 +4,11 @@
  *
  * One pass: retire the writers not seen for `retireAfterMs` (none that is
  * connected), then per space raise the horizon to where every writer that is
- * not retired has passed (never past the server's clock less its drift
- * tolerance, so a client whose clock is a little behind is not refused), tell
- * the connected replicas, and forget the deleted records at or below it.
+ * not retired has passed (never past the server's clock), tell the connected
+ * replicas, and forget the deleted records at or below it. A replica says
+ * hello before it pushes, and its floor then holds the horizon, so the cap
+ * only matters for a space whose writers are all retired: a new replica's
+ * writes made offline before that moment are re-stamped (client README).
  *
  * A region with peers does not collect: changes of other regions arrive over
  * links with their own stamps, which a horizon of this region alone does not
@@ -38,7 +40,6 @@ export interface GcContext {
   /** True when the server has peer regions: horizons do not move (see the top). */
   readonly regions: boolean;
   readonly now: () => number;
-  readonly maxClockDrift: number;
   readonly logger: Logger;
   /** Replicas with an open session: never retired for inactivity. */
   readonly connected: () => ReadonlySet<ReplicaId>;
@@ -94,7 +95,7 @@ export class Gc {
     }
     const horizons = new Map<SpaceId, HlcString>();
     let collected = 0;
-    const cap = formatTimestamp({ wall: Math.max(0, now() - this.#ctx.maxClockDrift), counter: 0, replica: '0' as ReplicaId });
+    const cap = formatTimestamp({ wall: Math.max(0, now()), counter: 0, replica: '0' as ReplicaId });
     for (const space of await storage.spaces()) {
       const before = await storage.stability(space);
       const after = this.#ctx.regions ? before : await storage.advanceHorizon(space, cap);

@@ -313,7 +313,6 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
     options: options.gc,
     regions: (options.peers ?? []).length > 0,
     now,
-    maxClockDrift,
     logger,
     connected: () => new Set([...sessions].map((s) => s.replica)),
     announce: (space, stable) => {

@@ -1,0 +1,232 @@
+/**
+ * Garbage collection at the stability horizon, end to end (DESIGN.md,
+ * "Stability and bounded growth"): a real server and replicas over real
+ * sockets, every clock one the test moves. Deleted records are forgotten on
+ * the server and on the replicas once every writer has passed them, with the
+ * visible state unchanged; a replica away with unsent writes holds the horizon
+ * and its writes keep their stamps; a new replica whose offline writes fall
+ * below the horizon has them re-stamped, stored, and seen everywhere; a retired
+ * replica stops holding the horizon and is refused with `replica_retired`.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import type { Replica } from '@syncline/client';
+import type { ReplicaId, SpaceId } from '@syncline/core/internal';
+import { cleanupStack, idbStorage, isSynced, ManualClock, outboxCount, replica, startServer, sync, uniqueName, visibleState as everyRecord, waitUntil } from './harness.js';
+
+const cleanup = cleanupStack();
+afterEach(() => cleanup.run());
+
+const schema = { events: {} } as const;
+const MINUTE = 60_000;
+
+/** One clock for the server and every replica, so that no drift check trips when it moves. */
+function sharedClock(): ManualClock {
+  return new ManualClock(Date.now() - 60 * MINUTE);
+}
+
+/** The records that exist, with their values and states: what collection must leave as it was. */
+async function visibleState(r: Replica, collections: readonly string[]): Promise<string[]> {
+  return (await everyRecord(r, collections)).filter((row) => (JSON.parse(row) as unknown[])[3] !== null);
+}
+
+async function tombstones(r: Replica): Promise<number> {
+  return (await r.stats()).tombstones;
+}
+
+describe('garbage collection at the stability horizon', () => {
+  it('forgets deleted records on the server and on every replica once every writer has passed them, and nothing visible changes', async () => {
+    const clock = sharedClock();
+    const server = await startServer({ now: clock.now, gc: { intervalMs: 0 } });
+    cleanup.push(() => server.close());
+    const a = await replica({ name: uniqueName('gc-a'), schema, now: clock.now });
+    const b = await replica({ name: uniqueName('gc-b'), schema, now: clock.now, storage: idbStorage() });
+    cleanup.push(() => a.close(), () => b.close());
+    const space = a.defaultSpace as SpaceId;
+    const sa = sync(a, server.url, { pingIntervalMs: 100 });
+    const sb = sync(b, server.url, { pingIntervalMs: 100 });
+    cleanup.push(() => sa.close(), () => sb.close());
+
+    for (let i = 0; i < 50; i++) {
+      clock.value += 10;
+      await a.put('events', `e${i}`, { n: i });
+    }
+    for (let i = 0; i < 40; i++) {
+      clock.value += 10;
+      await a.delete('events', `e${i}`);
+    }
+    clock.value += 10;
+    await b.patch('events', 'e45', { by: 'b' });
+    await waitUntil(async () => isSynced(sa) && isSynced(sb) && (await tombstones(b)) === 40, 10_000, 'both replicas to hold every change');
+    const before = await visibleState(a, ['events']);
+    expect(await visibleState(b, ['events'])).toEqual(before);
+    expect((await server.storage.stats()).tombstones).toBe(40);
+
+    // Time passes; the replicas' floors follow it with their pings, and a pass moves the horizon past every delete.
+    clock.value += MINUTE;
+    await waitUntil(
+      async () => {
+        await server.collect();
+        return (await server.storage.stats()).tombstones === 0;
+      },
+      10_000,
+      'the server to forget the deleted records',
+    );
+    const horizon = (await server.storage.stability(space)).hlc;
+    expect(horizon).toBeDefined();
+    await waitUntil(async () => (await tombstones(a)) === 0 && (await tombstones(b)) === 0, 10_000, 'the replicas to forget them too');
+    expect(await visibleState(a, ['events'])).toEqual(before);
+    expect(await visibleState(b, ['events'])).toEqual(before);
+    expect((await server.storage.stats()).records).toBe(10);
+
+    // A forgotten id written again is an ordinary new record everywhere.
+    clock.value += 10;
+    await b.put('events', 'e3', { n: 3, again: true });
+    await waitUntil(async () => (await a.get('events', 'e3'))?.value['again'] === true, 10_000, 'the new e3 to reach A');
+    expect(await visibleState(a, ['events'])).toEqual(await visibleState(b, ['events']));
+  });
+
+  it('a replica away with unsent writes holds the horizon: its writes keep their stamps, and what was deleted meanwhile stays deleted', async () => {
+    const clock = sharedClock();
+    const server = await startServer({ now: clock.now, gc: { intervalMs: 0 } });
+    cleanup.push(() => server.close());
+    const a = await replica({ name: uniqueName('hold-a'), schema, now: clock.now });
+    const c = await replica({ name: uniqueName('hold-c'), schema, now: clock.now });
+    cleanup.push(() => a.close(), () => c.close());
+    const space = a.defaultSpace as SpaceId;
+    const sa = sync(a, server.url, { pingIntervalMs: 100 });
+    const sc = sync(c, server.url, { pingIntervalMs: 100 });
+    cleanup.push(() => sa.close(), () => sc.close());
+    for (let i = 0; i < 10; i++) await a.put('events', `e${i}`, { n: i });
+    await waitUntil(async () => isSynced(sa) && isSynced(sc) && (await c.query({ collection: 'events' })).length === 10, 10_000, 'C to hold the events');
+
+    // C goes away and edits e0 (before A deletes it) and e9.
+    sc.pause();
+    clock.value += 10;
+    await c.patch('events', 'e0', { title: 'C edit, made before the delete' });
+    await c.patch('events', 'e9', { title: 'C edit' });
+    const offline = (await c.stats()).pending;
+    expect(offline).toBe(2);
+    clock.value += 10;
+    await a.delete('events', 'e0');
+    for (let round = 0; round < 5; round++) {
+      clock.value += MINUTE;
+      await a.put('events', `late${round}`, { round });
+      await a.delete('events', `late${round}`);
+      await server.collect();
+    }
+    await waitUntil(() => isSynced(sa), 10_000, 'A to be synced');
+    // C's floor (just before its first unsent write) holds the horizon: e0's delete and the later ones stay.
+    await server.collect();
+    const held = (await server.storage.stability(space)).hlc;
+    const stamps = (await c.stats()).pending === 2 ? await pendingStamps(c) : [];
+    expect(held === undefined || held < (stamps[0] as string)).toBe(true);
+    expect((await server.storage.stats()).tombstones).toBe(6);
+
+    // C comes back: its writes are stored with the stamps they were written with, e0 stays deleted.
+    sc.resume();
+    await waitUntil(async () => isSynced(sc) && isSynced(sa) && (await outboxCount(c, space)) === 0, 10_000, 'C to push its writes');
+    const stored = (await server.storage.readLog(space, 0, 1000)).filter((e) => e.change.replica === c.id).map((e) => e.change.hlc);
+    expect(stored).toEqual(stamps);
+    expect(await a.get('events', 'e0')).toBeUndefined();
+    expect(await c.get('events', 'e0')).toBeUndefined();
+    expect((await a.get('events', 'e9'))?.value['title']).toBe('C edit');
+
+    // Now nobody holds the horizon back: everything deleted is forgotten everywhere.
+    clock.value += MINUTE;
+    await waitUntil(
+      async () => {
+        await server.collect();
+        return (await server.storage.stats()).tombstones === 0 && (await tombstones(a)) === 0 && (await tombstones(c)) === 0;
+      },
+      10_000,
+      'every tombstone to be collected once C is back',
+    );
+    expect(await visibleState(a, ['events'])).toEqual(await visibleState(c, ['events']));
+  });
+
+  it('a new replica whose offline writes fall below the horizon has them re-stamped past it, stored and seen everywhere', async () => {
+    const clock = sharedClock();
+    const server = await startServer({ now: clock.now, gc: { intervalMs: 0 } });
+    cleanup.push(() => server.close());
+    const a = await replica({ name: uniqueName('new-a'), schema, now: clock.now });
+    const d = await replica({ name: uniqueName('new-d'), schema, now: clock.now });
+    cleanup.push(() => a.close(), () => d.close());
+    const space = a.defaultSpace as SpaceId;
+    // D writes before it ever syncs.
+    await d.put('events', 'd1', { title: 'written offline by a new device' });
+    await d.put('events', 'gone', { title: 'D wrote this before A deleted it' });
+    const sa = sync(a, server.url, { pingIntervalMs: 100 });
+    cleanup.push(() => sa.close());
+    clock.value += 10;
+    await a.put('events', 'gone', { title: 'A' });
+    clock.value += 10;
+    await a.delete('events', 'gone');
+    await waitUntil(async () => isSynced(sa) && (await server.storage.stats()).tombstones === 1, 10_000, 'A’s delete to be stored');
+    clock.value += MINUTE;
+    await waitUntil(
+      async () => {
+        await server.collect();
+        return (await server.storage.stats()).tombstones === 0;
+      },
+      10_000,
+      'the horizon to pass A’s delete',
+    );
+    const horizon = (await server.storage.stability(space)).hlc as string;
+    expect((await pendingStamps(d)).every((hlc) => hlc <= horizon)).toBe(true);
+
+    const sd = sync(d, server.url, { pingIntervalMs: 100 });
+    cleanup.push(() => sd.close());
+    await waitUntil(async () => isSynced(sd) && (await outboxCount(d, space)) === 0, 10_000, 'D’s writes to be stored');
+    const stored = (await server.storage.readLog(space, 0, 1000)).filter((e) => e.change.replica === d.id);
+    expect(stored.map((e) => e.change.id)).toEqual(['d1', 'gone']);
+    for (const e of stored) expect(e.change.hlc > horizon).toBe(true);
+    // Re-stamped past A's delete, D's put is a new write: it wins, on both replicas alike.
+    await waitUntil(async () => (await a.get('events', 'd1')) !== undefined && (await a.get('events', 'gone')) !== undefined, 10_000, 'D’s writes to reach A');
+    expect(await visibleState(a, ['events'])).toEqual(await visibleState(d, ['events']));
+  });
+
+  it('a retired replica stops holding the horizon, is closed with replica_retired, and sync stops with the code in status', async () => {
+    const clock = sharedClock();
+    const server = await startServer({ now: clock.now, gc: { intervalMs: 0 } });
+    cleanup.push(() => server.close());
+    const a = await replica({ name: uniqueName('ret-a'), schema, now: clock.now });
+    const c = await replica({ name: uniqueName('ret-c'), schema, now: clock.now });
+    cleanup.push(() => a.close(), () => c.close());
+    const space = a.defaultSpace as SpaceId;
+    const sa = sync(a, server.url, { pingIntervalMs: 100 });
+    const sc = sync(c, server.url, { pingIntervalMs: 100 });
+    cleanup.push(() => sa.close(), () => sc.close());
+    await c.put('events', 'c1', { n: 1 });
+    await waitUntil(() => isSynced(sc) && isSynced(sa), 10_000, 'both synced');
+    sc.pause();
+    await c.patch('events', 'c1', { n: 2 });
+    clock.value += 10;
+    await a.put('events', 'x', { n: 1 });
+    await a.delete('events', 'x');
+    clock.value += MINUTE;
+    await waitUntil(() => isSynced(sa), 10_000, 'A synced');
+    await server.collect();
+    expect((await server.storage.stats()).tombstones).toBe(1);
+
+    expect(await server.retire(c.id as ReplicaId)).toEqual([c.id]);
+    expect(await server.retire(c.id as ReplicaId)).toEqual([]);
+    await waitUntil(
+      async () => {
+        await server.collect();
+        return (await server.storage.stats()).tombstones === 0;
+      },
+      10_000,
+      'the horizon to pass C once retired',
+    );
+    sc.resume();
+    await waitUntil(() => sc.status.state === 'stopped', 10_000, 'C’s sync to stop');
+    expect(sc.status.error?.code).toBe('replica_retired');
+    expect(await server.storage.stability(space)).toMatchObject({ hlc: expect.any(String) });
+  });
+});
+
+/** The stamps of a replica's unacknowledged changes, in seq order. */
+async function pendingStamps(r: Replica): Promise<string[]> {
+  const { portOf } = await import('../internals.js');
+  return (await portOf(r).readOutbox(r.defaultSpace as SpaceId, 1000)).map((c) => c.hlc);
+}
