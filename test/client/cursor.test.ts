@@ -39,7 +39,7 @@ describe.each(STORAGES)('the log cursor on %s storage', (_, storage) => {
         const port = portOf(r);
         const highest: Record<string, number> = {};
         for (const m of messages) {
-          if (m.snapshot) await port.applySnapshot([], SPACE, { upTo: m.upTo, region: m.region, origins: m.origins });
+          if (m.snapshot) await port.applySnapshot([], SPACE, { upTo: m.upTo, region: m.region, origins: m.origins }, { index: 0, replace: false });
           else await port.applyRemote([], { space: SPACE, upTo: m.upTo, region: m.region, origins: m.origins });
           // Position 0 of an origin holds nothing: it is no entry of the vector.
           for (const o of m.origins ?? []) if (o.upTo > (highest[o.region] ?? 0)) highest[o.region] = o.upTo;

@@ -2,12 +2,13 @@
  * What every ServerStorage must do (storage/types.ts), as one suite that
  * storage.test.ts runs against each adapter: appends and their positions, seq
  * dedupe and gaps, the log, record states and snapshot pages, compaction,
- * reopening, appends from two storages over the same data at once, and what
- * regions need: each entry's origin, reading one origin's entries, and link
- * positions.
+ * reopening, appends from two storages over the same data at once, what
+ * regions need (each entry's origin, reading one origin's entries, and link
+ * positions), and stability: the horizon, below_horizon refusals, collection
+ * of deleted records, and retirement.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { applyChanges, canonicalState, encodeChange, encodeRecordState, materialize, SynclineError, type Change, type ReplicaId, type SpaceId } from '@syncline/core/internal';
+import { applyChanges, canonicalState, encodeChange, encodeRecordState, formatTimestamp, materialize, SynclineError, type Change, type HlcString, type ReplicaId, type SpaceId } from '@syncline/core/internal';
 import type { AppendRequest, AppendResult, ServerStorage } from '@syncline/server';
 import { cleanupStack, putChange } from '../sync/harness.js';
 
@@ -47,6 +48,28 @@ function request(replica: string, list: Change[], space: SpaceId = SPACE, origin
 function ok(result: AppendResult | Error | undefined): AppendResult {
   if (!(result instanceof Object) || result instanceof Error) throw new Error(`expected an AppendResult, got ${String(result)}`);
   return result;
+}
+
+/** Stability tests stamp by hand: walls from T on (storage never checks them against a clock). */
+const T = 1_700_000_000_000;
+/** A timestamp at T + wall (counter 0), e.g. a floor or a cap. */
+const at = (wall: number, replica = 'server'): HlcString => formatTimestamp({ wall: T + wall, counter: 0, replica: r(replica) });
+/** A put of record `id` stamped at T + wall (counter: seq, so after at(wall)). */
+const putAt = (replica: string, seq: number, wall: number, id: string, space: SpaceId = SPACE): Change => putChange(r(replica), space, seq, { seq }, { id, wall: T + wall });
+/** An lww delete of record `id` stamped at T + wall. */
+function deleteAt(replica: string, seq: number, wall: number, id: string, space: SpaceId = SPACE): Change {
+  const { fields: _, ...header } = putAt(replica, seq, wall, id, space) as Change & { fields: unknown };
+  return { ...header, op: 'delete' } as Change;
+}
+/** A merge version of record `id` (value null deletes it) after seeing `context`, stamped at T + wall. */
+function versionAt(replica: string, seq: number, wall: number, id: string, value: { n: number } | null, context: Array<[string, number]>): Change {
+  const { fields: _, ...header } = putAt(replica, seq, wall, id) as Change & { fields: unknown };
+  return { ...header, op: 'version', value, context: new Map(context) } as Change;
+}
+
+function refusedWith(result: AppendResult | Error | undefined, code: string): void {
+  expect(result).toBeInstanceOf(SynclineError);
+  expect((result as SynclineError).code).toBe(code);
 }
 
 function utf8Compare(a: string, b: string): number {
@@ -703,6 +726,179 @@ export function storageConformance(name: string, newBacking: () => Promise<Backi
         const expected = applyChanges(undefined, log.map((e) => e.change).filter((c) => c.collection === record.collection && c.id === record.id));
         expect(canonicalState(record.state)).toBe(canonicalState(expected));
       }
+    });
+
+    it('raises the stability horizon to the earliest bound of its writers (the later of last stamp and floor), capped, never back', async () => {
+      const { storage, another } = await setup();
+      expect(await storage.stability(SPACE)).toEqual({ hlc: undefined, upTo: 0 });
+      const alice = [putAt('alice', 1, 5, 'x'), putAt('alice', 2, 10, 'x')];
+      for (const result of await storage.append([request('alice', alice), request('bob', [putAt('bob', 1, 30, 'y')])])) ok(result);
+      // alice's last stamp is the earliest bound.
+      expect(await storage.advanceHorizon(SPACE, at(100))).toEqual({ hlc: (alice[1] as Change).hlc, upTo: 3 });
+      // alice's floor is later than her last stamp: it holds her; bob's floor is earlier than his: his stamp holds him.
+      await storage.noteWriter(SPACE, r('alice'), at(20), 1);
+      await storage.noteWriter(SPACE, r('bob'), at(15), 1);
+      ok((await storage.append([request('bob', [putAt('bob', 2, 40, 'y')])]))[0]);
+      expect(await storage.advanceHorizon(SPACE, at(100))).toEqual({ hlc: at(20), upTo: 4 });
+      // alice at 60, bob at 40: capped at 25.
+      ok((await storage.append([request('alice', [putAt('alice', 3, 60, 'x')])]))[0]);
+      expect(await storage.advanceHorizon(SPACE, at(25))).toEqual({ hlc: at(25), upTo: 5 });
+      // Never back: a lower cap, or a new writer with an earlier floor, leaves it (and upTo) as it is.
+      ok((await storage.append([request('bob', [putAt('bob', 3, 70, 'y')])]))[0]);
+      expect(await storage.advanceHorizon(SPACE, at(15))).toEqual({ hlc: at(25), upTo: 5 });
+      await storage.noteWriter(SPACE, r('carol'), at(1), 1);
+      expect(await storage.advanceHorizon(SPACE, at(100))).toEqual({ hlc: at(25), upTo: 5 });
+      // carol's floor moves past the others: alice's last stamp (60) is the earliest.
+      await storage.noteWriter(SPACE, r('carol'), at(80), 1);
+      const raised = { hlc: putAt('alice', 3, 60, 'x').hlc, upTo: 6 };
+      expect(await storage.advanceHorizon(SPACE, at(100))).toEqual(raised);
+      expect(await storage.stability(SPACE)).toEqual(raised);
+      expect(await (await another()).stability(SPACE)).toEqual(raised);
+      // A writer with neither stamp nor floor holds it where it is (alice and bob moved on: 90, 70 otherwise) …
+      await storage.noteWriter(SPACE, r('dave'), undefined, 1);
+      ok((await storage.append([request('alice', [putAt('alice', 4, 90, 'x')])]))[0]);
+      expect(await storage.advanceHorizon(SPACE, at(100))).toEqual(raised);
+      // … until it has a floor; a floor noted again without one, or earlier, stays.
+      await storage.noteWriter(SPACE, r('dave'), at(95), 1);
+      await storage.noteWriter(SPACE, r('dave'), undefined, 1);
+      await storage.noteWriter(SPACE, r('dave'), at(2), 1);
+      expect(await storage.advanceHorizon(SPACE, at(100))).toEqual({ hlc: putAt('bob', 3, 70, 'y').hlc, upTo: 7 });
+      // … and undefined when there was none yet.
+      ok((await storage.append([request('alice', [putAt('alice', 1, 5, 'o', OTHER)], OTHER)]))[0]);
+      await storage.noteWriter(OTHER, r('dave'), undefined, 1);
+      expect(await storage.advanceHorizon(OTHER, at(100))).toEqual({ hlc: undefined, upTo: 0 });
+      expect(await storage.stability(OTHER)).toEqual({ hlc: undefined, upTo: 0 });
+      await storage.noteWriter(OTHER, r('dave'), at(50), 1);
+      expect(await storage.advanceHorizon(OTHER, at(100))).toEqual({ hlc: putAt('alice', 1, 5, 'o', OTHER).hlc, upTo: 1 });
+    });
+
+    it('refuses a new change stamped at or below the horizon with below_horizon, storing nothing of its request; a change already held is acknowledged', async () => {
+      const { storage } = await setup();
+      const alice = [putAt('alice', 1, 10, 'x'), putAt('alice', 2, 20, 'y')];
+      for (const result of await storage.append([request('alice', alice), request('bob', [putAt('bob', 1, 30, 'z')])])) ok(result);
+      const horizon = at(15, 'carol');
+      expect(await storage.advanceHorizon(SPACE, horizon)).toEqual({ hlc: horizon, upTo: 3 });
+      const log = await storage.readLog(SPACE, 0, 100);
+      const records = await storage.snapshotPage(SPACE, undefined, 100);
+      // Stamped exactly at the horizon; stamped below after a change above it (the whole request is refused).
+      // Another request of the same group is stored.
+      const [exactly, mixed, bob] = await storage.append([
+        request('carol', [{ ...putAt('carol', 1, 15, 'c'), hlc: horizon } as Change]),
+        request('dave', [putAt('dave', 1, 50, 'd'), putAt('dave', 2, 14, 'd')]),
+        request('bob', [putAt('bob', 2, 40, 'z')]),
+      ]);
+      refusedWith(exactly, 'below_horizon');
+      refusedWith(mixed, 'below_horizon');
+      expect(ok(bob).stored.map((e) => e.pos)).toEqual([4]);
+      expect(await storage.head(SPACE)).toBe(4);
+      expect(await storage.readLog(SPACE, 0, 100)).toEqual([...log, ...ok(bob).stored]);
+      expect((await storage.snapshotPage(SPACE, undefined, 100)).map((p) => p.id)).toEqual(records.map((p) => p.id));
+      expect(await storage.replicaProgress(SPACE, [r('carol'), r('dave')])).toEqual(new Map());
+      // alice's changes pushed again (the first below the horizon): held, acknowledged; a new one above it after them is stored.
+      expect(ok((await storage.append([request('alice', alice)]))[0])).toEqual({ stored: [], upTo: 2 });
+      expect(ok((await storage.append([request('alice', [...alice, putAt('alice', 3, 16, 'x')])]))[0]).stored.map((e) => [e.pos, e.change.seq])).toEqual([[5, 3]]);
+      // carol, stamped above it this time: stored.
+      expect(ok((await storage.append([request('carol', [putAt('carol', 1, 16, 'c')])]))[0]).stored.map((e) => e.pos)).toEqual([6]);
+      expect(await storage.head(SPACE)).toBe(6);
+    });
+
+    it('collects the deleted lww records whose latest stamp is at or below the horizon, and nothing else', async () => {
+      const { storage } = await setup();
+      const bytesOf = async (space: SpaceId) => (await storage.snapshotPage(space, undefined, 100)).reduce((n, p) => n + encodeRecordState(p.state).length, 0);
+      // gone-1, gone-2: put then deleted. back: deleted, then put again. late: deleted after the horizon.
+      // live: put. merged: a merge record whose last version deletes it.
+      const writes = [
+        putAt('alice', 1, 1, 'gone-1'),
+        putAt('alice', 2, 2, 'gone-2'),
+        putAt('alice', 3, 3, 'back'),
+        putAt('alice', 4, 4, 'late'),
+        putAt('alice', 5, 5, 'live'),
+        versionAt('alice', 6, 6, 'merged', { n: 1 }, []),
+        deleteAt('alice', 7, 7, 'gone-1'),
+        deleteAt('alice', 8, 8, 'gone-2'),
+        deleteAt('alice', 9, 9, 'back'),
+        versionAt('alice', 10, 10, 'merged', null, [['alice', 6]]),
+        putAt('alice', 11, 11, 'back'),
+      ];
+      ok((await storage.append([request('alice', writes)]))[0]);
+      // Another space, with no horizon: nothing collected there.
+      ok((await storage.append([request('bob', [putAt('bob', 1, 1, 'o', OTHER), deleteAt('bob', 2, 2, 'o', OTHER)], OTHER)]))[0]);
+      expect(await storage.collect(SPACE)).toBe(0); // no horizon yet
+      await storage.noteWriter(SPACE, r('alice'), at(25), 1);
+      expect(await storage.advanceHorizon(SPACE, at(20))).toEqual({ hlc: at(20), upTo: 11 });
+      ok((await storage.append([request('alice', [deleteAt('alice', 12, 30, 'late')])]))[0]);
+
+      const before = { page: await storage.snapshotPage(SPACE, undefined, 100), usage: await storage.usage(SPACE), stats: await storage.stats() };
+      expect(before.page.map((p) => p.id)).toEqual(['back', 'gone-1', 'gone-2', 'late', 'live', 'merged']);
+      expect(before.usage.records).toBe(2);
+      expect(before.stats.tombstones).toBe(5); // gone-1, gone-2, late, merged; o in OTHER
+      const gone = before.page.filter((p) => p.id.startsWith('gone-')).reduce((n, p) => n + encodeRecordState(p.state).length, 0);
+
+      expect(await storage.collect(SPACE)).toBe(2);
+      const page = await storage.snapshotPage(SPACE, undefined, 100);
+      expect(page.map((p) => p.id)).toEqual(['back', 'late', 'live', 'merged']);
+      expect(page).toEqual(before.page.filter((p) => !p.id.startsWith('gone-')));
+      expect(await storage.countRecords(SPACE)).toBe(4);
+      expect(await storage.usage(SPACE)).toEqual({ bytes: before.usage.bytes - gone, records: 2 });
+      expect((await storage.usage(SPACE)).bytes).toBe(await bytesOf(SPACE));
+      expect(await storage.stats()).toEqual({ ...before.stats, tombstones: 3, recordBytes: before.stats.recordBytes - gone });
+      expect(await storage.countRecords(OTHER)).toBe(1);
+      expect(await storage.collect(SPACE)).toBe(0);
+
+      // A later change to a collected record creates it afresh.
+      const again = putAt('alice', 13, 40, 'gone-1');
+      ok((await storage.append([request('alice', [again])]))[0]);
+      const revived = (await storage.snapshotPage(SPACE, undefined, 100)).find((p) => p.id === 'gone-1');
+      expect(canonicalState(revived?.state)).toBe(canonicalState(applyChanges(undefined, [again])));
+      expect(await storage.usage(SPACE)).toEqual({ bytes: await bytesOf(SPACE), records: 3 });
+    });
+
+    it('retires replicas for good: they no longer hold the horizon back and their pushes are refused with replica_retired', async () => {
+      const { storage, another } = await setup();
+      const alice = putAt('alice', 1, 10, 'x');
+      const bob = putAt('bob', 1, 50, 'y');
+      for (const result of await storage.append([request('alice', [alice]), request('bob', [bob])])) ok(result);
+      expect(await storage.advanceHorizon(SPACE, at(100))).toEqual({ hlc: alice.hlc, upTo: 2 });
+      expect(await storage.retire([r('alice')], 1_000)).toEqual([r('alice')]);
+      expect(await storage.retire([r('alice'), r('nobody')], 2_000)).toEqual([r('nobody')]);
+      expect(await storage.isRetired(r('alice'))).toBe(true);
+      expect(await (await another()).isRetired(r('alice'))).toBe(true);
+      expect(await storage.isRetired(r('bob'))).toBe(false);
+      // alice no longer holds the horizon: bob's stamp does.
+      expect(await storage.advanceHorizon(SPACE, at(100))).toEqual({ hlc: bob.hlc, upTo: 2 });
+      // Her pushes are refused, in any space, storing nothing; bob's go on.
+      const [here, elsewhere, his] = await storage.append([
+        request('alice', [putAt('alice', 2, 200, 'x')]),
+        request('alice', [putAt('alice', 1, 200, 'o', OTHER)], OTHER),
+        request('bob', [putAt('bob', 2, 200, 'y')]),
+      ]);
+      refusedWith(here, 'replica_retired');
+      refusedWith(elsewhere, 'replica_retired');
+      expect(ok(his).stored.map((e) => e.pos)).toEqual([3]);
+      expect((await storage.readLog(SPACE, 0, 100)).map((e) => e.change.replica)).toEqual(['alice', 'bob', 'bob']);
+      expect(await storage.head(OTHER)).toBe(0);
+      // With every writer retired, the horizon goes to the cap.
+      await storage.retire([r('bob')], 3_000);
+      expect(await storage.advanceHorizon(SPACE, at(300))).toEqual({ hlc: at(300), upTo: 3 });
+    });
+
+    it('lists the writers last seen before a time, over every space, except those kept and those retired', async () => {
+      const { storage } = await setup();
+      ok((await storage.append([request('active', [putAt('active', 1, 1, 'x')])]))[0]); // seen now
+      await storage.noteWriter(SPACE, r('old'), undefined, 1_000);
+      await storage.noteWriter(OTHER, r('old'), at(5), 2_000);
+      await storage.noteWriter(OTHER, r('split'), undefined, 1_000);
+      await storage.noteWriter(SPACE, r('split'), undefined, 9_000); // seen last in another space
+      await storage.noteWriter(SPACE, r('kept'), undefined, 1_500);
+      await storage.noteWriter(SPACE, r('recent'), undefined, 5_000);
+      await storage.noteWriter(SPACE, r('recent'), undefined, 500); // never seen earlier than it was
+      const inactive = async (before: number, keep: string[] = []) => (await storage.inactiveWriters(before, new Set(keep.map(r)))).sort();
+      expect(await inactive(3_000)).toEqual(['kept', 'old']);
+      expect(await inactive(3_000, ['kept'])).toEqual(['old']);
+      expect(await inactive(2_000)).toEqual(['kept']);
+      expect(await inactive(10_000)).toEqual(['kept', 'old', 'recent', 'split']);
+      await storage.retire([r('old')], 10_000);
+      expect(await inactive(10_000, ['split'])).toEqual(['kept', 'recent']);
     });
   });
 }

@@ -5,12 +5,12 @@
  * together; the clock receives the latest timestamp applied, so the replica's
  * next write is ordered after it, and notes what the server accepted.
  */
-import { joinRecordStates, latestStamp, maxHlc, type Change, type HlcString, type SnapshotRecord, type SpaceId } from '@syncline/core/internal';
+import { applyChange, joinRecordStates, latestStamp, maxHlc, type Change, type HlcString, type RecordState, type SnapshotRecord, type SpaceId } from '@syncline/core/internal';
 import type { ReplicaClock } from './clock.js';
 import { META_CLOCK, META_CLOCK_ACCEPTED, positionKey, readCursor, type LogCursor } from './meta.js';
 import { RecordCache } from './record-cache.js';
 import type { CollectionDef } from './schema.js';
-import type { StorageTx, StoredRecord } from './storage/types.js';
+import type { RecordAddress, StorageTx, StoredRecord } from './storage/types.js';
 import { applyToStored, storedRecord } from './write.js';
 
 export interface ApplyContext {
@@ -83,22 +83,88 @@ export async function applyChanges(tx: StorageTx, ctx: ApplyContext, changes: re
 }
 
 /**
- * Joins snapshot records (materialized states from the server) into local
- * records. A join never loses local history: unacknowledged local changes stay
- * in the records and in the outbox. The records are handed over, like changes.
+ * The records a snapshot from a server without a region has sent so far, by
+ * [collection, id] (the replica keeps one per space while it bootstraps).
  */
-export async function applySnapshot(tx: StorageTx, ctx: ApplyContext, records: readonly SnapshotRecord[], space: SpaceId, position?: LogAdvance): Promise<StoredRecord[]> {
+export type SnapshotKeys = Set<string>;
+
+/** What applying a snapshot chunk did. */
+export interface SnapshotApplied {
+  /** Records written. */
+  readonly written: StoredRecord[];
+  /** Records forgotten (the last chunk of a replacing snapshot). */
+  readonly forgotten: RecordAddress[];
+}
+
+const keyOf = (collection: string, id: string): string => JSON.stringify([collection, id]);
+
+/**
+ * Applies a snapshot chunk (materialized states from the server). Unacknowledged
+ * local changes always stay, in the records and in the outbox. The records are
+ * handed over, like changes.
+ *
+ * With `keys` (a server without a region), the snapshot replaces what the
+ * replica held: each record becomes the server's state with this replica's
+ * unacknowledged changes applied on top, and with the last chunk (`position`)
+ * a local record the snapshot did not hold is forgotten, or rebuilt from its
+ * unacknowledged changes alone. That is exact: everything the replica held
+ * came from that server's log up to its position or from its own changes, and
+ * the snapshot is taken later, so it holds all of it, unless the server
+ * forgot the record at its stability horizon (a deleted record), which a join
+ * would bring back. Without `keys` (regions: another region may not hold yet
+ * what this replica got from the first), the snapshot is joined into the
+ * local records: nothing is lost, and reads never move back.
+ */
+export async function applySnapshot(
+  tx: StorageTx,
+  ctx: ApplyContext,
+  records: readonly SnapshotRecord[],
+  space: SpaceId,
+  position?: LogAdvance,
+  keys?: SnapshotKeys,
+): Promise<SnapshotApplied> {
   // One read for the whole chunk (an empty replica learns that nothing exists at once).
-  const [, existing] = await Promise.all([syncClock(tx, ctx.clock), tx.getRecords(records.map(({ collection, id }) => ({ collection, id, space })))]);
+  const [, existing, outbox] = await Promise.all([
+    syncClock(tx, ctx.clock),
+    tx.getRecords(records.map(({ collection, id }) => ({ collection, id, space }))),
+    keys ? tx.readOutbox(space, Number.MAX_SAFE_INTEGER) : [],
+  ]);
+  const own = new Map<string, Change[]>();
+  for (const change of outbox) {
+    const key = keyOf(change.collection, change.id);
+    own.get(key)?.push(change) ?? own.set(key, [change]);
+  }
+  const mine = (key: string, state: RecordState): RecordState => (own.get(key) ?? []).reduce(applyChange, state);
   let latest: HlcString | undefined;
-  const out = records.map(({ collection, id, state }, i) => {
+  const written = records.map(({ collection, id, state }, i) => {
     latest = maxHlc(latest, latestStamp(state));
     const record = existing[i];
-    const joined = record ? joinRecordStates(record.state, state) : state;
-    return storedRecord(ctx.collections.get(collection), { collection, id, space }, joined);
+    let next: RecordState;
+    if (keys) {
+      const key = keyOf(collection, id);
+      keys.add(key);
+      next = mine(key, state);
+    } else next = record ? joinRecordStates(record.state, state) : state;
+    return storedRecord(ctx.collections.get(collection), { collection, id, space }, next);
   });
-  await Promise.all([putAll(tx, out, { handOver: true }), ...(position !== undefined ? [advance(tx, space, position)] : []), ...receive(tx, ctx.clock, latest)]);
-  return out;
+  const forgotten: RecordAddress[] = [];
+  if (keys && position !== undefined) {
+    for (const collection of ctx.collections.keys()) {
+      for (const record of await tx.scanRecords(collection, { space })) {
+        const key = keyOf(collection, record.id);
+        if (keys.has(key)) continue;
+        if (own.has(key)) written.push(storedRecord(ctx.collections.get(collection), { collection, id: record.id, space }, mine(key, {})));
+        else forgotten.push({ collection, id: record.id, space });
+      }
+    }
+  }
+  await Promise.all([
+    putAll(tx, written, { handOver: true }),
+    ...(forgotten.length > 0 ? [tx.forgetRecords(forgotten)] : []),
+    ...(position !== undefined ? [advance(tx, space, position)] : []),
+    ...receive(tx, ctx.clock, latest),
+  ]);
+  return { written, forgotten };
 }
 
 /**

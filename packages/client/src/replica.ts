@@ -35,14 +35,14 @@ import { META_CLOCK, META_CLOCK_ACCEPTED, META_CLOCK_OFFSET, META_CLOCK_UNSYNCED
 import { collectionOf, countQuery, runQuery, toRow, type Query, type Row } from './query.js';
 import type { CollectionName, CrdtFieldName, MergeCollectionName, PatchValue, ReadValue, Sibling, WriteValue } from './typed.js';
 import { RecordCache } from './record-cache.js';
-import { applyAck, applyChanges, applySnapshot, putAll, syncClock, type LogAdvance } from './remote-apply.js';
+import { applyAck, applyChanges, applySnapshot, putAll, syncClock, type LogAdvance, type SnapshotKeys } from './remote-apply.js';
 import { restampOutbox } from './restamp.js';
 import { collectBelow, floorOf, restampBelow } from './horizon.js';
 import { checkSchema, type CollectionDef, type Schema } from './schema.js';
 import { openCollections } from './schema-migration.js';
 import { indexedDbStorage } from './storage/indexeddb-storage.js';
 import type { Storage, StorageFactory, StorageTx } from './storage/types.js';
-import type { CommitEvent, ReplicaPort } from './sync/port.js';
+import type { CommitEvent, ReplicaPort, SnapshotChunk } from './sync/port.js';
 import { checkSyncOptions, SyncEngine, type EngineSettings, type SyncOptions } from './sync/sync-engine.js';
 import { outboxEntries } from './storage/outbox.js';
 import { defaultTabs, isSpacesMessage, isTabMessage, type ChannelLike, type LocksLike, type SpaceChange, type SpacesMessage, type TabMessage, type TabsOptions } from './tabs.js';
@@ -157,6 +157,8 @@ export class Replica<S extends Schema = Schema> {
   readonly defaultSpace: SpaceId;
   readonly #storage: Storage;
   readonly #collections: ReadonlyMap<string, CollectionDef>;
+  /** Per space, the records of the snapshot being received (remote-apply.ts, SnapshotKeys). */
+  readonly #snapshotKeys = new Map<SpaceId, SnapshotKeys>();
   readonly #clock: ReplicaClock;
   readonly #live: LiveQueries;
   readonly #crdt: CrdtDocs;
@@ -400,7 +402,7 @@ export class Replica<S extends Schema = Schema> {
         }),
       lastSeq: async (space) => (await read((tx) => tx.getMeta<number>(seqKey(space)))) ?? 0,
       applyRemote: (changes, position) => this.#applyRemote(changes, position),
-      applySnapshot: (records, space, position) => this.#applySnapshot(records, space, position),
+      applySnapshot: (records, space, position, chunk) => this.#applySnapshot(records, space, position, chunk),
       position: async (space) => readCursor(await read((tx) => tx.getMeta(positionKey(space)))),
       welcomeClock: (serverTime, roundTrip, maxClockDrift) => this.#welcomeClock(serverTime, roundTrip, maxClockDrift),
       restamp: (maxClockDrift) => this.#restamp(maxClockDrift),
@@ -438,18 +440,25 @@ export class Replica<S extends Schema = Schema> {
     this.#committed({ local: false, records: applied.map((r) => [r.collection, r.id, r.space] as const), outbox: [] }, true);
   }
 
-  /** Joins snapshot records into local ones (remote-apply.ts); unacknowledged local changes stay. */
-  async #applySnapshot(records: readonly SnapshotRecord[], space: SpaceId, position?: LogAdvance): Promise<void> {
+  /** Applies a snapshot chunk (remote-apply.ts: replacing or joining what the replica held); unacknowledged local changes stay. */
+  async #applySnapshot(records: readonly SnapshotRecord[], space: SpaceId, position: LogAdvance | undefined, chunk: SnapshotChunk): Promise<void> {
     this.#checkOpen();
     const ctx = { collections: this.#collections, clock: this.#clock };
-    const written = await this.#track(this.#storage.transaction('readwrite', (tx) => applySnapshot(tx, ctx, records, space, position)));
+    let keys: SnapshotKeys | undefined;
+    if (chunk.replace) {
+      if (chunk.index === 0) this.#snapshotKeys.set(space, new Set());
+      keys = this.#snapshotKeys.get(space) ?? new Set();
+      if (position !== undefined) this.#snapshotKeys.delete(space);
+    }
+    const { written, forgotten } = await this.#track(this.#storage.transaction('readwrite', (tx) => applySnapshot(tx, ctx, records, space, position, keys)));
     for (const r of written) {
       for (const field of this.#crdt.fieldsOf(r.collection, r.id, r.space)) {
         const update = r.state.crdt?.get(field)?.update;
         if (update) this.#crdt.applyRemote({ collection: r.collection, id: r.id, space: r.space, field }, update);
       }
     }
-    this.#committed({ local: false, records: written.map((r) => [r.collection, r.id, r.space] as const), outbox: [] }, true);
+    const touched = [...written, ...forgotten].map((r) => [r.collection, r.id, r.space] as const);
+    this.#committed({ local: false, records: touched, outbox: [] }, true);
   }
 
   /**

@@ -424,11 +424,11 @@ class MemoryTx implements StorageTx {
       else db.outboxCount.set(space, n);
     };
     for (const a of this.forgotten) {
-      // Only a record that is deleted and was not written again by this transaction (no value: no index keys, not counted live).
-      const record = db.records.get(a.collection, a.id, a.space);
-      if (record === undefined || record.value !== undefined || this.records.get(a.collection, a.id, a.space) !== undefined) continue;
-      db.records.delete(a.collection, a.id, a.space);
-      db.sorted.delete(record);
+      const old = db.records.delete(a.collection, a.id, a.space);
+      if (old === undefined) continue;
+      db.sorted.delete(old);
+      for (const ix of old.ix) db.index.delete(indexEntry(ix, old));
+      if (old.value !== undefined) db.live.set(old.collection, (db.live.get(old.collection) ?? 1) - 1);
     }
     this.outboxDel.forEach((key) => {
       if (db.outbox.delete(key)) count(key[0], -1);

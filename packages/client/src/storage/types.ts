@@ -94,9 +94,11 @@ export interface StorageTx {
   /** Optional: many putRecord calls in one (an adapter without it gets one call per record). */
   putRecords?(records: readonly StoredRecord[], options?: { readonly handOver?: boolean }): Promise<void>;
   /**
-   * Forgets records that do not exist (deleted: no value, no index keys), as
-   * garbage collection at the stability horizon does: afterwards they read as
-   * never written. The caller passes only such records.
+   * Forgets records: afterwards they read as never written (garbage collection
+   * at the stability horizon; a snapshot that replaces what the replica held).
+   * Whether the same transaction still reads them afterwards is the adapter's
+   * choice (memory: until commit; IndexedDB: no), and a transaction must not
+   * both write and forget one record.
    */
   forgetRecords(addresses: readonly RecordAddress[]): Promise<void>;
   /** Records of a collection in [collection, id, space] order, optionally within an id range. */

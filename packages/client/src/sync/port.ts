@@ -28,6 +28,14 @@ export interface ClockReport {
   readonly restamped: number;
 }
 
+/** Which chunk of a snapshot this is, and how it applies (remote-apply.ts, applySnapshot). */
+export interface SnapshotChunk {
+  /** 0 for the first chunk. */
+  readonly index: number;
+  /** The snapshot replaces what the replica held (a server without a region), rather than joining it. */
+  readonly replace: boolean;
+}
+
 export interface ReplicaPort {
   readonly id: ReplicaId;
   readonly defaultSpace: SpaceId;
@@ -59,7 +67,7 @@ export interface ReplicaPort {
   /** Applies changes of other replicas; with `position`, the space's log is applied up to it. */
   applyRemote(changes: readonly Change[], position?: LogAdvance & { readonly space: SpaceId }): Promise<void>;
   /** Joins snapshot records; with `position` (the last chunk), the space's log is applied up to it. */
-  applySnapshot(records: readonly SnapshotRecord[], space: SpaceId, position?: LogAdvance): Promise<void>;
+  applySnapshot(records: readonly SnapshotRecord[], space: SpaceId, position: LogAdvance | undefined, chunk: SnapshotChunk): Promise<void>;
   /** Where this replica is in the log of `space` (upTo 0: nowhere yet). */
   position(space: SpaceId): Promise<LogCursor>;
 

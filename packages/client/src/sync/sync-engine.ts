@@ -606,7 +606,10 @@ export class SyncEngine {
       case 'snapshot': {
         const last = message.chunk === message.chunks - 1;
         this.#bootstrapReceived = message.chunk === 0 ? message.records.length : this.#bootstrapReceived + message.records.length;
-        await this.#port.applySnapshot(message.records, message.space, last ? { upTo: message.position, region: session.region, origins: message.origins } : undefined);
+        await this.#port.applySnapshot(message.records, message.space, last ? { upTo: message.position, region: session.region, origins: message.origins } : undefined, {
+          index: message.chunk,
+          replace: session.region === undefined,
+        });
         this.#board.set({ bootstrap: last ? undefined : { space: message.space, received: this.#bootstrapReceived, total: message.total } });
         return;
       }
