@@ -11,6 +11,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Replica } from '@syncline/client';
 import type { ReplicaId, SpaceId } from '@syncline/core/internal';
+import { portOf } from '../internals.js';
 import { cleanupStack, idbStorage, isSynced, ManualClock, outboxCount, replica, startServer, sync, uniqueName, visibleState as everyRecord, waitUntil } from './harness.js';
 
 const cleanup = cleanupStack();
@@ -185,6 +186,55 @@ describe('garbage collection at the stability horizon', () => {
     expect(await visibleState(a, ['events'])).toEqual(await visibleState(d, ['events']));
   });
 
+  it('a replica that missed a delete the server forgot, and whose log was compacted away, drops the record with the snapshot', async () => {
+    const clock = sharedClock();
+    const server = await startServer({ now: clock.now, gc: { intervalMs: 0 } });
+    cleanup.push(() => server.close());
+    const a = await replica({ name: uniqueName('snap-a'), schema, now: clock.now });
+    const r = await replica({ name: uniqueName('snap-r'), schema, now: clock.now, storage: idbStorage() });
+    cleanup.push(() => a.close(), () => r.close());
+    const space = a.defaultSpace as SpaceId;
+    const sa = sync(a, server.url, { pingIntervalMs: 100 });
+    const sr = sync(r, server.url, { pingIntervalMs: 100 });
+    cleanup.push(() => sa.close(), () => sr.close());
+    for (const id of ['x', 'y', 'z']) await a.put('events', id, { id });
+    await waitUntil(async () => isSynced(sa) && isSynced(sr) && (await r.query({ collection: 'events' })).length === 3, 10_000, 'R to hold x, y, z');
+
+    // A deletes x while away; R's floor moves past that delete's stamp before it goes away too.
+    sa.pause();
+    clock.value += 10;
+    await a.delete('events', 'x');
+    clock.value += MINUTE;
+    const floorPassed = async (): Promise<boolean> => {
+      const pending = await portOf(r).floor(space);
+      return pending !== undefined && (await portOf(a).readOutbox(space, 10)).every((c) => c.hlc < pending);
+    };
+    await waitUntil(floorPassed, 10_000, 'R’s floor to pass A’s delete');
+    await new Promise((resolve) => setTimeout(resolve, 300)); // and to reach the server, with R's pings
+    sr.pause();
+    await r.patch('events', 'y', { by: 'r, offline' });
+    sa.resume();
+    await waitUntil(async () => isSynced(sa) && (await server.storage.stats()).tombstones === 1, 10_000, 'x’s delete to be stored');
+    await waitUntil(
+      async () => {
+        await server.collect();
+        return (await server.storage.stats()).tombstones === 0;
+      },
+      10_000,
+      'the server to forget x',
+    );
+    await server.compact(0);
+    expect(await r.get('events', 'x')).toBeDefined();
+
+    // R comes back below the compaction horizon: the snapshot, not a join, decides; its own edit stays.
+    sr.resume();
+    await waitUntil(async () => isSynced(sr) && (await outboxCount(r, space)) === 0, 10_000, 'R to sync again');
+    expect(await r.get('events', 'x')).toBeUndefined();
+    expect((await r.get('events', 'y'))?.value['by']).toBe('r, offline');
+    await waitUntil(async () => (await a.get('events', 'y'))?.value['by'] === 'r, offline', 10_000, 'R’s edit to reach A');
+    expect(await visibleState(r, ['events'])).toEqual(await visibleState(a, ['events']));
+  });
+
   it('a retired replica stops holding the horizon, is closed with replica_retired, and sync stops with the code in status', async () => {
     const clock = sharedClock();
     const server = await startServer({ now: clock.now, gc: { intervalMs: 0 } });
@@ -227,6 +277,5 @@ describe('garbage collection at the stability horizon', () => {
 
 /** The stamps of a replica's unacknowledged changes, in seq order. */
 async function pendingStamps(r: Replica): Promise<string[]> {
-  const { portOf } = await import('../internals.js');
   return (await portOf(r).readOutbox(r.defaultSpace as SpaceId, 1000)).map((c) => c.hlc);
 }
