@@ -338,7 +338,7 @@ describe('Pacer', () => {
 /** The table recovery.ts documents, written out per code. */
 function documented(code: ErrorCode, fatal: boolean, space: boolean, freshTokens: boolean): Recovery {
   if (fatal) {
-    if (code === 'unsupported_protocol') return 'stop';
+    if (code === 'unsupported_protocol' || code === 'replica_retired') return 'stop';
     if (code === 'unauthenticated' || code === 'forbidden') return freshTokens ? 'reconnect' : 'stop';
     if (code === 'frame_too_large') return 'shrink-frame';
     return 'reconnect';
@@ -346,6 +346,7 @@ function documented(code: ErrorCode, fatal: boolean, space: boolean, freshTokens
   if (code === 'rate_limited') return 'resend';
   if (code === 'batch_too_large') return 'shrink-batch';
   if (code === 'clock_drift') return 'restamp';
+  if (code === 'below_horizon' && space) return 'push-again';
   return space ? 'stop-space' : 'resend';
 }
 
@@ -368,7 +369,7 @@ describe('recoveryFor', () => {
         }
       }
     }
-    expect([...seen].sort()).toEqual(['reconnect', 'resend', 'restamp', 'shrink-batch', 'shrink-frame', 'stop', 'stop-space']);
+    expect([...seen].sort()).toEqual(['push-again', 'reconnect', 'resend', 'restamp', 'shrink-batch', 'shrink-frame', 'stop', 'stop-space']);
   });
 
   it('from a server with a region, a sequence_gap of a space waits (the missing changes come over a region link); everything else is as without regions', () => {

@@ -10,9 +10,11 @@
  * only matters for a space whose writers are all retired: a new replica's
  * writes made offline before that moment are re-stamped (client README).
  *
- * A region with peers does not collect: changes of other regions arrive over
- * links with their own stamps, which a horizon of this region alone does not
- * bound, so it would refuse them. Its horizon stays where it is.
+ * A region with peers does not collect and retires no one for inactivity:
+ * changes of other regions arrive over links with their own stamps, which a
+ * horizon of this region alone does not bound, and their writers are known
+ * here only by those changes. Its horizon stays where it is, and storage
+ * never refuses a link's changes as below it or from a retired replica.
  */
 import { formatTimestamp, type HlcString, type ReplicaId, type SpaceId } from '@syncline/core/internal';
 import type { Logger } from 'pino';
@@ -89,7 +91,8 @@ export class Gc {
     const { storage, options, now } = this.#ctx;
     const retireAfter = options?.retireAfterMs ?? DEFAULT_RETIRE_AFTER_MS;
     let retired: ReplicaId[] = [];
-    if (retireAfter > 0) {
+    // With regions, writers of other regions are known here only by their changes: never retired for inactivity.
+    if (retireAfter > 0 && !this.#ctx.regions) {
       const inactive = await storage.inactiveWriters(now() - retireAfter, this.#ctx.connected());
       if (inactive.length > 0) retired = await this.retire(inactive);
     }

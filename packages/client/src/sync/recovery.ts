@@ -54,7 +54,7 @@ export function recoveryFor(error: { readonly code: ErrorCode; readonly fatal: b
     case 'clock_drift':
       return 'restamp';
     case 'below_horizon':
-      return 'push-again';
+      return error.space !== undefined ? 'push-again' : 'resend';
     case 'sequence_gap':
       if (regions && error.space !== undefined) return 'wait';
       return error.space !== undefined ? 'stop-space' : 'resend';

@@ -234,8 +234,10 @@ export function postgresStorage(options: PostgresOptions): PostgresStorage {
       await client.query(`INSERT INTO ${s}.spaces (space, head, horizon) VALUES ($1, 0, 0) ON CONFLICT (space) DO NOTHING`, [space]);
       locked = await client.query<Locked>(lock);
     }
-    if (locked.rows[0]?.retired) throw new SynclineError('replica_retired', `replica ${replica} was retired`);
-    const stable = locked.rows[0]?.stable ?? null;
+    // A region link's changes were accepted by their own region: this one does not refuse them (gc.ts: regions do not collect).
+    const own = origin === '';
+    if (own && locked.rows[0]?.retired) throw new SynclineError('replica_retired', `replica ${replica} was retired`);
+    const stable = own ? (locked.rows[0]?.stable ?? null) : null;
     let head = Number(locked.rows[0]?.head ?? 0);
     const usage = { bytes: Number(locked.rows[0]?.bytes ?? 0), records: Number(locked.rows[0]?.records ?? 0) };
     // 2. Read after the lock, in a statement of its own: what this replica already has here, and the
@@ -687,10 +689,10 @@ export function postgresStorage(options: PostgresOptions): PostgresStorage {
       await open();
       const { rows } = await pool.query<{ replica: ReplicaId }>(
         `INSERT INTO ${s}.retired (replica, at) SELECT r, $2 FROM unnest($1::text[]) AS u(r) ON CONFLICT (replica) DO NOTHING RETURNING replica`,
-        [[...replicas], now],
+        [[...new Set(replicas)], now],
       );
       const retired = new Set(rows.map((r) => r.replica));
-      return replicas.filter((r) => retired.has(r));
+      return [...new Set(replicas)].filter((r) => retired.has(r));
     },
     async inactiveWriters(before, keep) {
       await open();

@@ -208,7 +208,9 @@ export function sqliteStorage(options: SqliteOptions): ServerStorage {
   const appendOne = db.transaction((request: AppendRequest, quotas: SpaceQuotas | undefined): AppendResult => {
     const { space, replica } = request;
     const origin = request.origin ?? '';
-    if (q.isRetired.get(replica)) throw new SynclineError('replica_retired', `replica ${replica} was retired`);
+    // A region link's changes were accepted by their own region: this one does not refuse them (gc.ts: regions do not collect).
+    const own = origin === '';
+    if (own && q.isRetired.get(replica)) throw new SynclineError('replica_retired', `replica ${replica} was retired`);
     let held = q.progress.get(space, replica)?.seq ?? 0;
     const originPos = originPositions(request);
     const skipped = request.changes.findIndex((c) => c.seq > held);
@@ -217,7 +219,7 @@ export function sqliteStorage(options: SqliteOptions): ServerStorage {
     if ((fresh[0] as { seq: number }).seq !== held + 1) {
       throw new SynclineError('sequence_gap', `replica ${replica} pushed seq ${(fresh[0] as { seq: number }).seq} to space ${space} but the server holds up to ${held}`);
     }
-    const stable = q.stability.get(space)?.stable ?? null;
+    const stable = own ? (q.stability.get(space)?.stable ?? null) : null;
     if (stable !== null) {
       const below = fresh.find((c) => c.hlc <= stable);
       if (below) throw new SynclineError('below_horizon', `replica ${replica} pushed seq ${below.seq} to space ${space} stamped ${below.hlc}, at or below its stability horizon ${stable}`);
@@ -315,7 +317,7 @@ export function sqliteStorage(options: SqliteOptions): ServerStorage {
   });
 
   const retireAll = db.transaction((replicas: readonly ReplicaId[], now: number): ReplicaId[] =>
-    replicas.filter((replica) => q.retire.run(replica, now).changes > 0),
+    [...new Set(replicas)].filter((replica) => q.retire.run(replica, now).changes > 0),
   );
 
   let closed = false;

@@ -29,7 +29,8 @@
  *    SynclineError `below_horizon`, and one from a retired replica with
  *    `replica_retired`: so every change stored after the horizon was raised
  *    is stamped after it, and collect() may forget the records collectibleAt()
- *    puts at or below it.
+ *    puts at or below it. Requests with an origin other than '' (a region
+ *    link's) are not refused either way: their region accepted them.
  */
 import type { Change, HlcString, ReplicaId, SnapshotRecord, SpaceId } from '@syncline/core/internal';
 import type { SpaceQuotas } from './quota.js';

@@ -1,0 +1,92 @@
+/**
+ * Churn (issue 19): create/delete cycles over a fixed working set, one write at
+ * a time as apps write, with default limits. With garbage collection at the
+ * stability horizon (a pass every few thousand cycles, as the server's gc
+ * timer does in a long-running app), what the server stores (SQLite,
+ * PostgreSQL) and what a replica stores (IndexedDB via fake-indexeddb) stay
+ * within a constant factor of the working set, at every checkpoint, not just
+ * at the end. `npm run bench:churn` runs the 100,000-cycle version and prints
+ * the figures without collection beside these.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { createSyncServer, postgresStorage, sqliteStorage, type ServerStorage } from '@syncline/server';
+import type { SpaceId } from '@syncline/core/internal';
+import { cleanupStack, freePort, idbStorage, replica, silent, sync, tempDir, uniqueName, waitUntil } from './harness.js';
+import { adminClient, describePg, PG_URL } from '../server/fixtures/postgres.js';
+
+const cleanup = cleanupStack();
+afterEach(() => cleanup.run());
+
+const CYCLES = 20_000;
+const WORKING_SET = 1_000;
+/** Cycles between collection passes (the gc timer's 60 s in an app writing a change every few ms). */
+const PASS_EVERY = 2_000;
+/** What "a constant factor" is held to: stored bytes at most this many times the working set's. */
+const FACTOR = 3;
+
+async function churn(storage: ServerStorage, label: string): Promise<void> {
+  const server = createSyncServer({ port: await freePort(), storage, logger: silent });
+  await server.listen();
+  cleanup.push(() => server.close());
+  const r = await replica({ name: uniqueName('churn'), schema: { events: {} }, storage: idbStorage() });
+  cleanup.push(() => r.close());
+  const engine = sync(r, server.url);
+  cleanup.push(() => engine.close());
+  const space = r.defaultSpace as SpaceId;
+
+  let reference: { server: number; client: number } | undefined;
+  const worst = { server: 0, client: 0, serverTombstones: 0, clientTombstones: 0 };
+  const started = performance.now();
+  for (let i = 0; i < CYCLES; i++) {
+    await r.put('events', `e${i}`, { i, title: `event ${i}`, at: 1_700_000_000_000 + i * 60_000 });
+    if (i >= WORKING_SET) await r.delete('events', `e${i - WORKING_SET}`);
+    if ((i + 1) % PASS_EVERY !== 0) continue;
+    await r.sync.flushed({ timeoutMs: 60_000 });
+    if (reference === undefined) {
+      // The working set alone (no delete yet): the reference every checkpoint is a multiple of.
+      reference = { server: (await server.storage.stats()).recordBytes, client: (await r.stats()).stateBytes };
+      continue;
+    }
+    const pass = await server.collect();
+    expect(pass.collected).toBeGreaterThan(0);
+    const horizon = pass.horizons.get(space) as string;
+    // The replica forgets its own tombstones once the horizon message reaches it.
+    await waitUntil(async () => (await r.stats()).tombstones <= WORKING_SET, 10_000, `${label}: the replica to collect at cycle ${i + 1}`);
+    const s = await server.storage.stats();
+    const c = await r.stats();
+    expect(s.records).toBe(WORKING_SET);
+    expect(c.records).toBe(WORKING_SET);
+    worst.server = Math.max(worst.server, s.recordBytes / reference.server);
+    worst.client = Math.max(worst.client, c.stateBytes / reference.client);
+    worst.serverTombstones = Math.max(worst.serverTombstones, s.tombstones);
+    worst.clientTombstones = Math.max(worst.clientTombstones, c.tombstones);
+    expect(horizon).toBeDefined();
+  }
+  const seconds = (performance.now() - started) / 1000;
+  console.log(
+    `churn ${label}: ${CYCLES} cycles over ${WORKING_SET} records in ${seconds.toFixed(1)} s; at the worst checkpoint the server held ${worst.server.toFixed(2)}x the working set's bytes ` +
+      `(${worst.serverTombstones} tombstones), the replica ${worst.client.toFixed(2)}x (${worst.clientTombstones} tombstones); without collection the history grows these to about ${(CYCLES / WORKING_SET).toFixed(0)}x`,
+  );
+  expect(worst.server).toBeLessThanOrEqual(FACTOR);
+  expect(worst.client).toBeLessThanOrEqual(FACTOR);
+}
+
+describe('churn with garbage collection: stored bytes follow the working set', () => {
+  it('SQLite server, IndexedDB replica', async () => {
+    const dir = await tempDir('syncline-churn-');
+    cleanup.push(() => dir.remove());
+    await churn(sqliteStorage({ path: `${dir.path}/server.db` }), 'SQLite');
+  }, 300_000);
+
+  describePg('PostgreSQL', () => {
+    it('PostgreSQL server, IndexedDB replica', async () => {
+      const schema = `churn_${process.pid}`;
+      const admin = await adminClient();
+      cleanup.push(async () => {
+        await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+        await admin.end();
+      });
+      await churn(postgresStorage({ connectionString: PG_URL, schema }), 'PostgreSQL');
+    }, 300_000);
+  });
+});
