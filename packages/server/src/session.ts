@@ -249,7 +249,10 @@ export class Session implements Follower {
    * (after its catch-up, and whenever the horizon moves).
    */
   announceHorizon(space: SpaceId, stability: StorageStability): void {
-    if (this.#protocol < 6 || this.#state !== 'ready' || stability.hlc === undefined || !this.#subs.has(space)) return;
+    const sub = this.#subs.get(space);
+    if (this.#protocol < 6 || this.#state !== 'ready' || stability.hlc === undefined || !sub) return;
+    // Entries the client wrote itself are never sent back, so its position may lag what it holds: say how far it is.
+    if (sub.live && sub.sentUpTo >= stability.upTo && sub.sentUpTo > 0) this.#send({ type: 'changes', space, changes: [], upTo: sub.sentUpTo });
     this.#send({ type: 'horizon', space, hlc: stability.hlc, upTo: stability.upTo });
   }
 
