@@ -1,70 +1,101 @@
 // Churn (issue 19): what create/delete cycles over a fixed working set leave stored, on the
-// server and on a client. Growth should follow the working set, not the history; until garbage
-// collection at causal stability exists it follows the history, and this measures by how much.
+// server and on a client, without garbage collection and with it, in one run.
 //
-//   node bench/churn.mjs [--cycles 100000] [--working-set 1000] [--postgres]
+//   node bench/churn.mjs [--cycles 100000] [--working-set 1000] [--pass-every 5000] [--postgres] [--client memory|idb]
 //
-// One client (memory storage, `ws`) writes one change at a time, as apps do: cycle i creates
-// record i and deletes record i - working-set. The server (default limits) stores on a SQLite
-// file, or with --postgres on a fresh schema of the local database (PG* environment, database
-// `SYNCLINE_TEST_POSTGRES_URL`, default postgres://postgres@127.0.0.1:5432/test; the schema is dropped after). Printed: the server's storage.stats(), the SQLite file's size (with its WAL),
-// the client's stats(), and each as a multiple of the same figures for the working set alone.
-// Run after `tsc -b`.
+// One client writes one change at a time, as apps do: cycle i creates record i and deletes record
+// i - working-set. The server (default limits) stores on a SQLite file, or with --postgres on a fresh
+// schema of the local database (SYNCLINE_TEST_POSTGRES_URL, default
+// postgres://postgres@127.0.0.1:5432/test; the schema is dropped after). The client stores in memory,
+// or with --client idb in IndexedDB (fake-indexeddb). Two runs, each on a fresh server and client:
+// "without collection" (gc off), then "with collection": a gc pass (server.collect(), what the gc timer
+// runs every 60 s) every --pass-every cycles. Printed per run: the server's storage.stats(), the SQLite
+// file's size (with its WAL), the client's stats(), each as a multiple of the working set's, at the end
+// and (with collection) the largest just before a pass. Run after `tsc -b`.
 import { mkdtempSync, rmSync, statSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { IDBFactory, IDBKeyRange } from 'fake-indexeddb';
 import pg from 'pg';
 import { pino } from 'pino';
 import { WebSocket } from 'ws';
-import { createReplica, memoryStorage } from '../packages/client/dist/index.js';
+import { createReplica, indexedDbStorage, memoryStorage } from '../packages/client/dist/index.js';
 import { createSyncServer, sqliteStorage, postgresStorage } from '../packages/server/dist/index.js';
 import { freePort } from './lib.mjs';
 
-const { values } = parseArgs({ options: { cycles: { type: 'string' }, 'working-set': { type: 'string' }, postgres: { type: 'boolean' } } });
+const { values } = parseArgs({
+  options: { cycles: { type: 'string' }, 'working-set': { type: 'string' }, 'pass-every': { type: 'string' }, postgres: { type: 'boolean' }, client: { type: 'string' } },
+});
 const CYCLES = Number(values.cycles ?? 100_000);
 const WORKING = Number(values['working-set'] ?? 1_000);
+const PASS_EVERY = Number(values['pass-every'] ?? 5_000);
+const CLIENT = values.client ?? 'memory';
 const SPACE = 'churn';
-const dir = mkdtempSync(join(tmpdir(), 'syncline-bench-churn-'));
-const dbPath = join(dir, 'server.db');
-const schema = `churn_${process.pid}`;
 const PG_URL = process.env.SYNCLINE_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
-const storage = values.postgres ? postgresStorage({ connectionString: PG_URL, schema }) : sqliteStorage({ path: dbPath });
-const server = createSyncServer({ port: await freePort(), storage, logger: pino({ level: 'silent' }) });
-await server.listen();
-const r = await createReplica({ name: 'churn', schema: { events: {} }, storage: memoryStorage(), tabs: false, sync: { url: server.url, WebSocket, spaces: [SPACE] } });
+const x = (a, b) => (b > 0 ? `${(a / b).toFixed(2)}x` : '-');
 
-const started = performance.now();
-let workingSetFigures;
-for (let i = 0; i < CYCLES; i++) {
-  await r.put('events', `e${i}`, { i, title: `event ${i}`, at: 1_700_000_000_000 + i * 60_000 });
-  if (i >= WORKING) await r.delete('events', `e${i - WORKING}`);
-  if (i === WORKING - 1) {
-    // The working set alone: the reference every figure below is a multiple of.
-    await r.sync.flushed({ timeoutMs: 600_000 });
-    workingSetFigures = { server: await server.storage.stats(), client: await r.stats() };
+async function run(collect) {
+  const dir = mkdtempSync(join(tmpdir(), 'syncline-bench-churn-'));
+  const dbPath = join(dir, 'server.db');
+  const schema = `churn_${process.pid}_${collect ? 'gc' : 'nogc'}`;
+  const storage = values.postgres ? postgresStorage({ connectionString: PG_URL, schema }) : sqliteStorage({ path: dbPath });
+  const server = createSyncServer({ port: await freePort(), storage, logger: pino({ level: 'silent' }), ...(collect ? {} : { gc: { intervalMs: 0 } }) });
+  await server.listen();
+  const clientStorage = CLIENT === 'idb' ? indexedDbStorage({ indexedDB: new IDBFactory(), IDBKeyRange }) : memoryStorage();
+  const r = await createReplica({ name: `churn-${collect}`, schema: { events: {} }, storage: clientStorage, tabs: false, sync: { url: server.url, WebSocket, spaces: [SPACE] } });
+  const started = performance.now();
+  let ws;
+  const peak = { server: 0, client: 0, tombstones: 0 };
+  for (let i = 0; i < CYCLES; i++) {
+    await r.put('events', `e${i}`, { i, title: `event ${i}`, at: 1_700_000_000_000 + i * 60_000 });
+    if (i >= WORKING) await r.delete('events', `e${i - WORKING}`);
+    if (i === WORKING - 1) {
+      // The working set alone: the reference every figure below is a multiple of.
+      await r.sync.flushed({ timeoutMs: 600_000 });
+      ws = { server: await server.storage.stats(), client: await r.stats() };
+    }
+    if (collect && i >= WORKING && (i + 1) % PASS_EVERY === 0) {
+      await r.sync.flushed({ timeoutMs: 600_000 });
+      const s = await server.storage.stats();
+      const c = await r.stats();
+      peak.server = Math.max(peak.server, s.recordBytes);
+      peak.client = Math.max(peak.client, c.stateBytes);
+      peak.tombstones = Math.max(peak.tombstones, s.tombstones);
+      await server.collect();
+    }
   }
+  await r.sync.flushed({ timeoutMs: 600_000 });
+  if (collect) {
+    await server.collect();
+    // The client collects when the horizon message arrives.
+    const stored = (await server.storage.stats()).tombstones;
+    for (let tries = 0; tries < 200 && (await r.stats()).tombstones > stored; tries++) await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  const seconds = (performance.now() - started) / 1000;
+  const s = await server.storage.stats();
+  const c = await r.stats();
+  const fileBytes = values.postgres ? undefined : ['', '-wal'].reduce((n, suffix) => n + (existsSync(dbPath + suffix) ? statSync(dbPath + suffix).size : 0), 0);
+  console.log(`${collect ? `with collection (a pass every ${PASS_EVERY} cycles)` : 'without collection'}: ${seconds.toFixed(1)} s`);
+  console.log(
+    `  server: ${s.records} records, ${s.tombstones} tombstones, ${s.recordBytes} bytes of record states (${x(s.recordBytes, ws.server.recordBytes)} the working set's ${ws.server.recordBytes})` +
+      `${fileBytes === undefined ? '' : `, SQLite file ${fileBytes} bytes`}${collect ? `; largest before a pass ${x(peak.server, ws.server.recordBytes)} (${peak.tombstones} tombstones)` : ''}`,
+  );
+  console.log(
+    `  client (${CLIENT}): ${c.records} records, ${c.tombstones} tombstones, ${c.stateBytes} bytes of record states (${x(c.stateBytes, ws.client.stateBytes)} the working set's ${ws.client.stateBytes})` +
+      `${collect ? `; largest before a pass ${x(peak.client, ws.client.stateBytes)}` : ''}`,
+  );
+  await r.close();
+  await server.close();
+  if (values.postgres) {
+    const client = new pg.Client({ connectionString: PG_URL });
+    await client.connect();
+    await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+    await client.end();
+  }
+  rmSync(dir, { recursive: true, force: true });
 }
-await r.sync.flushed({ timeoutMs: 600_000 });
-const seconds = (performance.now() - started) / 1000;
-const serverStats = await server.storage.stats();
-const clientStats = await r.stats();
-const fileBytes = values.postgres ? undefined : ['', '-wal'].reduce((n, suffix) => n + (existsSync(dbPath + suffix) ? statSync(dbPath + suffix).size : 0), 0);
-await server.compact(0);
-const afterCompaction = await server.storage.stats();
 
-const x = (a, b) => (b > 0 ? `${(a / b).toFixed(1)}x` : '-');
-const ws = workingSetFigures;
-console.log(`churn (${new Date().toISOString()}): ${CYCLES} create/delete cycles over a working set of ${WORKING}, one write at a time, ${values.postgres ? 'PostgreSQL' : 'SQLite'}, ${seconds.toFixed(1)} s`);
-console.log(`server: ${serverStats.records} records, ${serverStats.tombstones} tombstones, ${serverStats.recordBytes} bytes of record states (${x(serverStats.recordBytes, ws.server.recordBytes)} the working set's ${ws.server.recordBytes}), ${serverStats.logEntries} log entries (${afterCompaction.logEntries} after compaction)${fileBytes === undefined ? '' : `, SQLite file ${fileBytes} bytes`}`);
-console.log(`client: ${clientStats.records} records, ${clientStats.tombstones} tombstones, ${clientStats.stateBytes} bytes of record states (${x(clientStats.stateBytes, ws.client.stateBytes)} the working set's ${ws.client.stateBytes})`);
-
-await r.close();
-await server.close();
-if (values.postgres) {
-  const client = new pg.Client({ connectionString: PG_URL });
-  await client.connect();
-  await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-  await client.end();
-}
-rmSync(dir, { recursive: true, force: true });
+console.log(`churn (${new Date().toISOString()}): ${CYCLES} create/delete cycles over a working set of ${WORKING}, one write at a time, ${values.postgres ? 'PostgreSQL' : 'SQLite'}`);
+await run(false);
+await run(true);
