@@ -864,6 +864,9 @@ export function predict(data: Uint8Array | string, view: ConnView, world: World)
     case 'push':
       if (view.phase !== 'ready') return { kind: 'fatal', code: 'not_ready' };
       return withPush(predictPush(message, view, world), message);
+    case 'floor':
+      // Noted for the stability horizon; nothing is answered.
+      return view.phase === 'ready' ? { kind: 'silent' } : { kind: 'fatal', code: 'not_ready' };
   }
 }
 

@@ -64,7 +64,7 @@ function deleteAt(replica: string, seq: number, wall: number, id: string, space:
 /** A merge version of record `id` (value null deletes it) after seeing `context`, stamped at T + wall. */
 function versionAt(replica: string, seq: number, wall: number, id: string, value: { n: number } | null, context: Array<[string, number]>): Change {
   const { fields: _, ...header } = putAt(replica, seq, wall, id) as Change & { fields: unknown };
-  return { ...header, op: 'version', value, context: new Map(context) } as Change;
+  return { ...header, op: 'version', value, context: new Map(context) } as unknown as Change;
 }
 
 function refusedWith(result: AppendResult | Error | undefined, code: string): void {

@@ -18,9 +18,11 @@ import {
   decodeDownstream,
   encodeChange,
   encodeDownstream,
+  formatTimestamp,
   Hlc,
   hlcWall,
   latestStamp,
+  materialize,
   MAX_CHANGE_BYTES,
   maxHlc,
   type Change,
@@ -35,12 +37,12 @@ import 'fake-indexeddb/auto';
 import { IDBFactory, IDBKeyRange } from 'fake-indexeddb';
 import { pino } from 'pino';
 import { SimNetwork } from './network.js';
-import { canonical } from './oracle.js';
+import { canonical, expectedState } from './oracle.js';
 import { checkConvergence } from './dump.js';
 import { Background, drive, editCrdt, enqueue, Failure } from './common.js';
 import { Rng } from './rng.js';
 import { VirtualTime } from './virtual-time.js';
-import { describe, makeConfig, makePlan, MAX_SKEW_MS, SCHEMA, type Action, type Config, type Op } from './workload.js';
+import { describe, makeConfig, makePlan, MAX_SKEW_MS, MERGE_COLLECTIONS, SCHEMA, type Action, type Config, type Op } from './workload.js';
 import { webSocketConnect } from '../../packages/client/src/sync/connection.js';
 import { Pusher } from '../../packages/client/src/sync/pusher.js';
 import { portOf, storageOf } from '../internals.js';
@@ -58,7 +60,12 @@ export type PlantedBug =
   /** The sync engine ignores an error that names no space (rate_limited): the push it dropped stays in flight. */
   | 'ignore-spaceless-errors'
   /** The clock does not advance past a remote timestamp ahead of it (what replicas did before issue 15). */
-  | 'hlc-ignores-remote';
+  | 'hlc-ignores-remote'
+  /** The server's stability horizon follows a time to live (every writer is taken to have passed `now - TTL`), not its writers. */
+  | 'gc-by-ttl';
+
+/** The planted 'gc-by-ttl' bug's time to live (virtual ms): what engines that collect by time do (Ditto: 7 days). */
+const PLANTED_TTL_MS = 30_000;
 
 export interface SimOptions {
   readonly seed: number;
@@ -225,6 +232,39 @@ class SimStorage implements ServerStorage {
     this.#alive();
     return this.inner.resumeAfter(space, held);
   }
+  async noteWriter(space: SpaceId, replica: ReplicaId, floor: HlcString | undefined, now: number) {
+    this.#alive();
+    return this.inner.noteWriter(space, replica, floor, now);
+  }
+  async stability(space: SpaceId) {
+    this.#alive();
+    return this.inner.stability(space);
+  }
+  async advanceHorizon(space: SpaceId, cap: HlcString) {
+    this.#alive();
+    if (this.world.bug === 'gc-by-ttl') {
+      // Every writer is taken to have passed now - TTL, however long it has been away.
+      const ttl = formatTimestamp({ wall: this.world.time.now - PLANTED_TTL_MS, counter: 0, replica: '0' as ReplicaId });
+      for (const replica of (await this.inner.replicaProgress(space)).keys()) await this.inner.noteWriter(space, replica, ttl, this.world.time.now);
+    }
+    return this.inner.advanceHorizon(space, cap);
+  }
+  async collect(space: SpaceId) {
+    this.#alive();
+    return this.inner.collect(space);
+  }
+  async retire(replicas: readonly ReplicaId[], now: number) {
+    this.#alive();
+    return this.inner.retire(replicas, now);
+  }
+  async inactiveWriters(before: number, keep: ReadonlySet<ReplicaId>) {
+    this.#alive();
+    return this.inner.inactiveWriters(before, keep);
+  }
+  async isRetired(replica: ReplicaId) {
+    this.#alive();
+    return this.inner.isRetired(replica);
+  }
   close(): Promise<void> {
     return this.inner.close();
   }
@@ -246,6 +286,13 @@ class World {
   readonly #archive = new Map<string, Map<number, Change>>();
   /** (replica, space) → highest seq the replica was told is stored. */
   readonly acked = new Map<string, number>();
+  /**
+   * (replica, space) pairs with a change stored: writers the server knows, which hold its
+   * stability horizon back while they are not retired (DESIGN.md, "Stability"), so none of
+   * them is ever refused as below the horizon (their unsent changes are stamped after
+   * their last stored one, and after the floor they announce).
+   */
+  readonly #writers = new Set<string>();
   server: SyncServer | undefined;
   storage: SimStorage | undefined;
   #serverEpoch = 0;
@@ -289,6 +336,7 @@ class World {
     if (!log) this.#archive.set(change.space, (log = new Map()));
     if (log.has(pos)) this.fail(`position ${pos} of ${change.space} was assigned twice`);
     log.set(pos, change);
+    this.#writers.add(`${change.replica}\u0000${change.space}`);
   }
 
   fail(message: string): void {
@@ -297,7 +345,7 @@ class World {
 
   #observe(dir: 'up' | 'down', client: string, bytes: Uint8Array): void {
     this.hash.update(`${this.time.now}|${dir}|${client}|`).update(bytes);
-    if (dir !== 'down') return;
+    if (dir === 'up') return;
     let message;
     try {
       message = decodeDownstream(bytes);
@@ -314,6 +362,10 @@ class World {
       // A client that knows the limits fits them; one that does not must recover from these.
       if (this.config.announced) this.fail(`${client} got ${message.code} although the server announced its limits: ${message.message}`);
       else this.stats.limitRefusals++;
+    }
+    if (message.type === 'error' && message.code === 'below_horizon') {
+      const id = this.slots.find((slot) => slot.name === client)?.replica?.id;
+      if (id !== undefined && this.#writers.has(`${id}\u0000${message.space}`)) this.fail(`${client} had changes stored in ${message.space} and was refused as below the horizon: it passed a writer that holds it back (${message.message})`);
     }
     if (message.type === 'ack') {
       const slot = this.slots.find((s) => s.name === client);
@@ -335,6 +387,8 @@ class World {
       serverId: `sim-${++this.#serverEpoch}`,
       // Default limits and clock drift unless the run's config sets small ones.
       limits: { ...(this.config.limits ?? {}), relayBatch: 50, snapshotChunk: 7 },
+      // Garbage collection often (virtual time), so that runs collect and re-stamp.
+      gc: { intervalMs: this.config.gcIntervalMs },
     });
     this.network.server = this.server;
   }
@@ -719,6 +773,20 @@ class World {
         stamps.set(c.hlc, `${c.replica}:${c.seq}`);
         // Stamps follow the server's time: none is further ahead of it than the server accepts.
         if (hlcWall(c.hlc) > this.time.now + DEFAULT_MAX_CLOCK_DRIFT) this.fail(`HLC ${c.hlc} is ${hlcWall(c.hlc) - this.time.now} ms ahead of the server's clock`);
+      }
+    }
+
+    // The server's own records show what the oracle computes (it never collects): nothing the oracle
+    // says is deleted exists there, and nothing it says exists is gone.
+    for (const space of this.config.spaces) {
+      const expected = expectedState(logs.get(space) ?? []);
+      const records = await storage.snapshotPage(space as SpaceId, undefined, 1_000_000);
+      const held = new Map(records.map((r) => [`${r.collection}\u0000${r.id}`, materialize(r.state)]));
+      for (const [key, want] of expected) {
+        const exists = held.get(key)?.exists ?? false;
+        if (want.exists !== exists && !MERGE_COLLECTIONS.has(key.split('\u0000')[0] as string)) {
+          this.fail(`the server's ${space} ${key.replace('\u0000', '/')}: expected ${want.exists ? 'it to exist' : 'it deleted'}, the server ${exists ? 'has it' : 'has not'}`);
+        }
       }
     }
 

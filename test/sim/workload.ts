@@ -68,6 +68,8 @@ export interface Config {
   readonly batchSize: number | undefined;
   /** Puts may carry values up to MAX_CHANGE_BYTES (and some past it, which must be refused). */
   readonly largeValues: boolean;
+  /** The server's garbage collection interval (virtual ms): horizons move and records are forgotten that often. */
+  readonly gcIntervalMs: number;
 }
 
 /** Device clocks are off by up to this much, either way. */
@@ -107,6 +109,7 @@ export function makeConfig(rng: Rng): Config {
     announced: !small || rng.chance(0.6),
     batchSize: rng.chance(0.5) ? undefined : rng.between(2, 40),
     largeValues: rng.chance(0.4),
+    gcIntervalMs: rng.between(5_000, 60_000),
   };
 }
 

@@ -25,7 +25,6 @@ import {
   collectibleAt,
   formatTimestamp,
   hlcWall,
-  maxHlc,
   restampState,
   type Change,
   type HlcString,
@@ -45,22 +44,42 @@ function justBefore(hlc: HlcString, replica: ReplicaId): HlcString | undefined {
 }
 
 /**
+ * How far below the replica's estimate of the server's time a floor is taken
+ * (ms): covers the estimate's error (the server also holds floors this far
+ * below its own clock).
+ */
+export const FLOOR_MARGIN_MS = 60_000;
+
+/**
  * This replica's floor in `space`: every change of it the server does not hold
- * yet, and every one it will write, is stamped after it. Just before the
- * earliest unacknowledged change; without one, the clock (later stamps are
- * after its last one, and after its physical time).
+ * yet, and every one it will write, is stamped after it. The server's time as
+ * this replica estimates it, less FLOOR_MARGIN_MS, or just before the earliest
+ * unacknowledged change if that is earlier. The clock receives the floor
+ * (and keeps it across restarts), so every later stamp is after it even if
+ * the device clock steps back. Undefined before the replica's first welcome:
+ * until then its clock is the device's alone, and the welcome may move every
+ * unacknowledged stamp. Runs in a read-write transaction.
  */
 export async function floorOf(tx: StorageTx, clock: ReplicaClock, replica: ReplicaId, space: SpaceId): Promise<HlcString | undefined> {
+  if (clock.unsynced) return undefined;
+  const now = formatTimestamp({ wall: Math.max(0, Math.floor(clock.physical()) - FLOOR_MARGIN_MS), counter: 0, replica });
+  if (now > clock.last) {
+    clock.hlc.receive(now);
+    await tx.setMeta(META_CLOCK, clock.last);
+  }
   let earliest: HlcString | undefined;
   for (const change of await tx.readOutbox(space, Number.MAX_SAFE_INTEGER)) if (earliest === undefined || change.hlc < earliest) earliest = change.hlc;
-  if (earliest !== undefined) return justBefore(earliest, replica);
-  return maxHlc(clock.last, justBefore(formatTimestamp({ wall: Math.max(0, Math.floor(clock.physical())), counter: 0, replica }), replica));
+  return earliest !== undefined && earliest <= now ? justBefore(earliest, replica) : now;
 }
 
 /**
- * Re-stamps the outbox changes of `space` stamped at or below `horizon` (see
- * the top), in seq order, after the horizon and everything the clock holds.
- * Returns the records rewritten. The caller runs it alone in its commit queue.
+ * Re-stamps the outbox changes of `space` from the first one (in seq order)
+ * stamped at or below `horizon` on (see the top), in seq order, after the
+ * horizon and everything the clock holds, so that a replica's stamps still
+ * grow with its seqs. Moving the later ones is safe too: the server stores a
+ * replica's changes in seq order, and never the one at or below the horizon,
+ * so it holds none of them. Returns the records rewritten. The caller runs it
+ * alone in its commit queue.
  */
 export async function restampBelow(
   tx: StorageTx,
@@ -69,8 +88,9 @@ export async function restampBelow(
   horizon: HlcString,
 ): Promise<StoredRecord[]> {
   const outbox = await tx.readOutbox(space, Number.MAX_SAFE_INTEGER);
-  const below = outbox.filter((c) => c.hlc <= horizon);
-  if (below.length === 0) return [];
+  const first = outbox.findIndex((c) => c.hlc <= horizon);
+  if (first < 0) return [];
+  const below = outbox.slice(first);
   const { clock } = ctx;
   clock.hlc.receive(horizon);
   const moved: Change[] = below.map((c) => ({ ...c, hlc: clock.hlc.nowString() }));

@@ -406,7 +406,7 @@ export class Replica<S extends Schema = Schema> {
       position: async (space) => readCursor(await read((tx) => tx.getMeta(positionKey(space)))),
       welcomeClock: (serverTime, roundTrip, maxClockDrift) => this.#welcomeClock(serverTime, roundTrip, maxClockDrift),
       restamp: (maxClockDrift) => this.#restamp(maxClockDrift),
-      floor: (space) => read((tx) => floorOf(tx, this.#clock, this.id, space)),
+      floor: (space) => this.#track(this.#storage.transaction('readwrite', (tx) => floorOf(tx, this.#clock, this.id, space))),
       horizon: (space, hlc, upTo) => this.#horizon(space, hlc, upTo),
       syncsSpaces: (spaces) => {
         this.#syncedSpaces.add(spaces);

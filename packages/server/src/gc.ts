@@ -26,6 +26,22 @@ export const DEFAULT_RETIRE_AFTER_MS = 90 * 24 * 3_600_000;
 /** The default of GcOptions.intervalMs. */
 export const DEFAULT_GC_INTERVAL_MS = 60_000;
 
+/**
+ * How far below the server's clock a replica's floor is held (ms). A floor is
+ * the replica's own statement; one ahead of the server's time comes from a
+ * device clock that is ahead, and the replica's changes stamped that far ahead
+ * are refused (`clock_drift`) and stamped again at about the server's time.
+ * So the server never takes a floor later than its own clock less this.
+ */
+export const FLOOR_CAP_MS = 60_000;
+
+/** `floor` as the server records it: at most its clock (`now`) less FLOOR_CAP_MS. */
+export function capFloor(floor: HlcString | undefined, now: number): HlcString | undefined {
+  if (floor === undefined) return undefined;
+  const cap = formatTimestamp({ wall: Math.max(0, now - FLOOR_CAP_MS), counter: 0, replica: '0' as ReplicaId });
+  return floor < cap ? floor : cap;
+}
+
 /** What one collection pass did (SyncServer.collect). */
 export interface GcResult {
   /** Replicas retired for inactivity in this pass. */

@@ -37,6 +37,7 @@ import type { Logger } from 'pino';
 import type { Authenticate, Grant } from './auth.js';
 import type { Committer } from './committer.js';
 import { encodeChanges, originList, type Follower, type Hub } from './hub.js';
+import { capFloor } from './gc.js';
 import type { Metrics } from './metrics.js';
 import type { Limits } from './options.js';
 import type { ServerStorage, Stability as StorageStability } from './storage/types.js';
@@ -232,7 +233,7 @@ export class Session implements Follower {
         const now = this.ctx.now();
         for (const { space, hlc } of message.floors) {
           if (this.#subs.get(space)?.access !== 'write') continue;
-          this.ctx.storage.noteWriter(space, this.replica, hlc, now).catch((error: unknown) => this.#internal(error));
+          this.ctx.storage.noteWriter(space, this.replica, capFloor(hlc, now), now).catch((error: unknown) => this.#internal(error));
         }
         return;
       }
@@ -340,7 +341,7 @@ export class Session implements Follower {
         continue;
       }
       // A replica that may write holds the space's horizon back (at its floor, or its last stored change).
-      if (access === 'write') await this.ctx.storage.noteWriter(space, hello.replica, floor, now);
+      if (access === 'write') await this.ctx.storage.noteWriter(space, hello.replica, capFloor(floor, now), now);
       granted.push({ space, access, head: await this.ctx.storage.head(space), after, region, origins });
     }
     if (this.#isClosed()) return;

@@ -644,6 +644,8 @@ export class SyncEngine {
     // A space this replica did not ask for is ignored (nothing of it is pushed or stored).
     const granted = new Set<SpaceId>(message.spaces.map((s) => s.space).filter((space) => this.#syncing.has(space)));
     for (const s of message.spaces) if (s.access === 'write' && granted.has(s.space)) session.writable.add(s.space);
+    // The floors, now that the clock follows the server's (the hello had none before a first welcome).
+    this.#enqueue(session, () => this.#sendFloors(session, [...session.writable]));
     for (const [space, info] of this.#stoppedSpaces) if (info.code === 'forbidden' && granted.has(space)) this.#stoppedSpaces.delete(space);
     const skewed = Math.abs(clock.offset) > this.#settings.maxClockDrift;
     this.#board.set({
