@@ -86,4 +86,43 @@ describe('syncline-server', () => {
     expect(both.status).toBe(1);
     expect(both.stderr).toContain('exclude each other');
   });
+
+  it('retire: a running server refuses the retired replica's pushes and hellos from then on; ids are checked', async () => {
+    const dir = await tempDir();
+    cleanup.push(dir.remove);
+    const db = join(dir.path, 'r.db');
+    const child = await spawnServer([BIN, '--port', '0', '--db', db, '--gc-interval', '0']);
+    cleanup.push(() => child.process.kill('SIGKILL'));
+    const space = 'default' as SpaceId;
+    const replica = 'oldphone' as ReplicaId;
+    const raw = await RawClient.open(`ws://127.0.0.1:${child.port}/sync`);
+    cleanup.push(() => raw.close());
+    await raw.hello(replica, [{ space }]);
+    raw.send({ type: 'push', space, changes: [putChange(replica, space, 1, { title: 'before' })] });
+    await raw.next('ack', (m) => m.upTo === 1);
+
+    const run = spawnSync(process.execPath, [BIN, 'retire', 'oldphone', 'nophone', '--db', db], { cwd: ROOT, encoding: 'utf8', timeout: 15_000 });
+    expect(run.stderr).toBe('');
+    expect(run.status).toBe(0);
+    expect(run.stdout).toContain('retired: oldphone nophone');
+    const again = spawnSync(process.execPath, [BIN, 'retire', 'oldphone', '--db', db], { cwd: ROOT, encoding: 'utf8', timeout: 15_000 });
+    expect(again.stdout).toContain('already retired: oldphone');
+    const bad = spawnSync(process.execPath, [BIN, 'retire', 'not a replica', '--db', db], { cwd: ROOT, encoding: 'utf8', timeout: 15_000 });
+    expect(bad.status).toBe(1);
+    expect(bad.stderr).toContain('not a replica id');
+
+    // Its next push is refused, and so is its next hello.
+    raw.send({ type: 'push', space, changes: [putChange(replica, space, 2, { title: 'after' })] });
+    expect(await raw.error('replica_retired')).toMatchObject({ fatal: true });
+    const next = await RawClient.open(`ws://127.0.0.1:${child.port}/sync`);
+    cleanup.push(() => next.close());
+    next.send({ type: 'hello', protocol: 6, replica, spaces: [{ space, after: 0 }], time: Date.now() });
+    expect(await next.error('replica_retired')).toMatchObject({ fatal: true });
+    child.process.kill('SIGTERM');
+    await within(child.exited, 10_000, 'the server to exit');
+    const storage = sqliteStorage({ path: db });
+    cleanup.push(() => storage.close());
+    expect(await storage.isRetired(replica)).toBe(true);
+    expect((await storage.readLog(space, 0, 10)).map((e) => e.change.seq)).toEqual([1]);
+  });
 });

@@ -7,9 +7,12 @@
  *                   [--static DIR] [--allow-origin ORIGIN ...] [--keep-log N] [--max-frame-bytes N] [--max-batch N]
  *                   [--max-connections N] [--messages-per-second N] [--max-clock-drift MS] [--log-level info]
  *                   [--region NAME [--peer URL ...] [--peer-secret S | --peer-secret-file FILE]]
+ *                   [--gc-interval MS] [--retire-after MS]
+ *   syncline-server retire REPLICA... [--db PATH | --postgres URL [--postgres-schema S]]
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { isReplicaId, type ReplicaId } from '@syncline/core/internal';
 import { pino } from 'pino';
 import { announcedLimits, checkRegionOptions, type Limits } from './options.js';
 import { createSyncServer } from './server.js';
@@ -46,9 +49,19 @@ const USAGE = `usage: syncline-server [options]
   --peer-secret S          the peer credential links must present and this server's links send
                            (also SYNCLINE_PEER_SECRET); required for links when JWT auth is on
   --peer-secret-file FILE  the same, read from a file (trailing newline dropped)
-  --help`;
+  --gc-interval MS         how often stability horizons move and deleted records are
+                           forgotten (default 60000; 0 = never)
+  --retire-after MS        retire replicas not seen for this long (default 7776000000,
+                           90 days; 0 = never): they stop holding horizons back
+  --help
+
+usage: syncline-server retire REPLICA... [--db PATH | --postgres URL [--postgres-schema S]]
+  Retires replicas for good in the database a server uses (running or not): they stop
+  holding stability horizons back, and their next hello or push is refused with
+  replica_retired (the replica starts again under a new id).`;
 
 export async function main(argv: string[]): Promise<void> {
+  if (argv[0] === 'retire') return retire(argv.slice(1));
   const { values } = parseArgs({
     args: argv,
     options: {
@@ -77,6 +90,8 @@ export async function main(argv: string[]): Promise<void> {
       peer: { type: 'string', multiple: true },
       'peer-secret': { type: 'string' },
       'peer-secret-file': { type: 'string' },
+      'gc-interval': { type: 'string' },
+      'retire-after': { type: 'string' },
       help: { type: 'boolean' },
     },
     strict: true,
@@ -115,6 +130,10 @@ export async function main(argv: string[]): Promise<void> {
   const jwt = key ? { ...key, ...claims } : undefined;
   const logger = pino({ level: values['log-level'] ?? 'info' });
   const keepLog = int('keep-log');
+  const gc = {
+    ...(int('gc-interval') !== undefined ? { intervalMs: int('gc-interval') as number } : {}),
+    ...(int('retire-after') !== undefined ? { retireAfterMs: int('retire-after') as number } : {}),
+  };
   const maxClockDrift = int('max-clock-drift');
   // Before any storage is opened: limits below the protocol's promise would wedge honest clients.
   announcedLimits(limits, maxClockDrift);
@@ -155,6 +174,7 @@ export async function main(argv: string[]): Promise<void> {
     ...(values['allow-origin'] ? { allowedOrigins: values['allow-origin'].includes('*') ? ('*' as const) : values['allow-origin'] } : {}),
     ...(keepLog !== undefined ? { compaction: { keepLast: keepLog } } : {}),
     ...(maxClockDrift !== undefined ? { maxClockDrift } : {}),
+    ...(Object.keys(gc).length > 0 ? { gc } : {}),
     ...region,
   });
   await server.listen();
@@ -173,6 +193,35 @@ export async function main(argv: string[]): Promise<void> {
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
+}
+
+/** `syncline-server retire REPLICA...`: retires replicas in a server's database. */
+async function retire(argv: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    options: { db: { type: 'string' }, postgres: { type: 'string' }, 'postgres-schema': { type: 'string' }, help: { type: 'boolean' } },
+    allowPositionals: true,
+    strict: true,
+  });
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return;
+  }
+  if (positionals.length === 0) throw new Error('retire needs the ids of the replicas to retire');
+  const bad = positionals.find((id) => !isReplicaId(id));
+  if (bad !== undefined) throw new Error(`not a replica id: ${JSON.stringify(bad)} (1-64 of A-Z a-z 0-9 _ -)`);
+  if (values.postgres !== undefined && values.db !== undefined) throw new Error('--db and --postgres exclude each other');
+  const storage =
+    values.postgres !== undefined
+      ? postgresStorage({ connectionString: values.postgres, ...(values['postgres-schema'] !== undefined ? { schema: values['postgres-schema'] } : {}) })
+      : sqliteStorage({ path: values.db ?? './data/syncline.db' });
+  try {
+    const retired = await storage.retire(positionals as ReplicaId[], Date.now());
+    const already = positionals.filter((id) => !retired.includes(id as ReplicaId));
+    process.stdout.write(`retired: ${retired.length > 0 ? retired.join(' ') : '(none)'}${already.length > 0 ? `; already retired: ${already.join(' ')}` : ''}\n`);
+  } finally {
+    await storage.close();
+  }
 }
 
 /** The URL without its password, for messages. */
