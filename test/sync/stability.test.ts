@@ -12,7 +12,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { Replica } from '@syncline/client';
 import type { ReplicaId, SpaceId } from '@syncline/core/internal';
 import { portOf } from '../internals.js';
-import { cleanupStack, idbStorage, isSynced, ManualClock, outboxCount, replica, startServer, sync, uniqueName, visibleState as everyRecord, waitUntil } from './harness.js';
+import { cleanupStack, counter, idbStorage, isSynced, ManualClock, outboxCount, replica, startServer, sync, uniqueName, visibleState as everyRecord, waitUntil } from './harness.js';
 
 const cleanup = cleanupStack();
 afterEach(() => cleanup.run());
@@ -63,7 +63,7 @@ describe('garbage collection at the stability horizon', () => {
     expect((await server.storage.stats()).tombstones).toBe(40);
 
     // Time passes; the replicas' floors follow it with their pings, and a pass moves the horizon past every delete.
-    clock.value += MINUTE;
+    clock.value += 5 * MINUTE;
     await waitUntil(
       async () => {
         await server.collect();
@@ -78,6 +78,7 @@ describe('garbage collection at the stability horizon', () => {
     expect(await visibleState(a, ['events'])).toEqual(before);
     expect(await visibleState(b, ['events'])).toEqual(before);
     expect((await server.storage.stats()).records).toBe(10);
+    expect(await counter(server.metrics.gcCollected)).toBe(40);
 
     // A forgotten id written again is an ordinary new record everywhere.
     clock.value += 10;
@@ -110,7 +111,7 @@ describe('garbage collection at the stability horizon', () => {
     clock.value += 10;
     await a.delete('events', 'e0');
     for (let round = 0; round < 5; round++) {
-      clock.value += MINUTE;
+      clock.value += 5 * MINUTE;
       await a.put('events', `late${round}`, { round });
       await a.delete('events', `late${round}`);
       await server.collect();
@@ -133,7 +134,7 @@ describe('garbage collection at the stability horizon', () => {
     expect((await a.get('events', 'e9'))?.value['title']).toBe('C edit');
 
     // Now nobody holds the horizon back: everything deleted is forgotten everywhere.
-    clock.value += MINUTE;
+    clock.value += 5 * MINUTE;
     await waitUntil(
       async () => {
         await server.collect();
@@ -163,7 +164,7 @@ describe('garbage collection at the stability horizon', () => {
     clock.value += 10;
     await a.delete('events', 'gone');
     await waitUntil(async () => isSynced(sa) && (await server.storage.stats()).tombstones === 1, 10_000, 'A’s delete to be stored');
-    clock.value += MINUTE;
+    clock.value += 5 * MINUTE;
     await waitUntil(
       async () => {
         await server.collect();
@@ -204,7 +205,7 @@ describe('garbage collection at the stability horizon', () => {
     sa.pause();
     clock.value += 10;
     await a.delete('events', 'x');
-    clock.value += MINUTE;
+    clock.value += 5 * MINUTE;
     const floorPassed = async (): Promise<boolean> => {
       const pending = await portOf(r).floor(space);
       return pending !== undefined && (await portOf(a).readOutbox(space, 10)).every((c) => c.hlc < pending);
@@ -253,13 +254,14 @@ describe('garbage collection at the stability horizon', () => {
     clock.value += 10;
     await a.put('events', 'x', { n: 1 });
     await a.delete('events', 'x');
-    clock.value += MINUTE;
+    clock.value += 5 * MINUTE;
     await waitUntil(() => isSynced(sa), 10_000, 'A synced');
     await server.collect();
     expect((await server.storage.stats()).tombstones).toBe(1);
 
     expect(await server.retire(c.id as ReplicaId)).toEqual([c.id]);
     expect(await server.retire(c.id as ReplicaId)).toEqual([]);
+    expect(await counter(server.metrics.replicasRetired, { reason: 'operator' })).toBe(1);
     await waitUntil(
       async () => {
         await server.collect();

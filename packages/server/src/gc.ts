@@ -16,8 +16,9 @@
  * here only by those changes. Its horizon stays where it is, and storage
  * never refuses a link's changes as below it or from a retired replica.
  */
-import { formatTimestamp, type HlcString, type ReplicaId, type SpaceId } from '@syncline/core/internal';
+import { formatTimestamp, hlcWall, type HlcString, type ReplicaId, type SpaceId } from '@syncline/core/internal';
 import type { Logger } from 'pino';
+import type { Metrics } from './metrics.js';
 import type { GcOptions } from './options.js';
 import type { ServerStorage, Stability } from './storage/types.js';
 
@@ -65,6 +66,7 @@ export interface GcContext {
   readonly announce: (space: SpaceId, stability: Stability) => void;
   /** Replicas were retired: close their sessions. */
   readonly retired: (replicas: readonly ReplicaId[]) => void;
+  readonly metrics: Metrics;
 }
 
 export class Gc {
@@ -89,11 +91,12 @@ export class Gc {
     return this.#running;
   }
 
-  /** Retires replicas now (an operator's decision); resolves to those newly retired. */
-  async retire(replicas: readonly ReplicaId[]): Promise<ReplicaId[]> {
+  /** Retires replicas now (an operator's decision, or inactivity); resolves to those newly retired. */
+  async retire(replicas: readonly ReplicaId[], reason: 'operator' | 'inactive' = 'operator'): Promise<ReplicaId[]> {
     const retired = await this.#ctx.storage.retire(replicas, this.#ctx.now());
     if (retired.length > 0) {
-      this.#ctx.logger.info({ replicas: retired }, 'replicas retired');
+      this.#ctx.logger.info({ replicas: retired, reason }, 'replicas retired');
+      this.#ctx.metrics.replicasRetired.inc({ reason }, retired.length);
       this.#ctx.retired(retired);
     }
     return retired;
@@ -110,19 +113,23 @@ export class Gc {
     // With regions, writers of other regions are known here only by their changes: never retired for inactivity.
     if (retireAfter > 0 && !this.#ctx.regions) {
       const inactive = await storage.inactiveWriters(now() - retireAfter, this.#ctx.connected());
-      if (inactive.length > 0) retired = await this.retire(inactive);
+      if (inactive.length > 0) retired = await this.retire(inactive, 'inactive');
     }
     const horizons = new Map<SpaceId, HlcString>();
     let collected = 0;
+    let oldest: HlcString | undefined;
     const cap = formatTimestamp({ wall: Math.max(0, now()), counter: 0, replica: '0' as ReplicaId });
     for (const space of await storage.spaces()) {
       const before = await storage.stability(space);
       const after = this.#ctx.regions ? before : await storage.advanceHorizon(space, cap);
       if (after.hlc === undefined) continue;
       horizons.set(space, after.hlc);
+      if (oldest === undefined || after.hlc < oldest) oldest = after.hlc;
       if (after.hlc !== before.hlc) this.#ctx.announce(space, after);
       collected += await storage.collect(space);
     }
+    this.#ctx.metrics.gcCollected.inc(collected);
+    if (oldest !== undefined) this.#ctx.metrics.gcHorizonLag.set(Math.max(0, (now() - hlcWall(oldest)) / 1000));
     if (collected > 0 || retired.length > 0) this.#ctx.logger.info({ collected, retired: retired.length }, 'garbage collection');
     return { retired, collected, horizons };
   }

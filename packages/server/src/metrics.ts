@@ -83,6 +83,12 @@ export function createMetrics(stored?: () => Promise<StorageStats>) {
     storedLogEntries: storedGauge('syncline_stored_log_entries', 'Log entries kept', (s) => s.logEntries),
     /** `syncline_frames_dropped_total{reason}`: frames dropped unread; reason `rate` (over messagesPerSecond). */
     framesDropped: new Counter({ name: 'syncline_frames_dropped_total', help: 'Frames dropped unread, by reason (rate: over messagesPerSecond)', labelNames: ['reason'], registers: [registry] }),
+    /** `syncline_gc_collected_total`: deleted records forgotten at the stability horizon. */
+    gcCollected: new Counter({ name: 'syncline_gc_collected_total', help: 'Deleted records forgotten at the stability horizon', registers: [registry] }),
+    /** `syncline_replicas_retired_total{reason}`: replicas retired; reason `inactive` (gc.retireAfterMs) or `operator` (retire()). */
+    replicasRetired: new Counter({ name: 'syncline_replicas_retired_total', help: 'Replicas retired, by reason (inactive, operator)', labelNames: ['reason'], registers: [registry] }),
+    /** `syncline_gc_horizon_lag_seconds`: how far the oldest space horizon is behind the server's clock, after the last gc pass. */
+    gcHorizonLag: new Gauge({ name: 'syncline_gc_horizon_lag_seconds', help: "Seconds between the server's clock and the oldest space's stability horizon, at the last gc pass", registers: [registry] }),
   };
 }
 

@@ -314,6 +314,7 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
     regions: (options.peers ?? []).length > 0,
     now,
     logger,
+    metrics,
     connected: () => new Set([...sessions].map((s) => s.replica)),
     announce: (space, stable) => {
       for (const session of sessions) session.announceHorizon(space, stable);
