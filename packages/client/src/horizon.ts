@@ -7,10 +7,11 @@
  * at or below H (`below_horizon`). Three things follow here:
  *  - the floor this replica tells the server (hello, `floor` messages): every
  *    change of it the server lacks is stamped after it;
- *  - re-stamping: a change of the outbox stamped at or below H can never be
- *    stored, so it is stamped again, after H and after everything this replica
- *    holds. Safe to rename because no server holds it (none ever will under
- *    the old stamp). The records it touched take the new change on top: every
+ *  - re-stamping, after a `below_horizon` refusal: a change of the outbox the
+ *    server does not hold, stamped at or below H, can never be stored, so it
+ *    (and every later one) is stamped again, after H and after everything this
+ *    replica holds. Safe to rename because no server holds them (none ever
+ *    will under the old stamps). The records they touched take the new changes on top: every
  *    register the old change set, the new one sets too with a later stamp, so
  *    the old one's effect is covered, and the state is what a replica that
  *    only ever saw the new change holds (merge versions keep their dot and
@@ -73,23 +74,27 @@ export async function floorOf(tx: StorageTx, clock: ReplicaClock, replica: Repli
 }
 
 /**
- * Re-stamps the outbox changes of `space` from the first one (in seq order)
- * stamped at or below `horizon` on (see the top), in seq order, after the
- * horizon and everything the clock holds, so that a replica's stamps still
- * grow with its seqs. Moving the later ones is safe too: the server stores a
- * replica's changes in seq order, and never the one at or below the horizon,
- * so it holds none of them. Returns the records rewritten. The caller runs it
- * alone in its commit queue.
+ * After a `below_horizon` refusal: re-stamps the outbox changes of `space`
+ * from the first one (in seq order) stamped at or below `horizon` on (see the
+ * top), in seq order, after the horizon and everything the clock holds, so
+ * that a replica's stamps still grow with its seqs. Only after a refusal: the
+ * server acknowledges what it holds before it refuses, so the outbox then
+ * starts with a change it does not hold; a change at or below the horizon
+ * that it stored before the horizon passed it (an acknowledgement lost) keeps
+ * its stamp. And the later ones are safe to move: the server stores a
+ * replica's changes in seq order, never the one at or below the horizon, so
+ * it holds none of them. Returns how many moved and the records rewritten.
+ * The caller runs it alone in its commit queue.
  */
 export async function restampBelow(
   tx: StorageTx,
   ctx: { readonly clock: ReplicaClock; readonly collections: ReadonlyMap<string, CollectionDef> },
   space: SpaceId,
   horizon: HlcString,
-): Promise<StoredRecord[]> {
+): Promise<{ readonly moved: number; readonly records: StoredRecord[] }> {
   const outbox = await tx.readOutbox(space, Number.MAX_SAFE_INTEGER);
   const first = outbox.findIndex((c) => c.hlc <= horizon);
-  if (first < 0) return [];
+  if (first < 0) return { moved: 0, records: [] };
   const below = outbox.slice(first);
   const { clock } = ctx;
   clock.hlc.receive(horizon);
@@ -106,7 +111,7 @@ export async function restampBelow(
     records.set(key, storedRecord(ctx.collections.get(change.collection), record, state));
   });
   await Promise.all([tx.replaceOutbox(moved), ...[...records.values()].map((r) => tx.putRecord(r)), tx.setMeta(META_CLOCK, clock.last)]);
-  return [...records.values()];
+  return { moved: moved.length, records: [...records.values()] };
 }
 
 /**

@@ -407,7 +407,8 @@ export class Replica<S extends Schema = Schema> {
       welcomeClock: (serverTime, roundTrip, maxClockDrift) => this.#welcomeClock(serverTime, roundTrip, maxClockDrift),
       restamp: (maxClockDrift) => this.#restamp(maxClockDrift),
       floor: (space) => this.#track(this.#storage.transaction('readwrite', (tx) => floorOf(tx, this.#clock, this.id, space))),
-      horizon: (space, hlc, upTo) => this.#horizon(space, hlc, upTo),
+      horizon: (space, hlc, upTo) => this.#track(this.#storage.transaction('readwrite', (tx) => collectBelow(tx, this.#collections.keys(), space, hlc, upTo))).then(() => undefined),
+      restampBelow: (space, hlc) => this.#restampBelow(space, hlc),
       syncsSpaces: (spaces) => {
         this.#syncedSpaces.add(spaces);
         return () => this.#syncedSpaces.delete(spaces);
@@ -487,16 +488,16 @@ export class Replica<S extends Schema = Schema> {
   }
 
   /**
-   * A space's stability horizon (horizon.ts): outbox changes at or below it are
-   * re-stamped past it, alone in the commit queue (no write is stamped
-   * meanwhile); then deleted records at or below it are forgotten.
+   * After a `below_horizon` refusal (horizon.ts): the outbox changes from the
+   * first one at or below the horizon on are re-stamped past it, alone in the
+   * commit queue (no write is stamped meanwhile). Returns how many moved.
    */
-  async #horizon(space: SpaceId, hlc: HlcString, upTo: number): Promise<void> {
+  async #restampBelow(space: SpaceId, hlc: HlcString): Promise<number> {
     this.#checkOpen();
     const ctx = { clock: this.#clock, collections: this.#collections };
-    const rewritten = await this.#track(this.#queue.exclusive(() => this.#storage.transaction('readwrite', (tx) => restampBelow(tx, ctx, space, hlc))));
-    if (rewritten.length > 0) this.#committed({ local: true, records: rewritten.map((r) => [r.collection, r.id, r.space] as const), outbox: [space] }, true);
-    await this.#track(this.#storage.transaction('readwrite', (tx) => collectBelow(tx, this.#collections.keys(), space, hlc, upTo)));
+    const { moved, records } = await this.#track(this.#queue.exclusive(() => this.#storage.transaction('readwrite', (tx) => restampBelow(tx, ctx, space, hlc))));
+    if (records.length > 0) this.#committed({ local: true, records: records.map((r) => [r.collection, r.id, r.space] as const), outbox: [space] }, true);
+    return moved;
   }
 
   /** One re-stamping pass (restamp.ts); then the clock goes back, never below what was received meanwhile. */

@@ -440,7 +440,10 @@ export class Session implements Follower {
     } catch (error) {
       if (error instanceof SynclineError && (error.code === 'sequence_gap' || error.code === 'quota_exceeded')) return this.fail(error.code, error.message, false, space);
       if (error instanceof SynclineError && error.code === 'below_horizon') {
-        // The horizon first, so that the client re-stamps past it.
+        // First what is held already (an ack the client may have missed: those changes keep their stamps),
+        // then the horizon, so that the client re-stamps past it only what the server does not hold.
+        const held = (await this.ctx.storage.replicaProgress(space, [this.replica])).get(this.replica) ?? 0;
+        if (held > 0) this.#send({ type: 'ack', space, upTo: held });
         this.announceHorizon(space, await this.ctx.storage.stability(space));
         return this.fail('below_horizon', error.message, false, space);
       }

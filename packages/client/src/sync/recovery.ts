@@ -12,7 +12,7 @@ export type Recovery =
   | 'shrink-batch'
   /** Re-stamp changes stamped too far ahead (`clock_drift`), then push again; a fresh welcome if nothing moved. */
   | 'restamp'
-  /** `below_horizon`: the `horizon` message before it re-stamped the changes at or below it; push again. */
+  /** `below_horizon`: re-stamp the changes from the first one at or below the announced horizon on, then push again. */
   | 'push-again'
   /** This space stops pushing, with the code in `status.stoppedSpaces`, until `reconnectNow()`; the others go on. */
   | 'stop-space'

@@ -166,6 +166,8 @@ class Session {
   ping: ReturnType<typeof setInterval> | undefined;
   /** Spaces the server granted write access to (welcome): this replica's floor holds their horizons. */
   readonly writable = new Set<SpaceId>();
+  /** The latest stability horizon the server announced, per space (re-stamping after `below_horizon`). */
+  readonly horizons = new Map<SpaceId, HlcString>();
   /** The floor last told the server, per space (hello, then `floor` messages). */
   readonly floors = new Map<SpaceId, HlcString>();
   queue: Promise<void> = Promise.resolve();
@@ -619,6 +621,7 @@ export class SyncEngine {
         return this.#refreshPending();
       case 'horizon':
         if (!this.#syncing.has(message.space)) return;
+        session.horizons.set(message.space, message.hlc);
         await this.#port.horizon(message.space, message.hlc, message.upTo);
         return this.#sendFloors(session, [message.space]);
       case 'error':
@@ -713,11 +716,15 @@ export class SyncEngine {
         session.pusher.later(space, DRIFT_RETRY_MS);
         return;
       }
-      case 'push-again':
+      case 'push-again': {
         if (space === undefined) return;
         session.pusher.end(space);
+        // The server acknowledged what it holds and announced the horizon before refusing.
+        const horizon = session.horizons.get(space);
+        if (horizon !== undefined) await this.#port.restampBelow(space, horizon);
         session.pusher.next(space);
         return;
+      }
       case 'stop-space':
         if (space !== undefined) this.#stopSpace(info);
         return;
