@@ -9,7 +9,7 @@
  * replica stops holding the horizon and is refused with `replica_retired`.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import type { Replica } from '@syncline/client';
+import { createReplica, memoryStorage, type Replica } from '@syncline/client';
 import type { ReplicaId, SpaceId } from '@syncline/core/internal';
 import { portOf } from '../internals.js';
 import { cleanupStack, counter, idbStorage, isSynced, ManualClock, outboxCount, replica, startServer, sync, uniqueName, visibleState as everyRecord, waitUntil } from './harness.js';
@@ -241,7 +241,8 @@ describe('garbage collection at the stability horizon', () => {
     const server = await startServer({ now: clock.now, gc: { intervalMs: 0 } });
     cleanup.push(() => server.close());
     const a = await replica({ name: uniqueName('ret-a'), schema, now: clock.now });
-    const c = await replica({ name: uniqueName('ret-c'), schema, now: clock.now });
+    const errors: Error[] = [];
+    const c = await createReplica({ name: uniqueName('ret-c'), schema, storage: memoryStorage(), tabs: false, now: clock.now, onError: (e) => errors.push(e) });
     cleanup.push(() => a.close(), () => c.close());
     const space = a.defaultSpace as SpaceId;
     const sa = sync(a, server.url, { pingIntervalMs: 100 });
@@ -273,6 +274,7 @@ describe('garbage collection at the stability horizon', () => {
     sc.resume();
     await waitUntil(() => sc.status.state === 'stopped', 10_000, 'C’s sync to stop');
     expect(sc.status.error?.code).toBe('replica_retired');
+    expect(errors).toEqual([expect.objectContaining({ name: 'SyncError', code: 'replica_retired' })]);
     expect(await server.storage.stability(space)).toMatchObject({ hlc: expect.any(String) });
   });
 });

@@ -497,6 +497,8 @@ export class SyncEngine {
         this.#stopped = fatal;
         this.#board.set({ state: 'stopped', error: fatal, retryAt: undefined });
         this.#flushed.fail(new SyncError(fatal.code, `sync stopped: ${fatal.message}`));
+        // Not a state to wait out: the app must start a new replica (client README, "Bounded growth").
+        if (fatal.code === 'replica_retired') this.#port.report(new SyncError('replica_retired', `sync stopped: ${fatal.message}`));
         return;
       }
       if (recovery === 'shrink-frame') this.#frameCap = Math.max(MAX_CHANGE_BYTES, Math.floor(Math.min(session.limits.maxFrameBytes, this.#frameCap) / 2));
