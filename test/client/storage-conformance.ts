@@ -110,6 +110,39 @@ export function storageConformance(name: string, makeFactory: () => StorageFacto
       expect(await s.transaction('readonly', (tx) => tx.getMeta<typeof value>('obj'))).toEqual({ list: [1, 'two', { three: 3 }], map: new Map([['k', 1]]), bytes: new Uint8Array([1, 2, 3]) });
     });
 
+    it('forgetRecords: forgotten records read as never written, in scans, index scans and counts, and others stay', async () => {
+      const s = await fresh();
+      await s.transaction('readwrite', async (tx) => {
+        await tx.putRecord(record('events', 'live', S1, [[1, 'a', 'live', S1]], { v: 1 }));
+        await tx.putRecord({ ...record('events', 'gone', S1), value: undefined });
+        await tx.putRecord(record('events', 'shown', S1, [[1, 'b', 'shown', S1]], { v: 2 }));
+        await tx.putRecord({ ...record('events', 'gone', S2), value: undefined });
+      });
+      await s.transaction('readwrite', (tx) =>
+        tx.forgetRecords([
+          { collection: 'events', id: 'gone', space: S1 },
+          { collection: 'events', id: 'shown', space: S1 },
+          { collection: 'events', id: 'never', space: S1 },
+        ]),
+      );
+      await s.transaction('readonly', async (tx) => {
+        expect(await tx.getRecord('events', 'gone', S1)).toBeUndefined();
+        expect(await tx.getRecord('events', 'shown', S1)).toBeUndefined();
+        expect((await tx.getRecord('events', 'gone', S2))?.id).toBe('gone');
+        expect((await tx.scanRecords('events')).map((r) => [r.id, r.space])).toEqual([
+          ['gone', S2],
+          ['live', S1],
+        ]);
+        expect((await tx.scanIndex({ lower: [1], upper: [1, []] })).map((r) => r.id)).toEqual(['live']);
+        expect(await tx.countIndex({ lower: [1], upper: [1, []] })).toBe(1);
+        expect(await tx.countRecords('events')).toBe(2);
+        if (tx.countLive) expect(await tx.countLive('events')).toBe(1);
+      });
+      // Written again, a forgotten record is an ordinary new one.
+      await s.transaction('readwrite', (tx) => tx.putRecord(record('events', 'shown', S1, [[1, 'c', 'shown', S1]], { v: 3 })));
+      expect((await s.transaction('readonly', (tx) => tx.getRecord('events', 'shown', S1)))?.value).toEqual({ v: 3 });
+    });
+
     it('records: put/get by (collection, id, space), overwrite, rich states round-trip', async () => {
       const s = await fresh();
       const state = richState();
