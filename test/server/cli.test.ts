@@ -87,7 +87,7 @@ describe('syncline-server', () => {
     expect(both.stderr).toContain('exclude each other');
   });
 
-  it('retire: a running server refuses the retired replica's pushes and hellos from then on; ids are checked', async () => {
+  it('retire: a running server refuses the retired replica’s pushes and hellos from then on; ids are checked', async () => {
     const dir = await tempDir();
     cleanup.push(dir.remove);
     const db = join(dir.path, 'r.db');

@@ -132,7 +132,9 @@ export async function applySnapshot(
   const own = new Map<string, Change[]>();
   for (const change of outbox) {
     const key = keyOf(change.collection, change.id);
-    own.get(key)?.push(change) ?? own.set(key, [change]);
+    const list = own.get(key);
+    if (list) list.push(change);
+    else own.set(key, [change]);
   }
   const mine = (key: string, state: RecordState): RecordState => (own.get(key) ?? []).reduce(applyChange, state);
   let latest: HlcString | undefined;
