@@ -103,12 +103,13 @@ export async function restampBelow(
   const records = new Map<string, StoredRecord>();
   moved.forEach((change, i) => {
     const key = JSON.stringify([change.collection, change.id]);
+    // A record this replica forgot at the horizon (collection) starts again from nothing: the same, for a change after it.
     const record = records.get(key) ?? touched[i];
-    if (!record) return; // cannot happen: the old change wrote it
+    const base = record?.state ?? {};
     const old = below[i] as Change;
     // A merge version keeps its dot: it is renamed. Every other change is applied again on top.
-    const state = change.op === 'version' ? restampState(record.state, new Map([[old.hlc, change.hlc]])) : applyChange(record.state, change);
-    records.set(key, storedRecord(ctx.collections.get(change.collection), record, state));
+    const state = change.op === 'version' && record ? restampState(base, new Map([[old.hlc, change.hlc]])) : applyChange(base, change);
+    records.set(key, storedRecord(ctx.collections.get(change.collection), { collection: change.collection, id: change.id, space: change.space }, state));
   });
   await Promise.all([tx.replaceOutbox(moved), ...[...records.values()].map((r) => tx.putRecord(r)), tx.setMeta(META_CLOCK, clock.last)]);
   return { moved: moved.length, records: [...records.values()] };
