@@ -448,7 +448,9 @@ export class Replica<S extends Schema = Schema> {
     let keys: SnapshotKeys | undefined;
     if (chunk.replace) {
       if (chunk.index === 0) this.#snapshotKeys.set(space, new Set());
-      keys = this.#snapshotKeys.get(space) ?? new Set();
+      // A later chunk without the first (a frame received twice, after the last chunk ended the snapshot) joins:
+      // replacing needs every record of the snapshot.
+      keys = this.#snapshotKeys.get(space);
       if (position !== undefined) this.#snapshotKeys.delete(space);
     }
     const { written, forgotten } = await this.#track(this.#storage.transaction('readwrite', (tx) => applySnapshot(tx, ctx, records, space, position, keys)));
