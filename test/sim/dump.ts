@@ -5,7 +5,7 @@
  * log.
  */
 import type { Replica } from '@syncline/client';
-import { canonicalState, collectibleAt, type Change, type RecordState, type SpaceId } from '@syncline/core/internal';
+import { canonicalState, collectibleAt, materialize, type Change, type RecordState, type SpaceId } from '@syncline/core/internal';
 import { canonical, expectedState } from './oracle.js';
 import { COLLECTIONS, MERGE_COLLECTIONS } from './workload.js';
 import { storageOf } from '../internals.js';
@@ -25,7 +25,7 @@ export async function dumpReplica(r: Replica, space: string): Promise<ReplicaDum
   for (const collection of COLLECTIONS) {
     const stored = await storageOf(r).transaction('readonly', (tx) => tx.scanRecords(collection, { space: space as SpaceId }));
     // A deleted record one replica has forgotten (garbage collection) and another still holds shows the same: not
-    // compared. Nor are the put and delete stamps of a live lww record: one that was forgotten and written again
+    // compared. Nor are the put and delete stamps of a record that exists: one that was forgotten and written again
     // has none from before (what it shows is compared with the oracle below, field by field).
     for (const record of stored) if (collectibleAt(record.state) === undefined) lines.push(`${collection}/${record.id}=${canonicalState(withoutHistory(record.state))}`);
     for (const row of await r.query({ collection, space })) visible.set(`${collection}\u0000${row.id}`, { value: canonical(row.value) });
@@ -39,11 +39,19 @@ export async function dumpReplica(r: Replica, space: string): Promise<ReplicaDum
   return { states: lines.sort().join('\n'), visible, siblings };
 }
 
-/** A live lww part without its put and delete stamps (see dumpReplica). */
+/**
+ * A record that exists, without the put and delete stamps of its lww part (see
+ * dumpReplica); an lww part left with nothing (a delete, then crdt edits) goes.
+ */
 function withoutHistory(state: RecordState): RecordState {
   const { lww } = state;
-  if (!lww || (lww.deleted !== undefined && !(lww.touched !== undefined && lww.touched > lww.deleted))) return state;
-  return { ...state, lww: { ...lww, cleared: undefined, deleted: undefined } };
+  if (!lww || !materialize(state).exists) return state;
+  const rest = { ...lww, cleared: undefined, deleted: undefined };
+  if (rest.touched === undefined && rest.fields.size === 0 && rest.stamped === undefined) {
+    const { lww: _, ...others } = state;
+    return others;
+  }
+  return { ...state, lww: rest };
 }
 
 /**
