@@ -446,7 +446,7 @@ export class SyncEngine {
       if (session.helloAt === 0) return;
       session.pacer.spend();
       this.#send(session, { type: 'ping', id: pingId++ });
-      // With each ping, the floors that moved: what lets the stability horizon pass a replica that stays connected without writing.
+      // With each ping (when the pace allows), the floors that moved: what lets the stability horizon pass a replica that stays connected without writing.
       if (session.ready) this.#enqueue(session, () => this.#sendFloors(session, [...session.writable]));
     }, this.#options.pingIntervalMs ?? 20_000);
     const closed = () => {
@@ -624,8 +624,7 @@ export class SyncEngine {
       case 'horizon':
         if (!this.#syncing.has(message.space)) return;
         session.horizons.set(message.space, message.hlc);
-        await this.#port.horizon(message.space, message.hlc, message.upTo);
-        return this.#sendFloors(session, [message.space]);
+        return this.#port.horizon(message.space, message.hlc, message.upTo);
       case 'error':
         return this.#refused(session, message);
       case 'ping':
@@ -674,8 +673,11 @@ export class SyncEngine {
       session.floors.set(space, floor);
       floors.push({ space, hlc: floor });
     }
-    if (floors.length === 0) return;
-    session.pacer.spend();
+    // A floor may wait for the next ping: it never takes a token a push could use, nor goes over the pace.
+    if (floors.length === 0 || session.pacer.take() > 0) {
+      for (const { space } of floors) session.floors.delete(space);
+      return;
+    }
     this.#send(session, { type: 'floor', floors });
   }
 
