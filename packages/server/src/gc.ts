@@ -4,8 +4,8 @@
  *
  * One pass: retire the writers not seen for `retireAfterMs` (none that is
  * connected), then per space raise the horizon to where every writer that is
- * not retired has passed (never past the server's clock), tell the connected
- * replicas, and forget the deleted records at or below it. A replica says
+ * not retired has passed (never past the server's clock), forget the deleted
+ * records at or below it, and, when it forgot any, tell the connected replicas. A replica says
  * hello before it pushes, and its floor then holds the horizon, so the cap
  * only matters for a space whose writers are all retired: a new replica's
  * writes made offline before that moment are re-stamped (client README).
@@ -125,8 +125,11 @@ export class Gc {
       if (after.hlc === undefined) continue;
       horizons.set(space, after.hlc);
       if (oldest === undefined || after.hlc < oldest) oldest = after.hlc;
-      if (after.hlc !== before.hlc) this.#ctx.announce(space, after);
-      collected += await storage.collect(space);
+      const n = await storage.collect(space);
+      collected += n;
+      // Replicas forget what the server forgot: nothing to tell them when it forgot nothing (they hear the
+      // horizon after every catch-up too, and with a below_horizon refusal).
+      if (n > 0 && after.hlc !== before.hlc) this.#ctx.announce(space, after);
     }
     this.#ctx.metrics.gcCollected.inc(collected);
     if (oldest !== undefined) this.#ctx.metrics.gcHorizonLag.set(Math.max(0, (now() - hlcWall(oldest)) / 1000));
