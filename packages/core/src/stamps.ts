@@ -13,7 +13,7 @@
 import type { CrdtField } from './crdt.js';
 import { maxHlc, type HlcString } from './hlc.js';
 import type { LwwField, LwwState } from './lww.js';
-import { compareVersions, type MergeState } from './merge.js';
+import { compareVersions, type MergeState, type Version } from './merge.js';
 import type { RecordState } from './record-state.js';
 
 /** The latest timestamp a state holds, or undefined for an empty state. */
@@ -80,8 +80,10 @@ export function restampState(state: RecordState, renames: ReadonlyMap<HlcString,
     const merge = state.merge;
     const siblings = merge.siblings.map((v) => (renames.has(v.hlc) ? { ...v, hlc: rename(v.hlc) } : v));
     const same = siblings.every((v, i) => v === merge.siblings[i]);
-    // Siblings are kept in HLC order; a renaming that is not order-preserving (horizon.ts) reorders them.
-    if (!same) siblings.sort(compareVersions);
+    // Siblings are kept in HLC order; a renaming that is not order-preserving (horizon.ts) reorders them
+    // (a state whose siblings were out of order to begin with is left as it was).
+    const ordered = merge.siblings.every((v, i) => i === 0 || compareVersions(merge.siblings[i - 1] as Version, v) <= 0);
+    if (!same && ordered) siblings.sort(compareVersions);
     out.merge = same ? merge : { seen: merge.seen, siblings };
     changed ||= !same;
   }
