@@ -109,7 +109,7 @@ export function makeConfig(rng: Rng): Config {
     announced: !small || rng.chance(0.6),
     batchSize: rng.chance(0.5) ? undefined : rng.between(2, 40),
     largeValues: rng.chance(0.4),
-    gcIntervalMs: rng.between(5_000, 60_000),
+    gcIntervalMs: rng.between(15_000, 90_000),
   };
 }
 
