@@ -38,6 +38,10 @@ export default defineConfig({
     // Generous: property tests run 1,000 cases each and CI machines are shared. Every wait inside tests is bounded on its own.
     testTimeout: 120_000,
     hookTimeout: 30_000,
+    // Two test files at a time (vitest's default is one fewer than the processors: one on the 2-core CI machine, where
+    // the two simulation files alone then took 7 minutes one after the other). Every wait inside a test is bounded
+    // by time it measures itself, not by how fast the machine is.
+    maxWorkers: 2,
     projects: [
       { extends: true, test: { name: 'syncline', include: ['test/**/*.test.ts', 'test/**/*.test.tsx'], exclude: [...configDefaults.exclude, 'test/react18/**'] } },
       { extends: true, resolve: { alias: react18Aliases() }, test: { name: 'react18', include: ['test/react18/**/*.test.tsx'] } },

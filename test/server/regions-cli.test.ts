@@ -8,6 +8,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { SpaceId } from '@syncline/core/internal';
 import { sqliteStorage } from '@syncline/server';
@@ -106,6 +107,8 @@ describe('two regions as syncline-server processes', () => {
 
     const states = await Promise.all(clients.map((c) => visibleState(c.r as never, ['events'], SPACE)));
     for (const state of states) expect(state).toEqual(states[0]);
+    // The clients of B wrote to A while B was down: B holds those once its link to A has read them.
+    await waitUntil(() => ['a', 'b'].every((name) => logLength(join(dir.path, `${name}.db`)) >= 180), 30_000, 'both regions to hold the 180 changes');
 
     // Each region's log holds each change exactly once (read from the files after a clean stop).
     a.process.kill('SIGTERM');
@@ -124,6 +127,16 @@ describe('two regions as syncline-server processes', () => {
     }
   }, 120_000);
 });
+
+/** Entries of SPACE in a running region's SQLite log (a read-only connection beside the server's). */
+function logLength(path: string): number {
+  const db = new Database(path, { readonly: true, fileMustExist: true });
+  try {
+    return (db.prepare('SELECT count(*) AS n FROM log WHERE space = ?').get(SPACE) as { n: number }).n;
+  } finally {
+    db.close();
+  }
+}
 
 describePg('three regions: two on SQLite, one as two instances on PostgreSQL', () => {
   it('30 replicas spread over them converge through a cut link and a SIGKILL (its clients failing over), each change once per region', async () => {
@@ -184,9 +197,15 @@ describePg('three regions: two on SQLite, one as two instances on PostgreSQL', (
     const states = await Promise.all(clients.map((c) => visibleState(c.r as never, ['events'], SPACE)));
     for (const state of states) expect(state).toEqual(states[0]);
 
-    // Each region's log: every change exactly once.
-    servers.forEach(kill);
+    // Each region's log: every change exactly once, once its links have read what the others hold.
     const { postgresStorage } = await import('@syncline/server');
+    const c = postgresStorage({ connectionString: PG_URL, schema: pgSchema, onError: () => undefined });
+    try {
+      await waitUntil(async () => logLength(join(dir.path, 'a.db')) >= 510 && logLength(join(dir.path, 'b.db')) >= 510 && (await c.head(SPACE)) >= 510, 30_000, 'every region to hold the 510 changes');
+    } finally {
+      await c.close();
+    }
+    servers.forEach(kill);
     const stores = [sqliteStorage({ path: join(dir.path, 'a.db') }), sqliteStorage({ path: join(dir.path, 'b.db') }), postgresStorage({ connectionString: PG_URL, schema: pgSchema, onError: () => undefined })];
     for (const [i, storage] of stores.entries()) {
       try {
