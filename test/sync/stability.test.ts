@@ -11,6 +11,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { createReplica, memoryStorage, type Replica } from '@syncline/client';
 import type { ReplicaId, SpaceId } from '@syncline/core/internal';
+import type { SyncServer } from '@syncline/server';
 import { portOf } from '../internals.js';
 import { cleanupStack, counter, idbStorage, isSynced, ManualClock, outboxCount, replica, startServer, sync, uniqueName, visibleState as everyRecord, waitUntil } from './harness.js';
 
@@ -28,6 +29,18 @@ function sharedClock(): ManualClock {
 /** The records that exist, with their values and states: what collection must leave as it was. */
 async function visibleState(r: Replica, collections: readonly string[]): Promise<string[]> {
   return (await everyRecord(r, collections)).filter((row) => (JSON.parse(row) as unknown[])[3] !== null);
+}
+
+/** Runs gc passes (what the server's timer does) until the server holds no tombstone. */
+async function collectUntilNoTombstones(server: SyncServer, what: string): Promise<void> {
+  await waitUntil(
+    async () => {
+      await server.collect();
+      return (await server.storage.stats()).tombstones === 0;
+    },
+    10_000,
+    what,
+  );
 }
 
 async function tombstones(r: Replica): Promise<number> {
@@ -64,14 +77,7 @@ describe('garbage collection at the stability horizon', () => {
 
     // Time passes; the replicas' floors follow it with their pings, and a pass moves the horizon past every delete.
     clock.value += 5 * MINUTE;
-    await waitUntil(
-      async () => {
-        await server.collect();
-        return (await server.storage.stats()).tombstones === 0;
-      },
-      10_000,
-      'the server to forget the deleted records',
-    );
+    await collectUntilNoTombstones(server, 'the server to forget the deleted records');
     const horizon = (await server.storage.stability(space)).hlc;
     expect(horizon).toBeDefined();
     await waitUntil(async () => (await tombstones(a)) === 0 && (await tombstones(b)) === 0, 10_000, 'the replicas to forget them too');
@@ -165,14 +171,7 @@ describe('garbage collection at the stability horizon', () => {
     await a.delete('events', 'gone');
     await waitUntil(async () => isSynced(sa) && (await server.storage.stats()).tombstones === 1, 10_000, 'A’s delete to be stored');
     clock.value += 5 * MINUTE;
-    await waitUntil(
-      async () => {
-        await server.collect();
-        return (await server.storage.stats()).tombstones === 0;
-      },
-      10_000,
-      'the horizon to pass A’s delete',
-    );
+    await collectUntilNoTombstones(server, 'the horizon to pass A’s delete');
     const horizon = (await server.storage.stability(space)).hlc as string;
     expect((await pendingStamps(d)).every((hlc) => hlc <= horizon)).toBe(true);
 
@@ -216,14 +215,7 @@ describe('garbage collection at the stability horizon', () => {
     await r.patch('events', 'y', { by: 'r, offline' });
     sa.resume();
     await waitUntil(async () => isSynced(sa) && (await server.storage.stats()).tombstones === 1, 10_000, 'x’s delete to be stored');
-    await waitUntil(
-      async () => {
-        await server.collect();
-        return (await server.storage.stats()).tombstones === 0;
-      },
-      10_000,
-      'the server to forget x',
-    );
+    await collectUntilNoTombstones(server, 'the server to forget x');
     await server.compact(0);
     expect(await r.get('events', 'x')).toBeDefined();
 
@@ -263,14 +255,7 @@ describe('garbage collection at the stability horizon', () => {
     expect(await server.retire(c.id as ReplicaId)).toEqual([c.id]);
     expect(await server.retire(c.id as ReplicaId)).toEqual([]);
     expect(await counter(server.metrics.replicasRetired, { reason: 'operator' })).toBe(1);
-    await waitUntil(
-      async () => {
-        await server.collect();
-        return (await server.storage.stats()).tombstones === 0;
-      },
-      10_000,
-      'the horizon to pass C once retired',
-    );
+    await collectUntilNoTombstones(server, 'the horizon to pass C once retired');
     sc.resume();
     await waitUntil(() => sc.status.state === 'stopped', 10_000, 'C’s sync to stop');
     expect(sc.status.error?.code).toBe('replica_retired');
