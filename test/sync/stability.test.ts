@@ -10,8 +10,8 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { createReplica, memoryStorage, type Replica } from '@syncline/client';
-import type { ReplicaId, SpaceId } from '@syncline/core/internal';
-import type { SyncServer } from '@syncline/server';
+import type { HlcString, ReplicaId, SpaceId } from '@syncline/core/internal';
+import { sqliteStorage, type ServerStorage, type SyncServer } from '@syncline/server';
 import { portOf } from '../internals.js';
 import { cleanupStack, counter, idbStorage, isSynced, ManualClock, outboxCount, replica, startServer, sync, uniqueName, visibleState as everyRecord, waitUntil } from './harness.js';
 
@@ -261,6 +261,41 @@ describe('garbage collection at the stability horizon', () => {
     expect(sc.status.error?.code).toBe('replica_retired');
     expect(errors).toEqual([expect.objectContaining({ name: 'SyncError', code: 'replica_retired' })]);
     expect(await server.storage.stability(space)).toMatchObject({ hlc: expect.any(String) });
+  });
+
+  it('collect() called while a pass is under way runs another after it, which covers every write stored before the call', async () => {
+    // The storage's first horizon computation waits until the test lets it go: a pass under way.
+    const storage = sqliteStorage({ path: ':memory:' });
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    let calls = 0;
+    const gated: ServerStorage = Object.assign(Object.create(storage) as ServerStorage, {
+      advanceHorizon: async (space: SpaceId, cap: HlcString) => {
+        if (calls++ === 0) await gate;
+        return storage.advanceHorizon(space, cap);
+      },
+    });
+    const server = await startServer({ storage: gated, gc: { intervalMs: 0 } });
+    cleanup.push(() => server.close());
+    const a = await replica({ name: uniqueName('gc-overlap'), schema });
+    cleanup.push(() => a.close());
+    const sa = sync(a, server.url);
+    cleanup.push(() => sa.close());
+    await a.put('events', 'kept', { n: 0 });
+    await sa.flushed();
+
+    const first = server.collect(); // reads the horizon before the delete below is stored
+    await waitUntil(() => calls === 1, 5_000, 'the first pass to reach the horizon');
+    await a.put('events', 'gone', { n: 1 });
+    await a.delete('events', 'gone');
+    await sa.flushed();
+    const second = server.collect();
+    expect(server.collect()).toBe(second); // calls made during one pass share the pass after it
+    release();
+    expect((await first).collected).toBe(0);
+    expect((await second).collected).toBe(1);
+    expect((await server.storage.stats()).tombstones).toBe(0);
+    expect(calls).toBe(2);
   });
 });
 

@@ -73,21 +73,37 @@ export class Gc {
   readonly #ctx: GcContext;
   readonly #timer: NodeJS.Timeout | undefined;
   #running: Promise<GcResult> | undefined;
+  /** The pass that follows the running one, shared by every run() made while it runs. */
+  #next: Promise<GcResult> | undefined;
 
   constructor(ctx: GcContext) {
     this.#ctx = ctx;
     const interval = ctx.options?.intervalMs ?? DEFAULT_GC_INTERVAL_MS;
     if (interval > 0) {
       this.#timer = setInterval(() => {
+        if (this.#running) return; // the timer's pass is due, and one is under way
         this.run().catch((error: unknown) => ctx.logger.error({ err: error }, 'garbage collection failed'));
       }, interval);
       this.#timer.unref();
     }
   }
 
-  /** One pass now (a pass already running is awaited instead of overlapped). */
+  /**
+   * One pass that starts now or, when one is running, right after it: a pass
+   * that began before this call read the horizon before the caller's latest
+   * writes, so its result would not cover them. Passes never overlap.
+   */
   run(): Promise<GcResult> {
-    this.#running ??= this.#pass().finally(() => (this.#running = undefined));
+    if (this.#running) {
+      this.#next ??= this.#running
+        .then(noop, noop)
+        .then(() => {
+          this.#next = undefined;
+          return this.run();
+        });
+      return this.#next;
+    }
+    this.#running = this.#pass().finally(() => (this.#running = undefined));
     return this.#running;
   }
 
@@ -137,3 +153,5 @@ export class Gc {
     return { retired, collected, horizons };
   }
 }
+
+function noop(): void {}
