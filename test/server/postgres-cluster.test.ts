@@ -121,14 +121,16 @@ describePg('several server instances on one PostgreSQL', () => {
         }
       }),
     );
+    let differ: string[] = [];
     await waitUntil(
       async () => {
         if (!engines.every(isSynced)) return false;
         const states = await Promise.all(replicas.map((r) => visibleState(r, ['events'])));
+        differ = states.map((s, i) => `replica ${i}: ${s.filter((row) => !states[0]?.includes(row)).length} rows unlike replica 0's`);
         return states.every((s) => JSON.stringify(s) === JSON.stringify(states[0]));
       },
       15_000,
-      'the four replicas to converge',
+      () => `the four replicas to converge (${engines.map((e) => e.status.state).join(', ')}; ${differ.join(', ')})`,
     );
     expect(await countOf(replicas[0] as (typeof replicas)[number], 'events')).toBe(12);
     expect(await a.storage.head(replicas[0]?.defaultSpace as SpaceId)).toBe(4 * 10 * 3);

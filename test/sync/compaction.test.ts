@@ -7,6 +7,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Row, SyncStatus } from '@syncline/client';
 import type { SpaceId } from '@syncline/core/internal';
+import { sqliteStorage, type ServerStorage } from '@syncline/server';
 import { cleanupStack, counter, countOf, isSynced, ManualClock, outboxCount, recordingSocket, replica, startServer, sync, uniqueName, visibleState, waitUntil } from './harness.js';
 import { portOf } from '../internals.js';
 
@@ -124,6 +125,50 @@ describe('compaction', () => {
       expect((await r.get('events', 'e499'))?.value).toEqual({ title: 'event 499', n: 499 });
     }
     expect(await server.storage.head(space)).toBe(541);
+  });
+});
+
+describe('a push acknowledged while a snapshot is on its way', () => {
+  it('stays in the replica: the ack waits for the snapshot’s last chunk, which the replica applies with the change still unacknowledged', async () => {
+    // The server reads the snapshot's first page, then holds it until the new replica's push is stored (and
+    // its ack would have gone): a snapshot whose records were read before that push.
+    const storage = sqliteStorage({ path: ':memory:' });
+    let stored: () => void = () => undefined;
+    const pushStored = new Promise<'stored'>((resolve) => (stored = () => resolve('stored')));
+    let pages = 0;
+    let heldFor: 'stored' | 'timeout' | undefined;
+    const gated: ServerStorage = Object.assign(Object.create(storage) as ServerStorage, {
+      snapshotPage: async (...args: Parameters<ServerStorage['snapshotPage']>) => {
+        const page = await storage.snapshotPage(...args);
+        if (pages++ === 0) heldFor = await Promise.race([pushStored, new Promise<'timeout'>((resolve) => setTimeout(() => resolve('timeout'), 3_000))]);
+        return page;
+      },
+      append: async (...args: Parameters<ServerStorage['append']>) => {
+        const result = await storage.append(...args);
+        if (pages > 0) setTimeout(stored, 50); // after the session has answered the push
+        return result;
+      },
+    });
+    const server = await startServer({ storage: gated });
+    cleanup.push(() => server.close());
+    const w = await replica({ name: uniqueName('held-ack-writer'), schema });
+    const n = await replica({ name: uniqueName('held-ack-new'), schema });
+    cleanup.push(() => w.close(), () => n.close());
+    const sw = sync(w, server.url);
+    cleanup.push(() => sw.close());
+    await w.put('events', 'theirs', { by: 'w' });
+    await sw.flushed();
+
+    await n.put('events', 'mine', { by: 'n' }); // offline: pushed as N connects, while its snapshot is read
+    const sn = sync(n, server.url);
+    cleanup.push(() => sn.close());
+    await waitUntil(() => isSynced(sn), 10_000, 'N to sync');
+    expect(heldFor).toBe('stored'); // the case under test happened
+    expect(await outboxCount(n)).toBe(0);
+    expect((await n.get('events', 'mine'))?.value).toEqual({ by: 'n' });
+    expect((await n.get('events', 'theirs'))?.value).toEqual({ by: 'w' });
+    await waitUntil(async () => (await w.get('events', 'mine')) !== undefined, 10_000, 'N’s write to reach W');
+    expect(await visibleState(n, ['events'])).toEqual(await visibleState(w, ['events']));
   });
 });
 

@@ -102,6 +102,10 @@ interface Subscription {
   catchingUp: boolean;
   /** A catch-up was asked for since the last one started. */
   dirty: boolean;
+  /** A snapshot of the space is on its way: acks wait for its last chunk (#ack). */
+  snapshotting?: boolean;
+  /** The ack held back while it is. */
+  heldAck?: number;
 }
 
 /** The rate limiter's bucket, in seconds of messagesPerSecond (see #takeToken). */
@@ -443,7 +447,7 @@ export class Session implements Follower {
         // First what is held already (an ack the client may have missed: those changes keep their stamps),
         // then the horizon, so that the client re-stamps past it only what the server does not hold.
         const held = (await this.ctx.storage.replicaProgress(space, [this.replica])).get(this.replica) ?? 0;
-        if (held > 0) this.#send({ type: 'ack', space, upTo: held });
+        if (held > 0) this.#ack(space, held);
         this.announceHorizon(space, await this.ctx.storage.stability(space));
         return this.fail('below_horizon', error.message, false, space);
       }
@@ -454,7 +458,7 @@ export class Session implements Follower {
     }
     this.ctx.metrics.changesStored.inc(result.stored.length);
     if (result.upTo === 0) return;
-    if (this.#regions <= 1) return this.#send({ type: 'ack', space, upTo: result.upTo });
+    if (this.#regions <= 1) return this.#ack(space, result.upTo);
     // Stored here: the push is answered now, and `stable` follows once enough regions hold it. Changes
     // held already (a push again after a reconnect) may not be stable yet: wait for the whole log so far.
     const upTo = result.upTo;
@@ -468,6 +472,19 @@ export class Session implements Follower {
       if (this.#state === 'ready') this.#send({ type: 'ack', space, upTo, stable });
     });
     this.#waits.add(cancel);
+  }
+
+  /**
+   * Acks a push. While a snapshot of the space is being sent, the ack waits
+   * until its last chunk has gone: a client applies each chunk as the server's
+   * state plus its own unacknowledged changes, and a change stored after the
+   * chunk's records were read is in neither once its ack has arrived (nor does
+   * the log bring it back: a replica's own changes are not sent to it).
+   */
+  #ack(space: SpaceId, upTo: number): void {
+    const sub = this.#subs.get(space);
+    if (sub?.snapshotting) sub.heldAck = Math.max(sub.heldAck ?? 0, upTo);
+    else this.#send({ type: 'ack', space, upTo });
   }
 
   /**
@@ -543,6 +560,19 @@ export class Session implements Follower {
    * to drain after every chunk.
    */
   async #sendSnapshot(space: SpaceId, sub: Subscription): Promise<void> {
+    // Before the head is read: an ack sent earlier is for a change at or below it, which every chunk holds.
+    sub.snapshotting = true;
+    try {
+      await this.#sendSnapshotChunks(space, sub);
+    } finally {
+      sub.snapshotting = false;
+      const held = sub.heldAck;
+      sub.heldAck = undefined;
+      if (held !== undefined && this.#state === 'ready') this.#send({ type: 'ack', space, upTo: held });
+    }
+  }
+
+  async #sendSnapshotChunks(space: SpaceId, sub: Subscription): Promise<void> {
     const { storage, limits } = this.ctx;
     const budget = this.#budget;
     const position = await storage.head(space);
