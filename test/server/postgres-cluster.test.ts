@@ -8,7 +8,7 @@
 import { join } from 'node:path';
 import { afterEach, beforeAll, expect, it } from 'vitest';
 import type { ReplicaId, SpaceId } from '@syncline/core/internal';
-import { postgresStorage, type SyncServer } from '@syncline/server';
+import { postgresStorage, type ServerStorage, type SyncServer } from '@syncline/server';
 import {
   cleanupStack,
   countOf,
@@ -103,6 +103,55 @@ describePg('several server instances on one PostgreSQL', () => {
     wa1.client.send({ type: 'push', space, changes: [putChange(wa1.id, space, perWriter + 1, { last: true })] });
     await watcher.next('changes', (m) => m.upTo === total + 3, 0, 5_000);
     expect(received().at(-1)).toMatchObject({ replica: wa1.id, seq: perWriter + 1 });
+  });
+
+  it('a commit of the other instance notified while a catch-up ends (announcing the horizon) still reaches the client', async () => {
+    const name = schemaForTest();
+    const a = await instance(name);
+    // B's storage: what its watch reported, and one stability read held until the test lets it go.
+    const storage = postgresStorage({ connectionString: PG_URL, schema: name, maxConnections: 5, onError: () => undefined });
+    let notified = 0;
+    let hold: Promise<void> | undefined;
+    let holding = false;
+    const gated: ServerStorage = Object.assign(Object.create(storage) as ServerStorage, {
+      watch: (listener: (space: SpaceId, head: number) => void) =>
+        storage.watch?.((space, head) => {
+          notified = Math.max(notified, head);
+          listener(space, head);
+        }),
+      stability: async (space: SpaceId) => {
+        if (hold) {
+          holding = true;
+          const wait = hold;
+          hold = undefined;
+          await wait;
+        }
+        return storage.stability(space);
+      },
+    });
+    const b = await startServer({ storage: gated });
+    cleanup.push(() => b.close());
+    const w = await replica({ schema, name: uniqueName('cluster-w') });
+    const r = await replica({ schema, name: uniqueName('cluster-r') });
+    cleanup.push(() => w.close(), () => r.close());
+    const sw = sync(w, a.url);
+    const sr = sync(r, b.url);
+    cleanup.push(() => sw.close(), () => sr.close());
+    await w.put('events', 'first', { n: 1 });
+    await waitUntil(async () => isSynced(sr) && (await r.get('events', 'first')) !== undefined, 10_000, 'R to hold the first event');
+
+    // The next catch-up of R's session (for W's second event) ends by reading the horizon: held there.
+    let release: () => void = () => undefined;
+    hold = new Promise((resolve) => (release = resolve));
+    await w.put('events', 'second', { n: 2 });
+    await waitUntil(() => holding, 10_000, 'R’s catch-up to end at the horizon');
+    await w.put('events', 'third', { n: 3 });
+    await sw.flushed();
+    const head = await a.storage.head(w.defaultSpace as SpaceId);
+    await waitUntil(() => notified >= head, 10_000, 'B to hear of the third event while the catch-up is held');
+    release();
+    await waitUntil(async () => (await r.get('events', 'third')) !== undefined, 5_000, 'the third event to reach R');
+    expect(await visibleState(r, ['events'])).toEqual(await visibleState(w, ['events']));
   });
 
   it('converges replicas connected to different instances', async () => {

@@ -549,6 +549,9 @@ export class Session implements Follower {
     } finally {
       sub.catchingUp = false;
     }
+    // A resync asked for after the loop above ended (while `synced` and the horizon went out) only marked
+    // the subscription dirty: nobody else reads what it was for.
+    if (sub.dirty && this.#state === 'ready' && !this.#paused() && this.#subs.get(space) === sub) void this.#catchUp(space);
   }
 
   /**
