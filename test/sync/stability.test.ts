@@ -9,7 +9,7 @@
  * replica stops holding the horizon and is refused with `replica_retired`.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { createReplica, memoryStorage, type Replica } from '@syncline/client';
+import { createReplica, type Replica } from '@syncline/client';
 import type { HlcString, ReplicaId, SpaceId } from '@syncline/core/internal';
 import { sqliteStorage, type ServerStorage, type SyncServer } from '@syncline/server';
 import { portOf } from '../internals.js';
@@ -228,38 +228,64 @@ describe('garbage collection at the stability horizon', () => {
     expect(await visibleState(r, ['events'])).toEqual(await visibleState(a, ['events']));
   });
 
-  it('a retired replica stops holding the horizon, is closed with replica_retired, and sync stops with the code in status', async () => {
+  it('a device offline past the horizon holds it until retired, then rejoins under a new id: its unsynced writes are written again, and nothing deleted comes back', async () => {
     const clock = sharedClock();
     const server = await startServer({ now: clock.now, gc: { intervalMs: 0 } });
     cleanup.push(() => server.close());
     const a = await replica({ name: uniqueName('ret-a'), schema, now: clock.now });
     const errors: Error[] = [];
-    const c = await createReplica({ name: uniqueName('ret-c'), schema, storage: memoryStorage(), tabs: false, now: clock.now, onError: (e) => errors.push(e) });
+    const c = await createReplica({ name: uniqueName('ret-c'), schema, storage: idbStorage(), tabs: false, now: clock.now, onError: (e) => errors.push(e) });
     cleanup.push(() => a.close(), () => c.close());
     const space = a.defaultSpace as SpaceId;
     const sa = sync(a, server.url, { pingIntervalMs: 100 });
     const sc = sync(c, server.url, { pingIntervalMs: 100 });
     cleanup.push(() => sa.close(), () => sc.close());
     await c.put('events', 'c1', { n: 1 });
-    await waitUntil(() => isSynced(sc) && isSynced(sa), 10_000, 'both synced');
-    sc.pause();
-    await c.patch('events', 'c1', { n: 2 });
-    clock.value += 10;
     await a.put('events', 'x', { n: 1 });
+    await waitUntil(async () => isSynced(sc) && isSynced(sa) && (await c.get('events', 'x')) !== undefined, 10_000, 'both synced');
+
+    // C goes offline and writes: an edit, a new record, and an edit of x, which A deletes meanwhile.
+    sc.pause();
+    const oldId = c.id;
+    clock.value += 10;
+    await c.patch('events', 'c1', { n: 2 });
+    await c.put('events', 'c2', { n: 1 });
+    await c.patch('events', 'x', { by: 'c' });
+    clock.value += 10;
     await a.delete('events', 'x');
+    await a.put('events', 'a1', { n: 1 });
     clock.value += 5 * MINUTE;
     await waitUntil(() => isSynced(sa), 10_000, 'A synced');
+    // C holds the horizon: x's tombstone stays, however often the server collects.
+    await server.collect();
     await server.collect();
     expect((await server.storage.stats()).tombstones).toBe(1);
 
-    expect(await server.retire(c.id as ReplicaId)).toEqual([c.id]);
-    expect(await server.retire(c.id as ReplicaId)).toEqual([]);
+    expect(await server.retire(oldId as ReplicaId)).toEqual([oldId]);
+    expect(await server.retire(oldId as ReplicaId)).toEqual([]);
     expect(await counter(server.metrics.replicasRetired, { reason: 'operator' })).toBe(1);
     await collectUntilNoTombstones(server, 'the horizon to pass C once retired');
+
+    // C comes back: refused as retired, it goes on under a new id and writes its two edits again.
     sc.resume();
-    await waitUntil(() => sc.status.state === 'stopped', 10_000, 'C’s sync to stop');
-    expect(sc.status.error?.code).toBe('replica_retired');
-    expect(errors).toEqual([expect.objectContaining({ name: 'SyncError', code: 'replica_retired' })]);
+    await waitUntil(() => (sc.status.rejoined?.reapplied ?? 0) > 0 && isSynced(sc), 10_000, 'C to rejoin and sync');
+    expect(c.id).not.toBe(oldId);
+    expect(sc.status.rejoined).toMatchObject({ previousId: oldId, id: c.id, aside: 3, reapplied: 2, dropped: ['events/x'] });
+    await sc.flushed({ timeoutMs: 10_000 });
+    expect((await c.get('events', 'c1'))?.value).toEqual({ n: 2 });
+    expect((await c.get('events', 'c2'))?.value).toEqual({ n: 1 });
+    expect(await c.get('events', 'x')).toBeUndefined(); // deleted, and the edit made offline does not bring it back
+    expect((await c.get('events', 'a1'))?.value).toEqual({ n: 1 });
+    await waitUntil(async () => (await a.get('events', 'c2')) !== undefined && (await a.get('events', 'c1'))?.value['n'] === 2, 10_000, 'C’s writes to reach A');
+    expect(await a.get('events', 'x')).toBeUndefined();
+    expect(await visibleState(c, ['events'])).toEqual(await visibleState(a, ['events']));
+    // The app heard of both: the rejoin, and the edit that was not written again.
+    expect(errors).toEqual([
+      expect.objectContaining({ name: 'SyncError', code: 'replica_retired', message: expect.stringContaining(String(c.id)) }),
+      expect.objectContaining({ name: 'SyncError', code: 'replica_retired', message: expect.stringContaining('events/x') }),
+    ]);
+    // The new id is an ordinary writer: it holds the horizon from now on, and the old one holds nothing.
+    expect(await server.storage.isRetired(c.id as ReplicaId)).toBe(false);
     expect(await server.storage.stability(space)).toMatchObject({ hlc: expect.any(String) });
   });
 

@@ -29,7 +29,7 @@ export interface ClockInit {
 }
 
 export class ReplicaClock {
-  readonly hlc: Hlc;
+  #hlc: Hlc;
   readonly #device: () => number;
   /** server - device, ms (0 until known). */
   #offset: number;
@@ -41,7 +41,18 @@ export class ReplicaClock {
     this.#offset = init.offset ?? 0;
     this.#accepted = init.accepted;
     this.#unsynced = init.unsynced ?? false;
-    this.hlc = new Hlc({ replica: init.replica, now: () => this.physical(), ...(init.last ? { last: init.last } : {}) });
+    this.#hlc = new Hlc({ replica: init.replica, now: () => this.physical(), ...(init.last ? { last: init.last } : {}) });
+  }
+
+  /** The hybrid logical clock that stamps this replica's writes. */
+  get hlc(): Hlc {
+    return this.#hlc;
+  }
+
+  /** Stamps as `replica` from now on (a replica that rejoins under a new id), never below what it has issued. */
+  rename(replica: ReplicaId): void {
+    if (replica === this.#hlc.replica) return;
+    this.#hlc = new Hlc({ replica, now: () => this.physical(), last: this.last });
   }
 
   /** The server's time as this replica estimates it, ms. */

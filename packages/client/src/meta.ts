@@ -15,6 +15,12 @@ export const META_CLOCK_UNSYNCED = 'clockUnsynced';
 export const META_CLOCK_ACCEPTED = 'clockAccepted';
 /** Per space: the seq of the latest change written (a number). */
 export const seqKey = (space: string): string => `seq\u0000${space}`;
+/**
+ * Per space: the changes a retired replica had not synced when it rejoined
+ * under a new id (Change[] of the old id), applied again as new writes once the
+ * space has caught up (replica.ts, #reapply).
+ */
+export const asideKey = (space: string): string => `aside\u0000${space}`;
 /** Per space: where the replica is in the space's log (a LogCursor; a number, its `upTo`, before protocol 5). */
 export const positionKey = (space: string): string => `pos\u0000${space}`;
 

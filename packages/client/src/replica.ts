@@ -31,7 +31,7 @@ import { CommitQueue } from './commit-queue.js';
 import { CrdtDocs, type CrdtTarget } from './crdt-docs.js';
 import { ReplicaError } from './errors.js';
 import { LiveQueries, type QueryCallback } from './live-query.js';
-import { META_CLOCK, META_CLOCK_ACCEPTED, META_CLOCK_OFFSET, META_CLOCK_UNSYNCED, META_REPLICA, positionKey, readCursor, seqKey } from './meta.js';
+import { asideKey, META_CLOCK, META_CLOCK_ACCEPTED, META_CLOCK_OFFSET, META_CLOCK_UNSYNCED, META_REPLICA, positionKey, readCursor, seqKey } from './meta.js';
 import { collectionOf, countQuery, runQuery, toRow, type Query, type Row } from './query.js';
 import type { CollectionName, CrdtFieldName, MergeCollectionName, PatchValue, ReadValue, Sibling, WriteValue } from './typed.js';
 import { RecordCache } from './record-cache.js';
@@ -42,12 +42,12 @@ import { checkSchema, type CollectionDef, type Schema } from './schema.js';
 import { openCollections } from './schema-migration.js';
 import { indexedDbStorage } from './storage/indexeddb-storage.js';
 import type { Storage, StorageFactory, StorageTx } from './storage/types.js';
-import type { CommitEvent, ReplicaPort, SnapshotChunk } from './sync/port.js';
+import type { CommitEvent, Reapplied, Rejoined, ReplicaPort, SnapshotChunk } from './sync/port.js';
 import { checkSyncOptions, SyncEngine, type EngineSettings, type SyncOptions } from './sync/sync-engine.js';
 import { outboxEntries } from './storage/outbox.js';
 import { defaultTabs, isSpacesMessage, isTabMessage, type ChannelLike, type LocksLike, type SpaceChange, type SpacesMessage, type TabMessage, type TabsOptions } from './tabs.js';
 import { checkPatch, checkValue, validateWrites, type Patch } from './validate.js';
-import { applyToStored, buildChange, type WriteOp } from './write.js';
+import { applyToStored, buildChange, writeOpOf, type WriteOp } from './write.js';
 
 export type { CommitEvent };
 
@@ -149,8 +149,7 @@ export interface ReplicaStats {
  * collection, index and crdt field names, and record values (typed.ts).
  */
 export class Replica<S extends Schema = Schema> {
-  /** This replica's id: random, made once per database and kept. */
-  readonly id: ReplicaId;
+  #id: ReplicaId;
   /** The database name it was opened with. */
   readonly name: string;
   /** The space of writes and reads that name none. */
@@ -167,6 +166,7 @@ export class Replica<S extends Schema = Schema> {
   readonly #pending = new Set<Promise<unknown>>();
   readonly #queue: CommitQueue;
   readonly #tabId: string;
+  readonly #randomBytes: (n: number) => Uint8Array;
   #channel: ChannelLike | undefined;
   #sync: SyncEngine | undefined;
   #closed = false;
@@ -177,16 +177,25 @@ export class Replica<S extends Schema = Schema> {
   readonly #spaceListeners = new Set<(change: SpaceChange) => void>();
   #releaseLeadership: () => void = () => undefined;
 
+  /**
+   * This replica's id: random, made once per database and kept, until a server
+   * retires it; the replica then goes on under a new one (README, "Bounded growth").
+   */
+  get id(): ReplicaId {
+    return this.#id;
+  }
+
   /** Use createReplica(). */
   private constructor(init: ReplicaInit<S>) {
     const { options } = init;
     this.name = options.name;
-    this.id = init.id;
+    this.#id = init.id;
     this.defaultSpace = toSpaceId(options.space ?? options.sync?.spaces?.[0] ?? 'default');
     this.#storage = init.storage;
     this.#collections = init.collections;
     this.#clock = init.clock;
     this.#tabId = init.tabId;
+    this.#randomBytes = init.randomBytes;
     this.#queue = new CommitQueue((ops) => this.#commitNow(ops));
     this.#onError = options.onError ?? ((error) => console.error('[syncline]', error));
     this.#live = new LiveQueries((q) => this.#runQuery(q), (e) => this.#onError(e as Error));
@@ -320,55 +329,146 @@ export class Replica<S extends Schema = Schema> {
   }
 
   #commitNow(ops: readonly WriteOp[]): Promise<Change[]> {
-    const run = this.#storage.transaction('readwrite', async (tx) => {
-      const spaces = [...new Set(ops.map((op) => op.space))];
-      // Every read is issued before the first await: one round trip, not one per record.
-      const [, stored, cache] = await Promise.all([
-        syncClock(tx, this.#clock),
-        Promise.all(spaces.map((space) => tx.getMeta<number>(seqKey(space)))),
-        RecordCache.load(tx, ops),
-      ]);
-      const seqs = new Map<SpaceId, number>(spaces.map((space, i) => [space, stored[i] ?? 0]));
-      const changes: Change[] = [];
-      for (const op of ops) {
-        const def = collectionOf(this.#collections, op.collection);
-        const seq = (seqs.get(op.space) as number) + 1;
-        seqs.set(op.space, seq);
-        const record = cache.get(op);
-        const change = buildChange(op, def, record?.state, this.id, seq, this.#clock.hlc.nowString());
-        // Every change must fit a push on its own (the protocol's promise): a larger one would wedge the outbox.
-        const bytes = mayExceedChangeLimit(change) ? changeBytes(change) : 0;
-        if (bytes > MAX_CHANGE_BYTES) {
-          throw new ReplicaError(
-            'too_large',
-            `"${op.collection}/${op.id}" was not written: its change takes ${bytes} bytes, more than the ${MAX_CHANGE_BYTES} one change may take (MAX_CHANGE_BYTES); keep large data out of records`,
-          );
-        }
-        const next = applyToStored(def, record, change);
-        // And the record it makes must fit a frame (MAX_RECORD_BYTES): the server refuses larger ones too.
-        if (mayExceedRecordLimit(next.state)) {
-          const size = recordBytes(next.state);
-          if (size > MAX_RECORD_BYTES) {
-            throw new ReplicaError('too_large', `"${op.collection}/${op.id}" was not written: the record would take ${size} bytes, more than the ${MAX_RECORD_BYTES} a record may take (MAX_RECORD_BYTES)`);
-          }
-        }
-        cache.set(next);
-        changes.push(change);
-      }
-      await Promise.all([
-        putAll(tx, cache.changed()),
-        ...outboxEntries(changes).map((entry) => tx.addOutbox(entry)),
-        ...[...seqs].map(([space, seq]) => tx.setMeta(seqKey(space), seq)),
-        tx.setMeta(META_CLOCK, this.#clock.last),
-      ]);
-      return changes;
-    });
+    const run = this.#storage.transaction('readwrite', (tx) => this.#write(tx, ops));
     return run.then((changes) => {
       this.#committed(
         { local: true, records: changes.map((c) => [c.collection, c.id, c.space] as const), outbox: [...new Set(changes.map((c) => c.space))] },
         true,
       );
       return changes;
+    });
+  }
+
+  /** Builds, applies and queues the changes of `ops` in `tx`. */
+  async #write(tx: StorageTx, ops: readonly WriteOp[]): Promise<Change[]> {
+    const spaces = [...new Set(ops.map((op) => op.space))];
+    // Every read is issued before the first await: one round trip, not one per record.
+    const [, stored, cache, id] = await Promise.all([
+      syncClock(tx, this.#clock),
+      Promise.all(spaces.map((space) => tx.getMeta<number>(seqKey(space)))),
+      RecordCache.load(tx, ops),
+      tx.getMeta<ReplicaId>(META_REPLICA),
+    ]);
+    // Another tab rejoined under a new id (after a retirement): this one writes as it too.
+    if (id !== undefined && id !== this.#id) this.#adopt(id);
+    const seqs = new Map<SpaceId, number>(spaces.map((space, i) => [space, stored[i] ?? 0]));
+    const changes: Change[] = [];
+    for (const op of ops) {
+      const def = collectionOf(this.#collections, op.collection);
+      const seq = (seqs.get(op.space) as number) + 1;
+      seqs.set(op.space, seq);
+      const record = cache.get(op);
+      const change = buildChange(op, def, record?.state, this.id, seq, this.#clock.hlc.nowString());
+      // Every change must fit a push on its own (the protocol's promise): a larger one would wedge the outbox.
+      const bytes = mayExceedChangeLimit(change) ? changeBytes(change) : 0;
+      if (bytes > MAX_CHANGE_BYTES) {
+        throw new ReplicaError(
+          'too_large',
+          `"${op.collection}/${op.id}" was not written: its change takes ${bytes} bytes, more than the ${MAX_CHANGE_BYTES} one change may take (MAX_CHANGE_BYTES); keep large data out of records`,
+        );
+      }
+      const next = applyToStored(def, record, change);
+      // And the record it makes must fit a frame (MAX_RECORD_BYTES): the server refuses larger ones too.
+      if (mayExceedRecordLimit(next.state)) {
+        const size = recordBytes(next.state);
+        if (size > MAX_RECORD_BYTES) {
+          throw new ReplicaError('too_large', `"${op.collection}/${op.id}" was not written: the record would take ${size} bytes, more than the ${MAX_RECORD_BYTES} a record may take (MAX_RECORD_BYTES)`);
+        }
+      }
+      cache.set(next);
+      changes.push(change);
+    }
+    await Promise.all([
+      putAll(tx, cache.changed()),
+      ...outboxEntries(changes).map((entry) => tx.addOutbox(entry)),
+      ...[...seqs].map(([space, seq]) => tx.setMeta(seqKey(space), seq)),
+      tx.setMeta(META_CLOCK, this.#clock.last),
+    ]);
+    return changes;
+  }
+
+  /** Goes on as `id` (a rejoin, here or in another tab). */
+  #adopt(id: ReplicaId): void {
+    this.#id = id;
+    this.#clock.rename(id);
+  }
+
+  /**
+   * The server retired this replica's id (README, "Bounded growth"). In one
+   * transaction: a new id; per space, the unsynced changes set aside (asideKey),
+   * the outbox emptied, seq and position back to 0, so that the space
+   * bootstraps from a snapshot and the new id's changes start at seq 1.
+   */
+  #rejoin(spaces: readonly SpaceId[]): Promise<Rejoined> {
+    this.#checkOpen();
+    const previousId = this.#id;
+    const id = newReplicaId(this.#randomBytes);
+    return this.#track(
+      this.#storage.transaction('readwrite', async (tx) => {
+        let aside = 0;
+        for (const space of spaces) {
+          const [outbox, earlier] = await Promise.all([tx.readOutbox(space, Number.MAX_SAFE_INTEGER), tx.getMeta<Change[]>(asideKey(space))]);
+          aside += outbox.length;
+          const last = outbox.at(-1);
+          await Promise.all([
+            ...(outbox.length > 0 ? [tx.setMeta(asideKey(space), [...(earlier ?? []), ...outbox]), tx.ackOutbox(space, (last as Change).seq)] : []),
+            tx.setMeta(seqKey(space), 0),
+            tx.setMeta(positionKey(space), { upTo: 0 }),
+          ]);
+        }
+        await tx.setMeta(META_REPLICA, id);
+        return aside;
+      }),
+    ).then((aside) => {
+      this.#adopt(id);
+      return { previousId, id, aside };
+    });
+  }
+
+  /**
+   * A space's set-aside changes (#rejoin), once it has caught up, written again
+   * as new changes of this id, stamped after everything the replica now holds,
+   * in the transaction that forgets them. A put (or a merge version) is written
+   * whatever is there; a patch or crdt update only to a record that exists (one
+   * that was deleted, and maybe forgotten, stays deleted: it is dropped and
+   * reported); a delete only of one that exists.
+   */
+  #reapply(space: SpaceId): Promise<Reapplied | undefined> {
+    this.#checkOpen();
+    const run = this.#storage.transaction('readwrite', async (tx) => {
+      const aside = await tx.getMeta<Change[]>(asideKey(space));
+      if (aside === undefined) return undefined;
+      const exists = new Map<string, boolean>();
+      const records = await tx.getRecords(aside.map((c) => ({ collection: c.collection, id: c.id, space })));
+      records.forEach((r, i) => {
+        const c = aside[i] as Change;
+        exists.set(`${c.collection}\u0000${c.id}`, r?.value !== undefined);
+      });
+      const ops: WriteOp[] = [];
+      const dropped: string[] = [];
+      for (const change of aside) {
+        if (!this.#collections.has(change.collection)) {
+          dropped.push(`${change.collection}/${change.id}`);
+          continue;
+        }
+        const key = `${change.collection}\u0000${change.id}`;
+        const target = { collection: change.collection, id: change.id, space };
+        const op = writeOpOf(change, target);
+        if (op.kind === 'put') exists.set(key, true);
+        else if (!exists.get(key)) {
+          if (op.kind !== 'delete') dropped.push(`${change.collection}/${change.id}`);
+          continue;
+        } else if (op.kind === 'delete') exists.set(key, false);
+        ops.push(op);
+      }
+      const [changes] = await Promise.all([ops.length > 0 ? this.#write(tx, ops) : Promise.resolve([]), tx.setMeta(asideKey(space), undefined)]);
+      return { changes, dropped };
+    });
+    return this.#track(run).then((done) => {
+      if (!done) return undefined;
+      const { changes, dropped } = done;
+      if (changes.length > 0) this.#committed({ local: true, records: changes.map((c) => [c.collection, c.id, c.space] as const), outbox: [space] }, true);
+      return { reapplied: changes.length, dropped };
     });
   }
 
@@ -379,8 +479,11 @@ export class Replica<S extends Schema = Schema> {
     const isClosed = () => this.#closed;
     const isLeader = () => this.#leader;
     const read = <T>(fn: (tx: StorageTx) => Promise<T>): Promise<T> => this.#storage.transaction('readonly', fn);
+    const id = () => this.#id;
     return {
-      id: this.id,
+      get id() {
+        return id();
+      },
       defaultSpace: this.defaultSpace,
       get closed() {
         return isClosed();
@@ -397,7 +500,7 @@ export class Replica<S extends Schema = Schema> {
       countOutbox: (spaces) =>
         read(async (tx) => {
           let n = 0;
-          for (const space of spaces) n += await tx.countOutbox(space);
+          for (const space of spaces) n += (await tx.countOutbox(space)) + ((await tx.getMeta<Change[]>(asideKey(space)))?.length ?? 0);
           return n;
         }),
       lastSeq: async (space) => (await read((tx) => tx.getMeta<number>(seqKey(space)))) ?? 0,
@@ -409,6 +512,13 @@ export class Replica<S extends Schema = Schema> {
       floor: (space) => this.#track(this.#storage.transaction('readwrite', (tx) => floorOf(tx, this.#clock, this.id, space))),
       horizon: (space, hlc, upTo) => this.#track(this.#storage.transaction('readwrite', (tx) => collectBelow(tx, this.#collections.keys(), space, hlc, upTo))).then(() => undefined),
       restampBelow: (space, hlc) => this.#restampBelow(space, hlc),
+      rejoin: (spaces) => this.#rejoin(spaces),
+      reapply: (space) => this.#reapply(space),
+      refreshId: async () => {
+        const stored = await read((tx) => tx.getMeta<ReplicaId>(META_REPLICA));
+        if (stored !== undefined && stored !== this.#id) this.#adopt(stored);
+      },
+      countAside: async (space) => (await read((tx) => tx.getMeta<Change[]>(asideKey(space))))?.length ?? 0,
       syncsSpaces: (spaces) => {
         this.#syncedSpaces.add(spaces);
         return () => this.#syncedSpaces.delete(spaces);

@@ -85,6 +85,29 @@ export function buildChange(op: WriteOp, def: CollectionDef, state: RecordState 
   }
 }
 
+/**
+ * The write that makes `change` (of any replica) again at `target`: what a
+ * rejoining replica writes anew for a change it never synced. A merge version
+ * is a put of its value (a delete when null).
+ */
+export function writeOpOf(change: Change, target: { collection: string; id: string; space: SpaceId }): WriteOp {
+  switch (change.op) {
+    case 'put':
+      return { kind: 'put', ...target, value: change.fields };
+    case 'patch': {
+      const patch: Record<string, Json | undefined> = { ...change.fields };
+      for (const name of change.unset) patch[name] = undefined;
+      return { kind: 'patch', ...target, patch };
+    }
+    case 'delete':
+      return { kind: 'delete', ...target };
+    case 'version':
+      return change.value === null ? { kind: 'delete', ...target } : { kind: 'put', ...target, value: change.value as Fields };
+    case 'crdt':
+      return { kind: 'crdt', ...target, field: change.field, type: change.type, update: change.update };
+  }
+}
+
 /** The stored form of a record after a change: state, visible value, index keys. */
 export function storedRecord(def: CollectionDef | undefined, key: { collection: string; id: string; space: SpaceId }, state: RecordState): StoredRecord {
   const view = materialize(state, { resolve: def?.resolve });

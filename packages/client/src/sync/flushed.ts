@@ -10,7 +10,10 @@ import type { ReplicaPort } from './port.js';
 import type { SyncErrorInfo } from './status.js';
 
 interface Waiter {
-  readonly targets: ReadonlyArray<readonly [SpaceId, number]>;
+  /** Per space, the seq of the last change written when it began. */
+  readonly targets: Map<SpaceId, number>;
+  /** Spaces whose set-aside changes (a rejoin) are not written again yet: their target is the last seq once they are. */
+  readonly aside: Set<SpaceId>;
   readonly resolve: () => void;
   readonly reject: (error: Error) => void;
   readonly timer: ReturnType<typeof setTimeout> | undefined;
@@ -29,11 +32,13 @@ export class FlushWaiters {
 
   /** Waits for the changes written so far; `describe` explains a timeout. */
   async wait(timeoutMs: number | undefined, describe: () => string): Promise<void> {
-    const targets = await Promise.all([...this.spaces].map(async (space) => [space, await this.port.lastSeq(space)] as const));
+    const spaces = [...this.spaces];
+    const [seqs, aside] = await Promise.all([Promise.all(spaces.map((space) => this.port.lastSeq(space))), Promise.all(spaces.map((space) => this.port.countAside(space)))]);
+    const targets = new Map(spaces.map((space, i) => [space, seqs[i] as number]));
     await new Promise<void>((resolve, reject) => {
       const timer =
         timeoutMs === undefined ? undefined : setTimeout(() => this.#finish(waiter, new SyncError('timeout', `changes were not all acknowledged within ${timeoutMs} ms (${describe()})`)), timeoutMs);
-      const waiter: Waiter = { targets, resolve, reject, timer };
+      const waiter: Waiter = { targets, aside: new Set(spaces.filter((_, i) => (aside[i] as number) > 0)), resolve, reject, timer };
       this.#waiters.add(waiter);
       void this.check();
     });
@@ -43,22 +48,46 @@ export class FlushWaiters {
   async check(): Promise<void> {
     if (this.#waiters.size === 0) return;
     const oldest = new Map<SpaceId, number>();
+    const asideLeft = new Map<SpaceId, number>();
+    const waitingAside = new Set([...this.#waiters].flatMap((w) => [...w.aside]));
     for (const space of this.spaces) {
       const [first] = await this.port.readOutbox(space, 1).catch(() => []);
       oldest.set(space, first ? first.seq : Number.POSITIVE_INFINITY);
+      if (waitingAside.has(space)) asideLeft.set(space, await this.port.countAside(space).catch(() => 1));
     }
     for (const waiter of this.#waiters) {
-      const removed = waiter.targets.find(([space, seq]) => !this.spaces.has(space) && seq > 0);
+      // Set-aside changes written again since: they are what this waiter waits for in that space now.
+      for (const space of waiter.aside) {
+        if (asideLeft.get(space) !== 0) continue;
+        waiter.aside.delete(space);
+        waiter.targets.set(space, await this.port.lastSeq(space).catch(() => Number.POSITIVE_INFINITY));
+      }
+      if (waiter.aside.size > 0) continue;
+      const targets = [...waiter.targets];
+      const removed = targets.find(([space, seq]) => !this.spaces.has(space) && seq > 0);
       if (removed) {
         this.#finish(waiter, new SyncError('space_removed', `space "${removed[0]}" was removed from sync before its changes were acknowledged; they stay on the device`));
         continue;
       }
-      const blocked = waiter.targets.find(([space, seq]) => this.stopped.has(space) && (oldest.get(space) as number) <= seq);
+      const blocked = targets.find(([space, seq]) => this.stopped.has(space) && (oldest.get(space) as number) <= seq);
       if (blocked) {
         const info = this.stopped.get(blocked[0]) as SyncErrorInfo;
         this.#finish(waiter, new SyncError(info.code, `space "${blocked[0]}" stopped: ${info.message}`));
-      } else if (waiter.targets.every(([space, seq]) => (oldest.get(space) as number) > seq)) {
+      } else if (targets.every(([space, seq]) => (oldest.get(space) as number) > seq)) {
         this.#finish(waiter);
+      }
+    }
+  }
+
+  /**
+   * The replica rejoined under a new id: what each waiter waited for was set
+   * aside, and it waits for those changes, written again, instead.
+   */
+  rejoined(): void {
+    for (const waiter of this.#waiters) {
+      for (const space of waiter.targets.keys()) {
+        waiter.targets.set(space, 0);
+        waiter.aside.add(space);
       }
     }
   }

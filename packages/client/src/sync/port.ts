@@ -36,7 +36,26 @@ export interface SnapshotChunk {
   readonly replace: boolean;
 }
 
+/** What rejoining under a new id did (ReplicaPort.rejoin). */
+export interface Rejoined {
+  /** The retired id. */
+  readonly previousId: ReplicaId;
+  /** The id the replica goes on under. */
+  readonly id: ReplicaId;
+  /** Unsynced changes set aside, to be applied again as new writes once their space has caught up. */
+  readonly aside: number;
+}
+
+/** What applying a space's set-aside changes again did (ReplicaPort.reapply). */
+export interface Reapplied {
+  /** Changes written again (new seqs, new stamps). */
+  readonly reapplied: number;
+  /** Patches and crdt updates of records that no longer exist, as "collection/id": not written. */
+  readonly dropped: readonly string[];
+}
+
 export interface ReplicaPort {
+  /** The replica's id now: a replica that rejoined after being retired has a new one. */
   readonly id: ReplicaId;
   readonly defaultSpace: SpaceId;
   readonly closed: boolean;
@@ -58,7 +77,7 @@ export interface ReplicaPort {
    * notes the last one's timestamp (`hlc`, when the caller knows it) as accepted.
    */
   ackOutbox(space: SpaceId, upTo: number, hlc: HlcString | undefined): Promise<void>;
-  /** Unacknowledged changes in these spaces. */
+  /** Unacknowledged changes in these spaces, set-aside ones (a rejoin) included. */
   countOutbox(spaces: readonly SpaceId[]): Promise<number>;
   /** The seq of the latest change written in `space` (0: none). */
   lastSeq(space: SpaceId): Promise<number>;
@@ -70,6 +89,20 @@ export interface ReplicaPort {
   applySnapshot(records: readonly SnapshotRecord[], space: SpaceId, position: LogAdvance | undefined, chunk: SnapshotChunk): Promise<void>;
   /** Where this replica is in the log of `space` (upTo 0: nowhere yet). */
   position(space: SpaceId): Promise<LogCursor>;
+
+  // ---- retirement ----
+  /**
+   * The server retired this replica's id: take a new one, set aside the
+   * unsynced changes of `spaces` and start them over at position 0 (so each
+   * bootstraps from a snapshot), in one transaction.
+   */
+  rejoin(spaces: readonly SpaceId[]): Promise<Rejoined>;
+  /** Reads the replica's id from storage (another tab may have rejoined under a new one). */
+  refreshId(): Promise<void>;
+  /** Set-aside changes of `space` not written again yet (0 but after a rejoin). */
+  countAside(space: SpaceId): Promise<number>;
+  /** Once `space` has caught up after a rejoin: its set-aside changes written again as new ones (undefined: none were set aside). */
+  reapply(space: SpaceId): Promise<Reapplied | undefined>;
 
   // ---- clock ----
   /**

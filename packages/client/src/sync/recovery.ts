@@ -26,6 +26,12 @@ export type Recovery =
   | 'shrink-frame'
   /** Reconnect after a backoff (and `retryAfter`). */
   | 'reconnect'
+  /**
+   * `replica_retired`: the replica goes on under a new id, its unsynced changes
+   * set aside and written again as new ones once each space has caught up
+   * (client README, "Bounded growth"); it dials again at once.
+   */
+  | 'rejoin'
   /** Retrying cannot fix it: the engine stops (state `stopped`) until `reconnectNow()` or `setToken()`. */
   | 'stop';
 
@@ -34,8 +40,9 @@ export function recoveryFor(error: { readonly code: ErrorCode; readonly fatal: b
   if (error.fatal) {
     switch (code) {
       case 'unsupported_protocol':
-      case 'replica_retired':
         return 'stop';
+      case 'replica_retired':
+        return 'rejoin';
       // The same token would be refused again; a token function may give a fresh one.
       case 'unauthenticated':
       case 'forbidden':

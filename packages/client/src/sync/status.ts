@@ -63,6 +63,11 @@ export interface SyncStatus {
   readonly retryAt?: number;
   /** server clock - device clock, ms, measured at the last welcome. */
   readonly clockOffset?: number;
+  /**
+   * Present once the server retired this replica's id and it went on under a
+   * new one (README, "Bounded growth"), until the engine closes.
+   */
+  readonly rejoined?: RejoinInfo;
   /** Present while the device clock is further from the server's than `maxClockDrift`. */
   readonly clockSkew?: {
     /** Always 'clock_skew'. */
@@ -72,6 +77,22 @@ export interface SyncStatus {
     /** How far off the device clock is and which way, for people. */
     readonly message: string;
   };
+}
+
+/** How a replica whose id the server retired went on (SyncStatus.rejoined). */
+export interface RejoinInfo {
+  /** The retired id. */
+  readonly previousId: string;
+  /** The id it goes on under (the replica's `id` from then on). */
+  readonly id: string;
+  /** Device-clock time of the rejoin. */
+  readonly at: number;
+  /** Unsynced changes it set aside, to be written again as new ones once their space has caught up. */
+  readonly aside: number;
+  /** Set-aside changes written again so far. */
+  readonly reapplied: number;
+  /** Patches and crdt updates not written again because their record no longer exists, as "collection/id". */
+  readonly dropped: readonly string[];
 }
 
 export class StatusBoard {

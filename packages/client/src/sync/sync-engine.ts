@@ -209,6 +209,10 @@ export class SyncEngine {
   /** Peer regions' /sync URLs that welcomes named (options.learnPeers), dialed after the configured ones. */
   readonly #learned: string[] = [];
   #bootstrapReceived = 0;
+  /** A rejoin under a new id is being stored: no dialing meanwhile (a hello would name the retired id). */
+  #rejoining = false;
+  /** Spaces whose set-aside changes (a rejoin) were looked for since the engine started or last rejoined. */
+  readonly #asideChecked = new Set<SpaceId>();
   #refreshQueued: Promise<void> | undefined;
   #refreshTail: Promise<void> = Promise.resolve();
 
@@ -411,7 +415,7 @@ export class SyncEngine {
   }
 
   #dial(): void {
-    if (!this.#running || this.#paused || this.#stopped || this.#closed || this.#session || this.#port.closed) return;
+    if (!this.#running || this.#paused || this.#stopped || this.#rejoining || this.#closed || this.#session || this.#port.closed) return;
     if (isOffline()) {
       // The 'online' event dials; nothing is scheduled meanwhile.
       this.#board.set({ state: 'offline', retryAt: undefined });
@@ -493,12 +497,11 @@ export class SyncEngine {
     if (fatal) {
       // A token function that gave no token is a missing token: asking it again at once will not help.
       const recovery = recoveryFor(fatal, session.freshToken);
+      if (recovery === 'rejoin') return this.#rejoin(fatal);
       if (recovery === 'stop') {
         this.#stopped = fatal;
         this.#board.set({ state: 'stopped', error: fatal, retryAt: undefined });
         this.#flushed.fail(new SyncError(fatal.code, `sync stopped: ${fatal.message}`));
-        // Not a state to wait out: the app must start a new replica (client README, "Bounded growth").
-        if (fatal.code === 'replica_retired') this.#port.report(new SyncError('replica_retired', `sync stopped: ${fatal.message}`));
         return;
       }
       if (recovery === 'shrink-frame') this.#frameCap = Math.max(MAX_CHANGE_BYTES, Math.floor(Math.min(session.limits.maxFrameBytes, this.#frameCap) / 2));
@@ -508,6 +511,58 @@ export class SyncEngine {
       this.#backoff.reset();
     }
     this.#idle(Math.max(this.#backoff.next(), session.retryAfter));
+  }
+
+  /**
+   * The server retired this replica's id: it goes on under a new one (the
+   * replica sets its unsynced changes aside and starts each space over), tells
+   * the app, and dials again at once; each space's set-aside changes are written
+   * again once it has caught up (#reapply). Should storing the rejoin fail, the
+   * engine stops with the refusal.
+   */
+  #rejoin(fatal: SyncErrorInfo): void {
+    this.#rejoining = true;
+    this.#board.set({ state: 'connecting', retryAt: undefined });
+    this.#port.rejoin([...this.#syncing]).then(
+      (rejoined) => {
+        this.#rejoining = false;
+        this.#asideChecked.clear();
+        this.#flushed.rejoined();
+        this.#board.set({ rejoined: { previousId: rejoined.previousId, id: rejoined.id, at: this.#port.now(), aside: rejoined.aside, reapplied: 0, dropped: [] } });
+        this.#port.report(
+          new SyncError('replica_retired', `${fatal.message}; it goes on as ${rejoined.id}, and its ${rejoined.aside} unsynced changes are written again as new ones once each space has caught up`),
+        );
+        void this.#refreshPending();
+        this.#wake();
+      },
+      (error: unknown) => {
+        this.#rejoining = false;
+        this.#port.report(error instanceof Error ? error : new Error(String(error)));
+        this.#stopped = fatal;
+        this.#board.set({ state: 'stopped', error: fatal, retryAt: undefined });
+        this.#flushed.fail(new SyncError(fatal.code, `sync stopped: ${fatal.message}`));
+      },
+    );
+  }
+
+  /** A space caught up: the changes a rejoin set aside in it, if any, are written again now. */
+  async #reapply(space: SpaceId): Promise<void> {
+    if (this.#asideChecked.has(space)) return;
+    this.#asideChecked.add(space);
+    const done = await this.#port.reapply(space);
+    if (!done) return;
+    const info = this.#board.current.rejoined;
+    if (info) this.#board.set({ rejoined: { ...info, reapplied: info.reapplied + done.reapplied, dropped: [...info.dropped, ...done.dropped] } });
+    if (done.dropped.length > 0) {
+      const shown = done.dropped.slice(0, 10).join(', ');
+      this.#port.report(
+        new SyncError(
+          'replica_retired',
+          `after rejoining under a new id, ${done.dropped.length} unsynced change(s) in space "${space}" were not written again: their records no longer exist (${shown}${done.dropped.length > 10 ? ', …' : ''})`,
+        ),
+      );
+    }
+    void this.#flushed.check();
   }
 
   /** Offline until the next attempt, in `delay` ms (or when the browser comes online, if it is offline). */
@@ -552,6 +607,8 @@ export class SyncEngine {
     const fromFunction = this.#token === undefined && typeof this.#options.token === 'function';
     const token = this.#token ?? (typeof this.#options.token === 'function' ? await this.#options.token() : this.#options.token);
     session.freshToken = fromFunction && Boolean(token);
+    // Another tab may have rejoined under a new id since this one last wrote.
+    await this.#port.refreshId();
     const spaces = [];
     for (const space of [...this.#syncing]) {
       // Protocol 5: a server of another region resumes this replica by its origin vector, not by `after`.
@@ -620,6 +677,7 @@ export class SyncEngine {
       case 'synced':
         session.synced.add(message.space);
         session.progressed = true;
+        await this.#reapply(message.space);
         return this.#refreshPending();
       case 'horizon':
         if (!this.#syncing.has(message.space)) return;
