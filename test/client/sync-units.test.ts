@@ -338,7 +338,8 @@ describe('Pacer', () => {
 /** The table recovery.ts documents, written out per code. */
 function documented(code: ErrorCode, fatal: boolean, space: boolean, freshTokens: boolean): Recovery {
   if (fatal) {
-    if (code === 'unsupported_protocol' || code === 'replica_retired') return 'stop';
+    if (code === 'unsupported_protocol') return 'stop';
+    if (code === 'replica_retired') return 'rejoin';
     if (code === 'unauthenticated' || code === 'forbidden') return freshTokens ? 'reconnect' : 'stop';
     if (code === 'frame_too_large') return 'shrink-frame';
     return 'reconnect';
@@ -369,7 +370,7 @@ describe('recoveryFor', () => {
         }
       }
     }
-    expect([...seen].sort()).toEqual(['push-again', 'reconnect', 'resend', 'restamp', 'shrink-batch', 'shrink-frame', 'stop', 'stop-space']);
+    expect([...seen].sort()).toEqual(['push-again', 'reconnect', 'rejoin', 'resend', 'restamp', 'shrink-batch', 'shrink-frame', 'stop', 'stop-space']);
   });
 
   it('from a server with a region, a sequence_gap of a space waits (the missing changes come over a region link); everything else is as without regions', () => {

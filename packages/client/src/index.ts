@@ -30,6 +30,6 @@ export { indexedDbStorage, type IndexedDbOptions } from './storage/indexeddb-sto
 export type { Direction, Storage, StorageFactory } from './storage/types.js';
 export type { Key } from './storage/keys.js';
 export { localLocks, type LocksLike, type ChannelLike, type TabsOptions } from './tabs.js';
-export type { SyncEngine, SyncOptions, SyncStatus, SyncState, SyncErrorInfo } from './sync/sync-engine.js';
+export type { RejoinInfo, SyncEngine, SyncOptions, SyncStatus, SyncState, SyncErrorInfo } from './sync/sync-engine.js';
 export type { BackoffOptions } from './sync/backoff.js';
 export type { Connect, Connection, ConnectionHandlers, SocketLike, SocketFactory } from './sync/connection.js';

@@ -40,7 +40,7 @@ import { recoveryFor } from './recovery.js';
 import { StatusBoard, type SyncErrorInfo, type SyncStatus } from './status.js';
 import type { SpaceChange } from '../tabs.js';
 
-export type { SyncState, SyncStatus, SyncErrorInfo } from './status.js';
+export type { RejoinInfo, SyncState, SyncStatus, SyncErrorInfo } from './status.js';
 
 /**
  * How a replica syncs (createReplica's `sync`, or startSync()). An invalid space
