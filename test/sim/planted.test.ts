@@ -17,6 +17,8 @@ const BUGS: ReadonlyArray<{ bug: PlantedBug; finds: RegExp }> = [
   { bug: 'hlc-ignores-remote', finds: /not after .* which it had applied before|right after writing it/ },
   // Garbage collection (issue 19): a horizon by time to live passes a replica that is away and still holds it back.
   { bug: 'gc-by-ttl', finds: /refused as below the horizon|expected .*deleted|the server's .* expected/ },
+  // Retirement (issue 19): a rejoin that forgets what it set aside loses the replica's offline writes.
+  { bug: 'rejoin-forgets', finds: /no later id of it wrote it again/ },
 ];
 
 describe('planted bugs are found', () => {

@@ -62,7 +62,9 @@ export type PlantedBug =
   /** The clock does not advance past a remote timestamp ahead of it (what replicas did before issue 15). */
   | 'hlc-ignores-remote'
   /** The server's stability horizon follows a time to live (every writer is taken to have passed `now - TTL`), not its writers. */
-  | 'gc-by-ttl';
+  | 'gc-by-ttl'
+  /** A retired replica that rejoins forgets the unsynced changes it set aside instead of writing them again. */
+  | 'rejoin-forgets';
 
 /** The planted 'gc-by-ttl' bug's time to live (virtual ms): what engines that collect by time do (Ditto: 7 days). */
 const PLANTED_TTL_MS = 30_000;
@@ -81,6 +83,11 @@ export interface SimStats {
   serverCrashes: number;
   serverRestarts: number;
   replicaRestarts: number;
+  /** Replica ids an operator retired (each replica then rejoined under a new one). */
+  retired: number;
+  /** Unsynced changes rejoins set aside, and those written again. */
+  setAside: number;
+  rewritten: number;
   frames: number;
   duplicated: number;
   cuts: number;
@@ -127,7 +134,11 @@ interface Slot {
   /** Bumped when an apply starts and when it ends: a read-your-writes check skips a window in which one ran. */
   applyEpoch: number;
   /** Local writes: their seqs in a space and the latest timestamp applied before they started. */
-  readonly writes: Array<{ readonly space: string; readonly from: number; readonly to: number; readonly floor: HlcString | undefined; readonly what: string }>;
+  readonly writes: Array<{ readonly space: string; readonly replica: ReplicaId; readonly from: number; readonly to: number; readonly floor: HlcString | undefined; readonly what: string }>;
+  /** Every id its replicas had (a wipe makes a new replica, a retirement a new id): what each stored stays checked. */
+  readonly ids: Set<ReplicaId>;
+  /** Puts a rejoin set aside and wrote again: each must be in the log under a later id of this replica. */
+  readonly rewritten: Array<{ readonly space: string; readonly collection: string; readonly id: string; readonly fields: unknown; readonly from: ReplicaId }>;
 }
 
 /** Storage as the simulation sees it: can die with its server, crash right after a commit, or carry a planted bug. */
@@ -328,6 +339,8 @@ class World {
       maxApplied: undefined,
       applyEpoch: 0,
       writes: [],
+      ids: new Set(),
+      rewritten: [],
     }));
   }
 
@@ -444,7 +457,12 @@ class World {
       tabs: false,
       now: () => Date.now() + slot.skew,
       randomBytes: (n) => slot.rng.bytes(n),
-      onError: (error) => this.fail(`r${slot.index} reported an error: ${error.message}`),
+      onError: (error) => {
+        // A retired id (the 'retire' action): the replica rejoins under a new one and says so; so it does of
+        // each unsynced change it could not write again (its record was deleted meanwhile).
+        if (error.name === 'SyncError' && (error as { code?: string }).code === 'replica_retired' && slot.replica) slot.ids.add(slot.replica.id);
+        else this.fail(`r${slot.index} reported an error: ${error.message}`);
+      },
       // Default backoff and ping: the replica as apps run it, its Connection over the simulated sockets.
       sync: {
         url: 'ws://sim/sync',
@@ -454,7 +472,27 @@ class World {
         ...(this.config.batchSize !== undefined ? { batchSize: this.config.batchSize } : {}),
       },
     });
+    slot.ids.add(replica.id);
     const port = portOf(replica);
+    // What a rejoin sets aside and writes again (issue 19): its puts are checked against the log in check().
+    const reapply =
+      this.bug === 'rejoin-forgets'
+        ? (space: SpaceId) => storageOf(replica).transaction('readwrite', async (tx) => {
+            const had = await tx.getMeta<Change[]>(`aside\u0000${space}`);
+            await tx.setMeta(`aside\u0000${space}`, undefined);
+            return had === undefined ? undefined : { reapplied: 0, dropped: [] };
+          })
+        : port.reapply.bind(port);
+    port.reapply = async (space) => {
+      const aside = await storageOf(replica).transaction('readonly', (tx) => tx.getMeta<Change[]>(`aside\u0000${space}`));
+      const done = await reapply(space);
+      if (done && aside) {
+        this.stats.setAside += aside.length;
+        this.stats.rewritten += done.reapplied;
+        for (const c of aside) if (c.op === 'put') slot.rewritten.push({ space, collection: c.collection, id: c.id, fields: c.fields, from: c.replica });
+      }
+      return done;
+    };
     // What the replica applied, as it applies it (inside any planted bug, which wraps this).
     const track = <A extends unknown[]>(apply: (...args: A) => Promise<void>, latest: (...args: A) => HlcString | undefined) => async (...args: A) => {
       slot.applyEpoch++;
@@ -556,9 +594,11 @@ class World {
     const floor = slot.maxApplied;
     const epoch = slot.applyEpoch;
     const from = (await port.lastSeq(space as SpaceId)) + 1;
+    const id = replica.id;
     await write();
     const to = await port.lastSeq(space as SpaceId);
-    slot.writes.push({ space, from, to, floor, what });
+    // Seqs are per id: a write during a rejoin (a retirement) is checked by the log's other checks.
+    if (replica.id === id) slot.writes.push({ space, replica: id, from, to, floor, what });
     const reads = await Promise.all(expect.map(([collection, id]) => replica.get(collection, id, { space })));
     if (slot.applyEpoch !== epoch) return;
     expect.forEach(([collection, id, fields, whole], i) => {
@@ -645,6 +685,16 @@ class World {
         if (!server || !storage) return;
         server.compact(action.keepLast).catch((error: unknown) => {
           if (!storage.dead) this.fail(`compaction failed: ${String(error)}`);
+        });
+        return;
+      }
+      case 'retire': {
+        const { server, storage } = this;
+        const r = this.slots[action.replica]?.replica;
+        if (!server || !storage || !r) return;
+        this.stats.retired++;
+        server.retire(r.id).catch((error: unknown) => {
+          if (!storage.dead) this.fail(`retiring r${action.replica} failed: ${String(error)}`);
         });
         return;
       }
@@ -755,14 +805,35 @@ class World {
         // (re-stamped changes too), so a causally later write wins; whatever the replica's clock said.
         const bySeq = new Map(mine.map((c) => [c.seq, c]));
         for (const write of slot.writes) {
-          if (write.space !== space || write.floor === undefined) continue;
+          if (write.space !== space || write.replica !== r.id || write.floor === undefined) continue;
           for (let seq = write.from; seq <= write.to; seq++) {
             const change = bySeq.get(seq);
             if (change && !(change.hlc > write.floor)) this.fail(`r${slot.index} stamped seq ${seq} of ${space} (${write.what}) ${change.hlc}, not after ${write.floor}, which it had applied before`);
           }
         }
       }
+      // Ids it had before a rejoin: what they stored is each a prefix 1..n, and holds every acknowledged seq.
+      for (const id of slot.ids) {
+        if (id === r.id) continue;
+        for (const space of slot.spaces) {
+          const seqs = (logs.get(space) ?? []).filter((c) => c.replica === id).map((c) => c.seq).sort((a, b) => a - b);
+          if (!seqs.every((s, i) => s === i + 1)) this.fail(`r${slot.index}'s earlier id ${id} has seqs [${seqs.join(',')}] in ${space}`);
+          const acked = this.acked.get(`${id}\u0000${space}`) ?? 0;
+          if (acked > seqs.length) this.fail(`r${slot.index}'s earlier id ${id} was told seq ${acked} of ${space} is stored; the log holds ${seqs.length}`);
+        }
+      }
+      // A retired replica's offline writes are there afterwards: every put it set aside, written again by a later id.
+      for (const put of slot.rewritten) {
+        const found = (logs.get(put.space) ?? []).some(
+          (c) => c.op === 'put' && c.replica !== put.from && slot.ids.has(c.replica) && c.collection === put.collection && c.id === put.id && canonical(c.fields) === canonical(put.fields as Json),
+        );
+        if (!found) this.fail(`r${slot.index} set aside a put of ${put.space} ${put.collection}/${put.id} when it rejoined; no later id of it wrote it again`);
+      }
       const status = r.sync?.status;
+      // A rejoin accounts for every change it set aside: written again, dropped (its record was deleted), or a delete of a record already gone.
+      const rejoined = status?.rejoined;
+      if (rejoined && rejoined.reapplied + rejoined.dropped.length > rejoined.aside) this.fail(`r${slot.index} rejoined with ${rejoined.aside} changes set aside, and wrote ${rejoined.reapplied} again and dropped ${rejoined.dropped.length}`);
+      if (rejoined && rejoined.id !== r.id) this.fail(`r${slot.index} rejoined as ${rejoined.id} but is ${r.id}`);
       if (status?.stoppedSpaces?.length) this.fail(`r${slot.index} stopped spaces: ${status.stoppedSpaces.map((e) => `${e.space} ${e.code}`).join(', ')}`);
     }
     const stamps = new Map<string, string>();
@@ -869,7 +940,7 @@ export async function shrink(seed: number, plan: readonly Action[], options: { b
 }
 
 export function emptyStats(): SimStats {
-  return { ops: 0, faults: 0, serverCrashes: 0, serverRestarts: 0, replicaRestarts: 0, frames: 0, duplicated: 0, cuts: 0, changes: 0, virtualMs: 0, tooLarge: 0, limitRefusals: 0, readYourWrites: 0 };
+  return { ops: 0, faults: 0, serverCrashes: 0, serverRestarts: 0, replicaRestarts: 0, retired: 0, setAside: 0, rewritten: 0, frames: 0, duplicated: 0, cuts: 0, changes: 0, virtualMs: 0, tooLarge: 0, limitRefusals: 0, readYourWrites: 0 };
 }
 
 /** A record's expected read after a write: fields (undefined: deleted), and whether they are the whole value (a put). */

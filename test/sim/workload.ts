@@ -41,6 +41,8 @@ export type Action =
   | { readonly t: 'crash-server' }
   | { readonly t: 'crash-after-store' }
   | { readonly t: 'compact'; readonly keepLast: number }
+  /** An operator retires the replica's id (server.retire): it rejoins under a new one (issue 19). */
+  | { readonly t: 'retire'; readonly replica: number }
   | { readonly t: 'clock-step'; readonly replica: number; readonly ms: number };
 
 /** Server limits of a run: the defaults, or small ones that pushes must fit. */
@@ -177,7 +179,8 @@ export function makePlan(rng: Rng, config: Config, steps: number): Action[] {
       else if (f < 0.7) plan.push({ t: 'restart-server' });
       else if (f < 0.78) plan.push({ t: 'crash-server' });
       else if (f < 0.85) plan.push({ t: 'crash-after-store' });
-      else if (f < 0.9) plan.push({ t: 'compact', keepLast: rng.between(0, 5) });
+      else if (f < 0.88) plan.push({ t: 'compact', keepLast: rng.between(0, 5) });
+      else if (f < 0.9) plan.push({ t: 'retire', replica });
       else if (rng.chance(0.8)) plan.push({ t: 'clock-step', replica, ms: rng.chance(0.7) ? -rng.between(1_000, 5 * 60_000) : rng.between(1_000, 5 * 60_000) });
       // Rarely, the device clock is set hours or days off (by hand, or a dead RTC battery).
       else plan.push({ t: 'clock-step', replica, ms: (rng.chance(0.5) ? -1 : 1) * rng.between(3_600_000, 2 * 86_400_000) });
@@ -202,6 +205,8 @@ export function describe(action: Action): string {
       return `restart r${action.replica}`;
     case 'compact':
       return `compact the log to its last ${action.keepLast} entries`;
+    case 'retire':
+      return `retire r${action.replica}'s id`;
     case 'clock-step':
       return `clock of r${action.replica} steps ${action.ms > 0 ? '+' : ''}${action.ms} ms`;
     default:
