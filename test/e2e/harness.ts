@@ -40,7 +40,7 @@ export const hasChromium = existsSync(CHROMIUM_PATH);
 const inCI = Boolean(process.env['CI']);
 const NO_CHROMIUM = `Chromium not found at ${CHROMIUM_PATH}: the browser tests (test/e2e) need it. Install it with \`apt-get install -y chromium\` (Debian/Ubuntu), or point CHROMIUM_PATH at a Chromium or Chrome binary.`;
 
-const LAUNCH_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
+export const LAUNCH_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
 
 /** How long a test waits for the app or for sync (a shared 2-CPU machine runs other suites at the same time). */
 export const WAIT = 20_000;
