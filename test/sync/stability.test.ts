@@ -9,7 +9,8 @@
  * replica stops holding the horizon and is refused with `replica_retired`.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { createReplica, type Replica } from '@syncline/client';
+import { createReplica, indexedDbStorage, type Replica } from '@syncline/client';
+import { IDBFactory, IDBKeyRange } from 'fake-indexeddb';
 import type { HlcString, ReplicaId, SpaceId } from '@syncline/core/internal';
 import { sqliteStorage, type ServerStorage, type SyncServer } from '@syncline/server';
 import { portOf } from '../internals.js';
@@ -287,6 +288,51 @@ describe('garbage collection at the stability horizon', () => {
     // The new id is an ordinary writer: it holds the horizon from now on, and the old one holds nothing.
     expect(await server.storage.isRetired(c.id as ReplicaId)).toBe(false);
     expect(await server.storage.stability(space)).toMatchObject({ hlc: expect.any(String) });
+  });
+
+  it('a replica closed between its rejoin and writing its set-aside changes again writes them once it is opened again', async () => {
+    const clock = sharedClock();
+    const server = await startServer({ now: clock.now, gc: { intervalMs: 0 } });
+    cleanup.push(() => server.close());
+    const a = await replica({ name: uniqueName('rejoin-a'), schema, now: clock.now });
+    cleanup.push(() => a.close());
+    const sa = sync(a, server.url);
+    cleanup.push(() => sa.close());
+    // C's database outlives the replica object: the device restarts.
+    const factory = new IDBFactory();
+    const name = uniqueName('rejoin-c');
+    const open = () => createReplica({ name, schema, storage: indexedDbStorage({ indexedDB: factory, IDBKeyRange }), tabs: false, now: clock.now, onError: () => undefined });
+    let c = await open();
+    let sc = sync(c, server.url);
+    await c.put('events', 'c0', { n: 0 });
+    await sc.flushed();
+    sc.pause();
+    const oldId = c.id;
+    await c.put('events', 'c1', { n: 1 });
+    await c.patch('events', 'c0', { n: 2 });
+    await server.retire(oldId as ReplicaId);
+
+    // The rejoin is stored, and the replica closes before the space has caught up (no dial happens in between).
+    const rejoined = new Promise<void>((resolve) => sc.onStatus((status) => status.rejoined && resolve()));
+    sc.resume();
+    await rejoined;
+    const newId = c.id;
+    expect(newId).not.toBe(oldId);
+    sc.close();
+    await c.close();
+    expect(await server.storage.head(a.defaultSpace as SpaceId)).toBe(1);
+
+    c = await open();
+    cleanup.push(() => c.close());
+    expect(c.id).toBe(newId);
+    sc = sync(c, server.url);
+    cleanup.push(() => sc.close());
+    await waitUntil(() => isSynced(sc), 10_000, 'C to sync after reopening');
+    await sc.flushed();
+    await waitUntil(async () => (await a.get('events', 'c1')) !== undefined && (await a.get('events', 'c0'))?.value['n'] === 2, 10_000, 'C’s set-aside writes to reach A');
+    expect(await visibleState(c, ['events'])).toEqual(await visibleState(a, ['events']));
+    const log = await server.storage.readLog(a.defaultSpace as SpaceId, 0, 100);
+    expect(log.map((e) => `${e.change.replica === oldId ? 'old' : e.change.replica === newId ? 'new' : '?'}:${e.change.seq}:${e.change.op}`)).toEqual(['old:1:put', 'new:1:put', 'new:2:patch']);
   });
 
   it('collect() called while a pass is under way runs another after it, which covers every write stored before the call', async () => {
