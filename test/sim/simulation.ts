@@ -666,6 +666,7 @@ class World {
           slot.replica = undefined;
           slot.factory = new IDBFactory();
           slot.writes.length = 0;
+          slot.rewritten.length = 0; // written again by the lost device, maybe not pushed: gone with it
           slot.maxApplied = undefined;
           await this.openReplica(slot);
         });
