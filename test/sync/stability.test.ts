@@ -9,7 +9,7 @@
  * replica stops holding the horizon and is refused with `replica_retired`.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { createReplica, indexedDbStorage, type Replica } from '@syncline/client';
+import { createReplica, indexedDbStorage, type Replica, type Schema } from '@syncline/client';
 import { IDBFactory, IDBKeyRange } from 'fake-indexeddb';
 import type { HlcString, ReplicaId, SpaceId } from '@syncline/core/internal';
 import { sqliteStorage, type ServerStorage, type SyncServer } from '@syncline/server';
@@ -290,7 +290,7 @@ describe('garbage collection at the stability horizon', () => {
     expect(await server.storage.stability(space)).toMatchObject({ hlc: expect.any(String) });
   });
 
-  it('a replica closed between its rejoin and writing its set-aside changes again writes them once it is opened again', async () => {
+  it('a replica closed between its rejoin and writing its set-aside changes again writes them once it is opened again, dropping one its new schema refuses', async () => {
     const clock = sharedClock();
     const server = await startServer({ now: clock.now, gc: { intervalMs: 0 } });
     cleanup.push(() => server.close());
@@ -301,7 +301,8 @@ describe('garbage collection at the stability horizon', () => {
     // C's database outlives the replica object: the device restarts.
     const factory = new IDBFactory();
     const name = uniqueName('rejoin-c');
-    const open = () => createReplica({ name, schema, storage: indexedDbStorage({ indexedDB: factory, IDBKeyRange }), tabs: false, now: clock.now, onError: () => undefined });
+    const errors: Error[] = [];
+    const open = (s: Schema = schema) => createReplica({ name, schema: s, storage: indexedDbStorage({ indexedDB: factory, IDBKeyRange }), tabs: false, now: clock.now, onError: (e) => errors.push(e) });
     let c = await open();
     let sc = sync(c, server.url);
     await c.put('events', 'c0', { n: 0 });
@@ -310,6 +311,7 @@ describe('garbage collection at the stability horizon', () => {
     const oldId = c.id;
     await c.put('events', 'c1', { n: 1 });
     await c.patch('events', 'c0', { n: 2 });
+    await c.put('events', 'c2', { n: -1 }); // refused by the schema of the app's next version
     await server.retire(oldId as ReplicaId);
 
     // The rejoin is stored, and the replica closes before the space has caught up (no dial happens in between).
@@ -322,7 +324,17 @@ describe('garbage collection at the stability horizon', () => {
     await c.close();
     expect(await server.storage.head(a.defaultSpace as SpaceId)).toBe(1);
 
-    c = await open();
+    // The app's next version refuses negative numbers: that write cannot be written again, and is not tried forever.
+    const positive: Schema['events'] = {
+      validate: {
+        '~standard': {
+          version: 1,
+          vendor: 'test',
+          validate: (value: unknown) => ((value as { n?: number }).n ?? 0) >= 0 ? { value } : { issues: [{ message: 'n must not be negative' }] },
+        },
+      },
+    };
+    c = await open({ events: positive });
     cleanup.push(() => c.close());
     expect(c.id).toBe(newId);
     sc = sync(c, server.url);
@@ -333,6 +345,8 @@ describe('garbage collection at the stability horizon', () => {
     expect(await visibleState(c, ['events'])).toEqual(await visibleState(a, ['events']));
     const log = await server.storage.readLog(a.defaultSpace as SpaceId, 0, 100);
     expect(log.map((e) => `${e.change.replica === oldId ? 'old' : e.change.replica === newId ? 'new' : '?'}:${e.change.seq}:${e.change.op}`)).toEqual(['old:1:put', 'new:1:put', 'new:2:patch']);
+    expect(await c.get('events', 'c2')).toBeUndefined();
+    expect(errors.at(-1)).toMatchObject({ name: 'SyncError', code: 'replica_retired', message: expect.stringContaining('events/c2') });
   });
 
   it('collect() called while a pass is under way runs another after it, which covers every write stored before the call', async () => {

@@ -430,46 +430,59 @@ export class Replica<S extends Schema = Schema> {
    * as new changes of this id, stamped after everything the replica now holds,
    * in the transaction that forgets them. A put (or a merge version) is written
    * whatever is there; a patch or crdt update only to a record that exists (one
-   * that was deleted, and maybe forgotten, stays deleted: it is dropped and
-   * reported); a delete only of one that exists.
+   * that was deleted, and maybe forgotten, stays deleted); a delete only of one
+   * that exists. A change that cannot be written now (its collection left the
+   * schema, its validator refuses it, it is too large) is dropped too: retrying
+   * would refuse it again. Dropped ones are reported, as "collection/id".
    */
-  #reapply(space: SpaceId): Promise<Reapplied | undefined> {
+  async #reapply(space: SpaceId): Promise<Reapplied | undefined> {
     this.#checkOpen();
+    const aside = await this.#storage.transaction('readonly', (tx) => tx.getMeta<Change[]>(asideKey(space)));
+    if (aside === undefined) return undefined;
+    // Validators may be async: they run before the transaction, which must not wait on anything else.
+    const refused = new Set<string>();
+    const current = (op: WriteOp) => this.#storage.transaction('readonly', (tx) => tx.getRecord(op.collection, op.id, op.space)).then((r) => (r?.value === undefined ? undefined : { value: r.value }));
+    for (const change of aside) {
+      const target = { collection: change.collection, id: change.id, space };
+      if (!this.#collections.has(change.collection)) refused.add(dotOf(change));
+      else await validateWrites(this.#collections, [writeOpOf(change, target)], current).catch(() => refused.add(dotOf(change)));
+    }
     const run = this.#storage.transaction('readwrite', async (tx) => {
-      const aside = await tx.getMeta<Change[]>(asideKey(space));
-      if (aside === undefined) return undefined;
+      const held = await tx.getMeta<Change[]>(asideKey(space));
+      if (held === undefined) return undefined; // written again meanwhile (another tab)
+      const records = await tx.getRecords(held.map((c) => ({ collection: c.collection, id: c.id, space })));
       const exists = new Map<string, boolean>();
-      const records = await tx.getRecords(aside.map((c) => ({ collection: c.collection, id: c.id, space })));
       records.forEach((r, i) => {
-        const c = aside[i] as Change;
+        const c = held[i] as Change;
         exists.set(`${c.collection}\u0000${c.id}`, r?.value !== undefined);
       });
-      const ops: WriteOp[] = [];
+      const changes: Change[] = [];
       const dropped: string[] = [];
-      for (const change of aside) {
-        if (!this.#collections.has(change.collection)) {
+      for (const change of held) {
+        const key = `${change.collection}\u0000${change.id}`;
+        const op = writeOpOf(change, { collection: change.collection, id: change.id, space });
+        if (refused.has(dotOf(change)) || (op.kind !== 'put' && !exists.get(key))) {
+          if (op.kind !== 'delete') dropped.push(`${change.collection}/${change.id}`);
+          continue;
+        }
+        try {
+          changes.push(...(await this.#write(tx, [op])));
+        } catch (error) {
+          // Refused before anything of it was written (too_large): the rest go on.
+          if (!(error instanceof ReplicaError)) throw error;
           dropped.push(`${change.collection}/${change.id}`);
           continue;
         }
-        const key = `${change.collection}\u0000${change.id}`;
-        const target = { collection: change.collection, id: change.id, space };
-        const op = writeOpOf(change, target);
-        if (op.kind === 'put') exists.set(key, true);
-        else if (!exists.get(key)) {
-          if (op.kind !== 'delete') dropped.push(`${change.collection}/${change.id}`);
-          continue;
-        } else if (op.kind === 'delete') exists.set(key, false);
-        ops.push(op);
+        exists.set(key, op.kind !== 'delete');
       }
-      const [changes] = await Promise.all([ops.length > 0 ? this.#write(tx, ops) : Promise.resolve([]), tx.setMeta(asideKey(space), undefined)]);
+      await tx.setMeta(asideKey(space), undefined);
       return { changes, dropped };
     });
-    return this.#track(run).then((done) => {
-      if (!done) return undefined;
-      const { changes, dropped } = done;
-      if (changes.length > 0) this.#committed({ local: true, records: changes.map((c) => [c.collection, c.id, c.space] as const), outbox: [space] }, true);
-      return { reapplied: changes.length, dropped };
-    });
+    const done = await this.#track(run);
+    if (!done) return undefined;
+    const { changes, dropped } = done;
+    if (changes.length > 0) this.#committed({ local: true, records: changes.map((c) => [c.collection, c.id, c.space] as const), outbox: [space] }, true);
+    return { reapplied: changes.length, dropped };
   }
 
   // ---- the sync port ------------------------------------------------------------
@@ -880,3 +893,6 @@ export function startSync(replica: Replica<Schema>, options: SyncOptions): SyncE
   const { port, settings } = internalsOf(replica);
   return new SyncEngine(port, options, settings);
 }
+
+/** A change's dot: its replica and seq. */
+const dotOf = (change: Change): string => `${change.replica}:${change.seq}`;

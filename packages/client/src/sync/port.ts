@@ -50,7 +50,7 @@ export interface Rejoined {
 export interface Reapplied {
   /** Changes written again (new seqs, new stamps). */
   readonly reapplied: number;
-  /** Patches and crdt updates of records that no longer exist, as "collection/id": not written. */
+  /** Not written, as "collection/id": patches and crdt updates of records that no longer exist, and changes the schema refuses now. */
   readonly dropped: readonly string[];
 }
 

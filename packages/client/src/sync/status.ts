@@ -91,7 +91,7 @@ export interface RejoinInfo {
   readonly aside: number;
   /** Set-aside changes written again so far. */
   readonly reapplied: number;
-  /** Patches and crdt updates not written again because their record no longer exists, as "collection/id". */
+  /** Changes not written again, as "collection/id": patches and crdt updates of records that no longer exist, and changes the schema refuses now (a validator, a collection left out, a size limit). */
   readonly dropped: readonly string[];
 }
 

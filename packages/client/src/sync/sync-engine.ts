@@ -558,7 +558,7 @@ export class SyncEngine {
       this.#port.report(
         new SyncError(
           'replica_retired',
-          `after rejoining under a new id, ${done.dropped.length} unsynced change(s) in space "${space}" were not written again: their records no longer exist (${shown}${done.dropped.length > 10 ? ', …' : ''})`,
+          `after rejoining under a new id, ${done.dropped.length} unsynced change(s) in space "${space}" were not written again: their records no longer exist, or the schema refuses them now (${shown}${done.dropped.length > 10 ? ', …' : ''})`,
         ),
       );
     }
