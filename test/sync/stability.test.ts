@@ -9,12 +9,12 @@
  * replica stops holding the horizon and is refused with `replica_retired`.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { createReplica, indexedDbStorage, type Replica, type Schema } from '@syncline/client';
+import { createReplica, indexedDbStorage, localLocks, memoryStorage, type Replica, type Schema } from '@syncline/client';
 import { IDBFactory, IDBKeyRange } from 'fake-indexeddb';
 import type { HlcString, ReplicaId, SpaceId } from '@syncline/core/internal';
 import { sqliteStorage, type ServerStorage, type SyncServer } from '@syncline/server';
 import { portOf } from '../internals.js';
-import { cleanupStack, counter, idbStorage, isSynced, ManualClock, outboxCount, replica, startServer, sync, uniqueName, visibleState as everyRecord, waitUntil } from './harness.js';
+import { cleanupStack, counter, idbStorage, isSynced, ManualClock, outboxCount, replica, startServer, sync, uniqueName, visibleState as everyRecord, waitUntil, WS } from './harness.js';
 
 const cleanup = cleanupStack();
 afterEach(() => cleanup.run());
@@ -347,6 +347,43 @@ describe('garbage collection at the stability horizon', () => {
     expect(log.map((e) => `${e.change.replica === oldId ? 'old' : e.change.replica === newId ? 'new' : '?'}:${e.change.seq}:${e.change.op}`)).toEqual(['old:1:put', 'new:1:put', 'new:2:patch']);
     expect(await c.get('events', 'c2')).toBeUndefined();
     expect(errors.at(-1)).toMatchObject({ name: 'SyncError', code: 'replica_retired', message: expect.stringContaining('events/c2') });
+  });
+
+  it('a rejoin made by the tab that holds the connection: the other tab writes under the new id from its next write', async () => {
+    const server = await startServer({ gc: { intervalMs: 0 } });
+    cleanup.push(() => server.close());
+    const storage = memoryStorage();
+    const name = uniqueName('rejoin-tabs');
+    const tabs = { locks: localLocks(), channel: (n: string) => new BroadcastChannel(n) };
+    const tab = () => createReplica({ name, schema, storage, tabs, onError: () => undefined, sync: { url: server.url, WebSocket: WS, backoff: { initialMs: 20, maxMs: 200 } } });
+    const leader = await tab();
+    cleanup.push(() => leader.close());
+    await waitUntil(() => leader.isLeader, 5_000, 'the first tab to lead');
+    const follower = await tab();
+    cleanup.push(() => follower.close());
+    const other = await replica({ name: uniqueName('rejoin-tabs-other'), schema });
+    cleanup.push(() => other.close());
+    const so = sync(other, server.url);
+    cleanup.push(() => so.close());
+    const engine = leader.sync as NonNullable<typeof leader.sync>;
+
+    await follower.put('events', 'f0', { n: 0 });
+    await waitUntil(async () => (await other.get('events', 'f0')) !== undefined, 10_000, 'f0 to go out through the leader tab');
+    engine.pause();
+    const oldId = leader.id;
+    await follower.put('events', 'f1', { n: 1 }); // unsynced when the id is retired
+    await server.retire(oldId as ReplicaId);
+    engine.resume();
+    await waitUntil(async () => (await other.get('events', 'f1')) !== undefined, 10_000, 'f1, written again by the leader tab, to reach the other replica');
+    expect(leader.id).not.toBe(oldId);
+    expect(follower.id).toBe(oldId); // it has not written since
+
+    await follower.put('events', 'f2', { n: 2 });
+    expect(follower.id).toBe(leader.id);
+    await waitUntil(async () => (await other.get('events', 'f2')) !== undefined, 10_000, 'the follower’s next write to reach the other replica');
+    const log = await server.storage.readLog(leader.defaultSpace as SpaceId, 0, 100);
+    expect(log.map((e) => `${e.change.replica === oldId ? 'old' : e.change.replica === leader.id ? 'new' : '?'}:${e.change.seq}:${e.change.id}`)).toEqual(['old:1:f0', 'new:1:f1', 'new:2:f2']);
+    expect(engine.status.state).toBe('synced');
   });
 
   it('collect() called while a pass is under way runs another after it, which covers every write stored before the call', async () => {
