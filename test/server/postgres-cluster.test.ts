@@ -13,6 +13,7 @@ import {
   cleanupStack,
   countOf,
   isSynced,
+  ManualClock,
   putChange,
   RawClient,
   recordingSocket,
@@ -152,6 +153,38 @@ describePg('several server instances on one PostgreSQL', () => {
     release();
     await waitUntil(async () => (await r.get('events', 'third')) !== undefined, 5_000, 'the third event to reach R');
     expect(await visibleState(r, ['events'])).toEqual(await visibleState(w, ['events']));
+  });
+
+  it('a session hears each horizon once, though every commit of the other instance ends a catch-up', async () => {
+    const name = schemaForTest();
+    // One clock for both instances and both replicas, moved past the floors (a minute behind) below.
+    const clock = new ManualClock(Date.now() - 60 * 60_000);
+    const server = () => startServer({ now: clock.now, storage: postgresStorage({ connectionString: PG_URL, schema: name, maxConnections: 5, onError: () => undefined }) });
+    const [a, b] = [await server(), await server()];
+    cleanup.push(() => a.close(), () => b.close());
+    const w = await replica({ schema, name: uniqueName('cluster-hw'), now: clock.now });
+    const r = await replica({ schema, name: uniqueName('cluster-hr'), now: clock.now });
+    cleanup.push(() => w.close(), () => r.close());
+    const sw = sync(w, a.url, { pingIntervalMs: 100 });
+    const rec = recordingSocket();
+    const sr = sync(r, b.url, { WebSocket: rec.factory, pingIntervalMs: 100 });
+    cleanup.push(() => sw.close(), () => sr.close());
+    await w.put('events', 'gone', { n: 0 });
+    await w.delete('events', 'gone');
+    await sw.flushed();
+    clock.value += 5 * 60_000;
+    // A horizon past the delete (passes until the server's clock has moved past its stamp): B's sessions tell it at their next catch-up.
+    await waitUntil(async () => (await a.collect()).collected > 0, 5_000, 'A to collect the deleted record');
+    // One at a time, each read by R before the next: one catch-up each.
+    for (let i = 0; i < 10; i++) {
+      await w.put('events', `e${i}`, { n: i });
+      await waitUntil(async () => (await r.get('events', `e${i}`)) !== undefined, 10_000, `R to hold e${i}`);
+    }
+    await waitUntil(() => isSynced(sr), 10_000, 'R synced');
+    const catchUps = rec.of('synced').length;
+    expect(catchUps).toBeGreaterThan(5); // the writes reached B's session through catch-ups (each ends with synced)
+    expect(rec.of('horizon').map((m) => m.hlc)).toEqual([(await b.storage.stability(w.defaultSpace as SpaceId)).hlc]);
+    await waitUntil(async () => (await r.stats()).tombstones === 0, 5_000, 'R to forget the deleted record');
   });
 
   it('converges replicas connected to different instances', async () => {

@@ -118,12 +118,12 @@ export async function restampBelow(
 /**
  * Forgets the records of `space` that collectibleAt() puts at or below
  * `horizon`, once this replica has applied the space's log up to `upTo`.
- * Returns how many.
+ * Returns how many, or undefined when it has not applied the log that far.
  */
-export async function collectBelow(tx: StorageTx, collections: Iterable<string>, space: SpaceId, horizon: HlcString, upTo: number): Promise<number> {
+export async function collectBelow(tx: StorageTx, collections: Iterable<string>, space: SpaceId, horizon: HlcString, upTo: number): Promise<number | undefined> {
   const cursor = readCursor(await tx.getMeta(positionKey(space)));
   // A position of another region's log says nothing about this one's horizon.
-  if (cursor.region !== undefined || cursor.upTo < upTo) return 0;
+  if (cursor.region !== undefined || cursor.upTo < upTo) return undefined;
   const forget = [];
   for (const collection of collections) {
     for (const record of await tx.scanRecords(collection, { space })) {

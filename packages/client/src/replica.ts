@@ -523,7 +523,7 @@ export class Replica<S extends Schema = Schema> {
       welcomeClock: (serverTime, roundTrip, maxClockDrift) => this.#welcomeClock(serverTime, roundTrip, maxClockDrift),
       restamp: (maxClockDrift) => this.#restamp(maxClockDrift),
       floor: (space) => this.#track(this.#storage.transaction('readwrite', (tx) => floorOf(tx, this.#clock, this.id, space))),
-      horizon: (space, hlc, upTo) => this.#track(this.#storage.transaction('readwrite', (tx) => collectBelow(tx, this.#collections.keys(), space, hlc, upTo))).then(() => undefined),
+      horizon: (space, hlc, upTo) => this.#track(this.#storage.transaction('readwrite', (tx) => collectBelow(tx, this.#collections.keys(), space, hlc, upTo))).then((n) => n !== undefined),
       restampBelow: (space, hlc) => this.#restampBelow(space, hlc),
       rejoin: (spaces) => this.#rejoin(spaces),
       reapply: (space) => this.#reapply(space),

@@ -144,7 +144,7 @@ export class Gc {
       const n = await storage.collect(space);
       collected += n;
       // Replicas forget what the server forgot: nothing to tell them when it forgot nothing (they hear the
-      // horizon after every catch-up too, and with a below_horizon refusal).
+      // horizon after a catch-up too when it moved, and with a below_horizon refusal).
       if (n > 0 && after.hlc !== before.hlc) this.#ctx.announce(space, after);
     }
     this.#ctx.metrics.gcCollected.inc(collected);

@@ -27,6 +27,7 @@ import {
   type DownstreamMessage,
   type ErrorCode,
   type Hello,
+  type HlcString,
   type Push,
   type ReplicaId,
   type ServerLimits,
@@ -106,6 +107,8 @@ interface Subscription {
   snapshotting?: boolean;
   /** The ack held back while it is. */
   heldAck?: number;
+  /** The horizon last announced to this session (a catch-up does not repeat it). */
+  toldHorizon?: HlcString;
 }
 
 /** The rate limiter's bucket, in seconds of messagesPerSecond (see #takeToken). */
@@ -259,6 +262,7 @@ export class Session implements Follower {
     // Entries the client wrote itself are never sent back, so its position may lag what it holds: say how far it is.
     if (sub.live && sub.sentUpTo >= stability.upTo && sub.sentUpTo > 0) this.#send({ type: 'changes', space, changes: [], upTo: sub.sentUpTo });
     this.#send({ type: 'horizon', space, hlc: stability.hlc, upTo: stability.upTo });
+    sub.toldHorizon = stability.hlc;
   }
 
   /**
@@ -542,7 +546,11 @@ export class Session implements Follower {
       }
       if (sub.live && this.#state === 'ready') {
         this.#send({ type: 'synced', space, upTo: sub.sentUpTo });
-        if (this.#protocol >= 6) this.announceHorizon(space, await storage.stability(space));
+        if (this.#protocol >= 6) {
+          // Once per horizon: a catch-up ends every time another instance stores something.
+          const stability = await storage.stability(space);
+          if (stability.hlc !== sub.toldHorizon) this.announceHorizon(space, stability);
+        }
       }
     } catch (error) {
       this.#internal(error);
