@@ -551,7 +551,14 @@ export class SyncEngine {
   async #reapply(space: SpaceId): Promise<void> {
     if (this.#asideChecked.has(space)) return;
     this.#asideChecked.add(space);
-    const done = await this.#port.reapply(space);
+    let done;
+    try {
+      done = await this.#port.reapply(space);
+    } catch (error) {
+      // Storage failed: the next catch-up of the space tries again (the session drops and dials again).
+      this.#asideChecked.delete(space);
+      throw error;
+    }
     if (!done) return;
     const info = this.#board.current.rejoined;
     if (info) this.#board.set({ rejoined: { ...info, reapplied: info.reapplied + done.reapplied, dropped: [...info.dropped, ...done.dropped] } });
