@@ -16,8 +16,8 @@ afterEach(() => cleanup.run());
 
 const schema = { events: {} } as const;
 
-/** Memory storage whose next write of a log position fails once, when armed. */
-function faultyStorage(): { factory: StorageFactory; arm: () => void; fired: () => boolean } {
+/** Memory storage whose next write of a meta key starting with `prefix` (a log position by default) fails once, when armed. */
+function faultyStorage(prefix = 'pos\u0000'): { factory: StorageFactory; arm: () => void; fired: () => boolean } {
   const inner = memoryStorage();
   let armed = false;
   let fired = false;
@@ -36,7 +36,7 @@ function faultyStorage(): { factory: StorageFactory; arm: () => void; fired: () 
                   return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
                 }
                 return async (k: string, value: unknown) => {
-                  if (armed && k.startsWith('pos\u0000')) {
+                  if (armed && k.startsWith(prefix)) {
                     armed = false;
                     fired = true;
                     throw new Error('injected storage failure');
@@ -83,5 +83,39 @@ describe('a remote message that fails to apply', () => {
     expect((await portOf(b).position(space)).upTo).toBe(3);
     await waitUntil(() => isSynced(sb), 5_000, 'B to be synced again');
     expect(errors).toContain('internal'); // the failure was reported, not hidden
+  });
+});
+
+describe('set-aside changes that fail to be written again (a rejoin)', () => {
+  it('are written at the next catch-up, not left set aside', async () => {
+    const server = await startServer({ gc: { intervalMs: 0 } });
+    cleanup.push(() => server.close());
+    // Fails the transaction that writes them again (it forgets them with the same write).
+    const faulty = faultyStorage('aside\u0000');
+    const a = await replica({ name: uniqueName('reapply-reader'), schema });
+    const c = await replica({ name: uniqueName('reapply-writer'), schema, storage: faulty.factory });
+    cleanup.push(() => a.close(), () => c.close());
+    const sa = sync(a, server.url);
+    const sc = sync(c, server.url);
+    cleanup.push(() => sa.close(), () => sc.close());
+    await c.put('events', 'c0', { n: 0 });
+    await sc.flushed();
+    sc.pause();
+    await c.put('events', 'c1', { n: 1 });
+    const oldId = c.id;
+    await server.retire(oldId);
+    // The rejoin stores the set-aside changes (a write of the key: let it pass), then the rewrite fails once.
+    let armed = false;
+    sc.onStatus((status) => {
+      if (status.rejoined && !armed) {
+        armed = true;
+        faulty.arm();
+      }
+    });
+    sc.resume();
+    await waitUntil(() => faulty.fired(), 10_000, 'the first rewrite to fail');
+    await waitUntil(async () => (await a.get('events', 'c1')) !== undefined, 10_000, 'c1, written again after the failure, to reach A');
+    await waitUntil(() => isSynced(sc), 10_000, 'C synced');
+    expect(sc.status.rejoined).toMatchObject({ previousId: oldId, id: c.id, aside: 1, reapplied: 1, dropped: [] });
   });
 });
