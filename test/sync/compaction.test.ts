@@ -172,6 +172,42 @@ describe('a push acknowledged while a snapshot is on its way', () => {
   });
 });
 
+describe('a push waiting on a long snapshot', () => {
+  it('does not count as unanswered while chunks arrive: the snapshot ends, then the ack comes, on one connection', async () => {
+    // Every page of the snapshot takes a while to read: the whole takes many ping intervals.
+    const storage = sqliteStorage({ path: ':memory:' });
+    const slow: ServerStorage = Object.assign(Object.create(storage) as ServerStorage, {
+      snapshotPage: async (...args: Parameters<ServerStorage['snapshotPage']>) => {
+        await new Promise((resolve) => setTimeout(resolve, 40));
+        return storage.snapshotPage(...args);
+      },
+    });
+    const server = await startServer({ storage: slow, limits: { snapshotChunk: 10 } });
+    cleanup.push(() => server.close());
+    const w = await replica({ name: uniqueName('long-snapshot-writer'), schema });
+    const n = await replica({ name: uniqueName('long-snapshot-new'), schema });
+    cleanup.push(() => w.close(), () => n.close());
+    const sw = sync(w, server.url);
+    cleanup.push(() => sw.close());
+    await w.batch((b) => {
+      for (let i = 0; i < 300; i++) b.put('events', `e${i}`, { n: i });
+    });
+    await sw.flushed();
+
+    await n.put('events', 'mine', { by: 'n' }); // pushed as N connects, answered after the snapshot
+    const errors: string[] = [];
+    const sn = sync(n, server.url, { pingIntervalMs: 60 }); // three ticks without an ack: 180 ms; the snapshot takes over a second
+    cleanup.push(() => sn.close());
+    sn.onStatus((status) => {
+      if (status.error) errors.push(status.error.message);
+    });
+    await waitUntil(async () => isSynced(sn) && (await countOf(n, 'events')) === 301, 20_000, 'N to bootstrap and have its write acknowledged');
+    expect(errors).toEqual([]);
+    expect((await n.get('events', 'mine'))?.value).toEqual({ by: 'n' });
+    expect(await counter(server.metrics.snapshots)).toBe(1);
+  });
+});
+
 describe('bootstrap progress', () => {
   it('a snapshot cut off by pause() leaves no stale progress in the status; the next connection bootstraps again', async () => {
     const server = await startServer({ limits: { snapshotChunk: 20 } });

@@ -487,7 +487,8 @@ export class Session implements Follower {
    */
   #ack(space: SpaceId, upTo: number): void {
     const sub = this.#subs.get(space);
-    if (sub?.snapshotting) sub.heldAck = Math.max(sub.heldAck ?? 0, upTo);
+    // Clients before protocol 6, and those of a server with a region, join snapshots: nothing to hold for them.
+    if (sub?.snapshotting && this.#protocol >= 6 && this.ctx.region === undefined) sub.heldAck = Math.max(sub.heldAck ?? 0, upTo);
     else this.#send({ type: 'ack', space, upTo });
   }
 

@@ -674,6 +674,9 @@ export class SyncEngine {
       case 'changes':
         return this.#port.applyRemote(message.changes, { space: message.space, upTo: message.upTo, region: session.region, origins: message.origins });
       case 'snapshot': {
+        // The server answers pushes once the snapshot under way has sent its last chunk (PROTOCOL.md, Catch-up):
+        // a push is not unanswered while chunks arrive.
+        session.pushTicks = 0;
         const last = message.chunk === message.chunks - 1;
         this.#bootstrapReceived = message.chunk === 0 ? message.records.length : this.#bootstrapReceived + message.records.length;
         await this.#port.applySnapshot(message.records, message.space, last ? { upTo: message.position, region: session.region, origins: message.origins } : undefined, {
