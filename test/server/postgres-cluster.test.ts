@@ -183,7 +183,11 @@ describePg('several server instances on one PostgreSQL', () => {
     await waitUntil(() => isSynced(sr), 10_000, 'R synced');
     const catchUps = rec.of('synced').length;
     expect(catchUps).toBeGreaterThan(5); // the writes reached B's session through catch-ups (each ends with synced)
-    expect(rec.of('horizon').map((m) => m.hlc)).toEqual([(await b.storage.stability(w.defaultSpace as SpaceId)).hlc]);
+    // Each horizon once (a catch-up that ended between two passes may have told an earlier one), the last the current one.
+    const told = rec.of('horizon').map((m) => m.hlc);
+    expect(told.length).toBeLessThan(catchUps);
+    expect(told).toEqual([...new Set(told)].sort());
+    expect(told.at(-1)).toBe((await b.storage.stability(w.defaultSpace as SpaceId)).hlc);
     await waitUntil(async () => (await r.stats()).tombstones === 0, 5_000, 'R to forget the deleted record');
   });
 

@@ -262,7 +262,8 @@ export class Session implements Follower {
     // Entries the client wrote itself are never sent back, so its position may lag what it holds: say how far it is.
     if (sub.live && sub.sentUpTo >= stability.upTo && sub.sentUpTo > 0) this.#send({ type: 'changes', space, changes: [], upTo: sub.sentUpTo });
     this.#send({ type: 'horizon', space, hlc: stability.hlc, upTo: stability.upTo });
-    sub.toldHorizon = stability.hlc;
+    // Told for good only once the client has been sent the log that far (it forgets nothing before): else the next catch-up tells it again.
+    if (sub.sentUpTo >= stability.upTo) sub.toldHorizon = stability.hlc;
   }
 
   /**
