@@ -143,6 +143,38 @@ export function storageConformance(name: string, makeFactory: () => StorageFacto
       expect((await s.transaction('readonly', (tx) => tx.getRecord('events', 'shown', S1)))?.value).toEqual({ v: 3 });
     });
 
+    it('collectible: the records of a space whose dead stamp is at or below a horizon, kept current by puts and forgets', async () => {
+      const s = await fresh();
+      const stamp = (n: number) => formatTimestamp({ wall: 1_700_000_000_000 + n, counter: 0, replica: replicaId('conf') });
+      const dead = (id: string, space: SpaceId, n: number): StoredRecord => ({ ...record('events', id, space, [], undefined), dead: stamp(n) });
+      await s.transaction('readwrite', async (tx) => {
+        await tx.putRecord(dead('d1', S1, 1));
+        await tx.putRecord(dead('d3', S1, 3));
+        await tx.putRecord(dead('d5', S1, 5));
+        await tx.putRecord(dead('other', S2, 1));
+        await tx.putRecord({ ...dead('task', S1, 2), collection: 'tasks' });
+        await tx.putRecord(record('events', 'live', S1, [[1, 'a', 'live', S1]]));
+        await tx.putRecord({ ...record('events', 'kept', S1, [], undefined) }); // deleted, not collectible (no dead stamp)
+      });
+      // Only adapters that have it; the client scans otherwise.
+      if (!(await s.transaction('readonly', async (tx) => tx.collectible !== undefined))) return;
+      const at = (space: SpaceId, n: number) => s.transaction('readonly', async (tx) => ids(await (tx.collectible as NonNullable<typeof tx.collectible>)(space, stamp(n))).sort());
+      expect(await at(S1, 0)).toEqual([]);
+      expect(await at(S1, 3)).toEqual(['d1@s1', 'd3@s1', 'task@s1']);
+      expect(await at(S1, 9)).toEqual(['d1@s1', 'd3@s1', 'd5@s1', 'task@s1']);
+      expect(await at(S2, 9)).toEqual(['other@s2']);
+      expect(await at(S10, 9)).toEqual([]);
+      // Written again live, forgotten, or stamped later: the index follows, also inside the transaction that does it.
+      await s.transaction('readwrite', async (tx) => {
+        await tx.putRecord(record('events', 'd1', S1));
+        await tx.forgetRecords([{ collection: 'events', id: 'd3', space: S1 }]);
+        await tx.putRecord(dead('d5', S1, 8));
+        expect(ids(await (tx.collectible as NonNullable<typeof tx.collectible>)(S1, stamp(9))).sort()).toEqual(['d5@s1', 'task@s1']);
+      });
+      expect(await at(S1, 5)).toEqual(['task@s1']);
+      expect(await at(S1, 9)).toEqual(['d5@s1', 'task@s1']);
+    });
+
     it('records: put/get by (collection, id, space), overwrite, rich states round-trip', async () => {
       const s = await fresh();
       const state = richState();

@@ -126,13 +126,19 @@ describe('IndexedDB upgrade from the v1 schema', () => {
       expect((await tx.getRecord('events', 'e1', DEFAULT))?.value).toEqual({ title: 'one, edited' });
       expect((await tx.getRecord('events', 'e2', DEFAULT))?.value).toBeUndefined();
       expect(await tx.getMeta('replica')).toBe(WRITER);
+      // v4: the deleted record is in the index of what garbage collection may forget, and only it.
+      const above = formatTimestamp({ wall: wall + 1, counter: 0, replica: WRITER });
+      expect((await tx.collectible?.(DEFAULT, above))?.map((r) => r.id)).toEqual(['e2']);
+      expect(await tx.collectible?.(OTHER, above)).toEqual([]);
+      const e2 = await tx.getRecord('events', 'e2', DEFAULT);
+      expect(await tx.collectible?.(DEFAULT, (e2?.dead as string).replace(/-.*$/, '-0000-0') as never)).toEqual([]); // its own stamp's moment, before it
     });
     await storage.close();
 
-    // The stored form: version 3, entries keyed [space, from] of at most 1,000 contiguous changes.
+    // The stored form: version 4, entries keyed [space, from] of at most 1,000 contiguous changes.
     const db = await request(factory.open(`syncline:${name}`));
     cleanup.push(() => db.close());
-    expect(db.version).toBe(3);
+    expect(db.version).toBe(4);
     expect([...db.objectStoreNames].sort()).toEqual(['meta', 'outbox', 'records']);
     const tx = db.transaction(['outbox'], 'readonly');
     expect(tx.objectStore('outbox').keyPath).toEqual(['space', 'from']);

@@ -124,12 +124,14 @@ export async function collectBelow(tx: StorageTx, collections: Iterable<string>,
   const cursor = readCursor(await tx.getMeta(positionKey(space)));
   // A position of another region's log says nothing about this one's horizon.
   if (cursor.region !== undefined || cursor.upTo < upTo) return undefined;
+  const known = new Set(collections);
+  // By the storage's index of deleted records when it has one (what is forgotten, not the whole space), else a scan.
+  const candidates = tx.collectible ? await tx.collectible(space, horizon) : (await Promise.all([...known].map((c) => tx.scanRecords(c, { space })))).flat();
   const forget = [];
-  for (const collection of collections) {
-    for (const record of await tx.scanRecords(collection, { space })) {
-      const at = collectibleAt(record.state);
-      if (at !== undefined && at <= horizon) forget.push({ collection, id: record.id, space });
-    }
+  for (const record of candidates) {
+    // The state decides, not the index entry.
+    const at = collectibleAt(record.state);
+    if (known.has(record.collection) && at !== undefined && at <= horizon) forget.push({ collection: record.collection, id: record.id, space });
   }
   if (forget.length > 0) await tx.forgetRecords(forget);
   return forget.length;

@@ -4,6 +4,7 @@
  */
 import {
   applyChange,
+  collectibleAt,
   contextFor,
   materialize,
   setOwn,
@@ -112,8 +113,9 @@ export function writeOpOf(change: Change, target: { collection: string; id: stri
 export function storedRecord(def: CollectionDef | undefined, key: { collection: string; id: string; space: SpaceId }, state: RecordState): StoredRecord {
   const view = materialize(state, { resolve: def?.resolve });
   const value = view.exists ? view.value : undefined;
+  const dead = value === undefined ? collectibleAt(state) : undefined;
   // Built in the order the memory store keeps records (one object shape).
-  return { space: key.space, collection: key.collection, id: key.id, state, value, ix: def ? indexKeys(def, key.id, key.space, value) : NO_KEYS };
+  return { space: key.space, collection: key.collection, id: key.id, state, value, ix: def ? indexKeys(def, key.id, key.space, value) : NO_KEYS, ...(dead !== undefined ? { dead } : {}) };
 }
 
 export function applyToStored(def: CollectionDef | undefined, record: StoredRecord | undefined, change: Change): StoredRecord {

@@ -1,14 +1,15 @@
 /**
  * Storage on IndexedDB through `idb`. One database per replica name:
  *   meta     out-of-line keys: replica id, clock, sequence counters, index numbers
- *   records  key [collection, id, space]; multiEntry index `ix` over index keys
+ *   records  key [collection, id, space]; multiEntry index `ix` over index keys; index `dead`
+ *            over [space, dead]: the deleted records garbage collection may forget
  *   outbox   key [space, from]: local changes not yet acknowledged by the server, one
  *            entry { space, from, to, changes } per transaction and space (storage/outbox.ts);
  *            meta `outbox` holds each space's count of changes, updated in the same transaction
  * Browser edge cases: another tab upgrading (versionchange) closes this connection
  * and tells the replica; a blocked upgrade and quota errors become coded errors.
  */
-import type { Change, SpaceId } from '@syncline/core/internal';
+import { collectibleAt, type Change, type HlcString, type SpaceId } from '@syncline/core/internal';
 import { wrap, type IDBPDatabase, type IDBPTransaction } from 'idb';
 import { ReplicaError } from '../errors.js';
 import { compareKeys, type Key, type KeyRange } from './keys.js';
@@ -20,9 +21,13 @@ import type { RecordAddress, ScanOptions, Storage, StorageFactory, StorageTx, St
  * 3: a record's lww state may hold a put's fields as one object (`stamped`); v2 states are
  * read as they are, and the version keeps code from before it, which would not see those
  * fields, from opening the database.
+ * 4: records index `dead` over [space, dead]: the deleted records garbage collection may
+ * forget (StoredRecord.dead), filled in for what the database held at the upgrade.
  */
-const DB_VERSION = 3;
+const DB_VERSION = 4;
 const OUTBOX_STORE = { keyPath: ['space', 'from'] };
+/** The records index of what garbage collection may forget: records without `dead` are not in it. */
+const DEAD_INDEX = ['space', 'dead'];
 /** Changes per entry when a v1 outbox is regrouped (like the replica's largest entries). */
 const MIGRATED_ENTRY_MAX = 1_000;
 const STORES = ['meta', 'records', 'outbox'] as const;
@@ -137,6 +142,11 @@ class IdbTx implements StorageTx {
   async forgetRecords(addresses: readonly RecordAddress[]): Promise<void> {
     const store = this.tx.objectStore('records');
     await Promise.all(addresses.map((a) => store.delete([a.collection, a.id, a.space])));
+  }
+
+  async collectible(space: SpaceId, horizon: HlcString): Promise<StoredRecord[]> {
+    // '' sorts before every stamp.
+    return (await this.tx.objectStore('records').index('dead').getAll(this.Range.bound([space, ''], [space, horizon]))) as StoredRecord[];
   }
 
   async #collect(source: IDBObjectStore | IDBIndex, query: IDBKeyRange | undefined, options: ScanOptions, filter?: (r: StoredRecord) => boolean): Promise<StoredRecord[]> {
@@ -373,6 +383,25 @@ function migrateOutboxV1(database: IDBDatabase, upgrade: IDBTransaction): void {
   };
 }
 
+/**
+ * v3 -> v4: the `dead` index, and each deleted record garbage collection may
+ * forget given its `dead` (a cursor over the records, inside the upgrade
+ * transaction: all of it or nothing).
+ */
+function indexDeadRecords(upgrade: IDBTransaction): void {
+  const store = upgrade.objectStore('records');
+  store.createIndex('dead', DEAD_INDEX);
+  const cursor = store.openCursor();
+  cursor.onsuccess = () => {
+    const at = cursor.result;
+    if (!at) return;
+    const record = at.value as StoredRecord;
+    const dead = record.value === undefined ? collectibleAt(record.state) : undefined;
+    if (dead !== undefined) at.update({ ...record, dead });
+    at.continue();
+  };
+}
+
 /** A StorageFactory for IndexedDB. In browsers the defaults are the global indexedDB and IDBKeyRange. */
 export function indexedDbStorage(options: IndexedDbOptions = {}): StorageFactory {
   return async (name) => {
@@ -388,10 +417,13 @@ export function indexedDbStorage(options: IndexedDbOptions = {}): StorageFactory
         database.createObjectStore('meta');
         const records = database.createObjectStore('records', { keyPath: ['collection', 'id', 'space'] });
         records.createIndex('ix', 'ix', { multiEntry: true });
+        records.createIndex('dead', DEAD_INDEX);
         database.createObjectStore('outbox', OUTBOX_STORE);
-      } else if (event.oldVersion < 2) {
-        migrateOutboxV1(database, request.transaction as IDBTransaction);
+        return;
       }
+      const upgrade = request.transaction as IDBTransaction;
+      if (event.oldVersion < 2) migrateOutboxV1(database, upgrade);
+      if (event.oldVersion < 4) indexDeadRecords(upgrade);
     };
     const raw = await new Promise<IDBDatabase>((resolve, reject) => {
       const timer = setTimeout(() => {

@@ -4,7 +4,7 @@
  * Read-write transactions run one at a time and write into an overlay that is
  * applied only when the callback succeeds.
  */
-import { setOwn, type Change, type Json, type SpaceId } from '@syncline/core/internal';
+import { setOwn, type Change, type HlcString, type Json, type SpaceId } from '@syncline/core/internal';
 import BTreeModule from 'sorted-btree';
 import { compareKeys, inRange, type Key, type KeyRange } from './keys.js';
 import { ReplicaError } from '../errors.js';
@@ -33,6 +33,21 @@ function compareAddresses(a: Address, b: Address): number {
 }
 
 const indexEntry = (key: Key, r: Address): IndexEntry => ({ key, collection: r.collection, id: r.id, space: r.space });
+
+/** A record garbage collection may forget (StoredRecord.dead), in [space, dead, collection, id] order. */
+interface DeadEntry extends Address {
+  readonly dead: HlcString;
+}
+
+const deadEntry = (r: StoredRecord & { dead: HlcString }): DeadEntry => ({ space: r.space, dead: r.dead, collection: r.collection, id: r.id });
+
+function compareDead(a: DeadEntry, b: DeadEntry): number {
+  if (a.space !== b.space) return a.space < b.space ? -1 : 1;
+  if (a.dead !== b.dead) return a.dead < b.dead ? -1 : 1;
+  return compareAddresses(a, b);
+}
+
+const hasDead = (r: StoredRecord | undefined): r is StoredRecord & { dead: HlcString } => r?.dead !== undefined;
 
 /** Index order: key, then record address. */
 function compareEntries(a: IndexEntry, b: IndexEntry): number {
@@ -90,6 +105,8 @@ class MemoryDatabase {
    * replaces it): a scan reads a collection in order, without a sort.
    */
   readonly sorted = new BTree<Address, undefined>(undefined, compareAddresses);
+  /** Records garbage collection may forget, by space and `dead` (StorageTx.collectible). */
+  readonly dead = new BTree<DeadEntry, undefined>(undefined, compareDead);
   /** Unacknowledged changes by (space, seq), in that order: acks and reads take the lowest seqs of a space without a sort. */
   readonly outbox = new BTree<OutboxKey, Change>(undefined, compareOutboxKeys);
   /** How many changes each space has in the outbox: counted after every commit, without a scan. */
@@ -253,6 +270,7 @@ class MemoryTx implements StorageTx {
       state: part(record.state),
       value: part(record.value),
       ix: part(record.ix),
+      dead: record.dead,
     };
     this.records.set(Object.freeze(kept));
   }
@@ -280,6 +298,21 @@ class MemoryTx implements StorageTx {
     // Inside a write transaction with pending writes: merge the overlay and sort (rare path).
     const out = this.#allRecords(collection).filter((record) => options.space === undefined || record.space === options.space);
     return window(out.sort(compareAddresses), options);
+  }
+
+  async collectible(space: SpaceId, horizon: HlcString): Promise<StoredRecord[]> {
+    if (this.records.size === 0 && this.forgotten.length === 0) {
+      const out: StoredRecord[] = [];
+      for (const e of this.#db.dead.keys({ space, dead: '' as HlcString, collection: '', id: '' })) {
+        if (e.space !== space || e.dead > horizon) break;
+        const record = this.#db.records.get(e.collection, e.id, e.space);
+        if (record) out.push(record);
+      }
+      return out;
+    }
+    // Inside a write transaction with pending writes (rare path).
+    const gone = new Set(this.forgotten.map((a) => JSON.stringify([a.collection, a.id, a.space])));
+    return this.#allRecords().filter((r) => r.space === space && r.dead !== undefined && r.dead <= horizon && !gone.has(JSON.stringify([r.collection, r.id, r.space])));
   }
 
   #indexEntries(range: KeyRange): IndexEntry[] {
@@ -411,6 +444,8 @@ class MemoryTx implements StorageTx {
       const delta = liveDelta(old, record);
       if (delta !== 0) db.live.set(record.collection, (db.live.get(record.collection) ?? 0) + delta);
       db.sorted.set(record, undefined);
+      if (hasDead(old) && old.dead !== record.dead) db.dead.delete(deadEntry(old));
+      if (hasDead(record)) db.dead.set(deadEntry(record), undefined);
       if (old) {
         // Most rewrites leave the index keys as they were (an edit of fields no index covers).
         if (sameKeys(old.ix, record.ix)) return;
@@ -427,6 +462,7 @@ class MemoryTx implements StorageTx {
       const old = db.records.delete(a.collection, a.id, a.space);
       if (old === undefined) continue;
       db.sorted.delete(old);
+      if (hasDead(old)) db.dead.delete(deadEntry(old));
       for (const ix of old.ix) db.index.delete(indexEntry(ix, old));
       if (old.value !== undefined) db.live.set(old.collection, (db.live.get(old.collection) ?? 1) - 1);
     }

@@ -14,7 +14,7 @@
  *  - The outbox holds one entry per addOutbox call (a transaction's changes of
  *    one space), not one per change: per-request cost dominates IndexedDB writes.
  */
-import type { Change, Fields, RecordState, SpaceId } from '@syncline/core/internal';
+import type { Change, Fields, HlcString, RecordState, SpaceId } from '@syncline/core/internal';
 import type { Key, KeyRange } from './keys.js';
 
 /**
@@ -35,6 +35,11 @@ export interface StoredRecord {
   readonly value: Fields | undefined;
   /** Index keys: [indexNumber, ...values, id, space]; empty when deleted. */
   readonly ix: readonly Key[];
+  /**
+   * A deleted record that garbage collection may forget (`collectibleAt` of its
+   * state, core): the horizon at or past which it goes. Absent otherwise.
+   */
+  readonly dead?: HlcString | undefined;
 }
 
 /** Where a record is: its key [collection, id, space]. */
@@ -101,6 +106,12 @@ export interface StorageTx {
    * both write and forget one record.
    */
   forgetRecords(addresses: readonly RecordAddress[]): Promise<void>;
+  /**
+   * Optional: the records of `space` whose `dead` is at or below `horizon`, any
+   * order (what garbage collection at that horizon forgets). An adapter without
+   * it is scanned.
+   */
+  collectible?(space: SpaceId, horizon: HlcString): Promise<StoredRecord[]>;
   /** Records of a collection in [collection, id, space] order, optionally within an id range. */
   scanRecords(collection: string, options?: ScanOptions & { space?: SpaceId }): Promise<StoredRecord[]>;
   /** Records whose index keys fall in `range`, in index-key order. */
