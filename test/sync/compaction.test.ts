@@ -178,7 +178,7 @@ describe('a push waiting on a long snapshot', () => {
     const storage = sqliteStorage({ path: ':memory:' });
     const slow: ServerStorage = Object.assign(Object.create(storage) as ServerStorage, {
       snapshotPage: async (...args: Parameters<ServerStorage['snapshotPage']>) => {
-        await new Promise((resolve) => setTimeout(resolve, 40));
+        await new Promise((resolve) => setTimeout(resolve, 100));
         return storage.snapshotPage(...args);
       },
     });
@@ -196,7 +196,8 @@ describe('a push waiting on a long snapshot', () => {
 
     await n.put('events', 'mine', { by: 'n' }); // pushed as N connects, answered after the snapshot
     const errors: string[] = [];
-    const sn = sync(n, server.url, { pingIntervalMs: 60 }); // three ticks without an ack: 180 ms; the snapshot takes over a second
+    // Three ticks without an ack: 750 ms (and two without any frame, 500 ms, drop it too); the snapshot takes 3 s.
+    const sn = sync(n, server.url, { pingIntervalMs: 250 });
     cleanup.push(() => sn.close());
     sn.onStatus((status) => {
       if (status.error) errors.push(status.error.message);
