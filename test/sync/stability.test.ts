@@ -386,6 +386,33 @@ describe('garbage collection at the stability horizon', () => {
     expect(engine.status.state).toBe('synced');
   });
 
+  it('a space that was not synced when the replica rejoined starts over too: written in once it is added again, its changes are stored', async () => {
+    const server = await startServer({ gc: { intervalMs: 0 } });
+    cleanup.push(() => server.close());
+    const other = await replica({ name: uniqueName('rejoin-spaces-other'), schema });
+    cleanup.push(() => other.close());
+    const so = sync(other, server.url, { spaces: ['two'] });
+    cleanup.push(() => so.close());
+    const c = await createReplica({ name: uniqueName('rejoin-spaces'), schema, storage: memoryStorage(), tabs: false, onError: () => undefined, sync: { url: server.url, WebSocket: WS, spaces: ['one', 'two'], backoff: { initialMs: 20, maxMs: 200 } } });
+    cleanup.push(() => c.close());
+    const engine = c.sync as NonNullable<typeof c.sync>;
+    await c.put('events', 'one-1', { n: 1 }, { space: 'one' });
+    await c.put('events', 'two-1', { n: 1 }, { space: 'two' });
+    await engine.flushed();
+    engine.removeSpace('two'); // its seq stays where the old id left it
+    await waitUntil(() => isSynced(engine) && !engine.spaces.includes('two'), 10_000, 'C to sync without two');
+
+    const oldId = c.id;
+    await server.retire(oldId as ReplicaId);
+    await waitUntil(() => engine.status.rejoined !== undefined && isSynced(engine), 10_000, 'C to rejoin');
+    engine.addSpace('two');
+    await c.put('events', 'two-2', { n: 2 }, { space: 'two' });
+    await waitUntil(async () => (await other.get('events', 'two-2', { space: 'two' })) !== undefined, 10_000, 'C’s new write in two to reach the other replica');
+    expect(engine.status.stoppedSpaces).toBeUndefined();
+    const log = await server.storage.readLog('two' as SpaceId, 0, 100);
+    expect(log.map((e) => `${e.change.replica === oldId ? 'old' : e.change.replica === c.id ? 'new' : '?'}:${e.change.seq}:${e.change.id}`)).toEqual(['old:1:two-1', 'new:1:two-2']);
+  });
+
   it('collect() called while a pass is under way runs another after it, which covers every write stored before the call', async () => {
     // The storage's first horizon computation waits until the test lets it go: a pass under way.
     const storage = sqliteStorage({ path: ':memory:' });

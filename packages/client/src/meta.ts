@@ -13,6 +13,8 @@ export const META_CLOCK_OFFSET = 'clockOffset';
 export const META_CLOCK_UNSYNCED = 'clockUnsynced';
 /** The latest timestamp the replica knows the server accepted: remote changes and snapshots applied, own changes acknowledged. */
 export const META_CLOCK_ACCEPTED = 'clockAccepted';
+/** The spaces this replica has written in (SpaceId[]; from the first write in each): a rejoin starts every one over. */
+export const META_WRITTEN = 'writtenSpaces';
 /** Per space: the seq of the latest change written (a number). */
 export const seqKey = (space: string): string => `seq\u0000${space}`;
 /**

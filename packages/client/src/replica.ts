@@ -31,7 +31,7 @@ import { CommitQueue } from './commit-queue.js';
 import { CrdtDocs, type CrdtTarget } from './crdt-docs.js';
 import { ReplicaError } from './errors.js';
 import { LiveQueries, type QueryCallback } from './live-query.js';
-import { asideKey, META_CLOCK, META_CLOCK_ACCEPTED, META_CLOCK_OFFSET, META_CLOCK_UNSYNCED, META_REPLICA, positionKey, readCursor, seqKey } from './meta.js';
+import { asideKey, META_CLOCK, META_CLOCK_ACCEPTED, META_CLOCK_OFFSET, META_CLOCK_UNSYNCED, META_REPLICA, META_WRITTEN, positionKey, readCursor, seqKey } from './meta.js';
 import { collectionOf, countQuery, runQuery, toRow, type Query, type Row } from './query.js';
 import type { CollectionName, CrdtFieldName, MergeCollectionName, PatchValue, ReadValue, Sibling, WriteValue } from './typed.js';
 import { RecordCache } from './record-cache.js';
@@ -351,6 +351,9 @@ export class Replica<S extends Schema = Schema> {
     ]);
     // Another tab rejoined under a new id (after a retirement): this one writes as it too.
     if (id !== undefined && id !== this.#id) this.#adopt(id);
+    // A space's first write: remembered, so that a rejoin starts its seqs over too (even once it is no longer synced).
+    const first = spaces.filter((_, i) => stored[i] === undefined);
+    const written = first.length > 0 ? ((await tx.getMeta<SpaceId[]>(META_WRITTEN)) ?? []) : [];
     const seqs = new Map<SpaceId, number>(spaces.map((space, i) => [space, stored[i] ?? 0]));
     const changes: Change[] = [];
     for (const op of ops) {
@@ -382,6 +385,7 @@ export class Replica<S extends Schema = Schema> {
       putAll(tx, cache.changed()),
       ...outboxEntries(changes).map((entry) => tx.addOutbox(entry)),
       ...[...seqs].map(([space, seq]) => tx.setMeta(seqKey(space), seq)),
+      ...(first.length > 0 ? [tx.setMeta(META_WRITTEN, [...new Set([...written, ...first])])] : []),
       tx.setMeta(META_CLOCK, this.#clock.last),
     ]);
     return changes;
@@ -395,16 +399,18 @@ export class Replica<S extends Schema = Schema> {
 
   /**
    * The server retired this replica's id (README, "Bounded growth"). In one
-   * transaction: a new id; per space, the unsynced changes set aside (asideKey),
-   * the outbox emptied, seq and position back to 0, so that the space
-   * bootstraps from a snapshot and the new id's changes start at seq 1.
+   * transaction: a new id; per space (those synced, and every one it has
+   * written in), the unsynced changes set aside (asideKey), the outbox emptied,
+   * seq and position back to 0, so that the space bootstraps from a snapshot
+   * and the new id's changes start at seq 1.
    */
-  #rejoin(spaces: readonly SpaceId[]): Promise<Rejoined> {
+  #rejoin(synced: readonly SpaceId[]): Promise<Rejoined> {
     this.#checkOpen();
     const previousId = this.#id;
     const id = newReplicaId(this.#randomBytes);
     return this.#track(
       this.#storage.transaction('readwrite', async (tx) => {
+        const spaces = new Set([...synced, ...((await tx.getMeta<SpaceId[]>(META_WRITTEN)) ?? [])]);
         let aside = 0;
         for (const space of spaces) {
           const [outbox, earlier] = await Promise.all([tx.readOutbox(space, Number.MAX_SAFE_INTEGER), tx.getMeta<Change[]>(asideKey(space))]);
