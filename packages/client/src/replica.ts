@@ -38,6 +38,7 @@ import { RecordCache } from './record-cache.js';
 import { applyAck, applyChanges, applySnapshot, putAll, syncClock, type LogAdvance, type SnapshotKeys } from './remote-apply.js';
 import { restampOutbox } from './restamp.js';
 import { collectBelow, floorOf, restampBelow } from './horizon.js';
+import { refusedNow, setAside, writeAgain } from './rejoin.js';
 import { checkSchema, type CollectionDef, type Schema } from './schema.js';
 import { openCollections } from './schema-migration.js';
 import { indexedDbStorage } from './storage/indexeddb-storage.js';
@@ -47,7 +48,7 @@ import { checkSyncOptions, SyncEngine, type EngineSettings, type SyncOptions } f
 import { outboxEntries } from './storage/outbox.js';
 import { defaultTabs, isSpacesMessage, isTabMessage, type ChannelLike, type LocksLike, type SpaceChange, type SpacesMessage, type TabMessage, type TabsOptions } from './tabs.js';
 import { checkPatch, checkValue, validateWrites, type Patch } from './validate.js';
-import { applyToStored, buildChange, writeOpOf, type WriteOp } from './write.js';
+import { applyToStored, buildChange, type WriteOp } from './write.js';
 
 export type { CommitEvent };
 
@@ -397,94 +398,25 @@ export class Replica<S extends Schema = Schema> {
     this.#clock.rename(id);
   }
 
-  /**
-   * The server retired this replica's id (README, "Bounded growth"). In one
-   * transaction: a new id; per space (those synced, and every one it has
-   * written in), the unsynced changes set aside (asideKey), the outbox emptied,
-   * seq and position back to 0, so that the space bootstraps from a snapshot
-   * and the new id's changes start at seq 1.
-   */
+  /** The server retired this replica's id: rejoin.ts, setAside; the replica goes on as the new id. */
   #rejoin(synced: readonly SpaceId[]): Promise<Rejoined> {
     this.#checkOpen();
     const previousId = this.#id;
     const id = newReplicaId(this.#randomBytes);
-    return this.#track(
-      this.#storage.transaction('readwrite', async (tx) => {
-        const spaces = new Set([...synced, ...((await tx.getMeta<SpaceId[]>(META_WRITTEN)) ?? [])]);
-        let aside = 0;
-        for (const space of spaces) {
-          const [outbox, earlier] = await Promise.all([tx.readOutbox(space, Number.MAX_SAFE_INTEGER), tx.getMeta<Change[]>(asideKey(space))]);
-          aside += outbox.length;
-          const last = outbox.at(-1);
-          await Promise.all([
-            ...(outbox.length > 0 ? [tx.setMeta(asideKey(space), [...(earlier ?? []), ...outbox]), tx.ackOutbox(space, (last as Change).seq)] : []),
-            tx.setMeta(seqKey(space), 0),
-            tx.setMeta(positionKey(space), { upTo: 0 }),
-          ]);
-        }
-        await tx.setMeta(META_REPLICA, id);
-        return aside;
-      }),
-    ).then((aside) => {
+    return this.#track(this.#storage.transaction('readwrite', (tx) => setAside(tx, synced, id))).then((aside) => {
       this.#adopt(id);
       return { previousId, id, aside };
     });
   }
 
-  /**
-   * A space's set-aside changes (#rejoin), once it has caught up, written again
-   * as new changes of this id, stamped after everything the replica now holds,
-   * in the transaction that forgets them. A put (or a merge version) is written
-   * whatever is there; a patch or crdt update only to a record that exists (one
-   * that was deleted, and maybe forgotten, stays deleted); a delete only of one
-   * that exists. A change that cannot be written now (its collection left the
-   * schema, its validator refuses it, it is too large) is dropped too: retrying
-   * would refuse it again. Dropped ones are reported, as "collection/id".
-   */
+  /** A space caught up after a rejoin: its set-aside changes written again (rejoin.ts, refusedNow and writeAgain). */
   async #reapply(space: SpaceId): Promise<Reapplied | undefined> {
     this.#checkOpen();
     const aside = await this.#storage.transaction('readonly', (tx) => tx.getMeta<Change[]>(asideKey(space)));
     if (aside === undefined) return undefined;
-    // Validators may be async: they run before the transaction, which must not wait on anything else.
-    const refused = new Set<string>();
     const current = (op: WriteOp) => this.#storage.transaction('readonly', (tx) => tx.getRecord(op.collection, op.id, op.space)).then((r) => (r?.value === undefined ? undefined : { value: r.value }));
-    for (const change of aside) {
-      const target = { collection: change.collection, id: change.id, space };
-      if (!this.#collections.has(change.collection)) refused.add(dotOf(change));
-      else await validateWrites(this.#collections, [writeOpOf(change, target)], current).catch(() => refused.add(dotOf(change)));
-    }
-    const run = this.#storage.transaction('readwrite', async (tx) => {
-      const held = await tx.getMeta<Change[]>(asideKey(space));
-      if (held === undefined) return undefined; // written again meanwhile (another tab)
-      const records = await tx.getRecords(held.map((c) => ({ collection: c.collection, id: c.id, space })));
-      const exists = new Map<string, boolean>();
-      records.forEach((r, i) => {
-        const c = held[i] as Change;
-        exists.set(`${c.collection}\u0000${c.id}`, r?.value !== undefined);
-      });
-      const changes: Change[] = [];
-      const dropped: string[] = [];
-      for (const change of held) {
-        const key = `${change.collection}\u0000${change.id}`;
-        const op = writeOpOf(change, { collection: change.collection, id: change.id, space });
-        if (refused.has(dotOf(change)) || (op.kind !== 'put' && !exists.get(key))) {
-          if (op.kind !== 'delete') dropped.push(`${change.collection}/${change.id}`);
-          continue;
-        }
-        try {
-          changes.push(...(await this.#write(tx, [op])));
-        } catch (error) {
-          // Refused before anything of it was written (too_large): the rest go on.
-          if (!(error instanceof ReplicaError)) throw error;
-          dropped.push(`${change.collection}/${change.id}`);
-          continue;
-        }
-        exists.set(key, op.kind !== 'delete');
-      }
-      await tx.setMeta(asideKey(space), undefined);
-      return { changes, dropped };
-    });
-    const done = await this.#track(run);
+    const refused = await refusedNow(aside, this.#collections, current);
+    const done = await this.#track(this.#storage.transaction('readwrite', (tx) => writeAgain(tx, space, refused, (t, ops) => this.#write(t, ops))));
     if (!done) return undefined;
     const { changes, dropped } = done;
     if (changes.length > 0) this.#committed({ local: true, records: changes.map((c) => [c.collection, c.id, c.space] as const), outbox: [space] }, true);
@@ -899,6 +831,3 @@ export function startSync(replica: Replica<Schema>, options: SyncOptions): SyncE
   const { port, settings } = internalsOf(replica);
   return new SyncEngine(port, options, settings);
 }
-
-/** A change's dot: its replica and seq. */
-const dotOf = (change: Change): string => `${change.replica}:${change.seq}`;
