@@ -60,9 +60,20 @@ async function churn(storage: ServerStorage, label: string): Promise<void> {
     const pass = await server.collect();
     expect(pass.collected).toBeGreaterThan(0);
     expect(pass.horizons.get(space)).toBeDefined();
-    // Deletes stamped in the last moment may be above the horizon (it never passes the server's clock); the rest are gone.
-    const left = (await server.storage.stats()).tombstones;
-    expect(left).toBeLessThan(PASS_EVERY / 10);
+    // Deletes stamped in the last moment may be above the horizon: it never passes the server's clock, and the
+    // replica stamps by its estimate of that clock, which a loaded machine's round trips leave some 100 ms off.
+    // The next passes, as the server's clock moves on, forget them too.
+    let left = (await server.storage.stats()).tombstones;
+    await waitUntil(
+      async () => {
+        if (left < PASS_EVERY / 10) return true;
+        await server.collect();
+        left = (await server.storage.stats()).tombstones;
+        return left < PASS_EVERY / 10;
+      },
+      10_000,
+      () => `${label}: the server to forget the deletes stamped before its clock at cycle ${i + 1} (${left} tombstones left)`,
+    );
     // The replica forgets the same records once the horizon message reaches it.
     await waitUntil(async () => (await r.stats()).tombstones === left, 10_000, `${label}: the replica to collect at cycle ${i + 1}`);
     expect((await server.storage.stats()).records).toBe(WORKING_SET);
