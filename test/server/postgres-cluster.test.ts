@@ -191,6 +191,33 @@ describePg('several server instances on one PostgreSQL', () => {
     await waitUntil(async () => (await r.stats()).tombstones === 0, 5_000, 'R to forget the deleted record');
   });
 
+  it('the clients of an instance whose pass forgot nothing (another instance did) still hear the horizon and forget too', async () => {
+    const name = schemaForTest();
+    const clock = new ManualClock(Date.now() - 60 * 60_000);
+    const server = () => startServer({ now: clock.now, gc: { intervalMs: 0 }, storage: postgresStorage({ connectionString: PG_URL, schema: name, maxConnections: 5, onError: () => undefined }) });
+    const [a, b] = [await server(), await server()];
+    cleanup.push(() => a.close(), () => b.close());
+    const w = await replica({ schema, name: uniqueName('cluster-gw'), now: clock.now });
+    const r = await replica({ schema, name: uniqueName('cluster-gr'), now: clock.now });
+    cleanup.push(() => w.close(), () => r.close());
+    const sw = sync(w, a.url, { pingIntervalMs: 100 });
+    const sr = sync(r, b.url, { pingIntervalMs: 100 });
+    cleanup.push(() => sw.close(), () => sr.close());
+    await w.put('events', 'gone', { n: 0 });
+    await w.delete('events', 'gone');
+    await sw.flushed();
+    await waitUntil(async () => isSynced(sr) && (await r.stats()).tombstones === 1, 10_000, 'R to hold the delete');
+
+    // A's pass forgets the record; nothing is written after it, so no catch-up on B tells R.
+    clock.value += 5 * 60_000;
+    await waitUntil(async () => (await a.collect()).collected > 0, 5_000, 'A to forget the deleted record');
+    expect((await r.stats()).tombstones).toBe(1);
+    // B's own pass (its timer) finds nothing left to forget, and tells its clients the horizon.
+    expect((await b.collect()).collected).toBe(0);
+    await waitUntil(async () => (await r.stats()).tombstones === 0, 5_000, 'R, a client of B, to forget the record');
+    expect(await visibleState(r, ['events'])).toEqual(await visibleState(w, ['events']));
+  });
+
   it('converges replicas connected to different instances', async () => {
     const name = schemaForTest();
     const [a, b] = [await instance(name), await instance(name)];

@@ -5,7 +5,8 @@
  * One pass: retire the writers not seen for `retireAfterMs` (none that is
  * connected), then per space raise the horizon to where every writer that is
  * not retired has passed (never past the server's clock), forget the deleted
- * records at or below it, and, when it forgot any, tell the connected replicas. A replica says
+ * records at or below it, and, when the horizon moved since this server last
+ * told them, tell the connected replicas. A replica says
  * hello before it pushes, and its floor then holds the horizon, so the cap
  * only matters for a space whose writers are all retired: a new replica's
  * writes made offline before that moment are re-stamped (client README).
@@ -73,6 +74,8 @@ export class Gc {
   readonly #ctx: GcContext;
   readonly #timer: NodeJS.Timeout | undefined;
   #running: Promise<GcResult> | undefined;
+  /** Per space, the horizon this server last announced to its sessions. */
+  readonly #announced = new Map<SpaceId, HlcString>();
   /** The pass that follows the running one, shared by every run() made while it runs. */
   #next: Promise<GcResult> | undefined;
 
@@ -143,9 +146,13 @@ export class Gc {
       if (oldest === undefined || after.hlc < oldest) oldest = after.hlc;
       const n = await storage.collect(space);
       collected += n;
-      // Replicas forget what the server forgot: nothing to tell them when it forgot nothing (they hear the
-      // horizon after a catch-up too when it moved, and with a below_horizon refusal).
-      if (n > 0 && after.hlc !== before.hlc) this.#ctx.announce(space, after);
+      // Replicas forget what the server forgot: tell them whenever the horizon moved since this server last
+      // did, also when another instance sharing the database did the forgetting (this pass then forgets
+      // nothing, and its clients would hear of it only at a catch-up, which their own writes never cause).
+      if (after.hlc !== this.#announced.get(space)) {
+        this.#announced.set(space, after.hlc);
+        this.#ctx.announce(space, after);
+      }
     }
     this.#ctx.metrics.gcCollected.inc(collected);
     if (oldest !== undefined) this.#ctx.metrics.gcHorizonLag.set(Math.max(0, (now() - hlcWall(oldest)) / 1000));

@@ -254,11 +254,14 @@ export class Session implements Follower {
 
   /**
    * Tells a protocol 6 client the stability horizon of a space it follows
-   * (after its catch-up, and whenever the horizon moves).
+   * (after its catch-up, and whenever the horizon moves), unless it was told
+   * that one already; `always`: before a below_horizon refusal, which the
+   * client answers by re-stamping past it.
    */
-  announceHorizon(space: SpaceId, stability: StorageStability): void {
+  announceHorizon(space: SpaceId, stability: StorageStability, always = false): void {
     const sub = this.#subs.get(space);
     if (this.#protocol < 6 || this.#state !== 'ready' || stability.hlc === undefined || !sub) return;
+    if (!always && stability.hlc === sub.toldHorizon) return;
     // Entries the client wrote itself are never sent back, so its position may lag what it holds: say how far it is.
     if (sub.live && sub.sentUpTo >= stability.upTo && sub.sentUpTo > 0) this.#send({ type: 'changes', space, changes: [], upTo: sub.sentUpTo });
     this.#send({ type: 'horizon', space, hlc: stability.hlc, upTo: stability.upTo });
@@ -453,7 +456,7 @@ export class Session implements Follower {
         // then the horizon, so that the client re-stamps past it only what the server does not hold.
         const held = (await this.ctx.storage.replicaProgress(space, [this.replica])).get(this.replica) ?? 0;
         if (held > 0) this.#ack(space, held);
-        this.announceHorizon(space, await this.ctx.storage.stability(space));
+        this.announceHorizon(space, await this.ctx.storage.stability(space), true);
         return this.fail('below_horizon', error.message, false, space);
       }
       if (error instanceof SynclineError && error.code === 'replica_retired') return this.fail('replica_retired', error.message, true);
@@ -548,11 +551,8 @@ export class Session implements Follower {
       }
       if (sub.live && this.#state === 'ready') {
         this.#send({ type: 'synced', space, upTo: sub.sentUpTo });
-        if (this.#protocol >= 6) {
-          // Once per horizon: a catch-up ends every time another instance stores something.
-          const stability = await storage.stability(space);
-          if (stability.hlc !== sub.toldHorizon) this.announceHorizon(space, stability);
-        }
+        // Once per horizon (announceHorizon): a catch-up ends every time another instance stores something.
+        if (this.#protocol >= 6) this.announceHorizon(space, await storage.stability(space));
       }
     } catch (error) {
       this.#internal(error);
