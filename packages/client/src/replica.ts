@@ -450,9 +450,9 @@ export class Replica<S extends Schema = Schema> {
       ackOutbox: (space, upTo, hlc) => this.#ack(space, upTo, hlc),
       countOutbox: (spaces) =>
         read(async (tx) => {
-          let n = 0;
-          for (const space of spaces) n += (await tx.countOutbox(space)) + ((await tx.getMeta<Change[]>(asideKey(space)))?.length ?? 0);
-          return n;
+          // One round trip for every space: its outbox, and what a rejoin set aside.
+          const counts = await Promise.all(spaces.flatMap((space) => [tx.countOutbox(space), tx.getMeta<Change[]>(asideKey(space)).then((aside) => aside?.length ?? 0)]));
+          return counts.reduce((sum, n) => sum + n, 0);
         }),
       lastSeq: async (space) => (await read((tx) => tx.getMeta<number>(seqKey(space)))) ?? 0,
       applyRemote: (changes, position) => this.#applyRemote(changes, position),
@@ -461,7 +461,7 @@ export class Replica<S extends Schema = Schema> {
       welcomeClock: (serverTime, roundTrip, maxClockDrift) => this.#welcomeClock(serverTime, roundTrip, maxClockDrift),
       restamp: (maxClockDrift) => this.#restamp(maxClockDrift),
       floor: (space) => this.#track(this.#storage.transaction('readwrite', (tx) => floorOf(tx, this.#clock, this.id, space))),
-      horizon: (space, hlc, upTo) => this.#track(this.#storage.transaction('readwrite', (tx) => collectBelow(tx, this.#collections.keys(), space, hlc, upTo))).then((n) => n !== undefined),
+      horizon: (space, hlc, upTo) => this.#track(this.#storage.transaction('readwrite', (tx) => collectBelow(tx, this.#collections.keys(), space, hlc, upTo))).then(() => undefined),
       restampBelow: (space, hlc) => this.#restampBelow(space, hlc),
       rejoin: (spaces) => this.#rejoin(spaces),
       reapply: (space) => this.#reapply(space),

@@ -211,8 +211,6 @@ export class SyncEngine {
   #bootstrapReceived = 0;
   /** A rejoin under a new id is being stored: no dialing meanwhile (a hello would name the retired id). */
   #rejoining = false;
-  /** Per space, the horizon the replica last collected at (engine's lifetime): a horizon not past it is not looked at again. */
-  readonly #collectedAt = new Map<SpaceId, HlcString>();
   /** Spaces whose set-aside changes (a rejoin) were looked for since the engine started or last rejoined. */
   readonly #asideChecked = new Set<SpaceId>();
   #refreshQueued: Promise<void> | undefined;
@@ -694,10 +692,7 @@ export class SyncEngine {
       case 'horizon':
         if (!this.#syncing.has(message.space)) return;
         session.horizons.set(message.space, message.hlc);
-        // Collecting reads every record of the space: once per horizon, however often the server repeats it.
-        if ((this.#collectedAt.get(message.space) ?? '') >= message.hlc) return;
-        if (await this.#port.horizon(message.space, message.hlc, message.upTo)) this.#collectedAt.set(message.space, message.hlc);
-        return;
+        return this.#port.horizon(message.space, message.hlc, message.upTo);
       case 'error':
         return this.#refused(session, message);
       case 'ping':
