@@ -6,16 +6,13 @@
  * forgets what the server forgot. The page is a small bundle of the client
  * (pages/churn.ts, esbuild) served by the sync server itself.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { build } from 'esbuild';
-import { pino } from 'pino';
-import { chromium, type Browser, type Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Page } from 'playwright-core';
+import { describe, expect, it } from 'vitest';
 import type { ReplicaStats } from '@syncline/client';
-import { createSyncServer, sqliteStorage, type SyncServer } from '@syncline/server';
-import { CHROMIUM_PATH, hasChromium, LAUNCH_ARGS, ROOT } from './harness.js';
+import { hasChromium, ROOT, serverAndBrowser } from './harness.js';
 
 const CYCLES = 3_000;
 const WORKING_SET = 500;
@@ -29,12 +26,8 @@ interface ChurnPage {
 }
 
 describe.runIf(hasChromium || process.env['CI'])('churn in Chromium: the replica’s IndexedDB follows the working set', () => {
-  let dir = '';
-  let server: SyncServer | undefined;
-  let browser: Browser | undefined;
-
-  beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'syncline-churn-browser-'));
+  // Default options, the gc timer too: the test runs its passes itself, as the timer would.
+  const fixture = serverAndBrowser('syncline-churn-browser-', async (dir) => {
     const src = (path: string) => join(ROOT, 'packages', path);
     await build({
       entryPoints: [join(ROOT, 'test/e2e/pages/churn.ts')],
@@ -46,21 +39,12 @@ describe.runIf(hasChromium || process.env['CI'])('churn in Chromium: the replica
       logLevel: 'silent',
     });
     await writeFile(join(dir, 'index.html'), '<!doctype html><meta charset="utf-8"><title>churn</title><script type="module" src="/churn.js"></script>');
-    // Default options, the gc timer too: the test runs its passes itself, as the timer would.
-    server = createSyncServer({ port: 0, host: '127.0.0.1', storage: sqliteStorage({ path: join(dir, 'sync.db') }), staticDir: dir, logger: pino({ level: 'silent' }) });
-    await server.listen();
-    browser = await chromium.launch({ executablePath: CHROMIUM_PATH, args: LAUNCH_ARGS, timeout: 30_000 });
-  }, 120_000);
-
-  afterAll(async () => {
-    await browser?.close().catch(() => undefined);
-    await server?.close();
-    if (dir) await rm(dir, { recursive: true, force: true });
-  }, 30_000);
+    return dir;
+  });
 
   it(`${CYCLES} create/delete cycles over ${WORKING_SET} records: stored bytes stay within ${FACTOR}x the working set's`, async () => {
-    const s = server as SyncServer;
-    const page: Page = await (browser as Browser).newPage();
+    const s = fixture.server;
+    const page: Page = await fixture.browser.newPage();
     const errors: string[] = [];
     page.on('pageerror', (error) => errors.push(error.message));
     await page.goto(`http://127.0.0.1:${s.port}/`);

@@ -40,7 +40,7 @@ export const hasChromium = existsSync(CHROMIUM_PATH);
 const inCI = Boolean(process.env['CI']);
 const NO_CHROMIUM = `Chromium not found at ${CHROMIUM_PATH}: the browser tests (test/e2e) need it. Install it with \`apt-get install -y chromium\` (Debian/Ubuntu), or point CHROMIUM_PATH at a Chromium or Chrome binary.`;
 
-export const LAUNCH_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
+const LAUNCH_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
 
 /** How long a test waits for the app or for sync (a shared 2-CPU machine runs other suites at the same time). */
 export const WAIT = 20_000;
@@ -347,6 +347,39 @@ export interface E2E {
 }
 
 /**
+ * For the describe block it is called in: a temp folder, a sync server (SQLite
+ * in the folder, default options) serving the static folder `prepare` makes in
+ * it and returns, and Chromium; all closed after the block.
+ */
+export function serverAndBrowser(prefix: string, prepare: (dir: string) => Promise<string>): { readonly server: SyncServer; readonly browser: Browser } {
+  let browser: Browser | undefined;
+  let server: SyncServer | undefined;
+  let dir: string | undefined;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), prefix));
+    const staticDir = await prepare(dir);
+    server = createSyncServer({ port: 0, host: '127.0.0.1', storage: sqliteStorage({ path: join(dir, 'sync.db') }), staticDir, logger: pino({ level: 'silent' }) });
+    await server.listen();
+    browser = await chromium.launch({ executablePath: CHROMIUM_PATH, args: LAUNCH_ARGS, timeout: 30_000 });
+  }, 240_000);
+  afterAll(async () => {
+    await browser?.close().catch(() => undefined);
+    await server?.close();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  }, 30_000);
+  return {
+    get server() {
+      if (!server) throw new Error('no server (beforeAll failed?)');
+      return server;
+    },
+    get browser() {
+      if (!browser) throw new Error('no browser (beforeAll failed?)');
+      return browser;
+    },
+  };
+}
+
+/**
  * A describe block with a built app, a sync server and a browser. Skipped (with
  * a message saying how to get Chromium) when there is none, except in CI
  * (CI set), where a missing Chromium fails the suite.
@@ -364,20 +397,12 @@ export function describeE2E(name: string, body: (e2e: E2E) => void): void {
     console.warn(`[e2e] skipping "${name}": ${NO_CHROMIUM}`);
   }
   describe.skipIf(!hasChromium)(name, () => {
-    let browser: Browser | undefined;
-    let server: SyncServer | undefined;
-    let serverPort = 0;
-    let dir: string | undefined;
-    const devices: Device[] = [];
-
-    beforeAll(async () => {
-      dir = await mkdtemp(join(tmpdir(), 'syncline-e2e-'));
+    const fixture = serverAndBrowser('syncline-e2e-', async (dir) => {
       const app = join(dir, 'dist');
       await ensureAppBuilt(app);
-      server = createSyncServer({ port: 0, host: '127.0.0.1', storage: sqliteStorage({ path: join(dir, 'sync.db') }), staticDir: app, logger: pino({ level: 'silent' }) });
-      serverPort = await server.listen();
-      browser = await chromium.launch({ executablePath: CHROMIUM_PATH, args: LAUNCH_ARGS, timeout: 30_000 });
-    }, 240_000);
+      return app;
+    });
+    const devices: Device[] = [];
 
     afterEach(async (context: TestContext) => {
       const failed = context.task.result?.state === 'fail';
@@ -390,23 +415,15 @@ export function describeE2E(name: string, body: (e2e: E2E) => void): void {
       if (errors.length > 0 && !failed) throw new Error(`uncaught errors in the app:\n${errors.join('\n')}`);
     }, 60_000);
 
-    afterAll(async () => {
-      await browser?.close().catch(() => undefined);
-      await server?.close();
-      if (dir) await rm(dir, { recursive: true, force: true });
-    }, 30_000);
-
     const e2e: E2E = {
       get browser() {
-        if (!browser) throw new Error('no browser (beforeAll failed?)');
-        return browser;
+        return fixture.browser;
       },
       get server() {
-        if (!server) throw new Error('no server (beforeAll failed?)');
-        return server;
+        return fixture.server;
       },
       get serverPort() {
-        return serverPort;
+        return fixture.server.port;
       },
       async device(deviceName, options = {}) {
         const context = await e2e.browser.newContext({
@@ -415,7 +432,7 @@ export function describeE2E(name: string, body: (e2e: E2E) => void): void {
           viewport: { width: 1280, height: 860 },
         });
         context.setDefaultTimeout(WAIT);
-        const link = await Link.open(serverPort);
+        const link = await Link.open(fixture.server.port);
         const device = new Device(deviceName, context, link);
         devices.push(device);
         return device;

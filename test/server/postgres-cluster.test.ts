@@ -8,7 +8,8 @@
 import { join } from 'node:path';
 import { afterEach, beforeAll, expect, it } from 'vitest';
 import type { ReplicaId, SpaceId } from '@syncline/core/internal';
-import { postgresStorage, type ServerStorage, type SyncServer } from '@syncline/server';
+import type { SyncOptions } from '@syncline/client';
+import { postgresStorage, type ServerStorage, type SyncServer, type SyncServerOptions } from '@syncline/server';
 import {
   cleanupStack,
   countOf,
@@ -24,6 +25,7 @@ import {
   visibleState,
   waitUntil,
   within,
+  withOverrides,
 } from '../sync/harness.js';
 import { buildDist, ROOT } from './fixtures/build.js';
 import { spawnServer } from './fixtures/child.js';
@@ -43,10 +45,27 @@ describePg('several server instances on one PostgreSQL', () => {
     return name;
   }
 
-  async function instance(schemaName: string): Promise<SyncServer> {
-    const server = await startServer({ storage: postgresStorage({ connectionString: PG_URL, schema: schemaName, maxConnections: 5, onError: () => undefined }) });
+  async function instance(schemaName: string, options: SyncServerOptions = {}): Promise<SyncServer> {
+    const server = await startServer({ storage: postgresStorage({ connectionString: PG_URL, schema: schemaName, maxConnections: 5, onError: () => undefined }), ...options });
     cleanup.push(() => server.close());
     return server;
+  }
+
+  /**
+   * Two instances, a writer W on A and a replica R on B, on one clock (moved past the floors, a minute
+   * behind, by the tests); `socket`: R's WebSocket.
+   */
+  async function writerAndReader(tag: string, options: SyncServerOptions = {}, socket?: SyncOptions['WebSocket']) {
+    const name = schemaForTest();
+    const clock = new ManualClock(Date.now() - 60 * 60_000);
+    const [a, b] = [await instance(name, { now: clock.now, ...options }), await instance(name, { now: clock.now, ...options })];
+    const w = await replica({ schema, name: uniqueName(`${tag}-w`), now: clock.now });
+    const r = await replica({ schema, name: uniqueName(`${tag}-r`), now: clock.now });
+    cleanup.push(() => w.close(), () => r.close());
+    const sw = sync(w, a.url, { pingIntervalMs: 100 });
+    const sr = sync(r, b.url, { pingIntervalMs: 100, ...(socket ? { WebSocket: socket } : {}) });
+    cleanup.push(() => sw.close(), () => sr.close());
+    return { clock, a, b, w, r, sw, sr };
   }
 
   it('relays a change accepted by one instance to the clients of the other, in log order', async () => {
@@ -114,7 +133,7 @@ describePg('several server instances on one PostgreSQL', () => {
     let notified = 0;
     let hold: Promise<void> | undefined;
     let holding = false;
-    const gated: ServerStorage = Object.assign(Object.create(storage) as ServerStorage, {
+    const gated: ServerStorage = withOverrides(storage, {
       watch: (listener: (space: SpaceId, head: number) => void) =>
         storage.watch?.((space, head) => {
           notified = Math.max(notified, head);
@@ -156,19 +175,8 @@ describePg('several server instances on one PostgreSQL', () => {
   });
 
   it('a session hears each horizon once, though every commit of the other instance ends a catch-up', async () => {
-    const name = schemaForTest();
-    // One clock for both instances and both replicas, moved past the floors (a minute behind) below.
-    const clock = new ManualClock(Date.now() - 60 * 60_000);
-    const server = () => startServer({ now: clock.now, storage: postgresStorage({ connectionString: PG_URL, schema: name, maxConnections: 5, onError: () => undefined }) });
-    const [a, b] = [await server(), await server()];
-    cleanup.push(() => a.close(), () => b.close());
-    const w = await replica({ schema, name: uniqueName('cluster-hw'), now: clock.now });
-    const r = await replica({ schema, name: uniqueName('cluster-hr'), now: clock.now });
-    cleanup.push(() => w.close(), () => r.close());
-    const sw = sync(w, a.url, { pingIntervalMs: 100 });
     const rec = recordingSocket();
-    const sr = sync(r, b.url, { WebSocket: rec.factory, pingIntervalMs: 100 });
-    cleanup.push(() => sw.close(), () => sr.close());
+    const { clock, a, b, w, r, sw, sr } = await writerAndReader('cluster-h', {}, rec.factory);
     await w.put('events', 'gone', { n: 0 });
     await w.delete('events', 'gone');
     await sw.flushed();
@@ -192,17 +200,7 @@ describePg('several server instances on one PostgreSQL', () => {
   });
 
   it('the clients of an instance whose pass forgot nothing (another instance did) still hear the horizon and forget too', async () => {
-    const name = schemaForTest();
-    const clock = new ManualClock(Date.now() - 60 * 60_000);
-    const server = () => startServer({ now: clock.now, gc: { intervalMs: 0 }, storage: postgresStorage({ connectionString: PG_URL, schema: name, maxConnections: 5, onError: () => undefined }) });
-    const [a, b] = [await server(), await server()];
-    cleanup.push(() => a.close(), () => b.close());
-    const w = await replica({ schema, name: uniqueName('cluster-gw'), now: clock.now });
-    const r = await replica({ schema, name: uniqueName('cluster-gr'), now: clock.now });
-    cleanup.push(() => w.close(), () => r.close());
-    const sw = sync(w, a.url, { pingIntervalMs: 100 });
-    const sr = sync(r, b.url, { pingIntervalMs: 100 });
-    cleanup.push(() => sw.close(), () => sr.close());
+    const { clock, a, b, w, r, sw, sr } = await writerAndReader('cluster-g', { gc: { intervalMs: 0 } });
     await w.put('events', 'gone', { n: 0 });
     await w.delete('events', 'gone');
     await sw.flushed();

@@ -7,8 +7,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Row, SyncStatus } from '@syncline/client';
 import type { SpaceId } from '@syncline/core/internal';
-import { sqliteStorage, type ServerStorage } from '@syncline/server';
-import { cleanupStack, counter, countOf, isSynced, ManualClock, outboxCount, recordingSocket, replica, startServer, sync, uniqueName, visibleState, waitUntil } from './harness.js';
+import { sqliteStorage, type ServerStorage, type SyncServerOptions } from '@syncline/server';
+import { cleanupStack, counter, countOf, isSynced, ManualClock, outboxCount, recordingSocket, replica, startServer, sync, uniqueName, visibleState, waitUntil, withOverrides } from './harness.js';
 import { portOf } from '../internals.js';
 
 const cleanup = cleanupStack();
@@ -128,6 +128,18 @@ describe('compaction', () => {
   });
 });
 
+/** A server, a replica `w` syncing with it, and a replica `n` not syncing yet (it will bootstrap from a snapshot). */
+async function writerAndNewcomer(options: SyncServerOptions, tag: string) {
+  const server = await startServer(options);
+  cleanup.push(() => server.close());
+  const w = await replica({ name: uniqueName(`${tag}-writer`), schema });
+  const n = await replica({ name: uniqueName(`${tag}-new`), schema });
+  cleanup.push(() => w.close(), () => n.close());
+  const sw = sync(w, server.url);
+  cleanup.push(() => sw.close());
+  return { server, w, n, sw };
+}
+
 describe('a push acknowledged while a snapshot is on its way', () => {
   it('stays in the replica: the ack waits for the snapshot’s last chunk, which the replica applies with the change still unacknowledged', async () => {
     // The server reads the snapshot's first page, then holds it until the new replica's push is stored (and
@@ -137,7 +149,7 @@ describe('a push acknowledged while a snapshot is on its way', () => {
     const pushStored = new Promise<'stored'>((resolve) => (stored = () => resolve('stored')));
     let pages = 0;
     let heldFor: 'stored' | 'timeout' | undefined;
-    const gated: ServerStorage = Object.assign(Object.create(storage) as ServerStorage, {
+    const gated: ServerStorage = withOverrides(storage, {
       snapshotPage: async (...args: Parameters<ServerStorage['snapshotPage']>) => {
         const page = await storage.snapshotPage(...args);
         if (pages++ === 0) heldFor = await Promise.race([pushStored, new Promise<'timeout'>((resolve) => setTimeout(() => resolve('timeout'), 3_000))]);
@@ -149,13 +161,7 @@ describe('a push acknowledged while a snapshot is on its way', () => {
         return result;
       },
     });
-    const server = await startServer({ storage: gated });
-    cleanup.push(() => server.close());
-    const w = await replica({ name: uniqueName('held-ack-writer'), schema });
-    const n = await replica({ name: uniqueName('held-ack-new'), schema });
-    cleanup.push(() => w.close(), () => n.close());
-    const sw = sync(w, server.url);
-    cleanup.push(() => sw.close());
+    const { server, w, n, sw } = await writerAndNewcomer({ storage: gated }, 'held-ack');
     await w.put('events', 'theirs', { by: 'w' });
     await sw.flushed();
 
@@ -176,19 +182,13 @@ describe('a push waiting on a long snapshot', () => {
   it('does not count as unanswered while chunks arrive: the snapshot ends, then the ack comes, on one connection', async () => {
     // Every page of the snapshot takes a while to read: the whole takes many ping intervals.
     const storage = sqliteStorage({ path: ':memory:' });
-    const slow: ServerStorage = Object.assign(Object.create(storage) as ServerStorage, {
+    const slow: ServerStorage = withOverrides(storage, {
       snapshotPage: async (...args: Parameters<ServerStorage['snapshotPage']>) => {
         await new Promise((resolve) => setTimeout(resolve, 100));
         return storage.snapshotPage(...args);
       },
     });
-    const server = await startServer({ storage: slow, limits: { snapshotChunk: 10 } });
-    cleanup.push(() => server.close());
-    const w = await replica({ name: uniqueName('long-snapshot-writer'), schema });
-    const n = await replica({ name: uniqueName('long-snapshot-new'), schema });
-    cleanup.push(() => w.close(), () => n.close());
-    const sw = sync(w, server.url);
-    cleanup.push(() => sw.close());
+    const { server, w, n, sw } = await writerAndNewcomer({ storage: slow, limits: { snapshotChunk: 10 } }, 'long-snapshot');
     await w.batch((b) => {
       for (let i = 0; i < 300; i++) b.put('events', `e${i}`, { n: i });
     });

@@ -40,7 +40,7 @@ import {
   type SyncEngine,
   type SyncOptions,
 } from '@syncline/client';
-import { createSyncServer, sqliteStorage, type SyncServer, type SyncServerOptions } from '@syncline/server';
+import { createSyncServer, sqliteStorage, type ServerStorage, type SyncServer, type SyncServerOptions } from '@syncline/server';
 import { storageOf } from '../internals.js';
 
 export const silent = pino({ level: 'silent' });
@@ -92,6 +92,11 @@ export async function startServer(options: SyncServerOptions = {}): Promise<Sync
   const server = createSyncServer({ port: 0, storage: sqliteStorage({ path: ':memory:' }), logger: silent, ...options });
   await server.listen();
   return server;
+}
+
+/** `storage` with some of its methods replaced (a gate, a delay, a tap); every other method is its own. */
+export function withOverrides(storage: ServerStorage, overrides: Partial<ServerStorage>): ServerStorage {
+  return Object.assign(Object.create(storage) as ServerStorage, overrides);
 }
 
 let nameCounter = 0;

@@ -14,7 +14,7 @@ import { IDBFactory, IDBKeyRange } from 'fake-indexeddb';
 import type { HlcString, ReplicaId, SpaceId } from '@syncline/core/internal';
 import { sqliteStorage, type ServerStorage, type SyncServer } from '@syncline/server';
 import { portOf } from '../internals.js';
-import { cleanupStack, counter, idbStorage, isSynced, ManualClock, outboxCount, replica, startServer, sync, uniqueName, visibleState as everyRecord, waitUntil, WS } from './harness.js';
+import { cleanupStack, counter, idbStorage, isSynced, ManualClock, outboxCount, replica, startServer, sync, uniqueName, visibleState as everyRecord, waitUntil, withOverrides, WS } from './harness.js';
 
 const cleanup = cleanupStack();
 afterEach(() => cleanup.run());
@@ -419,7 +419,7 @@ describe('garbage collection at the stability horizon', () => {
     let release: () => void = () => undefined;
     const gate = new Promise<void>((resolve) => (release = resolve));
     let calls = 0;
-    const gated: ServerStorage = Object.assign(Object.create(storage) as ServerStorage, {
+    const gated: ServerStorage = withOverrides(storage, {
       advanceHorizon: async (space: SpaceId, cap: HlcString) => {
         if (calls++ === 0) await gate;
         return storage.advanceHorizon(space, cap);
