@@ -498,12 +498,7 @@ export class SyncEngine {
       // A token function that gave no token is a missing token: asking it again at once will not help.
       const recovery = recoveryFor(fatal, session.freshToken);
       if (recovery === 'rejoin') return this.#rejoin(fatal);
-      if (recovery === 'stop') {
-        this.#stopped = fatal;
-        this.#board.set({ state: 'stopped', error: fatal, retryAt: undefined });
-        this.#flushed.fail(new SyncError(fatal.code, `sync stopped: ${fatal.message}`));
-        return;
-      }
+      if (recovery === 'stop') return this.#stopWith(fatal);
       if (recovery === 'shrink-frame') this.#frameCap = Math.max(MAX_CHANGE_BYTES, Math.floor(Math.min(session.limits.maxFrameBytes, this.#frameCap) / 2));
       // A token that expired on a connection that was working: dial again soon, with a fresh token.
       if (session.progressed && fatal.code === 'unauthenticated' && session.freshToken) this.#backoff.reset();
@@ -538,11 +533,16 @@ export class SyncEngine {
       (error: unknown) => {
         this.#rejoining = false;
         this.#port.report(error instanceof Error ? error : new Error(String(error)));
-        this.#stopped = fatal;
-        this.#board.set({ state: 'stopped', error: fatal, retryAt: undefined });
-        this.#flushed.fail(new SyncError(fatal.code, `sync stopped: ${fatal.message}`));
+        this.#stopWith(fatal);
       },
     );
+  }
+
+  /** State `stopped` with the refusal that retrying cannot fix; flushed() waiters fail with it. */
+  #stopWith(fatal: SyncErrorInfo): void {
+    this.#stopped = fatal;
+    this.#board.set({ state: 'stopped', error: fatal, retryAt: undefined });
+    this.#flushed.fail(new SyncError(fatal.code, `sync stopped: ${fatal.message}`));
   }
 
   /** A space caught up: the changes a rejoin set aside in it, if any, are written again now. */
