@@ -96,3 +96,39 @@ export const latestWins: Resolver = (siblings) => (siblings.length === 0 ? null 
 export function contextFor(state: MergeState | undefined): VersionVector {
   return state?.seen ?? new Map();
 }
+
+/**
+ * `state` without the entries of writers that will never write again (retired
+ * replicas: `gone`) and that hold no sibling: in `seen` and in every sibling's
+ * context. Returns `state` itself when it holds none.
+ *
+ * Why nothing changes: every version of such a writer is already stored (the
+ * server refuses it from retirement on, and never applies a seq twice), so
+ * none arrives again to be known or not; and the ones this state holds are
+ * superseded (none is a sibling), so a later write need not name them to
+ * supersede them. Siblings, and what every later version does, are what they
+ * would have been. Not for a state that is joined with another (joinMerge
+ * counts on `seen`), which is why regions do not trim.
+ */
+export function withoutWriters(state: MergeState, gone: (replica: ReplicaId) => boolean): MergeState {
+  const keep = new Set(state.siblings.map((v) => v.replica));
+  const drop = (replica: ReplicaId): boolean => !keep.has(replica) && gone(replica);
+  const trim = (v: VersionVector): VersionVector => {
+    let out: Map<ReplicaId, number> | undefined;
+    for (const replica of v.keys()) {
+      if (!drop(replica)) continue;
+      out ??= new Map(v);
+      out.delete(replica);
+    }
+    return out ?? v;
+  };
+  const seen = trim(state.seen);
+  let changed = seen !== state.seen;
+  const siblings = state.siblings.map((v) => {
+    const context = trim(v.context);
+    if (context === v.context) return v;
+    changed = true;
+    return { ...v, context };
+  });
+  return changed ? { seen, siblings } : state;
+}

@@ -7,9 +7,10 @@ import type { Change } from './change.js';
 import { applyCrdt, canonicalCrdtUpdate, crdtValue, joinCrdt, type CrdtField } from './crdt.js';
 import { InvalidChangeError } from './errors.js';
 import type { HlcString } from './hlc.js';
+import type { ReplicaId } from './ids.js';
 import { canonicalJson, setOwn, type Fields, type Json } from './json.js';
 import { applyLww, EMPTY_LWW, joinLww, lwwDeletedAt, lwwEntries, lwwFields, type LwwState } from './lww.js';
-import { applyVersion, EMPTY_MERGE, joinMerge, latestWins, type MergeState, type Resolver, type Version } from './merge.js';
+import { applyVersion, EMPTY_MERGE, joinMerge, latestWins, withoutWriters, type MergeState, type Resolver, type Version } from './merge.js';
 import { toEntries } from './version-vector.js';
 
 /**
@@ -80,6 +81,17 @@ export function joinRecordStates(a: RecordState, b: RecordState): RecordState {
     out.crdt = crdt;
   }
   return out;
+}
+
+/**
+ * `state` without the merge-context entries of retired writers that hold no
+ * sibling (merge.ts, withoutWriters): the server drops them from what it
+ * stores once those writers are retired. `state` itself when nothing goes.
+ */
+export function withoutRetired(state: RecordState, retired: (replica: ReplicaId) => boolean): RecordState {
+  if (!state.merge) return state;
+  const merge = withoutWriters(state.merge, retired);
+  return merge === state.merge ? state : { ...state, merge };
 }
 
 /** What an app sees of a record state (`materialize`). */
