@@ -882,6 +882,57 @@ export function storageConformance(name: string, newBacking: () => Promise<Backi
       expect(await storage.advanceHorizon(SPACE, at(300))).toEqual({ hlc: at(300), upTo: 3 });
     });
 
+    it('drops retired replicas’ merge-context entries that no sibling needs, from records changed since its mark or from all after new retirements', async () => {
+      const { storage, another } = await setup();
+      const state = async (id: string) => (await storage.snapshotPage(SPACE, undefined, 100)).find((p) => p.id === id)?.state.merge;
+      const writers = (v: ReadonlyMap<string, number> | undefined) => [...(v?.keys() ?? [])].sort();
+      // rec-1: alice, then bob after her, then carol after bob; dave concurrently with carol. rec-2: erin alone.
+      const written = [
+        request('alice', [versionAt('alice', 1, 1, 'rec-1', { n: 1 }, [])]),
+        request('bob', [versionAt('bob', 1, 2, 'rec-1', { n: 2 }, [['alice', 1]])]),
+        request('carol', [versionAt('carol', 1, 3, 'rec-1', { n: 3 }, [['alice', 1], ['bob', 1]])]),
+        request('dave', [versionAt('dave', 1, 4, 'rec-1', { n: 4 }, [['alice', 1], ['bob', 1]])]),
+        request('erin', [versionAt('erin', 1, 5, 'rec-2', { n: 5 }, [])]),
+      ];
+      for (const result of await storage.append(written)) ok(result);
+      expect(writers((await state('rec-1'))?.seen)).toEqual(['alice', 'bob', 'carol', 'dave']);
+      // Nobody retired: nothing to do.
+      expect(await storage.trimRetired(SPACE, undefined)).toEqual({ head: 5, retired: 0, records: 0 });
+      const bytesBefore = (await storage.usage(SPACE)).bytes;
+      const siblingsBefore = (await state('rec-1'))?.siblings.map((v) => [v.replica, v.seq, v.hlc, v.value]);
+
+      // alice, bob and dave retired: alice's and bob's entries go (superseded), dave's stays (his version is a sibling).
+      await storage.retire([r('alice'), r('bob'), r('dave')], 1_000);
+      const mark = await storage.trimRetired(SPACE, { head: 5, retired: 0 });
+      expect(mark).toEqual({ head: 5, retired: 3, records: 1 });
+      const trimmed = await state('rec-1');
+      expect(writers(trimmed?.seen)).toEqual(['carol', 'dave']);
+      for (const v of trimmed?.siblings ?? []) expect(writers(v.context)).toEqual([]);
+      expect(trimmed?.siblings.map((v) => [v.replica, v.seq, v.hlc, v.value])).toEqual(siblingsBefore);
+      expect((await storage.usage(SPACE)).bytes).toBeLessThan(bytesBefore);
+      expect((await storage.stats()).recordBytes).toBe((await storage.usage(SPACE)).bytes);
+      // Another storage over the same data sees it; a second call with the mark reads nothing changed.
+      expect(writers((await (await another()).snapshotPage(SPACE, undefined, 100)).find((p) => p.id === 'rec-1')?.state.merge?.seen)).toEqual(['carol', 'dave']);
+      expect(await storage.trimRetired(SPACE, mark)).toEqual({ head: 5, retired: 3, records: 0 });
+
+      // carol writes after seeing everything (her context names the retired again, as an old replica's does): the
+      // record changed after the mark, so the next call reads it; dave no longer holds a sibling, and his entry goes.
+      ok((await storage.append([request('carol', [versionAt('carol', 2, 6, 'rec-1', { n: 6 }, [['alice', 1], ['bob', 1], ['carol', 1], ['dave', 1]])])]))[0]);
+      expect(writers((await state('rec-1'))?.seen)).toEqual(['alice', 'bob', 'carol', 'dave']);
+      expect(await storage.trimRetired(SPACE, mark)).toEqual({ head: 6, retired: 3, records: 1 });
+      expect(writers((await state('rec-1'))?.seen)).toEqual(['carol']);
+      expect((await state('rec-1'))?.siblings.map((v) => [v.replica, v.seq])).toEqual([['carol', 2]]);
+
+      // A new retirement makes the next call read every record, also those older than the mark.
+      await storage.retire([r('erin')], 2_000);
+      expect(await storage.trimRetired(SPACE, { head: 6, retired: 3 })).toEqual({ head: 6, retired: 4, records: 0 }); // erin holds rec-2's sibling
+      ok((await storage.append([request('carol', [versionAt('carol', 3, 7, 'rec-2', { n: 7 }, [['erin', 1]])])]))[0]);
+      expect(await storage.trimRetired(SPACE, { head: 7, retired: 4 })).toEqual({ head: 7, retired: 4, records: 0 }); // nothing after 7
+      expect(writers((await state('rec-2'))?.seen)).toEqual(['carol', 'erin']);
+      expect(await storage.trimRetired(SPACE, undefined)).toEqual({ head: 7, retired: 4, records: 1 });
+      expect(writers((await state('rec-2'))?.seen)).toEqual(['carol']);
+    });
+
     it('lists the writers last seen before a time, over every space, except those kept and those retired', async () => {
       const { storage } = await setup();
       ok((await storage.append([request('active', [putAt('active', 1, 1, 'x')])]))[0]); // seen now

@@ -4,9 +4,11 @@
  *
  * One pass: retire the writers not seen for `retireAfterMs` (none that is
  * connected), then per space raise the horizon to where every writer that is
- * not retired has passed (never past the server's clock), forget the deleted
- * records at or below it, and, when the horizon moved since this server last
- * told them, tell the connected replicas. A replica says
+ * not retired has passed (never past the server's clock), drop retired
+ * replicas' merge-context entries that no sibling needs (from the records
+ * changed since the last pass, or from all when someone was retired since),
+ * forget the deleted records at or below the horizon, and, when it moved
+ * since this server last told them, tell the connected replicas. A replica says
  * hello before it pushes, and its floor then holds the horizon, so the cap
  * only matters for a space whose writers are all retired: a new replica's
  * writes made offline before that moment are re-stamped (client README).
@@ -21,7 +23,7 @@ import { formatTimestamp, hlcWall, type HlcString, type ReplicaId, type SpaceId 
 import type { Logger } from 'pino';
 import type { Metrics } from './metrics.js';
 import type { GcOptions } from './options.js';
-import type { ServerStorage, Stability } from './storage/types.js';
+import type { ServerStorage, Stability, TrimMark } from './storage/types.js';
 
 /** The default of GcOptions.retireAfterMs: 90 days. */
 export const DEFAULT_RETIRE_AFTER_MS = 90 * 24 * 3_600_000;
@@ -50,6 +52,8 @@ export interface GcResult {
   readonly retired: readonly ReplicaId[];
   /** Records forgotten, over every space. */
   readonly collected: number;
+  /** Merge records rewritten without the context entries of retired replicas, over every space. */
+  readonly trimmed: number;
   /** Each space's horizon after the pass (spaces with none are absent). */
   readonly horizons: ReadonlyMap<SpaceId, HlcString>;
 }
@@ -78,6 +82,8 @@ export class Gc {
   readonly #announced = new Map<SpaceId, HlcString>();
   /** The pass that follows the running one, shared by every run() made while it runs. */
   #next: Promise<GcResult> | undefined;
+  /** Per space, how far this server has trimmed retired replicas' merge-context entries (storage.trimRetired). */
+  readonly #trimmed = new Map<SpaceId, TrimMark>();
 
   constructor(ctx: GcContext) {
     this.#ctx = ctx;
@@ -136,11 +142,18 @@ export class Gc {
     }
     const horizons = new Map<SpaceId, HlcString>();
     let collected = 0;
+    let trimmed = 0;
     let oldest: HlcString | undefined;
     const cap = formatTimestamp({ wall: Math.max(0, now()), counter: 0, replica: '0' as ReplicaId });
     for (const space of await storage.spaces()) {
       const before = await storage.stability(space);
       const after = this.#ctx.regions ? before : await storage.advanceHorizon(space, cap);
+      if (!this.#ctx.regions) {
+        // Retired replicas' merge-context entries go (not with peers: regions join states, which needs them).
+        const mark = await storage.trimRetired(space, this.#trimmed.get(space));
+        this.#trimmed.set(space, mark);
+        trimmed += mark.records;
+      }
       if (after.hlc === undefined) continue;
       horizons.set(space, after.hlc);
       if (oldest === undefined || after.hlc < oldest) oldest = after.hlc;
@@ -156,8 +169,8 @@ export class Gc {
     }
     this.#ctx.metrics.gcCollected.inc(collected);
     if (oldest !== undefined) this.#ctx.metrics.gcHorizonLag.set(Math.max(0, (now() - hlcWall(oldest)) / 1000));
-    if (collected > 0 || retired.length > 0) this.#ctx.logger.info({ collected, retired: retired.length }, 'garbage collection');
-    return { retired, collected, horizons };
+    if (collected > 0 || trimmed > 0 || retired.length > 0) this.#ctx.logger.info({ collected, trimmed, retired: retired.length }, 'garbage collection');
+    return { retired, collected, trimmed, horizons };
   }
 }
 

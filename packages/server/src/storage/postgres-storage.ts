@@ -42,6 +42,7 @@ import {
   encodeRecordState,
   encodeChange,
   SynclineError,
+  withoutRetired,
   type Change,
   type HlcString,
   type RecordState,
@@ -52,7 +53,7 @@ import {
 import pg from 'pg';
 import { originPositions } from './origin.js';
 import { UsageDelta, type SpaceQuotas } from './quota.js';
-import type { AppendRequest, AppendResult, LoggedChange, MergeFinal, ServerStorage, Stability } from './types.js';
+import type { AppendRequest, AppendResult, LoggedChange, MergeFinal, ServerStorage, Stability, TrimResult } from './types.js';
 
 /** Options of postgresStorage: give exactly one of `connectionString` and `pool`. */
 export interface PostgresOptions {
@@ -684,6 +685,56 @@ export function postgresStorage(options: PostgresOptions): PostgresStorage {
         if (n > 0) await client.query(`UPDATE ${s}.spaces SET bytes = bytes - $2 WHERE space = $1`, [space, Number(rows[0]?.bytes ?? 0)]);
         return n;
       });
+    },
+    async trimRetired(space, since): Promise<TrimResult> {
+      await open();
+      const { rows: counts } = await pool.query<{ head: string | null; retired: string }>(
+        `SELECT (SELECT head FROM ${s}.spaces WHERE space = $1) AS head, (SELECT count(*) FROM ${s}.retired) AS retired`,
+        [space],
+      );
+      const head = Number(counts[0]?.head ?? 0);
+      const count = Number(counts[0]?.retired ?? 0);
+      if (count === 0) return { head, retired: 0, records: 0 };
+      // Read after the count: one retired meanwhile is trimmed too, and the next call, seeing a larger count, reads everything.
+      const retired = new Set((await pool.query<{ replica: string }>(`SELECT replica FROM ${s}.retired`)).rows.map((r) => r.replica));
+      const gone = (replica: ReplicaId): boolean => retired.has(replica);
+      const after = since && since.retired === count ? since.head : 0;
+      let records = 0;
+      let last: { collection: Buffer; id: Buffer } | undefined;
+      for (;;) {
+        const { rows: page } = await pool.query<{ collection: Buffer; id: Buffer; state: Buffer; pos: string }>(
+          last
+            ? `SELECT collection, id, state, pos FROM ${s}.records WHERE space = $1 AND pos > $2 AND (collection, id) > ($4, $5) ORDER BY collection, id LIMIT $3`
+            : `SELECT collection, id, state, pos FROM ${s}.records WHERE space = $1 AND pos > $2 ORDER BY collection, id LIMIT $3`,
+          last ? [space, after, 500, last.collection, last.id] : [space, after, 500],
+        );
+        const trimmed = page.flatMap((row) => {
+          const state = decodeRecordState(row.state);
+          const next = withoutRetired(state, gone);
+          if (next === state) return [];
+          const bytes = encodeRecordState(next);
+          return [{ ...row, bytes, saved: row.state.length - bytes.length }];
+        });
+        if (trimmed.length > 0) {
+          records += await transaction(async (client) => {
+            // The space's write lock first, as appends take it: a record an append changed meanwhile has another position and is left.
+            await client.query(`SELECT 1 FROM ${s}.spaces WHERE space = $1 FOR UPDATE`, [space]);
+            const { rows } = await client.query<{ n: string }>(
+              `WITH u AS (
+                 UPDATE ${s}.records r SET state = v.state
+                 FROM unnest($2::bytea[], $3::bytea[], $4::bytea[], $5::bigint[], $6::bigint[]) AS v(collection, id, state, pos, saved)
+                 WHERE r.space = $1 AND r.collection = v.collection AND r.id = v.id AND r.pos = v.pos RETURNING v.saved)
+               UPDATE ${s}.spaces SET bytes = bytes - (SELECT coalesce(sum(saved), 0) FROM u) WHERE space = $1 RETURNING (SELECT count(*) FROM u) AS n`,
+              [space, trimmed.map((t) => t.collection), trimmed.map((t) => t.id), trimmed.map((t) => t.bytes), trimmed.map((t) => t.pos), trimmed.map((t) => t.saved)],
+            );
+            return Number(rows[0]?.n ?? 0);
+          });
+        }
+        if (page.length < 500) break;
+        const end = page[page.length - 1] as { collection: Buffer; id: Buffer };
+        last = { collection: end.collection, id: end.id };
+      }
+      return { head, retired: count, records };
     },
     async retire(replicas, now) {
       await open();

@@ -13,6 +13,7 @@ import {
   encodeRecordState,
   encodeChange,
   SynclineError,
+  withoutRetired,
   type Change,
   type HlcString,
   type RecordState,
@@ -25,7 +26,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { UsageDelta, type SpaceQuotas } from './quota.js';
 import { originPositions } from './origin.js';
-import type { AppendRequest, AppendResult, LoggedChange, MergeFinal, ServerStorage, Stability } from './types.js';
+import type { AppendRequest, AppendResult, LoggedChange, MergeFinal, ServerStorage, Stability, TrimMark, TrimResult } from './types.js';
 
 /** A log row as read. */
 interface LogRow {
@@ -160,6 +161,14 @@ export function sqliteStorage(options: SqliteOptions): ServerStorage {
     collectible: db.prepare<[string, string], { bytes: number; n: number }>('SELECT coalesce(sum(length(state)), 0) AS bytes, count(*) AS n FROM records WHERE space = ? AND dead <= ?'),
     collect: db.prepare('DELETE FROM records WHERE space = ? AND dead <= ?'),
     subtractBytes: db.prepare('UPDATE spaces SET bytes = bytes - ? WHERE space = ?'),
+    retiredAll: db.prepare<[], { replica: string }>('SELECT replica FROM retired'),
+    changedFirst: db.prepare<[string, number, number], { collection: string; id: string; state: Buffer }>(
+      'SELECT collection, id, state FROM records WHERE space = ? AND pos > ? ORDER BY collection, id LIMIT ?',
+    ),
+    changedAfter: db.prepare<[string, number, string, string, number], { collection: string; id: string; state: Buffer }>(
+      'SELECT collection, id, state FROM records WHERE space = ? AND pos > ? AND (collection, id) > (?, ?) ORDER BY collection, id LIMIT ?',
+    ),
+    setState: db.prepare('UPDATE records SET state = ? WHERE space = ? AND collection = ? AND id = ?'),
     isRetired: db.prepare<[string], { at: number }>('SELECT at FROM retired WHERE replica = ?'),
     retire: db.prepare('INSERT INTO retired (replica, at) VALUES (?, ?) ON CONFLICT(replica) DO NOTHING'),
     inactive: db.prepare<[number], { replica: string }>(
@@ -316,6 +325,34 @@ export function sqliteStorage(options: SqliteOptions): ServerStorage {
     return n;
   });
 
+  const trimAll = db.transaction((space: SpaceId, since: TrimMark | undefined): TrimResult => {
+    const head = q.space.get(space)?.head ?? 0;
+    const retired = new Set(q.retiredAll.all().map((r) => r.replica));
+    if (retired.size === 0) return { head, retired: 0, records: 0 };
+    const after = since && since.retired === retired.size ? since.head : 0;
+    const gone = (replica: ReplicaId): boolean => retired.has(replica);
+    let records = 0;
+    let saved = 0;
+    let last: { collection: string; id: string } | undefined;
+    for (;;) {
+      // Pages, because better-sqlite3 cannot write while a statement iterates.
+      const page = last ? q.changedAfter.all(space, after, last.collection, last.id, 500) : q.changedFirst.all(space, after, 500);
+      for (const row of page) {
+        const state = decodeRecordState(row.state);
+        const trimmed = withoutRetired(state, gone);
+        if (trimmed === state) continue;
+        const bytes = encodeRecordState(trimmed);
+        q.setState.run(bytes, space, row.collection, row.id);
+        saved += row.state.length - bytes.length;
+        records++;
+      }
+      if (page.length < 500) break;
+      last = page[page.length - 1];
+    }
+    if (saved !== 0) q.subtractBytes.run(saved, space);
+    return { head, retired: retired.size, records };
+  });
+
   const retireAll = db.transaction((replicas: readonly ReplicaId[], now: number): ReplicaId[] =>
     [...new Set(replicas)].filter((replica) => q.retire.run(replica, now).changes > 0),
   );
@@ -465,6 +502,10 @@ export function sqliteStorage(options: SqliteOptions): ServerStorage {
     async collect(space) {
       check();
       return collectAll(space);
+    },
+    async trimRetired(space, since) {
+      check();
+      return trimAll(space, since);
     },
     async retire(replicas, now) {
       check();

@@ -78,6 +78,20 @@ export interface Stability {
   readonly upTo: number;
 }
 
+/** How far ServerStorage.trimRetired has gone in a space: the next call starts from it. */
+export interface TrimMark {
+  /** The space's head when the call began: every record changed since has a later position. */
+  readonly head: number;
+  /** How many replicas were retired then (retirement is for good: a larger number means new ones). */
+  readonly retired: number;
+}
+
+/** What one ServerStorage.trimRetired call did. */
+export interface TrimResult extends TrimMark {
+  /** Records rewritten without entries. */
+  readonly records: number;
+}
+
 /** What the last part of a merged state covers (ServerStorage.mergeState). */
 export interface MergeFinal {
   /** Per replica, the highest seq the state holds (with every seq before it). */
@@ -243,6 +257,15 @@ export interface ServerStorage {
   advanceHorizon(space: SpaceId, cap: HlcString): Promise<Stability>;
   /** Forgets the records of `space` that collectibleAt() puts at or below its horizon; resolves to how many. */
   collect(space: SpaceId): Promise<number>;
+  /**
+   * Drops the merge-context entries of retired replicas that hold no sibling
+   * (core withoutRetired) from the records of `space`: those changed after
+   * `since.head`, or every record when replicas were retired since `since`
+   * (or without it). Rewrites a record only when something goes, keeping its
+   * position; a record changed meanwhile is left to the next call. Never for
+   * a server with peers (regions join states, which counts on the entries).
+   */
+  trimRetired(space: SpaceId, since: TrimMark | undefined): Promise<TrimResult>;
   /**
    * Retires replicas: they no longer hold any horizon back, and their pushes
    * are refused with `replica_retired`, for good. Resolves to the replicas
