@@ -30,7 +30,7 @@ export function describeSummary(first: number, summary: SeedsSummary): string {
   const t = summary.totals;
   return (
     `seeds ${first}..${first + summary.seeds - 1}: ${summary.failure ? 'FAILED' : 'all passed'} in ${(summary.ms / 1000).toFixed(1)} s; ` +
-    `${t.ops} operations, ${t.faults} faults (${t.serverCrashes} server crashes, ${t.serverRestarts} server restarts, ${t.replicaRestarts} replica restarts, ${t.retired} ids retired (${t.setAside} unsynced changes set aside, ${t.rewritten} written again), ${t.cuts} connections cut), ` +
+    `${t.ops} operations, ${t.faults} faults (${t.serverCrashes} server crashes, ${t.serverRestarts} server restarts, ${t.replicaRestarts} replica restarts, ${t.retired} ids retired (${t.setAside} unsynced changes set aside, ${t.rewritten} written again, ${t.trimmed} merge records trimmed of their entries), ${t.cuts} connections cut), ` +
     `${t.frames} frames (${t.duplicated} duplicated), ${t.changes} changes checked, ${t.readYourWrites} reads of own writes, ` +
     `${t.tooLarge} writes refused as too large, ${t.limitRefusals} limit refusals recovered from, ${(t.virtualMs / 3_600_000).toFixed(1)} h of virtual time`
   );

@@ -32,7 +32,7 @@ import {
   type SnapshotRecord,
   type SpaceId,
 } from '@syncline/core/internal';
-import { createSyncServer, sqliteStorage, type AppendRequest, type AppendResult, type MergeFinal, type ReadLogFilter, type ServerStorage, type SpaceQuotas, type SyncServer } from '@syncline/server';
+import { createSyncServer, sqliteStorage, type AppendRequest, type AppendResult, type MergeFinal, type ReadLogFilter, type ServerStorage, type SpaceQuotas, type SyncServer, type TrimMark } from '@syncline/server';
 import 'fake-indexeddb/auto';
 import { IDBFactory, IDBKeyRange } from 'fake-indexeddb';
 import { pino } from 'pino';
@@ -85,6 +85,8 @@ export interface SimStats {
   replicaRestarts: number;
   /** Replica ids an operator retired (each replica then rejoined under a new one). */
   retired: number;
+  /** Merge records the server rewrote without retired replicas' context entries. */
+  trimmed: number;
   /** Unsynced changes rejoins set aside, and those written again. */
   setAside: number;
   rewritten: number;
@@ -263,6 +265,12 @@ class SimStorage implements ServerStorage {
   async collect(space: SpaceId) {
     this.#alive();
     return this.inner.collect(space);
+  }
+  async trimRetired(space: SpaceId, since: TrimMark | undefined) {
+    this.#alive();
+    const result = await this.inner.trimRetired(space, since);
+    this.world.stats.trimmed += result.records;
+    return result;
   }
   async retire(replicas: readonly ReplicaId[], now: number) {
     this.#alive();
@@ -863,9 +871,11 @@ class World {
     }
 
     // Convergence: every replica of a space holds the same states, values and siblings, and they are the expected ones.
+    const retired = new Set<string>();
+    for (const slot of this.slots) for (const id of slot.ids) if (await storage.isRetired(id)) retired.add(id);
     for (const space of this.config.spaces) {
       const holders = this.slots.filter((slot) => slot.spaces.includes(space as SpaceId)).map((slot) => ({ label: `r${slot.index}`, replica: slot.replica as Replica }));
-      const states = await checkConvergence(space, logs.get(space) ?? [], holders, (m) => this.fail(m), (p) => this.drive(p));
+      const states = await checkConvergence(space, logs.get(space) ?? [], holders, (m) => this.fail(m), (p) => this.drive(p), retired);
       for (const dump of states) this.hash.update(dump);
     }
   }
@@ -941,7 +951,7 @@ export async function shrink(seed: number, plan: readonly Action[], options: { b
 }
 
 export function emptyStats(): SimStats {
-  return { ops: 0, faults: 0, serverCrashes: 0, serverRestarts: 0, replicaRestarts: 0, retired: 0, setAside: 0, rewritten: 0, frames: 0, duplicated: 0, cuts: 0, changes: 0, virtualMs: 0, tooLarge: 0, limitRefusals: 0, readYourWrites: 0 };
+  return { ops: 0, faults: 0, serverCrashes: 0, serverRestarts: 0, replicaRestarts: 0, retired: 0, trimmed: 0, setAside: 0, rewritten: 0, frames: 0, duplicated: 0, cuts: 0, changes: 0, virtualMs: 0, tooLarge: 0, limitRefusals: 0, readYourWrites: 0 };
 }
 
 /** A record's expected read after a write: fields (undefined: deleted), and whether they are the whole value (a put). */
