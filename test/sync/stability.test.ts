@@ -13,7 +13,7 @@ import { createReplica, indexedDbStorage, localLocks, memoryStorage, type Replic
 import { IDBFactory, IDBKeyRange } from 'fake-indexeddb';
 import type { HlcString, ReplicaId, SpaceId } from '@syncline/core/internal';
 import { sqliteStorage, type ServerStorage, type SyncServer } from '@syncline/server';
-import { portOf } from '../internals.js';
+import { portOf, storageOf } from '../internals.js';
 import { cleanupStack, counter, idbStorage, isSynced, ManualClock, outboxCount, replica, startServer, sync, uniqueName, visibleState as everyRecord, waitUntil, withOverrides, WS } from './harness.js';
 
 const cleanup = cleanupStack();
@@ -411,6 +411,59 @@ describe('garbage collection at the stability horizon', () => {
     expect(engine.status.stoppedSpaces).toBeUndefined();
     const log = await server.storage.readLog('two' as SpaceId, 0, 100);
     expect(log.map((e) => `${e.change.replica === oldId ? 'old' : e.change.replica === c.id ? 'new' : '?'}:${e.change.seq}:${e.change.id}`)).toEqual(['old:1:two-1', 'new:1:two-2']);
+  });
+
+  it('a merge record written by many replicas in turn drops the retired ones’ context entries at the next pass: a newcomer gets it small, and an old replica’s write still supersedes', async () => {
+    const mergeSchema = { meetings: { policy: 'merge' } } as const;
+    const server = await startServer({ gc: { intervalMs: 0 } });
+    cleanup.push(() => server.close());
+    const writers = await Promise.all(Array.from({ length: 8 }, (_, i) => replica({ name: uniqueName(`mc-${i}`), schema: mergeSchema })));
+    const engines = writers.map((w) => sync(w, server.url));
+    cleanup.push(...writers.map((w) => () => w.close()), ...engines.map((e) => () => e.close()));
+    const space = writers[0]?.defaultSpace as SpaceId;
+    const stored = async () => (await server.storage.snapshotPage(space, undefined, 10))[0]?.state.merge;
+    const names = (v: ReadonlyMap<string, number> | undefined) => [...(v?.keys() ?? [])].sort();
+    // Each writes after holding the one before's version, so each supersedes it.
+    for (const [i, w] of writers.entries()) {
+      if (i > 0) await waitUntil(async () => (await w.get('meetings', 'standup'))?.value['by'] === i - 1, 10_000, `writer ${i} to hold writer ${i - 1}'s version`);
+      await w.put('meetings', 'standup', { by: i });
+    }
+    await waitUntil(async () => (await stored())?.siblings[0]?.value?.['by'] === 7 && (await Promise.all(engines.map(isSynced))).every(Boolean), 10_000, 'every version stored');
+    const ids = writers.map((w) => w.id as string);
+    expect(names((await stored())?.seen)).toEqual([...ids].sort());
+    const bytesBefore = (await server.storage.stats()).recordBytes;
+
+    // Six of them are gone for good: retired, the pass drops their entries (the sibling is writer 7's).
+    for (const e of engines.slice(0, 6)) e.close();
+    expect((await server.retire(...(ids.slice(0, 6) as ReplicaId[]))).length).toBe(6);
+    expect((await server.collect()).trimmed).toBe(1);
+    expect(names((await stored())?.seen)).toEqual(ids.slice(6).sort());
+    expect(names((await stored())?.siblings[0]?.context)).toEqual(ids.slice(6, 7));
+    expect((await server.storage.stats()).recordBytes).toBeLessThan(bytesBefore);
+
+    // A newcomer bootstraps the small state: same value, no conflict.
+    const newcomer = await replica({ name: uniqueName('mc-new'), schema: mergeSchema });
+    const sn = sync(newcomer, server.url);
+    cleanup.push(() => newcomer.close(), () => sn.close());
+    await waitUntil(async () => isSynced(sn) && (await newcomer.get('meetings', 'standup')) !== undefined, 10_000, 'the newcomer to bootstrap');
+    expect((await newcomer.get('meetings', 'standup'))?.value).toEqual({ by: 7 });
+    expect(await newcomer.conflicts('meetings', 'standup')).toEqual([]);
+    const held = await storageOf(newcomer).transaction('readonly', (tx) => tx.scanRecords('meetings', { space }));
+    expect(names(held[0]?.state.merge?.seen)).toEqual(ids.slice(6).sort());
+
+    // Writer 6 still holds every entry and names them all: its write supersedes writer 7's everywhere, and the next pass trims again.
+    const [six, seven] = [writers[6], writers[7]] as [Replica<typeof mergeSchema>, Replica<typeof mergeSchema>];
+    await six.put('meetings', 'standup', { by: 'six again' });
+    for (const r of [seven, newcomer]) await waitUntil(async () => (await r.get('meetings', 'standup'))?.value['by'] === 'six again', 10_000, 'the write to arrive');
+    for (const r of [six, seven, newcomer]) expect(await r.conflicts('meetings', 'standup')).toEqual([]);
+    expect(names((await stored())?.seen)).toEqual([...ids].sort());
+    expect((await server.collect()).trimmed).toBe(1);
+    expect(names((await stored())?.seen)).toEqual(ids.slice(6).sort());
+
+    // And the newcomer's write, made from the small state, supersedes writer 6's for everyone.
+    await newcomer.put('meetings', 'standup', { by: 'newcomer' });
+    for (const r of [six, seven]) await waitUntil(async () => (await r.get('meetings', 'standup'))?.value['by'] === 'newcomer', 10_000, 'the newcomer’s write to arrive');
+    for (const r of [six, seven, newcomer]) expect(await r.conflicts('meetings', 'standup')).toEqual([]);
   });
 
   it('collect() called while a pass is under way runs another after it, which covers every write stored before the call', async () => {
