@@ -91,6 +91,20 @@ export function storageConformance(name: string, makeFactory: () => StorageFacto
       await Promise.all(open.splice(0).map((s) => s.close()));
     });
 
+    it('meta: the keys with a prefix that hold a value, in key order, the transaction’s own writes included', async () => {
+      const s = await fresh();
+      await s.transaction('readwrite', async (tx) => {
+        for (const key of ['seq\u0000b', 'seq\u0000a', 'seq', 'seqx', 'pos\u0000a', 'seq\u0000gone']) await tx.setMeta(key, 1);
+      });
+      await s.transaction('readwrite', async (tx) => {
+        await tx.setMeta('seq\u0000gone', undefined);
+        await tx.setMeta('seq\u0000c', 2);
+        expect(await tx.metaKeys?.('seq\u0000')).toEqual(['seq\u0000a', 'seq\u0000b', 'seq\u0000c']);
+      });
+      expect(await s.transaction('readonly', async (tx) => tx.metaKeys?.('seq'))).toEqual(['seq', 'seq\u0000a', 'seq\u0000b', 'seq\u0000c', 'seqx']);
+      expect(await s.transaction('readonly', async (tx) => tx.metaKeys?.('none'))).toEqual([]);
+    });
+
     it('meta: missing keys are undefined; values round-trip by copy', async () => {
       const s = await fresh();
       const value = { list: [1, 'two', { three: 3 }], map: new Map([['k', 1]]), bytes: new Uint8Array([1, 2, 3]) };

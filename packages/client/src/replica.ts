@@ -810,6 +810,7 @@ export async function createReplica<const S extends Schema>(options: ReplicaOpti
         tx.getMeta<boolean>(META_CLOCK_UNSYNCED),
       ]);
       const clock = new ReplicaClock({ replica: id, device, last, offset, accepted, unsynced: created || unsynced === true });
+      await noteWrittenSpaces(tx);
       const collections = await openCollections(tx, options.schema);
       return { id, clock, collections };
     });
@@ -821,6 +822,16 @@ export async function createReplica<const S extends Schema>(options: ReplicaOpti
     await storage.close();
     throw error;
   }
+}
+
+/**
+ * A database written before the replica noted the spaces it writes in
+ * (META_WRITTEN, read by a rejoin) gets them from its seq counters, once.
+ */
+async function noteWrittenSpaces(tx: StorageTx): Promise<void> {
+  if (!tx.metaKeys || (await tx.getMeta(META_WRITTEN)) !== undefined) return;
+  const prefix = seqKey('');
+  await tx.setMeta(META_WRITTEN, (await tx.metaKeys(prefix)).map((key) => key.slice(prefix.length)));
 }
 
 /**

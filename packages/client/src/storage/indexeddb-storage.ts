@@ -112,6 +112,12 @@ class IdbTx implements StorageTx {
   async setMeta(key: string, value: unknown): Promise<void> {
     await this.tx.objectStore('meta').put(value, key);
   }
+  async metaKeys(prefix: string): Promise<string[]> {
+    const store = this.tx.objectStore('meta');
+    const keys = (await store.getAllKeys(this.Range.bound(prefix, `${prefix}\uffff`))) as string[];
+    const values = await Promise.all(keys.map((key) => store.get(key)));
+    return keys.filter((_, i) => values[i] !== undefined);
+  }
   async getRecord(collection: string, id: string, space: SpaceId): Promise<StoredRecord | undefined> {
     return (await this.tx.objectStore('records').get([collection, id, space])) as StoredRecord | undefined;
   }

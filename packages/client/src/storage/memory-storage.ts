@@ -232,6 +232,11 @@ class MemoryTx implements StorageTx {
     this.meta.set(key, clone(value));
   }
 
+  async metaKeys(prefix: string): Promise<string[]> {
+    const keys = new Set([...this.#db.meta.keys(), ...this.meta.keys()]);
+    return [...keys].filter((key) => key.startsWith(prefix) && (this.meta.has(key) ? this.meta.get(key) : this.#db.meta.get(key)) !== undefined).sort();
+  }
+
   #record(collection: string, id: string, space: string): StoredRecord | undefined {
     return this.records.get(collection, id, space) ?? this.#db.records.get(collection, id, space);
   }

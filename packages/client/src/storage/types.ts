@@ -79,6 +79,12 @@ export interface StorageTx {
    */
   setMeta(key: string, value: unknown): Promise<void>;
   /**
+   * The metadata keys that start with `prefix` and hold a value, in key order.
+   * Optional: a replica reads it once, to note what a database written by an
+   * older version holds.
+   */
+  metaKeys?(prefix: string): Promise<string[]>;
+  /**
    * The record at [collection, id, space], deleted ones (without a value)
    * included; undefined when there is none. It may be the adapter's own
    * (frozen) object: callers do not change it.
