@@ -37,6 +37,9 @@ interface LogRow {
 }
 
 /** Versioned migrations; each runs once, in order, inside a transaction. */
+/** Records trimRetired reads per transaction. */
+const TRIM_PAGE = 500;
+
 const MIGRATIONS: readonly string[] = [
   `CREATE TABLE spaces (space TEXT PRIMARY KEY, head INTEGER NOT NULL, horizon INTEGER NOT NULL) WITHOUT ROWID;
    CREATE TABLE log (space TEXT NOT NULL, pos INTEGER NOT NULL, replica TEXT NOT NULL, seq INTEGER NOT NULL, change BLOB NOT NULL,
@@ -325,18 +328,12 @@ export function sqliteStorage(options: SqliteOptions): ServerStorage {
     return n;
   });
 
-  const trimAll = db.transaction((space: SpaceId, since: TrimMark | undefined): TrimResult => {
-    const head = q.space.get(space)?.head ?? 0;
-    const retired = new Set(q.retiredAll.all().map((r) => r.replica));
-    if (retired.size === 0) return { head, retired: 0, records: 0 };
-    const after = since && since.retired === retired.size ? since.head : 0;
-    const gone = (replica: ReplicaId): boolean => retired.has(replica);
-    let records = 0;
-    let saved = 0;
-    let last: { collection: string; id: string } | undefined;
-    for (;;) {
-      // Pages, because better-sqlite3 cannot write while a statement iterates.
-      const page = last ? q.changedAfter.all(space, after, last.collection, last.id, 500) : q.changedFirst.all(space, after, 500);
+  /** One page of trimRetired: reads up to TRIM_PAGE records after `last` and rewrites those that lose entries, in one transaction. */
+  const trimPage = db.transaction(
+    (space: SpaceId, after: number, last: { collection: string; id: string } | undefined, gone: (replica: ReplicaId) => boolean): { records: number; last: { collection: string; id: string } | undefined } => {
+      const page = last ? q.changedAfter.all(space, after, last.collection, last.id, TRIM_PAGE) : q.changedFirst.all(space, after, TRIM_PAGE);
+      let records = 0;
+      let saved = 0;
       for (const row of page) {
         const state = decodeRecordState(row.state);
         const trimmed = withoutRetired(state, gone);
@@ -346,12 +343,30 @@ export function sqliteStorage(options: SqliteOptions): ServerStorage {
         saved += row.state.length - bytes.length;
         records++;
       }
-      if (page.length < 500) break;
-      last = page[page.length - 1];
-    }
-    if (saved !== 0) q.subtractBytes.run(saved, space);
+      if (saved !== 0) q.subtractBytes.run(saved, space);
+      return { records, last: page.length < TRIM_PAGE ? undefined : page[page.length - 1] };
+    },
+  );
+
+  /** trimRetired: a transaction per page, the event loop free in between (a large space must not hold up every connection). */
+  const trimAll = async (space: SpaceId, since: TrimMark | undefined): Promise<TrimResult> => {
+    const head = q.space.get(space)?.head ?? 0;
+    const retired = new Set(q.retiredAll.all().map((r) => r.replica));
+    if (retired.size === 0) return { head, retired: 0, records: 0 };
+    const after = since && since.retired === retired.size ? since.head : 0;
+    const gone = (replica: ReplicaId): boolean => retired.has(replica);
+    let records = 0;
+    let last: { collection: string; id: string } | undefined;
+    do {
+      // A record an append changes between pages is read again by the next call (its position is after `head`).
+      const page = trimPage(space, after, last, gone);
+      records += page.records;
+      last = page.last;
+      if (last) await new Promise<void>((resolve) => setImmediate(resolve));
+      check();
+    } while (last);
     return { head, retired: retired.size, records };
-  });
+  };
 
   const retireAll = db.transaction((replicas: readonly ReplicaId[], now: number): ReplicaId[] =>
     [...new Set(replicas)].filter((replica) => q.retire.run(replica, now).changes > 0),
@@ -505,7 +520,7 @@ export function sqliteStorage(options: SqliteOptions): ServerStorage {
     },
     async trimRetired(space, since) {
       check();
-      return trimAll(space, since);
+      return await trimAll(space, since);
     },
     async retire(replicas, now) {
       check();
