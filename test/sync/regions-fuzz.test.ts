@@ -208,6 +208,9 @@ describe('regions under a seeded storm (real sockets)', () => {
 
   it('a link reader that skips an entry (planted) is caught', async () => {
     const outcome = await storm(1, { steps: 60, plant: true, settleMs: 15_000 });
-    expect(outcome.failure, JSON.stringify(outcome)).toMatch(/lacks|twice|holds/);
+    // Seen either as a divergence (a region lacks a change, or replicas hold different states) or, when a replica
+    // fails over to the region that never got its earlier changes, as its pushes refused for the gap (sequence_gap)
+    // until the run times out: which one depends on the timing of real sockets.
+    expect(outcome.failure, JSON.stringify(outcome)).toMatch(/lacks|twice|holds|sequence_gap/);
   }, 120_000);
 });
