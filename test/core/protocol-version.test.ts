@@ -40,6 +40,7 @@ const WIRE_HASHES: Readonly<Record<number, string>> = {
   4: '1dfd52deeaae80c5badc0ebbbf2eb07364ef0f829e0432cb2031d9f4735ccba2',
   5: '15e523e861120c2f672e3c7620c24778ae95812c1b466647e1a178dfcf56b1e5',
   6: '644dd1febf7b9e4403368f4d19da4228bb6f3a97e1dbee22a1dc88b08c833c58',
+  7: 'c0a2031fdf85dc2b24412dca2562106df929770ea58ffa5dd8c4b7d6fc3c8821',
 };
 
 const hash = (text: string): string => createHash('sha256').update(text).digest('hex');

@@ -879,6 +879,11 @@ export function storageConformance(name: string, newBacking: () => Promise<Backi
       expect(await storage.head(OTHER)).toBe(0);
       // With every writer retired, the horizon goes to the cap.
       await storage.retire([r('bob')], 3_000);
+      // Listed in the order they were retired, in pages.
+      await storage.retire([r('zed'), r('amy')], 3_000);
+      expect(await storage.retiredList(0, 10)).toEqual({ replicas: ['alice', 'nobody', 'amy', 'bob', 'zed'], total: 5 });
+      expect(await storage.retiredList(1, 2)).toEqual({ replicas: ['nobody', 'amy'], total: 5 });
+      expect(await (await another()).retiredList(4, 10)).toEqual({ replicas: ['zed'], total: 5 });
       expect(await storage.advanceHorizon(SPACE, at(300))).toEqual({ hlc: at(300), upTo: 3 });
     });
 

@@ -276,6 +276,10 @@ class SimStorage implements ServerStorage {
     this.#alive();
     return this.inner.retire(replicas, now);
   }
+  async retiredList(after: number, limit: number) {
+    this.#alive();
+    return this.inner.retiredList(after, limit);
+  }
   async inactiveWriters(before: number, keep: ReadonlySet<ReplicaId>) {
     this.#alive();
     return this.inner.inactiveWriters(before, keep);

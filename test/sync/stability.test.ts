@@ -9,7 +9,7 @@
  * replica stops holding the horizon and is refused with `replica_retired`.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { createReplica, indexedDbStorage, localLocks, memoryStorage, type Replica, type Schema } from '@syncline/client';
+import { createReplica, indexedDbStorage, localLocks, memoryStorage, type Replica, type Schema, type SyncEngine } from '@syncline/client';
 import { IDBFactory, IDBKeyRange } from 'fake-indexeddb';
 import type { HlcString, ReplicaId, SpaceId } from '@syncline/core/internal';
 import { sqliteStorage, type ServerStorage, type SyncServer } from '@syncline/server';
@@ -426,7 +426,7 @@ describe('garbage collection at the stability horizon', () => {
     expect(log.map((e) => `${e.change.replica === oldId ? 'old' : e.change.replica === c.id ? 'new' : '?'}:${e.change.seq}:${e.change.id}`)).toEqual(['old:1:two-1', 'new:1:two-2']);
   });
 
-  it('a merge record written by many replicas in turn drops the retired ones’ context entries at the next pass: a newcomer gets it small, and an old replica’s write still supersedes', async () => {
+  it('a merge record written by many replicas in turn drops the retired ones’ context entries: at the next pass on the server, at once on the replicas told, and a newcomer gets it small; writes still supersede', async () => {
     const mergeSchema = { meetings: { policy: 'merge' } } as const;
     const server = await startServer({ gc: { intervalMs: 0 } });
     cleanup.push(() => server.close());
@@ -435,6 +435,7 @@ describe('garbage collection at the stability horizon', () => {
     cleanup.push(...writers.map((w) => () => w.close()), ...engines.map((e) => () => e.close()));
     const space = writers[0]?.defaultSpace as SpaceId;
     const stored = async () => (await server.storage.snapshotPage(space, undefined, 10))[0]?.state.merge;
+    const held = async (r: Replica<typeof mergeSchema>) => (await storageOf(r).transaction('readonly', (tx) => tx.scanRecords('meetings', { space })))[0]?.state.merge;
     const names = (v: ReadonlyMap<string, number> | undefined) => [...(v?.keys() ?? [])].sort();
     // Each writes after holding the one before's version, so each supersedes it.
     for (const [i, w] of writers.entries()) {
@@ -443,37 +444,57 @@ describe('garbage collection at the stability horizon', () => {
     }
     await waitUntil(async () => (await stored())?.siblings[0]?.value?.['by'] === 7 && (await Promise.all(engines.map(isSynced))).every(Boolean), 10_000, 'every version stored');
     const ids = writers.map((w) => w.id as string);
+    const live = ids.slice(6).sort();
     expect(names((await stored())?.seen)).toEqual([...ids].sort());
+    expect(names((await held(writers[7] as Replica<typeof mergeSchema>))?.seen)).toEqual([...ids].sort());
     const bytesBefore = (await server.storage.stats()).recordBytes;
 
-    // Six of them are gone for good: retired, the pass drops their entries (the sibling is writer 7's).
+    // Six of them are gone for good: retired. The replica still connected is told and drops the entries at once;
+    // the server's pass drops them from what it stores (the sibling is writer 7's). Writer 7 is offline meanwhile.
     for (const e of engines.slice(0, 6)) e.close();
+    const [six, seven] = [writers[6], writers[7]] as [Replica<typeof mergeSchema>, Replica<typeof mergeSchema>];
+    const sevenSync = engines[7] as SyncEngine;
+    sevenSync.pause();
     expect((await server.retire(...(ids.slice(0, 6) as ReplicaId[]))).length).toBe(6);
+    await waitUntil(async () => names((await held(six))?.seen).join() === live.join(), 10_000, 'writer 6 to drop the entries');
+    expect(names((await held(seven))?.seen)).toEqual([...ids].sort());
     expect((await server.collect()).trimmed).toBe(1);
-    expect(names((await stored())?.seen)).toEqual(ids.slice(6).sort());
+    expect(names((await stored())?.seen)).toEqual(live);
     expect(names((await stored())?.siblings[0]?.context)).toEqual(ids.slice(6, 7));
     expect((await server.storage.stats()).recordBytes).toBeLessThan(bytesBefore);
 
-    // A newcomer bootstraps the small state: same value, no conflict.
+    // Writer 7 writes offline, naming every entry, and comes back: it hears of the retirements at its hello and
+    // drops them; the server stores its write as it came (the next pass trims it), and writer 6 drops them as it applies it.
+    await seven.put('meetings', 'standup', { by: '7 offline' });
+    sevenSync.resume();
+    await waitUntil(async () => (await six.get('meetings', 'standup'))?.value['by'] === '7 offline' && isSynced(sevenSync), 10_000, 'writer 7’s write to reach writer 6');
+    await waitUntil(async () => names((await held(seven))?.seen).join() === live.join(), 10_000, 'writer 7 to drop the entries');
+    expect(names((await held(six))?.seen)).toEqual(live);
+    expect(names((await held(six))?.siblings[0]?.context)).toEqual(live);
+    expect(names((await stored())?.seen)).toEqual([...ids].sort());
+    expect((await server.collect()).trimmed).toBe(1);
+    expect(names((await stored())?.seen)).toEqual(live);
+
+    // A newcomer bootstraps the small state: same value, no conflict; it heard of the retirements too.
     const newcomer = await replica({ name: uniqueName('mc-new'), schema: mergeSchema });
     const sn = sync(newcomer, server.url);
     cleanup.push(() => newcomer.close(), () => sn.close());
     await waitUntil(async () => isSynced(sn) && (await newcomer.get('meetings', 'standup')) !== undefined, 10_000, 'the newcomer to bootstrap');
-    expect((await newcomer.get('meetings', 'standup'))?.value).toEqual({ by: 7 });
+    expect((await newcomer.get('meetings', 'standup'))?.value).toEqual({ by: '7 offline' });
     expect(await newcomer.conflicts('meetings', 'standup')).toEqual([]);
-    const held = await storageOf(newcomer).transaction('readonly', (tx) => tx.scanRecords('meetings', { space }));
-    expect(names(held[0]?.state.merge?.seen)).toEqual(ids.slice(6).sort());
+    expect(names((await held(newcomer))?.seen)).toEqual(live);
 
-    // Writer 6 still holds every entry and names them all: its write supersedes writer 7's everywhere, and the next pass trims again.
-    const [six, seven] = [writers[6], writers[7]] as [Replica<typeof mergeSchema>, Replica<typeof mergeSchema>];
+    // Writer 6 writes from its trimmed state: its write supersedes writer 7's everywhere, and nothing grows back.
     await six.put('meetings', 'standup', { by: 'six again' });
     for (const r of [seven, newcomer]) await waitUntil(async () => (await r.get('meetings', 'standup'))?.value['by'] === 'six again', 10_000, 'the write to arrive');
-    for (const r of [six, seven, newcomer]) expect(await r.conflicts('meetings', 'standup')).toEqual([]);
-    expect(names((await stored())?.seen)).toEqual([...ids].sort());
-    expect((await server.collect()).trimmed).toBe(1);
-    expect(names((await stored())?.seen)).toEqual(ids.slice(6).sort());
+    for (const r of [six, seven, newcomer]) {
+      expect(await r.conflicts('meetings', 'standup')).toEqual([]);
+      expect(names((await held(r))?.seen)).toEqual(live);
+    }
+    expect(names((await stored())?.seen)).toEqual(live);
+    expect((await server.collect()).trimmed).toBe(0);
 
-    // And the newcomer's write, made from the small state, supersedes writer 6's for everyone.
+    // And the newcomer's write supersedes writer 6's for everyone.
     await newcomer.put('meetings', 'standup', { by: 'newcomer' });
     for (const r of [six, seven]) await waitUntil(async () => (await r.get('meetings', 'standup'))?.value['by'] === 'newcomer', 10_000, 'the newcomer’s write to arrive');
     for (const r of [six, seven, newcomer]) expect(await r.conflicts('meetings', 'standup')).toEqual([]);

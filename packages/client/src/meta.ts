@@ -15,6 +15,14 @@ export const META_CLOCK_UNSYNCED = 'clockUnsynced';
 export const META_CLOCK_ACCEPTED = 'clockAccepted';
 /** The spaces this replica has written in (SpaceId[]; from the first write in each): a rejoin starts every one over. */
 export const META_WRITTEN = 'writtenSpaces';
+/**
+ * Replicas the server retired (ReplicaId[], `retired` messages, protocol 7):
+ * their merge-context entries that no sibling needs are dropped from what the
+ * replica stores (retired.ts).
+ */
+export const META_RETIRED = 'retiredWriters';
+/** How many retirements the replica has heard of (a number: the last `retired` message's `upTo`), said in hello. */
+export const META_RETIRED_HEARD = 'retiredHeard';
 /** Per space: the seq of the latest change written (a number). */
 export const seqKey = (space: string): string => `seq\u0000${space}`;
 /**

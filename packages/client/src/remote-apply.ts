@@ -9,6 +9,7 @@ import { applyChange, joinRecordStates, latestStamp, maxHlc, type Change, type H
 import type { ReplicaClock } from './clock.js';
 import { META_CLOCK, META_CLOCK_ACCEPTED, positionKey, readCursor, type LogCursor } from './meta.js';
 import { RecordCache } from './record-cache.js';
+import { retiredTrim } from './retired.js';
 import type { CollectionDef } from './schema.js';
 import type { RecordAddress, StorageTx, StoredRecord } from './storage/types.js';
 import { applyToStored, storedRecord } from './write.js';
@@ -66,11 +67,15 @@ async function advance(tx: StorageTx, space: SpaceId, to: LogAdvance): Promise<v
  * handed over: their values become part of the stored records, frozen.
  */
 export async function applyChanges(tx: StorageTx, ctx: ApplyContext, changes: readonly Change[], position?: LogAdvance & { readonly space: SpaceId }): Promise<StoredRecord[]> {
-  const [, cache] = await Promise.all([syncClock(tx, ctx.clock), RecordCache.load(tx, changes)]);
+  // Retired replicas' entries (retired.ts): read only for merge versions from a server without a region.
+  const versions = position?.region === undefined && changes.some((c) => c.op === 'version');
+  const [, cache, trim] = await Promise.all([syncClock(tx, ctx.clock), RecordCache.load(tx, changes), versions ? retiredTrim(tx) : undefined]);
   let latest: HlcString | undefined;
   for (const change of changes) {
     latest = maxHlc(latest, change.hlc);
-    cache.set(applyToStored(ctx.collections.get(change.collection), cache.get(change), change));
+    const next = applyToStored(ctx.collections.get(change.collection), cache.get(change), change);
+    const state = trim && change.op === 'version' ? trim(next.state) : next.state;
+    cache.set(state === next.state ? next : { ...next, state });
   }
   const written = cache.changed();
   await Promise.all([
@@ -124,10 +129,12 @@ export async function applySnapshot(
   keys?: SnapshotKeys,
 ): Promise<SnapshotApplied> {
   // One read for the whole chunk (an empty replica learns that nothing exists at once).
-  const [, existing, outbox] = await Promise.all([
+  const [, existing, outbox, trim] = await Promise.all([
     syncClock(tx, ctx.clock),
     tx.getRecords(records.map(({ collection, id }) => ({ collection, id, space }))),
     keys ? tx.readOutbox(space, Number.MAX_SAFE_INTEGER) : [],
+    // Retired replicas' entries (retired.ts): a replacing snapshot comes from a server without a region.
+    keys && records.some((r) => r.state.merge) ? retiredTrim(tx) : undefined,
   ]);
   const own = new Map<string, Change[]>();
   for (const change of outbox) {
@@ -146,6 +153,7 @@ export async function applySnapshot(
       const key = keyOf(collection, id);
       keys.add(key);
       next = mine(key, state);
+      if (trim && next.merge) next = trim(next);
     } else next = record ? joinRecordStates(record.state, state) : state;
     return storedRecord(ctx.collections.get(collection), { collection, id, space }, next);
   });

@@ -31,7 +31,8 @@ import { CommitQueue } from './commit-queue.js';
 import { CrdtDocs, type CrdtTarget } from './crdt-docs.js';
 import { ReplicaError } from './errors.js';
 import { LiveQueries, type QueryCallback } from './live-query.js';
-import { asideKey, META_CLOCK, META_CLOCK_ACCEPTED, META_CLOCK_OFFSET, META_CLOCK_UNSYNCED, META_REPLICA, META_WRITTEN, positionKey, readCursor, seqKey } from './meta.js';
+import { asideKey, META_CLOCK, META_CLOCK_ACCEPTED, META_CLOCK_OFFSET, META_CLOCK_UNSYNCED, META_REPLICA, META_RETIRED_HEARD, META_WRITTEN, positionKey, readCursor, seqKey } from './meta.js';
+import { hearRetired } from './retired.js';
 import { collectionOf, countQuery, runQuery, toRow, type Query, type Row } from './query.js';
 import type { CollectionName, CrdtFieldName, MergeCollectionName, PatchValue, ReadValue, Sibling, WriteValue } from './typed.js';
 import { RecordCache } from './record-cache.js';
@@ -461,6 +462,14 @@ export class Replica<S extends Schema = Schema> {
       welcomeClock: (serverTime, roundTrip, maxClockDrift) => this.#welcomeClock(serverTime, roundTrip, maxClockDrift),
       restamp: (maxClockDrift) => this.#restamp(maxClockDrift),
       floor: (space) => this.#track(this.#storage.transaction('readwrite', (tx) => floorOf(tx, this.#clock, this.id, space))),
+      retiredHeard: async () => (await read((tx) => tx.getMeta<number>(META_RETIRED_HEARD))) ?? 0,
+      retired: (replicas, upTo) =>
+        this.#track(
+          this.#storage.transaction('readwrite', async (tx) => {
+            const rewritten = await hearRetired(tx, this.#collections, replicas, upTo);
+            if (rewritten.length > 0) await putAll(tx, rewritten);
+          }),
+        ),
       horizon: (space, hlc, upTo) => this.#track(this.#storage.transaction('readwrite', (tx) => collectBelow(tx, this.#collections.keys(), space, hlc, upTo))).then(() => undefined),
       restampBelow: (space, hlc) => this.#restampBelow(space, hlc),
       rejoin: (spaces) => this.#rejoin(spaces),

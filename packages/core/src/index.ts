@@ -57,6 +57,7 @@ export {
 export {
   ACCESS_LEVELS,
   MAX_CHANGES_PER_MESSAGE,
+  MAX_RETIRED_PER_MESSAGE,
   MAX_SPACES_PER_HELLO,
   MIN_PROTOCOL_VERSION,
   PROTOCOL_VERSION,
@@ -78,6 +79,7 @@ export {
   type Ping,
   type Pong,
   type Push,
+  type Retired,
   type Snapshot,
   type SnapshotRecord,
   type Synced,

@@ -321,7 +321,10 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
     },
     retired: (replicas) => {
       const gone = new Set(replicas);
-      for (const session of sessions) if (gone.has(session.replica)) session.fail('replica_retired', `replica ${session.replica} was retired; start again under a new replica id`, true);
+      for (const session of sessions) {
+        if (gone.has(session.replica)) session.fail('replica_retired', `replica ${session.replica} was retired; start again under a new replica id`, true);
+        else session.tellRetired();
+      }
     },
   });
 

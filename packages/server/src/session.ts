@@ -23,6 +23,7 @@ import {
   mayExceedChangeLimit,
   MAX_CHANGE_BYTES,
   MIN_FRAME_BYTES,
+  MAX_RETIRED_PER_MESSAGE,
   type Access,
   type DownstreamMessage,
   type ErrorCode,
@@ -127,6 +128,11 @@ export class Session implements Follower {
   authenticated = false;
   /** The peer's protocol version (from hello; the oldest served until then): which error codes it can read. */
   #protocol = MIN_PROTOCOL_VERSION;
+  /** Protocol 7, a server without a region: how many retirements this client has heard of (tellRetired); undefined: it hears none. */
+  #retiredHeard: number | undefined;
+  /** tellRetired is reading and sending; `#retiredAgain`: called meanwhile, so it reads again. */
+  #tellingRetired = false;
+  #retiredAgain = false;
   /** The largest frame this session sends: the server's limit, and the client's when it said (protocol 4). */
   #budget: number;
   readonly #subs = new Map<SpaceId, Subscription>();
@@ -315,6 +321,40 @@ export class Session implements Follower {
     return true;
   }
 
+  /**
+   * Tells a protocol 7 client of a server without a region the replicas
+   * retired that it has not heard of (`retired`, in pages), so that it drops
+   * their merge-context entries. After welcome, and after each retirement.
+   * With regions nothing is told: regions join states, which needs them.
+   */
+  tellRetired(): void {
+    if (this.#retiredHeard === undefined || this.#state !== 'ready') return;
+    if (this.#tellingRetired) {
+      this.#retiredAgain = true;
+      return;
+    }
+    this.#tellingRetired = true;
+    void (async () => {
+      try {
+        do {
+          this.#retiredAgain = false;
+          for (;;) {
+            const heard = this.#retiredHeard ?? 0;
+            const { replicas, total } = await this.ctx.storage.retiredList(heard, MAX_RETIRED_PER_MESSAGE);
+            if (this.#state !== 'ready' || replicas.length === 0) break;
+            this.#retiredHeard = heard + replicas.length;
+            this.#send({ type: 'retired', replicas, upTo: this.#retiredHeard });
+            if (this.#retiredHeard >= total) break;
+          }
+        } while (this.#retiredAgain && this.#state === 'ready');
+      } catch (error) {
+        this.#internal(error);
+      } finally {
+        this.#tellingRetired = false;
+      }
+    })();
+  }
+
   async #onHello(hello: Hello): Promise<void> {
     if (!isSupportedProtocol(hello.protocol)) {
       return this.fail('unsupported_protocol', `protocol ${hello.protocol} is not supported; this server speaks ${MIN_PROTOCOL_VERSION}..${PROTOCOL_VERSION}`, true);
@@ -371,6 +411,10 @@ export class Session implements Follower {
       ...(this.ctx.region !== undefined ? { region: this.ctx.region, peers: [...this.ctx.peers] } : {}),
     });
     this.ctx.logger.info({ replica: this.replica, subject: grant.subject, spaces: granted.length }, 'session ready');
+    if (this.#protocol >= 7 && this.ctx.region === undefined) {
+      this.#retiredHeard = hello.retired ?? 0;
+      this.tellRetired();
+    }
     if (grant.expiresAt !== undefined) this.#expireAt(grant.expiresAt);
     for (const { space, access, after, head, region, origins } of granted) {
       const held = origins && this.ctx.region !== undefined ? new Map(origins.map((o) => [o.region === this.ctx.region ? '' : o.region, o.upTo])) : undefined;

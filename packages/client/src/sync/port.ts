@@ -114,6 +114,11 @@ export interface ReplicaPort {
   /** After a `clock_drift` refusal: re-stamps outbox changes too far ahead. Returns how many moved. */
   restamp(maxClockDrift: number): Promise<number>;
 
+  // ---- retired replicas (retired.ts, protocol 7) ----
+  /** How many retirements the replica has heard of (hello `retired`). */
+  retiredHeard(): Promise<number>;
+  /** A `retired` message: drops the replicas' merge-context entries that no sibling needs from every record held. */
+  retired(replicas: readonly ReplicaId[], upTo: number): Promise<void>;
   // ---- stability (horizon.ts) ----
   /** The replica's floor in `space` (hello, `floor` messages): every change of it the server lacks is stamped after it. */
   floor(space: SpaceId): Promise<HlcString | undefined>;

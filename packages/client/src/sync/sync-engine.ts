@@ -630,6 +630,7 @@ export class SyncEngine {
         ...(floor !== undefined ? { floor } : {}),
       });
     }
+    const retired = await this.#port.retiredHeard();
     session.helloAt = monotonic();
     session.pacer.spend();
     this.#send(session, {
@@ -641,6 +642,7 @@ export class SyncEngine {
       time: this.#port.now(),
       maxFrameBytes: this.#maxFrameBytes,
       ...(this.#options.durability !== undefined && this.#options.durability !== 'region' ? { durability: this.#options.durability } : {}),
+      ...(retired > 0 ? { retired } : {}),
     });
   }
 
@@ -693,6 +695,10 @@ export class SyncEngine {
         if (!this.#syncing.has(message.space)) return;
         session.horizons.set(message.space, message.hlc);
         return this.#port.horizon(message.space, message.hlc, message.upTo);
+      case 'retired':
+        // Only from a server without a region (which joins no snapshot): see retired.ts.
+        if (session.region !== undefined) return;
+        return this.#port.retired(message.replicas, message.upTo);
       case 'error':
         return this.#refused(session, message);
       case 'ping':

@@ -15,6 +15,9 @@ export const MAX_CHANGES_PER_MESSAGE = 100_000;
 /** Most spaces one hello (and its welcome) can name: 1,000. A hard cap of the wire format. */
 export const MAX_SPACES_PER_HELLO = 1_000;
 
+/** Most replica ids one `retired` message names (protocol 7). */
+export const MAX_RETIRED_PER_MESSAGE = 5_000;
+
 export const replicaId = string<ReplicaId>('replicaId', isReplicaId);
 export const spaceId = string<SpaceId>('spaceId', isSpaceId);
 export const name = string('name', isName);

@@ -1,6 +1,6 @@
 /** Messages from the server to a client. */
 import { ERROR_CODES, type ErrorCode } from '../errors.js';
-import { MAX_CHANGES_PER_MESSAGE, MAX_ORIGINS, MAX_SPACES_PER_HELLO, hlc, originVector, position, regionName, seq, spaceId } from './common.js';
+import { MAX_CHANGES_PER_MESSAGE, MAX_ORIGINS, MAX_RETIRED_PER_MESSAGE, MAX_SPACES_PER_HELLO, hlc, originVector, position, regionName, replicaId, seq, spaceId } from './common.js';
 import { snapshotRecords } from './state.js';
 import { compactChanges } from './changes.js';
 import { ping, pong } from './upstream.js';
@@ -81,6 +81,14 @@ export const snapshot = object({
  */
 export const horizon = object({ type: literal('horizon'), space: spaceId, hlc, upTo: position });
 
+/**
+ * Protocol 7: replicas the server retired, for good (server README, "Bounded
+ * growth"). The client drops their merge-context entries that no sibling
+ * needs. `upTo`: how many retirements the client has heard of once it has
+ * this one, which its next hello says (`retired`), so that it hears each once.
+ */
+export const retired = object({ type: literal('retired'), replicas: array(replicaId, MAX_RETIRED_PER_MESSAGE), upTo: int(0) });
+
 /** Catch-up of `space` is complete up to `upTo`; live changes follow. */
 export const synced = object({ type: literal('synced'), space: spaceId, upTo: position });
 
@@ -98,7 +106,7 @@ export const error = object({
   retryAfter: optional(int(0)),
 });
 
-export const downstream = variants('type', { welcome, ack, changes, snapshot, synced, horizon, error, ping, pong });
+export const downstream = variants('type', { welcome, ack, changes, snapshot, synced, horizon, retired, error, ping, pong });
 
 /**
  * `welcome`, the answer to hello: `protocol` (the server's PROTOCOL_VERSION),
@@ -134,6 +142,8 @@ export type Changes = Infer<typeof changes>;
 export type Snapshot = Infer<typeof snapshot>;
 /** `horizon` (protocol 6): `space`, `hlc` and `upTo`; every change stored after position `upTo` is stamped after `hlc`. */
 export type Horizon = Infer<typeof horizon>;
+/** `retired` (protocol 7): `replicas` retired for good; `upTo`: how many retirements the client has then heard of. */
+export type Retired = Infer<typeof retired>;
 /** `synced`: catch-up of `space` is complete up to log position `upTo`; live changes follow. */
 export type Synced = Infer<typeof synced>;
 /**
@@ -143,4 +153,4 @@ export type Synced = Infer<typeof synced>;
  */
 export type ErrorMessage = Infer<typeof error>;
 /** Any message from the server to a client. */
-export type DownstreamMessage = Welcome | Ack | Changes | Snapshot | Synced | Horizon | ErrorMessage | Infer<typeof ping> | Infer<typeof pong>;
+export type DownstreamMessage = Welcome | Ack | Changes | Snapshot | Synced | Horizon | Retired | ErrorMessage | Infer<typeof ping> | Infer<typeof pong>;

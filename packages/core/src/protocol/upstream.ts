@@ -41,6 +41,8 @@ export const hello = object({
   maxFrameBytes: optional(int(1)),
   /** Protocol 5: how many regions must hold a change before `ack.stable` covers it (see Durability). */
   durability: optional(string<Durability>('durability', isDurability)),
+  /** Protocol 7: how many retirements the client has heard of (the last `retired` message's `upTo`; absent: none). */
+  retired: optional(int(0)),
 });
 
 /** Local changes of this replica, oldest first, in one space. */

@@ -28,8 +28,12 @@
  *      (`below_horizon`); a retired replica id is refused (`replica_retired`). A version 6
  *      server serves versions 2 to 5: it sends them no horizon, and `invalid_message` for the
  *      new codes; such a replica holds the horizon back at its last stored change.
+ *   7: retired replicas. The server tells a client which replicas it retired (`retired`),
+ *      and the client drops their merge-context entries that no sibling needs; hello says
+ *      how many retirements the client has heard of (`retired`), so it hears each once. A
+ *      version 7 server sends older clients no `retired` (they keep the entries).
  */
-export const PROTOCOL_VERSION = 6;
+export const PROTOCOL_VERSION = 7;
 /** The oldest version a peer may speak and still be served. */
 export const MIN_PROTOCOL_VERSION = 2;
 

@@ -753,6 +753,14 @@ export function postgresStorage(options: PostgresOptions): PostgresStorage {
       );
       return rows.map((r) => r.replica).filter((r) => !keep.has(r));
     },
+    async retiredList(after, limit) {
+      await open();
+      const [page, count] = await Promise.all([
+        pool.query<{ replica: ReplicaId }>(`SELECT replica FROM ${s}.retired ORDER BY at, replica LIMIT $1 OFFSET $2`, [limit, after]),
+        pool.query<{ n: string }>(`SELECT count(*) AS n FROM ${s}.retired`),
+      ]);
+      return { replicas: page.rows.map((r) => r.replica), total: Number(count.rows[0]?.n ?? 0) };
+    },
     async isRetired(replica) {
       await open();
       const { rows } = await pool.query(`SELECT 1 FROM ${s}.retired WHERE replica = $1`, [replica]);

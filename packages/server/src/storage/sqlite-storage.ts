@@ -165,6 +165,8 @@ export function sqliteStorage(options: SqliteOptions): ServerStorage {
     collect: db.prepare('DELETE FROM records WHERE space = ? AND dead <= ?'),
     subtractBytes: db.prepare('UPDATE spaces SET bytes = bytes - ? WHERE space = ?'),
     retiredAll: db.prepare<[], { replica: string }>('SELECT replica FROM retired'),
+    retiredPage: db.prepare<[number, number], { replica: string }>('SELECT replica FROM retired ORDER BY at, replica LIMIT ? OFFSET ?'),
+    retiredCount: db.prepare<[], { n: number }>('SELECT count(*) AS n FROM retired'),
     changedFirst: db.prepare<[string, number, number], { collection: string; id: string; state: Buffer }>(
       'SELECT collection, id, state FROM records WHERE space = ? AND pos > ? ORDER BY collection, id LIMIT ?',
     ),
@@ -529,6 +531,10 @@ export function sqliteStorage(options: SqliteOptions): ServerStorage {
     async inactiveWriters(before, keep) {
       check();
       return q.inactive.all(before).map((r) => r.replica as ReplicaId).filter((r) => !keep.has(r));
+    },
+    async retiredList(after, limit) {
+      check();
+      return { replicas: q.retiredPage.all(limit, after).map((r) => r.replica as ReplicaId), total: (q.retiredCount.get() as { n: number }).n };
     },
     async isRetired(replica) {
       check();

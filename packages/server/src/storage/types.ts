@@ -78,6 +78,14 @@ export interface Stability {
   readonly upTo: number;
 }
 
+/** A page of ServerStorage.retiredList. */
+export interface RetiredPage {
+  /** Retired replicas, in the order they were retired. */
+  readonly replicas: ReplicaId[];
+  /** How many replicas are retired in all. */
+  readonly total: number;
+}
+
 /** How far ServerStorage.trimRetired has gone in a space: the next call starts from it. */
 export interface TrimMark {
   /** The space's head when the call began: every record changed since has a later position. */
@@ -274,6 +282,14 @@ export interface ServerStorage {
   retire(replicas: readonly ReplicaId[], now: number): Promise<ReplicaId[]>;
   /** Writers (of any space) last seen before `before` (ms), except `keep`: the candidates for retirement by inactivity. */
   inactiveWriters(before: number, keep: ReadonlySet<ReplicaId>): Promise<ReplicaId[]>;
+  /**
+   * Retired replicas in the order they were retired (by time, then id),
+   * skipping the first `after`, at most `limit`; and how many there are.
+   * A retirement made at an earlier time than one already listed may be
+   * missed by a reader that had passed it: the list tells who may be
+   * forgotten, never who may not.
+   */
+  retiredList(after: number, limit: number): Promise<RetiredPage>;
   /** True when `replica` was retired. */
   isRetired(replica: ReplicaId): Promise<boolean>;
   /** Closes the storage; later calls reject with SynclineError `closed`. Idempotent. */
