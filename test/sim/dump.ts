@@ -47,6 +47,27 @@ export async function dumpReplica(r: Replica, space: string, retired: ReadonlySe
 }
 
 /**
+ * The merge-context entries of `retired` replicas that no sibling needs which
+ * replica `r` still holds in `space` (each as "collection/id: replica"): none
+ * once it has heard of the retirements (protocol 7, client retired.ts).
+ */
+export async function retiredEntries(r: Replica, space: string, retired: ReadonlySet<string>): Promise<string[]> {
+  const out: string[] = [];
+  for (const collection of MERGE_COLLECTIONS) {
+    const stored = await storageOf(r).transaction('readonly', (tx) => tx.scanRecords(collection, { space: space as SpaceId }));
+    for (const record of stored) {
+      const merge = record.state.merge;
+      if (!merge) continue;
+      const holders = new Set(merge.siblings.map((v) => v.replica as string));
+      const contexts = [merge.seen, ...merge.siblings.map((v) => v.context)];
+      const left = new Set(contexts.flatMap((v) => [...v.keys()].filter((replica) => retired.has(replica) && !holders.has(replica))));
+      for (const replica of left) out.push(`${collection}/${record.id}: ${replica}`);
+    }
+  }
+  return out;
+}
+
+/**
  * A record that exists, without the put and delete stamps of its lww part (see
  * dumpReplica); an lww part left with nothing (a delete, then crdt edits) goes.
  */

@@ -38,7 +38,7 @@ import { IDBFactory, IDBKeyRange } from 'fake-indexeddb';
 import { pino } from 'pino';
 import { SimNetwork } from './network.js';
 import { canonical, expectedState } from './oracle.js';
-import { checkConvergence } from './dump.js';
+import { checkConvergence, retiredEntries } from './dump.js';
 import { Background, drive, editCrdt, enqueue, Failure } from './common.js';
 import { Rng } from './rng.js';
 import { VirtualTime } from './virtual-time.js';
@@ -877,6 +877,13 @@ class World {
     // Convergence: every replica of a space holds the same states, values and siblings, and they are the expected ones.
     const retired = new Set<string>();
     for (const slot of this.slots) for (const id of slot.ids) if (await storage.isRetired(id)) retired.add(id);
+    // Every replica heard of every retirement (after it, or at its next hello) and dropped what no sibling needs.
+    for (const slot of this.slots) {
+      for (const space of slot.spaces) {
+        const left = await this.drive(retiredEntries(slot.replica as Replica, space, retired));
+        if (left.length > 0) this.fail(`r${slot.index} still holds retired replicas' merge-context entries in ${space}: ${left.slice(0, 3).join(', ')}`);
+      }
+    }
     for (const space of this.config.spaces) {
       const holders = this.slots.filter((slot) => slot.spaces.includes(space as SpaceId)).map((slot) => ({ label: `r${slot.index}`, replica: slot.replica as Replica }));
       const states = await checkConvergence(space, logs.get(space) ?? [], holders, (m) => this.fail(m), (p) => this.drive(p), retired);

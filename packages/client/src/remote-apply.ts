@@ -134,7 +134,7 @@ export async function applySnapshot(
     tx.getRecords(records.map(({ collection, id }) => ({ collection, id, space }))),
     keys ? tx.readOutbox(space, Number.MAX_SAFE_INTEGER) : [],
     // Retired replicas' entries (retired.ts): a replacing snapshot comes from a server without a region.
-    keys && records.some((r) => r.state.merge) ? retiredTrim(tx) : undefined,
+    keys ? retiredTrim(tx) : undefined,
   ]);
   const own = new Map<string, Change[]>();
   for (const change of outbox) {
@@ -143,7 +143,11 @@ export async function applySnapshot(
     if (list) list.push(change);
     else own.set(key, [change]);
   }
-  const mine = (key: string, state: RecordState): RecordState => (own.get(key) ?? []).reduce(applyChange, state);
+  // Own changes made before the replica heard of a retirement may name the retired replica: trimmed too.
+  const mine = (key: string, state: RecordState): RecordState => {
+    const next = (own.get(key) ?? []).reduce(applyChange, state);
+    return trim && next.merge ? trim(next) : next;
+  };
   let latest: HlcString | undefined;
   const written = records.map(({ collection, id, state }, i) => {
     latest = maxHlc(latest, latestStamp(state));
@@ -153,7 +157,6 @@ export async function applySnapshot(
       const key = keyOf(collection, id);
       keys.add(key);
       next = mine(key, state);
-      if (trim && next.merge) next = trim(next);
     } else next = record ? joinRecordStates(record.state, state) : state;
     return storedRecord(ctx.collections.get(collection), { collection, id, space }, next);
   });

@@ -32,7 +32,7 @@ import { CrdtDocs, type CrdtTarget } from './crdt-docs.js';
 import { ReplicaError } from './errors.js';
 import { LiveQueries, type QueryCallback } from './live-query.js';
 import { asideKey, META_CLOCK, META_CLOCK_ACCEPTED, META_CLOCK_OFFSET, META_CLOCK_UNSYNCED, META_REPLICA, META_RETIRED_HEARD, META_WRITTEN, positionKey, readCursor, seqKey } from './meta.js';
-import { hearRetired } from './retired.js';
+import { hearRetired, retiredTrim } from './retired.js';
 import { collectionOf, countQuery, runQuery, toRow, type Query, type Row } from './query.js';
 import type { CollectionName, CrdtFieldName, MergeCollectionName, PatchValue, ReadValue, Sibling, WriteValue } from './typed.js';
 import { RecordCache } from './record-cache.js';
@@ -345,11 +345,13 @@ export class Replica<S extends Schema = Schema> {
   async #write(tx: StorageTx, ops: readonly WriteOp[]): Promise<Change[]> {
     const spaces = [...new Set(ops.map((op) => op.space))];
     // Every read is issued before the first await: one round trip, not one per record.
-    const [, stored, cache, id] = await Promise.all([
+    const [, stored, cache, id, trim] = await Promise.all([
       syncClock(tx, this.#clock),
       Promise.all(spaces.map((space) => tx.getMeta<number>(seqKey(space)))),
       RecordCache.load(tx, ops),
       tx.getMeta<ReplicaId>(META_REPLICA),
+      // A write that supersedes a retired replica's version leaves its entry behind: dropped (retired.ts).
+      ops.some((op) => this.#collections.get(op.collection)?.policy === 'merge') ? retiredTrim(tx) : undefined,
     ]);
     // Another tab rejoined under a new id (after a retirement): this one writes as it too.
     if (id !== undefined && id !== this.#id) this.#adopt(id);
@@ -372,7 +374,9 @@ export class Replica<S extends Schema = Schema> {
           `"${op.collection}/${op.id}" was not written: its change takes ${bytes} bytes, more than the ${MAX_CHANGE_BYTES} one change may take (MAX_CHANGE_BYTES); keep large data out of records`,
         );
       }
-      const next = applyToStored(def, record, change);
+      const applied = applyToStored(def, record, change);
+      const trimmed = trim && applied.state.merge ? trim(applied.state) : applied.state;
+      const next = trimmed === applied.state ? applied : { ...applied, state: trimmed };
       // And the record it makes must fit a frame (MAX_RECORD_BYTES): the server refuses larger ones too.
       if (mayExceedRecordLimit(next.state)) {
         const size = recordBytes(next.state);
