@@ -9,7 +9,7 @@ import { applyChange, joinRecordStates, latestStamp, maxHlc, type Change, type H
 import type { ReplicaClock } from './clock.js';
 import { META_CLOCK, META_CLOCK_ACCEPTED, positionKey, readCursor, type LogCursor } from './meta.js';
 import { RecordCache } from './record-cache.js';
-import { retiredTrim } from './retired.js';
+import type { RetiredTrim } from './retired.js';
 import type { CollectionDef } from './schema.js';
 import type { RecordAddress, StorageTx, StoredRecord } from './storage/types.js';
 import { applyToStored, storedRecord } from './write.js';
@@ -17,6 +17,8 @@ import { applyToStored, storedRecord } from './write.js';
 export interface ApplyContext {
   readonly collections: ReadonlyMap<string, CollectionDef>;
   readonly clock: ReplicaClock;
+  /** The replica's retired replicas (retired.ts): their merge-context entries are dropped from what is applied. */
+  readonly retired?: RetiredTrim;
 }
 
 /** Stores records in one call where the adapter can, one call each where it cannot. */
@@ -69,7 +71,7 @@ async function advance(tx: StorageTx, space: SpaceId, to: LogAdvance): Promise<v
 export async function applyChanges(tx: StorageTx, ctx: ApplyContext, changes: readonly Change[], position?: LogAdvance & { readonly space: SpaceId }): Promise<StoredRecord[]> {
   // Retired replicas' entries (retired.ts): read only for merge versions from a server without a region.
   const versions = position?.region === undefined && changes.some((c) => c.op === 'version');
-  const [, cache, trim] = await Promise.all([syncClock(tx, ctx.clock), RecordCache.load(tx, changes), versions ? retiredTrim(tx) : undefined]);
+  const [, cache, trim] = await Promise.all([syncClock(tx, ctx.clock), RecordCache.load(tx, changes), versions ? ctx.retired?.of(tx) : undefined]);
   let latest: HlcString | undefined;
   for (const change of changes) {
     latest = maxHlc(latest, change.hlc);
@@ -134,7 +136,7 @@ export async function applySnapshot(
     tx.getRecords(records.map(({ collection, id }) => ({ collection, id, space }))),
     keys ? tx.readOutbox(space, Number.MAX_SAFE_INTEGER) : [],
     // Retired replicas' entries (retired.ts): a replacing snapshot comes from a server without a region.
-    keys ? retiredTrim(tx) : undefined,
+    keys ? ctx.retired?.of(tx) : undefined,
   ]);
   const own = new Map<string, Change[]>();
   for (const change of outbox) {

@@ -32,7 +32,7 @@ import { CrdtDocs, type CrdtTarget } from './crdt-docs.js';
 import { ReplicaError } from './errors.js';
 import { LiveQueries, type QueryCallback } from './live-query.js';
 import { asideKey, META_CLOCK, META_CLOCK_ACCEPTED, META_CLOCK_OFFSET, META_CLOCK_UNSYNCED, META_REPLICA, META_RETIRED_HEARD, META_WRITTEN, positionKey, readCursor, seqKey } from './meta.js';
-import { hearRetired, retiredTrim } from './retired.js';
+import { hearRetired, RetiredTrim } from './retired.js';
 import { collectionOf, countQuery, runQuery, toRow, type Query, type Row } from './query.js';
 import type { CollectionName, CrdtFieldName, MergeCollectionName, PatchValue, ReadValue, Sibling, WriteValue } from './typed.js';
 import { RecordCache } from './record-cache.js';
@@ -167,6 +167,8 @@ export class Replica<S extends Schema = Schema> {
   readonly #listeners = new Set<(event: CommitEvent) => void>();
   readonly #pending = new Set<Promise<unknown>>();
   readonly #queue: CommitQueue;
+  /** The replicas this one heard were retired, read again only when more were (retired.ts). */
+  readonly #retired = new RetiredTrim();
   readonly #tabId: string;
   readonly #randomBytes: (n: number) => Uint8Array;
   #channel: ChannelLike | undefined;
@@ -351,7 +353,7 @@ export class Replica<S extends Schema = Schema> {
       RecordCache.load(tx, ops),
       tx.getMeta<ReplicaId>(META_REPLICA),
       // A write that supersedes a retired replica's version leaves its entry behind: dropped (retired.ts).
-      ops.some((op) => this.#collections.get(op.collection)?.policy === 'merge') ? retiredTrim(tx) : undefined,
+      ops.some((op) => this.#collections.get(op.collection)?.policy === 'merge') ? this.#retired.of(tx) : undefined,
     ]);
     // Another tab rejoined under a new id (after a retirement): this one writes as it too.
     if (id !== undefined && id !== this.#id) this.#adopt(id);
@@ -507,7 +509,7 @@ export class Replica<S extends Schema = Schema> {
    */
   async #applyRemote(changes: readonly Change[], position?: LogAdvance & { readonly space: SpaceId }): Promise<void> {
     this.#checkOpen();
-    const ctx = { collections: this.#collections, clock: this.#clock };
+    const ctx = { collections: this.#collections, clock: this.#clock, retired: this.#retired };
     const applied = await this.#track(this.#storage.transaction('readwrite', (tx) => applyChanges(tx, ctx, changes, position)));
     for (const change of changes) {
       if (change.op === 'crdt') this.#crdt.applyRemote({ collection: change.collection, id: change.id, space: change.space, field: change.field }, change.update);
@@ -518,7 +520,7 @@ export class Replica<S extends Schema = Schema> {
   /** Applies a snapshot chunk (remote-apply.ts: replacing or joining what the replica held); unacknowledged local changes stay. */
   async #applySnapshot(records: readonly SnapshotRecord[], space: SpaceId, position: LogAdvance | undefined, chunk: SnapshotChunk): Promise<void> {
     this.#checkOpen();
-    const ctx = { collections: this.#collections, clock: this.#clock };
+    const ctx = { collections: this.#collections, clock: this.#clock, retired: this.#retired };
     let keys: SnapshotKeys | undefined;
     if (chunk.replace) {
       if (chunk.index === 0) this.#snapshotKeys.set(space, new Set());

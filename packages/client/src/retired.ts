@@ -16,12 +16,26 @@ import type { StorageTx, StoredRecord } from './storage/types.js';
 /** What a replica does with a record state before storing it: drops retired replicas' entries (identity when there are none). */
 export type Trim = (state: RecordState) => RecordState;
 
-/** The trim for what this replica heard (META_RETIRED), or undefined when it heard of none. */
-export async function retiredTrim(tx: StorageTx): Promise<Trim | undefined> {
-  const retired = await tx.getMeta<ReplicaId[]>(META_RETIRED);
-  if (!retired || retired.length === 0) return undefined;
-  const gone = new Set(retired);
-  return (state) => withoutRetired(state, (replica) => gone.has(replica));
+/**
+ * The trim for what a replica heard (META_RETIRED), or undefined when it
+ * heard of none. One per replica: the list is read again only when the count
+ * heard (META_RETIRED_HEARD, a number) moved, so a transaction that may need
+ * it reads one number, however many replicas were retired.
+ */
+export class RetiredTrim {
+  #heard = 0;
+  #trim: Trim | undefined;
+
+  async of(tx: StorageTx): Promise<Trim | undefined> {
+    const heard = (await tx.getMeta<number>(META_RETIRED_HEARD)) ?? 0;
+    if (heard !== this.#heard) {
+      const retired = await tx.getMeta<ReplicaId[]>(META_RETIRED);
+      const gone = new Set(retired ?? []);
+      this.#trim = gone.size > 0 ? (state) => withoutRetired(state, (replica) => gone.has(replica)) : undefined;
+      this.#heard = heard;
+    }
+    return this.#trim;
+  }
 }
 
 /**
