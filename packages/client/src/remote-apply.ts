@@ -75,9 +75,7 @@ export async function applyChanges(tx: StorageTx, ctx: ApplyContext, changes: re
   let latest: HlcString | undefined;
   for (const change of changes) {
     latest = maxHlc(latest, change.hlc);
-    const next = applyToStored(ctx.collections.get(change.collection), cache.get(change), change);
-    const state = trim && change.op === 'version' ? trim(next.state) : next.state;
-    cache.set(state === next.state ? next : { ...next, state });
+    cache.set(applyToStored(ctx.collections.get(change.collection), cache.get(change), change, trim));
   }
   const written = cache.changed();
   await Promise.all([

@@ -376,9 +376,7 @@ export class Replica<S extends Schema = Schema> {
           `"${op.collection}/${op.id}" was not written: its change takes ${bytes} bytes, more than the ${MAX_CHANGE_BYTES} one change may take (MAX_CHANGE_BYTES); keep large data out of records`,
         );
       }
-      const applied = applyToStored(def, record, change);
-      const trimmed = trim && applied.state.merge ? trim(applied.state) : applied.state;
-      const next = trimmed === applied.state ? applied : { ...applied, state: trimmed };
+      const next = applyToStored(def, record, change, trim);
       // And the record it makes must fit a frame (MAX_RECORD_BYTES): the server refuses larger ones too.
       if (mayExceedRecordLimit(next.state)) {
         const size = recordBytes(next.state);

@@ -19,6 +19,7 @@ import {
 } from '@syncline/core/internal';
 import { indexKeys, NO_KEYS, type CollectionDef } from './schema.js';
 import type { StoredRecord } from './storage/types.js';
+import type { Trim } from './retired.js';
 
 export type WriteOp =
   | { readonly kind: 'put'; readonly collection: string; readonly id: string; readonly space: SpaceId; readonly value: Fields }
@@ -118,7 +119,13 @@ export function storedRecord(def: CollectionDef | undefined, key: { collection: 
   return { space: key.space, collection: key.collection, id: key.id, state, value, ix: def ? indexKeys(def, key.id, key.space, value) : NO_KEYS, ...(dead !== undefined ? { dead } : {}) };
 }
 
-export function applyToStored(def: CollectionDef | undefined, record: StoredRecord | undefined, change: Change): StoredRecord {
-  const state = applyChange(record?.state, change);
+/**
+ * `record` with `change` applied. `trim`: the replica's retired replicas
+ * (retired.ts), whose merge-context entries the result keeps only where a
+ * sibling needs them.
+ */
+export function applyToStored(def: CollectionDef | undefined, record: StoredRecord | undefined, change: Change, trim?: Trim): StoredRecord {
+  const applied = applyChange(record?.state, change);
+  const state = trim && applied.merge ? trim(applied) : applied;
   return storedRecord(def, { collection: change.collection, id: change.id, space: change.space }, state);
 }

@@ -130,9 +130,8 @@ export class Session implements Follower {
   #protocol = MIN_PROTOCOL_VERSION;
   /** Protocol 7, a server without a region: how many retirements this client has heard of (tellRetired); undefined: it hears none. */
   #retiredHeard: number | undefined;
-  /** tellRetired is reading and sending; `#retiredAgain`: called meanwhile, so it reads again. */
-  #tellingRetired = false;
-  #retiredAgain = false;
+  /** The tellRetired calls, one after another: each reads what the one before did not send. */
+  #tellingRetired: Promise<void> = Promise.resolve();
   /** The largest frame this session sends: the server's limit, and the client's when it said (protocol 4). */
   #budget: number;
   readonly #subs = new Map<SpaceId, Subscription>();
@@ -328,31 +327,19 @@ export class Session implements Follower {
    * With regions nothing is told: regions join states, which needs them.
    */
   tellRetired(): void {
-    if (this.#retiredHeard === undefined || this.#state !== 'ready') return;
-    if (this.#tellingRetired) {
-      this.#retiredAgain = true;
-      return;
+    if (this.#retiredHeard === undefined) return;
+    this.#tellingRetired = this.#tellingRetired.then(() => this.#tellRetired()).catch((error: unknown) => this.#internal(error));
+  }
+
+  async #tellRetired(): Promise<void> {
+    while (this.#state === 'ready') {
+      const heard = this.#retiredHeard ?? 0;
+      const { replicas, total } = await this.ctx.storage.retiredList(heard, MAX_RETIRED_PER_MESSAGE);
+      if (this.#state !== 'ready' || replicas.length === 0) return;
+      this.#retiredHeard = heard + replicas.length;
+      this.#send({ type: 'retired', replicas, upTo: this.#retiredHeard });
+      if (this.#retiredHeard >= total) return;
     }
-    this.#tellingRetired = true;
-    void (async () => {
-      try {
-        do {
-          this.#retiredAgain = false;
-          for (;;) {
-            const heard = this.#retiredHeard ?? 0;
-            const { replicas, total } = await this.ctx.storage.retiredList(heard, MAX_RETIRED_PER_MESSAGE);
-            if (this.#state !== 'ready' || replicas.length === 0) break;
-            this.#retiredHeard = heard + replicas.length;
-            this.#send({ type: 'retired', replicas, upTo: this.#retiredHeard });
-            if (this.#retiredHeard >= total) break;
-          }
-        } while (this.#retiredAgain && this.#state === 'ready');
-      } catch (error) {
-        this.#internal(error);
-      } finally {
-        this.#tellingRetired = false;
-      }
-    })();
   }
 
   async #onHello(hello: Hello): Promise<void> {

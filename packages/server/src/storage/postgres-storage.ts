@@ -42,7 +42,6 @@ import {
   encodeRecordState,
   encodeChange,
   SynclineError,
-  withoutRetired,
   type Change,
   type HlcString,
   type RecordState,
@@ -52,6 +51,7 @@ import {
 } from '@syncline/core/internal';
 import pg from 'pg';
 import { originPositions } from './origin.js';
+import { TRIM_PAGE, trimAfter, trimRows } from './trim.js';
 import { UsageDelta, type SpaceQuotas } from './quota.js';
 import type { AppendRequest, AppendResult, LoggedChange, MergeFinal, ServerStorage, Stability, TrimResult } from './types.js';
 
@@ -697,8 +697,7 @@ export function postgresStorage(options: PostgresOptions): PostgresStorage {
       if (count === 0) return { head, retired: 0, records: 0 };
       // Read after the count: one retired meanwhile is trimmed too, and the next call, seeing a larger count, reads everything.
       const retired = new Set((await pool.query<{ replica: string }>(`SELECT replica FROM ${s}.retired`)).rows.map((r) => r.replica));
-      const gone = (replica: ReplicaId): boolean => retired.has(replica);
-      const after = since && since.retired === count ? since.head : 0;
+      const after = trimAfter(since, count);
       let records = 0;
       let last: { collection: Buffer; id: Buffer } | undefined;
       for (;;) {
@@ -706,15 +705,9 @@ export function postgresStorage(options: PostgresOptions): PostgresStorage {
           last
             ? `SELECT collection, id, state, pos FROM ${s}.records WHERE space = $1 AND pos > $2 AND (collection, id) > ($4, $5) ORDER BY collection, id LIMIT $3`
             : `SELECT collection, id, state, pos FROM ${s}.records WHERE space = $1 AND pos > $2 ORDER BY collection, id LIMIT $3`,
-          last ? [space, after, 500, last.collection, last.id] : [space, after, 500],
+          last ? [space, after, TRIM_PAGE, last.collection, last.id] : [space, after, TRIM_PAGE],
         );
-        const trimmed = page.flatMap((row) => {
-          const state = decodeRecordState(row.state);
-          const next = withoutRetired(state, gone);
-          if (next === state) return [];
-          const bytes = encodeRecordState(next);
-          return [{ ...row, bytes, saved: row.state.length - bytes.length }];
-        });
+        const trimmed = trimRows(page, retired);
         if (trimmed.length > 0) {
           records += await transaction(async (client) => {
             // The space's write lock first, as appends take it: a record an append changed meanwhile has another position and is left.
@@ -730,7 +723,7 @@ export function postgresStorage(options: PostgresOptions): PostgresStorage {
             return Number(rows[0]?.n ?? 0);
           });
         }
-        if (page.length < 500) break;
+        if (page.length < TRIM_PAGE) break;
         const end = page[page.length - 1] as { collection: Buffer; id: Buffer };
         last = { collection: end.collection, id: end.id };
       }

@@ -13,7 +13,6 @@ import {
   encodeRecordState,
   encodeChange,
   SynclineError,
-  withoutRetired,
   type Change,
   type HlcString,
   type RecordState,
@@ -26,6 +25,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { UsageDelta, type SpaceQuotas } from './quota.js';
 import { originPositions } from './origin.js';
+import { TRIM_PAGE, trimAfter, trimRows } from './trim.js';
 import type { AppendRequest, AppendResult, LoggedChange, MergeFinal, ServerStorage, Stability, TrimMark, TrimResult } from './types.js';
 
 /** A log row as read. */
@@ -37,9 +37,6 @@ interface LogRow {
 }
 
 /** Versioned migrations; each runs once, in order, inside a transaction. */
-/** Records trimRetired reads per transaction. */
-const TRIM_PAGE = 500;
-
 const MIGRATIONS: readonly string[] = [
   `CREATE TABLE spaces (space TEXT PRIMARY KEY, head INTEGER NOT NULL, horizon INTEGER NOT NULL) WITHOUT ROWID;
    CREATE TABLE log (space TEXT NOT NULL, pos INTEGER NOT NULL, replica TEXT NOT NULL, seq INTEGER NOT NULL, change BLOB NOT NULL,
@@ -332,21 +329,13 @@ export function sqliteStorage(options: SqliteOptions): ServerStorage {
 
   /** One page of trimRetired: reads up to TRIM_PAGE records after `last` and rewrites those that lose entries, in one transaction. */
   const trimPage = db.transaction(
-    (space: SpaceId, after: number, last: { collection: string; id: string } | undefined, gone: (replica: ReplicaId) => boolean): { records: number; last: { collection: string; id: string } | undefined } => {
+    (space: SpaceId, after: number, last: { collection: string; id: string } | undefined, retired: ReadonlySet<string>): { records: number; last: { collection: string; id: string } | undefined } => {
       const page = last ? q.changedAfter.all(space, after, last.collection, last.id, TRIM_PAGE) : q.changedFirst.all(space, after, TRIM_PAGE);
-      let records = 0;
-      let saved = 0;
-      for (const row of page) {
-        const state = decodeRecordState(row.state);
-        const trimmed = withoutRetired(state, gone);
-        if (trimmed === state) continue;
-        const bytes = encodeRecordState(trimmed);
-        q.setState.run(bytes, space, row.collection, row.id);
-        saved += row.state.length - bytes.length;
-        records++;
-      }
+      const trimmed = trimRows(page, retired);
+      for (const row of trimmed) q.setState.run(row.bytes, space, row.collection, row.id);
+      const saved = trimmed.reduce((n, row) => n + row.saved, 0);
       if (saved !== 0) q.subtractBytes.run(saved, space);
-      return { records, last: page.length < TRIM_PAGE ? undefined : page[page.length - 1] };
+      return { records: trimmed.length, last: page.length < TRIM_PAGE ? undefined : page[page.length - 1] };
     },
   );
 
@@ -355,13 +344,12 @@ export function sqliteStorage(options: SqliteOptions): ServerStorage {
     const head = q.space.get(space)?.head ?? 0;
     const retired = new Set(q.retiredAll.all().map((r) => r.replica));
     if (retired.size === 0) return { head, retired: 0, records: 0 };
-    const after = since && since.retired === retired.size ? since.head : 0;
-    const gone = (replica: ReplicaId): boolean => retired.has(replica);
+    const after = trimAfter(since, retired.size);
     let records = 0;
     let last: { collection: string; id: string } | undefined;
     do {
       // A record an append changes between pages is read again by the next call (its position is after `head`).
-      const page = trimPage(space, after, last, gone);
+      const page = trimPage(space, after, last, retired);
       records += page.records;
       last = page.last;
       if (last) await new Promise<void>((resolve) => setImmediate(resolve));
