@@ -7,6 +7,7 @@ import {
   applyChange,
   afterHorizon,
   collectibleAt,
+  hlcWall,
   joinRecordStates,
   decodeChange,
   decodeRecordState,
@@ -157,8 +158,11 @@ export function sqliteStorage(options: SqliteOptions): ServerStorage {
     ),
     setStable: db.prepare('UPDATE spaces SET stable = ?, stable_pos = head WHERE space = ?'),
     setSettled: db.prepare('UPDATE spaces SET settled = ?, settled_pos = head WHERE space = ?'),
-    writerStamp: db.prepare(
-      'INSERT INTO writers (space, replica, hlc, floor, seen, local) VALUES (?, ?, ?, NULL, ?, ?) ON CONFLICT(space, replica) DO UPDATE SET hlc = excluded.hlc',
+    // A local writer whose change, written after it was last seen here, came over a region link has moved to
+    // another region (whose level bounds it now): no longer local here until it says hello here again.
+    writerStamp: db.prepare<{ space: string; replica: string; hlc: string; now: number; local: number; wall: number }>(
+      `INSERT INTO writers (space, replica, hlc, floor, seen, local) VALUES (@space, @replica, @hlc, NULL, @now, @local) ON CONFLICT(space, replica) DO UPDATE
+       SET hlc = excluded.hlc, local = CASE WHEN excluded.local = 1 THEN 1 WHEN @wall > writers.seen THEN 0 ELSE writers.local END`,
     ),
     noteWriter: db.prepare(
       `INSERT INTO writers (space, replica, hlc, floor, seen, local) VALUES (@space, @replica, NULL, @floor, @now, 1) ON CONFLICT(space, replica) DO UPDATE
@@ -278,7 +282,8 @@ export function sqliteStorage(options: SqliteOptions): ServerStorage {
     for (const [collection, id, bytes, dead] of encoded) q.putRecord.run(space, collection, id, bytes, head, dead);
     q.upsertSpace.run(space, head, delta.bytes, delta.records);
     q.setProgress.run(space, replica, held);
-    q.writerStamp.run(space, replica, (fresh[fresh.length - 1] as Change).hlc, Date.now(), own ? 1 : 0);
+    const last = (fresh[fresh.length - 1] as Change).hlc;
+    q.writerStamp.run({ space, replica, hlc: last, now: Date.now(), local: own ? 1 : 0, wall: hlcWall(last) });
     return { stored, upTo: held };
   });
 
