@@ -908,23 +908,6 @@ export function storageConformance(name: string, newBacking: () => Promise<Backi
       expect((await storage.usage(SPACE)).bytes).toBe(page.reduce((n, p) => n + encodeRecordState(p.state).length, 0));
     });
 
-    it('a local writer whose change written after it was last seen here comes over a region link has moved: it no longer holds the refusal level', async () => {
-      const { storage } = await setup();
-      await storage.noteWriter(SPACE, r('walt'), at(10), T + 50);
-      await storage.noteWriter(SPACE, r('alice'), at(100), T + 50);
-      // walt's change written before it was last seen here arrives late over a link: it is still local.
-      ok((await storage.append([request('walt', [putAt('walt', 1, 40, 'w')], SPACE, 'eu')]))[0]);
-      expect((await storage.advanceHorizon(SPACE, at(200), false)).refused?.hlc).toBe(putAt('walt', 1, 40, 'w').hlc);
-      // One written after it was last seen: it writes through another region now, whose level bounds it.
-      ok((await storage.append([request('walt', [putAt('walt', 2, 60, 'w')], SPACE, 'eu')]))[0]);
-      expect((await storage.advanceHorizon(SPACE, at(200), false)).refused?.hlc).toBe(at(100));
-      // Back here (a hello), it is local again; the level never moves back.
-      await storage.noteWriter(SPACE, r('walt'), at(70), T + 80);
-      ok((await storage.append([request('walt', [putAt('walt', 3, 150, 'w')])]))[0]);
-      await storage.noteWriter(SPACE, r('alice'), at(190), T + 80);
-      expect((await storage.advanceHorizon(SPACE, at(200), false)).refused?.hlc).toBe(putAt('walt', 3, 150, 'w').hlc);
-    });
-
     it('retires replicas for good: they no longer hold the horizon back and their pushes are refused with replica_retired', async () => {
       const { storage, another } = await setup();
       const alice = putAt('alice', 1, 10, 'x');

@@ -36,7 +36,6 @@ import {
   applyChange,
   afterHorizon,
   collectibleAt,
-  hlcWall,
   joinRecordStates,
   decodeChange,
   decodeRecordState,
@@ -323,8 +322,7 @@ export function postgresStorage(options: PostgresOptions): PostgresStorage {
          r AS (INSERT INTO ${s}.records (space, collection, id, state, pos, dead) SELECT $1, c, i, st, $9, d FROM unnest($6::bytea[], $7::bytea[], $8::bytea[], $17::text[]) AS u(c, i, st, d)
                ON CONFLICT (space, collection, id) DO UPDATE SET state = excluded.state, pos = excluded.pos, dead = excluded.dead),
          h AS (UPDATE ${s}.spaces SET head = $9, bytes = bytes + $13, records = records + $14 WHERE space = $1),
-         w AS (INSERT INTO ${s}.writers (space, replica, hlc, floor, seen, local) VALUES ($1, $2, $18, NULL, $19, $20) ON CONFLICT (space, replica) DO UPDATE
-               SET hlc = excluded.hlc, local = CASE WHEN excluded.local THEN true WHEN $21::bigint > ${s}.writers.seen THEN false ELSE ${s}.writers.local END),
+         w AS (INSERT INTO ${s}.writers (space, replica, hlc, floor, seen, local) VALUES ($1, $2, $18, NULL, $19, $20) ON CONFLICT (space, replica) DO UPDATE SET hlc = excluded.hlc),
          n AS (SELECT pg_backend_pid() AS pid, pg_notify($11, $12))
        INSERT INTO ${s}.progress (space, replica, seq) SELECT $1, $2, $10 FROM n ON CONFLICT (space, replica) DO UPDATE SET seq = excluded.seq
        RETURNING (SELECT pid FROM n)`,
@@ -349,7 +347,6 @@ export function postgresStorage(options: PostgresOptions): PostgresStorage {
         (fresh[fresh.length - 1] as Change).hlc,
         Date.now(),
         origin === '',
-        hlcWall((fresh[fresh.length - 1] as Change).hlc),
       ],
     });
     return { result: { stored, upTo: held }, notified: `${(written.rows[0] as { pid: number }).pid} ${payload}` };

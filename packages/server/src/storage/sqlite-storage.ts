@@ -7,7 +7,6 @@ import {
   applyChange,
   afterHorizon,
   collectibleAt,
-  hlcWall,
   joinRecordStates,
   decodeChange,
   decodeRecordState,
@@ -158,11 +157,8 @@ export function sqliteStorage(options: SqliteOptions): ServerStorage {
     ),
     setStable: db.prepare('UPDATE spaces SET stable = ?, stable_pos = head WHERE space = ?'),
     setSettled: db.prepare('UPDATE spaces SET settled = ?, settled_pos = head WHERE space = ?'),
-    // A local writer whose change, written after it was last seen here, came over a region link has moved to
-    // another region (whose level bounds it now): no longer local here until it says hello here again.
-    writerStamp: db.prepare<{ space: string; replica: string; hlc: string; now: number; local: number; wall: number }>(
-      `INSERT INTO writers (space, replica, hlc, floor, seen, local) VALUES (@space, @replica, @hlc, NULL, @now, @local) ON CONFLICT(space, replica) DO UPDATE
-       SET hlc = excluded.hlc, local = CASE WHEN excluded.local = 1 THEN 1 WHEN @wall > writers.seen THEN 0 ELSE writers.local END`,
+    writerStamp: db.prepare(
+      'INSERT INTO writers (space, replica, hlc, floor, seen, local) VALUES (?, ?, ?, NULL, ?, ?) ON CONFLICT(space, replica) DO UPDATE SET hlc = excluded.hlc',
     ),
     noteWriter: db.prepare(
       `INSERT INTO writers (space, replica, hlc, floor, seen, local) VALUES (@space, @replica, NULL, @floor, @now, 1) ON CONFLICT(space, replica) DO UPDATE
@@ -282,8 +278,7 @@ export function sqliteStorage(options: SqliteOptions): ServerStorage {
     for (const [collection, id, bytes, dead] of encoded) q.putRecord.run(space, collection, id, bytes, head, dead);
     q.upsertSpace.run(space, head, delta.bytes, delta.records);
     q.setProgress.run(space, replica, held);
-    const last = (fresh[fresh.length - 1] as Change).hlc;
-    q.writerStamp.run({ space, replica, hlc: last, now: Date.now(), local: own ? 1 : 0, wall: hlcWall(last) });
+    q.writerStamp.run(space, replica, (fresh[fresh.length - 1] as Change).hlc, Date.now(), own ? 1 : 0);
     return { stored, upTo: held };
   });
 
