@@ -32,3 +32,14 @@ describe.each(cases)('README example $i of @syncline/$pkg', ({ pkg, i, code }) =
     }
   });
 });
+
+describe('the server README', () => {
+  it("lists every command-line option with its environment variable, as the CLI reads them", async () => {
+    const { SERVER_OPTIONS } = await import('../packages/server/src/cli.js');
+    const { envName } = await import('../packages/server/src/config.js');
+    const text = readFileSync(join(root, 'packages', 'server', 'README.md'), 'utf8');
+    const rows = new Map([...text.matchAll(/^\| `--([a-z-]+)[^`]*` \| `(SYNCLINE_[A-Z_]+)` \|/gm)].map((m) => [m[1] as string, m[2] as string]));
+    expect([...rows.keys()]).toEqual(SERVER_OPTIONS.map((o) => o.name));
+    for (const option of SERVER_OPTIONS) expect(rows.get(option.name)).toBe(envName(option.name));
+  });
+});

@@ -4,7 +4,8 @@
  * tells connected clients, stores what was pushed, and exits 0.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
+import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { ReplicaId, SpaceId } from '@syncline/core/internal';
@@ -85,6 +86,100 @@ describe('syncline-server', () => {
     const both = spawnSync(process.execPath, [BIN, '--db', 'x.db', '--postgres', 'postgres://127.0.0.1/x'], { cwd: ROOT, encoding: 'utf8', timeout: 15_000 });
     expect(both.status).toBe(1);
     expect(both.stderr).toContain('exclude each other');
+  });
+
+  it('takes every option from SYNCLINE_* variables and secrets from files; the command line wins; /metrics only on the admin port', async () => {
+    const dir = await tempDir();
+    cleanup.push(dir.remove);
+    const db = join(dir.path, 'env.db');
+    const secretFile = join(dir.path, 'jwt-secret');
+    writeFileSync(secretFile, 'a-secret-from-a-file\n');
+    const child = await spawnServer([BIN, '--port', '0'], 15_000, {
+      SYNCLINE_PORT: '1', // the command line wins
+      SYNCLINE_DB: db,
+      SYNCLINE_JWT_SECRET_FILE: secretFile,
+      SYNCLINE_ADMIN_PORT: '0',
+      SYNCLINE_LOG_LEVEL: 'info',
+    });
+    cleanup.push(() => child.process.kill('SIGKILL'));
+    const admin = child.lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => typeof l['adminPort'] === 'number');
+    expect(admin).toMatchObject({ adminHost: '127.0.0.1' });
+    expect((await fetch(`http://127.0.0.1:${child.port}/metrics`)).status).toBe(404);
+    expect((await fetch(`http://127.0.0.1:${child.port}/healthz`)).status).toBe(200);
+    const metrics = await fetch(`http://127.0.0.1:${admin?.['adminPort'] as number}/metrics`);
+    expect(metrics.status).toBe(200);
+    expect(await metrics.text()).toContain('syncline_connections');
+    expect((await fetch(`http://127.0.0.1:${admin?.['adminPort'] as number}/healthz`)).status).toBe(200);
+
+    // A token minted by `token` with the secret from the same file is accepted, for its spaces and rights only.
+    const mint = (...args: string[]) => spawnSync(process.execPath, [BIN, 'token', ...args], { cwd: ROOT, encoding: 'utf8', timeout: 15_000, env: { ...process.env, SYNCLINE_JWT_SECRET_FILE: secretFile } });
+    const minted = mint('--sub', 'alice', '--space', 'team', '--space', 'lobby:read', '--expires-in', '10m');
+    expect(minted.stderr).toBe('');
+    expect(minted.status).toBe(0);
+    const token = minted.stdout.trim();
+    expect(token.split('.')).toHaveLength(3);
+    const raw = await RawClient.open(`ws://127.0.0.1:${child.port}/sync`);
+    cleanup.push(() => raw.close());
+    await raw.hello('tokenuser' as ReplicaId, [{ space: 'team' }, { space: 'lobby' }], token);
+    const replica = 'tokenuser' as ReplicaId;
+    raw.send({ type: 'push', space: 'team' as SpaceId, changes: [putChange(replica, 'team' as SpaceId, 1, { title: 'by alice' })] });
+    await raw.next('ack', (m) => m.upTo === 1);
+    raw.send({ type: 'push', space: 'lobby' as SpaceId, changes: [putChange(replica, 'lobby' as SpaceId, 1, { title: 'read only' })] });
+    expect(await raw.error('forbidden')).toMatchObject({ space: 'lobby' });
+    // Signed with another secret: refused.
+    const other = spawnSync(process.execPath, [BIN, 'token', '--sub', 'mallory', '--space', 'team', '--jwt-secret', 'wrong'], { cwd: ROOT, encoding: 'utf8', timeout: 15_000 });
+    const refused = await RawClient.open(`ws://127.0.0.1:${child.port}/sync`);
+    cleanup.push(() => refused.close());
+    refused.send({ type: 'hello', protocol: 7, replica: 'mallory1' as ReplicaId, spaces: [{ space: 'team' as SpaceId, after: 0 }], time: Date.now(), token: other.stdout.trim() });
+    expect(await refused.error('unauthenticated')).toMatchObject({ fatal: true });
+    // token's own mistakes.
+    expect(mint('--space', 'team').stderr).toContain('token needs --sub');
+    expect(mint('--sub', 'a').stderr).toContain('at least one --space');
+    expect(mint('--sub', 'a', '--space', 'team', '--expires-in', 'soon').stderr).toContain('--expires-in must be a duration');
+    expect(spawnSync(process.execPath, [BIN, 'token', '--sub', 'a', '--space', 'x'], { cwd: ROOT, encoding: 'utf8', timeout: 15_000, env: { ...process.env, SYNCLINE_JWT_SECRET_FILE: '', SYNCLINE_JWT_SECRET: '' } }).stderr).toContain('needs the server\'s secret');
+  });
+
+  it('says --version, and refuses mistakes in one line naming the option or variable, before it creates or binds anything', async () => {
+    const run = (args: string[], env: Record<string, string> = {}) => spawnSync(process.execPath, [BIN, ...args], { cwd: ROOT, encoding: 'utf8', timeout: 15_000, env: { ...process.env, ...env } });
+    const version = run(['--version']);
+    expect(version.status).toBe(0);
+    expect(version.stdout).toMatch(/^syncline-server \d+\.\d+\.\d+ \(client protocol \d+, link protocol \d+\)\n$/);
+    const dir = await tempDir();
+    cleanup.push(dir.remove);
+    const db = join(dir.path, 'never', 'x.db');
+    const refusals: Array<[string[], Record<string, string>, string]> = [
+      [['--bogus'], {}, 'unknown option --bogus'],
+      [['--port'], {}, '--port needs a value'],
+      [['--log-level', 'nonsense'], {}, '--log-level must be one of fatal, error, warn, info, debug, trace, silent'],
+      [[], { SYNCLINE_MAX_BATCH: 'many' }, 'SYNCLINE_MAX_BATCH must be a non-negative integer, got "many"'],
+      [[], { SYNCLINE_JWT_ALLOW_NO_EXPIRY: 'maybe' }, 'SYNCLINE_JWT_ALLOW_NO_EXPIRY must be true, false, 1 or 0'],
+      [['--db', dir.path], {}, `--db ${dir.path} is a folder`],
+      [['--jwt-secret-file', join(dir.path, 'missing')], {}, `--jwt-secret-file ${join(dir.path, 'missing')}: no such file`],
+      [['--jwt-secret', 'a'], { SYNCLINE_JWKS_URL: 'https://example.com/jwks' }, '--jwt-secret and SYNCLINE_JWKS_URL exclude each other'],
+      [['--admin-host', '0.0.0.0'], {}, '--admin-host needs --admin-port'],
+    ];
+    for (const [args, env, message] of refusals) {
+      const result = run(['--port', '0', '--db', db, ...args], env);
+      expect(result.status, args.join(' ')).toBe(1);
+      const lines = result.stderr.trim().split('\n');
+      expect(lines, args.join(' ')).toHaveLength(1);
+      expect(lines[0]).toContain(message);
+      expect(lines[0]).toContain('(see syncline-server --help)');
+    }
+    // A port in use: refused before the database is created or the auth warning printed.
+    const busy = createNetServer();
+    await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve));
+    cleanup.push(() => new Promise<void>((resolve) => busy.close(() => resolve())));
+    const taken = (busy.address() as AddressInfo).port;
+    const inUse = run(['--port', String(taken), '--db', db]);
+    expect(inUse.status).toBe(1);
+    expect(inUse.stderr).toContain(`port ${taken} on 127.0.0.1 is in use (--port)`);
+    expect(inUse.stdout).not.toContain('AUTH IS OFF');
+    expect(existsSync(join(dir.path, 'never'))).toBe(false);
+    // The usage names every option's variable.
+    const help = run(['--help']).stdout;
+    for (const name of ['SYNCLINE_PORT', 'SYNCLINE_JWT_SECRET_FILE', 'SYNCLINE_ADMIN_PORT', 'SYNCLINE_PEER']) expect(help).toContain(`(${name})`);
+    expect(help).toContain('usage: syncline-server token');
   });
 
   it('retire: a running server refuses the retired replica’s pushes and hellos from then on; ids are checked', async () => {

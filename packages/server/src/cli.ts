@@ -10,146 +10,170 @@
  *                   [--gc-interval MS] [--retire-after MS]
  *   syncline-server retire REPLICA... [--db PATH | --postgres URL [--postgres-schema S]]
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { createServer as createNetServer } from 'node:net';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { isReplicaId, type ReplicaId } from '@syncline/core/internal';
+import { LINK_PROTOCOL_VERSION, PROTOCOL_VERSION, isReplicaId, isSpaceId, type ReplicaId } from '@syncline/core/internal';
+import { SignJWT } from 'jose';
 import { pino } from 'pino';
+import { ConfigError, intOption, readOptions, usageOf, type OptionSpec } from './config.js';
 import { announcedLimits, checkRegionOptions, type Limits } from './options.js';
 import { createSyncServer } from './server.js';
 import { postgresStorage } from './storage/postgres-storage.js';
 import { sqliteStorage } from './storage/sqlite-storage.js';
 
+/** Every option of `syncline-server` (config.ts): the usage text, the parser, and the README's table. */
+export const SERVER_OPTIONS: readonly OptionSpec[] = [
+  { name: 'port', type: 'string', value: 'N', help: 'port to listen on (default 8787; 0 = any free port)' },
+  { name: 'host', type: 'string', value: 'H', help: 'address to bind (default 127.0.0.1)' },
+  { name: 'admin-port', type: 'string', value: 'N', help: 'serve /metrics (and /healthz) on this port instead of --port\n(default: none, /metrics on --port)' },
+  { name: 'admin-host', type: 'string', value: 'H', help: 'address of the admin listener (default 127.0.0.1)' },
+  { name: 'db', type: 'string', value: 'PATH', help: 'SQLite database file (default ./data/syncline.db)' },
+  { name: 'postgres', type: 'string', value: 'URL', help: 'PostgreSQL instead of SQLite (postgres://user@host:5432/db);\nseveral servers may share it (password: PGPASSWORD)' },
+  { name: 'postgres-schema', type: 'string', value: 'S', help: 'schema for the tables (default syncline)' },
+  { name: 'jwt-secret', type: 'string', value: 'S', help: 'require JWTs signed with this HMAC secret' },
+  { name: 'jwt-secret-file', type: 'string', value: 'FILE', help: 'the same, read from a file (trailing newline dropped)' },
+  { name: 'jwt-public-key', type: 'string', value: 'FILE', help: 'require JWTs signed with this RSA public key (PEM)' },
+  { name: 'jwks-url', type: 'string', value: 'URL', help: 'require JWTs signed with a key from this JWKS' },
+  { name: 'jwt-issuer', type: 'string', value: 'ISS', help: 'require this issuer (iss) in JWTs' },
+  { name: 'jwt-audience', type: 'string', value: 'AUD', help: 'require this audience (aud) in JWTs' },
+  { name: 'jwt-algorithms', type: 'string', value: 'A,B', help: 'accepted algorithms (default: those of the key kind)' },
+  { name: 'jwt-allow-no-expiry', type: 'boolean', help: 'accept JWTs without exp (never expire; refused by default)' },
+  { name: 'static', type: 'string', value: 'DIR', help: 'serve this folder at / (the calendar build)' },
+  { name: 'allow-origin', type: 'list', value: 'ORIGIN', help: 'a browser origin allowed to sync (repeat for more; * for any);\ndefault: any with auth on, this server\'s own host with auth off' },
+  { name: 'keep-log', type: 'string', value: 'N', help: "compact each space's log to its last N changes" },
+  { name: 'max-frame-bytes', type: 'string', value: 'N', help: 'largest frame, both ways (default 1048576; at least 589824)' },
+  { name: 'max-batch', type: 'string', value: 'N', help: 'most changes per push (default 1000; at least 1)' },
+  { name: 'max-connections', type: 'string', value: 'N', help: 'most open connections (default 10000)' },
+  { name: 'messages-per-second', type: 'string', value: 'N', help: 'per connection (default 200; at least 5)' },
+  { name: 'max-clock-drift', type: 'string', value: 'MS', help: "how far ahead of this server's clock a change may be\nstamped (default 300000; at least 60000)" },
+  { name: 'log-level', type: 'string', value: 'L', help: 'fatal, error, warn, info, debug, trace or silent (default info)' },
+  { name: 'region', type: 'string', value: 'NAME', help: "this deployment's region name: serves region links to its peers" },
+  { name: 'peer', type: 'list', value: 'URL', help: 'a peer region to follow (ws://host:port; repeat for each peer)' },
+  { name: 'peer-secret', type: 'string', value: 'S', help: "the peer credential links must present and this server's links send;\nrequired for links when JWT auth is on" },
+  { name: 'peer-secret-file', type: 'string', value: 'FILE', help: 'the same, read from a file (trailing newline dropped)' },
+  { name: 'gc-interval', type: 'string', value: 'MS', help: 'how often stability horizons move and deleted records are\nforgotten (default 60000; 0 = never)' },
+  { name: 'retire-after', type: 'string', value: 'MS', help: 'retire replicas not seen for this long (default 7776000000,\n90 days; 0 = never): they stop holding horizons back' },
+];
+
+const TOKEN_USAGE = `usage: syncline-server token --sub NAME --space SPACE[:read|:write] ... [--expires-in 1h]
+                             [--jwt-secret S | --jwt-secret-file FILE] [--jwt-issuer ISS] [--jwt-audience AUD]
+  Prints a JWT (HS256) that a server started with the same secret accepts: for subject NAME,
+  each space writable unless :read is given (* for every space), expiring after --expires-in
+  (30s, 15m, 12h, 7d; default 1h). The secret, issuer and audience may also come from
+  SYNCLINE_JWT_SECRET, SYNCLINE_JWT_SECRET_FILE, SYNCLINE_JWT_ISSUER, SYNCLINE_JWT_AUDIENCE.`;
+
 const USAGE = `usage: syncline-server [options]
-  --port N                 port to listen on (default 8787; 0 = any free port)
-  --host H                 address to bind (default 127.0.0.1)
-  --db PATH                SQLite database file (default ./data/syncline.db)
-  --postgres URL           PostgreSQL instead of SQLite (postgres://user@host:5432/db);
-                           several servers may share it (password: PGPASSWORD)
-  --postgres-schema S      schema for the tables (default syncline)
-  --jwt-secret S           require JWTs signed with this HMAC secret
-  --jwt-public-key FILE    require JWTs signed with this RSA public key (PEM)
-  --jwks-url URL           require JWTs signed with a key from this JWKS
-  --jwt-issuer ISS         require this issuer (iss) in JWTs
-  --jwt-audience AUD       require this audience (aud) in JWTs
-  --jwt-algorithms A,B     accepted algorithms (default: those of the key kind)
-  --jwt-allow-no-expiry    accept JWTs without exp (never expire; refused by default)
-  --static DIR             serve this folder at / (the calendar build)
-  --allow-origin ORIGIN    a browser origin allowed to sync (repeat for more; * for any);
-                           default: any with auth on, this server's own host with auth off
-  --keep-log N             compact each space's log to its last N changes
-  --max-frame-bytes N      largest frame, both ways (default 1048576; at least 589824)
-  --max-batch N            most changes per push (default 1000; at least 1)
-  --max-connections N      most open connections (default 10000)
-  --messages-per-second N  per connection (default 200; at least 5)
-  --max-clock-drift MS     how far ahead of this server's clock a change may be
-                           stamped (default 300000; at least 60000)
-  --log-level L            pino level (default info)
-  --region NAME            this deployment's region name: serves region links to its peers
-  --peer URL               a peer region to follow (ws://host:port; repeat for each peer)
-  --peer-secret S          the peer credential links must present and this server's links send
-                           (also SYNCLINE_PEER_SECRET); required for links when JWT auth is on
-  --peer-secret-file FILE  the same, read from a file (trailing newline dropped)
-  --gc-interval MS         how often stability horizons move and deleted records are
-                           forgotten (default 60000; 0 = never)
-  --retire-after MS        retire replicas not seen for this long (default 7776000000,
-                           90 days; 0 = never): they stop holding horizons back
-  --help
+Each option may also come from the environment variable named under it; a
+command-line value wins. Secrets may come from files (--jwt-secret-file,
+--peer-secret-file).
+${usageOf(SERVER_OPTIONS)}
+  --version                print the version and exit
+  --help                   print this and exit
 
 usage: syncline-server retire REPLICA... [--db PATH | --postgres URL [--postgres-schema S]]
   Retires replicas for good in the database a server uses (running or not): they stop
   holding stability horizons back, and their next hello or push is refused with
-  replica_retired (the replica starts again under a new id).`;
+  replica_retired (the replica starts again under a new id).
 
-export async function main(argv: string[]): Promise<void> {
+${TOKEN_USAGE}`;
+
+
+
+/** pino's levels, and silent. */
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<void> {
   if (argv[0] === 'retire') return retire(argv.slice(1));
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      port: { type: 'string' },
-      host: { type: 'string' },
-      db: { type: 'string' },
-      postgres: { type: 'string' },
-      'postgres-schema': { type: 'string' },
-      'jwt-secret': { type: 'string' },
-      'jwt-public-key': { type: 'string' },
-      'jwks-url': { type: 'string' },
-      'jwt-issuer': { type: 'string' },
-      'jwt-audience': { type: 'string' },
-      'jwt-algorithms': { type: 'string' },
-      'jwt-allow-no-expiry': { type: 'boolean' },
-      static: { type: 'string' },
-      'allow-origin': { type: 'string', multiple: true },
-      'keep-log': { type: 'string' },
-      'max-frame-bytes': { type: 'string' },
-      'max-batch': { type: 'string' },
-      'max-connections': { type: 'string' },
-      'messages-per-second': { type: 'string' },
-      'max-clock-drift': { type: 'string' },
-      'log-level': { type: 'string' },
-      region: { type: 'string' },
-      peer: { type: 'string', multiple: true },
-      'peer-secret': { type: 'string' },
-      'peer-secret-file': { type: 'string' },
-      'gc-interval': { type: 'string' },
-      'retire-after': { type: 'string' },
-      help: { type: 'boolean' },
-    },
-    strict: true,
-  });
-  if (values.help) {
+  if (argv[0] === 'token') return token(argv.slice(1), env);
+  if (argv.includes('--help')) {
     process.stdout.write(`${USAGE}\n`);
     return;
   }
-  const int = (name: keyof typeof values): number | undefined => {
-    const raw = values[name];
-    if (raw === undefined) return undefined;
-    const n = Number(raw);
-    if (!Number.isSafeInteger(n) || n < 0) throw new Error(`--${name} must be a non-negative integer, got ${String(raw)}`);
-    return n;
+  if (argv.includes('--version')) {
+    process.stdout.write(`syncline-server ${version()} (client protocol ${PROTOCOL_VERSION}, link protocol ${LINK_PROTOCOL_VERSION})\n`);
+    return;
+  }
+  const read = readOptions(argv, env, SERVER_OPTIONS);
+  const values = read.values as Record<string, string | undefined> & { 'jwt-allow-no-expiry'?: boolean; 'allow-origin'?: string[]; peer?: string[] };
+  const from = (name: string): string => read.from[name] ?? `--${name}`;
+  const int = (name: string): number | undefined => intOption(read, name);
+  const exclusive = (...names: string[]): void => {
+    const given = names.filter((n) => values[n] !== undefined);
+    if (given.length > 1) throw new ConfigError(`${given.map(from).join(' and ')} exclude each other`);
   };
+  // Everything is checked before anything is opened, bound or created.
   const limits: Partial<Limits> = {
     ...(int('max-frame-bytes') !== undefined ? { maxFrameBytes: int('max-frame-bytes') as number } : {}),
     ...(int('max-batch') !== undefined ? { maxBatch: int('max-batch') as number } : {}),
     ...(int('max-connections') !== undefined ? { maxConnections: int('max-connections') as number } : {}),
     ...(int('messages-per-second') !== undefined ? { messagesPerSecond: int('messages-per-second') as number } : {}),
   };
-  const key = values['jwt-secret']
-    ? { secret: values['jwt-secret'] }
-    : values['jwt-public-key']
-      ? { publicKey: readFileSync(values['jwt-public-key'], 'utf8') }
-      : values['jwks-url']
-        ? { jwksUrl: values['jwks-url'] }
-        : undefined;
+  exclusive('jwt-secret', 'jwt-secret-file', 'jwt-public-key', 'jwks-url');
+  const secret = values['jwt-secret'] ?? (values['jwt-secret-file'] !== undefined ? secretFile(values['jwt-secret-file'], from('jwt-secret-file')) : undefined);
+  if (secret === '') throw new ConfigError(`${from(values['jwt-secret'] !== undefined ? 'jwt-secret' : 'jwt-secret-file')} is empty`);
+  const key =
+    secret !== undefined
+      ? { secret }
+      : values['jwt-public-key'] !== undefined
+        ? { publicKey: readText(values['jwt-public-key'], from('jwt-public-key')) }
+        : values['jwks-url'] !== undefined
+          ? { jwksUrl: values['jwks-url'] }
+          : undefined;
   const claims = {
     ...(values['jwt-issuer'] !== undefined ? { issuer: values['jwt-issuer'] } : {}),
     ...(values['jwt-audience'] !== undefined ? { audience: values['jwt-audience'] } : {}),
     ...(values['jwt-algorithms'] !== undefined ? { algorithms: values['jwt-algorithms'].split(',').map((a) => a.trim()).filter(Boolean) } : {}),
     ...(values['jwt-allow-no-expiry'] ? { allowNoExpiry: true } : {}),
   };
-  if (!key && Object.keys(claims).length > 0) throw new Error('--jwt-issuer, --jwt-audience, --jwt-algorithms and --jwt-allow-no-expiry need --jwt-secret, --jwt-public-key or --jwks-url');
+  if (!key && Object.keys(claims).length > 0) throw new ConfigError('--jwt-issuer, --jwt-audience, --jwt-algorithms and --jwt-allow-no-expiry need --jwt-secret, --jwt-secret-file, --jwt-public-key or --jwks-url');
   const jwt = key ? { ...key, ...claims } : undefined;
-  const logger = pino({ level: values['log-level'] ?? 'info' });
+  const level = values['log-level'] ?? 'info';
+  if (!LOG_LEVELS.includes(level)) throw new ConfigError(`${from('log-level')} must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(level)}`);
   const keepLog = int('keep-log');
   const gc = {
     ...(int('gc-interval') !== undefined ? { intervalMs: int('gc-interval') as number } : {}),
     ...(int('retire-after') !== undefined ? { retireAfterMs: int('retire-after') as number } : {}),
   };
   const maxClockDrift = int('max-clock-drift');
-  // Before any storage is opened: limits below the protocol's promise would wedge honest clients.
-  announcedLimits(limits, maxClockDrift);
-  if (values['peer-secret'] !== undefined && values['peer-secret-file'] !== undefined) throw new Error('--peer-secret and --peer-secret-file exclude each other');
-  const peerSecret =
-    values['peer-secret'] ??
-    (values['peer-secret-file'] !== undefined ? readFileSync(values['peer-secret-file'], 'utf8').replace(/\r?\n$/, '') : undefined) ??
-    (process.env['SYNCLINE_PEER_SECRET'] || undefined);
-  const region = { ...(values.region !== undefined ? { region: values.region } : {}), ...(values.peer ? { peers: values.peer } : {}), ...(peerSecret !== undefined ? { peerSecret } : {}) };
-  checkRegionOptions(region);
-  if (values.postgres !== undefined && values.db !== undefined) throw new Error('--db and --postgres exclude each other');
-  if (values['postgres-schema'] !== undefined && values.postgres === undefined) throw new Error('--postgres-schema needs --postgres');
+  // Limits below the protocol's promise would wedge honest clients.
+  try {
+    announcedLimits(limits, maxClockDrift);
+  } catch (error) {
+    throw new ConfigError((error as Error).message);
+  }
+  exclusive('peer-secret', 'peer-secret-file');
+  const peerSecret = values['peer-secret'] ?? (values['peer-secret-file'] !== undefined ? secretFile(values['peer-secret-file'], from('peer-secret-file')) : undefined);
+  const region = { ...(values['region'] !== undefined ? { region: values['region'] } : {}), ...(values.peer ? { peers: values.peer } : {}), ...(peerSecret !== undefined ? { peerSecret } : {}) };
+  try {
+    checkRegionOptions(region);
+  } catch (error) {
+    throw new ConfigError((error as Error).message);
+  }
+  exclusive('db', 'postgres');
+  if (values['postgres-schema'] !== undefined && values['postgres'] === undefined) throw new ConfigError(`${from('postgres-schema')} needs --postgres`);
+  const port = int('port') ?? 8787;
+  if (port > 65535) throw new ConfigError(`${from('port')} must be at most 65535, got ${port}`);
+  const host = values['host'] ?? '127.0.0.1';
+  const dbPath = values['db'] ?? './data/syncline.db';
+  if (values['postgres'] === undefined && existsSync(dbPath) && statSync(dbPath).isDirectory()) {
+    throw new ConfigError(`${from('db')} ${dbPath} is a folder; give the database file's path, such as ${join(dbPath, 'syncline.db')}`);
+  }
+  if (values['static'] !== undefined && !(existsSync(values['static']) && statSync(values['static']).isDirectory())) throw new ConfigError(`${from('static')} ${values['static']} is not a folder`);
+  const adminPort = int('admin-port');
+  if (adminPort !== undefined && adminPort > 65535) throw new ConfigError(`${from('admin-port')} must be at most 65535, got ${adminPort}`);
+  if (values['admin-host'] !== undefined && adminPort === undefined) throw new ConfigError(`${from('admin-host')} needs --admin-port`);
+  const adminHost = values['admin-host'] ?? '127.0.0.1';
+  // A port in use fails here, before a database is created or a warning printed.
+  await portAvailable(port, host, from('port'), '--host');
+  if (adminPort !== undefined) await portAvailable(adminPort, adminHost, from('admin-port'), '--admin-host');
+  const logger = pino({ level });
   let storage;
-  if (values.postgres !== undefined) {
+  if (values['postgres'] !== undefined) {
+    const url = values['postgres'];
     const pg = postgresStorage({
-      connectionString: values.postgres,
+      connectionString: url,
       ...(values['postgres-schema'] !== undefined ? { schema: values['postgres-schema'] } : {}),
       onError: (error) => logger.error({ err: error }, 'postgres storage error'),
     });
@@ -157,20 +181,21 @@ export async function main(argv: string[]): Promise<void> {
     await pg.ready().catch(async (error: unknown) => {
       await pg.close();
       const e = error as Error & { code?: string };
-      throw new Error(`PostgreSQL at ${redact(values.postgres as string)}: ${e.message || e.code || String(error)}`);
+      throw new Error(`PostgreSQL at ${redact(url)}: ${e.message || e.code || String(error)}`);
     });
     storage = pg;
   } else {
-    storage = sqliteStorage({ path: values.db ?? './data/syncline.db' });
+    storage = sqliteStorage({ path: dbPath });
   }
   const server = createSyncServer({
-    port: int('port') ?? 8787,
-    host: values.host ?? '127.0.0.1',
+    port,
+    host,
+    ...(adminPort !== undefined ? { adminPort, adminHost } : {}),
     storage,
     logger,
     limits,
     ...(jwt ? { jwt } : {}),
-    ...(values.static ? { staticDir: values.static } : {}),
+    ...(values['static'] ? { staticDir: values['static'] } : {}),
     ...(values['allow-origin'] ? { allowedOrigins: values['allow-origin'].includes('*') ? ('*' as const) : values['allow-origin'] } : {}),
     ...(keepLog !== undefined ? { compaction: { keepLast: keepLog } } : {}),
     ...(maxClockDrift !== undefined ? { maxClockDrift } : {}),
@@ -193,6 +218,99 @@ export async function main(argv: string[]): Promise<void> {
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
+}
+
+const TOKEN_OPTIONS: readonly OptionSpec[] = [
+  { name: 'sub', type: 'string', help: '' },
+  { name: 'space', type: 'list', help: '' },
+  { name: 'expires-in', type: 'string', help: '' },
+  ...SERVER_OPTIONS.filter((o) => ['jwt-secret', 'jwt-secret-file', 'jwt-issuer', 'jwt-audience'].includes(o.name)),
+];
+
+/** `syncline-server token`: mints a JWT for development and scripts (TOKEN_USAGE). */
+async function token(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
+  if (argv.includes('--help')) {
+    process.stdout.write(`${TOKEN_USAGE}\n`);
+    return;
+  }
+  // Only the secret, issuer and audience come from the environment (a server's own variables).
+  const read = readOptions(argv, Object.fromEntries(Object.entries(env).filter(([k]) => /^SYNCLINE_JWT_(SECRET|SECRET_FILE|ISSUER|AUDIENCE)$/.test(k))), TOKEN_OPTIONS);
+  const values = read.values as Record<string, string | undefined> & { space?: string[] };
+  const from = (name: string): string => read.from[name] ?? `--${name}`;
+  if (values['jwt-secret'] !== undefined && values['jwt-secret-file'] !== undefined) throw new ConfigError(`${from('jwt-secret')} and ${from('jwt-secret-file')} exclude each other`);
+  const secret = values['jwt-secret'] ?? (values['jwt-secret-file'] !== undefined ? secretFile(values['jwt-secret-file'], from('jwt-secret-file')) : undefined);
+  if (secret === undefined || secret === '') throw new ConfigError('token needs the server\'s secret: --jwt-secret, --jwt-secret-file, SYNCLINE_JWT_SECRET or SYNCLINE_JWT_SECRET_FILE');
+  const subject = values['sub'];
+  if (subject === undefined || subject === '') throw new ConfigError('token needs --sub (who the token is for)');
+  if (!values.space || values.space.length === 0) throw new ConfigError('token needs at least one --space (SPACE, SPACE:read or SPACE:write)');
+  const spaces: Record<string, 'read' | 'write'> = {};
+  for (const entry of values.space) {
+    const match = /^(.+?)(?::(read|write))?$/.exec(entry);
+    const space = match?.[1] ?? '';
+    if (space !== '*' && !isSpaceId(space)) throw new ConfigError(`--space ${JSON.stringify(entry)}: not a space id (1 to 128 printable ASCII characters, no spaces; or *), optionally followed by :read or :write`);
+    spaces[space] = (match?.[2] as 'read' | 'write' | undefined) ?? 'write';
+  }
+  const expiresIn = durationMs(values['expires-in'] ?? '1h', from('expires-in'));
+  const nowSeconds = Math.floor(Date.now() / 1000);
+  let jwt = new SignJWT({ spaces }).setProtectedHeader({ alg: 'HS256' }).setSubject(subject).setIssuedAt(nowSeconds).setExpirationTime(nowSeconds + Math.ceil(expiresIn / 1000));
+  if (values['jwt-issuer'] !== undefined) jwt = jwt.setIssuer(values['jwt-issuer']);
+  if (values['jwt-audience'] !== undefined) jwt = jwt.setAudience(values['jwt-audience']);
+  process.stdout.write(`${await jwt.sign(new TextEncoder().encode(secret))}\n`);
+}
+
+/** `30s`, `15m`, `12h`, `7d` (or plain milliseconds) in ms; a ConfigError naming the option otherwise. */
+function durationMs(text: string, option: string): number {
+  const match = /^(\d+)(ms|s|m|h|d)?$/.exec(text.trim());
+  const unit = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 }[(match?.[2] ?? 'ms') as 'ms'];
+  const ms = match ? Number(match[1]) * unit : NaN;
+  if (!Number.isSafeInteger(ms) || ms < 1_000) throw new ConfigError(`${option} must be a duration of at least 1s such as 30s, 15m, 12h or 7d, got ${JSON.stringify(text)}`);
+  return ms;
+}
+
+/** This package's version (its package.json, next to dist/). */
+function version(): string {
+  try {
+    return (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+}
+
+/** A file's text, or a ConfigError naming the option and the path. */
+function readText(path: string, option: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    throw new ConfigError(`${option} ${path}: ${code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a folder' : code === 'EACCES' ? 'not readable' : (error as Error).message}`);
+  }
+}
+
+/** A secret from a file: its text without one trailing newline. */
+function secretFile(path: string, option: string): string {
+  return readText(path, option).replace(/\r?\n$/, '');
+}
+
+/** Resolves when `port` on `host` can be bound (0 always can); a ConfigError naming the option otherwise. */
+function portAvailable(port: number, host: string, option: string, hostOption: string): Promise<void> {
+  if (port === 0) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const probe = createNetServer();
+    probe.once('error', (error: Error & { code?: string }) => {
+      reject(
+        new ConfigError(
+          error.code === 'EADDRINUSE'
+            ? `port ${port} on ${host} is in use (${option})`
+            : error.code === 'EACCES'
+              ? `port ${port} on ${host} needs privileges this process lacks (${option})`
+              : error.code === 'EADDRNOTAVAIL' || error.code === 'ENOTFOUND'
+                ? `${host} is not an address of this machine (${hostOption})`
+                : `cannot listen on ${host}:${port}: ${error.message}`,
+        ),
+      );
+    });
+    probe.listen(port, host, () => probe.close(() => resolve()));
+  });
 }
 
 /** `syncline-server retire REPLICA...`: retires replicas in a server's database. */

@@ -37,6 +37,8 @@ export interface HttpContext {
   readonly metricsText: () => Promise<string>;
   readonly staticDir: string | undefined;
   readonly healthy: () => boolean;
+  /** False on the public listener of a server with an admin listener: `/metrics` is served there instead. */
+  readonly metrics: boolean;
 }
 
 export async function handleHttp(ctx: HttpContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -46,7 +48,7 @@ export async function handleHttp(ctx: HttpContext, req: IncomingMessage, res: Se
     res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ status: ok ? 'ok' : 'shutting_down' }));
     return;
   }
-  if (url.pathname === '/metrics') {
+  if (url.pathname === '/metrics' && ctx.metrics) {
     res.writeHead(200, { 'content-type': ctx.registry.contentType }).end(await ctx.metricsText());
     return;
   }

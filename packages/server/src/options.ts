@@ -118,6 +118,14 @@ export interface SyncServerOptions {
   /** Address to listen on. Default 127.0.0.1 (this machine only). */
   readonly host?: string;
   /**
+   * A second, private listener for operators: with it, `/metrics` is served
+   * there (with `/healthz`) and no longer on `port`, which sync clients and
+   * browsers reach. 0: a random free port. Default: none (`/metrics` on `port`).
+   */
+  readonly adminPort?: number;
+  /** Address of the admin listener. Default 127.0.0.1. */
+  readonly adminHost?: string;
+  /**
    * Who may do what; it wins over `jwt`. Without either, every client may read
    * and write every space (openAccess), and the server logs a warning saying so.
    */

@@ -38,6 +38,8 @@ export interface SyncServer {
   close(): Promise<void>;
   /** The bound port; 0 until `listen()` resolves. */
   readonly port: number;
+  /** The admin listener's bound port (`adminPort`); 0 until `listen()` resolves, and without one. */
+  readonly adminPort: number;
   /** ws://host:port/sync */
   readonly url: string;
   /** The storage adapter in use (closed by `close()`). */
@@ -182,8 +184,27 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
   // Links start when the server listens; with connectPeer (another transport) the server may never listen, so at once.
   if (options.connectPeer) for (const link of links) link.start();
 
+  let adminPort = 0;
+  /** The admin listener (options.adminPort): /metrics and /healthz only. */
+  const admin: Server | undefined =
+    options.adminPort === undefined
+      ? undefined
+      : createServer((req, res) => {
+          const context = { registry: metrics.registry, metricsText: metrics.text, staticDir: undefined, contentSecurityPolicy: DEFAULT_CSP, healthy: () => !closing, metrics: true };
+          handleHttp(context, req, res).catch((error: unknown) => {
+            logger.error({ err: error }, 'admin http error');
+            if (!res.headersSent) res.writeHead(500).end();
+          });
+        });
   const http: Server = createServer((req, res) => {
-    const httpContext = { registry: metrics.registry, metricsText: metrics.text, staticDir: options.staticDir, contentSecurityPolicy: options.contentSecurityPolicy ?? DEFAULT_CSP, healthy: () => !closing };
+    const httpContext = {
+      registry: metrics.registry,
+      metricsText: metrics.text,
+      staticDir: options.staticDir,
+      contentSecurityPolicy: options.contentSecurityPolicy ?? DEFAULT_CSP,
+      healthy: () => !closing,
+      metrics: options.adminPort === undefined,
+    };
     handleHttp(httpContext, req, res).catch((error: unknown) => {
       logger.error({ err: error }, 'http error');
       if (!res.headersSent) res.writeHead(500).end();
@@ -338,6 +359,9 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
   }
 
   return {
+    get adminPort() {
+      return adminPort;
+    },
     get port() {
       return port;
     },
@@ -357,7 +381,18 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
     retire: (...replicas) => gc.retire(replicas),
     accept,
     acceptLink,
-    listen() {
+    async listen() {
+      // The admin listener first: a server whose operators cannot see it does not take clients.
+      if (admin) {
+        await new Promise<void>((resolve, reject) => {
+          admin.once('error', reject);
+          admin.listen(options.adminPort, options.adminHost ?? '127.0.0.1', () => {
+            adminPort = (admin.address() as AddressInfo).port;
+            logger.info({ adminPort, adminHost: options.adminHost ?? '127.0.0.1' }, 'admin listener (/metrics, /healthz)');
+            resolve();
+          });
+        });
+      }
       return new Promise((resolve, reject) => {
         http.once('error', reject);
         http.listen(options.port ?? 8787, options.host ?? '127.0.0.1', () => {
@@ -385,6 +420,11 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
         wss.close();
         http.closeAllConnections();
         await httpClosed;
+        if (admin?.listening) {
+          const adminClosed = new Promise<void>((resolve) => admin.close(() => resolve()));
+          admin.closeAllConnections();
+          await adminClosed;
+        }
         await storage.close();
         logger.info('syncline server stopped');
       })();
