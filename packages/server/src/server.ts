@@ -100,8 +100,8 @@ export interface ConnectionEvents {
   receive(frame: Uint8Array, isBinary?: boolean): void;
   /** A ping was answered. */
   pong(): void;
-  /** The connection is gone. */
-  closed(): void;
+  /** The connection is gone (with the close frame's code and reason, when the transport has them: logged). */
+  closed(code?: number, reason?: string): void;
 }
 
 /**
@@ -233,7 +233,7 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
       const events = path === '/link' ? acceptLink(wsConnection(ws)) : accept(wsConnection(ws), address);
       ws.on('message', (data, isBinary) => events.receive(toBytes(data), isBinary));
       ws.on('pong', () => events.pong());
-      ws.on('close', () => events.closed());
+      ws.on('close', (code, reason) => events.closed(code, reason.toString('utf8')));
       ws.on('error', (error) => logger.debug({ err: error }, 'socket error'));
     });
   });
@@ -249,6 +249,7 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
     }
     const session = new Session(connection, {
       serverId,
+      address,
       region: options.region,
       peers: peerSyncUrls,
       stability,
@@ -271,7 +272,7 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
     });
     sessions.add(session);
     metrics.connections.set(sessions.size);
-    return { receive: (frame, isBinary = true) => session.receive(frame, isBinary), pong: () => session.pong(), closed: () => session.closed() };
+    return { receive: (frame, isBinary = true) => session.receive(frame, isBinary), pong: () => session.pong(), closed: (code, reason) => session.closed(code, reason) };
   }
 
   /** A region following this one (links/link-session.ts). */

@@ -47,6 +47,8 @@ import type { Stability } from './links/stability.js';
 
 export interface SessionContext {
   readonly serverId: string;
+  /** The peer's address (for logs; `X-Forwarded-For` with trustProxy), when the transport knows it. */
+  readonly address?: string | undefined;
   /** This server's region (protocol 5 clients resume by origin vectors in it), if it has one. */
   readonly region: string | undefined;
   /** The /sync URLs of its peer regions, told to clients in welcome. */
@@ -128,6 +130,11 @@ export class Session implements Follower {
   authenticated = false;
   /** The peer's protocol version (from hello; the oldest served until then): which error codes it can read. */
   #protocol = MIN_PROTOCOL_VERSION;
+  /** For the disconnect log line: when the connection opened, who it was, and how it ended. */
+  readonly #openedAt: number;
+  #subject: string | undefined;
+  #spaceNames: readonly string[] = [];
+  #ending: { readonly code: number | undefined; readonly reason: string; readonly by: 'server' | 'client' } | undefined;
   /** Protocol 7, a server without a region: how many retirements this client has heard of (tellRetired); undefined: it hears none. */
   #retiredHeard: number | undefined;
   /** The tellRetired calls, one after another: each reads what the one before did not send. */
@@ -162,6 +169,7 @@ export class Session implements Follower {
     this.#tokens = ctx.limits.messagesPerSecond;
     this.#lastRefill = ctx.now();
     this.#helloTimer = setTimeout(() => this.fail('not_ready', 'no hello received in time', true), ctx.limits.helloTimeoutMs);
+    this.#openedAt = ctx.now();
   }
 
   // ---- transport events -------------------------------------------------------
@@ -176,8 +184,9 @@ export class Session implements Follower {
     this.alive = true;
   }
 
-  /** The transport closed. */
-  closed(): void {
+  /** The transport closed (with the close frame's code and reason, when there was one). */
+  closed(code?: number, reason?: string): void {
+    this.#ending ??= { code, reason: reason ?? '', by: 'client' };
     this.#closed();
   }
 
@@ -397,7 +406,9 @@ export class Session implements Follower {
       limits: this.ctx.announced,
       ...(this.ctx.region !== undefined ? { region: this.ctx.region, peers: [...this.ctx.peers] } : {}),
     });
-    this.ctx.logger.info({ replica: this.replica, subject: grant.subject, spaces: granted.length }, 'session ready');
+    this.#subject = grant.subject;
+    this.#spaceNames = granted.map((g) => g.space);
+    this.ctx.logger.info({ replica: this.replica, subject: grant.subject, spaces: logSpaces(this.#spaceNames), address: this.ctx.address, protocol: this.#protocol }, 'client connected');
     if (this.#protocol >= 7 && this.ctx.region === undefined) {
       this.#retiredHeard = hello.retired ?? 0;
       this.tellRetired();
@@ -700,7 +711,8 @@ export class Session implements Follower {
   /** Sends a coded error; fatal ones close the connection. Never throws. */
   fail(code: ErrorCode, message: string, fatal: boolean, space?: SpaceId, retryAfter?: number): void {
     this.ctx.metrics.errors.inc({ code });
-    this.ctx.logger.info({ replica: this.replica || undefined, code, space, fatal }, message);
+    // A refusal: info; a connection dropped for not reading what it is sent: warn.
+    this.ctx.logger[code === 'slow_consumer' ? 'warn' : 'info']({ replica: this.replica || undefined, subject: this.#subject, address: this.ctx.address, code, space, fatal }, message);
     try {
       this.#send({ type: 'error', code: errorCodeFor(code, this.#protocol), message: message.slice(0, 4000), fatal, ...(space ? { space } : {}), ...(retryAfter !== undefined ? { retryAfter } : {}) });
     } catch {
@@ -721,6 +733,7 @@ export class Session implements Follower {
 
   close(code = CLOSE_GOING_AWAY, reason = ''): void {
     if (this.#state === 'closed') return;
+    this.#ending ??= { code, reason, by: 'server' };
     this.#closed();
     try {
       this.socket.close(code, reason);
@@ -739,5 +752,24 @@ export class Session implements Follower {
     this.#waits.clear();
     for (const space of this.#subs.keys()) this.ctx.hub.unfollow(space, this);
     this.ctx.onClose(this);
+    const ending = this.#ending;
+    this.ctx.logger.info(
+      {
+        replica: this.replica || undefined,
+        subject: this.#subject,
+        spaces: logSpaces(this.#spaceNames),
+        address: this.ctx.address,
+        durationMs: this.ctx.now() - this.#openedAt,
+        code: ending?.code,
+        reason: ending?.reason || undefined,
+        by: ending?.by ?? 'client',
+      },
+      'client disconnected',
+    );
   }
+}
+
+/** The spaces of a log line: their names, at most 20 (and how many more). */
+function logSpaces(spaces: readonly string[]): string[] {
+  return spaces.length <= 20 ? [...spaces] : [...spaces.slice(0, 20), `… ${spaces.length - 20} more`];
 }
