@@ -1,23 +1,8 @@
-/** Plain HTTP routes: /healthz, /metrics, and the static app build. */
-import { createReadStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
+/** Plain HTTP routes: /healthz, /metrics, and the static app build (served by sirv). */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { extname, join, normalize, resolve, sep } from 'node:path';
 import type { Registry } from 'prom-client';
+import sirv from 'sirv';
 
-const TYPES: Record<string, string> = {
-  '.html': 'text/html; charset=utf-8',
-  '.js': 'text/javascript; charset=utf-8',
-  '.mjs': 'text/javascript; charset=utf-8',
-  '.css': 'text/css; charset=utf-8',
-  '.json': 'application/json',
-  '.webmanifest': 'application/manifest+json',
-  '.svg': 'image/svg+xml',
-  '.png': 'image/png',
-  '.ico': 'image/x-icon',
-  '.txt': 'text/plain; charset=utf-8',
-  '.ics': 'text/calendar; charset=utf-8',
-};
 
 /**
  * The Content-Security-Policy of static responses unless the server is given
@@ -31,11 +16,10 @@ export const DEFAULT_CSP =
 
 export interface HttpContext {
   readonly registry: Registry;
-  /** The Content-Security-Policy header of static responses. */
-  readonly contentSecurityPolicy: string;
   /** The /metrics body: the server's registry and the process's metrics. */
   readonly metricsText: () => Promise<string>;
-  readonly staticDir: string | undefined;
+  /** Serves the static folder (staticFiles), or undefined without one. */
+  readonly static: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
   readonly healthy: () => boolean;
   /** False on the public listener of a server with an admin listener: `/metrics` is served there instead. */
   readonly metrics: boolean;
@@ -52,40 +36,60 @@ export async function handleHttp(ctx: HttpContext, req: IncomingMessage, res: Se
     res.writeHead(200, { 'content-type': ctx.registry.contentType }).end(await ctx.metricsText());
     return;
   }
-  if (ctx.staticDir && (req.method === 'GET' || req.method === 'HEAD')) {
-    const root = resolve(ctx.staticDir);
-    let decoded: string;
+  if (ctx.static && (req.method === 'GET' || req.method === 'HEAD')) {
     try {
-      decoded = decodeURIComponent(url.pathname);
+      decodeURIComponent(url.pathname);
     } catch {
       // A malformed percent-escape (`/%`, `/%zz`) is the client's error, not the server's.
       res.writeHead(400, { 'content-type': 'text/plain', 'x-content-type-options': 'nosniff' }).end('bad request: malformed path');
       return;
     }
-    const path = normalize(join(root, decoded));
-    if (path === root || path.startsWith(root + sep)) {
-      for (const candidate of [path, join(path, 'index.html'), join(root, 'index.html')]) {
-        const info = await stat(candidate).catch(() => undefined);
-        if (info?.isFile()) {
-          const type = TYPES[extname(candidate)] ?? 'application/octet-stream';
-          // The service worker and the page must be revalidated so a new build reaches users.
-          const cache = candidate.endsWith('.html') || candidate.endsWith('sw.js') ? 'no-cache' : 'public, max-age=3600';
-          res.writeHead(200, {
-            'content-type': type,
-            'content-length': info.size,
-            'cache-control': cache,
-            'x-content-type-options': 'nosniff',
-            'content-security-policy': ctx.contentSecurityPolicy,
-            // For browsers without CSP frame-ancestors.
-            'x-frame-options': 'DENY',
-            'referrer-policy': 'no-referrer',
-          });
-          if (req.method === 'HEAD') res.end();
-          else createReadStream(candidate).pipe(res);
-          return;
-        }
-      }
-    }
+    ctx.static(req, res);
+    return;
   }
   res.writeHead(404, { 'content-type': 'text/plain', 'x-content-type-options': 'nosniff' }).end('not found');
+}
+
+/** A file name with a content hash before its extension, as Vite writes them (`index-B3x9_aQ1.js`). */
+const HASHED = /[.-][A-Za-z0-9_-]{8,}\.(?:js|mjs|css|woff2?|png|svg|jpg|webp)$/;
+
+/**
+ * The static folder's handler: sirv, with each file's precompressed sibling
+ * (`.br`, `.gz`) when the request accepts it, `index.html` for paths without
+ * an extension (an app's routes), and no dotfiles. Files with a content hash
+ * in their names are cached for a year (`immutable`); pages, the service
+ * worker and the manifest are revalidated (`no-cache`) so that a new build
+ * reaches users; the rest for an hour. Source maps (`.map`) are not served
+ * unless `sourceMaps`. The folder is read at each request (sirv's `dev`), so a
+ * new build is served without a restart.
+ */
+export function staticFiles(dir: string, options: { readonly contentSecurityPolicy: string; readonly sourceMaps: boolean }): (req: IncomingMessage, res: ServerResponse) => void {
+  const notFound = (_req: IncomingMessage, res: ServerResponse): void => {
+    res.writeHead(404, { 'content-type': 'text/plain', 'x-content-type-options': 'nosniff' }).end('not found');
+  };
+  const serve = sirv(dir, {
+    dev: true,
+    etag: true,
+    gzip: true,
+    brotli: true,
+    single: true,
+    dotfiles: false,
+    onNoMatch: notFound,
+    setHeaders(res, pathname) {
+      const revalidate = pathname.endsWith('.html') || pathname.endsWith('sw.js') || pathname.endsWith('.webmanifest') || !/\.[A-Za-z0-9]+$/.test(pathname);
+      res.setHeader('Cache-Control', revalidate ? 'no-cache' : HASHED.test(pathname) ? 'public, max-age=31536000, immutable' : 'public, max-age=3600');
+      res.setHeader('X-Content-Type-Options', 'nosniff');
+      res.setHeader('Content-Security-Policy', options.contentSecurityPolicy);
+      // For browsers without CSP frame-ancestors.
+      res.setHeader('X-Frame-Options', 'DENY');
+      res.setHeader('Referrer-Policy', 'no-referrer');
+    },
+  });
+  return (req, res) => {
+    const path = decodeURIComponent(new URL(req.url ?? '/', 'http://localhost').pathname);
+    if (!options.sourceMaps && path.endsWith('.map')) return notFound(req, res);
+    // Hidden files (`.env`, `.git/…`) and `..` are never served, whatever sirv's mode checks.
+    if (path.split(/[/\\]/).some((segment) => segment.startsWith('.') && segment !== '.well-known')) return notFound(req, res);
+    serve(req, res);
+  };
 }

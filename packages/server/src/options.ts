@@ -145,8 +145,15 @@ export interface SyncServerOptions {
   readonly maxClockDrift?: number;
   /** Physical clock (ms since the epoch): welcome's time, clock drift, rate limits, token expiry. Default Date.now. */
   readonly now?: () => number;
-  /** Folder served at / (the calendar's build); unknown paths get its index.html. Default: none (no static files). */
+  /**
+   * Folder served at / (the calendar's build): precompressed `.br` / `.gz`
+   * siblings when the browser accepts them, hashed file names cached for good,
+   * `index.html` for paths without an extension (README, "Endpoints").
+   * Default: none (no static files).
+   */
   readonly staticDir?: string;
+  /** Serve the static folder's source maps (`.map`); default false (404). */
+  readonly staticSourceMaps?: boolean;
   /**
    * Browser origins allowed to open /sync (e.g. 'https://app.example.com'), or
    * '*'. Requests without an Origin (not from a web page) are always allowed.

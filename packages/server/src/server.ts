@@ -12,7 +12,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { jwtAuth, openAccess, type Authenticate } from './auth.js';
 import { Admission } from './admission.js';
 import { Committer } from './committer.js';
-import { DEFAULT_CSP, handleHttp } from './http.js';
+import { DEFAULT_CSP, handleHttp, staticFiles } from './http.js';
 import { Gc, type GcResult } from './gc.js';
 import { Hub } from './hub.js';
 import { createMetrics, type Metrics } from './metrics.js';
@@ -184,13 +184,15 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
   // Links start when the server listens; with connectPeer (another transport) the server may never listen, so at once.
   if (options.connectPeer) for (const link of links) link.start();
 
+  const serveStatic =
+    options.staticDir === undefined ? undefined : staticFiles(options.staticDir, { contentSecurityPolicy: options.contentSecurityPolicy ?? DEFAULT_CSP, sourceMaps: options.staticSourceMaps ?? false });
   let adminPort = 0;
   /** The admin listener (options.adminPort): /metrics and /healthz only. */
   const admin: Server | undefined =
     options.adminPort === undefined
       ? undefined
       : createServer((req, res) => {
-          const context = { registry: metrics.registry, metricsText: metrics.text, staticDir: undefined, contentSecurityPolicy: DEFAULT_CSP, healthy: () => !closing, metrics: true };
+          const context = { registry: metrics.registry, metricsText: metrics.text, static: undefined, healthy: () => !closing, metrics: true };
           handleHttp(context, req, res).catch((error: unknown) => {
             logger.error({ err: error }, 'admin http error');
             if (!res.headersSent) res.writeHead(500).end();
@@ -200,8 +202,7 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
     const httpContext = {
       registry: metrics.registry,
       metricsText: metrics.text,
-      staticDir: options.staticDir,
-      contentSecurityPolicy: options.contentSecurityPolicy ?? DEFAULT_CSP,
+      static: serveStatic,
       healthy: () => !closing,
       metrics: options.adminPort === undefined,
     };
