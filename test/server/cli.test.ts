@@ -182,6 +182,66 @@ describe('syncline-server', () => {
     expect(help).toContain('usage: syncline-server token');
   });
 
+  it('backup: an online copy of a running server\'s SQLite database, whole as of one moment, that a server started on it serves', async () => {
+    const dir = await tempDir();
+    cleanup.push(dir.remove);
+    const db = join(dir.path, 'live.db');
+    const copy = join(dir.path, 'copy.db');
+    const child = await spawnServer([BIN, '--port', '0', '--db', db]);
+    cleanup.push(() => child.process.kill('SIGKILL'));
+    const space = 'default' as SpaceId;
+    const replica = 'backupwriter' as ReplicaId;
+    const raw = await RawClient.open(`ws://127.0.0.1:${child.port}/sync`);
+    cleanup.push(() => raw.close());
+    await raw.hello(replica, [{ space }]);
+    const put = (seq: number) => putChange(replica, space, seq, { title: `event ${seq}` }, { id: `e${seq}` });
+    raw.send({ type: 'push', space, changes: [1, 2, 3].map(put) });
+    await raw.next('ack', (m) => m.upTo === 3);
+
+    const run = (args: string[], env: Record<string, string> = {}) => spawnSync(process.execPath, [BIN, ...args], { cwd: ROOT, encoding: 'utf8', timeout: 15_000, env: { ...process.env, ...env } });
+    const made = run(['backup', '--to', copy], { SYNCLINE_DB: db });
+    expect(made.stderr).toBe('');
+    expect(made.status).toBe(0);
+    expect(made.stdout).toMatch(/^backed up .* to .*copy\.db: \d+ pages, \d+ bytes\n$/);
+    // Written after the backup: not in it.
+    raw.send({ type: 'push', space, changes: [put(4)] });
+    await raw.next('ack', (m) => m.upTo === 4);
+
+    const restored = await spawnServer([BIN, '--port', '0', '--db', copy]);
+    cleanup.push(() => restored.process.kill('SIGKILL'));
+    const reader = await RawClient.open(`ws://127.0.0.1:${restored.port}/sync`);
+    cleanup.push(() => reader.close());
+    await reader.hello('backupreader' as ReplicaId, [{ space }]);
+    await reader.next('synced');
+    const ids = reader.of('snapshot').flatMap((m) => m.records.map((r) => r.id)).sort();
+    expect(ids).toEqual(['e1', 'e2', 'e3']);
+
+    expect(run(['backup', '--db', db, '--to', copy]).stderr).toContain(`--to ${copy} exists`);
+    expect(run(['backup', '--db', join(dir.path, 'none.db'), '--to', join(dir.path, 'x.db')]).stderr).toContain('no such database');
+    expect(existsSync(join(dir.path, 'none.db'))).toBe(false);
+    expect(run(['backup', '--postgres', 'postgres://127.0.0.1/x', '--to', 'y']).stderr).toContain('pg_dump');
+    expect(run(['backup', '--db', db]).stderr).toContain('backup needs --to FILE');
+  });
+
+  it('compact: cuts each space\'s log to its last N changes in a server\'s database', async () => {
+    const dir = await tempDir();
+    cleanup.push(dir.remove);
+    const db = join(dir.path, 'c.db');
+    const storage = sqliteStorage({ path: db });
+    const space = 'default' as SpaceId;
+    const replica = 'compactwriter' as ReplicaId;
+    await storage.append([{ space, replica, changes: Array.from({ length: 10 }, (_, i) => putChange(replica, space, i + 1, { n: i })) }]);
+    await storage.close();
+    const run = spawnSync(process.execPath, [BIN, 'compact', '--keep-log', '3', '--db', db], { cwd: ROOT, encoding: 'utf8', timeout: 15_000 });
+    expect(run.stderr).toBe('');
+    expect(run.stdout).toBe('compacted: 7 log entries removed (default: 7)\n');
+    const after = sqliteStorage({ path: db });
+    cleanup.push(() => after.close());
+    expect((await after.readLog(space, 0, 100)).map((e) => e.pos)).toEqual([8, 9, 10]);
+    const missing = spawnSync(process.execPath, [BIN, 'compact', '--db', db], { cwd: ROOT, encoding: 'utf8', timeout: 15_000 });
+    expect(missing.stderr).toContain('compact needs --keep-log N');
+  });
+
   it('retire: a running server refuses the retired replica’s pushes and hellos from then on; ids are checked', async () => {
     const dir = await tempDir();
     cleanup.push(dir.remove);

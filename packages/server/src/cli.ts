@@ -17,11 +17,13 @@ import { parseArgs } from 'node:util';
 import { LINK_PROTOCOL_VERSION, PROTOCOL_VERSION, isReplicaId, isSpaceId, type ReplicaId } from '@syncline/core/internal';
 import { SignJWT } from 'jose';
 import { pino } from 'pino';
-import { ConfigError, intOption, readOptions, usageOf, type OptionSpec } from './config.js';
+import { ConfigError, envName, intOption, readOptions, usageOf, type OptionSpec, type ReadOptions } from './config.js';
 import { announcedLimits, checkRegionOptions, type Limits } from './options.js';
 import { createSyncServer } from './server.js';
 import { postgresStorage } from './storage/postgres-storage.js';
-import { sqliteStorage } from './storage/sqlite-storage.js';
+import { compactSpaces } from './storage/compact.js';
+import { backupSqlite, sqliteStorage } from './storage/sqlite-storage.js';
+import type { ServerStorage } from './storage/types.js';
 
 /** Every option of `syncline-server` (config.ts): the usage text, the parser, and the README's table. */
 export const SERVER_OPTIONS: readonly OptionSpec[] = [
@@ -58,6 +60,19 @@ export const SERVER_OPTIONS: readonly OptionSpec[] = [
   { name: 'retire-after', type: 'string', value: 'MS', help: 'retire replicas not seen for this long (default 7776000000,\n90 days; 0 = never): they stop holding horizons back' },
 ];
 
+const BACKUP_USAGE = `usage: syncline-server backup --to FILE [--db PATH]
+  Copies a SQLite database (default ./data/syncline.db) to FILE while a server may be
+  using it, with SQLite's online backup: FILE is the database as of one moment, whole,
+  and a server started on it serves that state. FILE must not exist. For PostgreSQL use
+  pg_dump (pg_dump --schema syncline URL > backup.sql) or your provider's snapshots.
+  --db may also come from SYNCLINE_DB.`;
+
+const COMPACT_USAGE = `usage: syncline-server compact --keep-log N [--db PATH | --postgres URL [--postgres-schema S]]
+  Compacts each space's log to its last N changes now (what --keep-log does on a timer),
+  never past what a region following this one has stored, and prints what was removed.
+  A replica whose position is older gets a snapshot. The database options may also come
+  from SYNCLINE_DB, SYNCLINE_POSTGRES, SYNCLINE_POSTGRES_SCHEMA and SYNCLINE_KEEP_LOG.`;
+
 const TOKEN_USAGE = `usage: syncline-server token --sub NAME --space SPACE[:read|:write] ... [--expires-in 1h]
                              [--jwt-secret S | --jwt-secret-file FILE] [--jwt-issuer ISS] [--jwt-audience AUD]
   Prints a JWT (HS256) that a server started with the same secret accepts: for subject NAME,
@@ -78,7 +93,11 @@ usage: syncline-server retire REPLICA... [--db PATH | --postgres URL [--postgres
   holding stability horizons back, and their next hello or push is refused with
   replica_retired (the replica starts again under a new id).
 
-${TOKEN_USAGE}`;
+${TOKEN_USAGE}
+
+${BACKUP_USAGE}
+
+${COMPACT_USAGE}`;
 
 
 
@@ -88,6 +107,8 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
 export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<void> {
   if (argv[0] === 'retire') return retire(argv.slice(1));
   if (argv[0] === 'token') return token(argv.slice(1), env);
+  if (argv[0] === 'backup') return backup(argv.slice(1), env);
+  if (argv[0] === 'compact') return compact(argv.slice(1), env);
   if (argv.includes('--help')) {
     process.stdout.write(`${USAGE}\n`);
     return;
@@ -258,6 +279,74 @@ async function token(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
   if (values['jwt-issuer'] !== undefined) jwt = jwt.setIssuer(values['jwt-issuer']);
   if (values['jwt-audience'] !== undefined) jwt = jwt.setAudience(values['jwt-audience']);
   process.stdout.write(`${await jwt.sign(new TextEncoder().encode(secret))}\n`);
+}
+
+const DATABASE_OPTIONS = SERVER_OPTIONS.filter((o) => ['db', 'postgres', 'postgres-schema'].includes(o.name));
+
+/** The environment a subcommand reads: only the variables of its own options (a server's). */
+function envFor(env: NodeJS.ProcessEnv, specs: readonly OptionSpec[]): NodeJS.ProcessEnv {
+  const names = new Set(specs.map((s) => envName(s.name)));
+  return Object.fromEntries(Object.entries(env).filter(([k]) => names.has(k)));
+}
+
+/** `syncline-server backup`: SQLite's online backup of a server's database (BACKUP_USAGE). */
+async function backup(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
+  if (argv.includes('--help')) {
+    process.stdout.write(`${BACKUP_USAGE}\n`);
+    return;
+  }
+  const specs: OptionSpec[] = [{ name: 'to', type: 'string', help: '' }, ...DATABASE_OPTIONS];
+  const read = readOptions(argv, envFor(env, specs.filter((s) => s.name === 'db')), specs);
+  const values = read.values as Record<string, string | undefined>;
+  if (values['postgres'] !== undefined) throw new ConfigError('backup copies SQLite databases; for PostgreSQL use pg_dump (pg_dump --schema syncline URL > backup.sql) or your provider\'s snapshots');
+  const to = values['to'];
+  if (to === undefined || to === '') throw new ConfigError('backup needs --to FILE (where the copy goes)');
+  const from = values['db'] ?? './data/syncline.db';
+  if (!existsSync(from)) throw new ConfigError(`${read.from['db'] ?? '--db'} ${from}: no such database`);
+  if (statSync(from).isDirectory()) throw new ConfigError(`${read.from['db'] ?? '--db'} ${from} is a folder; give the database file's path`);
+  if (existsSync(to)) throw new ConfigError(`--to ${to} exists; give a new file (a backup never overwrites)`);
+  const { pages, bytes } = await backupSqlite(from, to);
+  process.stdout.write(`backed up ${from} to ${to}: ${pages} pages, ${bytes} bytes\n`);
+}
+
+/** `syncline-server compact`: log compaction now (COMPACT_USAGE). */
+async function compact(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
+  if (argv.includes('--help')) {
+    process.stdout.write(`${COMPACT_USAGE}\n`);
+    return;
+  }
+  const specs: OptionSpec[] = [...SERVER_OPTIONS.filter((o) => o.name === 'keep-log'), ...DATABASE_OPTIONS];
+  const read = readOptions(argv, envFor(env, specs), specs);
+  const keep = intOption(read, 'keep-log');
+  if (keep === undefined) throw new ConfigError('compact needs --keep-log N (how many of each space\'s latest changes to keep)');
+  const storage = await openStorage(read);
+  try {
+    const removed = await compactSpaces(storage, keep);
+    const total = [...removed.values()].reduce((a, b) => a + b, 0);
+    process.stdout.write(`compacted: ${total} log entries removed${removed.size > 0 ? ` (${[...removed].map(([space, n]) => `${space}: ${n}`).join(', ')})` : ''}\n`);
+  } finally {
+    await storage.close();
+  }
+}
+
+/** The storage a subcommand's --db / --postgres name (checked first: a missing SQLite file is not created). */
+async function openStorage(read: ReadOptions): Promise<ServerStorage> {
+  const values = read.values as Record<string, string | undefined>;
+  const from = (name: string): string => read.from[name] ?? `--${name}`;
+  if (values['db'] !== undefined && values['postgres'] !== undefined) throw new ConfigError(`${from('db')} and ${from('postgres')} exclude each other`);
+  if (values['postgres-schema'] !== undefined && values['postgres'] === undefined) throw new ConfigError(`${from('postgres-schema')} needs --postgres`);
+  if (values['postgres'] !== undefined) {
+    const url = values['postgres'];
+    const pg = postgresStorage({ connectionString: url, ...(values['postgres-schema'] !== undefined ? { schema: values['postgres-schema'] } : {}), onError: () => undefined });
+    await pg.ready().catch(async (error: unknown) => {
+      await pg.close();
+      throw new Error(`PostgreSQL at ${redact(url)}: ${(error as Error).message}`);
+    });
+    return pg;
+  }
+  const path = values['db'] ?? './data/syncline.db';
+  if (!existsSync(path)) throw new ConfigError(`${from('db')} ${path}: no such database`);
+  return sqliteStorage({ path });
 }
 
 /** `30s`, `15m`, `12h`, `7d` (or plain milliseconds) in ms; a ConfigError naming the option otherwise. */

@@ -14,11 +14,12 @@ import { Admission } from './admission.js';
 import { Committer } from './committer.js';
 import { DEFAULT_CSP, handleHttp, staticFiles } from './http.js';
 import { Gc, type GcResult } from './gc.js';
+import { compactSpaces } from './storage/compact.js';
 import { Hub } from './hub.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { Link, syncUrl } from './links/link.js';
 import { Stability } from './links/stability.js';
-import { FOLLOWER_PREFIX, LinkSession } from './links/link-session.js';
+import { LinkSession } from './links/link-session.js';
 import { announcedLimits, checkRegionOptions, DEFAULT_LIMITS, type Limits, type SyncServerOptions } from './options.js';
 import { Session, type Connection } from './session.js';
 import { sqliteStorage } from './storage/sqlite-storage.js';
@@ -312,25 +313,7 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
   }, limits.pingIntervalMs);
   pinger.unref();
 
-  /**
-   * Compacts every space to its last `keepLast` entries, but never past what a
-   * region that follows this one has stored (the `read` positions its link
-   * reported): a follower resumes from the log, which must still hold it.
-   */
-  const compactAll = async (keepLast: number): Promise<number> => {
-    const followers = (await storage.linkPeers()).filter((key) => key.startsWith(FOLLOWER_PREFIX));
-    const read = await Promise.all(followers.map((key) => storage.linkPositions(key)));
-    let removed = 0;
-    for (const space of await storage.spaces()) {
-      let keep = keepLast;
-      if (read.length > 0) {
-        const floor = Math.min(...read.map((positions) => positions.get(space) ?? 0));
-        keep = Math.max(keepLast, (await storage.head(space)) - floor);
-      }
-      removed += await storage.compact(space, keep);
-    }
-    return removed;
-  };
+  const compactAll = async (keepLast: number): Promise<number> => [...(await compactSpaces(storage, keepLast)).values()].reduce((a, b) => a + b, 0);
   const gc = new Gc({
     storage,
     options: options.gc,

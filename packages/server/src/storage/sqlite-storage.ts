@@ -555,3 +555,21 @@ function migrate(db: Database.Database): number {
   }).immediate();
   return current;
 }
+
+/**
+ * Copies the SQLite database at `from` to a new file `to` with SQLite's online
+ * backup (better-sqlite3's `backup`): a consistent copy as of one moment, taken
+ * while a server may be writing (WAL mode lets it go on). Resolves to the
+ * copy's pages and bytes.
+ */
+export async function backupSqlite(from: string, to: string): Promise<{ pages: number; bytes: number }> {
+  const db = new Database(from, { readonly: true, fileMustExist: true });
+  try {
+    db.pragma('busy_timeout = 5000');
+    const { totalPages } = await db.backup(to);
+    const bytes = totalPages * (db.pragma('page_size', { simple: true }) as number);
+    return { pages: totalPages, bytes };
+  } finally {
+    db.close();
+  }
+}
