@@ -126,6 +126,20 @@ describe('syncline-server', () => {
     await raw.next('ack', (m) => m.upTo === 1);
     raw.send({ type: 'push', space: 'lobby' as SpaceId, changes: [putChange(replica, 'lobby' as SpaceId, 1, { title: 'read only' })] });
     expect(await raw.error('forbidden')).toMatchObject({ space: 'lobby' });
+    // inspect, through the admin listener: the connection, its subject and spaces, the space and its writer.
+    const adminUrl = `http://127.0.0.1:${admin?.['adminPort'] as number}`;
+    const inspected = spawnSync(process.execPath, [BIN, 'inspect', '--admin', adminUrl, '--json'], { cwd: ROOT, encoding: 'utf8', timeout: 15_000 });
+    expect(inspected.stderr).toBe('');
+    const inspection = JSON.parse(inspected.stdout) as { connections: Array<Record<string, unknown>>; spaces: Array<Record<string, unknown>>; retired: number };
+    expect(inspection.connections).toEqual([expect.objectContaining({ replica: 'tokenuser', subject: 'alice', spaces: ['team', 'lobby'], address: '127.0.0.1' })]);
+    expect(inspection.spaces).toEqual([expect.objectContaining({ space: 'team', head: 1, records: 1, tombstones: 0, writers: [expect.objectContaining({ replica: 'tokenuser', seq: 1, retired: false })] })]);
+    expect(inspection.retired).toBe(0);
+    const text = spawnSync(process.execPath, [BIN, 'inspect', '--admin', adminUrl], { cwd: ROOT, encoding: 'utf8', timeout: 15_000 }).stdout;
+    expect(text).toContain('connections: 1');
+    expect(text).toContain('tokenuser  subject alice  from 127.0.0.1');
+    expect(text).toMatch(/team: head 1, compacted to 0, 1 records, 0 tombstones, \d+ bytes, horizon \S+, 1 writers/);
+    // /inspect is on the admin listener only.
+    expect((await fetch(`http://127.0.0.1:${child.port}/inspect`)).status).toBe(404);
     // Signed with another secret: refused.
     const other = spawnSync(process.execPath, [BIN, 'token', '--sub', 'mallory', '--space', 'team', '--jwt-secret', 'wrong'], { cwd: ROOT, encoding: 'utf8', timeout: 15_000 });
     const refused = await RawClient.open(`ws://127.0.0.1:${child.port}/sync`);
@@ -240,6 +254,10 @@ describe('syncline-server', () => {
     expect((await after.readLog(space, 0, 100)).map((e) => e.pos)).toEqual([8, 9, 10]);
     const missing = spawnSync(process.execPath, [BIN, 'compact', '--db', db], { cwd: ROOT, encoding: 'utf8', timeout: 15_000 });
     expect(missing.stderr).toContain('compact needs --keep-log N');
+    // inspect reads a database with no server too.
+    const inspected = spawnSync(process.execPath, [BIN, 'inspect', '--db', db], { cwd: ROOT, encoding: 'utf8', timeout: 15_000 });
+    expect(inspected.stderr).toBe('');
+    expect(inspected.stdout).toMatch(/^spaces: 1; retired replicas: 0\n {2}default: head 10, compacted to 7, 10 records, 0 tombstones, \d+ bytes, horizon none, 1 writers\n {4}compactwriter {2}seq 10/);
   });
 
   it('retire: a running server refuses the retired replica’s pushes and hellos from then on; ids are checked', async () => {

@@ -288,6 +288,10 @@ class SimStorage implements ServerStorage {
     this.#alive();
     return this.inner.isRetired(replica);
   }
+  async writers(space: SpaceId) {
+    this.#alive();
+    return this.inner.writers(space);
+  }
   close(): Promise<void> {
     return this.inner.close();
   }

@@ -21,6 +21,7 @@ import { ConfigError, envName, intOption, readOptions, usageOf, type OptionSpec,
 import { announcedLimits, checkRegionOptions, type Limits } from './options.js';
 import { createSyncServer } from './server.js';
 import { postgresStorage } from './storage/postgres-storage.js';
+import { formatInspection, inspectStorage, type Inspection } from './inspect.js';
 import { compactSpaces } from './storage/compact.js';
 import { backupSqlite, sqliteStorage } from './storage/sqlite-storage.js';
 import type { ServerStorage } from './storage/types.js';
@@ -73,6 +74,13 @@ const COMPACT_USAGE = `usage: syncline-server compact --keep-log N [--db PATH | 
   A replica whose position is older gets a snapshot. The database options may also come
   from SYNCLINE_DB, SYNCLINE_POSTGRES, SYNCLINE_POSTGRES_SCHEMA and SYNCLINE_KEEP_LOG.`;
 
+const INSPECT_USAGE = `usage: syncline-server inspect [--admin URL | --db PATH | --postgres URL [--postgres-schema S]] [--json]
+  Prints per space its head, compaction and stability horizons, records, tombstones, bytes
+  and writers (seq, last seen, retired); with --admin (a running server's admin listener,
+  such as http://127.0.0.1:9090, see --admin-port) also its connections and region links.
+  --json prints the inspection as JSON. The database options may also come from
+  SYNCLINE_DB, SYNCLINE_POSTGRES and SYNCLINE_POSTGRES_SCHEMA.`;
+
 const TOKEN_USAGE = `usage: syncline-server token --sub NAME --space SPACE[:read|:write] ... [--expires-in 1h]
                              [--jwt-secret S | --jwt-secret-file FILE] [--jwt-issuer ISS] [--jwt-audience AUD]
   Prints a JWT (HS256) that a server started with the same secret accepts: for subject NAME,
@@ -97,7 +105,9 @@ ${TOKEN_USAGE}
 
 ${BACKUP_USAGE}
 
-${COMPACT_USAGE}`;
+${COMPACT_USAGE}
+
+${INSPECT_USAGE}`;
 
 
 
@@ -109,6 +119,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
   if (argv[0] === 'token') return token(argv.slice(1), env);
   if (argv[0] === 'backup') return backup(argv.slice(1), env);
   if (argv[0] === 'compact') return compact(argv.slice(1), env);
+  if (argv[0] === 'inspect') return inspectCommand(argv.slice(1), env);
   if (argv.includes('--help')) {
     process.stdout.write(`${USAGE}\n`);
     return;
@@ -327,6 +338,45 @@ async function compact(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
   } finally {
     await storage.close();
   }
+}
+
+/** `syncline-server inspect` (INSPECT_USAGE). */
+async function inspectCommand(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
+  if (argv.includes('--help')) {
+    process.stdout.write(`${INSPECT_USAGE}\n`);
+    return;
+  }
+  const specs: OptionSpec[] = [{ name: 'admin', type: 'string', help: '' }, { name: 'json', type: 'boolean', help: '' }, ...DATABASE_OPTIONS];
+  const read = readOptions(argv, values(argv).has('--admin') ? {} : envFor(env, DATABASE_OPTIONS), specs);
+  const admin = read.values['admin'] as string | undefined;
+  let inspection: Inspection;
+  if (admin !== undefined) {
+    if (read.values['db'] !== undefined || read.values['postgres'] !== undefined) throw new ConfigError('--admin and --db / --postgres exclude each other');
+    let url: URL;
+    try {
+      url = new URL('/inspect', admin);
+    } catch {
+      throw new ConfigError(`--admin ${admin} is not a URL (such as http://127.0.0.1:9090)`);
+    }
+    const response = await fetch(url).catch((error: unknown) => {
+      throw new Error(`cannot reach ${url.href}: ${(error as Error & { cause?: Error }).cause?.message ?? (error as Error).message}`);
+    });
+    if (!response.ok) throw new Error(`${url.href}: HTTP ${response.status} (is it the admin listener, --admin-port?)`);
+    inspection = (await response.json()) as Inspection;
+  } else {
+    const storage = await openStorage(read);
+    try {
+      inspection = { region: undefined, ...(await inspectStorage(storage)) };
+    } finally {
+      await storage.close();
+    }
+  }
+  process.stdout.write(read.values['json'] ? `${JSON.stringify(inspection, null, 2)}\n` : formatInspection(inspection, Date.now()));
+}
+
+/** The arguments given, for checks made before parsing. */
+function values(argv: readonly string[]): Set<string> {
+  return new Set(argv.map((a) => a.split('=')[0] as string));
 }
 
 /** The storage a subcommand's --db / --postgres name (checked first: a missing SQLite file is not created). */

@@ -23,6 +23,8 @@ export interface HttpContext {
   readonly healthy: () => boolean;
   /** False on the public listener of a server with an admin listener: `/metrics` is served there instead. */
   readonly metrics: boolean;
+  /** On the admin listener only: `/inspect` (server.inspect(), as JSON). */
+  readonly inspect?: () => Promise<unknown>;
 }
 
 export async function handleHttp(ctx: HttpContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -30,6 +32,10 @@ export async function handleHttp(ctx: HttpContext, req: IncomingMessage, res: Se
   if (url.pathname === '/healthz') {
     const ok = ctx.healthy();
     res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ status: ok ? 'ok' : 'shutting_down' }));
+    return;
+  }
+  if (url.pathname === '/inspect' && ctx.inspect) {
+    res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(JSON.stringify(await ctx.inspect()));
     return;
   }
   if (url.pathname === '/metrics' && ctx.metrics) {

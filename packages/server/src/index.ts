@@ -12,5 +12,6 @@ export { DEFAULT_GC_INTERVAL_MS, DEFAULT_RETIRE_AFTER_MS, type GcResult } from '
 export { jwtAuth, openAccess, grantFromClaim, AuthError, type Authenticate, type AuthRequest, type Grant, type JwtOptions } from './auth.js';
 export { sqliteStorage, type SqliteOptions } from './storage/sqlite-storage.js';
 export { postgresStorage, type PostgresOptions, type PostgresStorage } from './storage/postgres-storage.js';
-export type { ServerStorage, AppendRequest, AppendResult, LoggedChange, MergeFinal, ReadLogFilter, Stability, StorageStats, TrimMark, TrimResult, RetiredPage } from './storage/types.js';
+export type { Inspection, SpaceInspection, ConnectionInspection } from './inspect.js';
+export type { ServerStorage, AppendRequest, AppendResult, LoggedChange, MergeFinal, ReadLogFilter, Stability, StorageStats, TrimMark, TrimResult, RetiredPage, WriterInfo } from './storage/types.js';
 export { QuotaError, type SpaceQuotas } from './storage/quota.js';

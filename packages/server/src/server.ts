@@ -15,6 +15,7 @@ import { Committer } from './committer.js';
 import { DEFAULT_CSP, handleHttp, staticFiles } from './http.js';
 import { Gc, type GcResult } from './gc.js';
 import { compactSpaces } from './storage/compact.js';
+import { inspectStorage, type Inspection } from './inspect.js';
 import { Hub } from './hub.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { Link, syncUrl } from './links/link.js';
@@ -55,6 +56,12 @@ export interface SyncServer {
   readonly region: string | undefined;
   /** The links to `peers`, one per peer URL, in the order given. */
   links(): LinkState[];
+  /**
+   * What an operator looks at: per space its head, horizons, sizes and
+   * writers; the open connections; the links; the retired replicas. Served as
+   * JSON at `/inspect` on the admin listener; `syncline-server inspect` prints it.
+   */
+  inspect(): Promise<Inspection>;
   /** Runs log compaction for every space now; returns entries removed. */
   compact(keepLast?: number): Promise<number>;
   /**
@@ -188,12 +195,18 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
   const serveStatic =
     options.staticDir === undefined ? undefined : staticFiles(options.staticDir, { contentSecurityPolicy: options.contentSecurityPolicy ?? DEFAULT_CSP, sourceMaps: options.staticSourceMaps ?? false });
   let adminPort = 0;
+  const inspect = async (): Promise<Inspection> => ({
+    region: options.region,
+    connections: [...sessions].map((s) => s.inspection()),
+    links: links.map((link, i) => ({ url: (options.peers ?? [])[i] as string, region: link.peer, up: link.up, lag: link.lag })),
+    ...(await inspectStorage(storage)),
+  });
   /** The admin listener (options.adminPort): /metrics and /healthz only. */
   const admin: Server | undefined =
     options.adminPort === undefined
       ? undefined
       : createServer((req, res) => {
-          const context = { registry: metrics.registry, metricsText: metrics.text, static: undefined, healthy: () => !closing, metrics: true };
+          const context = { registry: metrics.registry, metricsText: metrics.text, static: undefined, healthy: () => !closing, metrics: true, inspect };
           handleHttp(context, req, res).catch((error: unknown) => {
             logger.error({ err: error }, 'admin http error');
             if (!res.headersSent) res.writeHead(500).end();
@@ -358,6 +371,7 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
     },
     region: options.region,
     links: () => links.map((link, i) => ({ url: (options.peers ?? [])[i] as string, region: link.peer, up: link.up, lag: link.lag })),
+    inspect: () => inspect(),
     storage,
     metrics,
     logger,

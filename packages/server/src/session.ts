@@ -184,6 +184,11 @@ export class Session implements Follower {
     this.alive = true;
   }
 
+  /** What `server.inspect()` shows of this connection. */
+  inspection(): { replica: ReplicaId | undefined; subject: string | undefined; spaces: readonly string[]; address: string | undefined; openMs: number } {
+    return { replica: this.replica || undefined, subject: this.#subject, spaces: this.#spaceNames, address: this.ctx.address, openMs: this.ctx.now() - this.#openedAt };
+  }
+
   /** The transport closed (with the close frame's code and reason, when there was one). */
   closed(code?: number, reason?: string): void {
     this.#ending ??= { code, reason: reason ?? '', by: 'client' };

@@ -759,6 +759,16 @@ export function postgresStorage(options: PostgresOptions): PostgresStorage {
       const { rows } = await pool.query(`SELECT 1 FROM ${s}.retired WHERE replica = $1`, [replica]);
       return rows.length > 0;
     },
+    async writers(space) {
+      await open();
+      const { rows } = await pool.query<{ replica: ReplicaId; seq: string | null; seen: string; retired: boolean }>(
+        `SELECT w.replica, p.seq, w.seen, (r.replica IS NOT NULL) AS retired FROM ${s}.writers w
+         LEFT JOIN ${s}.progress p ON p.space = w.space AND p.replica = w.replica LEFT JOIN ${s}.retired r ON r.replica = w.replica
+         WHERE w.space = $1 ORDER BY w.replica`,
+        [space],
+      );
+      return rows.map((w) => ({ replica: w.replica, seq: Number(w.seq ?? 0), seen: Number(w.seen), retired: w.retired }));
+    },
     async compact(space, keepLast) {
       await open();
       return transaction(async (client) => {

@@ -172,6 +172,11 @@ export function sqliteStorage(options: SqliteOptions): ServerStorage {
     ),
     setState: db.prepare('UPDATE records SET state = ? WHERE space = ? AND collection = ? AND id = ?'),
     isRetired: db.prepare<[string], { at: number }>('SELECT at FROM retired WHERE replica = ?'),
+    writersOf: db.prepare<[string], { replica: string; seq: number | null; seen: number; retired: number }>(
+      `SELECT w.replica, p.seq, w.seen, (r.replica IS NOT NULL) AS retired FROM writers w
+       LEFT JOIN progress p ON p.space = w.space AND p.replica = w.replica LEFT JOIN retired r ON r.replica = w.replica
+       WHERE w.space = ? ORDER BY w.replica`,
+    ),
     retire: db.prepare('INSERT INTO retired (replica, at) VALUES (?, ?) ON CONFLICT(replica) DO NOTHING'),
     inactive: db.prepare<[number], { replica: string }>(
       'SELECT replica FROM writers WHERE replica NOT IN (SELECT replica FROM retired) GROUP BY replica HAVING max(seen) < ? ORDER BY replica',
@@ -527,6 +532,10 @@ export function sqliteStorage(options: SqliteOptions): ServerStorage {
     async isRetired(replica) {
       check();
       return q.isRetired.get(replica) !== undefined;
+    },
+    async writers(space) {
+      check();
+      return q.writersOf.all(space).map((w) => ({ replica: w.replica as ReplicaId, seq: w.seq ?? 0, seen: w.seen, retired: w.retired === 1 }));
     },
     async close() {
       if (closed) return;

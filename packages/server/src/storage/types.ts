@@ -78,6 +78,18 @@ export interface Stability {
   readonly upTo: number;
 }
 
+/** One writer of a space (ServerStorage.writers). */
+export interface WriterInfo {
+  /** The replica's id. */
+  readonly replica: ReplicaId;
+  /** The highest seq of it the space holds, with every one before it (0: none). */
+  readonly seq: number;
+  /** When it was last seen (ms since the epoch: a hello, floor or push). */
+  readonly seen: number;
+  /** Retired (see retire()). */
+  readonly retired: boolean;
+}
+
 /** A page of ServerStorage.retiredList. */
 export interface RetiredPage {
   /** Retired replicas, in the order they were retired. */
@@ -292,6 +304,8 @@ export interface ServerStorage {
   retiredList(after: number, limit: number): Promise<RetiredPage>;
   /** True when `replica` was retired. */
   isRetired(replica: ReplicaId): Promise<boolean>;
+  /** The writers a space knows (said hello to write, or stored a change), by id: for operators (`syncline-server inspect`). */
+  writers(space: SpaceId): Promise<WriterInfo[]>;
   /** Closes the storage; later calls reject with SynclineError `closed`. Idempotent. */
   close(): Promise<void>;
 }
