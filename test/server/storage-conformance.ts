@@ -853,6 +853,21 @@ export function storageConformance(name: string, newBacking: () => Promise<Backi
       expect(await storage.usage(SPACE)).toEqual({ bytes: await bytesOf(SPACE), records: 3 });
     });
 
+    it('lists the writers of a space with their progress, when last seen, and whether retired', async () => {
+      const { storage } = await setup();
+      await storage.noteWriter(SPACE, r('alice'), at(10), 1_000);
+      await storage.noteWriter(SPACE, r('bob'), undefined, 2_000);
+      ok((await storage.append([request('alice', [putAt('alice', 1, 11, 'a'), putAt('alice', 2, 12, 'b')])]))[0]);
+      await storage.retire([r('bob')], 3_000);
+      const writers = await storage.writers(SPACE);
+      expect(writers.map(({ replica, seq, retired }) => ({ replica, seq, retired }))).toEqual([
+        { replica: 'alice', seq: 2, retired: false },
+        { replica: 'bob', seq: 0, retired: true },
+      ]);
+      expect(writers.find((w) => w.replica === 'bob')?.seen).toBe(2_000);
+      expect(await storage.writers(OTHER)).toEqual([]);
+    });
+
     it('retires replicas for good: they no longer hold the horizon back and their pushes are refused with replica_retired', async () => {
       const { storage, another } = await setup();
       const alice = putAt('alice', 1, 10, 'x');
