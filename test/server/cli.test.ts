@@ -132,12 +132,14 @@ describe('syncline-server', () => {
     expect(inspected.stderr).toBe('');
     const inspection = JSON.parse(inspected.stdout) as { connections: Array<Record<string, unknown>>; spaces: Array<Record<string, unknown>>; retired: number };
     expect(inspection.connections).toEqual([expect.objectContaining({ replica: 'tokenuser', subject: 'alice', spaces: ['team', 'lobby'], address: '127.0.0.1' })]);
-    expect(inspection.spaces).toEqual([expect.objectContaining({ space: 'team', head: 1, records: 1, tombstones: 0, writers: [expect.objectContaining({ replica: 'tokenuser', seq: 1, retired: false })] })]);
+    expect(inspection.spaces).toEqual([
+      expect.objectContaining({ space: 'team', head: 1, records: 1, tombstones: 0, writers: [expect.objectContaining({ replica: 'tokenuser', seq: 1, retired: false })], quota: { maxBytes: 1024 ** 3, maxRecords: 1_000_000 } }),
+    ]);
     expect(inspection.retired).toBe(0);
     const text = spawnSync(process.execPath, [BIN, 'inspect', '--admin', adminUrl], { cwd: ROOT, encoding: 'utf8', timeout: 15_000 }).stdout;
     expect(text).toContain('connections: 1');
     expect(text).toContain('tokenuser  subject alice  from 127.0.0.1');
-    expect(text).toMatch(/team: head 1, compacted to 0, 1 records, 0 tombstones, \d+ bytes, horizon \S+, 1 writers/);
+    expect(text).toMatch(/team: head 1, compacted to 0, 1 records, 0 tombstones, \d+ bytes \(quota: [\d.]+% of 1073741824 bytes, 0\.00010% of 1000000 records\), horizon \S+, 1 writers/);
     // /inspect is on the admin listener only.
     expect((await fetch(`http://127.0.0.1:${child.port}/inspect`)).status).toBe(404);
     // Signed with another secret: refused.

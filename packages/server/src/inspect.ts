@@ -26,6 +26,8 @@ export interface SpaceInspection {
   readonly horizon: HlcString | undefined;
   /** Writers it knows, by id, with their progress and when last seen. */
   readonly writers: readonly WriterInfo[];
+  /** With a server: its per-space quotas (limits `maxSpaceBytes`, `maxSpaceRecords`), which `bytes` and `records` count against. */
+  readonly quota?: { readonly maxBytes: number; readonly maxRecords: number };
 }
 
 /** An open client connection, as `inspect` shows it. */
@@ -84,9 +86,15 @@ export function formatInspection(inspection: Inspection, now: number): string {
   for (const link of inspection.links ?? []) lines.push(`link ${link.url} (${link.region ?? 'region not known yet'}): ${link.up ? 'up' : 'down'}, lag ${link.lag}`);
   lines.push(`spaces: ${inspection.spaces.length}; retired replicas: ${inspection.retired}`);
   for (const s of inspection.spaces) {
-    lines.push(`  ${s.space}: head ${s.head}, compacted to ${s.compactedTo}, ${s.records} records, ${s.tombstones} tombstones, ${s.bytes} bytes, horizon ${s.horizon ?? 'none'}, ${s.writers.length} writers`);
+    const quota = s.quota ? ` (quota: ${percent(s.bytes, s.quota.maxBytes)} of ${s.quota.maxBytes} bytes, ${percent(s.records, s.quota.maxRecords)} of ${s.quota.maxRecords} records)` : '';
+    lines.push(`  ${s.space}: head ${s.head}, compacted to ${s.compactedTo}, ${s.records} records, ${s.tombstones} tombstones, ${s.bytes} bytes${quota}, horizon ${s.horizon ?? 'none'}, ${s.writers.length} writers`);
     for (const w of s.writers.slice(0, 50)) lines.push(`    ${w.replica}  seq ${w.seq}  seen ${w.seen > 0 ? `${Math.round((now - w.seen) / 1000)} s ago` : '-'}${w.retired ? '  retired' : ''}`);
     if (s.writers.length > 50) lines.push(`    … ${s.writers.length - 50} more (--json lists them all)`);
   }
   return `${lines.join('\n')}\n`;
+}
+
+function percent(used: number, max: number): string {
+  const share = max > 0 ? (100 * used) / max : 0;
+  return `${share > 0 && share < 1 ? share.toPrecision(2) : share.toFixed(1)}%`;
 }

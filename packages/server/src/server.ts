@@ -199,7 +199,7 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
     region: options.region,
     connections: [...sessions].map((s) => s.inspection()),
     links: links.map((link, i) => ({ url: (options.peers ?? [])[i] as string, region: link.peer, up: link.up, lag: link.lag })),
-    ...(await inspectStorage(storage)),
+    ...(await inspectStorage(storage).then(({ spaces, retired }) => ({ retired, spaces: spaces.map((s) => ({ ...s, quota: { maxBytes: limits.maxSpaceBytes, maxRecords: limits.maxSpaceRecords } })) }))),
   });
   /** The admin listener (options.adminPort): /metrics and /healthz only. */
   const admin: Server | undefined =
