@@ -27,7 +27,12 @@ export interface SpaceInspection {
   /** Writers it knows, by id, with their progress and when last seen. */
   readonly writers: readonly WriterInfo[];
   /** With a server: its per-space quotas (limits `maxSpaceBytes`, `maxSpaceRecords`), which `bytes` and `records` count against. */
-  readonly quota?: { readonly maxBytes: number; readonly maxRecords: number };
+  readonly quota?: {
+    /** The most bytes of record states a space may hold (`maxSpaceBytes`). */
+    readonly maxBytes: number;
+    /** The most records that exist a space may hold (`maxSpaceRecords`). */
+    readonly maxRecords: number;
+  };
 }
 
 /** An open client connection, as `inspect` shows it. */
