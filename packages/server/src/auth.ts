@@ -29,6 +29,11 @@ export interface Grant {
    * with a token function reconnects with a fresh token.
    */
   readonly expiresAt?: number;
+  /**
+   * A backend service (a JWT with `role: "service"`): may use the HTTP API
+   * (`/api/v1`, server README "Backend API") for the spaces it may access.
+   */
+  readonly service?: boolean;
 }
 
 /** Returns a grant, or throws SynclineError('unauthenticated' | 'forbidden'). */
@@ -50,8 +55,8 @@ export class AuthError extends SynclineError {
   }
 }
 
-/** Grants everyone 'write' to every space, with the subject 'anonymous': the default without `authenticate` or `jwt`. */
-export const openAccess: Authenticate = async () => ({ subject: 'anonymous', access: () => 'write' });
+/** Grants everyone 'write' to every space (and the HTTP API), with the subject 'anonymous': the default without `authenticate` or `jwt`. */
+export const openAccess: Authenticate = async () => ({ subject: 'anonymous', access: () => 'write', service: true });
 
 /**
  * A grant from a `spaces` claim: `{ "<space>": "read" | "write" }`, where the
@@ -60,13 +65,14 @@ export const openAccess: Authenticate = async () => ({ subject: 'anonymous', acc
  * @param subject - Who it is, for logs.
  * @param claim - The claim's value, unchecked.
  * @param expiresAt - When the grant ends, ms since the epoch (the connection is then closed with `unauthenticated`).
+ * @param service - A backend service (a JWT's `role: "service"`): may use the HTTP API.
  */
-export function grantFromClaim(subject: string, claim: unknown, expiresAt?: number): Grant {
+export function grantFromClaim(subject: string, claim: unknown, expiresAt?: number, service = false): Grant {
   const table = new Map<string, Access>();
   if (typeof claim === 'object' && claim !== null && !Array.isArray(claim)) {
     for (const [space, access] of Object.entries(claim)) if (access === 'read' || access === 'write') table.set(space, access);
   }
-  return { subject, access: (space) => table.get(space) ?? table.get('*'), ...(expiresAt !== undefined ? { expiresAt } : {}) };
+  return { subject, access: (space) => table.get(space) ?? table.get('*'), ...(expiresAt !== undefined ? { expiresAt } : {}), ...(service ? { service } : {}) };
 }
 
 /** Options of jwtAuth (and of SyncServerOptions.jwt, without `now`). Give one of `secret`, `publicKey` or `jwksUrl`. */
@@ -123,7 +129,7 @@ export function jwtAuth(options: JwtOptions): Authenticate {
         ...(options.audience ? { audience: options.audience } : {}),
         ...(options.now ? { currentDate: new Date(options.now()) } : {}),
       });
-      return grantFromClaim(typeof payload.sub === 'string' ? payload.sub : 'unknown', payload['spaces'], typeof payload.exp === 'number' ? payload.exp * 1000 : undefined);
+      return grantFromClaim(typeof payload.sub === 'string' ? payload.sub : 'unknown', payload['spaces'], typeof payload.exp === 'number' ? payload.exp * 1000 : undefined, payload['role'] === 'service');
     } catch (error) {
       if (error instanceof joseErrors.JWTExpired) throw new AuthError('unauthenticated', 'the token has expired; get a new one');
       if (error instanceof joseErrors.JWTClaimValidationFailed && error.claim === 'exp') throw new AuthError('unauthenticated', 'the token has no expiry (exp); this server accepts none without one');

@@ -12,6 +12,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { jwtAuth, openAccess, type Authenticate } from './auth.js';
 import { Admission } from './admission.js';
 import { Committer } from './committer.js';
+import { handleApi, type ApiContext } from './api.js';
 import { DEFAULT_CSP, handleHttp, staticFiles } from './http.js';
 import { Gc, type GcResult } from './gc.js';
 import { compactSpaces } from './storage/compact.js';
@@ -212,7 +213,26 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
             if (!res.headersSent) res.writeHead(500).end();
           });
         });
+  const closeListeners = new Set<() => void>();
+  const api: ApiContext = {
+    storage,
+    hub,
+    authenticate,
+    logger,
+    closing: () => closing,
+    onClose: (listener) => {
+      closeListeners.add(listener);
+      return () => closeListeners.delete(listener);
+    },
+  };
   const http: Server = createServer((req, res) => {
+    if (req.url?.startsWith('/api/')) {
+      handleApi(api, req, res).catch((error: unknown) => {
+        logger.error({ err: error }, 'api error');
+        if (!res.headersSent) res.writeHead(500).end();
+      });
+      return;
+    }
     const httpContext = {
       registry: metrics.registry,
       metricsText: metrics.text,
@@ -405,6 +425,7 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
     close() {
       closed ??= (async () => {
         closing = true;
+        for (const listener of closeListeners) listener();
         clearInterval(pinger);
         clearInterval(compactor);
         gc.close();
