@@ -11,7 +11,7 @@ import { Ajv2020 } from 'ajv/dist/2020.js';
 import { SignJWT } from 'jose';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { ReplicaId, SpaceId } from '@syncline/core/internal';
-import type { SyncServer } from '@syncline/server';
+import { sqliteStorage, type SyncServer } from '@syncline/server';
 import { cleanupStack, putChange, RawClient, startServer } from '../sync/harness.js';
 
 const cleanup = cleanupStack();
@@ -133,6 +133,39 @@ describe('backend API', () => {
     expect(Date.now() - started).toBeLessThan(5_000);
     expect((next.body['changes'] as Array<{ pos: number }>).map((c) => c.pos)).toEqual([4]);
     expect(await get(server, `/api/v1/spaces/${SPACE}/changes?after=4&wait=1`, svc)).toEqual({ status: 200, body: { space: SPACE, changes: [], upTo: 4 } });
+  });
+
+  it('a long-poll misses no commit made between its read and its wait', async () => {
+    // The storage commits a change right after the long-poll's read of the log, before it starts waiting.
+    const inner = sqliteStorage({ path: ':memory:' });
+    let armed = false;
+    let w: Awaited<ReturnType<typeof writer>> | undefined;
+    const storage = new Proxy(inner, {
+      get(target, property, receiver) {
+        const value = Reflect.get(target, property, receiver) as unknown;
+        if (property !== 'readLog' || typeof value !== 'function') return typeof value === 'function' ? value.bind(target) : value;
+        return async (...args: unknown[]) => {
+          const page = await (value as (...a: unknown[]) => Promise<unknown[]>).apply(target, args);
+          if (armed && page.length === 0) {
+            armed = false;
+            await w?.put(1);
+          }
+          return page;
+        };
+      },
+    });
+    const server = await startServer({ jwt: { secret: SECRET }, storage });
+    cleanup.push(() => server.close());
+    w = await writer(server, 'racewriter');
+    await w.put(1);
+    const svc = await token({ role: 'service', spaces: { [SPACE]: 'read' } });
+    armed = true;
+    const started = Date.now();
+    const page = await get(server, `/api/v1/spaces/${SPACE}/changes?after=1&wait=20`, svc);
+    expect((page.body['changes'] as Array<{ pos: number }>).map((c) => c.pos)).toEqual([2]);
+    expect(armed).toBe(false);
+    // Woken by the commit, not by the end of its 20 s wait.
+    expect(Date.now() - started).toBeLessThan(10_000);
   });
 
   it('a consumer that resumes from its last upTo after random cuts gets every change exactly once, in order (long-poll and SSE)', async () => {

@@ -181,33 +181,60 @@ async function records(ctx: ApiContext, url: URL, space: SpaceId, res: ServerRes
 async function readChanges(ctx: ApiContext, space: SpaceId, after: number, limit: number, waitMs: number, gone: () => boolean): Promise<{ changes: FeedChange[]; upTo: number }> {
   const deadline = Date.now() + waitMs;
   for (;;) {
-    const compactedTo = await ctx.storage.horizon(space);
-    if (after < compactedTo) {
-      throw new ApiError(410, 'compacted', `the log of ${space} up to position ${compactedTo} was compacted; read the records (GET …/records) and follow from their head`, { compactedTo });
+    // Listening before reading: a commit between the read and the wait is not missed.
+    const advance = waitMs > 0 ? listen(ctx, space, gone) : undefined;
+    try {
+      const compactedTo = await ctx.storage.horizon(space);
+      if (after < compactedTo) {
+        throw new ApiError(410, 'compacted', `the log of ${space} up to position ${compactedTo} was compacted; read the records (GET …/records) and follow from their head`, { compactedTo });
+      }
+      const head = await ctx.storage.head(space);
+      const page = await ctx.storage.readLog(space, after, limit);
+      const last = page[page.length - 1];
+      // A short page saw every entry up to the head read before it (positions become visible in order).
+      const upTo = page.length < limit ? Math.max(head, last?.pos ?? 0, after) : (last as LoggedChange).pos;
+      if (page.length > 0 || upTo > after || !advance || Date.now() >= deadline || gone() || ctx.closing()) return { changes: page.map(feedChange), upTo };
+      await advance.until(deadline - Date.now());
+    } finally {
+      advance?.stop();
     }
-    const head = await ctx.storage.head(space);
-    const page = await ctx.storage.readLog(space, after, limit);
-    const last = page[page.length - 1];
-    // A short page saw every entry up to the head read before it (positions become visible in order).
-    const upTo = page.length < limit ? Math.max(head, last?.pos ?? 0, after) : (last as LoggedChange).pos;
-    if (page.length > 0 || upTo > after || Date.now() >= deadline || gone() || ctx.closing()) return { changes: page.map(feedChange), upTo };
-    await advanced(ctx, space, deadline - Date.now(), gone);
   }
 }
 
-/** Resolves when `space` advances, after `ms`, when the request goes, or when the server closes. */
-function advanced(ctx: ApiContext, space: SpaceId, ms: number, gone: () => boolean): Promise<void> {
-  return new Promise((resolve) => {
-    const stops: Array<() => void> = [];
-    const done = (): void => {
-      for (const stop of stops.splice(0)) stop();
-      resolve();
-    };
-    const timer = setTimeout(done, Math.max(0, ms));
-    // Commits of other instances sharing the database reach the hub too (storage.watch); a dropped client is looked for.
-    const poll = setInterval(() => gone() && done(), 250);
-    stops.push(() => clearTimeout(timer), () => clearInterval(poll), ctx.hub.onAdvance((advancedSpace) => advancedSpace === space && done()), ctx.onClose(done));
-  });
+/**
+ * Listens for the next advance of `space` from now on: `until(ms)` resolves
+ * when there was one (also before it was called), after `ms`, when the
+ * request goes, or when the server closes.
+ */
+function listen(ctx: ApiContext, space: SpaceId, gone: () => boolean): { until(ms: number): Promise<void>; stop(): void } {
+  let fired = false;
+  let wake: (() => void) | undefined;
+  const fire = (): void => {
+    fired = true;
+    wake?.();
+  };
+  // Commits of other instances sharing the database reach the hub too (storage.watch).
+  const stops = [ctx.hub.onAdvance((advancedSpace) => advancedSpace === space && fire()), ctx.onClose(fire)];
+  return {
+    until(ms) {
+      if (fired || ctx.closing()) return Promise.resolve();
+      return new Promise<void>((resolve) => {
+        const timer = setTimeout(done, Math.max(0, ms));
+        // A dropped client is looked for.
+        const poll = setInterval(() => gone() && done(), 250);
+        function done(): void {
+          clearTimeout(timer);
+          clearInterval(poll);
+          wake = undefined;
+          resolve();
+        }
+        wake = done;
+      });
+    },
+    stop() {
+      for (const stop of stops) stop();
+    },
+  };
 }
 
 /** GET …/changes: one page of the change feed, long-polled with `wait`. */
