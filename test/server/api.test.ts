@@ -139,7 +139,7 @@ describe('backend API', () => {
     // The storage commits a change right after the long-poll's read of the log, before it starts waiting.
     const inner = sqliteStorage({ path: ':memory:' });
     let armed = false;
-    let w: Awaited<ReturnType<typeof writer>> | undefined;
+    const late: { writer?: Awaited<ReturnType<typeof writer>> } = {};
     const storage = new Proxy(inner, {
       get(target, property, receiver) {
         const value = Reflect.get(target, property, receiver) as unknown;
@@ -148,7 +148,7 @@ describe('backend API', () => {
           const page = await (value as (...a: unknown[]) => Promise<unknown[]>).apply(target, args);
           if (armed && page.length === 0) {
             armed = false;
-            await w?.put(1);
+            await late.writer?.put(1);
           }
           return page;
         };
@@ -156,7 +156,8 @@ describe('backend API', () => {
     });
     const server = await startServer({ jwt: { secret: SECRET }, storage });
     cleanup.push(() => server.close());
-    w = await writer(server, 'racewriter');
+    const w = await writer(server, 'racewriter');
+    late.writer = w;
     await w.put(1);
     const svc = await token({ role: 'service', spaces: { [SPACE]: 'read' } });
     armed = true;
