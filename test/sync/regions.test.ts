@@ -460,6 +460,8 @@ describe('regions and compaction', () => {
     const ca = await client(a, 'ra');
     for (let i = 0; i < 10; i++) await ca.r.put('events', `first${i}`, { i }, { space: SPACE });
     await waitUntil(async () => (await logOf(b)).size === 10 && (await a.storage.linkPositions('follower:b')).get(SPACE) === 10, 10_000, 'B to store and report the first 10');
+    // And A has read B's log (none of it B's own) up to 10: past what B's log will hold once B loses its data.
+    await waitUntil(async () => (await a.storage.linkPositions(`ws://127.0.0.1:${pb}`)).get(SPACE) === 10, 10_000, "A to read B's log up to 10");
 
     // B goes down; A goes on writing and compacts as hard as it can.
     await b.close();

@@ -198,10 +198,21 @@ export class LinkSession {
       return this.fail('unauthenticated', 'this server has client auth and no peer credential (--peer-secret): it serves no links', true);
     }
     this.#budget = Math.min(this.ctx.limits.maxFrameBytes, follow.maxFrameBytes);
-    for (const { space, after } of follow.positions) this.#sent.set(space, after);
+    // A follower that has read further than this region's log goes: this region lost its data (it restarted
+    // on an empty or older store), and its log now is another one. The follower reads it from the start;
+    // what it holds already is not stored twice.
+    const positions = await Promise.all(
+      follow.positions.map(async ({ space, after }) => {
+        const head = await storage.head(space);
+        if (after <= head) return { space, after };
+        this.ctx.logger.warn({ follower: follow.region, space, after, head }, 'region link: the follower has read past this region\'s log (its data was lost?); sending the log from the start');
+        return { space, after: 0 };
+      }),
+    );
+    for (const { space, after } of positions) this.#sent.set(space, after);
     this.follower = follow.region;
     // What the follower says it has stored counts as read (compaction keeps the log above it), like a `read`.
-    await Promise.all(follow.positions.map(({ space, after }) => storage.setLinkPosition(followerKey(follow.region), space, after)));
+    await Promise.all(positions.map(({ space, after }) => storage.setLinkPosition(followerKey(follow.region), space, after)));
     this.ctx.onStored();
     if (this.#isClosed()) return;
     this.#state = 'ready';
