@@ -140,6 +140,10 @@ describe('syncline-server', () => {
     expect(text).toContain('connections: 1');
     expect(text).toContain('tokenuser  subject alice  from 127.0.0.1');
     expect(text).toMatch(/team: head 1, compacted to 0, 1 records, 0 tombstones, \d+ bytes \(quota: [\d.]+% of 1073741824 bytes, 0\.00010% of 1000000 records\), horizon \S+, 1 writers/);
+    // A service's token (--service) reads the backend API; a client's does not.
+    const service = mint('--sub', 'mirror', '--space', '*:read', '--service').stdout.trim();
+    expect((await fetch(`http://127.0.0.1:${child.port}/api/v1/spaces/team/changes`, { headers: { authorization: `Bearer ${service}` } })).status).toBe(200);
+    expect((await fetch(`http://127.0.0.1:${child.port}/api/v1/spaces/team/changes`, { headers: { authorization: `Bearer ${token}` } })).status).toBe(403);
     // /inspect is on the admin listener only.
     expect((await fetch(`http://127.0.0.1:${child.port}/inspect`)).status).toBe(404);
     // Signed with another secret: refused.

@@ -82,11 +82,12 @@ const INSPECT_USAGE = `usage: syncline-server inspect [--admin URL | --db PATH |
   --json prints the inspection as JSON. The database options may also come from
   SYNCLINE_DB, SYNCLINE_POSTGRES and SYNCLINE_POSTGRES_SCHEMA.`;
 
-const TOKEN_USAGE = `usage: syncline-server token --sub NAME --space SPACE[:read|:write] ... [--expires-in 1h]
+const TOKEN_USAGE = `usage: syncline-server token --sub NAME --space SPACE[:read|:write] ... [--expires-in 1h] [--service]
                              [--jwt-secret S | --jwt-secret-file FILE] [--jwt-issuer ISS] [--jwt-audience AUD]
   Prints a JWT (HS256) that a server started with the same secret accepts: for subject NAME,
   each space writable unless :read is given (* for every space), expiring after --expires-in
-  (30s, 15m, 12h, 7d; default 1h). The secret, issuer and audience may also come from
+  (30s, 15m, 12h, 7d; default 1h). --service makes it a service's token ("role": "service"),
+  for the backend API. The secret, issuer and audience may also come from
   SYNCLINE_JWT_SECRET, SYNCLINE_JWT_SECRET_FILE, SYNCLINE_JWT_ISSUER, SYNCLINE_JWT_AUDIENCE.`;
 
 const USAGE = `usage: syncline-server [options]
@@ -260,6 +261,7 @@ const TOKEN_OPTIONS: readonly OptionSpec[] = [
   { name: 'sub', type: 'string', help: '' },
   { name: 'space', type: 'list', help: '' },
   { name: 'expires-in', type: 'string', help: '' },
+  { name: 'service', type: 'boolean', help: '' },
   ...SERVER_OPTIONS.filter((o) => ['jwt-secret', 'jwt-secret-file', 'jwt-issuer', 'jwt-audience'].includes(o.name)),
 ];
 
@@ -288,7 +290,7 @@ async function token(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
   }
   const expiresIn = durationMs(values['expires-in'] ?? '1h', from('expires-in'));
   const nowSeconds = Math.floor(Date.now() / 1000);
-  let jwt = new SignJWT({ spaces }).setProtectedHeader({ alg: 'HS256' }).setSubject(subject).setIssuedAt(nowSeconds).setExpirationTime(nowSeconds + Math.ceil(expiresIn / 1000));
+  let jwt = new SignJWT({ spaces, ...(read.values['service'] ? { role: 'service' } : {}) }).setProtectedHeader({ alg: 'HS256' }).setSubject(subject).setIssuedAt(nowSeconds).setExpirationTime(nowSeconds + Math.ceil(expiresIn / 1000));
   if (values['jwt-issuer'] !== undefined) jwt = jwt.setIssuer(values['jwt-issuer']);
   if (values['jwt-audience'] !== undefined) jwt = jwt.setAudience(values['jwt-audience']);
   process.stdout.write(`${await jwt.sign(new TextEncoder().encode(secret))}\n`);
