@@ -54,6 +54,15 @@ async function writer(server: SyncServer, name: string) {
   };
 }
 
+/** A JWT server, a writer that has written `count` changes (ids e1 …), and a service token that reads SPACE. */
+async function written(name: string, count: number) {
+  const server = await startServer({ jwt: { secret: SECRET } });
+  cleanup.push(() => server.close());
+  const w = await writer(server, name);
+  await w.put(count);
+  return { server, w, svc: await token({ role: 'service', spaces: { [SPACE]: 'read' } }) };
+}
+
 /** docs/openapi.json, and the JSON schema of a path's response for a status (refs followed). */
 const OPENAPI = JSON.parse(readFileSync(new URL('../../docs/openapi.json', import.meta.url), 'utf8')) as {
   paths: Record<string, { get: { responses: Record<string, { $ref?: string; content?: Record<string, { schema: { $ref?: string } }> }> } }>;
@@ -93,11 +102,7 @@ describe('backend API', () => {
   });
 
   it('pages the records that exist, with the head to follow the feed from', async () => {
-    const server = await startServer({ jwt: { secret: SECRET } });
-    cleanup.push(() => server.close());
-    const w = await writer(server, 'recwriter');
-    await w.put(25);
-    const svc = await token({ role: 'service', spaces: { [SPACE]: 'read' } });
+    const { server, svc } = await written('recwriter', 25);
     const seen: string[] = [];
     let cursor: string | undefined;
     let heads: number | undefined;
@@ -117,11 +122,7 @@ describe('backend API', () => {
   });
 
   it('long-polls the change feed: a page, a wait that ends with the next commit, an empty page when none comes', async () => {
-    const server = await startServer({ jwt: { secret: SECRET } });
-    cleanup.push(() => server.close());
-    const w = await writer(server, 'pollwriter');
-    await w.put(3);
-    const svc = await token({ role: 'service', spaces: { [SPACE]: 'read' } });
+    const { server, w, svc } = await written('pollwriter', 3);
     const first = await get(server, `/api/v1/spaces/${SPACE}/changes?after=0`, svc);
     expect(first.body['upTo']).toBe(3);
     expect(first.body['changes']).toEqual([1, 2, 3].map((seq) => ({ pos: seq, collection: 'events', id: `e${seq}`, replica: w.replica, seq, hlc: expect.any(String), op: 'put', fields: { n: seq, by: 'pollwriter' } })));
@@ -279,12 +280,8 @@ describe('backend API', () => {
   });
 
   it('answers a compacted position with 410 and compactedTo; the records and their head carry on from there', async () => {
-    const server = await startServer({ jwt: { secret: SECRET } });
-    cleanup.push(() => server.close());
-    const w = await writer(server, 'compactw');
-    await w.put(10);
+    const { server, svc } = await written('compactw', 10);
     await server.compact(3);
-    const svc = await token({ role: 'service', spaces: { [SPACE]: 'read' } });
     const gone = await get(server, `/api/v1/spaces/${SPACE}/changes?after=2`, svc);
     expect(gone.status).toBe(410);
     expect(gone.body).toMatchObject({ code: 'compacted', compactedTo: 7 });
@@ -297,11 +294,7 @@ describe('backend API', () => {
   });
 
   it('answers as docs/openapi.json says, for every status it documents', async () => {
-    const server = await startServer({ jwt: { secret: SECRET } });
-    cleanup.push(() => server.close());
-    const w = await writer(server, 'docwriter');
-    await w.put(6);
-    const svc = await token({ role: 'service', spaces: { [SPACE]: 'read' } });
+    const { server, svc } = await written('docwriter', 6);
     const records = '/api/v1/spaces/{space}/records';
     const changes = '/api/v1/spaces/{space}/changes';
     expectDocumented(records, await get(server, `/api/v1/spaces/${SPACE}/records?limit=4`, svc));

@@ -19,6 +19,19 @@ const cleanup = cleanupStack();
 afterEach(() => cleanup.run());
 beforeAll(() => buildDist(), 120_000);
 
+/** A child server on a new SQLite file `name` in a temp folder, and a raw client of it that said hello as `replica` in `default`. */
+async function runningWithClient(name: string, replica: ReplicaId, args: string[] = []) {
+  const dir = await tempDir();
+  cleanup.push(dir.remove);
+  const db = join(dir.path, name);
+  const child = await spawnServer([BIN, '--port', '0', '--db', db, ...args]);
+  cleanup.push(() => child.process.kill('SIGKILL'));
+  const raw = await RawClient.open(`ws://127.0.0.1:${child.port}/sync`);
+  cleanup.push(() => raw.close());
+  await raw.hello(replica, [{ space: 'default' }]);
+  return { dir, db, child, raw, space: 'default' as SpaceId };
+}
+
 describe('syncline-server', () => {
   it('starts, serves /healthz and /metrics, and shuts down cleanly on SIGTERM', async () => {
     const dir = await tempDir();
@@ -203,17 +216,9 @@ describe('syncline-server', () => {
   });
 
   it('backup: an online copy of a running server\'s SQLite database, whole as of one moment, that a server started on it serves', async () => {
-    const dir = await tempDir();
-    cleanup.push(dir.remove);
-    const db = join(dir.path, 'live.db');
-    const copy = join(dir.path, 'copy.db');
-    const child = await spawnServer([BIN, '--port', '0', '--db', db]);
-    cleanup.push(() => child.process.kill('SIGKILL'));
-    const space = 'default' as SpaceId;
     const replica = 'backupwriter' as ReplicaId;
-    const raw = await RawClient.open(`ws://127.0.0.1:${child.port}/sync`);
-    cleanup.push(() => raw.close());
-    await raw.hello(replica, [{ space }]);
+    const { dir, db, raw, space } = await runningWithClient('live.db', replica);
+    const copy = join(dir.path, 'copy.db');
     const put = (seq: number) => putChange(replica, space, seq, { title: `event ${seq}` }, { id: `e${seq}` });
     raw.send({ type: 'push', space, changes: [1, 2, 3].map(put) });
     await raw.next('ack', (m) => m.upTo === 3);
@@ -267,16 +272,8 @@ describe('syncline-server', () => {
   });
 
   it('retire: a running server refuses the retired replica’s pushes and hellos from then on; ids are checked', async () => {
-    const dir = await tempDir();
-    cleanup.push(dir.remove);
-    const db = join(dir.path, 'r.db');
-    const child = await spawnServer([BIN, '--port', '0', '--db', db, '--gc-interval', '0']);
-    cleanup.push(() => child.process.kill('SIGKILL'));
-    const space = 'default' as SpaceId;
     const replica = 'oldphone' as ReplicaId;
-    const raw = await RawClient.open(`ws://127.0.0.1:${child.port}/sync`);
-    cleanup.push(() => raw.close());
-    await raw.hello(replica, [{ space }]);
+    const { db, child, raw, space } = await runningWithClient('r.db', replica, ['--gc-interval', '0']);
     raw.send({ type: 'push', space, changes: [putChange(replica, space, 1, { title: 'before' })] });
     await raw.next('ack', (m) => m.upTo === 1);
 

@@ -85,11 +85,10 @@ class ApiError extends Error {
   }
 }
 
-/** Handles a request under /api/; false when the path is not the API's. */
-export async function handleApi(ctx: ApiContext, req: IncomingMessage, res: ServerResponse): Promise<boolean> {
+/** Handles a request under /api/ (any error is answered with its status and code). */
+export async function handleApi(ctx: ApiContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const url = new URL(req.url ?? '/', 'http://localhost');
   const match = /^\/api\/v1\/spaces\/([^/]+)\/(records|changes|changes\/stream)$/.exec(url.pathname);
-  if (!url.pathname.startsWith('/api/')) return false;
   try {
     if (!match) throw new ApiError(404, 'not_found', `no such endpoint: ${url.pathname} (see docs/openapi.json)`);
     if (req.method !== 'GET' && req.method !== 'HEAD') throw new ApiError(405, 'method_not_allowed', `${req.method ?? ''} is not allowed here; use GET`);
@@ -113,7 +112,6 @@ export async function handleApi(ctx: ApiContext, req: IncomingMessage, res: Serv
       else res.destroy();
     }
   }
-  return true;
 }
 
 function send(res: ServerResponse, status: number, body: unknown): void {
@@ -184,10 +182,7 @@ async function readChanges(ctx: ApiContext, space: SpaceId, after: number, limit
     // Listening before reading: a commit between the read and the wait is not missed.
     const advance = waitMs > 0 ? listen(ctx, space, gone) : undefined;
     try {
-      const compactedTo = await ctx.storage.horizon(space);
-      if (after < compactedTo) {
-        throw new ApiError(410, 'compacted', `the log of ${space} up to position ${compactedTo} was compacted; read the records (GET …/records) and follow from their head`, { compactedTo });
-      }
+      await notCompacted(ctx, space, after);
       const head = await ctx.storage.head(space);
       const page = await ctx.storage.readLog(space, after, limit);
       const last = page[page.length - 1];
@@ -198,6 +193,14 @@ async function readChanges(ctx: ApiContext, space: SpaceId, after: number, limit
     } finally {
       advance?.stop();
     }
+  }
+}
+
+/** A 410 `compacted` when the log of `space` no longer holds what follows `after`. */
+async function notCompacted(ctx: ApiContext, space: SpaceId, after: number): Promise<void> {
+  const compactedTo = await ctx.storage.horizon(space);
+  if (after < compactedTo) {
+    throw new ApiError(410, 'compacted', `the log of ${space} up to position ${compactedTo} was compacted; read the records (GET …/records) and follow from their head`, { compactedTo });
   }
 }
 
@@ -262,7 +265,7 @@ async function stream(ctx: ApiContext, url: URL, space: SpaceId, req: IncomingMe
   let gone = false;
   res.once('close', () => (gone = true));
   // A compacted position is refused before the stream starts (a 410, not an event).
-  if (after < (await ctx.storage.horizon(space))) await readChanges(ctx, space, after, 1, 0, () => gone);
+  await notCompacted(ctx, space, after);
   res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', 'x-accel-buffering': 'no', 'x-content-type-options': 'nosniff' });
   // A client that went away mid-write: nothing more is written (the loop below stops).
   res.on('error', () => (gone = true));

@@ -13,7 +13,6 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { createServer as createNetServer } from 'node:net';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { LINK_PROTOCOL_VERSION, PROTOCOL_VERSION, isReplicaId, isSpaceId, type ReplicaId } from '@syncline/core/internal';
 import { SignJWT } from 'jose';
 import { pino } from 'pino';
@@ -62,6 +61,11 @@ export const SERVER_OPTIONS: readonly OptionSpec[] = [
   { name: 'retire-after', type: 'string', value: 'MS', help: 'retire replicas not seen for this long (default 7776000000,\n90 days; 0 = never): they stop holding horizons back' },
 ];
 
+const RETIRE_USAGE = `usage: syncline-server retire REPLICA... [--db PATH | --postgres URL [--postgres-schema S]]
+  Retires replicas for good in the database a server uses (running or not): they stop
+  holding stability horizons back, and their next hello or push is refused with
+  replica_retired (the replica starts again under a new id).`;
+
 const BACKUP_USAGE = `usage: syncline-server backup --to FILE [--db PATH]
   Copies a SQLite database (default ./data/syncline.db) to FILE while a server may be
   using it, with SQLite's online backup: FILE is the database as of one moment, whole,
@@ -98,10 +102,7 @@ ${usageOf(SERVER_OPTIONS)}
   --version                print the version and exit
   --help                   print this and exit
 
-usage: syncline-server retire REPLICA... [--db PATH | --postgres URL [--postgres-schema S]]
-  Retires replicas for good in the database a server uses (running or not): they stop
-  holding stability horizons back, and their next hello or push is refused with
-  replica_retired (the replica starts again under a new id).
+${RETIRE_USAGE}
 
 ${TOKEN_USAGE}
 
@@ -111,17 +112,25 @@ ${COMPACT_USAGE}
 
 ${INSPECT_USAGE}`;
 
-
-
 /** pino's levels, and silent. */
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
+/** The subcommands: each with its usage (its --help) and what it runs. */
+const SUBCOMMANDS: Record<string, { readonly usage: string; readonly run: (argv: string[], env: NodeJS.ProcessEnv) => Promise<void> }> = {
+  retire: { usage: RETIRE_USAGE, run: retire },
+  token: { usage: TOKEN_USAGE, run: token },
+  backup: { usage: BACKUP_USAGE, run: backup },
+  compact: { usage: COMPACT_USAGE, run: compact },
+  inspect: { usage: INSPECT_USAGE, run: inspectCommand },
+};
+
 export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<void> {
-  if (argv[0] === 'retire') return retire(argv.slice(1));
-  if (argv[0] === 'token') return token(argv.slice(1), env);
-  if (argv[0] === 'backup') return backup(argv.slice(1), env);
-  if (argv[0] === 'compact') return compact(argv.slice(1), env);
-  if (argv[0] === 'inspect') return inspectCommand(argv.slice(1), env);
+  const sub = SUBCOMMANDS[argv[0] ?? ''];
+  if (sub) {
+    if (argv.includes('--help')) process.stdout.write(`${sub.usage}\n`);
+    else await sub.run(argv.slice(1), env);
+    return;
+  }
   if (argv.includes('--help')) {
     process.stdout.write(`${USAGE}\n`);
     return;
@@ -132,12 +141,8 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
   }
   const read = readOptions(argv, env, SERVER_OPTIONS);
   const values = read.values as Record<string, string | undefined> & { 'jwt-allow-no-expiry'?: boolean; 'allow-origin'?: string[]; peer?: string[] };
-  const from = (name: string): string => read.from[name] ?? `--${name}`;
+  const from = read.source;
   const int = (name: string): number | undefined => intOption(read, name);
-  const exclusive = (...names: string[]): void => {
-    const given = names.filter((n) => values[n] !== undefined);
-    if (given.length > 1) throw new ConfigError(`${given.map(from).join(' and ')} exclude each other`);
-  };
   // Everything is checked before anything is opened, bound or created.
   const limits: Partial<Limits> = {
     ...(int('max-frame-bytes') !== undefined ? { maxFrameBytes: int('max-frame-bytes') as number } : {}),
@@ -145,9 +150,8 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     ...(int('max-connections') !== undefined ? { maxConnections: int('max-connections') as number } : {}),
     ...(int('messages-per-second') !== undefined ? { messagesPerSecond: int('messages-per-second') as number } : {}),
   };
-  exclusive('jwt-secret', 'jwt-secret-file', 'jwt-public-key', 'jwks-url');
-  const secret = values['jwt-secret'] ?? (values['jwt-secret-file'] !== undefined ? secretFile(values['jwt-secret-file'], from('jwt-secret-file')) : undefined);
-  if (secret === '') throw new ConfigError(`${from(values['jwt-secret'] !== undefined ? 'jwt-secret' : 'jwt-secret-file')} is empty`);
+  exclusive(read, 'jwt-secret', 'jwt-secret-file', 'jwt-public-key', 'jwks-url');
+  const secret = secretOption(read, 'jwt-secret');
   const key =
     secret !== undefined
       ? { secret }
@@ -178,23 +182,17 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
   } catch (error) {
     throw new ConfigError((error as Error).message);
   }
-  exclusive('peer-secret', 'peer-secret-file');
-  const peerSecret = values['peer-secret'] ?? (values['peer-secret-file'] !== undefined ? secretFile(values['peer-secret-file'], from('peer-secret-file')) : undefined);
+  const peerSecret = secretOption(read, 'peer-secret');
   const region = { ...(values['region'] !== undefined ? { region: values['region'] } : {}), ...(values.peer ? { peers: values.peer } : {}), ...(peerSecret !== undefined ? { peerSecret } : {}) };
   try {
     checkRegionOptions(region);
   } catch (error) {
     throw new ConfigError((error as Error).message);
   }
-  exclusive('db', 'postgres');
-  if (values['postgres-schema'] !== undefined && values['postgres'] === undefined) throw new ConfigError(`${from('postgres-schema')} needs --postgres`);
+  const sqlitePath = databasePath(read, { create: true });
   const port = int('port') ?? 8787;
   if (port > 65535) throw new ConfigError(`${from('port')} must be at most 65535, got ${port}`);
   const host = values['host'] ?? '127.0.0.1';
-  const dbPath = values['db'] ?? './data/syncline.db';
-  if (values['postgres'] === undefined && existsSync(dbPath) && statSync(dbPath).isDirectory()) {
-    throw new ConfigError(`${from('db')} ${dbPath} is a folder; give the database file's path, such as ${join(dbPath, 'syncline.db')}`);
-  }
   if (values['static'] !== undefined && !(existsSync(values['static']) && statSync(values['static']).isDirectory())) throw new ConfigError(`${from('static')} ${values['static']} is not a folder`);
   const adminPort = int('admin-port');
   if (adminPort !== undefined && adminPort > 65535) throw new ConfigError(`${from('admin-port')} must be at most 65535, got ${adminPort}`);
@@ -204,24 +202,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
   await portAvailable(port, host, from('port'), '--host');
   if (adminPort !== undefined) await portAvailable(adminPort, adminHost, from('admin-port'), '--admin-host');
   const logger = pino({ level });
-  let storage;
-  if (values['postgres'] !== undefined) {
-    const url = values['postgres'];
-    const pg = postgresStorage({
-      connectionString: url,
-      ...(values['postgres-schema'] !== undefined ? { schema: values['postgres-schema'] } : {}),
-      onError: (error) => logger.error({ err: error }, 'postgres storage error'),
-    });
-    // Unreachable database or a schema from a newer server: exit now, not at the first push.
-    await pg.ready().catch(async (error: unknown) => {
-      await pg.close();
-      const e = error as Error & { code?: string };
-      throw new Error(`PostgreSQL at ${redact(url)}: ${e.message || e.code || String(error)}`);
-    });
-    storage = pg;
-  } else {
-    storage = sqliteStorage({ path: dbPath });
-  }
+  const storage = await openStorage(read, sqlitePath, (error) => logger.error({ err: error }, 'postgres storage error'));
   const server = createSyncServer({
     port,
     host,
@@ -267,17 +248,11 @@ const TOKEN_OPTIONS: readonly OptionSpec[] = [
 
 /** `syncline-server token`: mints a JWT for development and scripts (TOKEN_USAGE). */
 async function token(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
-  if (argv.includes('--help')) {
-    process.stdout.write(`${TOKEN_USAGE}\n`);
-    return;
-  }
   // Only the secret, issuer and audience come from the environment (a server's own variables).
-  const read = readOptions(argv, Object.fromEntries(Object.entries(env).filter(([k]) => /^SYNCLINE_JWT_(SECRET|SECRET_FILE|ISSUER|AUDIENCE)$/.test(k))), TOKEN_OPTIONS);
+  const read = readOptions(argv, envFor(env, TOKEN_OPTIONS.filter((o) => o.name.startsWith('jwt-'))), TOKEN_OPTIONS);
   const values = read.values as Record<string, string | undefined> & { space?: string[] };
-  const from = (name: string): string => read.from[name] ?? `--${name}`;
-  if (values['jwt-secret'] !== undefined && values['jwt-secret-file'] !== undefined) throw new ConfigError(`${from('jwt-secret')} and ${from('jwt-secret-file')} exclude each other`);
-  const secret = values['jwt-secret'] ?? (values['jwt-secret-file'] !== undefined ? secretFile(values['jwt-secret-file'], from('jwt-secret-file')) : undefined);
-  if (secret === undefined || secret === '') throw new ConfigError('token needs the server\'s secret: --jwt-secret, --jwt-secret-file, SYNCLINE_JWT_SECRET or SYNCLINE_JWT_SECRET_FILE');
+  const secret = secretOption(read, 'jwt-secret');
+  if (secret === undefined) throw new ConfigError('token needs the server\'s secret: --jwt-secret, --jwt-secret-file, SYNCLINE_JWT_SECRET or SYNCLINE_JWT_SECRET_FILE');
   const subject = values['sub'];
   if (subject === undefined || subject === '') throw new ConfigError('token needs --sub (who the token is for)');
   if (!values.space || values.space.length === 0) throw new ConfigError('token needs at least one --space (SPACE, SPACE:read or SPACE:write)');
@@ -288,7 +263,7 @@ async function token(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
     if (space !== '*' && !isSpaceId(space)) throw new ConfigError(`--space ${JSON.stringify(entry)}: not a space id (1 to 128 printable ASCII characters, no spaces; or *), optionally followed by :read or :write`);
     spaces[space] = (match?.[2] as 'read' | 'write' | undefined) ?? 'write';
   }
-  const expiresIn = durationMs(values['expires-in'] ?? '1h', from('expires-in'));
+  const expiresIn = durationMs(values['expires-in'] ?? '1h', read.source('expires-in'));
   const nowSeconds = Math.floor(Date.now() / 1000);
   let jwt = new SignJWT({ spaces, ...(read.values['service'] ? { role: 'service' } : {}) }).setProtectedHeader({ alg: 'HS256' }).setSubject(subject).setIssuedAt(nowSeconds).setExpirationTime(nowSeconds + Math.ceil(expiresIn / 1000));
   if (values['jwt-issuer'] !== undefined) jwt = jwt.setIssuer(values['jwt-issuer']);
@@ -306,19 +281,13 @@ function envFor(env: NodeJS.ProcessEnv, specs: readonly OptionSpec[]): NodeJS.Pr
 
 /** `syncline-server backup`: SQLite's online backup of a server's database (BACKUP_USAGE). */
 async function backup(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
-  if (argv.includes('--help')) {
-    process.stdout.write(`${BACKUP_USAGE}\n`);
-    return;
-  }
   const specs: OptionSpec[] = [{ name: 'to', type: 'string', help: '' }, ...DATABASE_OPTIONS];
   const read = readOptions(argv, envFor(env, specs.filter((s) => s.name === 'db')), specs);
   const values = read.values as Record<string, string | undefined>;
   if (values['postgres'] !== undefined) throw new ConfigError('backup copies SQLite databases; for PostgreSQL use pg_dump (pg_dump --schema syncline URL > backup.sql) or your provider\'s snapshots');
   const to = values['to'];
   if (to === undefined || to === '') throw new ConfigError('backup needs --to FILE (where the copy goes)');
-  const from = values['db'] ?? './data/syncline.db';
-  if (!existsSync(from)) throw new ConfigError(`${read.from['db'] ?? '--db'} ${from}: no such database`);
-  if (statSync(from).isDirectory()) throw new ConfigError(`${read.from['db'] ?? '--db'} ${from} is a folder; give the database file's path`);
+  const from = databasePath(read, { create: false }) as string;
   if (existsSync(to)) throw new ConfigError(`--to ${to} exists; give a new file (a backup never overwrites)`);
   const { pages, bytes } = await backupSqlite(from, to);
   process.stdout.write(`backed up ${from} to ${to}: ${pages} pages, ${bytes} bytes\n`);
@@ -326,15 +295,11 @@ async function backup(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
 
 /** `syncline-server compact`: log compaction now (COMPACT_USAGE). */
 async function compact(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
-  if (argv.includes('--help')) {
-    process.stdout.write(`${COMPACT_USAGE}\n`);
-    return;
-  }
   const specs: OptionSpec[] = [...SERVER_OPTIONS.filter((o) => o.name === 'keep-log'), ...DATABASE_OPTIONS];
   const read = readOptions(argv, envFor(env, specs), specs);
   const keep = intOption(read, 'keep-log');
   if (keep === undefined) throw new ConfigError('compact needs --keep-log N (how many of each space\'s latest changes to keep)');
-  const storage = await openStorage(read);
+  const storage = await openStorage(read, databasePath(read, { create: false }));
   try {
     const removed = await compactSpaces(storage, keep);
     const total = [...removed.values()].reduce((a, b) => a + b, 0);
@@ -346,12 +311,10 @@ async function compact(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
 
 /** `syncline-server inspect` (INSPECT_USAGE). */
 async function inspectCommand(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
-  if (argv.includes('--help')) {
-    process.stdout.write(`${INSPECT_USAGE}\n`);
-    return;
-  }
   const specs: OptionSpec[] = [{ name: 'admin', type: 'string', help: '' }, { name: 'json', type: 'boolean', help: '' }, ...DATABASE_OPTIONS];
-  const read = readOptions(argv, values(argv).has('--admin') ? {} : envFor(env, DATABASE_OPTIONS), specs);
+  // Asking a running server: the database variables of the environment are not for it.
+  const viaAdmin = argv.some((arg) => arg === '--admin' || arg.startsWith('--admin='));
+  const read = readOptions(argv, viaAdmin ? {} : envFor(env, DATABASE_OPTIONS), specs);
   const admin = read.values['admin'] as string | undefined;
   let inspection: Inspection;
   if (admin !== undefined) {
@@ -368,7 +331,7 @@ async function inspectCommand(argv: string[], env: NodeJS.ProcessEnv): Promise<v
     if (!response.ok) throw new Error(`${url.href}: HTTP ${response.status} (is it the admin listener, --admin-port?)`);
     inspection = (await response.json()) as Inspection;
   } else {
-    const storage = await openStorage(read);
+    const storage = await openStorage(read, databasePath(read, { create: false }));
     try {
       inspection = { region: undefined, ...(await inspectStorage(storage)) };
     } finally {
@@ -378,29 +341,54 @@ async function inspectCommand(argv: string[], env: NodeJS.ProcessEnv): Promise<v
   process.stdout.write(read.values['json'] ? `${JSON.stringify(inspection, null, 2)}\n` : formatInspection(inspection, Date.now()));
 }
 
-/** The arguments given, for checks made before parsing. */
-function values(argv: readonly string[]): Set<string> {
-  return new Set(argv.map((a) => a.split('=')[0] as string));
+/**
+ * The SQLite file `--db` names (default ./data/syncline.db), or undefined with
+ * `--postgres`; ConfigError for both, `--postgres-schema` without `--postgres`,
+ * a folder, or (unless `create`) a file that does not exist: a subcommand
+ * never creates a database.
+ */
+function databasePath(read: ReadOptions, { create }: { readonly create: boolean }): string | undefined {
+  exclusive(read, 'db', 'postgres');
+  if (read.values['postgres-schema'] !== undefined && read.values['postgres'] === undefined) throw new ConfigError(`${read.source('postgres-schema')} needs --postgres`);
+  if (read.values['postgres'] !== undefined) return undefined;
+  const path = (read.values['db'] as string | undefined) ?? './data/syncline.db';
+  if (existsSync(path) && statSync(path).isDirectory()) throw new ConfigError(`${read.source('db')} ${path} is a folder; give the database file's path, such as ${join(path, 'syncline.db')}`);
+  if (!create && !existsSync(path)) throw new ConfigError(`${read.source('db')} ${path}: no such database`);
+  return path;
 }
 
-/** The storage a subcommand's --db / --postgres name (checked first: a missing SQLite file is not created). */
-async function openStorage(read: ReadOptions): Promise<ServerStorage> {
-  const values = read.values as Record<string, string | undefined>;
-  const from = (name: string): string => read.from[name] ?? `--${name}`;
-  if (values['db'] !== undefined && values['postgres'] !== undefined) throw new ConfigError(`${from('db')} and ${from('postgres')} exclude each other`);
-  if (values['postgres-schema'] !== undefined && values['postgres'] === undefined) throw new ConfigError(`${from('postgres-schema')} needs --postgres`);
-  if (values['postgres'] !== undefined) {
-    const url = values['postgres'];
-    const pg = postgresStorage({ connectionString: url, ...(values['postgres-schema'] !== undefined ? { schema: values['postgres-schema'] } : {}), onError: () => undefined });
-    await pg.ready().catch(async (error: unknown) => {
-      await pg.close();
-      throw new Error(`PostgreSQL at ${redact(url)}: ${(error as Error).message}`);
-    });
-    return pg;
-  }
-  const path = values['db'] ?? './data/syncline.db';
-  if (!existsSync(path)) throw new ConfigError(`${from('db')} ${path}: no such database`);
-  return sqliteStorage({ path });
+/** The storage of `sqlitePath` (databasePath), or of `--postgres`, which must answer now (not at the first push). */
+async function openStorage(read: ReadOptions, sqlitePath: string | undefined, onError: (error: unknown) => void = () => undefined): Promise<ServerStorage> {
+  if (sqlitePath !== undefined) return sqliteStorage({ path: sqlitePath });
+  const url = read.values['postgres'] as string;
+  const schema = read.values['postgres-schema'] as string | undefined;
+  const pg = postgresStorage({ connectionString: url, ...(schema !== undefined ? { schema } : {}), onError });
+  // Unreachable database or a schema from a newer server.
+  await pg.ready().catch(async (error: unknown) => {
+    await pg.close();
+    const e = error as Error & { code?: string };
+    throw new Error(`PostgreSQL at ${redact(url)}: ${e.message || e.code || String(error)}`);
+  });
+  return pg;
+}
+
+/** ConfigError when more than one of `names` was given. */
+function exclusive(read: ReadOptions, ...names: string[]): void {
+  const given = names.filter((n) => read.values[n] !== undefined);
+  if (given.length > 1) throw new ConfigError(`${given.map(read.source).join(' and ')} exclude each other`);
+}
+
+/**
+ * A secret from option `name` or from the file `name-file` names (one of them;
+ * its trailing newline dropped); undefined when neither is given, a
+ * ConfigError when both are, or when it is empty.
+ */
+function secretOption(read: ReadOptions, name: string): string | undefined {
+  exclusive(read, name, `${name}-file`);
+  const file = read.values[`${name}-file`] as string | undefined;
+  const secret = file !== undefined ? readText(file, read.source(`${name}-file`)).replace(/\r?\n$/, '') : (read.values[name] as string | undefined);
+  if (secret === '') throw new ConfigError(`${read.source(file !== undefined ? `${name}-file` : name)} is empty`);
+  return secret;
 }
 
 /** `30s`, `15m`, `12h`, `7d` (or plain milliseconds) in ms; a ConfigError naming the option otherwise. */
@@ -431,11 +419,6 @@ function readText(path: string, option: string): string {
   }
 }
 
-/** A secret from a file: its text without one trailing newline. */
-function secretFile(path: string, option: string): string {
-  return readText(path, option).replace(/\r?\n$/, '');
-}
-
 /** Resolves when `port` on `host` can be bound (0 always can); a ConfigError naming the option otherwise. */
 function portAvailable(port: number, host: string, option: string, hostOption: string): Promise<void> {
   if (port === 0) return Promise.resolve();
@@ -458,29 +441,17 @@ function portAvailable(port: number, host: string, option: string, hostOption: s
   });
 }
 
-/** `syncline-server retire REPLICA...`: retires replicas in a server's database. */
-async function retire(argv: string[]): Promise<void> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    options: { db: { type: 'string' }, postgres: { type: 'string' }, 'postgres-schema': { type: 'string' }, help: { type: 'boolean' } },
-    allowPositionals: true,
-    strict: true,
-  });
-  if (values.help) {
-    process.stdout.write(`${USAGE}\n`);
-    return;
-  }
-  if (positionals.length === 0) throw new Error('retire needs the ids of the replicas to retire');
-  const bad = positionals.find((id) => !isReplicaId(id));
-  if (bad !== undefined) throw new Error(`not a replica id: ${JSON.stringify(bad)} (1-64 of A-Z a-z 0-9 _ -)`);
-  if (values.postgres !== undefined && values.db !== undefined) throw new Error('--db and --postgres exclude each other');
-  const storage =
-    values.postgres !== undefined
-      ? postgresStorage({ connectionString: values.postgres, ...(values['postgres-schema'] !== undefined ? { schema: values['postgres-schema'] } : {}) })
-      : sqliteStorage({ path: values.db ?? './data/syncline.db' });
+/** `syncline-server retire REPLICA...`: retires replicas in a server's database (RETIRE_USAGE). */
+async function retire(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
+  const read = readOptions(argv, envFor(env, DATABASE_OPTIONS), DATABASE_OPTIONS, true);
+  const ids = read.positionals;
+  if (ids.length === 0) throw new ConfigError('retire needs the ids of the replicas to retire');
+  const bad = ids.find((id) => !isReplicaId(id));
+  if (bad !== undefined) throw new ConfigError(`not a replica id: ${JSON.stringify(bad)} (1-64 of A-Z a-z 0-9 _ -)`);
+  const storage = await openStorage(read, databasePath(read, { create: false }));
   try {
-    const retired = await storage.retire(positionals as ReplicaId[], Date.now());
-    const already = positionals.filter((id) => !retired.includes(id as ReplicaId));
+    const retired = await storage.retire(ids as ReplicaId[], Date.now());
+    const already = ids.filter((id) => !retired.includes(id as ReplicaId));
     process.stdout.write(`retired: ${retired.length > 0 ? retired.join(' ') : '(none)'}${already.length > 0 ? `; already retired: ${already.join(' ')}` : ''}\n`);
   } finally {
     await storage.close();

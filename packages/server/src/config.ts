@@ -35,8 +35,8 @@ export class ConfigError extends Error {
 /** What readOptions found: each option's value, and where it came from (for messages). */
 export interface ReadOptions {
   readonly values: Readonly<Record<string, string | boolean | string[] | undefined>>;
-  /** `--name` or `SYNCLINE_NAME`, per option given. */
-  readonly from: Readonly<Record<string, string>>;
+  /** Where option `name` came from, for messages: `SYNCLINE_NAME` when the environment gave it, else `--name`. */
+  readonly source: (name: string) => string;
   readonly positionals: readonly string[];
 }
 
@@ -73,7 +73,7 @@ export function readOptions(argv: readonly string[], env: NodeJS.ProcessEnv, spe
       values[spec.name] = raw;
     }
   }
-  return { values, from, positionals: parsed.positionals };
+  return { values, source: (name) => from[name] ?? `--${name}`, positionals: parsed.positionals };
 }
 
 /** parseArgs's errors, said the way the rest of the CLI says things. */
@@ -97,7 +97,7 @@ export function intOption(read: ReadOptions, name: string): number | undefined {
   const raw = read.values[name];
   if (raw === undefined) return undefined;
   const n = Number(raw);
-  if (typeof raw !== 'string' || raw.trim() === '' || !Number.isSafeInteger(n) || n < 0) throw new ConfigError(`${read.from[name] ?? `--${name}`} must be a non-negative integer, got ${JSON.stringify(raw)}`);
+  if (typeof raw !== 'string' || raw.trim() === '' || !Number.isSafeInteger(n) || n < 0) throw new ConfigError(`${read.source(name)} must be a non-negative integer, got ${JSON.stringify(raw)}`);
   return n;
 }
 

@@ -43,13 +43,6 @@ export async function handleHttp(ctx: HttpContext, req: IncomingMessage, res: Se
     return;
   }
   if (ctx.static && (req.method === 'GET' || req.method === 'HEAD')) {
-    try {
-      decodeURIComponent(url.pathname);
-    } catch {
-      // A malformed percent-escape (`/%`, `/%zz`) is the client's error, not the server's.
-      res.writeHead(400, { 'content-type': 'text/plain', 'x-content-type-options': 'nosniff' }).end('bad request: malformed path');
-      return;
-    }
     ctx.static(req, res);
     return;
   }
@@ -92,7 +85,14 @@ export function staticFiles(dir: string, options: { readonly contentSecurityPoli
     },
   });
   return (req, res) => {
-    const path = decodeURIComponent(new URL(req.url ?? '/', 'http://localhost').pathname);
+    let path: string;
+    try {
+      path = decodeURIComponent(new URL(req.url ?? '/', 'http://localhost').pathname);
+    } catch {
+      // A malformed percent-escape (`/%`, `/%zz`) is the client's error, not the server's.
+      res.writeHead(400, { 'content-type': 'text/plain', 'x-content-type-options': 'nosniff' }).end('bad request: malformed path');
+      return;
+    }
     if (!options.sourceMaps && path.endsWith('.map')) return notFound(req, res);
     // Hidden files (`.env`, `.git/…`) and `..` are never served, whatever sirv's mode checks.
     if (path.split(/[/\\]/).some((segment) => segment.startsWith('.') && segment !== '.well-known')) return notFound(req, res);

@@ -63,8 +63,8 @@ export interface Inspection {
   readonly retired: number;
 }
 
-/** What `storage` holds, per space (the part of an inspection a database alone can say). */
-export async function inspectStorage(storage: ServerStorage): Promise<{ spaces: SpaceInspection[]; retired: number }> {
+/** What `storage` holds, per space (the part of an inspection a database alone can say), with a server's `quota`. */
+export async function inspectStorage(storage: ServerStorage, quota?: SpaceInspection['quota']): Promise<{ spaces: SpaceInspection[]; retired: number }> {
   const spaces: SpaceInspection[] = [];
   for (const space of await storage.spaces()) {
     const [head, compactedTo, usage, stored, stability, writers] = await Promise.all([
@@ -75,7 +75,7 @@ export async function inspectStorage(storage: ServerStorage): Promise<{ spaces: 
       storage.stability(space),
       storage.writers(space),
     ]);
-    spaces.push({ space, head, compactedTo, records: usage.records, tombstones: stored - usage.records, bytes: usage.bytes, horizon: stability.hlc, writers });
+    spaces.push({ space, head, compactedTo, records: usage.records, tombstones: stored - usage.records, bytes: usage.bytes, horizon: stability.hlc, writers, ...(quota ? { quota } : {}) });
   }
   return { spaces, retired: (await storage.retiredList(0, 0)).total };
 }

@@ -4,7 +4,7 @@
  * of its space.
  */
 import { randomUUID } from 'node:crypto';
-import { createServer, type Server } from 'node:http';
+import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { encodeDownstream, type ReplicaId, type SpaceId } from '@syncline/core/internal';
 import { pino, type Logger } from 'pino';
@@ -196,23 +196,23 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
   const serveStatic =
     options.staticDir === undefined ? undefined : staticFiles(options.staticDir, { contentSecurityPolicy: options.contentSecurityPolicy ?? DEFAULT_CSP, sourceMaps: options.staticSourceMaps ?? false });
   let adminPort = 0;
+  const linkStates = (): LinkState[] => links.map((link, i) => ({ url: (options.peers ?? [])[i] as string, region: link.peer, up: link.up, lag: link.lag }));
   const inspect = async (): Promise<Inspection> => ({
     region: options.region,
     connections: [...sessions].map((s) => s.inspection()),
-    links: links.map((link, i) => ({ url: (options.peers ?? [])[i] as string, region: link.peer, up: link.up, lag: link.lag })),
-    ...(await inspectStorage(storage).then(({ spaces, retired }) => ({ retired, spaces: spaces.map((s) => ({ ...s, quota: { maxBytes: limits.maxSpaceBytes, maxRecords: limits.maxSpaceRecords } })) }))),
+    links: linkStates(),
+    ...(await inspectStorage(storage, { maxBytes: limits.maxSpaceBytes, maxRecords: limits.maxSpaceRecords })),
   });
-  /** The admin listener (options.adminPort): /metrics and /healthz only. */
-  const admin: Server | undefined =
-    options.adminPort === undefined
-      ? undefined
-      : createServer((req, res) => {
-          const context = { registry: metrics.registry, metricsText: metrics.text, static: undefined, healthy: () => !closing, metrics: true, inspect };
-          handleHttp(context, req, res).catch((error: unknown) => {
-            logger.error({ err: error }, 'admin http error');
-            if (!res.headersSent) res.writeHead(500).end();
-          });
-        });
+  /** Answers a request with `handle`; a fault of the server is logged and answered 500. */
+  const answer = (handle: Promise<void>, res: ServerResponse, what: string): void => {
+    handle.catch((error: unknown) => {
+      logger.error({ err: error }, `${what} error`);
+      if (!res.headersSent) res.writeHead(500).end();
+    });
+  };
+  /** The admin listener (options.adminPort): /metrics, /inspect and /healthz only. */
+  const adminContext = { registry: metrics.registry, metricsText: metrics.text, static: undefined, healthy: () => !closing, metrics: true, inspect };
+  const admin: Server | undefined = options.adminPort === undefined ? undefined : createServer((req, res) => answer(handleHttp(adminContext, req, res), res, 'admin http'));
   const closeListeners = new Set<() => void>();
   const api: ApiContext = {
     storage,
@@ -225,26 +225,10 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
       return () => closeListeners.delete(listener);
     },
   };
-  const http: Server = createServer((req, res) => {
-    if (req.url?.startsWith('/api/')) {
-      handleApi(api, req, res).catch((error: unknown) => {
-        logger.error({ err: error }, 'api error');
-        if (!res.headersSent) res.writeHead(500).end();
-      });
-      return;
-    }
-    const httpContext = {
-      registry: metrics.registry,
-      metricsText: metrics.text,
-      static: serveStatic,
-      healthy: () => !closing,
-      metrics: options.adminPort === undefined,
-    };
-    handleHttp(httpContext, req, res).catch((error: unknown) => {
-      logger.error({ err: error }, 'http error');
-      if (!res.headersSent) res.writeHead(500).end();
-    });
-  });
+  const httpContext = { registry: metrics.registry, metricsText: metrics.text, static: serveStatic, healthy: () => !closing, metrics: options.adminPort === undefined };
+  const http: Server = createServer((req, res) =>
+    req.url?.startsWith('/api/') ? answer(handleApi(api, req, res), res, 'api') : answer(handleHttp(httpContext, req, res), res, 'http'),
+  );
   // ws enforces a hard cap well above the limit; frames between the two get a coded error first.
   const wss = new WebSocketServer({ noServer: true, maxPayload: limits.maxFrameBytes * 4 });
 
@@ -390,8 +374,8 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
       return sessions.size;
     },
     region: options.region,
-    links: () => links.map((link, i) => ({ url: (options.peers ?? [])[i] as string, region: link.peer, up: link.up, lag: link.lag })),
-    inspect: () => inspect(),
+    links: linkStates,
+    inspect,
     storage,
     metrics,
     logger,
