@@ -64,7 +64,8 @@ export const SERVER_OPTIONS: readonly OptionSpec[] = [
 const RETIRE_USAGE = `usage: syncline-server retire REPLICA... [--db PATH | --postgres URL [--postgres-schema S]]
   Retires replicas for good in the database a server uses (running or not): they stop
   holding stability horizons back, and their next hello or push is refused with
-  replica_retired (the replica starts again under a new id).`;
+  replica_retired (the replica starts again under a new id). The database options may also
+  come from SYNCLINE_DB, SYNCLINE_POSTGRES and SYNCLINE_POSTGRES_SCHEMA.`;
 
 const BACKUP_USAGE = `usage: syncline-server backup --to FILE [--db PATH]
   Copies a SQLite database (default ./data/syncline.db) to FILE while a server may be
