@@ -9,7 +9,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { applyChanges, canonicalState, encodeChange, encodeRecordState, formatTimestamp, materialize, SynclineError, type Change, type HlcString, type ReplicaId, type SpaceId } from '@syncline/core/internal';
-import type { AppendRequest, AppendResult, ServerStorage } from '@syncline/server';
+import { IDEMPOTENCY_TTL_MS, type AppendRequest, type AppendResult, type ServerStorage } from '@syncline/server';
 import { cleanupStack, putChange } from '../sync/harness.js';
 
 /** Fresh, empty backing data (a file, a schema) that storages can be opened over. */
@@ -726,6 +726,50 @@ export function storageConformance(name: string, newBacking: () => Promise<Backi
         const expected = applyChanges(undefined, log.map((e) => e.change).filter((c) => c.collection === record.collection && c.id === record.id));
         expect(canonicalState(record.state)).toBe(canonicalState(expected));
       }
+    });
+
+    it('reads one record state, deleted ones too, and none for a record never written', async () => {
+      const { storage } = await setup();
+      const list = changes('alice', 1, 2, { id: () => 'same' });
+      ok((await storage.append([request('alice', list)]))[0]);
+      const state = await storage.record(SPACE, list[0]!.collection, 'same');
+      expect(state && canonicalState(state)).toBe(canonicalState(applyChanges(undefined, list)));
+      ok((await storage.append([request('alice', [deleteAt('alice', 3, Date.now() - T + 60_000, 'same')])]))[0]);
+      expect(materialize(await storage.record(SPACE, list[0]!.collection, 'same')).exists).toBe(false);
+      expect(await storage.record(SPACE, list[0]!.collection, 'other')).toBeUndefined();
+      expect(await storage.record(OTHER, list[0]!.collection, 'same')).toBeUndefined();
+    });
+
+    it('stores a request with an idempotency key once per space and key, also from two storages at once; a key expires after a day', async () => {
+      const { storage, another } = await setup();
+      const second = await another();
+      const keyed = (replica: string, seq: number, key: string, at: number, space: SpaceId = SPACE): AppendRequest => ({
+        ...request(replica, changes(replica, seq, 2, { space }), space),
+        idempotency: { key, at, response: `${replica}:${seq}` },
+      });
+      const first = ok((await storage.append([keyed('api-a', 1, 'k', T)]))[0]);
+      expect(first.stored).toHaveLength(2);
+      expect(first.replayed).toBeUndefined();
+      // The same key from another writer (a restarted server) stores nothing and replays the first response.
+      const again = ok((await second.append([keyed('api-b', 1, 'k', T + 1000)]))[0]);
+      expect(again).toEqual({ stored: [], upTo: 0, replayed: 'api-a:1' });
+      // Another space, another key: stored.
+      expect(ok((await storage.append([keyed('api-b', 1, 'k', T, OTHER)]))[0]).stored).toHaveLength(2);
+      // Racing from two storages under one new key: one request stores, the other replays it.
+      const [x, y] = await Promise.all([storage.append([keyed('api-c', 1, 'race', T)]), second.append([keyed('api-d', 1, 'race', T)])]);
+      const both = [ok(x?.[0]), ok(y?.[0])];
+      expect(both.filter((b) => b.replayed === undefined).map((b) => b.stored.length)).toEqual([2]);
+      const winner = both.find((b) => b.replayed === undefined)?.stored[0]?.change.replica as string;
+      expect(both.find((b) => b.replayed !== undefined)?.replayed).toBe(`${winner}:1`);
+      expect(await storage.head(SPACE)).toBe(4);
+      // A day later the key is free again; storing it drops the space's expired keys.
+      const expired = ok((await storage.append([keyed('api-a', 3, 'k', T + IDEMPOTENCY_TTL_MS + 1)]))[0]);
+      expect(expired.stored).toHaveLength(2);
+      expect(ok((await second.append([keyed('api-e', 1, 'k', T + IDEMPOTENCY_TTL_MS + 2)]))[0]).replayed).toBe('api-a:3');
+      // Kept across close and reopen.
+      await storage.close();
+      const reopened = await another();
+      expect(ok((await reopened.append([keyed('api-f', 1, 'k', T + IDEMPOTENCY_TTL_MS + 3)]))[0]).replayed).toBe('api-a:3');
     });
 
     it('raises the stability horizon to the earliest bound of its writers (the later of last stamp and floor), capped, never back', async () => {

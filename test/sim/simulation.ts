@@ -193,6 +193,10 @@ class SimStorage implements ServerStorage {
     this.#alive();
     return this.inner.head(space);
   }
+  async record(space: SpaceId, collection: string, id: string) {
+    this.#alive();
+    return this.inner.record(space, collection, id);
+  }
   async horizon(space: SpaceId) {
     this.#alive();
     return this.inner.horizon(space);

@@ -3,21 +3,27 @@
  * what a backend service reads of a space without speaking the sync protocol.
  *
  *   GET /api/v1/spaces/{space}/records?after=CURSOR&limit=N   the records that exist, paged
+ *   GET|PUT|PATCH|DELETE /api/v1/spaces/{space}/records/{collection}/{id}   one record
+ *   POST /api/v1/spaces/{space}/writes                        several writes in one transaction
  *   GET /api/v1/spaces/{space}/changes?after=POS&limit=N&wait=S   the change feed, long-polled
  *   GET /api/v1/spaces/{space}/changes/stream?after=POS       the change feed as Server-Sent Events
  *
  * Authorized by a bearer token the server's `authenticate` (or JWT) accepts,
- * for a service (`role: "service"`) that may read the space. Positions are
+ * for a service (`role: "service"`) that may read the space (and write it, to
+ * write). Writes are the server's own writer's (writer.ts), idempotent with an
+ * `Idempotency-Key` header. Positions are
  * those of the space's log, the ones clients resume from: a consumer that
  * keeps the last `upTo` (or event id) it handled and asks again from there
  * after any cut gets every change once, in log order.
  */
+import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { isSpaceId, materialize, SynclineError, type Change, type ReplicaId, type SpaceId } from '@syncline/core/internal';
+import { canonicalJson, isPlainObject, isSpaceId, materialize, SynclineError, type Change, type Fields, type Json, type ReplicaId, type SpaceId } from '@syncline/core/internal';
 import type { Logger } from 'pino';
 import type { Authenticate } from './auth.js';
 import type { Hub } from './hub.js';
 import type { LoggedChange, ServerStorage } from './storage/types.js';
+import { WriteRefused, type ServerWriter, type WriteOp } from './writer.js';
 
 /** Changes or records per page, at most (and by default). */
 export const API_MAX_LIMIT = 1_000;
@@ -36,6 +42,12 @@ export interface ApiContext {
   readonly closing: () => boolean;
   /** Calls back when the server starts closing; returns unsubscribe. */
   readonly onClose: (listener: () => void) => () => void;
+  /** Stores the API's writes. */
+  readonly writer: ServerWriter;
+  /** The largest request body taken (bytes: the largest frame a client may send). */
+  readonly maxBodyBytes: number;
+  /** The most writes in one request (the most changes in one push). */
+  readonly maxBatch: number;
 }
 
 /** A change as the API shows it (JSON: maps as objects, bytes as base64). */
@@ -85,27 +97,47 @@ class ApiError extends Error {
   }
 }
 
+/** The HTTP status of each error code the API answers with. */
+const STATUS: Readonly<Record<string, number>> = {
+  invalid_request: 400,
+  unauthenticated: 401,
+  forbidden: 403,
+  not_found: 404,
+  method_not_allowed: 405,
+  compacted: 410,
+  too_large: 413,
+  idempotency_mismatch: 422,
+  shutting_down: 503,
+  quota_exceeded: 507,
+};
+
 /** Handles a request under /api/ (any error is answered with its status and code). */
 export async function handleApi(ctx: ApiContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const url = new URL(req.url ?? '/', 'http://localhost');
-  const match = /^\/api\/v1\/spaces\/([^/]+)\/(records|changes|changes\/stream)$/.exec(url.pathname);
+  const match = /^\/api\/v1\/spaces\/([^/]+)\/(records|writes|changes|changes\/stream)(?:\/([^/]+)\/([^/]+))?$/.exec(url.pathname);
   try {
-    if (!match) throw new ApiError(404, 'not_found', `no such endpoint: ${url.pathname} (see docs/openapi.json)`);
-    if (req.method !== 'GET' && req.method !== 'HEAD') throw new ApiError(405, 'method_not_allowed', `${req.method ?? ''} is not allowed here; use GET`);
-    let space: string;
-    try {
-      space = decodeURIComponent(match[1] as string);
-    } catch {
-      throw new ApiError(400, 'invalid_request', 'the space in the path is not a valid percent-encoding');
-    }
+    if (!match || (match[3] !== undefined && match[2] !== 'records')) throw new ApiError(404, 'not_found', `no such endpoint: ${url.pathname} (see docs/openapi.json)`);
+    const space = segment(match[1] as string, 'space');
     if (!isSpaceId(space)) throw new ApiError(400, 'invalid_request', `not a space id: ${JSON.stringify(space)}`);
-    await authorize(ctx, req, space as SpaceId);
-    const endpoint = match[2];
-    if (endpoint === 'records') await records(ctx, url, space as SpaceId, res);
+    const endpoint = match[2] as string;
+    const one = match[3] !== undefined ? { collection: segment(match[3], 'collection'), id: segment(match[4] as string, 'id') } : undefined;
+    const methods = one ? ['GET', 'HEAD', 'PUT', 'PATCH', 'DELETE'] : endpoint === 'writes' ? ['POST'] : ['GET', 'HEAD'];
+    const method = req.method ?? 'GET';
+    if (!methods.includes(method)) {
+      res.setHeader('allow', methods.join(', '));
+      throw new ApiError(405, 'method_not_allowed', `${method} is not allowed here; use ${methods.filter((m) => m !== 'HEAD').join(', ')}`);
+    }
+    const writing = method !== 'GET' && method !== 'HEAD';
+    await authorize(ctx, req, space as SpaceId, writing);
+    if (one && !writing) await record(ctx, space as SpaceId, one.collection, one.id, res);
+    else if (one) await writeOne(ctx, req, method, space as SpaceId, one.collection, one.id, res);
+    else if (endpoint === 'writes') await writeMany(ctx, req, space as SpaceId, res);
+    else if (endpoint === 'records') await records(ctx, url, space as SpaceId, res);
     else if (endpoint === 'changes') await changes(ctx, url, space as SpaceId, req, res);
     else await stream(ctx, url, space as SpaceId, req, res);
   } catch (error) {
     if (error instanceof ApiError) send(res, error.status, { code: error.code, message: error.message, ...error.extra });
+    else if (error instanceof WriteRefused) send(res, STATUS[error.code] ?? 400, { code: error.code, message: error.message });
     else {
       ctx.logger.error({ err: error }, 'api error');
       if (!res.headersSent) send(res, 500, { code: 'internal', message: 'internal server error' });
@@ -114,12 +146,21 @@ export async function handleApi(ctx: ApiContext, req: IncomingMessage, res: Serv
   }
 }
 
+/** A path segment, percent-decoded. */
+function segment(raw: string, name: string): string {
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    throw new ApiError(400, 'invalid_request', `the ${name} in the path is not a valid percent-encoding`);
+  }
+}
+
 function send(res: ServerResponse, status: number, body: unknown): void {
   res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' }).end(JSON.stringify(body));
 }
 
-/** A service token that may read `space`: 401 without a valid one, 403 when it is not a service's or not for the space. */
-async function authorize(ctx: ApiContext, req: IncomingMessage, space: SpaceId): Promise<void> {
+/** A service token that may read `space` (and write it, for `write`): 401 without a valid one, 403 when it is not a service's or not for the space. */
+async function authorize(ctx: ApiContext, req: IncomingMessage, space: SpaceId, write: boolean): Promise<void> {
   const header = req.headers.authorization;
   const token = header?.startsWith('Bearer ') ? header.slice(7).trim() : undefined;
   let grant;
@@ -130,8 +171,112 @@ async function authorize(ctx: ApiContext, req: IncomingMessage, space: SpaceId):
     throw new ApiError(code === 'forbidden' ? 403 : 401, code, error instanceof Error ? error.message : 'not authenticated');
   }
   if (!grant.service) throw new ApiError(403, 'forbidden', 'the backend API needs a service token (a JWT with "role": "service")');
-  if (grant.access(space) === undefined) throw new ApiError(403, 'forbidden', `the token grants no access to space ${space}`);
+  const access = grant.access(space);
+  if (access === undefined) throw new ApiError(403, 'forbidden', `the token grants no access to space ${space}`);
+  if (write && access !== 'write') throw new ApiError(403, 'forbidden', `the token grants read-only access to space ${space}`);
   if (grant.expiresAt !== undefined && grant.expiresAt <= Date.now()) throw new ApiError(401, 'unauthenticated', 'the token has expired');
+}
+
+/** GET …/records/{collection}/{id}: one record as replicas see it (404 when it does not exist). */
+async function record(ctx: ApiContext, space: SpaceId, collection: string, id: string, res: ServerResponse): Promise<void> {
+  const view = materialize(await ctx.storage.record(space, collection, id));
+  if (!view.exists) throw new ApiError(404, 'not_found', `no record ${JSON.stringify(id)} in collection ${JSON.stringify(collection)} of space ${space}`);
+  const siblings = view.siblings.length > 1 ? { siblings: view.siblings.map((v) => ({ replica: v.replica, seq: v.seq, hlc: v.hlc, value: v.value })) } : {};
+  send(res, 200, { space, collection, id, value: view.value, ...siblings });
+}
+
+/** The request body as JSON (at most ctx.maxBodyBytes; 413 past it), or undefined when there is none. */
+async function readBody(ctx: ApiContext, req: IncomingMessage): Promise<unknown> {
+  const declared = Number(req.headers['content-length'] ?? 0);
+  if (declared > ctx.maxBodyBytes) throw new ApiError(413, 'too_large', `the body of ${declared} bytes exceeds the limit of ${ctx.maxBodyBytes}`);
+  const chunks: Buffer[] = [];
+  let bytes = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    bytes += chunk.length;
+    if (bytes > ctx.maxBodyBytes) throw new ApiError(413, 'too_large', `the body exceeds the limit of ${ctx.maxBodyBytes} bytes`);
+    chunks.push(chunk);
+  }
+  if (bytes === 0) return undefined;
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown;
+  } catch {
+    throw new ApiError(400, 'invalid_request', 'the body is not JSON');
+  }
+}
+
+/** `body[name]` as fields (an object), or a 400 naming `where`. */
+function fieldsOf(value: unknown, where: string): Fields {
+  if (!isPlainObject(value)) throw new ApiError(400, 'invalid_request', `${where} must be an object of fields`);
+  return value as Fields;
+}
+
+/** One write of a request, checked for shape (storage's checks follow in the writer). */
+function writeOp(op: string, collection: string, id: string, body: Record<string, unknown>, where: string): WriteOp {
+  if (typeof collection !== 'string' || typeof id !== 'string') throw new ApiError(400, 'invalid_request', `${where}: collection and id must be strings`);
+  switch (op) {
+    case 'put':
+      return { op, collection, id, fields: fieldsOf(body['fields'], `${where}.fields`) };
+    case 'patch': {
+      const unset = body['unset'] ?? [];
+      if (!Array.isArray(unset) || !unset.every((name) => typeof name === 'string')) throw new ApiError(400, 'invalid_request', `${where}.unset must be an array of field names`);
+      return { op, collection, id, fields: fieldsOf(body['fields'] ?? {}, `${where}.fields`), unset: unset as string[] };
+    }
+    case 'delete':
+      return { op, collection, id };
+    case 'version': {
+      const value = body['value'];
+      if (value !== null && !isPlainObject(value)) throw new ApiError(400, 'invalid_request', `${where}.value must be an object of fields, or null to delete`);
+      return { op, collection, id, value: value as Fields | null };
+    }
+    default:
+      throw new ApiError(400, 'invalid_request', `${where}.op must be put, patch, delete or version, got ${JSON.stringify(op)}`);
+  }
+}
+
+/** PUT, PATCH or DELETE of one record. */
+async function writeOne(ctx: ApiContext, req: IncomingMessage, method: string, space: SpaceId, collection: string, id: string, res: ServerResponse): Promise<void> {
+  const body = await readBody(ctx, req);
+  if (method === 'DELETE') return write(ctx, req, space, [writeOp('delete', collection, id, {}, 'body')], body ?? null, res);
+  if (!isPlainObject(body)) throw new ApiError(400, 'invalid_request', `the body of ${method} must be a JSON object`);
+  const has = (name: string): boolean => Object.hasOwn(body, name);
+  let op: string;
+  if (method === 'PATCH') op = 'patch';
+  else if (has('fields') === has('value')) throw new ApiError(400, 'invalid_request', 'the body of PUT holds exactly one of fields (an lww record) and value (a merge version)');
+  else op = has('fields') ? 'put' : 'version';
+  return write(ctx, req, space, [writeOp(op, collection, id, body, 'body')], body, res);
+}
+
+/** POST …/writes: `{ writes: [...] }`, stored together or not at all. */
+async function writeMany(ctx: ApiContext, req: IncomingMessage, space: SpaceId, res: ServerResponse): Promise<void> {
+  const body = await readBody(ctx, req);
+  const list = isPlainObject(body) ? body['writes'] : undefined;
+  if (!Array.isArray(list) || list.length === 0) throw new ApiError(400, 'invalid_request', 'the body must be { "writes": [...] } with at least one write');
+  if (list.length > ctx.maxBatch) throw new ApiError(413, 'too_large', `${list.length} writes exceed the limit of ${ctx.maxBatch} per request`);
+  const ops = list.map((item: unknown, i) => {
+    if (!isPlainObject(item)) throw new ApiError(400, 'invalid_request', `writes[${i}] must be an object`);
+    const w = item as Record<string, unknown>;
+    return writeOp(w['op'] as string, w['collection'] as string, w['id'] as string, w, `writes[${i}]`);
+  });
+  return write(ctx, req, space, ops, body, res);
+}
+
+/** An Idempotency-Key: 1-255 characters of printable ASCII. */
+const IDEMPOTENCY_KEY = /^[\x20-\x7e]{1,255}$/;
+
+/** Stores `ops` through the writer, idempotently when the request has an Idempotency-Key. */
+async function write(ctx: ApiContext, req: IncomingMessage, space: SpaceId, ops: WriteOp[], body: unknown, res: ServerResponse): Promise<void> {
+  if (ctx.closing()) throw new ApiError(503, 'shutting_down', 'the server is shutting down; send the request again (with its Idempotency-Key) to another instance or later');
+  const header = req.headers['idempotency-key'];
+  let key;
+  if (header !== undefined) {
+    if (typeof header !== 'string' || !IDEMPOTENCY_KEY.test(header)) throw new ApiError(400, 'invalid_request', 'Idempotency-Key must be 1-255 printable ASCII characters');
+    // What identifies the request: a retry must be the same request.
+    const fingerprint = createHash('sha256').update(`${req.method ?? ''} ${req.url ?? ''} ${canonicalJson(body as Json)}`).digest('base64url');
+    key = { key: header, fingerprint };
+  }
+  const { result, replayed } = await ctx.writer.write(space, ops, key);
+  if (replayed) res.setHeader('idempotent-replayed', 'true');
+  send(res, 200, result);
 }
 
 /** A non-negative integer query parameter within [min, max], or `fallback`. */

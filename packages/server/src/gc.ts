@@ -69,6 +69,8 @@ export interface GcContext {
   readonly connected: () => ReadonlySet<ReplicaId>;
   /** A space's horizon moved: tell its sessions. */
   readonly announce: (space: SpaceId, stability: Stability) => void;
+  /** Run at the start of each pass (the server's own writer notes its floors). */
+  readonly beforePass?: () => Promise<void>;
   /** Replicas were retired: close their sessions. */
   readonly retired: (replicas: readonly ReplicaId[]) => void;
   readonly metrics: Metrics;
@@ -133,6 +135,7 @@ export class Gc {
 
   async #pass(): Promise<GcResult> {
     const { storage, options, now } = this.#ctx;
+    await this.#ctx.beforePass?.();
     const retireAfter = options?.retireAfterMs ?? DEFAULT_RETIRE_AFTER_MS;
     let retired: ReplicaId[] = [];
     // With regions, writers of other regions are known here only by their changes: never retired for inactivity.

@@ -13,5 +13,6 @@ export { jwtAuth, openAccess, grantFromClaim, AuthError, type Authenticate, type
 export { sqliteStorage, type SqliteOptions } from './storage/sqlite-storage.js';
 export { postgresStorage, type PostgresOptions, type PostgresStorage } from './storage/postgres-storage.js';
 export type { Inspection, SpaceInspection, ConnectionInspection } from './inspect.js';
-export type { ServerStorage, AppendRequest, AppendResult, LoggedChange, MergeFinal, ReadLogFilter, Stability, StorageStats, TrimMark, TrimResult, RetiredPage, WriterInfo } from './storage/types.js';
+export { IDEMPOTENCY_TTL_MS } from './storage/types.js';
+export type { ServerStorage, AppendRequest, AppendResult, IdempotencyKey, LoggedChange, MergeFinal, ReadLogFilter, Stability, StorageStats, TrimMark, TrimResult, RetiredPage, WriterInfo } from './storage/types.js';
 export { QuotaError, type SpaceQuotas } from './storage/quota.js';

@@ -15,6 +15,7 @@ import { Committer } from './committer.js';
 import { handleApi, type ApiContext } from './api.js';
 import { DEFAULT_CSP, handleHttp, staticFiles } from './http.js';
 import { Gc, type GcResult } from './gc.js';
+import { ServerWriter } from './writer.js';
 import { compactSpaces } from './storage/compact.js';
 import { inspectStorage, type Inspection } from './inspect.js';
 import { Hub } from './hub.js';
@@ -214,7 +215,11 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
   const adminContext = { registry: metrics.registry, metricsText: metrics.text, static: undefined, healthy: () => !closing, metrics: true, inspect };
   const admin: Server | undefined = options.adminPort === undefined ? undefined : createServer((req, res) => answer(handleHttp(adminContext, req, res), res, 'admin http'));
   const closeListeners = new Set<() => void>();
+  const writer = new ServerWriter({ storage, committer, now });
   const api: ApiContext = {
+    writer,
+    maxBodyBytes: limits.maxFrameBytes,
+    maxBatch: limits.maxBatch,
     storage,
     hub,
     authenticate,
@@ -338,7 +343,8 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
     now,
     logger,
     metrics,
-    connected: () => new Set([...sessions].map((s) => s.replica)),
+    connected: () => new Set([...sessions].map((s) => s.replica).concat(writer.replica ?? [])),
+    beforePass: () => writer.noteFloors(),
     announce: (space, stable) => {
       for (const session of sessions) session.announceHorizon(space, stable);
     },
@@ -418,7 +424,12 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
         for (const session of linkSessions) session.fail('shutting_down', 'the server is shutting down', true);
         await Promise.all(links.map((link) => link.close()));
         stability.close();
+        await writer.settle();
         await committer.flush();
+        // This process's writer writes no more: it holds no horizon back from now on (not with peers: regions retire no one).
+        if (writer.replica !== undefined && (options.peers ?? []).length === 0) {
+          await gc.retire([writer.replica]).catch((error: unknown) => logger.error({ err: error }, "retiring the server's writer failed"));
+        }
         unwatch?.();
         for (const ws of wss.clients) ws.terminate();
         wss.close();

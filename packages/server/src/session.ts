@@ -5,7 +5,6 @@
  * out of the socket's event handlers.
  */
 import {
-  checkCrdtUpdate,
   decodeUpstream,
   encodeDownstream,
   hlcWall,
@@ -15,13 +14,9 @@ import {
   PROTOCOL_VERSION,
   ProtocolError,
   SynclineError,
-  validateChange,
-  changeBytes,
   errorCodeFor,
   fitFrames,
   regionsFor,
-  mayExceedChangeLimit,
-  MAX_CHANGE_BYTES,
   MIN_FRAME_BYTES,
   MAX_RETIRED_PER_MESSAGE,
   type Access,
@@ -37,6 +32,7 @@ import {
 } from '@syncline/core/internal';
 import type { Logger } from 'pino';
 import type { Authenticate, Grant } from './auth.js';
+import { checkChange } from './change-checks.js';
 import type { Committer } from './committer.js';
 import { encodeChanges, originList, type Follower, type Hub } from './hub.js';
 import { capFloor } from './gc.js';
@@ -474,15 +470,7 @@ export class Session implements Follower {
         if (change.space !== space) throw new ProtocolError('invalid_message', 'change belongs to another space', `changes[${i}].space`);
         if (change.replica !== this.replica) throw new ProtocolError('invalid_message', 'change was written by another replica', `changes[${i}].replica`);
         if (i > 0 && change.seq !== (changes[i - 1] as { seq: number }).seq + 1) throw new ProtocolError('sequence_gap', 'changes must be in seq order without gaps', `changes[${i}].seq`);
-        validateChange(change);
-        // The same maximum as the replicas' write-time check: a change no replica would write.
-        if (mayExceedChangeLimit(change)) {
-          const bytes = changeBytes(change);
-          if (bytes > MAX_CHANGE_BYTES) throw new ProtocolError('too_large', `the change takes ${bytes} bytes, more than the ${MAX_CHANGE_BYTES} one change may take (MAX_CHANGE_BYTES)`);
-        }
-        // Read the update the ways every replica will: a malformed one must be
-        // refused here, not stored and relayed to break every replica that applies it.
-        if (change.op === 'crdt') checkCrdtUpdate(change.update);
+        checkChange(change);
       } catch (error) {
         const code: ErrorCode = error instanceof ProtocolError ? error.code : 'invalid_message';
         return this.fail(code, `change ${i} refused: ${(error as Error).message}`, false, space);

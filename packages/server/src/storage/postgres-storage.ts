@@ -53,7 +53,7 @@ import pg from 'pg';
 import { originPositions } from './origin.js';
 import { TRIM_PAGE, trimAfter, trimRows } from './trim.js';
 import { UsageDelta, type SpaceQuotas } from './quota.js';
-import type { AppendRequest, AppendResult, LoggedChange, MergeFinal, ServerStorage, Stability, TrimResult } from './types.js';
+import { IDEMPOTENCY_TTL_MS, type AppendRequest, type AppendResult, type LoggedChange, type MergeFinal, type ServerStorage, type Stability, type TrimResult } from './types.js';
 
 /** Options of postgresStorage: give exactly one of `connectionString` and `pool`. */
 export interface PostgresOptions {
@@ -135,6 +135,10 @@ const MIGRATIONS: ReadonlyArray<(s: string) => string> = [
     CREATE INDEX writers_seen ON ${s}.writers (seen);
     CREATE TABLE ${s}.retired (replica text COLLATE "C" PRIMARY KEY, at bigint NOT NULL);
     INSERT INTO ${s}.writers (space, replica, hlc, floor, seen) SELECT space, replica, NULL, NULL, (extract(epoch FROM now()) * 1000)::bigint FROM ${s}.progress;`,
+  // The backend API's idempotency keys (see sqlite-storage.ts, migration 5).
+  (s) => `
+    CREATE TABLE ${s}.idempotency (space text COLLATE "C" NOT NULL, key text COLLATE "C" NOT NULL, at bigint NOT NULL, response text NOT NULL, PRIMARY KEY (space, key));
+    CREATE INDEX idempotency_at ON ${s}.idempotency (space, at);`,
 ];
 
 function stabilityOf(row: { stable: string | null; stable_pos: string } | undefined): Stability {
@@ -238,6 +242,15 @@ export function postgresStorage(options: PostgresOptions): PostgresStorage {
     // A region link's changes were accepted by their own region: this one does not refuse them (gc.ts: regions do not collect).
     const own = origin === '';
     if (own && locked.rows[0]?.retired) throw new SynclineError('replica_retired', `replica ${replica} was retired`);
+    // The space's lock is held: a request with the same key on another instance waits for this one.
+    const keyed = request.idempotency;
+    if (keyed) {
+      const earlier = await client.query<{ response: string }>(`SELECT response FROM ${s}.idempotency WHERE space = $1 AND key = $2 AND at >= $3`, [space, keyed.key, keyed.at - IDEMPOTENCY_TTL_MS]);
+      if (earlier.rows[0]) {
+        const progress = await client.query<{ seq: string }>(`SELECT seq FROM ${s}.progress WHERE space = $1 AND replica = $2`, [space, replica]);
+        return { result: { stored: [], upTo: Number(progress.rows[0]?.seq ?? 0), replayed: earlier.rows[0].response } };
+      }
+    }
     const stable = own ? (locked.rows[0]?.stable ?? null) : null;
     let head = Number(locked.rows[0]?.head ?? 0);
     const usage = { bytes: Number(locked.rows[0]?.bytes ?? 0), records: Number(locked.rows[0]?.records ?? 0) };
@@ -342,6 +355,13 @@ export function postgresStorage(options: PostgresOptions): PostgresStorage {
         Date.now(),
       ],
     });
+    if (keyed) {
+      await client.query(
+        `WITH x AS (DELETE FROM ${s}.idempotency WHERE space = $1 AND at < $5)
+         INSERT INTO ${s}.idempotency (space, key, at, response) VALUES ($1, $2, $3, $4) ON CONFLICT (space, key) DO UPDATE SET at = excluded.at, response = excluded.response`,
+        [space, keyed.key, keyed.at, keyed.response, keyed.at - IDEMPOTENCY_TTL_MS],
+      );
+    }
     return { result: { stored, upTo: held }, notified: `${(written.rows[0] as { pid: number }).pid} ${payload}` };
   };
 
@@ -600,6 +620,15 @@ export function postgresStorage(options: PostgresOptions): PostgresStorage {
       await open();
       const { rows } = await pool.query<{ horizon: string }>(`SELECT horizon FROM ${s}.spaces WHERE space = $1`, [space]);
       return Number(rows[0]?.horizon ?? 0);
+    },
+    async record(space, collection, id) {
+      await open();
+      const { rows } = await pool.query<{ state: Buffer }>(`SELECT state FROM ${s}.records WHERE space = $1 AND collection = $2 AND id = $3`, [
+        space,
+        Buffer.from(collection, 'utf8'),
+        Buffer.from(id, 'utf8'),
+      ]);
+      return rows[0] ? decodeRecordState(rows[0].state) : undefined;
     },
     async snapshotPage(space, after, limit, maxBytes) {
       await open();

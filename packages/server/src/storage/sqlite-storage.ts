@@ -26,7 +26,7 @@ import { dirname } from 'node:path';
 import { UsageDelta, type SpaceQuotas } from './quota.js';
 import { originPositions } from './origin.js';
 import { TRIM_PAGE, trimAfter, trimRows } from './trim.js';
-import type { AppendRequest, AppendResult, LoggedChange, MergeFinal, ServerStorage, Stability, TrimMark, TrimResult } from './types.js';
+import { IDEMPOTENCY_TTL_MS, type AppendRequest, type AppendResult, type LoggedChange, type MergeFinal, type ServerStorage, type Stability, type TrimMark, type TrimResult } from './types.js';
 
 /** A log row as read. */
 interface LogRow {
@@ -72,6 +72,9 @@ const MIGRATIONS: readonly string[] = [
    CREATE INDEX writers_seen ON writers (seen);
    CREATE TABLE retired (replica TEXT PRIMARY KEY, at INTEGER NOT NULL) WITHOUT ROWID;
    INSERT INTO writers (space, replica, hlc, floor, seen) SELECT space, replica, NULL, NULL, CAST(unixepoch('subsec') * 1000 AS INTEGER) FROM progress;`,
+  // The backend API's idempotency keys, per space, with when they were used and what a retry is answered.
+  `CREATE TABLE idempotency (space TEXT NOT NULL, key TEXT NOT NULL, at INTEGER NOT NULL, response TEXT NOT NULL, PRIMARY KEY (space, key)) WITHOUT ROWID;
+   CREATE INDEX idempotency_at ON idempotency (space, at);`,
 ];
 
 /** Options of sqliteStorage. */
@@ -140,6 +143,9 @@ export function sqliteStorage(options: SqliteOptions): ServerStorage {
     linkPeers: db.prepare<[], { peer: string }>('SELECT DISTINCT peer FROM links ORDER BY peer'),
     setLinkPosition: db.prepare('INSERT INTO links (peer, space, pos) VALUES (?, ?, ?) ON CONFLICT(peer, space) DO UPDATE SET pos = excluded.pos WHERE excluded.pos > links.pos'),
     record: db.prepare<[string, string, string], { state: Buffer }>('SELECT state FROM records WHERE space = ? AND collection = ? AND id = ?'),
+    keyed: db.prepare<[string, string, number], { response: string }>('SELECT response FROM idempotency WHERE space = ? AND key = ? AND at >= ?'),
+    expireKeys: db.prepare('DELETE FROM idempotency WHERE space = ? AND at < ?'),
+    putKey: db.prepare('INSERT INTO idempotency (space, key, at, response) VALUES (?, ?, ?, ?) ON CONFLICT(space, key) DO UPDATE SET at = excluded.at, response = excluded.response'),
     putRecord: db.prepare<[string, string, string, Buffer | Uint8Array, number, string | null]>(
       'INSERT INTO records (space, collection, id, state, pos, dead) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(space, collection, id) DO UPDATE SET state = excluded.state, pos = excluded.pos, dead = excluded.dead',
     ),
@@ -227,6 +233,11 @@ export function sqliteStorage(options: SqliteOptions): ServerStorage {
     // A region link's changes were accepted by their own region: this one does not refuse them (gc.ts: regions do not collect).
     const own = origin === '';
     if (own && q.isRetired.get(replica)) throw new SynclineError('replica_retired', `replica ${replica} was retired`);
+    const keyed = request.idempotency;
+    if (keyed) {
+      const earlier = q.keyed.get(space, keyed.key, keyed.at - IDEMPOTENCY_TTL_MS);
+      if (earlier) return { stored: [], upTo: q.progress.get(space, replica)?.seq ?? 0, replayed: earlier.response };
+    }
     let held = q.progress.get(space, replica)?.seq ?? 0;
     const originPos = originPositions(request);
     const skipped = request.changes.findIndex((c) => c.seq > held);
@@ -272,6 +283,10 @@ export function sqliteStorage(options: SqliteOptions): ServerStorage {
     q.upsertSpace.run(space, head, delta.bytes, delta.records);
     q.setProgress.run(space, replica, held);
     q.writerStamp.run(space, replica, (fresh[fresh.length - 1] as Change).hlc, Date.now());
+    if (keyed) {
+      q.expireKeys.run(space, keyed.at - IDEMPOTENCY_TTL_MS);
+      q.putKey.run(space, keyed.key, keyed.at, keyed.response);
+    }
     return { stored, upTo: held };
   });
 
@@ -400,6 +415,11 @@ export function sqliteStorage(options: SqliteOptions): ServerStorage {
     async horizon(space) {
       check();
       return q.space.get(space)?.horizon ?? 0;
+    },
+    async record(space, collection, id) {
+      check();
+      const row = q.record.get(space, collection, id);
+      return row ? decodeRecordState(row.state) : undefined;
     },
     async snapshotPage(space, after, limit, maxBytes = Number.POSITIVE_INFINITY) {
       check();

@@ -32,7 +32,7 @@
  *    puts at or below it. Requests with an origin other than '' (a region
  *    link's) are not refused either way: their region accepted them.
  */
-import type { Change, HlcString, ReplicaId, SnapshotRecord, SpaceId } from '@syncline/core/internal';
+import type { Change, HlcString, RecordState, ReplicaId, SnapshotRecord, SpaceId } from '@syncline/core/internal';
 import type { SpaceQuotas } from './quota.js';
 
 /** A change in a space's log, at its position. */
@@ -141,6 +141,29 @@ export interface AppendRequest {
    * length as `changes`, ascending). Required with an origin other than ''.
    */
   readonly originPositions?: readonly number[];
+  /**
+   * An idempotency key (the backend API's `Idempotency-Key`), scoped to the
+   * space. When a request with the same key was stored in the space less than
+   * IDEMPOTENCY_TTL_MS before `at`, nothing of this one is stored and the
+   * result carries that request's `response` as `replayed`. Otherwise the key
+   * is stored with `response` in the same transaction as the changes (and
+   * keys of the space older than the TTL are dropped), so a retry after a
+   * crash finds it exactly when the changes were stored.
+   */
+  readonly idempotency?: IdempotencyKey;
+}
+
+/** How long a stored idempotency key is kept (24 hours). */
+export const IDEMPOTENCY_TTL_MS = 24 * 3_600_000;
+
+/** AppendRequest.idempotency. */
+export interface IdempotencyKey {
+  /** The key: any string of 1-255 characters. */
+  readonly key: string;
+  /** When the request was made (ms since the epoch). */
+  readonly at: number;
+  /** What to answer a retry with (opaque to storage). */
+  readonly response: string;
 }
 
 /** What append() did with one request. */
@@ -149,6 +172,8 @@ export interface AppendResult {
   readonly stored: readonly LoggedChange[];
   /** The highest seq of this replica now held in this space. */
   readonly upTo: number;
+  /** The `response` stored with the request's idempotency key by an earlier request: nothing was stored. */
+  readonly replayed?: string;
 }
 
 /** The server's storage (see the guarantees at the top of storage/types.ts): sqliteStorage, postgresStorage, or your own. */
@@ -183,6 +208,8 @@ export interface ServerStorage {
   readLog(space: SpaceId, after: number, limit: number, maxBytes?: number, filter?: ReadLogFilter): Promise<LoggedChange[]>;
   /** Highest position of a space (0: empty). */
   head(space: SpaceId): Promise<number>;
+  /** The stored state of one record (a deleted one's too, until it is collected); undefined when there is none. */
+  record(space: SpaceId, collection: string, id: string): Promise<RecordState | undefined>;
   /**
    * Clients at or below the horizon take a snapshot: entries up to it were
    * compacted away, or a peer state was merged there (mergeState; entries

@@ -1,0 +1,238 @@
+/**
+ * The server's own writer: what the backend API writes (api.ts) is stamped and
+ * stored here as the changes of one replica of this server process, through
+ * the same checks, quotas, group commit and relay as a client's push, so
+ * replicas see it live and merge it like any other replica's writes.
+ *
+ * Its id is `api-` and 16 random characters, new for each process: two server
+ * instances sharing a database never write under one id, so each (replica,
+ * seq) names one change. Writes to one space are made one after the other, so
+ * the seqs follow each other; a batch is one request, stored whole or not at
+ * all.
+ *
+ * Liveness, and why it may re-stamp: a change of this writer exists nowhere
+ * before its append commits, and the append stores all of it or nothing. So
+ * when storage refuses it as below the stability horizon, the writer stamps it
+ * again past the horizon; when its id was retired, it takes a new one; when
+ * the outcome is unknown (the database failed at commit), it reads how far
+ * its seqs got before it writes again. None of these can lose or duplicate a
+ * write, and each is tried a bounded number of times.
+ *
+ * Stability: every change is stamped after every stamp of the records it
+ * writes (and after the space's horizon), so an API write wins over what it
+ * replaces even when a device clock ran ahead; and while the process runs, the
+ * writer tells storage at each collection pass that its later changes will be
+ * stamped after its clock now (a floor), so it holds no horizon back by being
+ * idle. The server retires it when it closes. A process that is killed leaves
+ * it to be retired for inactivity (gc.retireAfterMs) or by an operator.
+ */
+import { randomBytes } from 'node:crypto';
+import {
+  applyChange,
+  contextFor,
+  formatTimestamp,
+  Hlc,
+  latestStamp,
+  SynclineError,
+  type Change,
+  type Fields,
+  type RecordState,
+  type ReplicaId,
+  type SpaceId,
+} from '@syncline/core/internal';
+import { checkChange } from './change-checks.js';
+import type { Committer } from './committer.js';
+import { capFloor } from './gc.js';
+import type { ServerStorage } from './storage/types.js';
+
+/** One write of the backend API: an lww put, patch or delete, or a merge version. */
+export type WriteOp =
+  | { readonly op: 'put'; readonly collection: string; readonly id: string; readonly fields: Fields }
+  | { readonly op: 'patch'; readonly collection: string; readonly id: string; readonly fields: Fields; readonly unset: readonly string[] }
+  | { readonly op: 'delete'; readonly collection: string; readonly id: string }
+  | { readonly op: 'version'; readonly collection: string; readonly id: string; readonly value: Fields | null };
+
+/** What a write stored (the API's response body). */
+export interface WriteResult {
+  readonly space: SpaceId;
+  /** The writer's replica id. */
+  readonly replica: ReplicaId;
+  /** Each write's change, in order: its seq and stamp. */
+  readonly changes: ReadonlyArray<{ readonly collection: string; readonly id: string; readonly op: WriteOp['op']; readonly seq: number; readonly hlc: string }>;
+}
+
+/** A write refused for what it is (answered 4xx); `code` is the error code. */
+export class WriteRefused extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface WriterContext {
+  readonly storage: ServerStorage;
+  readonly committer: Committer;
+  readonly now: () => number;
+}
+
+/** How often one write is stamped again (a horizon that moved, a retired id, an unknown outcome) before it fails. */
+const ATTEMPTS = 5;
+
+/** An idempotent write's key and what identifies its request (a retry with another request under the key is refused). */
+export interface WriteKey {
+  readonly key: string;
+  readonly fingerprint: string;
+}
+
+/** What a stored key replays. */
+interface Replay {
+  readonly fingerprint: string;
+  readonly result: WriteResult;
+}
+
+export class ServerWriter {
+  readonly #ctx: WriterContext;
+  #hlc: Hlc | undefined;
+  /** Per space, the last seq stored (undefined: read it from storage first). */
+  readonly #seqs = new Map<SpaceId, number>();
+  /** Per space, the tail of the chain writes to it wait on. */
+  readonly #queues = new Map<SpaceId, Promise<unknown>>();
+
+  constructor(ctx: WriterContext) {
+    this.#ctx = ctx;
+  }
+
+  /** The writer's replica id; undefined until it first writes. */
+  get replica(): ReplicaId | undefined {
+    return this.#hlc?.replica;
+  }
+
+  /**
+   * Stamps and stores `ops` as one request (all or nothing), after the writes
+   * to `space` already under way. With `key`, a request stored under the same
+   * key in the last 24 hours is not stored again: its result is returned with
+   * `replayed` (a WriteRefused `idempotency_mismatch` when it was another
+   * request).
+   * @throws WriteRefused for a write that cannot be stored (invalid, too large,
+   * over a quota); SynclineError when storage fails.
+   */
+  write(space: SpaceId, ops: readonly WriteOp[], key?: WriteKey): Promise<{ result: WriteResult; replayed: boolean }> {
+    return this.#serial(space, () => this.#write(space, ops, key));
+  }
+
+  /**
+   * Tells storage, for each space written, that every later change is stamped
+   * after this moment (capped as clients' floors are): run before each
+   * collection pass, so an idle writer holds no horizon back.
+   */
+  async noteFloors(): Promise<void> {
+    const hlc = this.#hlc;
+    if (!hlc) return;
+    await Promise.all(
+      [...this.#seqs.keys()].map((space) =>
+        this.#serial(space, async () => {
+          const now = this.#ctx.now();
+          await this.#ctx.storage.noteWriter(space, hlc.replica, capFloor(formatTimestamp(hlc.now()), now), now);
+        }),
+      ),
+    );
+  }
+
+  /** Resolves when every write begun so far has ended. */
+  async settle(): Promise<void> {
+    while (this.#queues.size > 0) await Promise.all([...this.#queues.values()]);
+  }
+
+  #serial<T>(space: SpaceId, fn: () => Promise<T>): Promise<T> {
+    const run = (this.#queues.get(space) ?? Promise.resolve()).then(fn, fn);
+    const tail = run.then(noop, noop);
+    this.#queues.set(space, tail);
+    void tail.then(() => this.#queues.get(space) === tail && this.#queues.delete(space));
+    return run;
+  }
+
+  #clock(): Hlc {
+    this.#hlc ??= newClock(this.#ctx.now);
+    return this.#hlc;
+  }
+
+  async #write(space: SpaceId, ops: readonly WriteOp[], key: WriteKey | undefined): Promise<{ result: WriteResult; replayed: boolean }> {
+    const { storage, committer } = this.#ctx;
+    for (let attempt = 1; ; attempt++) {
+      const hlc = this.#clock();
+      const replica = hlc.replica;
+      // After the horizon and after every stamp of the records written: this write is the latest of each.
+      const stability = await storage.stability(space);
+      if (stability.hlc !== undefined) hlc.receive(stability.hlc);
+      const states = new Map<string, RecordState | undefined>();
+      for (const op of ops) {
+        const at = JSON.stringify([op.collection, op.id]);
+        if (states.has(at)) continue;
+        const state = await storage.record(space, op.collection, op.id);
+        states.set(at, state);
+        const latest = state && latestStamp(state);
+        if (latest !== undefined) hlc.receive(latest);
+      }
+      let seq = this.#seqs.get(space) ?? (await storage.replicaProgress(space, [replica])).get(replica) ?? 0;
+      const changes: Change[] = [];
+      for (const [i, op] of ops.entries()) {
+        seq++;
+        const head = { space, collection: op.collection, id: op.id, replica, seq, hlc: formatTimestamp(hlc.now()) };
+        const at = JSON.stringify([op.collection, op.id]);
+        let change: Change;
+        if (op.op === 'put') change = { ...head, op: 'put', fields: op.fields };
+        else if (op.op === 'patch') change = { ...head, op: 'patch', fields: op.fields, unset: op.unset };
+        else if (op.op === 'delete') change = { ...head, op: 'delete' };
+        // Supersedes every version of the record it knows of, those of earlier writes of this batch too.
+        else change = { ...head, op: 'version', value: op.value, context: new Map(contextFor(states.get(at)?.merge)) };
+        try {
+          checkChange(change);
+        } catch (error) {
+          const code = error instanceof SynclineError ? error.code : 'invalid_message';
+          throw new WriteRefused(code === 'invalid_change' ? 'invalid_request' : code, `write ${i} refused: ${(error as Error).message}`);
+        }
+        changes.push(change);
+        states.set(at, applyChange(states.get(at), change));
+      }
+      const result: WriteResult = { space, replica, changes: changes.map((c) => ({ collection: c.collection, id: c.id, op: c.op as WriteOp['op'], seq: c.seq, hlc: c.hlc })) };
+      const now = this.#ctx.now();
+      const idempotency = key && { key: key.key, at: now, response: JSON.stringify({ fingerprint: key.fingerprint, result } satisfies Replay) };
+      let stored;
+      try {
+        // Until it is known what the append did, the next write reads how far this writer's seqs got.
+        this.#seqs.delete(space);
+        stored = await committer.submit({ space, replica, changes, ...(idempotency ? { idempotency } : {}) });
+      } catch (error) {
+        const code = error instanceof SynclineError ? error.code : undefined;
+        if (code === 'quota_exceeded') throw new WriteRefused(code, (error as Error).message);
+        if (code === 'invalid_change') throw new WriteRefused('invalid_request', (error as Error).message);
+        if (attempt >= ATTEMPTS || (code !== 'below_horizon' && code !== 'replica_retired' && code !== 'sequence_gap')) throw error;
+        // A retired id writes no more: a new one (its clock goes on from this one's).
+        if (code === 'replica_retired') this.#hlc = newClock(this.#ctx.now, hlc);
+        continue;
+      }
+      if (stored.replayed !== undefined) {
+        this.#seqs.set(space, stored.upTo);
+        const replay = JSON.parse(stored.replayed) as Replay;
+        if (replay.fingerprint !== key?.fingerprint) {
+          throw new WriteRefused('idempotency_mismatch', `the Idempotency-Key ${JSON.stringify(key?.key)} was used for another request in the last 24 hours`);
+        }
+        return { result: replay.result, replayed: true };
+      }
+      this.#seqs.set(space, stored.upTo);
+      // Every change new: stored as stamped. (Seqs held already would mean an earlier outcome was misread: stamp again.)
+      if (stored.stored.length === changes.length) return { result, replayed: false };
+      if (attempt >= ATTEMPTS) throw new Error(`the server's writer ${replica} found its seqs held already in ${space}`);
+    }
+  }
+}
+
+/** A clock under a new id `api-…` that goes on from `after`'s last timestamp. */
+function newClock(now: () => number, after?: Hlc): Hlc {
+  const replica = `api-${randomBytes(12).toString('base64url')}` as ReplicaId;
+  return new Hlc({ replica, now, ...(after ? { last: { ...after.last, replica } } : {}) });
+}
+
+function noop(): void {}
