@@ -48,6 +48,8 @@ export interface ApiContext {
   readonly maxBodyBytes: number;
   /** The most writes in one request (the most changes in one push). */
   readonly maxBatch: number;
+  /** This server's region (with peers): changes then carry their origin, and pages an origin vector. */
+  readonly region: string | undefined;
 }
 
 /** A change as the API shows it (JSON: maps as objects, bytes as base64). */
@@ -66,12 +68,16 @@ export interface FeedChange {
   readonly field?: string;
   readonly type?: string;
   readonly update?: string;
+  /** With regions: the region the change entered through, and its position in that region's log. */
+  readonly origin?: string;
+  readonly originPos?: number;
 }
 
-/** A logged change in the API's JSON form. */
-export function feedChange(entry: LoggedChange): FeedChange {
+/** A logged change in the API's JSON form; with `region` (this server's), with its origin. */
+export function feedChange(entry: LoggedChange, region?: string): FeedChange {
   const c = entry.change;
-  const head = { pos: entry.pos, collection: c.collection, id: c.id, replica: c.replica, seq: c.seq, hlc: c.hlc, op: c.op };
+  const where = region === undefined ? {} : { origin: entry.origin === '' ? region : entry.origin, originPos: entry.originPos };
+  const head = { pos: entry.pos, collection: c.collection, id: c.id, replica: c.replica, seq: c.seq, hlc: c.hlc, op: c.op, ...where };
   switch (c.op) {
     case 'put':
       return { ...head, fields: c.fields };
@@ -320,8 +326,16 @@ async function records(ctx: ApiContext, url: URL, space: SpaceId, res: ServerRes
   send(res, 200, { space, head, records: out, ...(next !== undefined ? { next } : {}) });
 }
 
-/** Changes after `after` (one page), waiting up to `waitMs` for one when there is none. */
-async function readChanges(ctx: ApiContext, space: SpaceId, after: number, limit: number, waitMs: number, gone: () => boolean): Promise<{ changes: FeedChange[]; upTo: number }> {
+/** Changes after `after` (one page), without those `held` covers, waiting up to `waitMs` for one when there is none. */
+async function readChanges(
+  ctx: ApiContext,
+  space: SpaceId,
+  after: number,
+  limit: number,
+  waitMs: number,
+  gone: () => boolean,
+  held?: ReadonlyMap<string, number>,
+): Promise<{ changes: FeedChange[]; upTo: number }> {
   const deadline = Date.now() + waitMs;
   for (;;) {
     // Listening before reading: a commit between the read and the wait is not missed.
@@ -333,12 +347,73 @@ async function readChanges(ctx: ApiContext, space: SpaceId, after: number, limit
       const last = page[page.length - 1];
       // A short page saw every entry up to the head read before it (positions become visible in order).
       const upTo = page.length < limit ? Math.max(head, last?.pos ?? 0, after) : (last as LoggedChange).pos;
-      if (page.length > 0 || upTo > after || !advance || Date.now() >= deadline || gone() || ctx.closing()) return { changes: page.map(feedChange), upTo };
+      const fresh = held ? page.filter((e) => (held.get(e.origin) ?? 0) < e.originPos) : page;
+      if (page.length > 0 || upTo > after || !advance || Date.now() >= deadline || gone() || ctx.closing()) return { changes: fresh.map((e) => feedChange(e, ctx.region)), upTo };
       await advance.until(deadline - Date.now());
     } finally {
       advance?.stop();
     }
   }
+}
+
+/**
+ * An origin vector as the API writes it: `region:pos` per region, comma-separated,
+ * in name order (`''`, this region's own origin, under its name).
+ */
+function formatOrigins(vector: ReadonlyMap<string, number>, region: string): string {
+  return [...vector]
+    .map(([origin, pos]) => [origin === '' ? region : origin, pos] as const)
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(([name, pos]) => `${name}:${pos}`)
+    .join(',');
+}
+
+/** formatOrigins' text as a vector keyed by origin ('' for this region); a 400 when it is not one. */
+function parseOrigins(text: string, region: string): Map<string, number> {
+  const vector = new Map<string, number>();
+  for (const part of text === '' ? [] : text.split(',')) {
+    const m = /^([A-Za-z0-9._-]{1,64}):(\d{1,16})$/.exec(part);
+    const pos = Number(m?.[2]);
+    if (!m || !Number.isSafeInteger(pos)) throw new ApiError(400, 'invalid_request', `origins must be region:position pairs separated by commas (an \`origins\` the feed gave), got ${JSON.stringify(text)}`);
+    const origin = m[1] === region ? '' : (m[1] as string);
+    vector.set(origin, Math.max(vector.get(origin) ?? 0, pos));
+  }
+  return vector;
+}
+
+/** `a` with `b`'s larger entries. */
+function joinVectors(a: ReadonlyMap<string, number>, b: ReadonlyMap<string, number> | undefined): Map<string, number> {
+  const out = new Map(a);
+  for (const [origin, pos] of b ?? []) out.set(origin, Math.max(out.get(origin) ?? 0, pos));
+  return out;
+}
+
+/**
+ * Where a reader that holds `held` (an origin vector, perhaps from another
+ * region) resumes in this region's log: a 410 `compacted` when an entry it
+ * lacks is gone.
+ */
+async function resumeFrom(ctx: ApiContext, space: SpaceId, held: ReadonlyMap<string, number>): Promise<number> {
+  const resumed = await ctx.storage.resumeAfter(space, held);
+  if (resumed === undefined) {
+    const compactedTo = await ctx.storage.horizon(space);
+    throw new ApiError(410, 'compacted', `the log of ${space} no longer holds every change after these origins; read the records (GET …/records) and follow from their head`, { compactedTo });
+  }
+  return resumed;
+}
+
+/** The `after` and `origins` query parameters: where to read from, and the vector held with it (regions only). */
+async function startOf(ctx: ApiContext, url: URL, space: SpaceId, lastEventId?: string): Promise<{ after: number; held: Map<string, number> | undefined }> {
+  const origins = lastEventId?.includes(':') ? lastEventId : url.searchParams.get('origins');
+  if (origins === null || origins === undefined) {
+    const after = lastEventId !== undefined ? Number(lastEventId) : intParam(url, 'after', 0, 0, Number.MAX_SAFE_INTEGER);
+    if (!Number.isSafeInteger(after) || after < 0) throw new ApiError(400, 'invalid_request', `Last-Event-ID must be an event id the stream gave, got ${JSON.stringify(lastEventId)}`);
+    return { after, held: undefined };
+  }
+  if (ctx.region === undefined) throw new ApiError(400, 'invalid_request', 'origins are for servers with regions (--region); read from a position with after');
+  if (lastEventId === undefined && url.searchParams.has('after')) throw new ApiError(400, 'invalid_request', 'give after or origins, not both');
+  const held = parseOrigins(origins, ctx.region);
+  return { after: await resumeFrom(ctx, space, held), held };
 }
 
 /** A 410 `compacted` when the log of `space` no longer holds what follows `after`. */
@@ -387,30 +462,37 @@ function listen(ctx: ApiContext, space: SpaceId, gone: () => boolean): { until(m
 
 /** GET …/changes: one page of the change feed, long-polled with `wait`. */
 async function changes(ctx: ApiContext, url: URL, space: SpaceId, req: IncomingMessage, res: ServerResponse): Promise<void> {
-  const after = intParam(url, 'after', 0, 0, Number.MAX_SAFE_INTEGER);
   const limit = intParam(url, 'limit', DEFAULT_LIMIT, 1, API_MAX_LIMIT);
   const waitMs = intParam(url, 'wait', 0, 0, API_MAX_WAIT_S) * 1000;
+  const { after, held } = await startOf(ctx, url, space);
   let gone = false;
   res.once('close', () => (gone = true));
-  const page = await readChanges(ctx, space, after, limit, waitMs, () => gone);
-  if (!gone) send(res, 200, { space, changes: page.changes, upTo: page.upTo });
+  const page = await readChanges(ctx, space, after, limit, waitMs, () => gone, held);
+  // With regions: what the reader holds after this page, to resume from in any region.
+  const origins = ctx.region === undefined ? {} : { origins: formatOrigins(joinVectors(await ctx.storage.originVector(space, page.upTo), held), ctx.region) };
+  if (!gone) send(res, 200, { space, changes: page.changes, upTo: page.upTo, ...origins });
 }
 
 /**
- * GET …/changes/stream: the change feed as Server-Sent Events, from `after` or
- * the `Last-Event-ID` a reconnecting EventSource sends. Each change is a
- * `change` event whose id is its position; a `position` event (id: the
- * position) says the log moved past positions with no change of this feed (a
- * merged peer state). A comment every 15 s keeps idle streams open.
+ * GET …/changes/stream: the change feed as Server-Sent Events, from `after`
+ * (or `origins`) or the `Last-Event-ID` a reconnecting EventSource sends. Each
+ * change is a `change` event whose id is its position (with regions: the
+ * origin vector after it, so that a reconnect to another region resumes too);
+ * a `position` event says the log moved past positions with no change of this
+ * feed (a merged peer state, or changes the reader held). A comment every 15 s
+ * keeps idle streams open.
  */
 async function stream(ctx: ApiContext, url: URL, space: SpaceId, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const lastEventId = req.headers['last-event-id'];
-  let after = typeof lastEventId === 'string' && lastEventId !== '' ? Number(lastEventId) : intParam(url, 'after', 0, 0, Number.MAX_SAFE_INTEGER);
-  if (!Number.isSafeInteger(after) || after < 0) throw new ApiError(400, 'invalid_request', `Last-Event-ID must be a position, got ${JSON.stringify(lastEventId)}`);
+  const start = await startOf(ctx, url, space, typeof lastEventId === 'string' && lastEventId !== '' ? lastEventId : undefined);
+  let { after } = start;
   let gone = false;
   res.once('close', () => (gone = true));
   // A compacted position is refused before the stream starts (a 410, not an event).
   await notCompacted(ctx, space, after);
+  const region = ctx.region;
+  // With regions, what the reader holds: each event's id.
+  let held = region === undefined ? undefined : joinVectors(await ctx.storage.originVector(space, after), start.held);
   res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', 'x-accel-buffering': 'no', 'x-content-type-options': 'nosniff' });
   // A client that went away mid-write: nothing more is written (the loop below stops).
   res.on('error', () => (gone = true));
@@ -432,7 +514,7 @@ async function stream(ctx: ApiContext, url: URL, space: SpaceId, req: IncomingMe
     while (!gone && !ctx.closing()) {
       let page;
       try {
-        page = await readChanges(ctx, space, after, DEFAULT_LIMIT, HEARTBEAT_MS, () => gone);
+        page = await readChanges(ctx, space, after, DEFAULT_LIMIT, HEARTBEAT_MS, () => gone, held);
       } catch (error) {
         if (error instanceof ApiError) {
           await write(`event: error\ndata: ${JSON.stringify({ code: error.code, message: error.message, ...error.extra })}\n\n`);
@@ -440,9 +522,24 @@ async function stream(ctx: ApiContext, url: URL, space: SpaceId, req: IncomingMe
         }
         throw error;
       }
-      for (const change of page.changes) await write(`id: ${change.pos}\nevent: change\ndata: ${JSON.stringify(change)}\n\n`);
+      for (const change of page.changes) {
+        let id = String(change.pos);
+        if (held && region !== undefined) {
+          const origin = change.origin === region ? '' : (change.origin as string);
+          held.set(origin, Math.max(held.get(origin) ?? 0, change.originPos as number));
+          id = formatOrigins(held, region);
+        }
+        await write(`id: ${id}\nevent: change\ndata: ${JSON.stringify(change)}\n\n`);
+      }
       const last = page.changes[page.changes.length - 1]?.pos ?? after;
-      if (page.upTo > last) await write(`id: ${page.upTo}\nevent: position\ndata: ${JSON.stringify({ upTo: page.upTo })}\n\n`);
+      if (page.upTo > last) {
+        let id = String(page.upTo);
+        if (held && region !== undefined) {
+          held = joinVectors(await ctx.storage.originVector(space, page.upTo), held);
+          id = formatOrigins(held, region);
+        }
+        await write(`id: ${id}\nevent: position\ndata: ${JSON.stringify({ upTo: page.upTo })}\n\n`);
+      }
       after = page.upTo;
     }
   } finally {

@@ -220,6 +220,7 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
     writer,
     maxBodyBytes: limits.maxFrameBytes,
     maxBatch: limits.maxBatch,
+    region: options.region,
     storage,
     hub,
     authenticate,
