@@ -10,7 +10,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { ReplicaId, SpaceId } from '@syncline/core/internal';
 import { sqliteStorage, type SyncServer } from '@syncline/server';
 import { cleanupStack, putChange, RawClient, startServer } from '../sync/harness.js';
-import { expectDocumented, get, SECRET, token } from './fixtures/api.js';
+import { call, expectDocumented, get, SECRET, token } from './fixtures/api.js';
 
 const cleanup = cleanupStack();
 afterEach(() => cleanup.run());
@@ -85,6 +85,41 @@ describe('backend API', () => {
     expect(seen.sort()).toEqual(Array.from({ length: 25 }, (_, i) => `e${i + 1}`).sort());
     expect(heads).toBe(25);
     expect((await get(server, `/api/v1/spaces/${SPACE}/records?after=garbage`, svc)).status).toBe(400);
+  });
+
+  it('queries one collection, and an id range of it, paged; deleted records are left out', async () => {
+    const server = await startServer({ jwt: { secret: SECRET } });
+    cleanup.push(() => server.close());
+    const svc = await token({ role: 'service', spaces: { [SPACE]: 'write' } });
+    const ids = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'é', '😀'];
+    const writes = [
+      ...ids.map((id) => ({ op: 'put', collection: 'events', id, fields: { id } })),
+      ...ids.map((id) => ({ op: 'put', collection: 'tasks', id, fields: { id } })),
+      { op: 'put', collection: 'eventsx', id: 'a', fields: {} },
+      { op: 'delete', collection: 'events', id: 'e' },
+    ];
+    expect((await call(server, 'POST', `/api/v1/spaces/${SPACE}/writes`, { bearer: svc, body: { writes } })).status).toBe(200);
+    const all = async (query: string, limit: number): Promise<string[]> => {
+      const seen: string[] = [];
+      let cursor: string | undefined;
+      do {
+        const page = await get(server, `/api/v1/spaces/${SPACE}/records?${query}&limit=${limit}${cursor ? `&after=${cursor}` : ''}`, svc);
+        expect(page.status).toBe(200);
+        expectDocumented('/api/v1/spaces/{space}/records', page);
+        for (const r of page.body['records'] as Array<{ collection: string; id: string }>) seen.push(`${r.collection}/${r.id}`);
+        cursor = page.body['next'] as string | undefined;
+      } while (cursor);
+      return seen;
+    };
+    const events = ids.filter((id) => id !== 'e').map((id) => `events/${id}`);
+    for (const limit of [1, 2, 3, 1000]) {
+      expect(await all('collection=events', limit)).toEqual(events);
+      expect(await all('collection=events&from=c&to=g', limit)).toEqual(['events/c', 'events/d', 'events/f']);
+      // By UTF-8 bytes: é (C3 A9) before 😀 (F0 9F 98 80); from a deleted id.
+      expect(await all(`collection=events&from=e&to=${encodeURIComponent('😀')}`, limit)).toEqual(['events/f', 'events/g', 'events/h', 'events/é']);
+      expect(await all(`collection=tasks&from=${encodeURIComponent('é')}`, limit)).toEqual(['tasks/é', 'tasks/😀']);
+    }
+    expect((await get(server, `/api/v1/spaces/${SPACE}/records?from=a`, svc)).status).toBe(400);
   });
 
   it('long-polls the change feed: a page, a wait that ends with the next commit, an empty page when none comes', async () => {

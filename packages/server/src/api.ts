@@ -2,7 +2,7 @@
  * The backend API over HTTP (server README, "Backend API"; docs/openapi.json):
  * what a backend service reads of a space without speaking the sync protocol.
  *
- *   GET /api/v1/spaces/{space}/records?after=CURSOR&limit=N   the records that exist, paged
+ *   GET /api/v1/spaces/{space}/records?collection=C&from=ID&to=ID&after=CURSOR&limit=N   the records that exist, paged
  *   GET|PUT|PATCH|DELETE /api/v1/spaces/{space}/records/{collection}/{id}   one record
  *   POST /api/v1/spaces/{space}/writes                        several writes in one transaction
  *   GET /api/v1/spaces/{space}/changes?after=POS&limit=N&wait=S   the change feed, long-polled
@@ -296,14 +296,20 @@ function intParam(url: URL, name: string, fallback: number, min: number, max: nu
 
 /**
  * The records that exist, in (collection, id) order, `limit` per page: `next`
- * is the cursor of the next page (absent on the last). `head` is the space's
+ * is the cursor of the next page (absent on the last). With `collection`, that
+ * collection's only, and with `from` / `to` the ids from `from` (inclusive) to
+ * `to` (exclusive), in the order of their UTF-8 bytes. `head` is the space's
  * log position read before the page: every change up to it is in these
- * records, so a mirror that reads every page and then follows the change
- * feed from the first page's `head` misses nothing.
+ * records, so a mirror that reads every page and then follows the change feed
+ * from the first page's `head` misses nothing.
  */
 async function records(ctx: ApiContext, url: URL, space: SpaceId, res: ServerResponse): Promise<void> {
   const limit = intParam(url, 'limit', DEFAULT_LIMIT, 1, API_MAX_LIMIT);
   const cursor = url.searchParams.get('after');
+  const collection = url.searchParams.get('collection') ?? undefined;
+  const from = url.searchParams.get('from') ?? undefined;
+  const to = url.searchParams.get('to') ?? undefined;
+  if (collection === undefined && (from !== undefined || to !== undefined)) throw new ApiError(400, 'invalid_request', 'from and to are ids of one collection: give collection too');
   let after: readonly [string, string] | undefined;
   if (cursor !== null && cursor !== '') {
     try {
@@ -313,16 +319,24 @@ async function records(ctx: ApiContext, url: URL, space: SpaceId, res: ServerRes
     } catch {
       throw new ApiError(400, 'invalid_request', 'after is not a cursor this endpoint gave (its `next`)');
     }
-  }
+  } else if (collection !== undefined) after = [collection, from ?? ''];
   const head = await ctx.storage.head(space);
-  const page = await ctx.storage.snapshotPage(space, after, limit);
+  // `from` itself on the first page (the page after it starts past it).
+  const first = cursor === null || cursor === '' ? (collection !== undefined && from !== undefined ? await ctx.storage.record(space, collection, from) : undefined) : undefined;
+  const page = [...(first ? [{ collection: collection as string, id: from as string, state: first }] : []), ...(await ctx.storage.snapshotPage(space, after, first ? limit - 1 : limit))];
+  const toBytes = to === undefined ? undefined : Buffer.from(to, 'utf8');
+  const inRange = (r: { collection: string; id: string }): boolean =>
+    (collection === undefined || r.collection === collection) && (toBytes === undefined || Buffer.compare(Buffer.from(r.id, 'utf8'), toBytes) < 0);
+  const end = page.findIndex((r) => !inRange(r));
+  const within = end < 0 ? page : page.slice(0, end);
   const out = [];
-  for (const record of page) {
+  for (const record of within) {
     const view = materialize(record.state);
     if (view.exists) out.push({ collection: record.collection, id: record.id, value: view.value });
   }
-  const last = page[page.length - 1];
-  const next = page.length === limit && last ? Buffer.from(JSON.stringify([last.collection, last.id])).toString('base64url') : undefined;
+  const last = within[within.length - 1];
+  const more = end < 0 && page.length === limit;
+  const next = more && last ? Buffer.from(JSON.stringify([last.collection, last.id])).toString('base64url') : undefined;
   send(res, 200, { space, head, records: out, ...(next !== undefined ? { next } : {}) });
 }
 
