@@ -183,6 +183,34 @@ describe('backend API writes', () => {
     expect(wrong.headers.get('allow')).toBe('POST');
   });
 
+  it('concurrent requests to one space: versions of one record supersede each other in turn, and a refusal in the middle stores nothing of it and loses nothing else', async () => {
+    const { server, svc } = await jwtServer({ limits: { maxSpaceRecords: 60 } });
+    // 40 versions of one merge record at once: each made after the one before, so one version is left, the last stamped.
+    const versions = await Promise.all(Array.from({ length: 40 }, (_, i) => call(server, 'PUT', path('notes', 'n'), { bearer: svc, body: { value: { i } } })));
+    expect(versions.map((v) => v.status)).toEqual(Array(40).fill(200));
+    const latest = versions.map((v) => (v.body['changes'] as Array<{ hlc: string; seq: number }>)[0]!).sort((a, b) => (a.hlc < b.hlc ? -1 : 1));
+    expect(latest.map((c) => c.seq)).toEqual(Array.from({ length: 40 }, (_, i) => i + 1));
+    // Each version names the one before it in its context, also when both were committed together.
+    for (const entry of await server.storage.readLog(SPACE, 0, 100)) {
+      const change = entry.change as { op: string; seq: number; replica: ReplicaId; context: ReadonlyMap<ReplicaId, number> };
+      if (change.seq > 1) expect(change.context.get(change.replica), `version ${change.seq}`).toBe(change.seq - 1);
+    }
+    const one = await get(server, path('notes', 'n'), svc);
+    expect(one.body['siblings']).toBeUndefined();
+    // The value is the one of the request stamped last.
+    expect(one.body['value']).toEqual({ i: versions.findIndex((v) => (v.body['changes'] as Array<{ seq: number }>)[0]!.seq === 40) });
+    // 100 new records at once into a space with room for 59 more: 59 stored, 41 refused with 507, none lost or doubled.
+    const puts = await Promise.all(Array.from({ length: 100 }, (_, i) => call(server, 'PUT', path('events', `e${i}`), { bearer: svc, body: { fields: { i } } })));
+    const ok = puts.flatMap((p, i) => (p.status === 200 ? [i] : []));
+    expect(puts.filter((p) => p.status !== 200).map((p) => p.body['code'])).toEqual(Array(100 - ok.length).fill('quota_exceeded'));
+    expect(ok).toHaveLength(59);
+    const log = await server.storage.readLog(SPACE, 0, 1000);
+    expect(log.filter((e) => e.change.collection === 'events').map((e) => e.change.id).sort()).toEqual(ok.map((i) => `e${i}`).sort());
+    // The writer's seqs are contiguous: a refused request left no gap.
+    expect(log.map((e) => e.change.seq)).toEqual(log.map((_, i) => i + 1));
+    for (const i of ok) expect((await get(server, path('events', `e${i}`), svc)).body['value']).toEqual({ i });
+  });
+
   it('stores a request with an Idempotency-Key once: retried, retried concurrently, and after a restart', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'syncline-idem-'));
     cleanup.push(() => rmSync(dir, { recursive: true, force: true }));

@@ -32,6 +32,7 @@ import {
   contextFor,
   formatTimestamp,
   Hlc,
+  joinRecordStates,
   latestStamp,
   SynclineError,
   type Change,
@@ -43,7 +44,7 @@ import {
 import { checkChange } from './change-checks.js';
 import type { Committer } from './committer.js';
 import { capFloor } from './gc.js';
-import type { ServerStorage } from './storage/types.js';
+import type { AppendRequest, AppendResult, ServerStorage } from './storage/types.js';
 
 /** One write of the backend API: an lww put, patch or delete, or a merge version. */
 export type WriteOp =
@@ -92,12 +93,26 @@ interface Replay {
   readonly result: WriteResult;
 }
 
+/** What the writer keeps per space it writes. */
+interface SpaceState {
+  /** The last seq handed out (undefined: read how far storage holds first). */
+  seq: number | undefined;
+  /** Requests submitted and not yet settled. */
+  inflight: number;
+  /** Per record written by requests in flight, its state with their changes, and how many of them touch it. */
+  readonly overlay: Map<string, { state: RecordState; requests: number }>;
+  /** A request failed or was replayed: the next one waits until none is in flight, then reads storage afresh. */
+  broken: boolean;
+  /** Resolved when nothing is in flight. */
+  settled: Promise<void>;
+  settle: () => void;
+}
+
 export class ServerWriter {
   readonly #ctx: WriterContext;
   #hlc: Hlc | undefined;
-  /** Per space, the last seq stored (undefined: read it from storage first). */
-  readonly #seqs = new Map<SpaceId, number>();
-  /** Per space, the tail of the chain writes to it wait on. */
+  readonly #spaces = new Map<SpaceId, SpaceState>();
+  /** Per space, the tail of the chain of stamping sections. */
   readonly #queues = new Map<SpaceId, Promise<unknown>>();
 
   constructor(ctx: WriterContext) {
@@ -115,24 +130,34 @@ export class ServerWriter {
    * key in the last 24 hours is not stored again: its result is returned with
    * `replayed` (a WriteRefused `idempotency_mismatch` when it was another
    * request).
+   *
+   * Requests to one space are stamped one after the other (seqs in turn, each
+   * after the previous one's stamps and versions), but committed together:
+   * those that arrive while a commit runs share the next one (group commit).
    * @throws WriteRefused for a write that cannot be stored (invalid, too large,
    * over a quota); SynclineError when storage fails.
    */
-  write(space: SpaceId, ops: readonly WriteOp[], key?: WriteKey): Promise<{ result: WriteResult; replayed: boolean }> {
-    return this.#serial(space, () => this.#write(space, ops, key));
+  async write(space: SpaceId, ops: readonly WriteOp[], key?: WriteKey): Promise<{ result: WriteResult; replayed: boolean }> {
+    for (let attempt = 1; ; attempt++) {
+      const outcome = await this.#attempt(space, ops, key);
+      if (outcome !== 'again') return outcome;
+      if (attempt >= ATTEMPTS) throw new Error(`the server's writer could not store a write to ${space} in ${ATTEMPTS} attempts`);
+    }
   }
 
   /**
-   * Tells storage, for each space written, that every later change is stamped
-   * after this moment (capped as clients' floors are): run before each
-   * collection pass, so an idle writer holds no horizon back.
+   * Tells storage, for each space written and idle, that every later change is
+   * stamped after this moment (capped as clients' floors are): run before each
+   * collection pass, so an idle writer holds no horizon back. (A space with
+   * writes in flight is held back by their stamps once stored, which are recent.)
    */
   async noteFloors(): Promise<void> {
     const hlc = this.#hlc;
     if (!hlc) return;
     await Promise.all(
-      [...this.#seqs.keys()].map((space) =>
+      [...this.#spaces].map(([space, state]) =>
         this.#serial(space, async () => {
+          if (state.inflight > 0) return;
           const now = this.#ctx.now();
           await this.#ctx.storage.noteWriter(space, hlc.replica, capFloor(formatTimestamp(hlc.now()), now), now);
         }),
@@ -143,6 +168,7 @@ export class ServerWriter {
   /** Resolves when every write begun so far has ended. */
   async settle(): Promise<void> {
     while (this.#queues.size > 0) await Promise.all([...this.#queues.values()]);
+    await Promise.all([...this.#spaces.values()].map((state) => state.settled));
   }
 
   #serial<T>(space: SpaceId, fn: () => Promise<T>): Promise<T> {
@@ -158,74 +184,127 @@ export class ServerWriter {
     return this.#hlc;
   }
 
-  async #write(space: SpaceId, ops: readonly WriteOp[], key: WriteKey | undefined): Promise<{ result: WriteResult; replayed: boolean }> {
-    const { storage, committer } = this.#ctx;
-    for (let attempt = 1; ; attempt++) {
-      const hlc = this.#clock();
-      const replica = hlc.replica;
-      // After the horizon and after every stamp of the records written: this write is the latest of each.
-      const stability = await storage.stability(space);
-      if (stability.hlc !== undefined) hlc.receive(stability.hlc);
-      const states = new Map<string, RecordState | undefined>();
-      for (const op of ops) {
-        const at = JSON.stringify([op.collection, op.id]);
-        if (states.has(at)) continue;
-        const state = await storage.record(space, op.collection, op.id);
-        states.set(at, state);
-        const latest = state && latestStamp(state);
-        if (latest !== undefined) hlc.receive(latest);
-      }
-      let seq = this.#seqs.get(space) ?? (await storage.replicaProgress(space, [replica])).get(replica) ?? 0;
-      const changes: Change[] = [];
-      for (const [i, op] of ops.entries()) {
-        seq++;
-        const head = { space, collection: op.collection, id: op.id, replica, seq, hlc: formatTimestamp(hlc.now()) };
-        const at = JSON.stringify([op.collection, op.id]);
-        let change: Change;
-        if (op.op === 'put') change = { ...head, op: 'put', fields: op.fields };
-        else if (op.op === 'patch') change = { ...head, op: 'patch', fields: op.fields, unset: op.unset };
-        else if (op.op === 'delete') change = { ...head, op: 'delete' };
-        // Supersedes every version of the record it knows of, those of earlier writes of this batch too.
-        else change = { ...head, op: 'version', value: op.value, context: new Map(contextFor(states.get(at)?.merge)) };
-        try {
-          checkChange(change);
-        } catch (error) {
-          const code = error instanceof SynclineError ? error.code : 'invalid_message';
-          throw new WriteRefused(code === 'invalid_change' ? 'invalid_request' : code, `write ${i} refused: ${(error as Error).message}`);
-        }
-        changes.push(change);
-        states.set(at, applyChange(states.get(at), change));
-      }
-      const result: WriteResult = { space, replica, changes: changes.map((c) => ({ collection: c.collection, id: c.id, op: c.op as WriteOp['op'], seq: c.seq, hlc: c.hlc })) };
-      const now = this.#ctx.now();
-      const idempotency = key && { key: key.key, at: now, response: JSON.stringify({ fingerprint: key.fingerprint, result } satisfies Replay) };
-      let stored;
-      try {
-        // Until it is known what the append did, the next write reads how far this writer's seqs got.
-        this.#seqs.delete(space);
-        stored = await committer.submit({ space, replica, changes, ...(idempotency ? { idempotency } : {}) });
-      } catch (error) {
-        const code = error instanceof SynclineError ? error.code : undefined;
-        if (code === 'quota_exceeded') throw new WriteRefused(code, (error as Error).message);
-        if (code === 'invalid_change') throw new WriteRefused('invalid_request', (error as Error).message);
-        if (attempt >= ATTEMPTS || (code !== 'below_horizon' && code !== 'replica_retired' && code !== 'sequence_gap')) throw error;
-        // A retired id writes no more: a new one (its clock goes on from this one's).
-        if (code === 'replica_retired') this.#hlc = newClock(this.#ctx.now, hlc);
-        continue;
-      }
-      if (stored.replayed !== undefined) {
-        this.#seqs.set(space, stored.upTo);
-        const replay = JSON.parse(stored.replayed) as Replay;
-        if (replay.fingerprint !== key?.fingerprint) {
-          throw new WriteRefused('idempotency_mismatch', `the Idempotency-Key ${JSON.stringify(key?.key)} was used for another request in the last 24 hours`);
-        }
-        return { result: replay.result, replayed: true };
-      }
-      this.#seqs.set(space, stored.upTo);
-      // Every change new: stored as stamped. (Seqs held already would mean an earlier outcome was misread: stamp again.)
-      if (stored.stored.length === changes.length) return { result, replayed: false };
-      if (attempt >= ATTEMPTS) throw new Error(`the server's writer ${replica} found its seqs held already in ${space}`);
+  #state(space: SpaceId): SpaceState {
+    let state = this.#spaces.get(space);
+    if (!state) {
+      const fresh: SpaceState = { seq: undefined, inflight: 0, overlay: new Map(), broken: false, settled: Promise.resolve(), settle: noop };
+      this.#spaces.set(space, (state = fresh));
     }
+    return state;
+  }
+
+  /**
+   * One try: stamp the changes in the space's serial section, submit them, and
+   * leave the section (the next request stamps while this one commits). Resolves
+   * to 'again' when the request must be stamped anew (nothing of it stored).
+   */
+  async #attempt(space: SpaceId, ops: readonly WriteOp[], key: WriteKey | undefined): Promise<{ result: WriteResult; replayed: boolean } | 'again'> {
+    const state = this.#state(space);
+    const stamped = await this.#serial(space, async () => {
+      if (state.broken) {
+        // After a failure, nothing in flight can be counted on: wait, then read storage afresh.
+        await state.settled;
+        state.broken = false;
+        state.seq = undefined;
+        state.overlay.clear();
+      }
+      const built = await this.#stamp(space, state, ops, key);
+      if (state.inflight++ === 0) state.settled = new Promise((resolve) => (state.settle = resolve));
+      for (const at of built.touched) {
+        const entry = state.overlay.get(at.key);
+        if (entry) {
+          entry.state = at.state;
+          entry.requests++;
+        } else state.overlay.set(at.key, { state: at.state, requests: 1 });
+      }
+      return { ...built, submitted: this.#ctx.committer.submit(built.request) };
+    });
+    const { request, result, touched } = stamped;
+    let stored: AppendResult | undefined;
+    let failure: unknown;
+    try {
+      stored = await stamped.submitted;
+    } catch (error) {
+      failure = error;
+    } finally {
+      for (const at of touched) {
+        const entry = state.overlay.get(at.key);
+        if (entry && --entry.requests === 0) state.overlay.delete(at.key);
+      }
+      if (--state.inflight === 0) state.settle();
+    }
+    if (stored !== undefined && stored.replayed === undefined && stored.stored.length === request.changes.length) return { result, replayed: false };
+    // Anything else leaves this writer's seqs (and the states it stamped after) uncertain.
+    state.broken = true;
+    if (stored?.replayed !== undefined) {
+      const replay = JSON.parse(stored.replayed) as Replay;
+      if (replay.fingerprint !== key?.fingerprint) {
+        throw new WriteRefused('idempotency_mismatch', `the Idempotency-Key ${JSON.stringify(key?.key)} was used for another request in the last 24 hours`);
+      }
+      return { result: replay.result, replayed: true };
+    }
+    // Seqs found held already: an earlier outcome was misread. Stamped again, as new changes.
+    if (stored !== undefined) return 'again';
+    const code = failure instanceof SynclineError ? failure.code : undefined;
+    if (code === 'quota_exceeded') throw new WriteRefused(code, (failure as Error).message);
+    if (code === 'invalid_change') throw new WriteRefused('invalid_request', (failure as Error).message);
+    // Storage refused it whole: below the horizon (stamped again after it), a retired id (a new one), a seq
+    // after one that failed (stamped again in turn).
+    if (code === 'below_horizon' || code === 'sequence_gap') return 'again';
+    if (code === 'replica_retired') {
+      if (this.#hlc?.replica === request.replica) this.#hlc = newClock(this.#ctx.now, this.#hlc);
+      return 'again';
+    }
+    // Storage failed: whether it stored the request is unknown, so it is not stored again here (the
+    // caller retries with its Idempotency-Key).
+    throw failure;
+  }
+
+  /** The request for `ops`: stamped after the horizon and after every stamp of the records they write (stored or in flight). */
+  async #stamp(space: SpaceId, state: SpaceState, ops: readonly WriteOp[], key: WriteKey | undefined) {
+    const { storage } = this.#ctx;
+    const hlc = this.#clock();
+    const replica = hlc.replica;
+    const stability = await storage.stability(space);
+    if (stability.hlc !== undefined) hlc.receive(stability.hlc);
+    const states = new Map<string, RecordState | undefined>();
+    for (const op of ops) {
+      const at = JSON.stringify([op.collection, op.id]);
+      if (states.has(at)) continue;
+      const stored = await storage.record(space, op.collection, op.id);
+      const pending = state.overlay.get(at)?.state;
+      const current = stored && pending ? joinRecordStates(stored, pending) : (stored ?? pending);
+      states.set(at, current);
+      const latest = current && latestStamp(current);
+      if (latest !== undefined) hlc.receive(latest);
+    }
+    let seq = state.seq ?? (await storage.replicaProgress(space, [replica])).get(replica) ?? 0;
+    const changes: Change[] = [];
+    for (const [i, op] of ops.entries()) {
+      seq++;
+      const head = { space, collection: op.collection, id: op.id, replica, seq, hlc: formatTimestamp(hlc.now()) };
+      const at = JSON.stringify([op.collection, op.id]);
+      let change: Change;
+      if (op.op === 'put') change = { ...head, op: 'put', fields: op.fields };
+      else if (op.op === 'patch') change = { ...head, op: 'patch', fields: op.fields, unset: op.unset };
+      else if (op.op === 'delete') change = { ...head, op: 'delete' };
+      // Supersedes every version of the record it knows of, those of earlier writes (of this batch, in flight) too.
+      else change = { ...head, op: 'version', value: op.value, context: new Map(contextFor(states.get(at)?.merge)) };
+      try {
+        checkChange(change);
+      } catch (error) {
+        const code = error instanceof SynclineError ? error.code : 'invalid_message';
+        throw new WriteRefused(code === 'invalid_change' ? 'invalid_request' : code, `write ${i} refused: ${(error as Error).message}`);
+      }
+      changes.push(change);
+      states.set(at, applyChange(states.get(at), change));
+    }
+    state.seq = seq;
+    const result: WriteResult = { space, replica, changes: changes.map((c) => ({ collection: c.collection, id: c.id, op: c.op as WriteOp['op'], seq: c.seq, hlc: c.hlc })) };
+    const idempotency = key && { key: key.key, at: this.#ctx.now(), response: JSON.stringify({ fingerprint: key.fingerprint, result } satisfies Replay) };
+    const request: AppendRequest = { space, replica, changes, ...(idempotency ? { idempotency } : {}) };
+    const touched = [...states].map(([at, current]) => ({ key: at, state: current as RecordState }));
+    return { request, result, touched };
   }
 }
 
