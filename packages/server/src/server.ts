@@ -16,6 +16,7 @@ import { handleApi, type ApiContext } from './api.js';
 import { DEFAULT_CSP, handleHttp, staticFiles } from './http.js';
 import { Gc, type GcResult } from './gc.js';
 import { ServerWriter } from './writer.js';
+import { RemoteRelay } from './remote-relay.js';
 import { compactSpaces } from './storage/compact.js';
 import { inspectStorage, type Inspection } from './inspect.js';
 import { Hub } from './hub.js';
@@ -139,6 +140,7 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
   const peerSyncUrls = (options.peers ?? []).map(syncUrl);
   const sessions = new Set<Session>();
   const admission = new Admission(limits, now);
+  const remote = new RemoteRelay(storage, hub, limits.relayBatch, limits.maxFrameBytes, (error) => logger.error({ err: error }, 'reading commits of other instances failed'));
   const committer = new Committer(
     storage,
     { maxSpaceBytes: limits.maxSpaceBytes, maxSpaceRecords: limits.maxSpaceRecords },
@@ -152,13 +154,14 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
       for (const [space, entries] of bySpace) {
         entries.sort((a, b) => a.pos - b.pos);
         hub.relay(space, entries, limits.relayBatch);
+        remote.stored(space, (entries[entries.length - 1] as { pos: number }).pos);
       }
     },
     (seconds) => metrics.commitSeconds.observe(seconds),
   );
-  // Storage shared with other instances (PostgreSQL) reports heads they committed:
-  // followers behind one read what they miss from the log, in log order.
-  const unwatch = storage.watch?.((space, head) => hub.resyncBehind(space, head));
+  // Storage shared with other instances (PostgreSQL) reports heads they committed: this instance reads
+  // the new entries once and relays them to its followers from memory (remote-relay.ts).
+  const unwatch = storage.watch?.((space, head) => remote.advanced(space, head));
 
   let authenticate: Authenticate;
   if (options.authenticate) authenticate = options.authenticate;
