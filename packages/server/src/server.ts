@@ -154,7 +154,8 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
       for (const [space, entries] of bySpace) {
         entries.sort((a, b) => a.pos - b.pos);
         hub.relay(space, entries, limits.relayBatch);
-        remote.stored(space, (entries[entries.length - 1] as { pos: number }).pos);
+        const last = entries[entries.length - 1];
+        if (last) remote.stored(space, last.pos);
       }
     },
     (seconds) => metrics.commitSeconds.observe(seconds),
