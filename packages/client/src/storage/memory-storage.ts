@@ -121,8 +121,9 @@ type OutboxKey = readonly [space: string, seq: number];
 const outboxKey = (space: string, seq: number): string => JSON.stringify([space, seq]);
 const compareOutboxKeys = (a: OutboxKey, b: OutboxKey): number => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : a[1] - b[1]);
 
+/** A structured clone, as IndexedDB stores and reads values (a string or number is its own copy: most meta values). */
 function clone<T>(value: T): T {
-  return structuredClone(value);
+  return typeof value === 'object' && value !== null ? structuredClone(value) : value;
 }
 
 /** Frozen all the way down (Maps and typed arrays cannot be frozen: never). */
@@ -370,7 +371,8 @@ class MemoryTx implements StorageTx {
       const key = keys[i] as string;
       if (this.outboxPut.has(key) || (this.#db.outbox.has([c.space, c.seq]) && !this.outboxDel.has(key))) throw new Error(`addOutbox: ${key} is already in the outbox`);
     });
-    const copies = clone(changes);
+    // Copied and frozen like records (cheaper than a structured clone; nobody holds them to mutate them).
+    const copies = changes.map(frozenCopy);
     keys.forEach((key, i) => {
       this.outboxDel.delete(key);
       this.outboxPut.set(key, copies[i] as Change);
@@ -400,7 +402,8 @@ class MemoryTx implements StorageTx {
   }
 
   async readOutbox(space: SpaceId | undefined, limit: number): Promise<Change[]> {
-    return this.#outbox(space, limit).map(clone);
+    // Frozen when stored (addOutbox): handed out as they are.
+    return this.#outbox(space, limit);
   }
 
   async replaceOutbox(changes: readonly Change[]): Promise<void> {
@@ -410,7 +413,7 @@ class MemoryTx implements StorageTx {
       const key = keys[i] as string;
       if (!this.outboxPut.has(key) && !(this.#db.outbox.has([c.space, c.seq]) && !this.outboxDel.has(key))) throw new Error(`replaceOutbox: ${key} is not in the outbox`);
     });
-    const copies = clone(changes);
+    const copies = changes.map(frozenCopy);
     keys.forEach((key, i) => this.outboxPut.set(key, copies[i] as Change));
   }
 
