@@ -850,7 +850,9 @@ export class SyncEngine {
     if (this.#port.closed) return;
     // Only the spaces this engine syncs: changes of a local-only space never leave the outbox.
     const moving = [...this.#syncing].filter((s) => !this.#stoppedSpaces.has(s));
-    const [pending, stuck] = await Promise.all([this.#port.countOutbox(moving), this.#port.countOutbox([...this.#stoppedSpaces.keys()])]).catch(() => [this.status.pending, 0]);
+    // (Stopped spaces are rare: their count costs a read only when there are some.)
+    const stopped = [...this.#stoppedSpaces.keys()];
+    const [pending, stuck] = await Promise.all([this.#port.countOutbox(moving), stopped.length > 0 ? this.#port.countOutbox(stopped) : 0]).catch(() => [this.status.pending, 0]);
     const session = this.#session;
     if (!session?.ready) {
       this.#board.set({ pending: pending + stuck });
