@@ -2,7 +2,8 @@
  * Storage on IndexedDB through `idb`. One database per replica name:
  *   meta     out-of-line keys: replica id, clock, sequence counters, index numbers
  *   records  key [collection, id, space]; multiEntry index `ix` over index keys; index `dead`
- *            over [space, dead]: the deleted records garbage collection may forget
+ *            over [space, dead]: the deleted records garbage collection may forget; index
+ *            `live` over `live`, the collection's name on each record that has a value (count())
  *   outbox   key [space, from]: local changes not yet acknowledged by the server, one
  *            entry { space, from, to, changes } per transaction and space (storage/outbox.ts);
  *            meta `outbox` holds each space's count of changes, updated in the same transaction
@@ -23,8 +24,12 @@ import type { RecordAddress, ScanOptions, Storage, StorageFactory, StorageTx, St
  * fields, from opening the database.
  * 4: records index `dead` over [space, dead]: the deleted records garbage collection may
  * forget (StoredRecord.dead), filled in for what the database held at the upgrade.
+ * 5: records index `live` over `live`, the collection's name, which a record holds only
+ * while it has a value: count() of a collection counts index keys, without reading records.
  */
-const DB_VERSION = 4;
+const DB_VERSION = 5;
+/** The property (and index) that names the collection of a record that has a value. */
+const LIVE = 'live';
 const OUTBOX_STORE = { keyPath: ['space', 'from'] };
 /** The records index of what garbage collection may forget: records without `dead` are not in it. */
 const DEAD_INDEX = ['space', 'dead'];
@@ -119,12 +124,12 @@ class IdbTx implements StorageTx {
     return keys.filter((_, i) => values[i] !== undefined);
   }
   async getRecord(collection: string, id: string, space: SpaceId): Promise<StoredRecord | undefined> {
-    return (await this.tx.objectStore('records').get([collection, id, space])) as StoredRecord | undefined;
+    return fromStore((await this.tx.objectStore('records').get([collection, id, space])) as StoredRecord | undefined);
   }
   async getRecords(addresses: readonly RecordAddress[]): Promise<Array<StoredRecord | undefined>> {
     const store = this.tx.objectStore('records');
     const keys = addresses.map((a): string[] => [a.collection, a.id, a.space]);
-    const getEach = () => Promise.all(keys.map((key) => store.get(key) as Promise<StoredRecord | undefined>));
+    const getEach = () => Promise.all(keys.map((key) => (store.get(key) as Promise<StoredRecord | undefined>).then(fromStore)));
     if (keys.length < PROBE_MIN) return getEach();
     // Which of them exist: the primary keys between the lowest and the highest asked, if
     // there are few (a batch of new records, or ids that sort together). A get of a
@@ -139,10 +144,10 @@ class IdbTx implements StorageTx {
     const present = await store.getAllKeys(this.Range.bound(low, high), cap + 1);
     if (present.length > cap) return getEach();
     const existing = new Set(present.map((key) => JSON.stringify(key)));
-    return Promise.all(keys.map((key) => (existing.has(JSON.stringify(key)) ? (store.get(key) as Promise<StoredRecord | undefined>) : undefined)));
+    return Promise.all(keys.map((key) => (existing.has(JSON.stringify(key)) ? (store.get(key) as Promise<StoredRecord | undefined>).then(fromStore) : undefined)));
   }
   async putRecord(record: StoredRecord): Promise<void> {
-    await this.tx.objectStore('records').put(record);
+    await this.tx.objectStore('records').put(withLive(record));
   }
 
   async forgetRecords(addresses: readonly RecordAddress[]): Promise<void> {
@@ -152,7 +157,7 @@ class IdbTx implements StorageTx {
 
   async collectible(space: SpaceId, horizon: HlcString): Promise<StoredRecord[]> {
     // '' sorts before every stamp.
-    return (await this.tx.objectStore('records').index('dead').getAll(this.Range.bound([space, ''], [space, horizon]))) as StoredRecord[];
+    return allFromStore((await this.tx.objectStore('records').index('dead').getAll(this.Range.bound([space, ''], [space, horizon]))) as StoredRecord[]);
   }
 
   async #collect(source: IDBObjectStore | IDBIndex, query: IDBKeyRange | undefined, options: ScanOptions, filter?: (r: StoredRecord) => boolean): Promise<StoredRecord[]> {
@@ -164,11 +169,11 @@ class IdbTx implements StorageTx {
     const bulk = source as unknown as { getAll(q?: IDBKeyRange, n?: number): Promise<StoredRecord[]>; getAllKeys(q?: IDBKeyRange): Promise<IDBValidKey[]> };
     // Cursors cost one request per row; whole ranges and large windows are read with getAll / getAllKeys.
     if (limit === Infinity) {
-      const all = await bulk.getAll(query);
+      const all = allFromStore(await bulk.getAll(query));
       if (direction === 'prev') all.reverse();
       return (filter ? all.filter(filter) : all).slice(skip);
     }
-    if (!filter && direction === 'next') return (await bulk.getAll(query, skip + limit)).slice(skip);
+    if (!filter && direction === 'next') return allFromStore((await bulk.getAll(query, skip + limit)).slice(skip));
     // Descending over a large window: read the primary keys of the range at once (keys
     // only, in source order) and fetch the window's records with requests issued
     // together. Small windows keep the cursor, which does not read the whole range.
@@ -178,7 +183,7 @@ class IdbTx implements StorageTx {
       if (end <= 0) return out;
       const window = keys.slice(Math.max(0, end - limit), end).reverse();
       const store = this.tx.objectStore('records');
-      return (await Promise.all(window.map((key) => store.get(key)))) as StoredRecord[];
+      return allFromStore((await Promise.all(window.map((key) => store.get(key)))) as StoredRecord[]);
     }
     let cursor = await (source as unknown as { openCursor(q?: IDBKeyRange, d?: IDBCursorDirection): Promise<{ value: StoredRecord; continue(): Promise<unknown>; advance(n: number): Promise<unknown> } | null> }).openCursor(query, direction);
     while (cursor && out.length < limit) {
@@ -192,7 +197,7 @@ class IdbTx implements StorageTx {
         continue;
       }
       if (skip > 0) skip--;
-      else out.push(cursor.value);
+      else out.push(fromStore(cursor.value));
       cursor = (await cursor.continue()) as typeof cursor;
     }
     return out;
@@ -213,6 +218,9 @@ class IdbTx implements StorageTx {
   }
   async countRecords(collection: string): Promise<number> {
     return this.tx.objectStore('records').count(this.Range.bound([collection], [collection, []]));
+  }
+  async countLive(collection: string): Promise<number> {
+    return this.tx.objectStore('records').index(LIVE).count(this.Range.only(collection));
   }
   async addOutbox(changes: readonly Change[]): Promise<void> {
     const entry = outboxEntry(changes);
@@ -408,6 +416,36 @@ function indexDeadRecords(upgrade: IDBTransaction): void {
   };
 }
 
+/** `record` as stored: with `live` (its collection) while it has a value, without it once deleted. */
+function withLive(record: StoredRecord): StoredRecord {
+  return record.value === undefined ? record : ({ ...record, [LIVE]: record.collection } as StoredRecord);
+}
+
+/** A record as read: without `live`, which only the index uses (a fresh copy from IndexedDB: changed in place). */
+function fromStore<T extends StoredRecord | undefined>(record: T): T {
+  if (record !== undefined && LIVE in record) delete (record as { live?: string }).live;
+  return record;
+}
+
+function allFromStore(records: StoredRecord[]): StoredRecord[] {
+  for (const record of records) fromStore(record);
+  return records;
+}
+
+/** v4 -> v5: the `live` index, and `live` on each record that has a value (a cursor inside the upgrade transaction). */
+function indexLiveRecords(upgrade: IDBTransaction): void {
+  const store = upgrade.objectStore('records');
+  store.createIndex(LIVE, LIVE);
+  const cursor = store.openCursor();
+  cursor.onsuccess = () => {
+    const at = cursor.result;
+    if (!at) return;
+    const record = at.value as StoredRecord;
+    if (record.value !== undefined) at.update(withLive(record));
+    at.continue();
+  };
+}
+
 /** A StorageFactory for IndexedDB. In browsers the defaults are the global indexedDB and IDBKeyRange. */
 export function indexedDbStorage(options: IndexedDbOptions = {}): StorageFactory {
   return async (name) => {
@@ -424,12 +462,14 @@ export function indexedDbStorage(options: IndexedDbOptions = {}): StorageFactory
         const records = database.createObjectStore('records', { keyPath: ['collection', 'id', 'space'] });
         records.createIndex('ix', 'ix', { multiEntry: true });
         records.createIndex('dead', DEAD_INDEX);
+        records.createIndex(LIVE, LIVE);
         database.createObjectStore('outbox', OUTBOX_STORE);
         return;
       }
       const upgrade = request.transaction as IDBTransaction;
       if (event.oldVersion < 2) migrateOutboxV1(database, upgrade);
       if (event.oldVersion < 4) indexDeadRecords(upgrade);
+      if (event.oldVersion < 5) indexLiveRecords(upgrade);
     };
     const raw = await new Promise<IDBDatabase>((resolve, reject) => {
       const timer = setTimeout(() => {

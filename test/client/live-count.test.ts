@@ -1,20 +1,23 @@
 /**
- * The memory store keeps a count of records with a value per collection, so that
+ * Both stores count the records with a value per collection without reading them
+ * (memory: a count kept per collection; IndexedDB: the `live` index), so that
  * `replica.count()` of a whole collection does not scan it. The count must agree
  * with a scan after any mix of puts, deletes (records kept without a value),
- * rewrites, aborted and failed transactions, and inside a transaction with writes
- * pending.
+ * forgotten records, rewrites, aborted and failed transactions, and inside a
+ * transaction with writes pending.
  */
+import 'fake-indexeddb/auto';
+import { IDBFactory, IDBKeyRange } from 'fake-indexeddb';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { spaceId, type SpaceId } from '@syncline/core/internal';
-import { createReplica, memoryStorage } from '@syncline/client';
+import { createReplica, indexedDbStorage, memoryStorage, type StorageFactory } from '@syncline/client';
 import type { StorageTx, StoredRecord } from '@syncline/client/storage';
 
 const SPACES: readonly SpaceId[] = [spaceId('s1'), spaceId('s2')];
 const COLLECTIONS = ['events', 'tasks', 'events2'] as const;
 
-type Write = { collection: (typeof COLLECTIONS)[number]; id: string; space: SpaceId; live: boolean };
+type Write = { collection: (typeof COLLECTIONS)[number]; id: string; space: SpaceId; live: boolean; forget: boolean };
 type Tx = { writes: Write[]; end: 'commit' | 'abort' | 'throw' };
 
 const writeArb: fc.Arbitrary<Write> = fc.record({
@@ -22,6 +25,7 @@ const writeArb: fc.Arbitrary<Write> = fc.record({
   id: fc.constantFrom('a', 'b', 'c', 'd', ''),
   space: fc.constantFrom(...SPACES),
   live: fc.boolean(),
+  forget: fc.integer({ min: 0, max: 9 }).map((n) => n < 2),
 });
 const txArb: fc.Arbitrary<Tx> = fc.record({ writes: fc.array(writeArb, { maxLength: 6 }), end: fc.constantFrom('commit', 'commit', 'commit', 'abort', 'throw') });
 
@@ -33,20 +37,27 @@ async function scanned(tx: StorageTx, collection: string): Promise<number> {
 
 async function expectCounts(tx: StorageTx): Promise<void> {
   const countLive = tx.countLive?.bind(tx);
-  if (!countLive) throw new Error('the memory store counts live records');
+  if (!countLive) throw new Error('the store counts live records');
   for (const c of COLLECTIONS) expect(await countLive(c), c).toBe(await scanned(tx, c));
 }
 
-describe('memory store: count of records with a value', () => {
+const STORES: ReadonlyArray<[string, () => StorageFactory]> = [
+  ['memory', () => memoryStorage()],
+  ['indexeddb (fake-indexeddb)', () => indexedDbStorage({ indexedDB: new IDBFactory(), IDBKeyRange })],
+];
+
+describe.each(STORES)('%s store: count of records with a value', (_, factory) => {
   it('agrees with a scan after any sequence of transactions, and inside one with writes pending', async () => {
+    let n = 0;
     await fc.assert(
       fc.asyncProperty(fc.array(txArb, { maxLength: 12 }), async (txs) => {
-        const storage = await memoryStorage()('db');
+        const storage = await factory()(`db${++n}`);
         for (const { writes, end } of txs) {
           await storage
             .transaction('readwrite', async (tx) => {
               for (const w of writes) {
-                await tx.putRecord(record(w));
+                if (w.forget) await tx.forgetRecords([w]);
+                else await tx.putRecord(record(w));
                 await expectCounts(tx);
               }
               if (end === 'abort') tx.abort();
@@ -57,13 +68,14 @@ describe('memory store: count of records with a value', () => {
             });
           await storage.transaction('readonly', expectCounts);
         }
+        await storage.close();
       }),
-      { numRuns: 300 },
+      { numRuns: 150 },
     );
   });
 
   it('replica.count() of a whole collection follows writes, deletes and revivals', async () => {
-    const replica = await createReplica({ name: 'count', schema: { events: {}, tasks: {} }, storage: memoryStorage(), tabs: false });
+    const replica = await createReplica({ name: 'count', schema: { events: {}, tasks: {} }, storage: factory(), tabs: false });
     try {
       await replica.batch((b) => {
         for (let i = 0; i < 50; i++) b.put('events', `e${i}`, { i });
