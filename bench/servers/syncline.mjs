@@ -5,7 +5,8 @@ import { createSyncServer, sqliteStorage } from '../../packages/server/dist/inde
 import { formatTimestamp } from '../../packages/core/dist/index.js';
 import { event } from '../lib.mjs';
 
-// Arguments: the database path (default in memory), and `many-connections` for the idle scenario.
+// Arguments: the database path (default in memory), and a mode: `many-connections` for the idle scenario,
+// `browser` for pages served from another origin (the browser scenarios: their page is on another port).
 const [path = ':memory:', mode] = process.argv.slice(2);
 const storage = sqliteStorage({ path });
 const server = createSyncServer({
@@ -17,6 +18,7 @@ const server = createSyncServer({
   ...(mode === 'many-connections'
     ? { limits: { maxConnections: 100_000, maxPendingConnections: 100_000, maxPendingPerAddress: 100_000, connectionsPerSecondPerAddress: 100_000 } }
     : {}),
+  ...(mode === 'browser' ? { allowedOrigins: '*' } : {}),
 });
 const port = await server.listen();
 process.send({ type: 'listening', port });
