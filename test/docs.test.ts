@@ -43,3 +43,70 @@ describe('the server README', () => {
     for (const option of SERVER_OPTIONS) expect(rows.get(option.name)).toBe(envName(option.name));
   });
 });
+
+/** The words of a shell command line: single and double quotes, and backslash-newline continuations. */
+function shellWords(line: string): string[] {
+  const words: string[] = [];
+  let word: string | undefined;
+  let quote: string | undefined;
+  for (let i = 0; i < line.length; i++) {
+    const c = line[i] as string;
+    if (quote) {
+      if (c === quote) quote = undefined;
+      else word = (word ?? '') + c;
+    } else if (c === "'" || c === '"') {
+      quote = c;
+      word ??= '';
+    } else if (/\s/.test(c)) {
+      if (word !== undefined) words.push(word);
+      word = undefined;
+    } else word = (word ?? '') + c;
+  }
+  if (word !== undefined) words.push(word);
+  return words;
+}
+
+describe("the server README's backend API example", () => {
+  it('does what it says against a running server: the long-poll returns the put', async () => {
+    const { startServer } = await import('./sync/harness.js');
+    const { SECRET, token } = await import('./server/fixtures/api.js');
+    const text = readFileSync(join(root, 'packages', 'server', 'README.md'), 'utf8');
+    const section = text.slice(text.indexOf('## Backend API'), text.indexOf('\n## ', text.indexOf('## Backend API') + 1));
+    const block = /```\n(curl[\s\S]*?)```/.exec(section)?.[1] as string;
+    const commands = block.replace(/\\\n\s*/g, ' ').split('\n').filter((l) => l.startsWith('curl '));
+    expect(commands.length).toBeGreaterThanOrEqual(2);
+    const server = await startServer({ jwt: { secret: SECRET } });
+    try {
+      const bearer = await token({ role: 'service', spaces: { team: 'write' } });
+      const replies = await Promise.all(
+        commands.map(async (command) => {
+          const words = shellWords(command.replaceAll('$TOKEN', bearer)).slice(1);
+          let method = 'GET';
+          let body: string | undefined;
+          const headers: Record<string, string> = {};
+          let url = '';
+          for (let i = 0; i < words.length; i++) {
+            const w = words[i] as string;
+            if (w === '-X') method = words[++i] as string;
+            else if (w === '-H') {
+              const [name, ...value] = (words[++i] as string).split(':');
+              headers[(name as string).toLowerCase()] = value.join(':').trim();
+            } else if (w === '-d') {
+              body = words[++i];
+              if (method === 'GET') method = 'POST';
+            } else url = w.replace('http://127.0.0.1:8787', `http://127.0.0.1:${server.port}`);
+          }
+          const res = await fetch(url, { method, headers, ...(body !== undefined ? { body } : {}) });
+          return { method, status: res.status, body: (await res.json()) as Record<string, unknown> };
+        }),
+      );
+      expect(replies.map((r) => r.status)).toEqual(replies.map(() => 200));
+      const put = replies.find((r) => r.method === 'PUT');
+      const feed = replies.find((r) => r.method === 'GET');
+      expect((feed?.body['changes'] as Array<{ id: string; fields: unknown }>)[0]).toMatchObject({ id: 'booking-7f3a', fields: { title: 'Dentist' } });
+      expect((put?.body['changes'] as unknown[]).length).toBe(1);
+    } finally {
+      await server.close();
+    }
+  });
+});
