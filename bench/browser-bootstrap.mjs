@@ -36,8 +36,8 @@ try {
       [
         ['Syncline: a fresh replica syncs the space (snapshot into IndexedDB)', cell(col('syncline')), fmt(median(ratios), 2)],
         ['raw idb: the same records, 2,000 puts per transaction', cell(col('raw')), '1.00'],
-        ['count() of the bootstrapped collection (its live index)', cell(col('count')), '–'],
-        ['count() of the collection in the space (a scan: an index per space is not there)', cell(col('spaceCount')), '–'],
+        ['count() of the bootstrapped collection', cell(col('count')), '–'],
+        ['count() of the collection in the space', cell(col('spaceCount')), '–'],
       ],
     ),
   );

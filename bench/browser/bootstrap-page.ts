@@ -53,7 +53,7 @@ async function syncline(): Promise<{ ms: number; countMs: number; spaceCountMs: 
   try {
     await replica.sync?.waitFor((s) => s.state === 'synced' && s.bootstrap === undefined, 180_000);
     const ms = performance.now() - t0;
-    // count() of the whole collection (the live index), and of the collection in one space (a scan).
+    // count() of the whole collection, and of the collection in one space.
     const c0 = performance.now();
     const n = await replica.count({ collection: 'events' });
     const countMs = performance.now() - c0;

@@ -31,14 +31,17 @@ const txArb: fc.Arbitrary<Tx> = fc.record({ writes: fc.array(writeArb, { maxLeng
 
 const record = (w: Write): StoredRecord => ({ collection: w.collection, id: w.id, space: w.space, state: {}, value: w.live ? { id: w.id } : undefined, ix: [] });
 
-async function scanned(tx: StorageTx, collection: string): Promise<number> {
-  return (await tx.scanRecords(collection)).filter((r) => r.value !== undefined).length;
+async function scanned(tx: StorageTx, collection: string, space?: SpaceId): Promise<number> {
+  return (await tx.scanRecords(collection)).filter((r) => r.value !== undefined && (space === undefined || r.space === space)).length;
 }
 
 async function expectCounts(tx: StorageTx): Promise<void> {
   const countLive = tx.countLive?.bind(tx);
   if (!countLive) throw new Error('the store counts live records');
-  for (const c of COLLECTIONS) expect(await countLive(c), c).toBe(await scanned(tx, c));
+  for (const c of COLLECTIONS) {
+    expect(await countLive(c), c).toBe(await scanned(tx, c));
+    for (const space of SPACES) expect(await countLive(c, space), `${c} in ${space}`).toBe(await scanned(tx, c, space));
+  }
 }
 
 const STORES: ReadonlyArray<[string, () => StorageFactory]> = [
@@ -89,6 +92,11 @@ describe.each(STORES)('%s store: count of records with a value', (_, factory) =>
       await replica.delete('events', 'e4');
       expect(await replica.count({ collection: 'events' })).toBe(41);
       expect(await replica.count({ collection: 'tasks' })).toBe(1);
+      // In one space: the count of that space only.
+      await replica.put('events', 'elsewhere', { i: -1 }, { space: 'other' });
+      expect(await replica.count({ collection: 'events', space: 'other' })).toBe(1);
+      expect(await replica.count({ collection: 'events', space: replica.defaultSpace })).toBe(41);
+      expect(await replica.count({ collection: 'events' })).toBe(42);
       expect(await replica.count({ collection: 'events' })).toBe((await replica.query({ collection: 'events' })).length);
     } finally {
       await replica.close();

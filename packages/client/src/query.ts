@@ -173,9 +173,10 @@ export async function runQuery(tx: StorageTx, def: CollectionDef, query: Query):
 }
 
 export async function countQuery(tx: StorageTx, def: CollectionDef, query: Omit<Query, 'limit' | 'offset' | 'after' | 'order'>): Promise<number> {
-  if (query.index === undefined && query.space === undefined && query.eq === undefined && query.range === undefined) {
-    if (tx.countLive) return tx.countLive(def.name);
-    const records = await tx.scanRecords(def.name);
+  if (query.index === undefined && query.eq === undefined && query.range === undefined) {
+    const space = query.space as SpaceId | undefined;
+    if (tx.countLive) return tx.countLive(def.name, space);
+    const records = await tx.scanRecords(def.name, space === undefined ? {} : { space });
     return records.filter((r) => r.value !== undefined).length;
   }
   if (query.index !== undefined && query.space === undefined) {

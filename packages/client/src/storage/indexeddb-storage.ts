@@ -3,7 +3,7 @@
  *   meta     out-of-line keys: replica id, clock, sequence counters, index numbers
  *   records  key [collection, id, space]; multiEntry index `ix` over index keys; index `dead`
  *            over [space, dead]: the deleted records garbage collection may forget; index
- *            `live` over `live`, the collection's name on each record that has a value (count())
+ *            `live` over `live`, [collection, space] on each record that has a value (count())
  *   outbox   key [space, from]: local changes not yet acknowledged by the server, one
  *            entry { space, from, to, changes } per transaction and space (storage/outbox.ts);
  *            meta `outbox` holds each space's count of changes, updated in the same transaction
@@ -24,11 +24,11 @@ import type { RecordAddress, ScanOptions, Storage, StorageFactory, StorageTx, St
  * fields, from opening the database.
  * 4: records index `dead` over [space, dead]: the deleted records garbage collection may
  * forget (StoredRecord.dead), filled in for what the database held at the upgrade.
- * 5: records index `live` over `live`, the collection's name, which a record holds only
- * while it has a value: count() of a collection counts index keys, without reading records.
+ * 5: records index `live` over `live`, [collection, space], which a record holds only while
+ * it has a value: count() of a collection (in a space) counts index keys, without reading records.
  */
 const DB_VERSION = 5;
-/** The property (and index) that names the collection of a record that has a value. */
+/** The property (and index) that a record holds while it has a value: [collection, space]. */
 const LIVE = 'live';
 const OUTBOX_STORE = { keyPath: ['space', 'from'] };
 /** The records index of what garbage collection may forget: records without `dead` are not in it. */
@@ -219,8 +219,9 @@ class IdbTx implements StorageTx {
   async countRecords(collection: string): Promise<number> {
     return this.tx.objectStore('records').count(this.Range.bound([collection], [collection, []]));
   }
-  async countLive(collection: string): Promise<number> {
-    return this.tx.objectStore('records').index(LIVE).count(this.Range.only(collection));
+  async countLive(collection: string, space?: SpaceId): Promise<number> {
+    const range = space === undefined ? this.Range.bound([collection], [collection, []]) : this.Range.only([collection, space]);
+    return this.tx.objectStore('records').index(LIVE).count(range);
   }
   async addOutbox(changes: readonly Change[]): Promise<void> {
     const entry = outboxEntry(changes);
@@ -416,9 +417,9 @@ function indexDeadRecords(upgrade: IDBTransaction): void {
   };
 }
 
-/** `record` as stored: with `live` (its collection) while it has a value, without it once deleted. */
+/** `record` as stored: with `live` ([collection, space]) while it has a value, without it once deleted. */
 function withLive(record: StoredRecord): StoredRecord {
-  return record.value === undefined ? record : ({ ...record, [LIVE]: record.collection } as StoredRecord);
+  return record.value === undefined ? record : ({ ...record, [LIVE]: [record.collection, record.space] } as StoredRecord);
 }
 
 /** A record as read: without `live`, which only the index uses (a fresh copy from IndexedDB: changed in place). */

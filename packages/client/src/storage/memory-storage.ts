@@ -113,6 +113,8 @@ class MemoryDatabase {
   readonly outboxCount = new Map<string, number>();
   /** Records with a value, per collection: count() of a whole collection without a scan. */
   readonly live = new Map<string, number>();
+  /** The same per collection and space (key: liveKey). */
+  readonly liveIn = new Map<string, number>();
   /** Serializes read-write transactions. */
   queue: Promise<unknown> = Promise.resolve();
 }
@@ -188,6 +190,16 @@ function sameKeys(a: readonly Key[], b: readonly Key[]): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (compareKeys(a[i] as Key, b[i] as Key) !== 0) return false;
   return true;
+}
+
+/** The key of MemoryDatabase.liveIn. */
+const liveKey = (collection: string, space: string): string => `${collection}\u0000${space}`;
+
+/** Adds `by` to the counts of records with a value of `record`'s collection, and of it in its space. */
+function countLive(db: MemoryDatabase, record: StoredRecord, by: number): void {
+  db.live.set(record.collection, (db.live.get(record.collection) ?? 0) + by);
+  const key = liveKey(record.collection, record.space);
+  db.liveIn.set(key, (db.liveIn.get(key) ?? 0) + by);
 }
 
 /** How replacing `old` with `record` changes its collection's count of records with a value. */
@@ -350,10 +362,10 @@ class MemoryTx implements StorageTx {
     return this.#indexEntries(range).length;
   }
 
-  async countLive(collection: string): Promise<number> {
-    let n = this.#db.live.get(collection) ?? 0;
+  async countLive(collection: string, space?: SpaceId): Promise<number> {
+    let n = (space === undefined ? this.#db.live.get(collection) : this.#db.liveIn.get(liveKey(collection, space))) ?? 0;
     this.records.forEach((record) => {
-      n += liveDelta(this.#db.records.get(record.collection, record.id, record.space), record);
+      if (space === undefined || record.space === space) n += liveDelta(this.#db.records.get(record.collection, record.id, record.space), record);
     }, collection);
     return n;
   }
@@ -450,7 +462,7 @@ class MemoryTx implements StorageTx {
     this.records.forEach((record) => {
       const old = db.records.set(record);
       const delta = liveDelta(old, record);
-      if (delta !== 0) db.live.set(record.collection, (db.live.get(record.collection) ?? 0) + delta);
+      if (delta !== 0) countLive(db, record, delta);
       db.sorted.set(record, undefined);
       if (hasDead(old) && old.dead !== record.dead) db.dead.delete(deadEntry(old));
       if (hasDead(record)) db.dead.set(deadEntry(record), undefined);
@@ -472,7 +484,7 @@ class MemoryTx implements StorageTx {
       db.sorted.delete(old);
       if (hasDead(old)) db.dead.delete(deadEntry(old));
       for (const ix of old.ix) db.index.delete(indexEntry(ix, old));
-      if (old.value !== undefined) db.live.set(old.collection, (db.live.get(old.collection) ?? 1) - 1);
+      if (old.value !== undefined) countLive(db, old, -1);
     }
     this.outboxDel.forEach((key) => {
       if (db.outbox.delete(key)) count(key[0], -1);

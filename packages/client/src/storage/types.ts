@@ -127,11 +127,11 @@ export interface StorageTx {
   /** How many records a collection holds, deleted ones (kept without a value) included. */
   countRecords(collection: string): Promise<number>;
   /**
-   * Optional: the records of a collection that have a value (deletes are kept as
-   * records without one), this transaction's writes included. An adapter without it
-   * is counted by a scan.
+   * Optional: the records of a collection (in `space`, when given) that have a
+   * value (deletes are kept as records without one), this transaction's writes
+   * included. An adapter without it is counted by a scan.
    */
-  countLive?(collection: string): Promise<number>;
+  countLive?(collection: string, space?: SpaceId): Promise<number>;
   /**
    * Appends local changes to the outbox as ONE entry, keyed [space, first seq].
    * The changes must be of one space with contiguous ascending seqs (rejects
