@@ -7,8 +7,9 @@
 import { openDB } from 'idb';
 import { createReplica, indexedDbStorage } from '../../packages/client/dist/index.js';
 import { event } from '../records.mjs';
+import { deleteDatabase, freshName, log } from './page-lib.js';
 
-/** What the page reports (window.__results, declared by local-writes-page.ts for both pages). */
+/** What the page reports (window.__results). */
 interface BootstrapResults {
   readonly n: number;
   readonly runs: ReadonlyArray<{ syncline: number; count: number; spaceCount: number; raw: number }>;
@@ -21,31 +22,6 @@ const SPACE = params.get('space') as string;
 const N = Number(params.get('n'));
 const RUNS = Number(params.get('runs') ?? 3);
 const CHUNK = 2_000;
-const nonce = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
-let sequence = 0;
-const freshName = (prefix: string): string => `${prefix}-${nonce}-${sequence++}`;
-
-function log(line: string): void {
-  console.log(`[bench] ${line}`);
-  const pre = document.getElementById('log');
-  if (pre) pre.textContent += `${line}\n`;
-}
-
-function deleteDatabase(name: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const request = indexedDB.deleteDatabase(name);
-    const timer = setTimeout(() => reject(new Error(`deleting database "${name}" timed out`)), 30_000);
-    request.onsuccess = () => {
-      clearTimeout(timer);
-      resolve();
-    };
-    request.onerror = () => {
-      clearTimeout(timer);
-      reject(request.error ?? new Error(`deleting database "${name}" failed`));
-    };
-  });
-}
-
 async function syncline(): Promise<{ ms: number; countMs: number; spaceCountMs: number }> {
   const name = freshName('replica');
   const replica = await createReplica({ name, schema: { events: {} }, storage: indexedDbStorage(), tabs: false, sync: { url: URL_, spaces: [SPACE] } });
@@ -64,7 +40,7 @@ async function syncline(): Promise<{ ms: number; countMs: number; spaceCountMs: 
     return { ms, countMs, spaceCountMs };
   } finally {
     await replica.close();
-    await deleteDatabase(`syncline:${name}`);
+    await deleteDatabase(`syncline:${name}`, 30_000);
   }
 }
 
@@ -106,7 +82,7 @@ async function main(): Promise<void> {
     runs.push({ syncline: s.ms, count: s.countMs, spaceCount: s.spaceCountMs, raw });
   }
   const results: BootstrapResults = { n: N, runs, userAgent: navigator.userAgent };
-  (window as { __results?: unknown }).__results = results;
+  window.__results = results;
 }
 
 main().catch((error: unknown) => {

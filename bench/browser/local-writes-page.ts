@@ -5,6 +5,7 @@
 import { openDB } from 'idb';
 import { createReplica, indexedDbStorage, memoryStorage } from '../../packages/client/dist/index.js';
 import { event } from '../records.mjs';
+import { deleteDatabase, freshName, log } from './page-lib.js';
 
 export type Writer = 'raw' | 'indexeddb' | 'memory';
 
@@ -29,46 +30,12 @@ export interface PageResults {
   readonly measurements: readonly Measurement[];
 }
 
-declare global {
-  interface Window {
-    __results?: PageResults;
-    __error?: string;
-  }
-}
-
 const quick = new URLSearchParams(location.search).get('quick') === '1';
 const N = quick ? 2_000 : 10_000;
 const BATCH = 1_000;
 const SINGLE = quick ? 200 : 1_000;
 const RUNS = quick ? 1 : 3;
 const schema = { events: { indexes: { byStart: ['start'], byCalendar: ['calendar', 'start'] } } };
-
-const nonce = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
-let sequence = 0;
-const freshName = (prefix: string): string => `${prefix}-${nonce}-${sequence++}`;
-
-function log(line: string): void {
-  console.log(`[bench] ${line}`);
-  const pre = document.getElementById('log');
-  if (pre) pre.textContent += `${line}\n`;
-}
-
-/** Deletes one database; bounded, so a blocked delete fails instead of hanging the page. */
-function deleteDatabase(name: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const request = indexedDB.deleteDatabase(name);
-    const timer = setTimeout(() => reject(new Error(`deleting database "${name}" timed out (blocked by an open connection?)`)), 10_000);
-    request.onsuccess = () => {
-      clearTimeout(timer);
-      resolve();
-    };
-    request.onerror = () => {
-      clearTimeout(timer);
-      reject(request.error ?? new Error(`deleting database "${name}" failed`));
-    };
-    request.onblocked = () => undefined; // keep waiting; the timer bounds it
-  });
-}
 
 async function rawIdb(batched: boolean): Promise<number> {
   const name = freshName('raw');
@@ -152,7 +119,7 @@ async function main(): Promise<void> {
     measurements.push(await measure(batched, 'indexeddb', () => syncline('indexeddb', batched)));
     measurements.push(await measure(batched, 'memory', () => syncline('memory', batched)));
   }
-  window.__results = {
+  const results: PageResults = {
     batch: BATCH,
     batchedRecords: N,
     singleRecords: SINGLE,
@@ -161,6 +128,7 @@ async function main(): Promise<void> {
     crossOriginIsolated: globalThis.crossOriginIsolated === true,
     measurements,
   };
+  window.__results = results;
   log('done');
 }
 

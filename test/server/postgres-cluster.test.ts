@@ -60,13 +60,19 @@ describePg('several server instances on one PostgreSQL', () => {
     const name = schemaForTest();
     const clock = new ManualClock(Date.now() - 60 * 60_000);
     const [a, b] = [await instance(name, { now: clock.now, ...options }), await instance(name, { now: clock.now, ...options })];
-    const w = await replica({ schema, name: uniqueName(`${tag}-w`), now: clock.now });
-    const r = await replica({ schema, name: uniqueName(`${tag}-r`), now: clock.now });
+    return { clock, a, b, ...(await pairOn(a, b, tag, { now: clock.now, sync: { pingIntervalMs: 100 }, ...(socket ? { readerSocket: socket } : {}) })) };
+  }
+
+  /** A writer W syncing with `a` and a replica R syncing with `b` (closed after the test); `readerSocket`: R's WebSocket. */
+  async function pairOn(a: SyncServer, b: SyncServer, tag: string, options: { now?: () => number; sync?: Partial<SyncOptions>; readerSocket?: SyncOptions['WebSocket'] } = {}) {
+    const clock = options.now ? { now: options.now } : {};
+    const w = await replica({ schema, name: uniqueName(`${tag}-w`), ...clock });
+    const r = await replica({ schema, name: uniqueName(`${tag}-r`), ...clock });
     cleanup.push(() => w.close(), () => r.close());
-    const sw = sync(w, a.url, { pingIntervalMs: 100 });
-    const sr = sync(r, b.url, { pingIntervalMs: 100, ...(socket ? { WebSocket: socket } : {}) });
+    const sw = sync(w, a.url, options.sync);
+    const sr = sync(r, b.url, { ...options.sync, ...(options.readerSocket ? { WebSocket: options.readerSocket } : {}) });
     cleanup.push(() => sw.close(), () => sr.close());
-    return { clock, a, b, w, r, sw, sr };
+    return { w, r, sw, sr };
   }
 
   it('relays a change accepted by one instance to the clients of the other, in log order', async () => {
@@ -152,12 +158,7 @@ describePg('several server instances on one PostgreSQL', () => {
     });
     const b = await startServer({ storage: gated });
     cleanup.push(() => b.close());
-    const w = await replica({ schema, name: uniqueName('cluster-w') });
-    const r = await replica({ schema, name: uniqueName('cluster-r') });
-    cleanup.push(() => w.close(), () => r.close());
-    const sw = sync(w, a.url);
-    const sr = sync(r, b.url);
-    cleanup.push(() => sw.close(), () => sr.close());
+    const { w, r, sw, sr } = await pairOn(a, b, 'cluster');
     await waitUntil(() => isSynced(sr) && isSynced(sw), 10_000, 'both synced');
 
     // B's first notification of the space makes R's session catch up (B relays later ones from its own read
@@ -353,12 +354,7 @@ describePg('several server instances on one PostgreSQL', () => {
   it("a reader of the other instance gets every change when the log is compacted under the instance's read of it", async () => {
     const name = schemaForTest();
     const [a, b] = [await instance(name), await instance(name)];
-    const w = await replica({ schema, name: uniqueName('compact-w') });
-    const r = await replica({ schema, name: uniqueName('compact-r') });
-    cleanup.push(() => w.close(), () => r.close());
-    const sw = sync(w, a.url);
-    const sr = sync(r, b.url);
-    cleanup.push(() => sw.close(), () => sr.close());
+    const { w, r, sw, sr } = await pairOn(a, b, 'compact');
     await waitUntil(() => isSynced(sw) && isSynced(sr), 10_000, 'both synced');
     // One write at a time, the log compacted to its head every few: B's read of A's commits finds them gone
     // (then its readers catch up from a snapshot) or reads them (then relays them).

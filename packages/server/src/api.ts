@@ -322,7 +322,7 @@ async function records(ctx: ApiContext, url: URL, space: SpaceId, res: ServerRes
   } else if (collection !== undefined) after = [collection, from ?? ''];
   const head = await ctx.storage.head(space);
   // `from` itself on the first page (the page after it starts past it).
-  const first = cursor === null || cursor === '' ? (collection !== undefined && from !== undefined ? await ctx.storage.record(space, collection, from) : undefined) : undefined;
+  const first = !cursor && collection !== undefined && from !== undefined ? await ctx.storage.record(space, collection, from) : undefined;
   const page = [...(first ? [{ collection: collection as string, id: from as string, state: first }] : []), ...(await ctx.storage.snapshotPage(space, after, first ? limit - 1 : limit))];
   const toBytes = to === undefined ? undefined : Buffer.from(to, 'utf8');
   const inRange = (r: { collection: string; id: string }): boolean =>
