@@ -897,6 +897,61 @@ export function storageConformance(name: string, newBacking: () => Promise<Backi
       expect(await storage.usage(SPACE)).toEqual({ bytes: await bytesOf(SPACE), records: 3 });
     });
 
+    it("with peers: only local writers hold the refusal level back; the collection horizon follows the peers' level, never back; collect and mergeState keep to it", async () => {
+      const { storage, another } = await setup();
+      // alice said hello here (local); eve is known only by a region link's changes (origin 'eu').
+      await storage.noteWriter(SPACE, r('alice'), at(10), 1);
+      const written = [putAt('alice', 1, 11, 'gone'), putAt('alice', 2, 12, 'kept'), deleteAt('alice', 3, 13, 'gone')];
+      ok((await storage.append([request('alice', written)]))[0]);
+      ok((await storage.append([request('eve', [putAt('eve', 1, 2, 'eve-1')], SPACE, 'eu')]))[0]);
+      // eve's last stamp (2) would hold it at 2: only alice (13) counts. Some peer's level unknown: nothing to collect at.
+      expect(await storage.advanceHorizon(SPACE, at(100), false)).toEqual({ hlc: undefined, upTo: 0, refused: { hlc: putAt('alice', 3, 13, 'gone').hlc, upTo: 4 } });
+      expect(await storage.collect(SPACE)).toBe(0);
+      // The peers refuse at or below 5: the collection horizon is 5, below the refusal level, and 'gone' (13) stays.
+      const five = await storage.advanceHorizon(SPACE, at(100), at(5));
+      expect(five).toEqual({ hlc: at(5), upTo: 4, refused: { hlc: putAt('alice', 3, 13, 'gone').hlc, upTo: 4 } });
+      expect(await (await another()).stability(SPACE)).toEqual(five);
+      expect(await storage.collect(SPACE)).toBe(0);
+      // The local refusal level, not the collection horizon, refuses: 12 is refused, 14 is stored.
+      refusedWith((await storage.append([request('carol', [putAt('carol', 1, 12, 'c')])]))[0], 'below_horizon');
+      ok((await storage.append([request('carol', [putAt('carol', 1, 14, 'c')])]))[0]);
+      // A region link's change below both is not refused (its region accepted it).
+      ok((await storage.append([request('eve', [putAt('eve', 2, 3, 'eve-2')], SPACE, 'eu')]))[0]);
+      // The peers' level rises past alice's: the collection horizon stops at the refusal level (alice's floor, 40,
+      // carol's last stamp, 14: 14). 'gone' is collected. A lower peers' level, or false, never moves it back.
+      await storage.noteWriter(SPACE, r('alice'), at(40), 1);
+      await storage.noteWriter(SPACE, r('carol'), at(50), 1);
+      const settled = await storage.advanceHorizon(SPACE, at(100), at(90));
+      expect(settled).toEqual({ hlc: at(40), upTo: 6 });
+      expect(await storage.advanceHorizon(SPACE, at(100), at(20))).toEqual(settled);
+      expect(await storage.advanceHorizon(SPACE, at(100), false)).toEqual(settled);
+      expect(await storage.collect(SPACE)).toBe(1);
+      expect((await storage.snapshotPage(SPACE, undefined, 100)).map((p) => p.id)).toEqual(['c', 'eve-1', 'eve-2', 'kept']);
+      // A peer's state that still has 'gone' alive (it lacked the delete) does not bring it back; of a record not
+      // held here only the registers after the horizon come; a record held here is joined whole.
+      const old = putAt('bob', 1, 11, 'gone');
+      const late = { ...putAt('bob', 2, 60, 'gone'), op: 'patch', unset: [] } as unknown as Change;
+      const fresh = putAt('bob', 3, 70, 'new');
+      const lowNew = putAt('bob', 4, 30, 'old-only');
+      const kept = putAt('bob', 5, 20, 'kept');
+      const peer = [
+        { collection: 'events', id: 'gone', state: applyChanges(undefined, [old]) },
+        { collection: 'events', id: 'kept', state: applyChanges(undefined, [kept]) },
+        { collection: 'events', id: 'new', state: applyChanges(undefined, [fresh]) },
+        { collection: 'events', id: 'old-only', state: applyChanges(undefined, [lowNew]) },
+      ];
+      const keptBefore = (await storage.snapshotPage(SPACE, undefined, 100)).find((p) => p.id === 'kept');
+      await storage.mergeState(SPACE, peer);
+      let page = await storage.snapshotPage(SPACE, undefined, 100);
+      expect(page.map((p) => p.id)).toEqual(['c', 'eve-1', 'eve-2', 'kept', 'new']);
+      expect(canonicalState(page.find((p) => p.id === 'kept')?.state)).toBe(canonicalState(applyChanges(keptBefore?.state, [kept])));
+      expect(canonicalState(page.find((p) => p.id === 'new')?.state)).toBe(canonicalState(applyChanges(undefined, [fresh])));
+      await storage.mergeState(SPACE, [{ collection: 'events', id: 'gone', state: applyChanges(undefined, [old, late]) }]);
+      page = await storage.snapshotPage(SPACE, undefined, 100);
+      expect(canonicalState(page.find((p) => p.id === 'gone')?.state)).toBe(canonicalState(applyChanges(undefined, [late])));
+      expect((await storage.usage(SPACE)).bytes).toBe(page.reduce((n, p) => n + encodeRecordState(p.state).length, 0));
+    });
+
     it('lists the writers of a space with their progress, when last seen, and whether retired', async () => {
       const { storage } = await setup();
       await storage.noteWriter(SPACE, r('alice'), at(10), 1_000);

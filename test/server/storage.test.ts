@@ -16,9 +16,9 @@ import { cleanupStack, putChange, tempDir, waitUntil } from '../sync/harness.js'
 import { adminClient, describePg, freshSchema, gatedPool, PG_URL } from './fixtures/postgres.js';
 import { storageConformance } from './storage-conformance.js';
 
-/** What versions 5 (idempotency keys) and 4 (stability) added, taken away again: a database as version 3 wrote it. */
+/** What versions 6 (stability across regions), 5 (idempotency keys) and 4 (stability) added, taken away again: a database as version 3 wrote it. */
 const SQLITE_TO_VERSION_3 =
-  'DROP TABLE idempotency; DROP INDEX records_dead; ALTER TABLE records DROP COLUMN dead; ALTER TABLE spaces DROP COLUMN stable; ALTER TABLE spaces DROP COLUMN stable_pos; DROP TABLE writers; DROP TABLE retired;';
+  'ALTER TABLE spaces DROP COLUMN settled; ALTER TABLE spaces DROP COLUMN settled_pos; DROP TABLE idempotency; DROP INDEX records_dead; ALTER TABLE records DROP COLUMN dead; ALTER TABLE spaces DROP COLUMN stable; ALTER TABLE spaces DROP COLUMN stable_pos; DROP TABLE writers; DROP TABLE retired;';
 
 /** Takes a SQLite database of the latest schema version back to what version 2 wrote (before regions). */
 function sqliteToVersion2(db: Database.Database): void {
@@ -30,7 +30,7 @@ function sqliteToVersion2(db: Database.Database): void {
 
 /** The same for a PostgreSQL schema. */
 function postgresToVersion2(schema: string): string {
-  return `DROP TABLE "${schema}".idempotency; DROP INDEX "${schema}".records_dead; ALTER TABLE "${schema}".records DROP COLUMN dead; ALTER TABLE "${schema}".spaces DROP COLUMN stable, DROP COLUMN stable_pos; DROP TABLE "${schema}".writers; DROP TABLE "${schema}".retired; DROP INDEX "${schema}".log_origin; ALTER TABLE "${schema}".log DROP COLUMN origin, DROP COLUMN origin_pos; DROP TABLE "${schema}".links; DROP TABLE "${schema}".origin_floors; UPDATE "${schema}".meta SET value = '2' WHERE key = 'schema_version'`;
+  return `ALTER TABLE "${schema}".spaces DROP COLUMN settled, DROP COLUMN settled_pos; DROP TABLE "${schema}".idempotency; DROP INDEX "${schema}".records_dead; ALTER TABLE "${schema}".records DROP COLUMN dead; ALTER TABLE "${schema}".spaces DROP COLUMN stable, DROP COLUMN stable_pos; DROP TABLE "${schema}".writers; DROP TABLE "${schema}".retired; DROP INDEX "${schema}".log_origin; ALTER TABLE "${schema}".log DROP COLUMN origin, DROP COLUMN origin_pos; DROP TABLE "${schema}".links; DROP TABLE "${schema}".origin_floors; UPDATE "${schema}".meta SET value = '2' WHERE key = 'schema_version'`;
 }
 
 /** Appends what the migration tests start from: 5 local entries (alice 1-3, bob 1-2) in `space`. */
@@ -186,7 +186,7 @@ describe('SQLite storage of schema version 2 (before regions)', () => {
     await expectMigratedFromVersion2(storage, space);
     const after = new Database(path, { readonly: true });
     cleanup.push(() => after.close());
-    expect(after.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get()).toEqual({ value: '5' });
+    expect(after.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get()).toEqual({ value: '6' });
     expect((after.prepare("SELECT name FROM pragma_index_info('log_origin')").all() as Array<{ name: string }>).map((c) => c.name)).toEqual(['space', 'origin', 'origin_pos']);
     expect((after.prepare("SELECT name, pk FROM pragma_table_info('links')").all() as Array<{ name: string; pk: number }>).map((c) => [c.name, c.pk])).toEqual([
       ['peer', 1],
@@ -246,12 +246,12 @@ describe('SQLite storage written by a newer server', () => {
     await fillVersion2(storage, 'cal' as SpaceId);
     await storage.close();
     const db = new Database(path);
-    db.exec("UPDATE meta SET value = '6' WHERE key = 'schema_version'");
+    db.exec("UPDATE meta SET value = '7' WHERE key = 'schema_version'");
     db.close();
     expect(() => sqliteStorage({ path })).toThrow(expect.objectContaining({ code: 'unsupported_storage' }));
     const after = new Database(path, { readonly: true });
     cleanup.push(() => after.close());
-    expect(after.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get()).toEqual({ value: '6' });
+    expect(after.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get()).toEqual({ value: '7' });
   });
 });
 
@@ -323,7 +323,7 @@ describePg('PostgreSQL storage', () => {
     cleanup.push(() => admin.end());
     const tables = await admin.query<{ table_name: string }>('SELECT table_name FROM information_schema.tables WHERE table_schema = $1 ORDER BY table_name', [schema]);
     expect(tables.rows.map((r) => r.table_name)).toEqual(['idempotency', 'links', 'log', 'meta', 'origin_floors', 'progress', 'records', 'retired', 'spaces', 'writers']);
-    expect((await admin.query(`SELECT value FROM "${schema}".meta WHERE key = 'schema_version'`)).rows).toEqual([{ value: '5' }]);
+    expect((await admin.query(`SELECT value FROM "${schema}".meta WHERE key = 'schema_version'`)).rows).toEqual([{ value: '6' }]);
     await (instances[0] as PostgresStorage).append([{ space, replica: 'a' as ReplicaId, changes: changes('a', 1, 2) }]);
     expect(await (instances[5] as PostgresStorage).head(space)).toBe(2);
 
@@ -366,7 +366,7 @@ describePg('PostgreSQL storage', () => {
     const instances = Array.from({ length: 3 }, () => open(schema));
     await Promise.all(instances.map((s) => s.ready()));
     await expectMigratedFromVersion2(instances[1] as PostgresStorage, space);
-    expect((await admin.query(`SELECT value FROM "${schema}".meta WHERE key = 'schema_version'`)).rows).toEqual([{ value: '5' }]);
+    expect((await admin.query(`SELECT value FROM "${schema}".meta WHERE key = 'schema_version'`)).rows).toEqual([{ value: '6' }]);
     const index = await admin.query<{ indexdef: string }>('SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND indexname = $2', [schema, 'log_origin']);
     expect(index.rows.map((r) => r.indexdef.replace(/^.* USING /, ''))).toEqual(['btree (space, origin, origin_pos)']);
     expect(await (instances[2] as PostgresStorage).linkPositions('eu')).toEqual(new Map([[space, 12]]));

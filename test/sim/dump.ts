@@ -71,7 +71,7 @@ export async function retiredEntries(r: Replica, space: string, retired: Readonl
  * A record that exists, without the put and delete stamps of its lww part (see
  * dumpReplica); an lww part left with nothing (a delete, then crdt edits) goes.
  */
-function withoutHistory(state: RecordState): RecordState {
+export function withoutHistory(state: RecordState): RecordState {
   const { lww } = state;
   if (!lww || !materialize(state).exists) return state;
   const rest = { ...lww, cleared: undefined, deleted: undefined };

@@ -21,12 +21,12 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createReplica, indexedDbStorage, type Replica } from '@syncline/client';
-import { canonicalState, decodeDownstream, type Change, type Durability, type Json, type SpaceId } from '@syncline/core/internal';
+import { canonicalState, collectibleAt, decodeDownstream, type Change, type Durability, type Json, type SpaceId } from '@syncline/core/internal';
 import { createSyncServer, sqliteStorage, type AppendResult, type ServerStorage, type SyncServer } from '@syncline/server';
 import 'fake-indexeddb/auto';
 import { IDBFactory, IDBKeyRange } from 'fake-indexeddb';
 import { pino } from 'pino';
-import { checkConvergence, firstDifference } from './dump.js';
+import { checkConvergence, firstDifference, withoutHistory } from './dump.js';
 import { SimNetwork, type CutMode } from './network.js';
 import { Background, drive, editCrdt, enqueue, Failure } from './common.js';
 import { Rng } from './rng.js';
@@ -100,6 +100,8 @@ export interface RegionsStats {
   compacted: number;
   /** Peer states merged by a region below a peer's horizon. */
   merges: number;
+  /** Deleted records regions forgot below their collection horizons (gc passes). */
+  collected: number;
   frames: number;
   changes: number;
   virtualMs: number;
@@ -118,6 +120,10 @@ export interface RegionsResult {
 const T0 = Date.UTC(2026, 0, 1);
 const NAMES = ['a', 'b', 'c'];
 const SETTLE_LIMIT_MS = 30 * 60_000;
+/** How often each region runs a collection pass (virtual ms). */
+const GC_INTERVAL_MS = 5_000;
+/** How long the run goes on with nothing written after its first checks, for every horizon to pass every delete. */
+const SETTLE_GC_MS = 3 * 60_000;
 const QUIESCE_LIMIT_MS = 60 * 60_000;
 const silent = pino({ level: 'silent' });
 
@@ -286,7 +292,7 @@ class RegionsWorld {
   readonly slots: Slot[];
   readonly dir: string;
   readonly failures: string[] = [];
-  readonly stats: RegionsStats = { ops: 0, faults: 0, regionCrashes: 0, regionRestarts: 0, destroyed: 0, failovers: 0, linkCuts: 0, compacted: 0, merges: 0, frames: 0, changes: 0, virtualMs: 0 };
+  readonly stats: RegionsStats = { ops: 0, faults: 0, regionCrashes: 0, regionRestarts: 0, destroyed: 0, failovers: 0, linkCuts: 0, compacted: 0, merges: 0, collected: 0, frames: 0, changes: 0, virtualMs: 0 };
   readonly hash = createHash('sha256');
   /** (replica id, space) → the highest seq a region said is held at the replica's durability (`stable`, or `upTo` at `region`). */
   readonly stable = new Map<string, number>();
@@ -400,6 +406,12 @@ class RegionsWorld {
               return head;
             });
           }
+          if (property === 'collect') {
+            return (result as Promise<number>).then((n) => {
+              stats.collected += n;
+              return n;
+            });
+          }
           if (property === 'append') {
             return (result as Promise<Array<AppendResult | Error>>).then((results) => {
               for (const r of results) if (!(r instanceof Error)) for (const entry of r.stored) archive(entry.pos, entry.change);
@@ -431,6 +443,8 @@ class RegionsWorld {
       now: () => Date.now() + region.skew,
       connectPeer: (url) => this.#regionOf(url).network.open(`link:${region.name}`, url),
       limits: { relayBatch: 50, snapshotChunk: 7 },
+      // Collection passes often (virtual time), so that runs collect while links are cut and regions come and go.
+      gc: { intervalMs: GC_INTERVAL_MS },
     });
     region.network.server = region.server;
   }
@@ -737,8 +751,20 @@ class RegionsWorld {
     return '';
   }
 
-  async check(): Promise<void> {
+  /** The checks; `collected`: also that every live region and every replica forgot every deleted record. */
+  async check(collected = false): Promise<void> {
     const live = this.#live().filter((region) => region.storage !== undefined);
+    if (collected) {
+      for (const region of live) {
+        const { tombstones } = await (region.storage as ServerStorage).stats();
+        if (tombstones > 0) this.fail(`region ${region.name} still holds ${tombstones} deleted records ${SETTLE_GC_MS / 60_000} min after the last write (horizon ${JSON.stringify(await this.#horizons(region))})`);
+      }
+      for (const slot of this.slots) {
+        const tombstones = slot.replica ? (await this.drive(slot.replica.stats())).tombstones : 0;
+        if (tombstones > 0) this.fail(`r${slot.index} still holds ${tombstones} deleted records ${SETTLE_GC_MS / 60_000} min after the last write`);
+      }
+      return;
+    }
     const union = new Map<string, Change[]>();
     for (const space of this.config.spaces) {
       const { union: changes, logs, lacking } = await this.#holdings(live, space);
@@ -787,12 +813,19 @@ class RegionsWorld {
     }
   }
 
+  async #horizons(region: Region): Promise<Record<string, unknown>> {
+    const out: Record<string, unknown> = {};
+    for (const space of this.config.spaces) out[space] = await (region.storage as ServerStorage).stability(space as SpaceId);
+    return out;
+  }
+
   async #states(region: Region, space: string): Promise<string> {
     const lines: string[] = [];
     let after: readonly [string, string] | undefined;
     for (;;) {
       const page = await (region.storage as ServerStorage).snapshotPage(space as SpaceId, after, 500);
-      for (const record of page) lines.push(`${record.collection}/${record.id}=${canonicalState(record.state)}`);
+      // As for replicas (dump.ts): a deleted record one region forgot and another holds shows the same.
+      for (const record of page) if (collectibleAt(record.state) === undefined) lines.push(`${record.collection}/${record.id}=${canonicalState(withoutHistory(record.state))}`);
       const last = page[page.length - 1];
       if (!last || page.length < 500) break;
       after = [last.collection, last.id];
@@ -869,6 +902,15 @@ export async function runRegionsSimulation(options: { seed: number; steps?: numb
     // When the run does not go quiet, the checks still say what was lost or differs.
     await world.quiesce().catch((error: unknown) => world.fail(error instanceof Error ? error.message : String(error)));
     await world.check();
+    // Then time passes with nothing written: every region's horizon passes every delete, each region forgets
+    // them, and so do the replicas; the same checks hold again.
+    if (world.failures.length === 0) {
+      await world.time.runFor(SETTLE_GC_MS);
+      await world.quiesce().catch((error: unknown) => world.fail(error instanceof Error ? error.message : String(error)));
+      await world.check();
+      // A destroyed region's peers never hear its level again: they stop collecting (server README).
+      if (world.failures.length === 0 && !world.regions.some((r) => r.destroyed)) await world.check(true);
+    }
   } catch (error) {
     world.fail(error instanceof Failure ? error.message : `the run threw: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
   } finally {

@@ -117,13 +117,14 @@ export async function restampBelow(
 
 /**
  * Forgets the records of `space` that collectibleAt() puts at or below
- * `horizon`, once this replica has applied the space's log up to `upTo`.
+ * `horizon`, once this replica has applied the space's log up to `upTo`
+ * (a position of the log of `region`, the announcing server's region).
  * Returns how many.
  */
-export async function collectBelow(tx: StorageTx, collections: Iterable<string>, space: SpaceId, horizon: HlcString, upTo: number): Promise<number> {
+export async function collectBelow(tx: StorageTx, collections: Iterable<string>, space: SpaceId, horizon: HlcString, upTo: number, region?: string): Promise<number> {
   const cursor = readCursor(await tx.getMeta(positionKey(space)));
   // A position of another region's log says nothing about this one's horizon.
-  if (cursor.region !== undefined || cursor.upTo < upTo) return 0;
+  if (cursor.region !== region || cursor.upTo < upTo) return 0;
   const known = new Set(collections);
   // By the storage's index of deleted records when it has one (what is forgotten, not the whole space), else a scan.
   const candidates = tx.collectible ? await tx.collectible(space, horizon) : (await Promise.all([...known].map((c) => tx.scanRecords(c, { space })))).flat();

@@ -474,7 +474,8 @@ export class Replica<S extends Schema = Schema> {
             if (rewritten.length > 0) await putAll(tx, rewritten);
           }),
         ),
-      horizon: (space, hlc, upTo) => this.#track(this.#storage.transaction('readwrite', (tx) => collectBelow(tx, this.#collections.keys(), space, hlc, upTo))).then(() => undefined),
+      horizon: (space, hlc, upTo, region) =>
+        this.#track(this.#storage.transaction('readwrite', (tx) => collectBelow(tx, this.#collections.keys(), space, hlc, upTo, region))).then(() => undefined),
       restampBelow: (space, hlc) => this.#restampBelow(space, hlc),
       rejoin: (spaces) => this.#rejoin(spaces),
       reapply: (space) => this.#reapply(space),

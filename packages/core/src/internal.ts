@@ -14,5 +14,5 @@ export { type LwwField, type LwwState, lwwEntries, lwwField } from './lww.js';
 export { type MergeState, type Version, type Resolver, latestWins, contextFor, compareVersions } from './merge.js';
 export { type CrdtField, ROOT as CRDT_ROOT, crdtDoc, crdtRoot, crdtValue, checkCrdtUpdate } from './crdt.js';
 export * from './record-state.js';
-export { collectibleAt, latestStamp, restampState } from './stamps.js';
+export { afterHorizon, collectibleAt, latestStamp, restampState } from './stamps.js';
 export * from './protocol/index.js';

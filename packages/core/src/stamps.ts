@@ -55,6 +55,37 @@ export function collectibleAt(state: RecordState): HlcString | undefined {
 }
 
 /**
+ * What a replica that forgot this record at `horizon` (collectibleAt) holds of
+ * it once the rest of `state` reaches it: the lww registers stamped after the
+ * horizon (its merge and crdt parts, which are never collected, as they are).
+ * Undefined when nothing is left. A region merging a peer's state uses it for
+ * a record it does not hold: every change stamped at or below its horizon has
+ * reached it, so such a record was collected there, and the peer's older
+ * registers must not bring it back (server README, "Bounded growth").
+ */
+export function afterHorizon(state: RecordState, horizon: HlcString): RecordState | undefined {
+  const { lww } = state;
+  let next: LwwState | undefined;
+  if (lww) {
+    const after = (hlc: HlcString | undefined): HlcString | undefined => (hlc !== undefined && hlc > horizon ? hlc : undefined);
+    const fields = new Map<string, LwwField>();
+    for (const [name, field] of lww.fields) if (field.hlc > horizon) fields.set(name, field);
+    const touched = after(lww.touched);
+    const cleared = after(lww.cleared);
+    const deleted = after(lww.deleted);
+    if (touched !== undefined || cleared !== undefined || deleted !== undefined || fields.size > 0) {
+      next = { cleared, deleted, touched, stamped: touched === undefined ? undefined : lww.stamped, fields: fields.size === lww.fields.size ? lww.fields : fields };
+    }
+  }
+  if (next === undefined && state.merge === undefined && state.crdt === undefined) return undefined;
+  const out: { lww?: LwwState; merge?: MergeState; crdt?: ReadonlyMap<string, CrdtField> } = {};
+  if (next) out.lww = next;
+  if (state.merge) out.merge = state.merge;
+  if (state.crdt) out.crdt = state.crdt;
+  return out;
+}
+
+/**
  * `state` with every timestamp that `renames` maps replaced by its new name.
  * Returns `state` itself when it holds none of them.
  */

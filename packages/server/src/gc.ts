@@ -13,11 +13,19 @@
  * only matters for a space whose writers are all retired: a new replica's
  * writes made offline before that moment are re-stamped (client README).
  *
- * A region with peers does not collect and retires no one for inactivity:
- * changes of other regions arrive over links with their own stamps, which a
- * horizon of this region alone does not bound, and their writers are known
- * here only by those changes. Its horizon stays where it is, and storage
- * never refuses a link's changes as below it or from a retired replica.
+ * A region with peers keeps two levels per space. Its refusal level is what
+ * its own writers (those that said hello here) hold back, as above: its own
+ * clients' changes at or below it are refused, and its peers hear it over
+ * their links (link protocol 5, `horizon`, with the position it was raised
+ * at). Changes of other regions arrive over links with their own stamps, which
+ * that level does not bound, so its collection horizon (what it forgets below
+ * and tells its clients) is the lower of its refusal level and every peer's,
+ * each counted once this region has read that peer's log up to where it was
+ * raised, and only when every peer counts the same regions as members (a
+ * federation where every region follows every other). Until every peer has
+ * told one, it stays where it is. Retired replicas' merge-context entries stay
+ * with peers (regions join states, which counts on them; a replica retired
+ * here may still write in another region).
  */
 import { formatTimestamp, hlcWall, type HlcString, type ReplicaId, type SpaceId } from '@syncline/core/internal';
 import type { Logger } from 'pino';
@@ -61,8 +69,12 @@ export interface GcResult {
 export interface GcContext {
   readonly storage: ServerStorage;
   readonly options: GcOptions | undefined;
-  /** True when the server has peer regions: horizons do not move (see the top). */
-  readonly regions: boolean;
+  /**
+   * With peer regions: per space, the lowest level the peers refuse at, as
+   * this region has read their logs, or false when one is not known (see the
+   * top). Undefined without peers.
+   */
+  readonly peerLevel: ((space: SpaceId) => HlcString | false) | undefined;
   readonly now: () => number;
   readonly logger: Logger;
   /** Replicas with an open session: never retired for inactivity. */
@@ -71,6 +83,8 @@ export interface GcContext {
   readonly announce: (space: SpaceId, stability: Stability) => void;
   /** Run at the start of each pass (the server's own writer notes its floors). */
   readonly beforePass?: () => Promise<void>;
+  /** A space's refusal level as it stands after a pass: tell the regions that follow this one (they skip what they were told). */
+  readonly announceLevel: (space: SpaceId, stability: Stability) => void;
   /** Replicas were retired: close their sessions. */
   readonly retired: (replicas: readonly ReplicaId[]) => void;
   readonly metrics: Metrics;
@@ -138,8 +152,8 @@ export class Gc {
     await this.#ctx.beforePass?.();
     const retireAfter = options?.retireAfterMs ?? DEFAULT_RETIRE_AFTER_MS;
     let retired: ReplicaId[] = [];
-    // With regions, writers of other regions are known here only by their changes: never retired for inactivity.
-    if (retireAfter > 0 && !this.#ctx.regions) {
+    // Only local writers (storage.inactiveWriters): those of other regions are known here only by their changes.
+    if (retireAfter > 0) {
       const inactive = await storage.inactiveWriters(now() - retireAfter, this.#ctx.connected());
       if (inactive.length > 0) retired = await this.retire(inactive, 'inactive');
     }
@@ -148,10 +162,11 @@ export class Gc {
     let trimmed = 0;
     let oldest: HlcString | undefined;
     const cap = formatTimestamp({ wall: Math.max(0, now()), counter: 0, replica: '0' as ReplicaId });
+    const { peerLevel } = this.#ctx;
     for (const space of await storage.spaces()) {
-      const before = await storage.stability(space);
-      const after = this.#ctx.regions ? before : await storage.advanceHorizon(space, cap);
-      if (!this.#ctx.regions) {
+      const after = await storage.advanceHorizon(space, cap, peerLevel?.(space));
+      this.#ctx.announceLevel(space, after);
+      if (!peerLevel) {
         // Retired replicas' merge-context entries go (not with peers: regions join states, which needs them).
         const mark = await storage.trimRetired(space, this.#trimmed.get(space));
         this.#trimmed.set(space, mark);

@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { encodeDownstream, type ReplicaId, type SpaceId } from '@syncline/core/internal';
+import { encodeDownstream, type HlcString, type ReplicaId, type SpaceId } from '@syncline/core/internal';
 import { pino, type Logger } from 'pino';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { jwtAuth, openAccess, type Authenticate } from './auth.js';
@@ -192,6 +192,28 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
         ...(options.connectPeer ? { connect: options.connectPeer } : {}),
       }),
   );
+  /** This region and each peer, sorted (undefined while a peer's name is not known): what link protocol 5 calls members. */
+  const members = (): string[] | undefined => {
+    if (options.region === undefined) return undefined;
+    const names = links.map((link) => link.peer);
+    return names.every((name) => name !== undefined) ? [...new Set([options.region, ...(names as string[])])].sort() : undefined;
+  };
+  /**
+   * The lowest refusal level of the peers for `space`, as this region has read
+   * their logs (Link.level), when every peer told one and counts the same
+   * members as this region; false otherwise (the collection horizon stays).
+   */
+  const peerLevel = (space: SpaceId): HlcString | false => {
+    const own = members()?.join(' ');
+    if (own === undefined) return false;
+    let lowest: HlcString | undefined;
+    for (const link of links) {
+      const level = link.level(space);
+      if (level === undefined || [...level.members].sort().join(' ') !== own) return false;
+      if (lowest === undefined || level.hlc < lowest) lowest = level.hlc;
+    }
+    return lowest ?? false;
+  };
   let closing = false;
   let closed: Promise<void> | undefined;
   let port = 0;
@@ -316,6 +338,7 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
       metrics,
       logger,
       now,
+      members,
       onStored: () => stability.noted(),
       onClose: (s) => {
         linkSessions.delete(s);
@@ -344,7 +367,7 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
   const gc = new Gc({
     storage,
     options: options.gc,
-    regions: (options.peers ?? []).length > 0,
+    peerLevel: links.length > 0 ? peerLevel : undefined,
     now,
     logger,
     metrics,
@@ -352,6 +375,9 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
     beforePass: () => writer.noteFloors(),
     announce: (space, stable) => {
       for (const session of sessions) session.announceHorizon(space, stable);
+    },
+    announceLevel: (space, stable) => {
+      for (const session of linkSessions) session.announceLevel(space, stable);
     },
     retired: (replicas) => {
       const gone = new Set(replicas);

@@ -122,8 +122,12 @@ export interface ReplicaPort {
   // ---- stability (horizon.ts) ----
   /** The replica's floor in `space` (hello, `floor` messages): every change of it the server lacks is stamped after it. */
   floor(space: SpaceId): Promise<HlcString | undefined>;
-  /** A `horizon` message: forgets deleted records at or below `hlc` once the space's log is applied up to `upTo`. */
-  horizon(space: SpaceId, hlc: HlcString, upTo: number): Promise<void>;
+  /**
+   * A `horizon` message: forgets deleted records at or below `hlc` once the
+   * space's log is applied up to `upTo` (of the log of `region`, the server's
+   * region, undefined without one).
+   */
+  horizon(space: SpaceId, hlc: HlcString, upTo: number, region: string | undefined): Promise<void>;
   /** After a `below_horizon` refusal: re-stamps the outbox changes of `space` from the first one at or below `hlc` on. Returns how many moved. */
   restampBelow(space: SpaceId, hlc: HlcString): Promise<number>;
 

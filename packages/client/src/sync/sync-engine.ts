@@ -694,7 +694,7 @@ export class SyncEngine {
       case 'horizon':
         if (!this.#syncing.has(message.space)) return;
         session.horizons.set(message.space, message.hlc);
-        return this.#port.horizon(message.space, message.hlc, message.upTo);
+        return this.#port.horizon(message.space, message.hlc, message.upTo, session.region);
       case 'retired':
         // Only from a server without a region (which joins no snapshot): see retired.ts.
         if (session.region !== undefined) return;

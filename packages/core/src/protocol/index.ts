@@ -11,6 +11,7 @@ export * from './stored.js';
 export { MAX_CHANGE_BYTES, MAX_RECORD_BYTES, MIN_FRAME_BYTES, PROMISED_LIMITS, UNANNOUNCED_LIMITS, checkServerLimits, changeBytes, mayExceedChangeLimit, recordBytes, mayExceedRecordLimit, type ServerLimits } from './limits.js';
 export {
   LINK_PROTOCOL_VERSION,
+  MIN_LINK_PROTOCOL_VERSION,
   MAX_LINK_SPACES,
   isRegionName,
   encodeLinkUpstream,
@@ -24,6 +25,7 @@ export {
   type Linked,
   type Entries,
   type LinkStateMessage,
+  type LinkHorizon,
   type LinkUpstreamMessage,
   type LinkDownstreamMessage,
 } from './link.js';

@@ -26,9 +26,17 @@
  *      refused.
  *   4: the error codes of client protocol 6 (`below_horizon`, `replica_retired`),
  *      which links share. A version 3 follower is refused.
+ *   5: stability across regions. The peer tells a follower, per space, the level
+ *      at or below which it refuses its own clients' changes (`horizon`: every
+ *      entry of its own that it stores after its log position `upTo` is stamped
+ *      after `hlc`) and the regions it counts as members (itself and its peers).
+ *      A region collects below the lowest level of all members, each counted
+ *      once it has read that member's log up to the level's `upTo` (server
+ *      README, "Bounded growth"). A version 5 peer serves version 4 followers,
+ *      without `horizon`; a version 4 peer refuses a version 5 follower.
  */
 import { compactChanges } from './changes.js';
-import { MAX_CHANGES_PER_MESSAGE, originVector, position, regionName, spaceId, versionVector } from './common.js';
+import { MAX_CHANGES_PER_MESSAGE, hlc, originVector, position, regionName, spaceId, versionVector } from './common.js';
 import { snapshotRecords } from './state.js';
 
 export { isRegionName } from './common.js';
@@ -37,8 +45,10 @@ import { error, type ErrorMessage } from './downstream.js';
 import { array, int, literal, object, optional, string, variants, type Infer, type Schema } from './schema.js';
 import { ping, pong, type Ping, type Pong } from './upstream.js';
 
-/** The link protocol's version; `follow.protocol` must equal it. */
-export const LINK_PROTOCOL_VERSION = 4;
+/** The link protocol's version, which a follower says in `follow`. */
+export const LINK_PROTOCOL_VERSION = 5;
+/** The oldest `follow.protocol` a peer serves (version 4: without `horizon`). */
+export const MIN_LINK_PROTOCOL_VERSION = 4;
 
 /** Most spaces one `follow` or `linked` names. */
 export const MAX_LINK_SPACES = 1_000_000;
@@ -120,8 +130,24 @@ export const state = object({
   done: optional(object({ progress: versionVector, origins: originVector })),
 });
 
+/**
+ * Version 5: the peer refuses its own clients' changes to `space` stamped at or
+ * below `hlc`, so every entry of its own origin it stores after its log
+ * position `upTo` is stamped after `hlc` (a follower that has read the peer's
+ * log up to `upTo` can count on it). `members`: the regions the peer counts
+ * (itself and each peer it follows); a region uses the level only when its own
+ * members are the same. Sent after `linked` and whenever the level moves.
+ */
+export const horizon = object({
+  type: literal('horizon'),
+  space: spaceId,
+  hlc,
+  upTo: position,
+  members: array(regionName, 1_000),
+});
+
 const linkUpstream = variants('type', { follow, read, repair, ping, pong });
-const linkDownstream = variants('type', { linked, entries, state, error, ping, pong });
+const linkDownstream = variants('type', { linked, entries, state, horizon, error, ping, pong });
 
 /** `follow`: `protocol` (LINK_PROTOCOL_VERSION), `region`, `credential?`, `positions: [{space, after}]`, `maxFrameBytes`. */
 export type Follow = Infer<typeof follow>;
@@ -137,8 +163,10 @@ export type Entries = Infer<typeof entries>;
 export type LinkStateMessage = Infer<typeof state>;
 /** A message from a follower region to the peer it follows. */
 export type LinkUpstreamMessage = Follow | Read | Repair | Ping | Pong;
+/** `horizon` (version 5): `space`, `hlc`, `upTo` (a position of the peer's log), `members` (region names). */
+export type LinkHorizon = Infer<typeof horizon>;
 /** A message from a peer region to a follower. */
-export type LinkDownstreamMessage = Linked | Entries | LinkStateMessage | ErrorMessage | Ping | Pong;
+export type LinkDownstreamMessage = Linked | Entries | LinkStateMessage | LinkHorizon | ErrorMessage | Ping | Pong;
 
 /** Encodes a follower's message. */
 export function encodeLinkUpstream(message: LinkUpstreamMessage): Uint8Array {

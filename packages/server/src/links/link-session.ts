@@ -6,6 +6,11 @@
  * in log order, from where the follower said it had read. Entries from other
  * regions are skipped: no cascading, each region follows every other.
  *
+ * A version 5 follower also hears, per space, the level at or below which
+ * this region refuses its own clients' changes (`horizon`, with the regions
+ * this one counts as members): after `linked`, and whenever the server's
+ * collection pass sees it moved (announceLevel).
+ *
  * Like a client session, it never holds more than one page of the log in
  * memory: it reads the log again whenever a space grows (hub.onAdvance), and
  * waits while the socket's send buffer is over the limit.
@@ -13,6 +18,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import {
   LINK_PROTOCOL_VERSION,
+  MIN_LINK_PROTOCOL_VERSION,
   decodeLinkUpstream,
   encodeLinkDownstream,
   fitFrames,
@@ -27,7 +33,8 @@ import type { Hub } from '../hub.js';
 import type { Metrics } from '../metrics.js';
 import type { Limits } from '../options.js';
 import type { Connection } from '../session.js';
-import type { LoggedChange, ServerStorage } from '../storage/types.js';
+import { refusalLevel } from '../storage/horizon.js';
+import type { LoggedChange, ServerStorage, Stability } from '../storage/types.js';
 
 export interface LinkSessionContext {
   /** This server's region name; a server without one serves no links. */
@@ -43,6 +50,8 @@ export interface LinkSessionContext {
   readonly logger: Logger;
   /** The server's clock (ms). */
   readonly now: () => number;
+  /** The regions this one counts as members (itself and each peer), or undefined while a peer's name is not known yet. */
+  readonly members: () => readonly string[] | undefined;
   /** A follower's stored position was recorded (quorum acks may be due: stability.ts). */
   readonly onStored: () => void;
   readonly onClose: (session: LinkSession) => void;
@@ -78,6 +87,10 @@ export class LinkSession {
   /** The follower's region, once it followed. */
   follower: string | undefined;
   #state: 'follow' | 'ready' | 'closed' = 'follow';
+  /** The follower's link protocol version. */
+  #protocol = 0;
+  /** Per space, the level (and members) last told to the follower. */
+  readonly #toldLevels = new Map<SpaceId, string>();
   readonly #sent = new Map<SpaceId, number>();
   readonly #dirty = new Set<SpaceId>();
   #pumping = false;
@@ -187,8 +200,8 @@ export class LinkSession {
     if (this.#state !== 'follow') return this.fail('invalid_message', 'follow sent twice', true);
     clearTimeout(this.#timer);
     const { region, peerSecret, open, storage } = this.ctx;
-    if (follow.protocol !== LINK_PROTOCOL_VERSION) {
-      return this.fail('unsupported_protocol', `link protocol ${follow.protocol} is not supported; this server speaks ${LINK_PROTOCOL_VERSION}`, true);
+    if (follow.protocol < MIN_LINK_PROTOCOL_VERSION || follow.protocol > LINK_PROTOCOL_VERSION) {
+      return this.fail('unsupported_protocol', `link protocol ${follow.protocol} is not supported; this server speaks ${MIN_LINK_PROTOCOL_VERSION} to ${LINK_PROTOCOL_VERSION}`, true);
     }
     if (region === undefined) return this.fail('forbidden', 'this server is not a region: start it with a region name (--region NAME) to serve links', true);
     if (follow.region === region) return this.fail('forbidden', `region "${region}" cannot follow itself (a --peer URL points back at this server)`, true);
@@ -197,6 +210,7 @@ export class LinkSession {
     } else if (!open) {
       return this.fail('unauthenticated', 'this server has client auth and no peer credential (--peer-secret): it serves no links', true);
     }
+    this.#protocol = follow.protocol;
     this.#budget = Math.min(this.ctx.limits.maxFrameBytes, follow.maxFrameBytes);
     // A follower that has read further than this region's log goes: this region lost its data (it restarted
     // on an empty or older store), and its log now is another one. The follower reads it from the start;
@@ -223,6 +237,23 @@ export class LinkSession {
     this.ctx.logger.info({ follower: follow.region }, 'region link served');
     this.#unsubscribe = this.ctx.hub.onAdvance((space) => this.#mark(space));
     for (const space of spaces) this.#mark(space);
+    if (this.#protocol >= 5) for (const space of spaces) this.announceLevel(space, await storage.stability(space));
+  }
+
+  /**
+   * Tells a version 5 follower this region's refusal level of `space` (link
+   * protocol 5, `horizon`) unless it was told that one with the same members;
+   * nothing while a peer's name is not known (the members would be wrong).
+   */
+  announceLevel(space: SpaceId, stability: Stability): void {
+    if (this.#protocol < 5 || this.#state !== 'ready') return;
+    const level = refusalLevel(stability);
+    const members = this.ctx.members();
+    if (level.hlc === undefined || members === undefined) return;
+    const told = `${level.hlc} ${members.join(' ')}`;
+    if (this.#toldLevels.get(space) === told) return;
+    this.#toldLevels.set(space, told);
+    this.#send({ type: 'horizon', space, hlc: level.hlc, upTo: level.upTo, members: [...members] });
   }
 
   #mark(space: SpaceId): void {

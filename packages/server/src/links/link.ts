@@ -24,6 +24,8 @@ import {
   hlcWall,
   type Change,
   type Entries,
+  type HlcString,
+  type LinkHorizon,
   type LinkDownstreamMessage,
   type LinkStateMessage,
   type LinkUpstreamMessage,
@@ -121,6 +123,17 @@ export function linkUrl(url: string): string {
   return u.toString();
 }
 
+/** A peer region's refusal level of a space, as a follower counts it (Link.level). */
+export interface PeerLevel {
+  /** Every entry of the peer's own that this region has not stored yet is stamped after this. */
+  readonly hlc: HlcString;
+  /** The regions the peer counts as members (itself and its peers). */
+  readonly members: readonly string[];
+}
+
+/** Levels of one space heard and not yet counted that a link keeps (the oldest go first). */
+const MAX_LEVELS_WAITING = 16;
+
 export class Link {
   readonly #options: LinkOptions;
   #socket: PeerSocket | undefined;
@@ -144,6 +157,10 @@ export class Link {
   /** Spaces whose entries on this connection stopped at a gap, and the timer that follows again from there. */
   readonly #stalled = new Set<SpaceId>();
   #resume: ReturnType<typeof setTimeout> | undefined;
+  /** Per space, the peer's refusal levels heard (link protocol 5) that this region has not read the peer's log up to yet. */
+  readonly #heard = new Map<SpaceId, LinkHorizon[]>();
+  /** Per space, the latest refusal level of the peer whose position this region has read its log up to. */
+  readonly #levels = new Map<SpaceId, PeerLevel>();
 
   constructor(options: LinkOptions) {
     this.#options = options;
@@ -157,6 +174,16 @@ export class Link {
   /** True while connected and following. */
   get up(): boolean {
     return this.#following && this.#socket?.readyState === OPEN;
+  }
+
+  /**
+   * The peer's level for `space` (link protocol 5, `horizon`) once this region
+   * has read the peer's log up to the position it was announced at: every
+   * entry of the peer's own that this region has not stored yet is stamped
+   * after it. Undefined until then, and from a peer older than version 5.
+   */
+  level(space: SpaceId): PeerLevel | undefined {
+    return this.#levels.get(space);
   }
 
   /** Log positions of the peer not yet read, summed over its spaces. */
@@ -230,10 +257,36 @@ export class Link {
     socket.onerror = (error) => logger.debug({ err: error, peer: url }, 'region link socket error');
   }
 
+  /** The peer's refusal level of a space (link protocol 5): counted once this region has read up to its position. */
+  #horizon(message: LinkHorizon): void {
+    if (this.#peer === undefined || !this.#following) throw new Error('horizon before linked');
+    const heard = this.#heard.get(message.space) ?? [];
+    heard.push(message);
+    // Levels only rise: a later one counted makes every earlier one useless, so few are ever waiting.
+    if (heard.length > MAX_LEVELS_WAITING) heard.shift();
+    this.#heard.set(message.space, heard);
+    this.#count(message.space);
+  }
+
+  /** Counts the latest level heard for `space` whose position this region has read the peer's log up to. */
+  #count(space: SpaceId): void {
+    const heard = this.#heard.get(space);
+    if (!heard) return;
+    const read = this.#read.get(space) ?? 0;
+    let latest: LinkHorizon | undefined;
+    while (heard.length > 0 && (heard[0] as LinkHorizon).upTo <= read) latest = heard.shift();
+    if (heard.length === 0) this.#heard.delete(space);
+    const counted = this.#levels.get(space);
+    if (latest && (counted === undefined || latest.hlc > counted.hlc)) this.#levels.set(space, { hlc: latest.hlc, members: latest.members });
+  }
+
   async #follow(socket: PeerSocket): Promise<void> {
     const { url, region, credential, storage, limits } = this.#options;
     const positions = await storage.linkPositions(url);
-    for (const [space, pos] of positions) this.#read.set(space, pos);
+    for (const [space, pos] of positions) {
+      this.#read.set(space, pos);
+      this.#count(space);
+    }
     this.#send(socket, {
       type: 'follow',
       protocol: LINK_PROTOCOL_VERSION,
@@ -253,6 +306,8 @@ export class Link {
         return this.#entries(socket, message);
       case 'state':
         return this.#state(message);
+      case 'horizon':
+        return this.#horizon(message);
       case 'error':
         this.#options.logger.warn({ peer: this.#options.url, code: message.code, fatal: message.fatal }, `region link refused: ${message.message}`);
         return;
@@ -363,6 +418,7 @@ export class Link {
     const newest = message.changes[message.changes.length - 1];
     if (newest) metrics.linkLagSeconds.set({ peer: url }, Math.max(0, (now() - hlcWall(newest.hlc)) / 1000));
     this.#read.set(space, readUpTo);
+    this.#count(space);
     if ((this.#heads.get(space) ?? 0) < upTo) this.#heads.set(space, upTo);
     metrics.linkLagChanges.set({ peer: url }, this.lag);
     if (gap) {
@@ -394,6 +450,7 @@ export class Link {
     const head = await storage.mergeState(space, records, { progress: done.progress, floors });
     await storage.setLinkPosition(url, space, upTo);
     this.#read.set(space, upTo);
+    this.#count(space);
     this.#reads.set(space, upTo);
     this.#readTimer ??= setTimeout(() => this.#sendReads(), READ_EVERY_MS);
     logger.info({ peer: url, region: peer, space, upTo }, 'region link: merged the peer\'s state (its log below this position was compacted); clients of this region take a snapshot');

@@ -34,6 +34,7 @@
 import { createHash } from 'node:crypto';
 import {
   applyChange,
+  afterHorizon,
   collectibleAt,
   joinRecordStates,
   decodeChange,
@@ -50,6 +51,7 @@ import {
   type SpaceId,
 } from '@syncline/core/internal';
 import pg from 'pg';
+import { settleCandidate, stabilityFrom, type HorizonRow } from './horizon.js';
 import { originPositions } from './origin.js';
 import { TRIM_PAGE, trimAfter, trimRows } from './trim.js';
 import { UsageDelta, type SpaceQuotas } from './quota.js';
@@ -139,11 +141,15 @@ const MIGRATIONS: ReadonlyArray<(s: string) => string> = [
   (s) => `
     CREATE TABLE ${s}.idempotency (space text COLLATE "C" NOT NULL, key text COLLATE "C" NOT NULL, at bigint NOT NULL, response text NOT NULL, PRIMARY KEY (space, key));
     CREATE INDEX idempotency_at ON ${s}.idempotency (space, at);`,
+  // Stability across regions (see sqlite-storage.ts, migration 6): the collection horizon apart from the refusal
+  // level; writers that said hello here.
+  (s) => `
+    ALTER TABLE ${s}.spaces ADD COLUMN settled text COLLATE "C", ADD COLUMN settled_pos bigint NOT NULL DEFAULT 0;
+    UPDATE ${s}.spaces SET settled = stable, settled_pos = stable_pos;
+    ALTER TABLE ${s}.writers ADD COLUMN local boolean NOT NULL DEFAULT true;`,
 ];
 
-function stabilityOf(row: { stable: string | null; stable_pos: string } | undefined): Stability {
-  return { hlc: (row?.stable ?? undefined) as HlcString | undefined, upTo: Number(row?.stable_pos ?? 0) };
-}
+const HORIZON_COLUMNS = 'stable, stable_pos, settled, settled_pos';
 
 /** How often the watch connection is checked, and how long it has to answer. */
 const WATCH_HEARTBEAT_MS = 15_000;
@@ -329,7 +335,7 @@ export function postgresStorage(options: PostgresOptions): PostgresStorage {
          r AS (INSERT INTO ${s}.records (space, collection, id, state, pos, dead) SELECT $1, c, i, st, $9, d FROM unnest($6::bytea[], $7::bytea[], $8::bytea[], $17::text[]) AS u(c, i, st, d)
                ON CONFLICT (space, collection, id) DO UPDATE SET state = excluded.state, pos = excluded.pos, dead = excluded.dead),
          h AS (UPDATE ${s}.spaces SET head = $9, bytes = bytes + $13, records = records + $14 WHERE space = $1),
-         w AS (INSERT INTO ${s}.writers (space, replica, hlc, floor, seen) VALUES ($1, $2, $18, NULL, $19) ON CONFLICT (space, replica) DO UPDATE SET hlc = excluded.hlc),
+         w AS (INSERT INTO ${s}.writers (space, replica, hlc, floor, seen, local) VALUES ($1, $2, $18, NULL, $19, $20) ON CONFLICT (space, replica) DO UPDATE SET hlc = excluded.hlc),
          n AS (SELECT pg_backend_pid() AS pid, pg_notify($11, $12))
        INSERT INTO ${s}.progress (space, replica, seq) SELECT $1, $2, $10 FROM n ON CONFLICT (space, replica) DO UPDATE SET seq = excluded.seq
        RETURNING (SELECT pid FROM n)`,
@@ -353,6 +359,7 @@ export function postgresStorage(options: PostgresOptions): PostgresStorage {
         records.map((r) => collectibleAt(r.state) ?? null),
         (fresh[fresh.length - 1] as Change).hlc,
         Date.now(),
+        origin === '',
       ],
     });
     if (keyed) {
@@ -368,8 +375,9 @@ export function postgresStorage(options: PostgresOptions): PostgresStorage {
   /** ServerStorage.mergeState in one transaction, under the space's write lock. */
   const mergeOne = async (client: pg.PoolClient, space: SpaceId, records: readonly SnapshotRecord[], final: MergeFinal | undefined): Promise<number> => {
     await client.query(`INSERT INTO ${s}.spaces (space, head, horizon) VALUES ($1, 0, 0) ON CONFLICT (space) DO NOTHING`, [space]);
-    const locked = await client.query<{ head: string }>(`SELECT head FROM ${s}.spaces WHERE space = $1 FOR UPDATE`, [space]);
+    const locked = await client.query<{ head: string; settled: HlcString | null }>(`SELECT head, settled FROM ${s}.spaces WHERE space = $1 FOR UPDATE`, [space]);
     let head = Number(locked.rows[0]?.head ?? 0);
+    const settled = locked.rows[0]?.settled ?? undefined;
     const delta = new UsageDelta();
     if (records.length > 0) {
       const collections = records.map((r) => Buffer.from(r.collection, 'utf8'));
@@ -379,18 +387,20 @@ export function postgresStorage(options: PostgresOptions): PostgresStorage {
         [space, collections, ids],
       );
       const stored = new Map(existing.rows.map((r) => [JSON.stringify([r.collection.toString('utf8'), r.id.toString('utf8')]), r.state]));
-      const states = records.map((record) => {
+      const rows = records.flatMap((record, i) => {
         const old = stored.get(JSON.stringify([record.collection, record.id]));
         const before = old ? decodeRecordState(old) : undefined;
-        const state = before ? joinRecordStates(before, record.state) : record.state;
+        // A record not held here whose registers are at or below the horizon was collected here (afterHorizon).
+        const state = before ? joinRecordStates(before, record.state) : settled === undefined ? record.state : afterHorizon(record.state, settled);
+        if (state === undefined) return [];
         const bytes = toBuffer(encodeRecordState(state));
         delta.record(before, old?.length ?? 0, state, bytes.length);
-        return { bytes, dead: collectibleAt(state) ?? null };
+        return [{ collection: collections[i] as Buffer, id: ids[i] as Buffer, bytes, dead: collectibleAt(state) ?? null }];
       });
       await client.query(
         `INSERT INTO ${s}.records (space, collection, id, state, pos, dead) SELECT $1, c, i, st, $5, d FROM unnest($2::bytea[], $3::bytea[], $4::bytea[], $6::text[]) AS u(c, i, st, d)
          ON CONFLICT (space, collection, id) DO UPDATE SET state = excluded.state, pos = excluded.pos, dead = excluded.dead`,
-        [space, collections, ids, states.map((st) => st.bytes), head, states.map((st) => st.dead)],
+        [space, rows.map((r) => r.collection), rows.map((r) => r.id), rows.map((r) => r.bytes), head, rows.map((r) => r.dead)],
       );
     }
     if (!final) {
@@ -668,43 +678,49 @@ export function postgresStorage(options: PostgresOptions): PostgresStorage {
     async noteWriter(space, replica, floor, now) {
       await open();
       await pool.query(
-        `INSERT INTO ${s}.writers AS w (space, replica, hlc, floor, seen) VALUES ($1, $2, NULL, $3, $4) ON CONFLICT (space, replica) DO UPDATE
-         SET floor = CASE WHEN w.floor IS NULL OR excluded.floor > w.floor THEN coalesce(excluded.floor, w.floor) ELSE w.floor END, seen = greatest(w.seen, excluded.seen)`,
+        `INSERT INTO ${s}.writers AS w (space, replica, hlc, floor, seen, local) VALUES ($1, $2, NULL, $3, $4, true) ON CONFLICT (space, replica) DO UPDATE
+         SET floor = CASE WHEN w.floor IS NULL OR excluded.floor > w.floor THEN coalesce(excluded.floor, w.floor) ELSE w.floor END, seen = greatest(w.seen, excluded.seen), local = true`,
         [space, replica, floor ?? null, now],
       );
     },
     async stability(space) {
       await open();
-      const { rows } = await pool.query<{ stable: string | null; stable_pos: string }>(`SELECT stable, stable_pos FROM ${s}.spaces WHERE space = $1`, [space]);
-      return stabilityOf(rows[0]);
+      const { rows } = await pool.query<HorizonRow>(`SELECT ${HORIZON_COLUMNS} FROM ${s}.spaces WHERE space = $1`, [space]);
+      return stabilityFrom(rows[0]);
     },
-    async advanceHorizon(space, cap) {
+    async advanceHorizon(space, cap, peers) {
       await open();
       return transaction(async (client) => {
         // The space's write lock: no append stores a change while the horizon moves past it.
-        const locked = await client.query<{ stable: string | null; stable_pos: string }>(`SELECT stable, stable_pos FROM ${s}.spaces WHERE space = $1 FOR UPDATE`, [space]);
+        const locked = await client.query<HorizonRow>(`SELECT ${HORIZON_COLUMNS} FROM ${s}.spaces WHERE space = $1 FOR UPDATE`, [space]);
         const row = locked.rows[0];
         if (!row) return { hlc: undefined, upTo: 0 };
         const { rows } = await client.query<{ h: string | null; n: string }>(
           `SELECT min(greatest(coalesce(hlc, ''), coalesce(floor, ''))) AS h, count(*) AS n FROM ${s}.writers
-           WHERE space = $1 AND replica NOT IN (SELECT replica FROM ${s}.retired)`,
+           WHERE space = $1 AND local AND replica NOT IN (SELECT replica FROM ${s}.retired)`,
           [space],
         );
         const h = rows[0]?.h ?? null;
         const candidate = Number(rows[0]?.n ?? 0) === 0 ? cap : h === null || h === '' ? undefined : h < cap ? (h as HlcString) : cap;
-        if (candidate === undefined || (row.stable !== null && candidate <= row.stable)) return stabilityOf(row);
-        const updated = await client.query<{ stable: string | null; stable_pos: string }>(
-          `UPDATE ${s}.spaces SET stable = $2, stable_pos = head WHERE space = $1 RETURNING stable, stable_pos`,
-          [space, candidate],
+        const raise = candidate !== undefined && (row.stable === null || candidate > row.stable);
+        const stable = raise ? candidate : (row.stable as HlcString | null);
+        const settle = settleCandidate(stable, peers);
+        const settles = settle !== undefined && (row.settled === null || settle > row.settled);
+        if (!raise && !settles) return stabilityFrom(row);
+        const updated = await client.query<HorizonRow>(
+          `UPDATE ${s}.spaces SET stable = $2, stable_pos = CASE WHEN $3 THEN head ELSE stable_pos END,
+             settled = CASE WHEN $4 THEN $5 ELSE settled END, settled_pos = CASE WHEN $4 THEN head ELSE settled_pos END
+           WHERE space = $1 RETURNING ${HORIZON_COLUMNS}`,
+          [space, stable, raise, settles, settles ? settle : null],
         );
-        return stabilityOf(updated.rows[0]);
+        return stabilityFrom(updated.rows[0]);
       });
     },
     async collect(space) {
       await open();
       return transaction(async (client) => {
-        const locked = await client.query<{ stable: string | null }>(`SELECT stable FROM ${s}.spaces WHERE space = $1 FOR UPDATE`, [space]);
-        const stable = locked.rows[0]?.stable ?? null;
+        const locked = await client.query<{ settled: string | null }>(`SELECT settled FROM ${s}.spaces WHERE space = $1 FOR UPDATE`, [space]);
+        const stable = locked.rows[0]?.settled ?? null;
         if (stable === null) return 0;
         const { rows } = await client.query<{ bytes: string; n: string }>(
           `WITH d AS (DELETE FROM ${s}.records WHERE space = $1 AND dead <= $2 RETURNING octet_length(state) AS bytes) SELECT coalesce(sum(bytes), 0) AS bytes, count(*) AS n FROM d`,
@@ -770,7 +786,7 @@ export function postgresStorage(options: PostgresOptions): PostgresStorage {
     async inactiveWriters(before, keep) {
       await open();
       const { rows } = await pool.query<{ replica: ReplicaId }>(
-        `SELECT replica FROM ${s}.writers WHERE replica NOT IN (SELECT replica FROM ${s}.retired) GROUP BY replica HAVING max(seen) < $1 ORDER BY replica`,
+        `SELECT replica FROM ${s}.writers WHERE local AND replica NOT IN (SELECT replica FROM ${s}.retired) GROUP BY replica HAVING max(seen) < $1 ORDER BY replica`,
         [before],
       );
       return rows.map((r) => r.replica).filter((r) => !keep.has(r));

@@ -5,6 +5,7 @@
  */
 import {
   applyChange,
+  afterHorizon,
   collectibleAt,
   joinRecordStates,
   decodeChange,
@@ -25,6 +26,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { UsageDelta, type SpaceQuotas } from './quota.js';
 import { originPositions } from './origin.js';
+import { settleCandidate, stabilityFrom } from './horizon.js';
 import { TRIM_PAGE, trimAfter, trimRows } from './trim.js';
 import { IDEMPOTENCY_TTL_MS, type AppendRequest, type AppendResult, type LoggedChange, type MergeFinal, type ServerStorage, type Stability, type TrimMark, type TrimResult } from './types.js';
 
@@ -75,6 +77,13 @@ const MIGRATIONS: readonly string[] = [
   // The backend API's idempotency keys, per space, with when they were used and what a retry is answered.
   `CREATE TABLE idempotency (space TEXT NOT NULL, key TEXT NOT NULL, at INTEGER NOT NULL, response TEXT NOT NULL, PRIMARY KEY (space, key)) WITHOUT ROWID;
    CREATE INDEX idempotency_at ON idempotency (space, at);`,
+  // Stability across regions: the collection horizon apart from the refusal level (`stable`), equal without peers;
+  // writers that said hello here (`local`), the only ones that hold this region's refusal level back (those known
+  // only by a region link's changes are bounded by their own region).
+  `ALTER TABLE spaces ADD COLUMN settled TEXT;
+   ALTER TABLE spaces ADD COLUMN settled_pos INTEGER NOT NULL DEFAULT 0;
+   UPDATE spaces SET settled = stable, settled_pos = stable_pos;
+   ALTER TABLE writers ADD COLUMN local INTEGER NOT NULL DEFAULT 1;`,
 ];
 
 /** Options of sqliteStorage. */
@@ -149,20 +158,23 @@ export function sqliteStorage(options: SqliteOptions): ServerStorage {
     putRecord: db.prepare<[string, string, string, Buffer | Uint8Array, number, string | null]>(
       'INSERT INTO records (space, collection, id, state, pos, dead) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(space, collection, id) DO UPDATE SET state = excluded.state, pos = excluded.pos, dead = excluded.dead',
     ),
-    stability: db.prepare<[string], { stable: string | null; stable_pos: number; head: number }>('SELECT stable, stable_pos, head FROM spaces WHERE space = ?'),
+    stability: db.prepare<[string], { stable: string | null; stable_pos: number; settled: string | null; settled_pos: number; head: number }>(
+      'SELECT stable, stable_pos, settled, settled_pos, head FROM spaces WHERE space = ?',
+    ),
     setStable: db.prepare('UPDATE spaces SET stable = ?, stable_pos = head WHERE space = ?'),
+    setSettled: db.prepare('UPDATE spaces SET settled = ?, settled_pos = head WHERE space = ?'),
     writerStamp: db.prepare(
-      'INSERT INTO writers (space, replica, hlc, floor, seen) VALUES (?, ?, ?, NULL, ?) ON CONFLICT(space, replica) DO UPDATE SET hlc = excluded.hlc',
+      'INSERT INTO writers (space, replica, hlc, floor, seen, local) VALUES (?, ?, ?, NULL, ?, ?) ON CONFLICT(space, replica) DO UPDATE SET hlc = excluded.hlc',
     ),
     noteWriter: db.prepare(
-      `INSERT INTO writers (space, replica, hlc, floor, seen) VALUES (@space, @replica, NULL, @floor, @now) ON CONFLICT(space, replica) DO UPDATE
+      `INSERT INTO writers (space, replica, hlc, floor, seen, local) VALUES (@space, @replica, NULL, @floor, @now, 1) ON CONFLICT(space, replica) DO UPDATE
        SET floor = CASE WHEN writers.floor IS NULL OR excluded.floor > writers.floor THEN coalesce(excluded.floor, writers.floor) ELSE writers.floor END,
-           seen = max(writers.seen, excluded.seen)`,
+           seen = max(writers.seen, excluded.seen), local = 1`,
     ),
-    // Per writer that is not retired, the later of its last stored stamp and its floor ('' when it has neither).
+    // Per local writer that is not retired, the later of its last stored stamp and its floor ('' when it has neither).
     horizonOf: db.prepare<[string], { h: string | null; n: number }>(
       `SELECT min(max(coalesce(hlc, ''), coalesce(floor, ''))) AS h, count(*) AS n FROM writers
-       WHERE space = ? AND replica NOT IN (SELECT replica FROM retired)`,
+       WHERE space = ? AND local = 1 AND replica NOT IN (SELECT replica FROM retired)`,
     ),
     collectible: db.prepare<[string, string], { bytes: number; n: number }>('SELECT coalesce(sum(length(state)), 0) AS bytes, count(*) AS n FROM records WHERE space = ? AND dead <= ?'),
     collect: db.prepare('DELETE FROM records WHERE space = ? AND dead <= ?'),
@@ -185,7 +197,7 @@ export function sqliteStorage(options: SqliteOptions): ServerStorage {
     ),
     retire: db.prepare('INSERT INTO retired (replica, at) VALUES (?, ?) ON CONFLICT(replica) DO NOTHING'),
     inactive: db.prepare<[number], { replica: string }>(
-      'SELECT replica FROM writers WHERE replica NOT IN (SELECT replica FROM retired) GROUP BY replica HAVING max(seen) < ? ORDER BY replica',
+      'SELECT replica FROM writers WHERE local = 1 AND replica NOT IN (SELECT replica FROM retired) GROUP BY replica HAVING max(seen) < ? ORDER BY replica',
     ),
     allRecords: db.prepare<[], { space: string; collection: string; id: string; state: Buffer }>('SELECT space, collection, id, state FROM records'),
     setDead: db.prepare('UPDATE records SET dead = ? WHERE space = ? AND collection = ? AND id = ?'),
@@ -282,7 +294,7 @@ export function sqliteStorage(options: SqliteOptions): ServerStorage {
     for (const [collection, id, bytes, dead] of encoded) q.putRecord.run(space, collection, id, bytes, head, dead);
     q.upsertSpace.run(space, head, delta.bytes, delta.records);
     q.setProgress.run(space, replica, held);
-    q.writerStamp.run(space, replica, (fresh[fresh.length - 1] as Change).hlc, Date.now());
+    q.writerStamp.run(space, replica, (fresh[fresh.length - 1] as Change).hlc, Date.now(), own ? 1 : 0);
     if (keyed) {
       q.expireKeys.run(space, keyed.at - IDEMPOTENCY_TTL_MS);
       q.putKey.run(space, keyed.key, keyed.at, keyed.response);
@@ -294,10 +306,14 @@ export function sqliteStorage(options: SqliteOptions): ServerStorage {
     const info = q.space.get(space);
     let head = info?.head ?? 0;
     const delta = new UsageDelta();
+    const settled = (q.stability.get(space)?.settled ?? undefined) as HlcString | undefined;
     for (const record of records) {
       const row = q.record.get(space, record.collection, record.id);
       const before = row ? decodeRecordState(row.state) : undefined;
-      const state = before ? joinRecordStates(before, record.state) : record.state;
+      // A record not held here whose registers are at or below the horizon was collected here (afterHorizon).
+      const incoming = before || settled === undefined ? record.state : afterHorizon(record.state, settled);
+      if (incoming === undefined) continue;
+      const state = before ? joinRecordStates(before, incoming) : incoming;
       const bytes = encodeRecordState(state);
       delta.record(before, row?.state.length ?? 0, state, bytes.length);
       q.putRecord.run(space, record.collection, record.id, bytes, head, collectibleAt(state) ?? null);
@@ -322,23 +338,26 @@ export function sqliteStorage(options: SqliteOptions): ServerStorage {
     }),
   );
 
-  const stabilityOf = (space: SpaceId): Stability => {
-    const row = q.stability.get(space);
-    return { hlc: (row?.stable ?? undefined) as HlcString | undefined, upTo: row?.stable_pos ?? 0 };
-  };
+  const stabilityOf = (space: SpaceId): Stability => stabilityFrom(q.stability.get(space));
 
-  const advance = db.transaction((space: SpaceId, cap: HlcString): Stability => {
+  const advance = db.transaction((space: SpaceId, cap: HlcString, peers: HlcString | false | undefined): Stability => {
     const row = q.stability.get(space);
     if (!row) return { hlc: undefined, upTo: 0 };
     const { h, n } = q.horizonOf.get(space) as { h: string | null; n: number };
     // No writer left (all retired): everything stored so far is as stable as the clock allows.
     const candidate = n === 0 ? cap : h === null || h === '' ? undefined : h < cap ? (h as HlcString) : cap;
-    if (candidate !== undefined && (row.stable === null || candidate > row.stable)) q.setStable.run(candidate, space);
+    let stable = row.stable as HlcString | null;
+    if (candidate !== undefined && (stable === null || candidate > stable)) {
+      q.setStable.run(candidate, space);
+      stable = candidate;
+    }
+    const settle = settleCandidate(stable, peers);
+    if (settle !== undefined && (row.settled === null || settle > row.settled)) q.setSettled.run(settle, space);
     return stabilityOf(space);
   });
 
   const collectAll = db.transaction((space: SpaceId): number => {
-    const stable = q.stability.get(space)?.stable;
+    const stable = q.stability.get(space)?.settled;
     if (!stable) return 0;
     const { bytes, n } = q.collectible.get(space, stable) as { bytes: number; n: number };
     if (n === 0) return 0;
@@ -525,9 +544,9 @@ export function sqliteStorage(options: SqliteOptions): ServerStorage {
       check();
       return stabilityOf(space);
     },
-    async advanceHorizon(space, cap) {
+    async advanceHorizon(space, cap, peers) {
       check();
-      return advance(space, cap);
+      return advance(space, cap, peers);
     },
     async collect(space) {
       check();

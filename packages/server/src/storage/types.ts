@@ -24,13 +24,18 @@
  *  - A link position (how far this region has read a peer's log of a space)
  *    never moves back, and is durable once setLinkPosition() resolves.
  *  - Stability (DESIGN.md, "Stability and bounded growth"): each space has a
- *    stability horizon, a timestamp that never moves back. A request holding
- *    a change not yet held and stamped at or below it is refused with
+ *    refusal level, a timestamp that never moves back. A request holding a
+ *    change not yet held and stamped at or below it is refused with
  *    SynclineError `below_horizon`, and one from a retired replica with
- *    `replica_retired`: so every change stored after the horizon was raised
- *    is stamped after it, and collect() may forget the records collectibleAt()
- *    puts at or below it. Requests with an origin other than '' (a region
- *    link's) are not refused either way: their region accepted them.
+ *    `replica_retired`. Requests with an origin other than '' (a region
+ *    link's) are not refused either way: their region accepted them, under
+ *    its own refusal level. Each space also has a collection horizon, never
+ *    above the refusal level and never moving back: without peers the two are
+ *    equal, so every change stored after the horizon was raised is stamped
+ *    after it; with peers the server lowers it to what every peer region
+ *    refuses at (advanceHorizon's `peers`), which makes the same true of the
+ *    changes their links bring. collect() forgets the records collectibleAt()
+ *    puts at or below it, and mergeState() does not bring them back.
  */
 import type { Change, HlcString, RecordState, ReplicaId, SnapshotRecord, SpaceId } from '@syncline/core/internal';
 import type { SpaceQuotas } from './quota.js';
@@ -72,10 +77,20 @@ export interface StorageStats {
 
 /** A space's stability horizon (ServerStorage.stability). */
 export interface Stability {
-  /** Every change stored after position `upTo` is stamped after this; undefined: no horizon yet. */
+  /**
+   * The collection horizon: every change stored after position `upTo` is
+   * stamped after this, so collect() forgets what collectibleAt() puts at or
+   * below it; undefined: no horizon yet.
+   */
   readonly hlc: HlcString | undefined;
   /** The head when the horizon was last raised (0: never). */
   readonly upTo: number;
+  /**
+   * With peers, when it is later than `hlc`: the level at or below which this
+   * region's own clients' changes are refused (`below_horizon`), and the head
+   * when it was last raised. Without it, that level is `hlc` (at `upTo`).
+   */
+  readonly refused?: { readonly hlc: HlcString; readonly upTo: number };
 }
 
 /** One writer of a space (ServerStorage.writers). */
@@ -296,12 +311,18 @@ export interface ServerStorage {
   /** The stability horizon of a space (see the guarantees at the top). */
   stability(space: SpaceId): Promise<Stability>;
   /**
-   * Raises the horizon of `space` to the earliest point every writer that is
-   * not retired holds it back at, but never past `cap` (the server's clock) and
-   * never back. A writer known only by an old database (no stamp, no floor)
-   * holds it where it is. Resolves to the horizon then.
+   * Raises the refusal level of `space` to the earliest point every local
+   * writer that is not retired holds it back at (a writer is local once
+   * noteWriter named it: one known only by a region link's changes is bounded
+   * by its own region), but never past `cap` (the server's clock) and never
+   * back. A writer known only by an old database (no stamp, no floor) holds it
+   * where it is. Then raises the collection horizon: to the refusal level
+   * without `peers`; with peers, to the lower of it and `peers` (the lowest
+   * level every peer region refuses at, as this region has read their logs),
+   * and not at all when `peers` is false (some peer's level is not known).
+   * Both never move back. Resolves to the horizon then.
    */
-  advanceHorizon(space: SpaceId, cap: HlcString): Promise<Stability>;
+  advanceHorizon(space: SpaceId, cap: HlcString, peers?: HlcString | false): Promise<Stability>;
   /** Forgets the records of `space` that collectibleAt() puts at or below its horizon; resolves to how many. */
   collect(space: SpaceId): Promise<number>;
   /**

@@ -1,0 +1,220 @@
+/**
+ * Garbage collection with regions (issue 19; server README, "Bounded growth"):
+ * real region servers following each other over real sockets, replicas on
+ * each, one clock the test moves. A region refuses its own clients' changes at
+ * or below its refusal level and tells its peers (link protocol 5); it forgets
+ * deleted records, and tells its clients to, only below the lowest level of
+ * every region, each counted once it has read that region's log far enough.
+ * So a writer away in one region holds every region's collection, and what
+ * it wrote meanwhile cannot bring a forgotten record back anywhere.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import type { Replica, SyncEngine } from '@syncline/client';
+import type { HlcString, SpaceId } from '@syncline/core/internal';
+import { createSyncServer, sqliteStorage, type SyncServer } from '@syncline/server';
+import { storageOf } from '../internals.js';
+import { cleanupStack, freePort, isSynced, ManualClock, outboxCount, replica, silent, sync, uniqueName, visibleState, waitUntil } from './harness.js';
+
+const cleanup = cleanupStack();
+afterEach(() => cleanup.run());
+
+const schema = { events: {} } as const;
+const SPACE = 'team' as SpaceId;
+const MINUTE = 60_000;
+
+/** Regions named a, b, … on free ports, each following every other, sharing `clock`; gc only when the test runs it. */
+async function regions(clock: ManualClock, count: number, peersOf?: (ports: number[], i: number) => number[]): Promise<SyncServer[]> {
+  const ports = await Promise.all(Array.from({ length: count }, () => freePort()));
+  const servers = ports.map((port, i) =>
+    createSyncServer({
+      port,
+      storage: sqliteStorage({ path: ':memory:' }),
+      logger: silent,
+      now: clock.now,
+      gc: { intervalMs: 0 },
+      region: String.fromCharCode(97 + i),
+      peers: (peersOf?.(ports, i) ?? ports.filter((_, j) => j !== i)).map((p) => `ws://127.0.0.1:${p}`),
+    }),
+  );
+  await Promise.all(servers.map((s) => s.listen()));
+  cleanup.push(...servers.map((s) => () => s.close()));
+  return servers;
+}
+
+async function client(server: SyncServer, name: string, clock: ManualClock): Promise<{ r: Replica<typeof schema>; engine: SyncEngine }> {
+  const r = await replica({ name: uniqueName(name), schema, now: clock.now });
+  const engine = sync(r, server.url, { spaces: [SPACE], pingIntervalMs: 100 });
+  cleanup.push(() => engine.close(), () => r.close());
+  return { r, engine };
+}
+
+/** The records that exist, with their values: what collection must leave as it was. */
+async function visible(r: Replica<typeof schema>): Promise<string[]> {
+  return (await visibleState(r as never, ['events'], SPACE)).filter((row) => (JSON.parse(row) as unknown[])[3] !== null);
+}
+
+const tombstones = async (server: SyncServer): Promise<number> => (await server.storage.stats()).tombstones;
+
+/** Gc passes on every region (what their timers do) until `done`. */
+async function collectUntil(servers: readonly SyncServer[], done: () => Promise<boolean>, what: string): Promise<void> {
+  await waitUntil(
+    async () => {
+      for (const s of servers) await s.collect();
+      return done();
+    },
+    15_000,
+    what,
+  );
+}
+
+describe('garbage collection with regions', () => {
+  it("each region forgets a deleted record once every region's level has passed it, as it has read their logs, and so do its clients", async () => {
+    const clock = new ManualClock(Date.now() - 60 * MINUTE);
+    const [a, b] = (await regions(clock, 2)) as [SyncServer, SyncServer];
+    const ca = await client(a, 'rgc-a', clock);
+    const cb = await client(b, 'rgc-b', clock);
+    for (let i = 0; i < 20; i++) {
+      clock.value += 10;
+      await ca.r.put('events', `e${i}`, { n: i }, { space: SPACE });
+    }
+    for (let i = 0; i < 10; i++) {
+      clock.value += 10;
+      await (i % 2 === 0 ? ca : cb).r.delete('events', `e${i}`, { space: SPACE });
+    }
+    await waitUntil(
+      async () => isSynced(ca.engine) && isSynced(cb.engine) && (await tombstones(a)) === 10 && (await tombstones(b)) === 10 && (await cb.r.stats()).tombstones === 10 && (await ca.r.stats()).tombstones === 10,
+      10_000,
+      'both regions and both replicas to hold every change',
+    );
+    const before = await visible(ca.r);
+    expect(await visible(cb.r)).toEqual(before);
+
+    // Before time passes, a pass raises each region's refusal level to its own writers' floors, which are behind every delete.
+    await a.collect();
+    await b.collect();
+    expect(await tombstones(a)).toBe(10);
+
+    clock.value += 5 * MINUTE;
+    await collectUntil([a, b], async () => (await tombstones(a)) === 0 && (await tombstones(b)) === 0, 'both regions to forget the deleted records');
+    for (const server of [a, b]) {
+      const { hlc, refused } = await server.storage.stability(SPACE);
+      expect(hlc).toBeDefined();
+      // Never above its own refusal level.
+      if (refused) expect((hlc as HlcString) < refused.hlc).toBe(true);
+    }
+    await waitUntil(async () => (await ca.r.stats()).tombstones === 0 && (await cb.r.stats()).tombstones === 0, 10_000, 'the replicas of both regions to forget them too');
+    expect(await visible(ca.r)).toEqual(before);
+    expect(await visible(cb.r)).toEqual(before);
+
+    // A forgotten id written again is an ordinary new record everywhere.
+    clock.value += 10;
+    await cb.r.put('events', 'e3', { n: 3, again: true }, { space: SPACE });
+    await waitUntil(async () => (await ca.r.get('events', 'e3', { space: SPACE }))?.value['again'] === true, 10_000, 'the new e3 to reach region a');
+  });
+
+  it("a writer away in one region holds every region's collection: what it wrote before a delete it had not seen cannot bring the record back", async () => {
+    const clock = new ManualClock(Date.now() - 60 * MINUTE);
+    const [a, b] = (await regions(clock, 2)) as [SyncServer, SyncServer];
+    const ca = await client(a, 'hold-a', clock);
+    const cb = await client(b, 'hold-b', clock);
+    await ca.r.put('events', 'x', { title: 'first' }, { space: SPACE });
+    await ca.r.put('events', 'y', { title: 'kept' }, { space: SPACE });
+    await waitUntil(async () => isSynced(ca.engine) && isSynced(cb.engine) && (await cb.r.get('events', 'x', { space: SPACE })) !== undefined, 10_000, 'x to reach B');
+
+    // B goes away and edits x; A, not knowing, deletes x later.
+    await cb.engine.close();
+    clock.value += 1_000;
+    await cb.r.patch('events', 'x', { by: 'b' }, { space: SPACE });
+    clock.value += 1_000;
+    await ca.r.delete('events', 'x', { space: SPACE });
+    await waitUntil(async () => isSynced(ca.engine) && (await tombstones(b)) === 1, 10_000, 'the delete to reach region b');
+
+    // Much later: region a's own writers are long past the delete, but region b's level is held by B's floor.
+    clock.value += 10 * MINUTE;
+    for (let round = 0; round < 5; round++) {
+      await a.collect();
+      await b.collect();
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    expect(await tombstones(a)).toBe(1);
+    const stable = await a.storage.stability(SPACE);
+    expect(stable.refused, 'region a refuses well past the delete').toBeDefined();
+    const deleted = (await ca.r.stats()).tombstones;
+    expect(deleted).toBe(1);
+
+    // B comes back: its edit, stamped before the delete, loses to it in both regions.
+    const back = sync(cb.r, b.url, { spaces: [SPACE], pingIntervalMs: 100 });
+    cleanup.push(() => back.close());
+    await waitUntil(async () => isSynced(back) && isSynced(ca.engine) && (await outboxCount(cb.r as never, SPACE)) === 0, 10_000, 'B’s edit to be stored');
+    await waitUntil(async () => (await a.storage.readLog(SPACE, 0, 1000)).some((e) => e.change.replica === cb.r.id), 10_000, 'B’s edit to reach region a');
+    for (const r of [ca.r, cb.r]) expect(await r.get('events', 'x', { space: SPACE })).toBeUndefined();
+    for (const server of [a, b]) expect((await server.storage.snapshotPage(SPACE, undefined, 100)).map((p) => p.id).sort()).toEqual(['x', 'y']);
+
+    // Then both regions forget it, and nothing comes back.
+    clock.value += 5 * MINUTE;
+    await collectUntil([a, b], async () => (await tombstones(a)) === 0 && (await tombstones(b)) === 0, 'both regions to forget x');
+    await waitUntil(async () => (await ca.r.stats()).tombstones === 0 && (await cb.r.stats()).tombstones === 0, 10_000, 'both replicas to forget x');
+    expect(await visible(ca.r)).toEqual(await visible(cb.r));
+    expect((await visible(ca.r)).map((row) => (JSON.parse(row) as unknown[])[2])).toEqual(['y']);
+  });
+
+  it('a replica that moves to a region with offline writes between that region’s collection horizon and its refusal level has them re-stamped past the refusal level and stored', async () => {
+    const clock = new ManualClock(Date.now() - 60 * MINUTE);
+    const [a, b] = (await regions(clock, 2)) as [SyncServer, SyncServer];
+    const ca = await client(a, 'lvl-a', clock);
+    const cb = await client(b, 'lvl-b', clock);
+    // M syncs with region b (its clock is measured there), then goes offline.
+    const m = await client(b, 'lvl-m', clock);
+    await ca.r.put('events', 'e0', { n: 0 }, { space: SPACE });
+    await waitUntil(
+      async () => isSynced(ca.engine) && isSynced(cb.engine) && isSynced(m.engine) && (await m.r.get('events', 'e0', { space: SPACE })) !== undefined,
+      10_000,
+      'e0 to reach region b',
+    );
+    await m.engine.close();
+    // B goes away with an unsent write: region b's level stays behind it, and so does region a's collection horizon.
+    await cb.engine.close();
+    await cb.r.put('events', 'b1', { by: 'b' }, { space: SPACE });
+    // M writes offline a minute later, then time passes: region a refuses its own clients' changes well past M's write.
+    clock.value += MINUTE;
+    await m.r.put('events', 'm1', { by: 'm' }, { space: SPACE });
+    const [written] = await storageOf(m.r as never).transaction('readonly', (tx) => tx.readOutbox(SPACE, 10));
+    clock.value += 10 * MINUTE;
+    await collectUntil(
+      [a, b],
+      async () => {
+        const { hlc, refused } = await a.storage.stability(SPACE);
+        return hlc !== undefined && refused !== undefined && hlc < (written?.hlc as string) && (written?.hlc as string) <= refused.hlc;
+      },
+      'region a to refuse past M’s write, its collection horizon held below it by region b',
+    );
+    const { hlc, refused } = await a.storage.stability(SPACE);
+
+    // M connects to region a: its write is refused at a's refusal level, above the horizon it was told; re-stamped past it, stored.
+    const moved = sync(m.r, a.url, { spaces: [SPACE], pingIntervalMs: 100 });
+    cleanup.push(() => moved.close());
+    await waitUntil(async () => isSynced(moved) && (await outboxCount(m.r as never, SPACE)) === 0, 10_000, 'M’s write to be stored in region a');
+    const stored = (await a.storage.readLog(SPACE, 0, 1000)).filter((e) => e.change.replica === m.r.id && e.origin === '');
+    expect(stored.map((e) => e.change.id)).toEqual(['m1']);
+    expect((stored[0]?.change.hlc as string) > (refused?.hlc as string)).toBe(true);
+    expect((hlc as string) < (refused?.hlc as string)).toBe(true);
+    await waitUntil(async () => (await ca.r.get('events', 'm1', { space: SPACE })) !== undefined, 10_000, 'm1 to reach A');
+  });
+
+  it('a region with a peer it never reached collects nothing, and still refuses below its own level', async () => {
+    const clock = new ManualClock(Date.now() - 60 * MINUTE);
+    const dead = await freePort();
+    const [a] = (await regions(clock, 1, () => [dead])) as [SyncServer];
+    const ca = await client(a, 'lone-a', clock);
+    await ca.r.put('events', 'x', { n: 1 }, { space: SPACE });
+    await ca.r.delete('events', 'x', { space: SPACE });
+    await waitUntil(async () => isSynced(ca.engine) && (await tombstones(a)) === 1, 10_000, 'the delete to be stored');
+    clock.value += 10 * MINUTE;
+    for (let round = 0; round < 3; round++) await a.collect();
+    const stable = await a.storage.stability(SPACE);
+    expect(stable.hlc).toBeUndefined();
+    expect(stable.refused?.hlc).toBeDefined();
+    expect(await tombstones(a)).toBe(1);
+    expect((await ca.r.stats()).tombstones).toBe(1);
+  });
+});
