@@ -33,7 +33,7 @@ const LINK_WIRE_HASHES: Readonly<Record<number, string>> = {
   2: '185473a76b28817919ef90ec606cb83e6522e8261ca12e5698517c9c3d2e1b8a',
   3: '1e7789c75799ea2a19774306e56e7b3e5b686eb53c8417dc1aac7f56a27acc60',
   4: 'e3b2d746d40a15c77893db357f218a8693f05170b62c344ddf96d6e0ad12aef7',
-  5: '157627da87ed323760ea93051a2271824087ffc56744507060b9fef6b160e0da',
+  5: '7d3029d390555681994f8110375ebb0f2e31b1bbcbc540f5d209934cad26d675',
 };
 
 const hash = (text: string): string => createHash('sha256').update(text).digest('hex');
@@ -69,6 +69,7 @@ describe('region link protocol', () => {
       { type: 'state', space, upTo: 9, records: [{ collection: 'events', id: 'e1', state: {} }] },
       { type: 'state', space, upTo: 9, records: [], done: { progress: new Map([['r1' as never, 4]]), origins: [{ region: 'us', upTo: 9 }] } },
       { type: 'horizon', space, hlc: formatTimestamp({ wall: 1_000, counter: 0, replica: 'r1' as never }), upTo: 12, members: ['eu', 'us'] },
+      { type: 'floors', space, writers: [{ replica: 'r1' as never, hlc: formatTimestamp({ wall: 900, counter: 0, replica: 'r1' as never }) }, { replica: 'r2' as never, retired: true }] },
       { type: 'error', code: 'unauthenticated', message: 'wrong or missing peer credential', fatal: true },
     ];
     for (const m of down) expect(decodeLinkDownstream(encodeLinkDownstream(m))).toEqual(m);

@@ -284,6 +284,10 @@ class SimStorage implements ServerStorage {
     this.#alive();
     return this.inner.retiredList(after, limit);
   }
+  async raiseFloors(space: SpaceId, floors: readonly { readonly replica: ReplicaId; readonly hlc: HlcString }[], now: number) {
+    this.#alive();
+    return this.inner.raiseFloors(space, floors, now);
+  }
   async inactiveWriters(before: number, keep: ReadonlySet<ReplicaId>) {
     this.#alive();
     return this.inner.inactiveWriters(before, keep);

@@ -333,9 +333,10 @@ export function outboxCount(r: Replica, space?: SpaceId): Promise<number> {
 /**
  * A `ws` WebSocket class that counts its dials (`dials`) and, with
  * `protocol2`, strips the limits from every welcome: the client then talks to
- * what looks like a protocol 2 server, which announces nothing.
+ * what looks like a protocol 2 server, which announces nothing. `drop` loses
+ * the messages it picks before the client sees them.
  */
-export function dialingSocket(options: { protocol2?: boolean; onMessage?: (message: DownstreamMessage) => void } = {}): {
+export function dialingSocket(options: { protocol2?: boolean; onMessage?: (message: DownstreamMessage) => void; drop?: (message: DownstreamMessage) => boolean } = {}): {
   factory: SocketFactory;
   dials: () => number;
   received: DownstreamMessage[];
@@ -368,6 +369,8 @@ export function dialingSocket(options: { protocol2?: boolean; onMessage?: (messa
         }
         received.push(message);
         options.onMessage?.(message);
+        // A message lost on the way (it was received above, never handed to the client).
+        if (options.drop?.(message)) return;
         this.onmessage?.({ data: data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength) });
       };
     }

@@ -9,11 +9,11 @@
  * it wrote meanwhile cannot bring a forgotten record back anywhere.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import type { Replica, SyncEngine } from '@syncline/client';
+import { startSync, type Replica, type SyncEngine } from '@syncline/client';
 import type { HlcString, SpaceId } from '@syncline/core/internal';
 import { createSyncServer, sqliteStorage, type SyncServer } from '@syncline/server';
 import { storageOf } from '../internals.js';
-import { cleanupStack, freePort, isSynced, ManualClock, outboxCount, replica, silent, sync, uniqueName, visibleState, waitUntil } from './harness.js';
+import { cleanupStack, dialingSocket, freePort, isSynced, ManualClock, outboxCount, replica, silent, sync, tcpProxy, uniqueName, visibleState, waitUntil } from './harness.js';
 
 const cleanup = cleanupStack();
 afterEach(() => cleanup.run());
@@ -52,6 +52,9 @@ async function client(server: SyncServer, name: string, clock: ManualClock): Pro
 async function visible(r: Replica<typeof schema>): Promise<string[]> {
   return (await visibleState(r as never, ['events'], SPACE)).filter((row) => (JSON.parse(row) as unknown[])[3] !== null);
 }
+
+/** The level a space's own clients' changes are refused at or below. */
+const refusalOf = (s: { hlc?: HlcString; refused?: { hlc: HlcString } }): HlcString | undefined => s.refused?.hlc ?? s.hlc;
 
 const tombstones = async (server: SyncServer): Promise<number> => (await server.storage.stats()).tombstones;
 
@@ -158,7 +161,7 @@ describe('garbage collection with regions', () => {
     expect((await visible(ca.r)).map((row) => (JSON.parse(row) as unknown[])[2])).toEqual(['y']);
   });
 
-  it('a replica that moves to a region with offline writes between that region’s collection horizon and its refusal level has them re-stamped past the refusal level and stored', async () => {
+  it('a replica that moves to a region with offline writes at or below that region’s refusal level is retired there and in every region, and rejoins under a new id with the writes written again', async () => {
     const clock = new ManualClock(Date.now() - 60 * MINUTE);
     const [a, b] = (await regions(clock, 2)) as [SyncServer, SyncServer];
     const ca = await client(a, 'lvl-a', clock);
@@ -190,15 +193,89 @@ describe('garbage collection with regions', () => {
     );
     const { hlc, refused } = await a.storage.stability(SPACE);
 
-    // M connects to region a: its write is refused at a's refusal level, above the horizon it was told; re-stamped past it, stored.
+    // M connects to region a: its write is refused at a's refusal level, above the horizon it was told. Another
+    // region might hold it (stored there, the acknowledgement lost), so it may not be stamped again under its old
+    // identity: a retires M's id, and M rejoins under a new one and writes m1 again as a new change.
+    const old = m.r.id;
     const moved = sync(m.r, a.url, { spaces: [SPACE], pingIntervalMs: 100 });
     cleanup.push(() => moved.close());
-    await waitUntil(async () => isSynced(moved) && (await outboxCount(m.r as never, SPACE)) === 0, 10_000, 'M’s write to be stored in region a');
-    const stored = (await a.storage.readLog(SPACE, 0, 1000)).filter((e) => e.change.replica === m.r.id && e.origin === '');
-    expect(stored.map((e) => e.change.id)).toEqual(['m1']);
+    const fromM = async () => (await a.storage.readLog(SPACE, 0, 1000)).filter((e) => e.change.id === 'm1' && e.origin === '');
+    await waitUntil(async () => m.r.id !== old && isSynced(moved) && (await outboxCount(m.r as never, SPACE)) === 0 && (await fromM()).length > 0, 10_000, 'M to rejoin and m1 to be stored in region a');
+    expect(moved.status.rejoined).toMatchObject({ previousId: old, id: m.r.id, aside: 1, reapplied: 1 });
+    expect(await a.storage.isRetired(old)).toBe(true);
+    const stored = await fromM();
+    expect(stored.map((e) => e.change.replica)).toEqual([m.r.id]);
     expect((stored[0]?.change.hlc as string) > (refused?.hlc as string)).toBe(true);
     expect((hlc as string) < (refused?.hlc as string)).toBe(true);
+    // Region b hears of the retirement over the link (floors), after a's next pass: the old id writes nowhere any more.
+    await collectUntil([a, b], () => b.storage.isRetired(old), 'region b to retire M’s old id');
     await waitUntil(async () => (await ca.r.get('events', 'm1', { space: SPACE })) !== undefined, 10_000, 'm1 to reach A');
+  });
+
+  it('a replica whose acknowledgement was lost fails over to a region that has not read its change: retired and rejoined, never stamped again under its old identity, and every region converges', async () => {
+    const clock = new ManualClock(Date.now() - 60 * MINUTE);
+    // Region b follows a through a proxy the test cuts; a follows b directly.
+    const [portA, portB] = await Promise.all([freePort(), freePort()]);
+    const proxy = await tcpProxy(portA);
+    cleanup.push(() => proxy.close());
+    const [a, b] = [
+      [portA, 'a', portB],
+      [portB, 'b', proxy.port],
+    ].map(([port, region, peer]) =>
+      createSyncServer({ port: port as number, storage: sqliteStorage({ path: ':memory:' }), logger: silent, now: clock.now, gc: { intervalMs: 0 }, region: region as string, peers: [`ws://127.0.0.1:${peer}`] }),
+    ) as [SyncServer, SyncServer];
+    await Promise.all([a.listen(), b.listen()]);
+    cleanup.push(() => a.close(), () => b.close());
+    const ca = await client(a, 'lost-a', clock);
+    const cb = await client(b, 'lost-b', clock);
+    await ca.r.put('events', 'e0', { n: 0 }, { space: SPACE });
+    await waitUntil(async () => isSynced(ca.engine) && isSynced(cb.engine) && (await cb.r.get('events', 'e0', { space: SPACE })) !== undefined, 10_000, 'e0 to reach region b');
+    proxy.cut();
+
+    // M writes m1 through region a, which stores it; the acknowledgement is lost on the way.
+    const m = await replica({ name: uniqueName('lost-m'), schema, now: clock.now });
+    cleanup.push(() => m.close());
+    const lossy = dialingSocket({ drop: (message) => message.type === 'ack' });
+    const first = startSync(m, { url: a.url, spaces: [SPACE], WebSocket: lossy.factory, pingIntervalMs: 100 });
+    await waitUntil(() => first.status.state === 'synced', 10_000, 'M to sync with region a');
+    await m.put('events', 'm1', { by: 'm' }, { space: SPACE });
+    const old = m.id;
+    await waitUntil(async () => (await a.storage.readLog(SPACE, 0, 1000)).some((e) => e.change.replica === old), 10_000, 'region a to store m1');
+    await first.close();
+    expect(await outboxCount(m as never, SPACE)).toBe(1);
+    // A writes m1 later in region a; b, cut off from a, sees neither.
+    clock.value += MINUTE;
+    await ca.r.put('events', 'm1', { by: 'a' }, { space: SPACE });
+    await waitUntil(() => isSynced(ca.engine), 10_000, 'A’s write to be stored');
+    // Region b's refusal level passes M's change (M never said hello there).
+    clock.value += 10 * MINUTE;
+    const [held] = await storageOf(m as never).transaction('readonly', (tx) => tx.readOutbox(SPACE, 10));
+    await collectUntil([b], async () => (refusalOf(await b.storage.stability(SPACE)) ?? '') >= (held?.hlc as string), 'region b’s refusal level to pass m1');
+
+    // M fails over to b. Stamping m1 again as (M, 1) would leave a and b with two changes of one identity, each
+    // region keeping its own; b retires M instead, and M writes m1 again under a new id.
+    const second = sync(m, b.url, { spaces: [SPACE], pingIntervalMs: 100 });
+    cleanup.push(() => second.close());
+    await waitUntil(async () => isSynced(second) && (await outboxCount(m as never, SPACE)) === 0 && (await b.storage.readLog(SPACE, 0, 1000)).some((e) => e.change.id === 'm1'), 10_000, 'm1 to be stored in region b');
+
+    // The link heals: every region and replica holds one state, in which M's write (written again, last) wins.
+    proxy.heal();
+    const states = async () => Promise.all([a, b].map(async (s) => JSON.stringify(await s.storage.snapshotPage(SPACE, undefined, 1000))));
+    await collectUntil(
+      [a, b],
+      async () => {
+        const [sa, sb] = await states();
+        return sa === sb && isSynced(ca.engine) && isSynced(cb.engine) && isSynced(second) && (await visible(ca.r)).join() === (await visible(m)).join() && (await visible(cb.r)).join() === (await visible(m)).join();
+      },
+      'the regions and replicas to converge',
+    );
+    expect(m.id).not.toBe(old);
+    expect(await b.storage.isRetired(old)).toBe(true);
+    expect((await b.storage.readLog(SPACE, 0, 1000)).filter((e) => e.origin === '' && e.change.replica === old)).toEqual([]);
+    expect((await m.get('events', 'm1', { space: SPACE }))?.value).toEqual({ by: 'm' });
+    expect((await ca.r.get('events', 'm1', { space: SPACE }))?.value).toEqual({ by: 'm' });
+    // Region a hears of the retirement over the link (floors), after b's next pass.
+    await collectUntil([a, b], () => a.storage.isRetired(old), 'region a to retire M’s old id');
   });
 
   it('a region with a peer it never reached collects nothing, and still refuses below its own level', async () => {

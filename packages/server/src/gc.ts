@@ -54,6 +54,14 @@ export function capFloor(floor: HlcString | undefined, now: number): HlcString |
   return floor < cap ? floor : cap;
 }
 
+/**
+ * Why replicas were retired (the `reason` label of syncline_replicas_retired_total):
+ * an operator's decision, inactivity, a push this region refused below its
+ * refusal level (with peers: the replica rejoins under a new id), or a peer
+ * region that retired them.
+ */
+export type RetireReason = 'operator' | 'inactive' | 'below_horizon' | 'peer';
+
 /** What one collection pass did (SyncServer.collect). */
 export interface GcResult {
   /** Replicas retired for inactivity in this pass. */
@@ -83,8 +91,12 @@ export interface GcContext {
   readonly announce: (space: SpaceId, stability: Stability) => void;
   /** Run at the start of each pass (the server's own writer notes its floors). */
   readonly beforePass?: () => Promise<void>;
-  /** A space's refusal level as it stands after a pass: tell the regions that follow this one (they skip what they were told). */
-  readonly announceLevel: (space: SpaceId, stability: Stability) => void;
+  /**
+   * A space's refusal level as it stands after a pass, and what its own
+   * writers said of themselves: tell the regions that follow this one (they
+   * skip what they were told).
+   */
+  readonly announceLevel: (space: SpaceId, stability: Stability) => Promise<void>;
   /** Replicas were retired: close their sessions. */
   readonly retired: (replicas: readonly ReplicaId[]) => void;
   readonly metrics: Metrics;
@@ -133,7 +145,7 @@ export class Gc {
   }
 
   /** Retires replicas now (an operator's decision, or inactivity); resolves to those newly retired. */
-  async retire(replicas: readonly ReplicaId[], reason: 'operator' | 'inactive' = 'operator'): Promise<ReplicaId[]> {
+  async retire(replicas: readonly ReplicaId[], reason: RetireReason = 'operator'): Promise<ReplicaId[]> {
     const retired = await this.#ctx.storage.retire(replicas, this.#ctx.now());
     if (retired.length > 0) {
       this.#ctx.logger.info({ replicas: retired, reason }, 'replicas retired');
@@ -165,7 +177,7 @@ export class Gc {
     const { peerLevel } = this.#ctx;
     for (const space of await storage.spaces()) {
       const after = await storage.advanceHorizon(space, cap, peerLevel?.(space));
-      this.#ctx.announceLevel(space, after);
+      await this.#ctx.announceLevel(space, after);
       if (!peerLevel) {
         // Retired replicas' merge-context entries go (not with peers: regions join states, which needs them).
         const mark = await storage.trimRetired(space, this.#trimmed.get(space));

@@ -86,7 +86,7 @@ export function createMetrics(stored?: () => Promise<StorageStats>) {
     /** `syncline_gc_collected_total`: deleted records forgotten at the stability horizon. */
     gcCollected: new Counter({ name: 'syncline_gc_collected_total', help: 'Deleted records forgotten at the stability horizon', registers: [registry] }),
     /** `syncline_replicas_retired_total{reason}`: replicas retired; reason `inactive` (gc.retireAfterMs) or `operator` (retire()). */
-    replicasRetired: new Counter({ name: 'syncline_replicas_retired_total', help: 'Replicas retired, by reason (inactive, operator)', labelNames: ['reason'], registers: [registry] }),
+    replicasRetired: new Counter({ name: 'syncline_replicas_retired_total', help: 'Replicas retired, by reason (inactive, operator, below_horizon, peer)', labelNames: ['reason'], registers: [registry] }),
     /** `syncline_gc_horizon_lag_seconds`: how far the oldest space horizon is behind the server's clock, after the last gc pass. */
     gcHorizonLag: new Gauge({ name: 'syncline_gc_horizon_lag_seconds', help: "Seconds between the server's clock and the oldest space's stability horizon, at the last gc pass", registers: [registry] }),
   };

@@ -189,6 +189,7 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
         now,
         onMerged: (space, head) => hub.resyncBehind(space, head),
         following: (): string[] => links.flatMap((link) => (link.up && link.peer !== undefined ? [link.peer] : [])),
+        retire: (replicas) => gc.retire(replicas, 'peer'),
         ...(options.connectPeer ? { connect: options.connectPeer } : {}),
       }),
   );
@@ -315,6 +316,7 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
       maxClockDrift,
       announced,
       onAuthenticated: () => admission.authenticate(address),
+      ...(links.length > 0 ? { retireRefused: async (replica: ReplicaId) => void (await gc.retire([replica], 'below_horizon')) } : {}),
       onClose: (s) => {
         sessions.delete(s);
         admission.closed(address, s.authenticated);
@@ -376,8 +378,13 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
     announce: (space, stable) => {
       for (const session of sessions) session.announceHorizon(space, stable);
     },
-    announceLevel: (space, stable) => {
-      for (const session of linkSessions) session.announceLevel(space, stable);
+    announceLevel: async (space, stable) => {
+      if (linkSessions.size === 0) return;
+      const writers = await storage.writers(space);
+      for (const session of linkSessions) {
+        session.announceLevel(space, stable);
+        session.announceFloors(space, writers);
+      }
     },
     retired: (replicas) => {
       const gone = new Set(replicas);
@@ -457,8 +464,8 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
         stability.close();
         await writer.settle();
         await committer.flush();
-        // This process's writer writes no more: it holds no horizon back from now on (not with peers: regions retire no one).
-        if (writer.replica !== undefined && (options.peers ?? []).length === 0) {
+        // This process's writer writes no more: it holds no horizon back from now on.
+        if (writer.replica !== undefined) {
           await gc.retire([writer.replica]).catch((error: unknown) => logger.error({ err: error }, "retiring the server's writer failed"));
         }
         unwatch?.();

@@ -65,6 +65,15 @@ export interface SessionContext {
   /** The hello authenticated: may the session become ready (false: the authenticated sessions are at their cap)? */
   readonly onAuthenticated: (session: Session) => boolean;
   readonly onClose: (session: Session) => void;
+  /**
+   * With peer regions: retires a replica whose push this region refused as
+   * below its refusal level (the server then ends its sessions with
+   * `replica_retired`). Another region may hold the refused change, stored
+   * there with an acknowledgement the replica never got, so the replica may not
+   * stamp it again under its old identity: it rejoins under a new id and
+   * writes its unsynced changes again as new ones (server README, "Regions").
+   */
+  readonly retireRefused?: (replica: ReplicaId) => Promise<void>;
 }
 
 /**
@@ -285,19 +294,6 @@ export class Session implements Follower {
   }
 
   /**
-   * Before a below_horizon refusal: the level the push was refused at, which
-   * the client re-stamps past. Without peers that is the horizon. With peers
-   * the refusal level may be above the collection horizon (gc.ts); it goes out
-   * as a horizon at a position no log reaches, so the client re-stamps past it
-   * and collects nothing there (client README, "Bounded growth").
-   */
-  #announceRefusal(space: SpaceId, stability: StorageStability): void {
-    if (stability.refused === undefined) return this.announceHorizon(space, stability, true);
-    this.announceHorizon(space, stability, true);
-    this.announceHorizon(space, { hlc: stability.refused.hlc, upTo: Number.MAX_SAFE_INTEGER }, true);
-  }
-
-  /**
    * A frame over the rate is dropped unread. One error tells the client when
    * to send again (`retryAfter`) and how many were dropped since the previous
    * one; frames dropped before that time are counted (metric
@@ -504,7 +500,11 @@ export class Session implements Follower {
         // then the horizon, so that the client re-stamps past it only what the server does not hold.
         const held = (await this.ctx.storage.replicaProgress(space, [this.replica])).get(this.replica) ?? 0;
         if (held > 0) this.#ack(space, held);
-        this.#announceRefusal(space, await this.ctx.storage.stability(space));
+        if (this.ctx.retireRefused) {
+          this.ctx.logger.info({ replica: this.replica, space }, 'a push below the refusal level: the replica is retired here and rejoins under a new id');
+          return this.ctx.retireRefused(this.replica);
+        }
+        this.announceHorizon(space, await this.ctx.storage.stability(space), true);
         return this.fail('below_horizon', error.message, false, space);
       }
       if (error instanceof SynclineError && error.code === 'replica_retired') return this.fail('replica_retired', error.message, true);

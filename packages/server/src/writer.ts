@@ -42,6 +42,7 @@ import {
   type SpaceId,
 } from '@syncline/core/internal';
 import { checkChange } from './change-checks.js';
+import { refusalLevel } from './storage/horizon.js';
 import type { Committer } from './committer.js';
 import { capFloor } from './gc.js';
 import type { AppendRequest, AppendResult, ServerStorage } from './storage/types.js';
@@ -265,8 +266,9 @@ export class ServerWriter {
     const { storage } = this.#ctx;
     const hlc = this.#clock();
     const replica = hlc.replica;
-    const stability = await storage.stability(space);
-    if (stability.hlc !== undefined) hlc.receive(stability.hlc);
+    // After the refusal level (with peers it may be above the collection horizon).
+    const level = refusalLevel(await storage.stability(space));
+    if (level.hlc !== undefined) hlc.receive(level.hlc);
     const states = new Map<string, RecordState | undefined>();
     for (const op of ops) {
       const at = JSON.stringify([op.collection, op.id]);

@@ -13,6 +13,7 @@ export {
   LINK_PROTOCOL_VERSION,
   MIN_LINK_PROTOCOL_VERSION,
   MAX_LINK_SPACES,
+  MAX_LINK_FLOORS,
   isRegionName,
   encodeLinkUpstream,
   decodeLinkUpstream,
@@ -26,6 +27,7 @@ export {
   type Entries,
   type LinkStateMessage,
   type LinkHorizon,
+  type LinkFloors,
   type LinkUpstreamMessage,
   type LinkDownstreamMessage,
 } from './link.js';

@@ -32,17 +32,22 @@
  *      after `hlc`) and the regions it counts as members (itself and its peers).
  *      A region collects below the lowest level of all members, each counted
  *      once it has read that member's log up to the level's `upTo` (server
- *      README, "Bounded growth"). A version 5 peer serves version 4 followers,
- *      without `horizon`; a version 4 peer refuses a version 5 follower.
+ *      README, "Bounded growth"). And `floors`: what this region's own writers
+ *      said of themselves (each one's floor, or that it was retired), which the
+ *      follower takes for those writers that also said hello there: a writer
+ *      that moved on holds no region it left, and one retired anywhere (an
+ *      operator, inactivity, or a push refused below a level) is retired
+ *      everywhere. A version 5 peer serves version 4 followers, without
+ *      `horizon` and `floors`; a version 4 peer refuses a version 5 follower.
  */
 import { compactChanges } from './changes.js';
-import { MAX_CHANGES_PER_MESSAGE, hlc, originVector, position, regionName, spaceId, versionVector } from './common.js';
+import { MAX_CHANGES_PER_MESSAGE, hlc, originVector, position, regionName, replicaId, spaceId, versionVector } from './common.js';
 import { snapshotRecords } from './state.js';
 
 export { isRegionName } from './common.js';
 import { encodeWith, decodeWith } from './codec.js';
 import { error, type ErrorMessage } from './downstream.js';
-import { array, int, literal, object, optional, string, variants, type Infer, type Schema } from './schema.js';
+import { array, boolean, int, literal, object, optional, string, variants, type Infer, type Schema } from './schema.js';
 import { ping, pong, type Ping, type Pong } from './upstream.js';
 
 /** The link protocol's version, which a follower says in `follow`. */
@@ -146,8 +151,27 @@ export const horizon = object({
   members: array(regionName, 1_000),
 });
 
+/** Most writers one `floors` names. */
+export const MAX_LINK_FLOORS = 1_000;
+
+/**
+ * Version 5: what writers that said hello to the peer said of themselves in
+ * `space`: each one's floor (every change of it that the peer lacks, and every
+ * one it will write, is stamped after `hlc`; so every one it will push to any
+ * region is), or that it is retired (it writes no more under its id). Sent
+ * after `linked` for every such writer, then for those whose floor moved or
+ * that were retired since. A follower raises the floor it keeps of a writer
+ * that also said hello to it (never lowers it), and counts the writer as
+ * seen; it retires a writer the peer retired.
+ */
+export const floors = object({
+  type: literal('floors'),
+  space: spaceId,
+  writers: array(object({ replica: replicaId, hlc: optional(hlc), retired: optional(boolean) }), MAX_LINK_FLOORS),
+});
+
 const linkUpstream = variants('type', { follow, read, repair, ping, pong });
-const linkDownstream = variants('type', { linked, entries, state, horizon, error, ping, pong });
+const linkDownstream = variants('type', { linked, entries, state, horizon, floors, error, ping, pong });
 
 /** `follow`: `protocol` (LINK_PROTOCOL_VERSION), `region`, `credential?`, `positions: [{space, after}]`, `maxFrameBytes`. */
 export type Follow = Infer<typeof follow>;
@@ -165,8 +189,10 @@ export type LinkStateMessage = Infer<typeof state>;
 export type LinkUpstreamMessage = Follow | Read | Repair | Ping | Pong;
 /** `horizon` (version 5): `space`, `hlc`, `upTo` (a position of the peer's log), `members` (region names). */
 export type LinkHorizon = Infer<typeof horizon>;
+/** `floors` (version 5): `space`, `writers: [{replica, hlc?, retired?}]`. */
+export type LinkFloors = Infer<typeof floors>;
 /** A message from a peer region to a follower. */
-export type LinkDownstreamMessage = Linked | Entries | LinkStateMessage | LinkHorizon | ErrorMessage | Ping | Pong;
+export type LinkDownstreamMessage = Linked | Entries | LinkStateMessage | LinkHorizon | LinkFloors | ErrorMessage | Ping | Pong;
 
 /** Encodes a follower's message. */
 export function encodeLinkUpstream(message: LinkUpstreamMessage): Uint8Array {

@@ -9,7 +9,9 @@
  * A version 5 follower also hears, per space, the level at or below which
  * this region refuses its own clients' changes (`horizon`, with the regions
  * this one counts as members): after `linked`, and whenever the server's
- * collection pass sees it moved (announceLevel).
+ * collection pass sees it moved (announceLevel); and what this region's own
+ * writers said of themselves, their floors and retirements (`floors`,
+ * announceFloors), after `linked` and after each collection pass.
  *
  * Like a client session, it never holds more than one page of the log in
  * memory: it reads the log again whenever a space grows (hub.onAdvance), and
@@ -19,13 +21,16 @@ import { timingSafeEqual } from 'node:crypto';
 import {
   LINK_PROTOCOL_VERSION,
   MIN_LINK_PROTOCOL_VERSION,
+  MAX_LINK_FLOORS,
   decodeLinkUpstream,
   encodeLinkDownstream,
   fitFrames,
   type ErrorCode,
   type Follow,
+  type HlcString,
   type LinkDownstreamMessage,
   type Repair,
+  type ReplicaId,
   type SpaceId,
 } from '@syncline/core/internal';
 import type { Logger } from 'pino';
@@ -34,7 +39,7 @@ import type { Metrics } from '../metrics.js';
 import type { Limits } from '../options.js';
 import type { Connection } from '../session.js';
 import { refusalLevel } from '../storage/horizon.js';
-import type { LoggedChange, ServerStorage, Stability } from '../storage/types.js';
+import type { LoggedChange, ServerStorage, Stability, WriterInfo } from '../storage/types.js';
 
 export interface LinkSessionContext {
   /** This server's region name; a server without one serves no links. */
@@ -91,6 +96,8 @@ export class LinkSession {
   #protocol = 0;
   /** Per space, the level (and members) last told to the follower. */
   readonly #toldLevels = new Map<SpaceId, string>();
+  /** Per space, per writer, what the follower was told of it (its floor, or 'retired'). */
+  readonly #toldFloors = new Map<SpaceId, Map<ReplicaId, string>>();
   readonly #sent = new Map<SpaceId, number>();
   readonly #dirty = new Set<SpaceId>();
   #pumping = false;
@@ -237,7 +244,32 @@ export class LinkSession {
     this.ctx.logger.info({ follower: follow.region }, 'region link served');
     this.#unsubscribe = this.ctx.hub.onAdvance((space) => this.#mark(space));
     for (const space of spaces) this.#mark(space);
-    if (this.#protocol >= 5) for (const space of spaces) this.announceLevel(space, await storage.stability(space));
+    if (this.#protocol >= 5) {
+      for (const space of spaces) {
+        this.announceLevel(space, await storage.stability(space));
+        this.announceFloors(space, await storage.writers(space));
+      }
+    }
+  }
+
+  /**
+   * Tells a version 5 follower what this region's own writers of `space` said
+   * of themselves (link protocol 5, `floors`): each one's floor, or that it was
+   * retired, for those it was not told already.
+   */
+  announceFloors(space: SpaceId, writers: readonly WriterInfo[]): void {
+    if (this.#protocol < 5 || this.#state !== 'ready') return;
+    const told = this.#toldFloors.get(space) ?? new Map<ReplicaId, string>();
+    this.#toldFloors.set(space, told);
+    const news: { replica: ReplicaId; hlc?: HlcString; retired?: boolean }[] = [];
+    for (const w of writers) {
+      if (!w.local || (w.floor === undefined && !w.retired)) continue;
+      const said = w.retired ? 'retired' : (w.floor as string);
+      if (told.get(w.replica) === said) continue;
+      told.set(w.replica, said);
+      news.push(w.retired ? { replica: w.replica, retired: true } : { replica: w.replica, hlc: w.floor as HlcString });
+    }
+    for (let i = 0; i < news.length; i += MAX_LINK_FLOORS) this.#send({ type: 'floors', space, writers: news.slice(i, i + MAX_LINK_FLOORS) });
   }
 
   /**

@@ -25,6 +25,7 @@ import {
   type Change,
   type Entries,
   type HlcString,
+  type LinkFloors,
   type LinkHorizon,
   type LinkDownstreamMessage,
   type LinkStateMessage,
@@ -36,6 +37,7 @@ import {
 import type { Logger } from 'pino';
 import { WebSocket } from 'ws';
 import type { Committer } from '../committer.js';
+import { capFloor } from '../gc.js';
 import type { Metrics } from '../metrics.js';
 import type { Limits } from '../options.js';
 import type { AppendRequest, ServerStorage } from '../storage/types.js';
@@ -61,6 +63,8 @@ export interface LinkOptions {
   readonly following?: () => readonly string[];
   /** Dials the peer's /link URL; default: a `ws` WebSocket (wsPeerSocket). */
   readonly connect?: (url: string) => PeerSocket;
+  /** The peer retired these writers (link protocol 5, `floors`): retire them here too. */
+  readonly retire?: (replicas: ReplicaId[]) => Promise<unknown>;
 }
 
 /**
@@ -268,6 +272,23 @@ export class Link {
     this.#count(message.space);
   }
 
+  /**
+   * What the peer's own writers said of themselves (link protocol 5): a floor
+   * holds in every region (every change a writer will push anywhere is stamped
+   * after it), so a writer that also said hello here and moved on holds this
+   * region's level no further back than it; one the peer retired writes no more
+   * under its id, anywhere.
+   */
+  async #floors(message: LinkFloors): Promise<void> {
+    if (this.#peer === undefined || !this.#following) throw new Error('floors before linked');
+    const { storage, now, retire } = this.#options;
+    const at = now();
+    const floors = message.writers.flatMap((w) => (w.hlc !== undefined && w.retired !== true ? [{ replica: w.replica, hlc: capFloor(w.hlc, at) as HlcString }] : []));
+    if (floors.length > 0) await storage.raiseFloors(message.space, floors, at);
+    const retired = message.writers.filter((w) => w.retired === true).map((w) => w.replica);
+    if (retired.length > 0) await retire?.(retired);
+  }
+
   /** Counts the latest level heard for `space` whose position this region has read the peer's log up to. */
   #count(space: SpaceId): void {
     const heard = this.#heard.get(space);
@@ -308,6 +329,8 @@ export class Link {
         return this.#state(message);
       case 'horizon':
         return this.#horizon(message);
+      case 'floors':
+        return this.#floors(message);
       case 'error':
         this.#options.logger.warn({ peer: this.#options.url, code: message.code, fatal: message.fatal }, `region link refused: ${message.message}`);
         return;

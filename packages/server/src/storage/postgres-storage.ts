@@ -683,6 +683,16 @@ export function postgresStorage(options: PostgresOptions): PostgresStorage {
         [space, replica, floor ?? null, now],
       );
     },
+    async raiseFloors(space, floors, now) {
+      await open();
+      if (floors.length === 0) return;
+      await pool.query(
+        `UPDATE ${s}.writers AS w SET floor = CASE WHEN w.floor IS NULL OR f.floor > w.floor THEN f.floor ELSE w.floor END, seen = greatest(w.seen, $4)
+         FROM unnest($2::text[], $3::text[]) AS f(replica, floor)
+         WHERE w.space = $1 AND w.replica = f.replica AND w.local AND w.replica NOT IN (SELECT replica FROM ${s}.retired)`,
+        [space, floors.map((f) => f.replica), floors.map((f) => f.hlc), now],
+      );
+    },
     async stability(space) {
       await open();
       const { rows } = await pool.query<HorizonRow>(`SELECT ${HORIZON_COLUMNS} FROM ${s}.spaces WHERE space = $1`, [space]);
@@ -806,13 +816,13 @@ export function postgresStorage(options: PostgresOptions): PostgresStorage {
     },
     async writers(space) {
       await open();
-      const { rows } = await pool.query<{ replica: ReplicaId; seq: string | null; seen: string; retired: boolean }>(
-        `SELECT w.replica, p.seq, w.seen, (r.replica IS NOT NULL) AS retired FROM ${s}.writers w
+      const { rows } = await pool.query<{ replica: ReplicaId; seq: string | null; seen: string; retired: boolean; floor: HlcString | null; local: boolean }>(
+        `SELECT w.replica, p.seq, w.seen, (r.replica IS NOT NULL) AS retired, w.floor, w.local FROM ${s}.writers w
          LEFT JOIN ${s}.progress p ON p.space = w.space AND p.replica = w.replica LEFT JOIN ${s}.retired r ON r.replica = w.replica
          WHERE w.space = $1 ORDER BY w.replica`,
         [space],
       );
-      return rows.map((w) => ({ replica: w.replica, seq: Number(w.seq ?? 0), seen: Number(w.seen), retired: w.retired }));
+      return rows.map((w) => ({ replica: w.replica, seq: Number(w.seq ?? 0), seen: Number(w.seen), retired: w.retired, floor: w.floor ?? undefined, local: w.local }));
     },
     async compact(space, keepLast) {
       await open();

@@ -171,6 +171,10 @@ export function sqliteStorage(options: SqliteOptions): ServerStorage {
        SET floor = CASE WHEN writers.floor IS NULL OR excluded.floor > writers.floor THEN coalesce(excluded.floor, writers.floor) ELSE writers.floor END,
            seen = max(writers.seen, excluded.seen), local = 1`,
     ),
+    raiseFloor: db.prepare<{ space: string; replica: string; floor: string; now: number }>(
+      `UPDATE writers SET floor = CASE WHEN floor IS NULL OR @floor > floor THEN @floor ELSE floor END, seen = max(seen, @now)
+       WHERE space = @space AND replica = @replica AND local = 1 AND replica NOT IN (SELECT replica FROM retired)`,
+    ),
     // Per local writer that is not retired, the later of its last stored stamp and its floor ('' when it has neither).
     horizonOf: db.prepare<[string], { h: string | null; n: number }>(
       `SELECT min(max(coalesce(hlc, ''), coalesce(floor, ''))) AS h, count(*) AS n FROM writers
@@ -190,8 +194,8 @@ export function sqliteStorage(options: SqliteOptions): ServerStorage {
     ),
     setState: db.prepare('UPDATE records SET state = ? WHERE space = ? AND collection = ? AND id = ?'),
     isRetired: db.prepare<[string], { at: number }>('SELECT at FROM retired WHERE replica = ?'),
-    writersOf: db.prepare<[string], { replica: string; seq: number | null; seen: number; retired: number }>(
-      `SELECT w.replica, p.seq, w.seen, (r.replica IS NOT NULL) AS retired FROM writers w
+    writersOf: db.prepare<[string], { replica: string; seq: number | null; seen: number; retired: number; floor: string | null; local: number }>(
+      `SELECT w.replica, p.seq, w.seen, (r.replica IS NOT NULL) AS retired, w.floor, w.local FROM writers w
        LEFT JOIN progress p ON p.space = w.space AND p.replica = w.replica LEFT JOIN retired r ON r.replica = w.replica
        WHERE w.space = ? ORDER BY w.replica`,
     ),
@@ -540,6 +544,12 @@ export function sqliteStorage(options: SqliteOptions): ServerStorage {
       check();
       q.noteWriter.run({ space, replica, floor: floor ?? null, now });
     },
+    async raiseFloors(space, floors, now) {
+      check();
+      db.transaction(() => {
+        for (const { replica, hlc } of floors) q.raiseFloor.run({ space, replica, floor: hlc, now });
+      })();
+    },
     async stability(space) {
       check();
       return stabilityOf(space);
@@ -574,7 +584,9 @@ export function sqliteStorage(options: SqliteOptions): ServerStorage {
     },
     async writers(space) {
       check();
-      return q.writersOf.all(space).map((w) => ({ replica: w.replica as ReplicaId, seq: w.seq ?? 0, seen: w.seen, retired: w.retired === 1 }));
+      return q.writersOf
+        .all(space)
+        .map((w) => ({ replica: w.replica as ReplicaId, seq: w.seq ?? 0, seen: w.seen, retired: w.retired === 1, floor: (w.floor ?? undefined) as HlcString | undefined, local: w.local === 1 }));
     },
     async close() {
       if (closed) return;

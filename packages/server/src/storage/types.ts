@@ -103,6 +103,10 @@ export interface WriterInfo {
   readonly seen: number;
   /** Retired (see retire()). */
   readonly retired: boolean;
+  /** Its floor (noteWriter), if it told one. */
+  readonly floor: HlcString | undefined;
+  /** It said hello here (noteWriter): it holds this region's refusal level (one known only by a region link's changes does not). */
+  readonly local: boolean;
 }
 
 /** A page of ServerStorage.retiredList. */
@@ -308,6 +312,13 @@ export interface ServerStorage {
    * stored from it, until it is retired.
    */
   noteWriter(space: SpaceId, replica: ReplicaId, floor: HlcString | undefined, now: number): Promise<void>;
+  /**
+   * Floors that writers told another region (link protocol 5, `floors`): of
+   * each one that is local here and not retired, raises the floor to the one
+   * given (never lowers it) and notes it seen at `now`. A writer not local here
+   * is left alone (no row is made).
+   */
+  raiseFloors(space: SpaceId, floors: readonly { readonly replica: ReplicaId; readonly hlc: HlcString }[], now: number): Promise<void>;
   /** The stability horizon of a space (see the guarantees at the top). */
   stability(space: SpaceId): Promise<Stability>;
   /**
