@@ -55,7 +55,7 @@ import { settleCandidate, stabilityFrom, type HorizonRow } from './horizon.js';
 import { originPositions } from './origin.js';
 import { TRIM_PAGE, trimAfter, trimRows } from './trim.js';
 import { UsageDelta, type SpaceQuotas } from './quota.js';
-import { IDEMPOTENCY_TTL_MS, type AppendRequest, type AppendResult, type LoggedChange, type MergeFinal, type ServerStorage, type Stability, type TrimResult } from './types.js';
+import { IDEMPOTENCY_TTL_MS, type AppendRequest, type AppendResult, type LoggedChange, type MergeFinal, type ServerStorage, type TrimResult } from './types.js';
 
 /** Options of postgresStorage: give exactly one of `connectionString` and `pool`. */
 export interface PostgresOptions {
