@@ -21,7 +21,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createReplica, indexedDbStorage, type Replica } from '@syncline/client';
-import { canonicalState, collectibleAt, decodeDownstream, type Change, type Durability, type Json, type SpaceId } from '@syncline/core/internal';
+import { canonicalState, collectibleAt, decodeDownstream, formatTimestamp, hlcWall, type Change, type Durability, type HlcString, type Json, type ReplicaId, type SpaceId } from '@syncline/core/internal';
 import { createSyncServer, sqliteStorage, type AppendResult, type ServerStorage, type SyncServer } from '@syncline/server';
 import 'fake-indexeddb/auto';
 import { IDBFactory, IDBKeyRange } from 'fake-indexeddb';
@@ -44,7 +44,14 @@ export type RegionsBug =
   /** The client lets a change go at the first region's ack under quorum:2 (its pusher ignores `stable`). */
   | 'quorum-drop'
   /** No anti-entropy: a region's reads of other origins for a repair come back empty. */
-  | 'no-repair';
+  | 'no-repair'
+  /** Each region's refusal level follows a time to live (every writer is taken to have passed `now - TTL`), not its writers. */
+  | 'gc-by-ttl'
+  /** Regions ignore the floors their peers tell them (link `floors`): a writer that moved on holds the region it left. */
+  | 'no-floors';
+
+/** The planted 'gc-by-ttl' bug's time to live (virtual ms). */
+const PLANTED_TTL_MS = 30_000;
 
 export interface RegionsConfig {
   readonly regions: number;
@@ -102,6 +109,8 @@ export interface RegionsStats {
   merges: number;
   /** Deleted records regions forgot below their collection horizons (gc passes). */
   collected: number;
+  /** Replicas retired by a region that refused their push below its level, each going on under a new id. */
+  rejoins: number;
   frames: number;
   changes: number;
   virtualMs: number;
@@ -254,6 +263,11 @@ interface Region {
   readonly archive: Map<string, Map<number, Change>>;
   /** Per space, the positions that stand for a merged peer state, and per replica the seqs those states hold. */
   readonly merged: Map<string, { readonly positions: Set<number>; readonly progress: Map<string, number> }>;
+  /**
+   * Replicas that pushed a change this region stored: writers that hold its refusal level, so it never refuses
+   * (and retires) one of them (a region whose disk is destroyed never comes back, so this is never forgotten).
+   */
+  readonly writers: Set<string>;
 }
 
 /** What a region's log of a space holds (RegionsWorld.#log). */
@@ -292,7 +306,7 @@ class RegionsWorld {
   readonly slots: Slot[];
   readonly dir: string;
   readonly failures: string[] = [];
-  readonly stats: RegionsStats = { ops: 0, faults: 0, regionCrashes: 0, regionRestarts: 0, destroyed: 0, failovers: 0, linkCuts: 0, compacted: 0, merges: 0, collected: 0, frames: 0, changes: 0, virtualMs: 0 };
+  readonly stats: RegionsStats = { ops: 0, faults: 0, regionCrashes: 0, regionRestarts: 0, destroyed: 0, failovers: 0, linkCuts: 0, compacted: 0, merges: 0, collected: 0, rejoins: 0, frames: 0, changes: 0, virtualMs: 0 };
   readonly hash = createHash('sha256');
   /** (replica id, space) → the highest seq a region said is held at the replica's durability (`stable`, or `upTo` at `region`). */
   readonly stable = new Map<string, number>();
@@ -313,7 +327,7 @@ class RegionsWorld {
       const name = NAMES[index] as string;
       const network = new SimNetwork(this.rng.fork(`network-${name}`), { minDelayMs, maxDelayMs, duplicate });
       network.onFrame = (event) => this.#observe(name, event.dir, event.client, event.bytes);
-      return { index, name, url: `ws://${name}/sync`, network, dbPath: join(this.dir, `${name}.db`), skew, server: undefined, storage: undefined, dead: { value: false }, destroyed: false, starting: false, epoch: 0, archive: new Map(), merged: new Map() };
+      return { index, name, url: `ws://${name}/sync`, network, dbPath: join(this.dir, `${name}.db`), skew, server: undefined, storage: undefined, dead: { value: false }, destroyed: false, starting: false, epoch: 0, archive: new Map(), merged: new Map(), writers: new Set() };
     });
     this.slots = this.config.skews.map((skew, index) => {
       const home = this.config.home[index] as number;
@@ -354,6 +368,10 @@ class RegionsWorld {
       if (slot.region !== undefined && slot.region !== region) this.stats.failovers++;
       slot.region = region;
     }
+    // A writer a region holds its level for is never refused below it there (DESIGN.md, "Stability").
+    if (message.type === 'error' && message.code === 'replica_retired' && slot.replica && this.regions.find((r) => r.name === region)?.writers.has(slot.replica.id)) {
+      this.fail(`${client} pushed changes that region ${region} stored, and was retired there for a push below its level: it passed a writer that holds it back (${message.message})`);
+    }
     if (message.type === 'ack' && slot.replica) {
       const durability = this.config.durability[slot.index];
       const held = durability === 'region' ? message.upTo : message.stable;
@@ -379,6 +397,8 @@ class RegionsWorld {
     region.dead = dead;
     const skipsEntries = this.bug === 'link-skips-entry' ? this.bugRng : undefined;
     const noRepair = this.bug === 'no-repair';
+    const byTtl = this.bug === 'gc-by-ttl';
+    const noFloors = this.bug === 'no-floors';
     const stats = this.stats;
     const archive = (pos: number, change: Change): void => {
       let log = region.archive.get(change.space);
@@ -394,6 +414,16 @@ class RegionsWorld {
           if (dead.value) return Promise.reject(new Error('the server process is gone'));
           const origin = property === 'readLog' ? (args[4] as { origin?: string } | undefined)?.origin : undefined;
           if (noRepair && origin !== undefined && origin !== '') return Promise.resolve([]);
+          if (noFloors && property === 'raiseFloors') return Promise.resolve();
+          if (byTtl && property === 'advanceHorizon') {
+            // Every writer that said hello here is taken to have passed now - TTL, however long it has been away.
+            const [space] = args as [SpaceId];
+            const ttl = formatTimestamp({ wall: (args[1] as string) ? hlcWall(args[1] as HlcString) - PLANTED_TTL_MS : 0, counter: 0, replica: '0' as ReplicaId });
+            return target
+              .writers(space)
+              .then((writers) => Promise.all(writers.filter((w) => w.local).map((w) => target.noteWriter(space, w.replica, ttl, hlcWall(args[1] as HlcString)))))
+              .then(() => (value as (...a: unknown[]) => unknown).apply(target, args));
+          }
           const result = (value as (...a: unknown[]) => unknown).apply(target, args);
           if (property === 'mergeState' && args[2] !== undefined) {
             const [space, , final] = args as [string, unknown, { progress: ReadonlyMap<string, number> }];
@@ -413,7 +443,12 @@ class RegionsWorld {
             });
           }
           if (property === 'append') {
+            const requests = args[0] as ReadonlyArray<{ readonly replica: string; readonly origin?: string }>;
             return (result as Promise<Array<AppendResult | Error>>).then((results) => {
+              results.forEach((r, i) => {
+                const request = requests[i];
+                if (!(r instanceof Error) && r.stored.length > 0 && request && (request.origin ?? '') === '') region.writers.add(request.replica);
+              });
               for (const r of results) if (!(r instanceof Error)) for (const entry of r.stored) archive(entry.pos, entry.change);
               return results;
             });
@@ -504,7 +539,12 @@ class RegionsWorld {
       tabs: false,
       now: () => Date.now() + slot.skew,
       randomBytes: (n) => slot.rng.bytes(n),
-      onError: (error) => this.fail(`r${slot.index} reported an error: ${error.message}`),
+      // A push refused below a region's refusal level retires the id there: the replica goes on under a new one
+      // in place and says so. Anything else is a failure.
+      onError: (error) => {
+        if (error.name === 'SyncError' && (error as { code?: string }).code === 'replica_retired') this.stats.rejoins++;
+        else this.fail(`r${slot.index} reported an error: ${error.message}`);
+      },
       sync: {
         url: slot.urls[0] as string,
         spaces: slot.spaces,
@@ -755,13 +795,21 @@ class RegionsWorld {
   async check(collected = false): Promise<void> {
     const live = this.#live().filter((region) => region.storage !== undefined);
     if (collected) {
+      // Deleted records that collection forgets (collectibleAt: lww tombstones; merge and crdt parts are kept).
+      const END = '\uffff' as HlcString;
       for (const region of live) {
-        const { tombstones } = await (region.storage as ServerStorage).stats();
-        if (tombstones > 0) this.fail(`region ${region.name} still holds ${tombstones} deleted records ${SETTLE_GC_MS / 60_000} min after the last write (horizon ${JSON.stringify(await this.#horizons(region))})`);
+        let left = 0;
+        for (const space of this.config.spaces) {
+          left += (await (region.storage as ServerStorage).snapshotPage(space as SpaceId, undefined, 1_000_000)).filter((r) => collectibleAt(r.state) !== undefined).length;
+        }
+        if (left > 0) this.fail(`region ${region.name} still holds ${left} deleted records ${SETTLE_GC_MS / 60_000} min after the last write (horizon ${JSON.stringify(await this.#horizons(region))})`);
       }
       for (const slot of this.slots) {
-        const tombstones = slot.replica ? (await this.drive(slot.replica.stats())).tombstones : 0;
-        if (tombstones > 0) this.fail(`r${slot.index} still holds ${tombstones} deleted records ${SETTLE_GC_MS / 60_000} min after the last write`);
+        const r = slot.replica;
+        if (!r) continue;
+        let left = 0;
+        for (const space of slot.spaces) left += await this.drive(storageOf(r as never).transaction('readonly', async (tx) => (tx.collectible ? (await tx.collectible(space as SpaceId, END)).length : 0)));
+        if (left > 0) this.fail(`r${slot.index} still holds ${left} deleted records ${SETTLE_GC_MS / 60_000} min after the last write`);
       }
       return;
     }
@@ -784,6 +832,14 @@ class RegionsWorld {
       states.slice(1).forEach((s, i) => {
         if (s !== states[0]) this.fail(`regions ${live[0]?.name} and ${live[i + 1]?.name} hold different records of ${space}: ${firstDifference(states[0] as string, s)}`);
       });
+      if (process.env['DBG_RECORD'] && states.some((s) => s !== states[0])) {
+        const [collection, id] = process.env['DBG_RECORD'].split('/');
+        for (const region of live) {
+          const log = (await (region.storage as ServerStorage).readLog(space as SpaceId, 0, 1_000_000)).filter((e) => e.change.collection === collection && e.change.id === id);
+          console.log(region.name, space, JSON.stringify(await (region.storage as ServerStorage).stability(space as SpaceId)));
+          for (const e of log) console.log('  ', e.pos, e.origin, e.change.op, e.change.replica.slice(0, 5), e.change.seq, e.change.hlc.slice(0, 17));
+        }
+      }
     }
 
     // Nothing written is lost: each replica's seqs 1..counter are in the log, and so is everything a region
@@ -815,7 +871,10 @@ class RegionsWorld {
 
   async #horizons(region: Region): Promise<Record<string, unknown>> {
     const out: Record<string, unknown> = {};
-    for (const space of this.config.spaces) out[space] = await (region.storage as ServerStorage).stability(space as SpaceId);
+    for (const space of this.config.spaces) {
+      const writers = (await (region.storage as ServerStorage).writers(space as SpaceId)).filter((w) => w.local && !w.retired).map((w) => `${w.replica}:${w.floor ?? '-'}`);
+      out[space] = { ...(await (region.storage as ServerStorage).stability(space as SpaceId)), writers };
+    }
     return out;
   }
 

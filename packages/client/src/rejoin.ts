@@ -4,14 +4,20 @@
  * and, once a space has caught up, the one that writes them again as new
  * changes of the new id. The replica runs both (replica.ts, #rejoin and
  * #reapply) and the sync engine decides when (sync-engine.ts).
+ *
+ * With regions a replica rejoins in place instead (renameOutbox): a region
+ * that retired it may not hold everything it wrote (another region stored it,
+ * and the link has not brought it yet), so a snapshot from there is no base to
+ * write the unsynced changes again on.
  */
-import type { Change, Fields, ReplicaId, SpaceId } from '@syncline/core/internal';
+import { applyChange, type Change, type Fields, type HlcString, type ReplicaId, type SpaceId } from '@syncline/core/internal';
+import type { ReplicaClock } from './clock.js';
 import { ReplicaError } from './errors.js';
-import { asideKey, META_REPLICA, META_WRITTEN, positionKey, seqKey } from './meta.js';
+import { asideKey, META_CLOCK, META_REPLICA, META_WRITTEN, positionKey, seqKey } from './meta.js';
 import type { CollectionDef } from './schema.js';
 import type { StorageTx } from './storage/types.js';
 import { validateWrites } from './validate.js';
-import { writeOpOf, type WriteOp } from './write.js';
+import { storedRecord, writeOpOf, type WriteOp } from './write.js';
 
 /**
  * In one transaction: `id` becomes the replica's; per space (those synced, and
@@ -35,6 +41,61 @@ export async function setAside(tx: StorageTx, synced: readonly SpaceId[], id: Re
   }
   await tx.setMeta(META_REPLICA, id);
   return aside;
+}
+
+/**
+ * In one transaction, a rejoin in place (with regions): `id` becomes the
+ * replica's, and in every space (those synced, and every one it has written
+ * in) its unsynced changes become changes of `id`, seqs from 1, stamped after
+ * `horizons` (the levels the server refused at, per space) and after
+ * everything the clock holds, in their order (the clock already goes by `id`). Records and positions stay: the
+ * state the replica holds is kept, and each record takes the new changes on
+ * top (every register an old change set, the new one sets too with a later
+ * stamp; a merge version supersedes the one it replaces, whose dot its context
+ * names). A region may hold an old change (stored, its acknowledgement lost):
+ * wherever it arrives, the new one covers it, so all converge. Returns how
+ * many changes moved and the records rewritten.
+ */
+export async function renameOutbox(
+  tx: StorageTx,
+  ctx: { readonly clock: ReplicaClock; readonly collections: ReadonlyMap<string, CollectionDef> },
+  synced: readonly SpaceId[],
+  id: ReplicaId,
+  horizons: ReadonlyMap<SpaceId, HlcString>,
+): Promise<{ readonly moved: number; readonly records: { readonly collection: string; readonly id: string; readonly space: SpaceId }[] }> {
+  const spaces = new Set([...synced, ...((await tx.getMeta<SpaceId[]>(META_WRITTEN)) ?? [])]);
+  const { clock } = ctx;
+  for (const hlc of horizons.values()) clock.hlc.receive(hlc);
+  let moved = 0;
+  const touched: { collection: string; id: string; space: SpaceId }[] = [];
+  for (const space of spaces) {
+    const outbox = await tx.readOutbox(space, Number.MAX_SAFE_INTEGER);
+    const renamed: Change[] = outbox.map((c, i) => {
+      const hlc = clock.hlc.nowString();
+      if (c.op !== 'version') return { ...c, replica: id, seq: i + 1, hlc };
+      const context = new Map(c.context);
+      if ((context.get(c.replica) ?? 0) < c.seq) context.set(c.replica, c.seq);
+      return { ...c, replica: id, seq: i + 1, hlc, context };
+    });
+    const last = outbox.at(-1);
+    if (last) await tx.ackOutbox(space, last.seq);
+    const current = await tx.getRecords(renamed.map((c) => ({ collection: c.collection, id: c.id, space })));
+    const states = new Map<string, { collection: string; id: string; state: ReturnType<typeof applyChange> }>();
+    renamed.forEach((change, i) => {
+      const key = JSON.stringify([change.collection, change.id]);
+      const base = states.get(key)?.state ?? current[i]?.state ?? {};
+      states.set(key, { collection: change.collection, id: change.id, state: applyChange(base, change) });
+    });
+    await Promise.all([
+      tx.addOutbox(renamed),
+      tx.setMeta(seqKey(space), renamed.length),
+      ...[...states.values()].map((r) => tx.putRecord(storedRecord(ctx.collections.get(r.collection), { collection: r.collection, id: r.id, space }, r.state))),
+    ]);
+    moved += renamed.length;
+    for (const r of states.values()) touched.push({ collection: r.collection, id: r.id, space });
+  }
+  await Promise.all([tx.setMeta(META_REPLICA, id), tx.setMeta(META_CLOCK, clock.last)]);
+  return { moved, records: touched };
 }
 
 /** A change's dot: its replica and seq. */

@@ -39,7 +39,7 @@ import { RecordCache } from './record-cache.js';
 import { applyAck, applyChanges, applySnapshot, putAll, syncClock, type LogAdvance, type SnapshotKeys } from './remote-apply.js';
 import { restampOutbox } from './restamp.js';
 import { collectBelow, floorOf, restampBelow } from './horizon.js';
-import { refusedNow, setAside, writeAgain } from './rejoin.js';
+import { refusedNow, renameOutbox, setAside, writeAgain } from './rejoin.js';
 import { checkSchema, type CollectionDef, type Schema } from './schema.js';
 import { openCollections } from './schema-migration.js';
 import { indexedDbStorage } from './storage/indexeddb-storage.js';
@@ -414,6 +414,32 @@ export class Replica<S extends Schema = Schema> {
     });
   }
 
+  /**
+   * A region retired this replica's id: it goes on as a new id in place
+   * (rejoin.ts, renameOutbox), alone in the commit queue; its unsynced changes
+   * are changes of the new id at once.
+   */
+  async #renameRejoin(synced: readonly SpaceId[], horizons: ReadonlyMap<SpaceId, HlcString>): Promise<Rejoined> {
+    this.#checkOpen();
+    const previousId = this.#id;
+    const id = newReplicaId(this.#randomBytes);
+    const ctx = { clock: this.#clock, collections: this.#collections };
+    const { moved, records } = await this.#track(
+      this.#queue.exclusive(async () => {
+        this.#clock.rename(id);
+        try {
+          return await this.#storage.transaction('readwrite', (tx) => renameOutbox(tx, ctx, synced, id, horizons));
+        } catch (error) {
+          this.#clock.rename(previousId);
+          throw error;
+        }
+      }),
+    );
+    this.#id = id;
+    if (records.length > 0) this.#committed({ local: true, records: records.map((r) => [r.collection, r.id, r.space] as const), outbox: [...new Set(records.map((r) => r.space))] }, true);
+    return { previousId, id, aside: moved, inPlace: true };
+  }
+
   /** A space caught up after a rejoin: its set-aside changes written again (rejoin.ts, refusedNow and writeAgain). */
   async #reapply(space: SpaceId): Promise<Reapplied | undefined> {
     this.#checkOpen();
@@ -478,6 +504,7 @@ export class Replica<S extends Schema = Schema> {
         this.#track(this.#storage.transaction('readwrite', (tx) => collectBelow(tx, this.#collections.keys(), space, hlc, upTo, region))).then(() => undefined),
       restampBelow: (space, hlc) => this.#restampBelow(space, hlc),
       rejoin: (spaces) => this.#rejoin(spaces),
+      rejoinInPlace: (spaces, horizons) => this.#renameRejoin(spaces, horizons),
       reapply: (space) => this.#reapply(space),
       refreshId: async () => {
         const stored = await read((tx) => tx.getMeta<ReplicaId>(META_REPLICA));

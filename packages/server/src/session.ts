@@ -500,11 +500,15 @@ export class Session implements Follower {
         // then the horizon, so that the client re-stamps past it only what the server does not hold.
         const held = (await this.ctx.storage.replicaProgress(space, [this.replica])).get(this.replica) ?? 0;
         if (held > 0) this.#ack(space, held);
+        const stability = await this.ctx.storage.stability(space);
+        this.announceHorizon(space, stability, true);
+        // With peers the refusal level may be above the collection horizon (gc.ts): it goes out as a horizon at
+        // a position no log reaches, so the client stamps past it and collects nothing there.
+        if (stability.refused) this.announceHorizon(space, { hlc: stability.refused.hlc, upTo: Number.MAX_SAFE_INTEGER }, true);
         if (this.ctx.retireRefused) {
           this.ctx.logger.info({ replica: this.replica, space }, 'a push below the refusal level: the replica is retired here and rejoins under a new id');
           return this.ctx.retireRefused(this.replica);
         }
-        this.announceHorizon(space, await this.ctx.storage.stability(space), true);
         return this.fail('below_horizon', error.message, false, space);
       }
       if (error instanceof SynclineError && error.code === 'replica_retired') return this.fail('replica_retired', error.message, true);

@@ -42,8 +42,10 @@ export interface Rejoined {
   readonly previousId: ReplicaId;
   /** The id the replica goes on under. */
   readonly id: ReplicaId;
-  /** Unsynced changes set aside, to be applied again as new writes once their space has caught up. */
+  /** Unsynced changes set aside, to be applied again as new writes once their space has caught up (in place: moved to the new id at once). */
   readonly aside: number;
+  /** Rejoined in place (with regions: ReplicaPort.rejoinInPlace): nothing is set aside, no space starts over. */
+  readonly inPlace?: boolean;
 }
 
 /** What applying a space's set-aside changes again did (ReplicaPort.reapply). */
@@ -97,6 +99,12 @@ export interface ReplicaPort {
    * bootstraps from a snapshot), in one transaction.
    */
   rejoin(spaces: readonly SpaceId[]): Promise<Rejoined>;
+  /**
+   * A region retired this replica's id: it goes on under a new id in place, its
+   * unsynced changes moved to it (new seqs, stamped after `horizons`, the levels
+   * refused at per space), its records and positions kept.
+   */
+  rejoinInPlace(spaces: readonly SpaceId[], horizons: ReadonlyMap<SpaceId, HlcString>): Promise<Rejoined>;
   /** Reads the replica's id from storage (another tab may have rejoined under a new one). */
   refreshId(): Promise<void>;
   /** Set-aside changes of `space` not written again yet (0 but after a rejoin). */

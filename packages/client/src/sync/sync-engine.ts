@@ -497,7 +497,7 @@ export class SyncEngine {
     if (fatal) {
       // A token function that gave no token is a missing token: asking it again at once will not help.
       const recovery = recoveryFor(fatal, session.freshToken);
-      if (recovery === 'rejoin') return this.#rejoin(fatal);
+      if (recovery === 'rejoin') return this.#rejoin(fatal, session.region !== undefined ? session.horizons : undefined);
       if (recovery === 'stop') return this.#stopWith(fatal);
       if (recovery === 'shrink-frame') this.#frameCap = Math.max(MAX_CHANGE_BYTES, Math.floor(Math.min(session.limits.maxFrameBytes, this.#frameCap) / 2));
       // A token that expired on a connection that was working: dial again soon, with a fresh token.
@@ -515,17 +515,26 @@ export class SyncEngine {
    * again once it has caught up (#reapply). Should storing the rejoin fail, the
    * engine stops with the refusal.
    */
-  #rejoin(fatal: SyncErrorInfo): void {
+  #rejoin(fatal: SyncErrorInfo, inPlace: ReadonlyMap<SpaceId, HlcString> | undefined): void {
     this.#rejoining = true;
     this.#board.set({ state: 'connecting', retryAt: undefined });
-    this.#port.rejoin([...this.#syncing]).then(
+    // With regions, in place: the region that retired the id may lack some of what it wrote (another region
+    // stored it, and the link has not brought it yet), so its snapshot is no base to write them again on.
+    const rejoining = inPlace ? this.#port.rejoinInPlace([...this.#syncing], inPlace) : this.#port.rejoin([...this.#syncing]);
+    rejoining.then(
       (rejoined) => {
         this.#rejoining = false;
         this.#asideChecked.clear();
         this.#flushed.rejoined();
-        this.#board.set({ rejoined: { previousId: rejoined.previousId, id: rejoined.id, at: this.#port.now(), aside: rejoined.aside, reapplied: 0, dropped: [] } });
+        const reapplied = rejoined.inPlace ? rejoined.aside : 0;
+        this.#board.set({ rejoined: { previousId: rejoined.previousId, id: rejoined.id, at: this.#port.now(), aside: rejoined.aside, reapplied, dropped: [] } });
         this.#port.report(
-          new SyncError('replica_retired', `${fatal.message}; it goes on as ${rejoined.id}, and its ${rejoined.aside} unsynced changes are written again as new ones once each space has caught up`),
+          new SyncError(
+            'replica_retired',
+            rejoined.inPlace
+              ? `${fatal.message}; it goes on as ${rejoined.id}, and its ${rejoined.aside} unsynced changes are written again as new ones of it now`
+              : `${fatal.message}; it goes on as ${rejoined.id}, and its ${rejoined.aside} unsynced changes are written again as new ones once each space has caught up`,
+          ),
         );
         void this.#refreshPending();
         this.#wake();
