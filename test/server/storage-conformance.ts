@@ -967,6 +967,28 @@ export function storageConformance(name: string, newBacking: () => Promise<Backi
       expect(await storage.writers(OTHER)).toEqual([]);
     });
 
+    it("raises the floors of local writers that another region was told (never lowers them, never makes a writer local), and lists each writer's floor and whether it is local", async () => {
+      const { storage, another } = await setup();
+      await storage.noteWriter(SPACE, r('alice'), at(10), 1_000);
+      await storage.noteWriter(SPACE, r('bob'), at(30), 1_000);
+      ok((await storage.append([request('eve', [putAt('eve', 1, 5, 'e')], SPACE, 'eu')]))[0]);
+      await storage.raiseFloors(SPACE, [{ replica: r('alice'), hlc: at(20) }, { replica: r('bob'), hlc: at(25) }, { replica: r('eve'), hlc: at(90) }, { replica: r('nobody'), hlc: at(90) }], 5_000);
+      await storage.raiseFloors(OTHER, [{ replica: r('alice'), hlc: at(99) }], 6_000);
+      const writers = await (await another()).writers(SPACE);
+      expect(writers.map(({ replica, floor, local, seen }) => ({ replica, floor, local, seen }))).toEqual([
+        { replica: 'alice', floor: at(20), local: true, seen: 5_000 },
+        { replica: 'bob', floor: at(30), local: true, seen: 5_000 },
+        { replica: 'eve', floor: undefined, local: false, seen: expect.any(Number) },
+      ]);
+      expect(await storage.writers(OTHER)).toEqual([]);
+      // The refusal level follows the raised floor: alice at 20 (eve, not local, holds nothing).
+      expect((await storage.advanceHorizon(SPACE, at(100))).refused?.hlc ?? (await storage.stability(SPACE)).hlc).toBe(at(20));
+      // A retired writer's floor is left as it was.
+      await storage.retire([r('alice')], 7_000);
+      await storage.raiseFloors(SPACE, [{ replica: r('alice'), hlc: at(80) }], 8_000);
+      expect((await storage.writers(SPACE)).find((w) => w.replica === 'alice')).toMatchObject({ floor: at(20), retired: true, seen: 5_000 });
+    });
+
     it('retires replicas for good: they no longer hold the horizon back and their pushes are refused with replica_retired', async () => {
       const { storage, another } = await setup();
       const alice = putAt('alice', 1, 10, 'x');

@@ -69,12 +69,16 @@ export async function retiredEntries(r: Replica, space: string, retired: Readonl
 
 /**
  * A record that exists, without the put and delete stamps of its lww part (see
- * dumpReplica); an lww part left with nothing (a delete, then crdt edits) goes.
+ * dumpReplica; a put before the last delete goes too); an lww part left with
+ * nothing (a delete, then crdt edits) goes.
  */
 export function withoutHistory(state: RecordState): RecordState {
   const { lww } = state;
   if (!lww || !materialize(state).exists) return state;
-  const rest = { ...lww, cleared: undefined, deleted: undefined };
+  // A put before the last delete is history too (a region that forgot the deleted record, then took crdt edits
+  // made after the delete, holds no lww part at all).
+  const before = lww.touched !== undefined && lww.deleted !== undefined && lww.touched <= lww.deleted;
+  const rest = { ...lww, cleared: undefined, deleted: undefined, ...(before ? { touched: undefined, stamped: undefined } : {}) };
   if (rest.touched === undefined && rest.fields.size === 0 && rest.stamped === undefined) {
     const { lww: _, ...others } = state;
     return others;

@@ -56,6 +56,8 @@ async function visible(r: Replica<typeof schema>): Promise<string[]> {
 /** The level a space's own clients' changes are refused at or below. */
 const refusalOf = (s: { hlc?: HlcString; refused?: { hlc: HlcString } }): HlcString | undefined => s.refused?.hlc ?? s.hlc;
 
+const hlcWallOf = (hlc: HlcString | undefined): number => (hlc === undefined ? 0 : Number.parseInt(hlc.slice(0, 12), 16));
+
 const tombstones = async (server: SyncServer): Promise<number> => (await server.storage.stats()).tombstones;
 
 /** Gc passes on every region (what their timers do) until `done`. */
@@ -276,6 +278,31 @@ describe('garbage collection with regions', () => {
     expect((await ca.r.get('events', 'm1', { space: SPACE }))?.value).toEqual({ by: 'm' });
     // Region a hears of the retirement over the link (floors), after b's next pass.
     await collectUntil([a, b], () => a.storage.isRetired(old), 'region a to retire M’s old id');
+  });
+
+  it('a writer that moved to another region and only reads there holds no level of the region it left: its floors come over the link', async () => {
+    const clock = new ManualClock(Date.now() - 60 * MINUTE);
+    const [a, b] = (await regions(clock, 2)) as [SyncServer, SyncServer];
+    const ca = await client(a, 'move-a', clock);
+    const w = await client(a, 'move-w', clock);
+    await w.r.put('events', 'w1', { by: 'w' }, { space: SPACE });
+    await waitUntil(() => isSynced(w.engine), 10_000, 'W’s write to be stored in region a');
+    await w.engine.close();
+    const left = (await a.storage.writers(SPACE)).find((x) => x.replica === w.r.id);
+    expect(left?.local).toBe(true);
+    // W goes on in region b, reading only (its pings carry its floor there).
+    const moved = sync(w.r, b.url, { spaces: [SPACE], pingIntervalMs: 100 });
+    cleanup.push(() => moved.close());
+    await waitUntil(() => isSynced(moved), 10_000, 'W to sync with region b');
+    const leftAt = clock.value;
+    // Time passes; A keeps writing in a. Region a's level passes where W left it, as b tells a W's floors.
+    for (let i = 0; i < 5; i++) {
+      clock.value += 2 * MINUTE;
+      await ca.r.put('events', `a${i}`, { n: i }, { space: SPACE });
+    }
+    await collectUntil([a, b], async () => hlcWallOf(refusalOf(await a.storage.stability(SPACE))) > leftAt + 5 * MINUTE, 'region a’s level to follow W’s floors told in region b');
+    expect(((await a.storage.writers(SPACE)).find((x) => x.replica === w.r.id)?.floor ?? '') > (left?.floor ?? '')).toBe(true);
+    expect(await a.storage.isRetired(w.r.id)).toBe(false);
   });
 
   it('a region with a peer it never reached collects nothing, and still refuses below its own level', async () => {
