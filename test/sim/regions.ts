@@ -264,7 +264,7 @@ interface Region {
   /** Per space, the positions that stand for a merged peer state, and per replica the seqs those states hold. */
   readonly merged: Map<string, { readonly positions: Set<number>; readonly progress: Map<string, number> }>;
   /**
-   * Replicas that pushed a change this region stored: writers that hold its refusal level, so it never refuses
+   * Replicas that pushed a change this region stored, per space ("replica\0space"): writers that hold its refusal level there, so it never refuses
    * (and retires) one of them (a region whose disk is destroyed never comes back, so this is never forgotten).
    */
   readonly writers: Set<string>;
@@ -369,7 +369,7 @@ class RegionsWorld {
       slot.region = region;
     }
     // A writer a region holds its level for is never refused below it there (DESIGN.md, "Stability").
-    if (message.type === 'error' && message.code === 'replica_retired' && slot.replica && this.regions.find((r) => r.name === region)?.writers.has(slot.replica.id)) {
+    if (message.type === 'error' && message.code === 'replica_retired' && slot.replica && this.regions.find((r) => r.name === region)?.writers.has(`${slot.replica.id}\u0000${message.space ?? ''}`)) {
       this.fail(`${client} pushed changes that region ${region} stored, and was retired there for a push below its level: it passed a writer that holds it back (${message.message})`);
     }
     if (message.type === 'ack' && slot.replica) {
@@ -443,11 +443,11 @@ class RegionsWorld {
             });
           }
           if (property === 'append') {
-            const requests = args[0] as ReadonlyArray<{ readonly replica: string; readonly origin?: string }>;
+            const requests = args[0] as ReadonlyArray<{ readonly replica: string; readonly space: string; readonly origin?: string }>;
             return (result as Promise<Array<AppendResult | Error>>).then((results) => {
               results.forEach((r, i) => {
                 const request = requests[i];
-                if (!(r instanceof Error) && r.stored.length > 0 && request && (request.origin ?? '') === '') region.writers.add(request.replica);
+                if (!(r instanceof Error) && r.stored.length > 0 && request && (request.origin ?? '') === '') region.writers.add(`${request.replica}\u0000${request.space}`);
               });
               for (const r of results) if (!(r instanceof Error)) for (const entry of r.stored) archive(entry.pos, entry.change);
               return results;

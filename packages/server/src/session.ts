@@ -506,7 +506,8 @@ export class Session implements Follower {
         // a position no log reaches, so the client stamps past it and collects nothing there.
         if (stability.refused) this.announceHorizon(space, { hlc: stability.refused.hlc, upTo: Number.MAX_SAFE_INTEGER }, true);
         if (this.ctx.retireRefused) {
-          this.ctx.logger.info({ replica: this.replica, space }, 'a push below the refusal level: the replica is retired here and rejoins under a new id');
+          // Told first, naming the space and the change: the retirement then ends every other session of the id.
+          this.fail('replica_retired', `${error.message}; another region may hold it, so this region retired the replica: go on under a new replica id`, true, space);
           return this.ctx.retireRefused(this.replica);
         }
         return this.fail('below_horizon', error.message, false, space);
