@@ -22,8 +22,10 @@ export interface SpaceInspection {
   readonly tombstones: number;
   /** Bytes of record states, tombstones included. */
   readonly bytes: number;
-  /** The stability horizon (undefined: none yet). */
+  /** The stability horizon (undefined: none yet): with regions, the collection horizon. */
   readonly horizon: HlcString | undefined;
+  /** With regions, the refusal level when it is above the collection horizon ("Bounded growth", "With regions"). */
+  readonly refused?: HlcString;
   /** Writers it knows, by id, with their progress and when last seen. */
   readonly writers: readonly WriterInfo[];
   /** With a server: its per-space quotas (limits `maxSpaceBytes`, `maxSpaceRecords`), which `bytes` and `records` count against. */
@@ -75,7 +77,7 @@ export async function inspectStorage(storage: ServerStorage, quota?: SpaceInspec
       storage.stability(space),
       storage.writers(space),
     ]);
-    spaces.push({ space, head, compactedTo, records: usage.records, tombstones: stored - usage.records, bytes: usage.bytes, horizon: stability.hlc, writers, ...(quota ? { quota } : {}) });
+    spaces.push({ space, head, compactedTo, records: usage.records, tombstones: stored - usage.records, bytes: usage.bytes, horizon: stability.hlc, ...(stability.refused ? { refused: stability.refused.hlc } : {}), writers, ...(quota ? { quota } : {}) });
   }
   return { spaces, retired: (await storage.retiredList(0, 0)).total };
 }
@@ -92,8 +94,8 @@ export function formatInspection(inspection: Inspection, now: number): string {
   lines.push(`spaces: ${inspection.spaces.length}; retired replicas: ${inspection.retired}`);
   for (const s of inspection.spaces) {
     const quota = s.quota ? ` (quota: ${percent(s.bytes, s.quota.maxBytes)} of ${s.quota.maxBytes} bytes, ${percent(s.records, s.quota.maxRecords)} of ${s.quota.maxRecords} records)` : '';
-    lines.push(`  ${s.space}: head ${s.head}, compacted to ${s.compactedTo}, ${s.records} records, ${s.tombstones} tombstones, ${s.bytes} bytes${quota}, horizon ${s.horizon ?? 'none'}, ${s.writers.length} writers`);
-    for (const w of s.writers.slice(0, 50)) lines.push(`    ${w.replica}  seq ${w.seq}  seen ${w.seen > 0 ? `${Math.round((now - w.seen) / 1000)} s ago` : '-'}${w.retired ? '  retired' : ''}`);
+    lines.push(`  ${s.space}: head ${s.head}, compacted to ${s.compactedTo}, ${s.records} records, ${s.tombstones} tombstones, ${s.bytes} bytes${quota}, horizon ${s.horizon ?? 'none'}${s.refused ? ` (refuses at or below ${s.refused})` : ''}, ${s.writers.length} writers`);
+    for (const w of s.writers.slice(0, 50)) lines.push(`    ${w.replica}  seq ${w.seq}  seen ${w.seen > 0 ? `${Math.round((now - w.seen) / 1000)} s ago` : '-'}${w.retired ? '  retired' : ''}${w.local ? '' : '  (another region\'s)'}`);
     if (s.writers.length > 50) lines.push(`    … ${s.writers.length - 50} more (--json lists them all)`);
   }
   return `${lines.join('\n')}\n`;

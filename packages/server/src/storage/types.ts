@@ -90,7 +90,12 @@ export interface Stability {
    * region's own clients' changes are refused (`below_horizon`), and the head
    * when it was last raised. Without it, that level is `hlc` (at `upTo`).
    */
-  readonly refused?: { readonly hlc: HlcString; readonly upTo: number };
+  readonly refused?: {
+    /** The refusal level. */
+    readonly hlc: HlcString;
+    /** The head when it was last raised. */
+    readonly upTo: number;
+  };
 }
 
 /** One writer of a space (ServerStorage.writers). */
