@@ -305,6 +305,38 @@ describe('garbage collection with regions', () => {
     expect(await a.storage.isRetired(w.r.id)).toBe(false);
   });
 
+  it('a reader away while a region forgot a deleted record and compacted its log gets a joined snapshot without it', async () => {
+    const clock = new ManualClock(Date.now() - 60 * MINUTE);
+    const ports = await Promise.all([freePort(), freePort()]);
+    // A token 'reader' may only read: such a replica holds no level anywhere.
+    const authenticate = async ({ token }: { token: string | undefined }) => ({ subject: token ?? 'writer', access: () => (token === 'reader' ? ('read' as const) : ('write' as const)) });
+    const [a, b] = ports.map((port, i) =>
+      createSyncServer({ port, storage: sqliteStorage({ path: ':memory:' }), logger: silent, now: clock.now, gc: { intervalMs: 0 }, authenticate, peerSecret: 'peers', region: String.fromCharCode(97 + i), peers: [`ws://127.0.0.1:${ports[1 - i]}`] }),
+    ) as [SyncServer, SyncServer];
+    await Promise.all([a.listen(), b.listen()]);
+    cleanup.push(() => a.close(), () => b.close());
+    const ca = await client(a, 'snap-a', clock);
+    const cb = await client(b, 'snap-b', clock);
+    const v = await replica({ name: uniqueName('snap-v'), schema, now: clock.now });
+    cleanup.push(() => v.close());
+    await ca.r.put('events', 'x', { n: 1 }, { space: SPACE });
+    await ca.r.put('events', 'y', { n: 2 }, { space: SPACE });
+    const first = sync(v, a.url, { spaces: [SPACE], token: 'reader', pingIntervalMs: 100 });
+    await waitUntil(async () => isSynced(first) && (await visible(v)).length === 2, 10_000, 'V to see x and y');
+    await first.close();
+    // While V is away: x is deleted in region b, both regions forget it, and a compacts its log past V's position.
+    await waitUntil(async () => (await cb.r.get('events', 'x', { space: SPACE })) !== undefined, 10_000, 'x to reach B');
+    await cb.r.delete('events', 'x', { space: SPACE });
+    clock.value += 10 * MINUTE;
+    await collectUntil([a, b], async () => (await tombstones(a)) === 0 && (await tombstones(b)) === 0 && (await a.storage.stats()).records === 1, 'both regions to forget x');
+    await a.compact(0);
+    // V comes back to a: a snapshot (its position was compacted), joined with what it holds, and x goes.
+    const again = sync(v, a.url, { spaces: [SPACE], token: 'reader', pingIntervalMs: 100 });
+    cleanup.push(() => again.close());
+    await waitUntil(async () => isSynced(again) && (await v.get('events', 'x', { space: SPACE })) === undefined, 10_000, 'V to forget x');
+    expect(await visible(v)).toEqual(await visible(ca.r));
+  });
+
   it('a region with a peer it never reached collects nothing, and still refuses below its own level', async () => {
     const clock = new ManualClock(Date.now() - 60 * MINUTE);
     const dead = await freePort();

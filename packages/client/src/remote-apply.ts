@@ -5,7 +5,7 @@
  * together; the clock receives the latest timestamp applied, so the replica's
  * next write is ordered after it, and notes what the server accepted.
  */
-import { applyChange, joinRecordStates, latestStamp, maxHlc, type Change, type HlcString, type RecordState, type SnapshotRecord, type SpaceId } from '@syncline/core/internal';
+import { afterHorizon, applyChange, canonicalState, joinRecordStates, latestStamp, maxHlc, type Change, type HlcString, type RecordState, type SnapshotRecord, type SpaceId } from '@syncline/core/internal';
 import type { ReplicaClock } from './clock.js';
 import { META_CLOCK, META_CLOCK_ACCEPTED, positionKey, readCursor, type LogCursor } from './meta.js';
 import { RecordCache } from './record-cache.js';
@@ -104,11 +104,19 @@ export interface SnapshotApplied {
 const keyOf = (collection: string, id: string): string => JSON.stringify([collection, id]);
 
 /**
+ * How a snapshot chunk applies: `replace` (a server without a region), with
+ * the records of the snapshot sent so far; or `joined` (regions), with them
+ * too (undefined: a chunk whose first one was not seen) and the region's
+ * collection `horizon` when the replica heard one.
+ */
+export type SnapshotMode = { readonly replace: SnapshotKeys | undefined } | { readonly joined: SnapshotKeys | undefined; readonly horizon: HlcString | undefined };
+
+/**
  * Applies a snapshot chunk (materialized states from the server). Unacknowledged
  * local changes always stay, in the records and in the outbox. The records are
  * handed over, like changes.
  *
- * With `keys` (a server without a region), the snapshot replaces what the
+ * Replacing (a server without a region): the snapshot replaces what the
  * replica held: each record becomes the server's state with this replica's
  * unacknowledged changes applied on top, and with the last chunk (`position`)
  * a local record the snapshot did not hold is forgotten, or rebuilt from its
@@ -116,25 +124,36 @@ const keyOf = (collection: string, id: string): string => JSON.stringify([collec
  * came from that server's log up to its position or from its own changes, and
  * the snapshot is taken later, so it holds all of it, unless the server
  * forgot the record at its stability horizon (a deleted record), which a join
- * would bring back. Without `keys` (regions: another region may not hold yet
- * what this replica got from the first), the snapshot is joined into the
- * local records: nothing is lost, and reads never move back.
+ * would bring back.
+ *
+ * Joined (regions: another region may not hold yet what this replica got from
+ * the first): the snapshot is joined into the local records, so nothing is
+ * lost. With the region's collection horizon H (server README, "Bounded
+ * growth", "With regions"), every change stamped at or below H is in the
+ * region's state or in its log after the snapshot's position (which the
+ * catch-up sends next): so of what the replica holds only the registers after
+ * H are joined in (core afterHorizon), and with the last chunk a local record
+ * the snapshot did not hold keeps only those (the region forgot the rest, a
+ * deleted record). Without H, a plain join.
  */
 export async function applySnapshot(
   tx: StorageTx,
   ctx: ApplyContext,
   records: readonly SnapshotRecord[],
   space: SpaceId,
-  position?: LogAdvance,
-  keys?: SnapshotKeys,
+  position: LogAdvance | undefined,
+  mode: SnapshotMode,
 ): Promise<SnapshotApplied> {
+  const keys = 'replace' in mode ? mode.replace : mode.joined;
+  const replace = 'replace' in mode;
+  const horizon = 'joined' in mode ? mode.horizon : undefined;
   // One read for the whole chunk (an empty replica learns that nothing exists at once).
   const [, existing, outbox, trim] = await Promise.all([
     syncClock(tx, ctx.clock),
     tx.getRecords(records.map(({ collection, id }) => ({ collection, id, space }))),
-    keys ? tx.readOutbox(space, Number.MAX_SAFE_INTEGER) : [],
+    replace && keys ? tx.readOutbox(space, Number.MAX_SAFE_INTEGER) : [],
     // Retired replicas' entries (retired.ts): a replacing snapshot comes from a server without a region.
-    keys ? ctx.retired?.of(tx) : undefined,
+    replace && keys ? ctx.retired?.of(tx) : undefined,
   ]);
   const own = new Map<string, Change[]>();
   for (const change of outbox) {
@@ -148,26 +167,35 @@ export async function applySnapshot(
     const next = (own.get(key) ?? []).reduce(applyChange, state);
     return trim && next.merge ? trim(next) : next;
   };
+  /** What of a local state a joined snapshot keeps: the registers after the region's horizon. */
+  const kept = (state: RecordState): RecordState | undefined => (horizon === undefined ? state : afterHorizon(state, horizon));
   let latest: HlcString | undefined;
   const written = records.map(({ collection, id, state }, i) => {
     latest = maxHlc(latest, latestStamp(state));
     const record = existing[i];
+    keys?.add(keyOf(collection, id));
     let next: RecordState;
-    if (keys) {
-      const key = keyOf(collection, id);
-      keys.add(key);
-      next = mine(key, state);
-    } else next = record ? joinRecordStates(record.state, state) : state;
+    if (replace && keys) next = mine(keyOf(collection, id), state);
+    else {
+      const local = record ? kept(record.state) : undefined;
+      next = local ? joinRecordStates(local, state) : state;
+    }
     return storedRecord(ctx.collections.get(collection), { collection, id, space }, next);
   });
   const forgotten: RecordAddress[] = [];
-  if (keys && position !== undefined) {
+  if (keys && position !== undefined && (replace || horizon !== undefined)) {
     for (const collection of ctx.collections.keys()) {
       for (const record of await tx.scanRecords(collection, { space })) {
         const key = keyOf(collection, record.id);
         if (keys.has(key)) continue;
-        if (own.has(key)) written.push(storedRecord(ctx.collections.get(collection), { collection, id: record.id, space }, mine(key, {})));
-        else forgotten.push({ collection, id: record.id, space });
+        if (replace) {
+          if (own.has(key)) written.push(storedRecord(ctx.collections.get(collection), { collection, id: record.id, space }, mine(key, {})));
+          else forgotten.push({ collection, id: record.id, space });
+          continue;
+        }
+        const left = kept(record.state);
+        if (left === undefined) forgotten.push({ collection, id: record.id, space });
+        else if (canonicalState(left) !== canonicalState(record.state)) written.push(storedRecord(ctx.collections.get(collection), { collection, id: record.id, space }, left));
       }
     }
   }

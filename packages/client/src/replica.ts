@@ -547,15 +547,13 @@ export class Replica<S extends Schema = Schema> {
   async #applySnapshot(records: readonly SnapshotRecord[], space: SpaceId, position: LogAdvance | undefined, chunk: SnapshotChunk): Promise<void> {
     this.#checkOpen();
     const ctx = { collections: this.#collections, clock: this.#clock, retired: this.#retired };
-    let keys: SnapshotKeys | undefined;
-    if (chunk.replace) {
-      if (chunk.index === 0) this.#snapshotKeys.set(space, new Set());
-      // A later chunk without the first (a frame received twice, after the last chunk ended the snapshot) joins:
-      // replacing needs every record of the snapshot.
-      keys = this.#snapshotKeys.get(space);
-      if (position !== undefined) this.#snapshotKeys.delete(space);
-    }
-    const { written, forgotten } = await this.#track(this.#storage.transaction('readwrite', (tx) => applySnapshot(tx, ctx, records, space, position, keys)));
+    if (chunk.index === 0) this.#snapshotKeys.set(space, new Set());
+    // A later chunk without the first (a frame received twice, after the last chunk ended the snapshot) joins:
+    // replacing, or forgetting what the snapshot lacks, needs every record of the snapshot.
+    const keys = this.#snapshotKeys.get(space);
+    if (position !== undefined) this.#snapshotKeys.delete(space);
+    const how = chunk.replace ? { replace: keys } : { joined: keys, horizon: chunk.horizon };
+    const { written, forgotten } = await this.#track(this.#storage.transaction('readwrite', (tx) => applySnapshot(tx, ctx, records, space, position, how)));
     for (const r of written) {
       for (const field of this.#crdt.fieldsOf(r.collection, r.id, r.space)) {
         const update = r.state.crdt?.get(field)?.update;

@@ -658,6 +658,9 @@ export class Session implements Follower {
       // One page of look-ahead: records created meanwhile extend the snapshot instead of being skipped.
       const next = last ? await storage.snapshotPage(space, [last.collection, last.id], limits.snapshotChunk, budget) : [];
       const final = next.length === 0;
+      // Regions: the collection horizon, read after every page, goes out before the last chunk: the client joins
+      // the snapshot and keeps of what it holds only what is after it (client remote-apply.ts, applySnapshot).
+      if (final && this.ctx.region !== undefined) this.announceHorizon(space, await storage.stability(space), true);
       for (const { items, frame } of fitFrames(page, (records, lastOfPage) => encode(records, lastOfPage && final), budget)) {
         this.#sendFrame(frame);
         chunk++;

@@ -34,6 +34,11 @@ export interface SnapshotChunk {
   readonly index: number;
   /** The snapshot replaces what the replica held (a server without a region), rather than joining it. */
   readonly replace: boolean;
+  /**
+   * A joined snapshot (regions): the server region's collection horizon, told
+   * before the last chunk (remote-apply.ts, applySnapshot).
+   */
+  readonly horizon?: HlcString;
 }
 
 /** What rejoining under a new id did (ReplicaPort.rejoin). */

@@ -168,6 +168,8 @@ class Session {
   readonly writable = new Set<SpaceId>();
   /** The latest stability horizon the server announced, per space (re-stamping after `below_horizon`). */
   readonly horizons = new Map<SpaceId, HlcString>();
+  /** The latest collection horizon (a `horizon` at a log position: not a refusal level) per space, for joined snapshots. */
+  readonly collected = new Map<SpaceId, HlcString>();
   /** The floor last told the server, per space (hello, then `floor` messages). */
   readonly floors = new Map<SpaceId, HlcString>();
   queue: Promise<void> = Promise.resolve();
@@ -691,6 +693,7 @@ export class SyncEngine {
         await this.#port.applySnapshot(message.records, message.space, last ? { upTo: message.position, region: session.region, origins: message.origins } : undefined, {
           index: message.chunk,
           replace: session.region === undefined,
+          ...(session.region !== undefined && session.collected.has(message.space) ? { horizon: session.collected.get(message.space) as HlcString } : {}),
         });
         this.#board.set({ bootstrap: last ? undefined : { space: message.space, received: this.#bootstrapReceived, total: message.total } });
         return;
@@ -703,6 +706,7 @@ export class SyncEngine {
       case 'horizon':
         if (!this.#syncing.has(message.space)) return;
         session.horizons.set(message.space, message.hlc);
+        if (message.upTo < Number.MAX_SAFE_INTEGER) session.collected.set(message.space, message.hlc);
         return this.#port.horizon(message.space, message.hlc, message.upTo, session.region);
       case 'retired':
         // Only from a server without a region (which joins no snapshot): see retired.ts.
