@@ -1,7 +1,11 @@
 // Churn (issue 19): what create/delete cycles over a fixed working set leave stored, on the
 // server and on a client, without garbage collection and with it, in one run.
 //
-//   node bench/churn.mjs [--cycles 100000] [--working-set 1000] [--pass-every 5000] [--postgres] [--client memory|idb]
+//   node bench/churn.mjs [--cycles 100000] [--working-set 1000] [--pass-every 5000] [--postgres] [--client memory|idb] [--regions]
+//
+// With --regions, the server is region a of two (SQLite each, following each other over real sockets), and
+// a second client, a reader (read access only), syncs with region b; every pass runs on both regions, and region b's storage
+// and the reader are printed too.
 //
 // One client writes one change at a time, as apps do: cycle i creates record i and deletes record
 // i - working-set. The server (default limits) stores on a SQLite file, or with --postgres on a fresh
@@ -26,7 +30,7 @@ import { createSyncServer, sqliteStorage, postgresStorage } from '../packages/se
 import { freePort } from './lib.mjs';
 
 const { values } = parseArgs({
-  options: { cycles: { type: 'string' }, 'working-set': { type: 'string' }, 'pass-every': { type: 'string' }, postgres: { type: 'boolean' }, client: { type: 'string' } },
+  options: { cycles: { type: 'string' }, 'working-set': { type: 'string' }, 'pass-every': { type: 'string' }, postgres: { type: 'boolean' }, client: { type: 'string' }, regions: { type: 'boolean' } },
 });
 const CYCLES = Number(values.cycles ?? 100_000);
 const WORKING = Number(values['working-set'] ?? 1_000);
@@ -41,8 +45,26 @@ async function run(collect) {
   const dbPath = join(dir, 'server.db');
   const schema = `churn_${process.pid}_${collect ? 'gc' : 'nogc'}`;
   const storage = values.postgres ? postgresStorage({ connectionString: PG_URL, schema }) : sqliteStorage({ path: dbPath });
-  const server = createSyncServer({ port: await freePort(), storage, logger: pino({ level: 'silent' }), ...(collect ? {} : { gc: { intervalMs: 0 } }) });
+  const gc = { intervalMs: 0 }; // passes run below, when collecting
+  const ports = [await freePort(), await freePort()];
+  // The reader may only read (a token 'reader'): an idle device that may write holds every region's horizon a
+  // minute behind (its floor), which a run of seconds never passes.
+  const authenticate = async ({ token }) => ({ subject: token ?? 'writer', access: () => (token === 'reader' ? 'read' : 'write') });
+  const regions = (i) => (values.regions ? { region: 'ab'[i], peers: [`ws://127.0.0.1:${ports[1 - i]}`], authenticate, peerSecret: 'bench' } : {});
+  const server = createSyncServer({ port: ports[0], storage, logger: pino({ level: 'silent' }), gc, ...regions(0) });
   await server.listen();
+  // Region b and its reader (--regions).
+  const other = values.regions ? createSyncServer({ port: ports[1], storage: sqliteStorage({ path: join(dir, 'b.db') }), logger: pino({ level: 'silent' }), gc, ...regions(1) }) : undefined;
+  await other?.listen();
+  const reader = other ? await createReplica({ name: `churn-reader-${collect}`, schema: { events: {} }, storage: memoryStorage(), tabs: false, sync: { url: other.url, WebSocket, spaces: [SPACE], token: 'reader' } }) : undefined;
+  const servers = [server, ...(other ? [other] : [])];
+  /** Until region b holds what a does (its link read a's log). */
+  const settled = async () => {
+    await r.sync.flushed({ timeoutMs: 600_000 });
+    if (!other) return;
+    const want = (await server.storage.stats()).records;
+    for (let tries = 0; tries < 6000 && ((await other.storage.head(SPACE)) < (await server.storage.head(SPACE)) || (await other.storage.stats()).records !== want); tries++) await new Promise((resolve) => setTimeout(resolve, 10));
+  };
   const clientStorage = CLIENT === 'idb' ? indexedDbStorage({ indexedDB: new IDBFactory(), IDBKeyRange }) : memoryStorage();
   const r = await createReplica({ name: `churn-${collect}`, schema: { events: {} }, storage: clientStorage, tabs: false, sync: { url: server.url, WebSocket, spaces: [SPACE] } });
   const started = performance.now();
@@ -53,22 +75,23 @@ async function run(collect) {
     if (i >= WORKING) await r.delete('events', `e${i - WORKING}`);
     if (i === WORKING - 1) {
       // The working set alone: the reference every figure below is a multiple of.
-      await r.sync.flushed({ timeoutMs: 600_000 });
+      await settled();
       ws = { server: await server.storage.stats(), client: await r.stats() };
     }
     if (collect && i >= WORKING && (i + 1) % PASS_EVERY === 0) {
-      await r.sync.flushed({ timeoutMs: 600_000 });
+      await settled();
       const s = await server.storage.stats();
       const c = await r.stats();
       peak.server = Math.max(peak.server, s.recordBytes);
       peak.client = Math.max(peak.client, c.stateBytes);
       peak.tombstones = Math.max(peak.tombstones, s.tombstones);
-      await server.collect();
+      // With regions, a pass on each counts the other's level (told after its own pass): twice.
+      for (let n = 0; n < (other ? 2 : 1); n++) for (const each of servers) await each.collect();
     }
   }
-  await r.sync.flushed({ timeoutMs: 600_000 });
+  await settled();
   if (collect) {
-    await server.collect();
+    for (let n = 0; n < (other ? 2 : 1); n++) for (const each of servers) await each.collect();
     // The client collects when the horizon message arrives.
     const stored = (await server.storage.stats()).tombstones;
     for (let tries = 0; tries < 200 && (await r.stats()).tombstones > stored; tries++) await new Promise((resolve) => setTimeout(resolve, 50));
@@ -86,6 +109,15 @@ async function run(collect) {
     `  client (${CLIENT}): ${c.records} records, ${c.tombstones} tombstones, ${c.stateBytes} bytes of record states (${x(c.stateBytes, ws.client.stateBytes)} the working set's ${ws.client.stateBytes})` +
       `${collect ? `; largest before a pass ${x(peak.client, ws.client.stateBytes)}` : ''}`,
   );
+  if (other && reader) {
+    const b = await other.storage.stats();
+    for (let tries = 0; tries < 200 && collect && (await reader.stats()).tombstones > b.tombstones; tries++) await new Promise((resolve) => setTimeout(resolve, 50));
+    const rb = await reader.stats();
+    console.log(`  region b: ${b.records} records, ${b.tombstones} tombstones, ${b.recordBytes} bytes of record states (${x(b.recordBytes, ws.server.recordBytes)} the working set's at a)`);
+    console.log(`  reader at b (memory): ${rb.records} records, ${rb.tombstones} tombstones, ${rb.stateBytes} bytes of record states`);
+    await reader.close();
+    await other.close();
+  }
   await r.close();
   await server.close();
   if (values.postgres) {
@@ -97,6 +129,6 @@ async function run(collect) {
   rmSync(dir, { recursive: true, force: true });
 }
 
-console.log(`churn (${new Date().toISOString()}): ${CYCLES} create/delete cycles over a working set of ${WORKING}, one write at a time, ${values.postgres ? 'PostgreSQL' : 'SQLite'}`);
+console.log(`churn (${new Date().toISOString()}): ${CYCLES} create/delete cycles over a working set of ${WORKING}, one write at a time, ${values.postgres ? 'PostgreSQL' : 'SQLite'}${values.regions ? ', two regions' : ''}`);
 await run(false);
 await run(true);

@@ -18,7 +18,7 @@ import { cleanupStack, dialingSocket, freePort, isSynced, ManualClock, outboxCou
 const cleanup = cleanupStack();
 afterEach(() => cleanup.run());
 
-const schema = { events: {} } as const;
+const schema = { events: {}, tasks: { policy: 'merge' } } as const;
 const SPACE = 'team' as SpaceId;
 const MINUTE = 60_000;
 
@@ -241,10 +241,12 @@ describe('garbage collection with regions', () => {
     const first = startSync(m, { url: a.url, spaces: [SPACE], WebSocket: lossy.factory, pingIntervalMs: 100 });
     await waitUntil(() => first.status.state === 'synced', 10_000, 'M to sync with region a');
     await m.put('events', 'm1', { by: 'm' }, { space: SPACE });
+    await m.put('tasks', 't1', { by: 'm' }, { space: SPACE });
     const old = m.id;
     await waitUntil(async () => (await a.storage.readLog(SPACE, 0, 1000)).some((e) => e.change.replica === old), 10_000, 'region a to store m1');
+    await waitUntil(async () => (await a.storage.readLog(SPACE, 0, 1000)).filter((e) => e.change.replica === old).length === 2, 10_000, 'region a to store t1');
     await first.close();
-    expect(await outboxCount(m as never, SPACE)).toBe(1);
+    expect(await outboxCount(m as never, SPACE)).toBe(2);
     // A writes m1 later in region a; b, cut off from a, sees neither.
     clock.value += MINUTE;
     await ca.r.put('events', 'm1', { by: 'a' }, { space: SPACE });
@@ -276,6 +278,11 @@ describe('garbage collection with regions', () => {
     expect((await b.storage.readLog(SPACE, 0, 1000)).filter((e) => e.origin === '' && e.change.replica === old)).toEqual([]);
     expect((await m.get('events', 'm1', { space: SPACE }))?.value).toEqual({ by: 'm' });
     expect((await ca.r.get('events', 'm1', { space: SPACE }))?.value).toEqual({ by: 'm' });
+    // The merge write went again as a version that supersedes the one region a stored: no conflict anywhere.
+    for (const r of [m, ca.r, cb.r]) {
+      expect((await r.get('tasks', 't1', { space: SPACE }))?.value).toEqual({ by: 'm' });
+      expect(await r.conflicts('tasks', 't1', { space: SPACE })).toEqual([]);
+    }
     // Region a hears of the retirement over the link (floors), after b's next pass.
     await collectUntil([a, b], () => a.storage.isRetired(old), 'region a to retire M’s old id');
   });
