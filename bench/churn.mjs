@@ -111,7 +111,12 @@ async function run(collect) {
   );
   if (other && reader) {
     const b = await other.storage.stats();
-    for (let tries = 0; tries < 200 && collect && (await reader.stats()).tombstones > b.tombstones; tries++) await new Promise((resolve) => setTimeout(resolve, 50));
+    // The reader has caught up (and collected, when collecting) once it holds what region b holds.
+    const behind = async () => {
+      const rs = await reader.stats();
+      return rs.records !== b.records || rs.tombstones !== b.tombstones;
+    };
+    for (let tries = 0; tries < 600 && (await behind()); tries++) await new Promise((resolve) => setTimeout(resolve, 50));
     const rb = await reader.stats();
     console.log(`  region b: ${b.records} records, ${b.tombstones} tombstones, ${b.recordBytes} bytes of record states (${x(b.recordBytes, ws.server.recordBytes)} the working set's at a)`);
     console.log(`  reader at b (memory): ${rb.records} records, ${rb.tombstones} tombstones, ${rb.stateBytes} bytes of record states`);

@@ -344,6 +344,24 @@ describe('garbage collection with regions', () => {
     expect(await visible(v)).toEqual(await visible(ca.r));
   });
 
+  it('an operator retires a device at any region that knows it: every region retires it, and the device goes on under a new id in place', async () => {
+    const clock = new ManualClock(Date.now() - 60 * MINUTE);
+    const [a, b] = (await regions(clock, 2)) as [SyncServer, SyncServer];
+    const w = await client(b, 'op-w', clock);
+    await w.r.put('events', 'w1', { by: 'w' }, { space: SPACE });
+    const old = w.r.id;
+    // Region a knows W only by its change, which came over the link.
+    await waitUntil(async () => (await a.storage.writers(SPACE)).some((x) => x.replica === old && !x.local), 10_000, 'W’s change to reach region a');
+    expect(await a.retire(old)).toEqual([old]);
+    await collectUntil([a, b], () => b.storage.isRetired(old), 'region b to retire W');
+    await waitUntil(async () => w.r.id !== old && isSynced(w.engine), 10_000, 'W to go on under a new id');
+    expect(w.engine.status.rejoined).toMatchObject({ previousId: old, id: w.r.id, dropped: [] });
+    // It writes on under the new id, and every region takes it.
+    await w.r.put('events', 'w2', { by: 'w' }, { space: SPACE });
+    await waitUntil(async () => (await a.storage.readLog(SPACE, 0, 1000)).some((e) => e.change.id === 'w2' && e.change.replica === w.r.id), 10_000, 'w2 to reach region a');
+    expect((await w.r.get('events', 'w1', { space: SPACE }))?.value).toEqual({ by: 'w' });
+  });
+
   it('a region with a peer it never reached collects nothing, and still refuses below its own level', async () => {
     const clock = new ManualClock(Date.now() - 60 * MINUTE);
     const dead = await freePort();

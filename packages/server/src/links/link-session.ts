@@ -254,8 +254,8 @@ export class LinkSession {
 
   /**
    * Tells a version 5 follower what this region's own writers of `space` said
-   * of themselves (link protocol 5, `floors`): each one's floor, or that it was
-   * retired, for those it was not told already.
+   * of themselves (link protocol 5, `floors`): each one's floor, and which
+   * writers it knows were retired, for those it was not told already.
    */
   announceFloors(space: SpaceId, writers: readonly WriterInfo[]): void {
     if (this.#protocol < 5 || this.#state !== 'ready') return;
@@ -263,7 +263,9 @@ export class LinkSession {
     this.#toldFloors.set(space, told);
     const news: { replica: ReplicaId; hlc?: HlcString; retired?: boolean }[] = [];
     for (const w of writers) {
-      if (!w.local || (w.floor === undefined && !w.retired)) continue;
+      // Floors of this region's own writers; retirements of any writer it knows (an operator may retire here a
+      // device known here only by its changes).
+      if (!w.retired && (!w.local || w.floor === undefined)) continue;
       const said = w.retired ? 'retired' : (w.floor as string);
       if (told.get(w.replica) === said) continue;
       told.set(w.replica, said);
