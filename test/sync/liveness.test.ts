@@ -361,3 +361,18 @@ describe('sync control', () => {
     expect(engine.status.pending).toBe(1);
   });
 });
+
+describe('a device clock with fractions of a millisecond', () => {
+  it('(a `now` of performance.timeOrigin + performance.now()) says hello in whole ms and syncs', async () => {
+    const server = await startServer();
+    cleanup.push(() => server.close());
+    const r = await open('fractional', { now: () => performance.timeOrigin + performance.now() });
+    const { engine, socket } = engineOf(r, server);
+    await r.put('events', 'e1', event(1));
+    await expectArrives(server, 1, 10_000);
+    await waitUntil(() => engine.status.state === 'synced', 10_000, 'the writer to be synced');
+    const hello = socket.sent.find((m) => m.type === 'hello');
+    expect(hello?.type === 'hello' && Number.isInteger(hello.time)).toBe(true);
+    expect(engine.status.error).toBeUndefined();
+  });
+});

@@ -650,7 +650,8 @@ export class SyncEngine {
       replica: this.#port.id,
       ...(token ? { token } : {}),
       spaces,
-      time: this.#port.now(),
+      // Whole ms: a `now` option may give fractions (performance.timeOrigin + performance.now()), which the wire refuses.
+      time: Math.max(0, Math.floor(this.#port.now())),
       maxFrameBytes: this.#maxFrameBytes,
       ...(this.#options.durability !== undefined && this.#options.durability !== 'region' ? { durability: this.#options.durability } : {}),
       ...(retired > 0 ? { retired } : {}),
