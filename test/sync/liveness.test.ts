@@ -363,8 +363,8 @@ describe('sync control', () => {
 });
 
 describe('a device clock with fractions of a millisecond', () => {
-  it('(a `now` of performance.timeOrigin + performance.now()) says hello in whole ms and syncs', async () => {
-    const server = await startServer();
+  it('(a `now` of performance.timeOrigin + performance.now(), on the client and the server) says hello and welcome in whole ms and syncs', async () => {
+    const server = await startServer({ now: () => performance.timeOrigin + performance.now() });
     cleanup.push(() => server.close());
     const r = await open('fractional', { now: () => performance.timeOrigin + performance.now() });
     const { engine, socket } = engineOf(r, server);
@@ -373,6 +373,8 @@ describe('a device clock with fractions of a millisecond', () => {
     await waitUntil(() => engine.status.state === 'synced', 10_000, 'the writer to be synced');
     const hello = socket.sent.find((m) => m.type === 'hello');
     expect(hello?.type === 'hello' && Number.isInteger(hello.time)).toBe(true);
+    const welcome = socket.received.find((m) => m.type === 'welcome');
+    expect(welcome?.type === 'welcome' && Number.isInteger(welcome.time)).toBe(true);
     expect(engine.status.error).toBeUndefined();
   });
 });

@@ -411,7 +411,7 @@ export class Session implements Follower {
       type: 'welcome',
       protocol: PROTOCOL_VERSION,
       server: this.ctx.serverId,
-      time: this.ctx.now(),
+      time: Math.max(0, Math.floor(this.ctx.now())),
       spaces: granted.map(({ space, access, head }) => ({ space, access, head })),
       limits: this.ctx.announced,
       ...(this.ctx.region !== undefined ? { region: this.ctx.region, peers: [...this.ctx.peers] } : {}),
