@@ -134,6 +134,22 @@ const GAP_WAIT_FIRST_MS = 500;
 const GAP_WAIT_MAX_MS = 30_000;
 /** Ticks of the ping interval a push may go unanswered on a live connection. */
 const PUSH_TICKS = 3;
+/** Most changes of consecutive `changes` frames applied as one (#drain). */
+const MAX_COALESCED = 5_000;
+
+type ChangesMessage = Extract<DownstreamMessage, { type: 'changes' }>;
+
+/**
+ * Two consecutive `changes` frames of one space as one: the changes in order,
+ * the later position, and per origin region the highest position either covers.
+ */
+function mergeChanges(a: ChangesMessage, b: ChangesMessage): ChangesMessage {
+  const changes = a.changes.length === 0 ? b.changes : b.changes.length === 0 ? a.changes : [...a.changes, ...b.changes];
+  if (!a.origins || !b.origins) return { ...b, changes, ...(a.origins || b.origins ? { origins: a.origins ?? b.origins } : {}) };
+  const origins = new Map(a.origins.map((o) => [o.region, o.upTo]));
+  for (const o of b.origins) origins.set(o.region, Math.max(origins.get(o.region) ?? 0, o.upTo));
+  return { ...b, changes, origins: [...origins].map(([region, upTo]) => ({ region, upTo })) };
+}
 
 const monotonic = (): number => globalThis.performance.now();
 /** The browser says it has no network (navigator.onLine); elsewhere, never. */
@@ -173,6 +189,12 @@ class Session {
   /** The floor last told the server, per space (hello, then `floor` messages). */
   readonly floors = new Map<SpaceId, HlcString>();
   queue: Promise<void> = Promise.resolve();
+  /** Frames received and not handled yet, in order (SyncEngine #drain). */
+  readonly inbox: Uint8Array[] = [];
+  /** A task to drain the inbox is queued or running. */
+  draining = false;
+  /** A message decoded ahead of its turn (#drain), handled before the inbox. */
+  peeked: DownstreamMessage | undefined;
   connection!: Connection;
   pusher!: Pusher;
 }
@@ -463,7 +485,13 @@ export class SyncEngine {
         open: () => this.#enqueue(session, () => this.#hello(session)),
         frame: (bytes) => {
           session.silentTicks = 0;
-          this.#enqueue(session, () => this.#handle(session, bytes));
+          // Frames wait in the inbox; one task drains what has arrived, so changes that arrived together are
+          // applied together (#drain).
+          session.inbox.push(bytes);
+          if (!session.draining) {
+            session.draining = true;
+            this.#enqueue(session, () => this.#drain(session));
+          }
         },
         closed,
       });
@@ -658,20 +686,65 @@ export class SyncEngine {
     });
   }
 
-  async #handle(session: Session, bytes: Uint8Array): Promise<void> {
-    let message: DownstreamMessage;
+  /**
+   * Handles the frames in the inbox, in order, until it is empty (frames that
+   * arrive meanwhile join it). Consecutive `changes` of one space are applied
+   * as one (one transaction instead of one per frame: a busy space relays many
+   * small frames), up to MAX_COALESCED changes: the same changes in the same
+   * order, the position and origins of the last.
+   */
+  async #drain(session: Session): Promise<void> {
+    try {
+      while ((session.peeked !== undefined || session.inbox.length > 0) && this.#session === session) {
+        const message = session.peeked ?? this.#decode(session, session.inbox.shift() as Uint8Array);
+        session.peeked = undefined;
+        if (message === undefined) return;
+        if (message.type !== 'changes') {
+          await this.#dispatch(session, message);
+          continue;
+        }
+        let merged = message;
+        while (session.inbox.length > 0 && merged.changes.length < MAX_COALESCED) {
+          const next = this.#decode(session, session.inbox.shift() as Uint8Array);
+          if (next === undefined) return;
+          if (next.type !== 'changes' || next.space !== merged.space) {
+            session.peeked = next;
+            break;
+          }
+          merged = mergeChanges(merged, next);
+        }
+        await this.#dispatch(session, merged);
+      }
+    } finally {
+      session.draining = false;
+      // A frame that arrived after the loop looked (or one decoded ahead): drain again.
+      if ((session.peeked !== undefined || session.inbox.length > 0) && this.#session === session) {
+        session.draining = true;
+        this.#enqueue(session, () => this.#drain(session));
+      }
+    }
+  }
+
+  /** A frame's message, or undefined when it cannot be read or trusted (the session then ends). */
+  #decode(session: Session, bytes: Uint8Array): DownstreamMessage | undefined {
     try {
       if (bytes.length > this.#maxFrameBytes) throw new ProtocolError('invalid_message', `a frame of ${bytes.length} bytes; this client reads at most ${this.#maxFrameBytes}`);
-      message = decodeDownstream(bytes);
+      const message = decodeDownstream(bytes);
       if ((message.type === 'changes' || message.type === 'snapshot' || message.type === 'synced' || message.type === 'ack') && !this.#syncing.has(message.space)) {
         // A compromised or misrouted server: nothing of a space this replica did not ask for is stored.
         throw new ProtocolError('invalid_message', `the server sent ${message.type} for space "${message.space}", which this replica does not sync; refused`);
       }
+      return message;
     } catch (error) {
       // A server this client cannot read (another protocol version?), or one it must not trust: stop
       // rather than read the same frames again.
-      return this.#endSession(session, { code: (error as ProtocolError).code ?? 'invalid_message', message: `bad message from server: ${(error as Error).message}`, fatal: true });
+      session.inbox.length = 0;
+      this.#endSession(session, { code: (error as ProtocolError).code ?? 'invalid_message', message: `bad message from server: ${(error as Error).message}`, fatal: true });
+      return undefined;
     }
+  }
+
+  async #dispatch(session: Session, message: DownstreamMessage): Promise<void> {
     switch (message.type) {
       case 'welcome':
         return this.#welcome(session, message);
