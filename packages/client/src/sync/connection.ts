@@ -85,6 +85,10 @@ export function webSocketConnect(urls: () => readonly string[], Socket: SocketFa
       return { send: () => undefined, close: () => (done = true) };
     }
     socket.binaryType = 'arraybuffer';
+    // Node's `ws` (it has ping and terminate, which a browser's WebSocket has not) hands a binary frame over
+    // without copying it into an ArrayBuffer when asked for 'nodebuffer': a Buffer, which is a Uint8Array.
+    const ws = socket as unknown as { ping?: unknown; terminate?: unknown };
+    if (typeof ws.ping === 'function' && typeof ws.terminate === 'function') socket.binaryType = 'nodebuffer';
     socket.onopen = () => handlers.open();
     socket.onmessage = (event) => {
       const data = event.data;
