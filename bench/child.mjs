@@ -26,6 +26,12 @@ export async function startChild(script, args = []) {
   const { port } = await next('listening', 30_000);
   return {
     port,
+    /** The server process's CPU time so far, µs (user + system). */
+    async cpu() {
+      const reply = next('cpu');
+      child.send({ type: 'cpu' });
+      return (await reply).micros;
+    },
     async memory() {
       const reply = next('memory');
       child.send({ type: 'memory' });

@@ -18,7 +18,6 @@ const dist = process.env.CLIENT_DIST ?? new URL('../packages/client/dist', impor
 const { createReplica, memoryStorage } = await import(`${dist}/index.js`);
 const { internalsOf } = await import(`${dist}/replica.js`);
 const schema = { events: { indexes: { byStart: ['start'] } } };
-const SPACE = 'default';
 
 // The writer's changes, as the wire carries them: frames of B changes, encoded once.
 const writer = await createReplica({ name: 'writer', schema, storage: memoryStorage(), tabs: false });

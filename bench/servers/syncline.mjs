@@ -38,6 +38,10 @@ process.on('message', async (msg) => {
     }
     process.send({ type: 'seeded' });
   }
+  if (msg.type === 'cpu') {
+    const { user, system } = process.cpuUsage();
+    process.send({ type: 'cpu', micros: user + system });
+  }
   if (msg.type === 'memory') {
     globalThis.gc?.();
     process.send({ type: 'memory', rss: process.memoryUsage().rss, heap: process.memoryUsage().heapUsed });

@@ -30,7 +30,6 @@ function scriptedServer() {
     binaryType = 'arraybuffer';
     readyState = 1;
     constructor() {
-      socket = this;
       setTimeout(() => this.onopen?.({}), 0);
     }
     send(data: Uint8Array): void {
@@ -46,7 +45,14 @@ function scriptedServer() {
       socket?.onmessage?.({ data: bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) });
     }
   };
-  return { factory: Scripted, sent, deliver };
+  // The engine constructs the socket: the instance is kept as it is made.
+  const factory = function (url: string) {
+    const made = new Scripted();
+    socket = made;
+    void url;
+    return made;
+  } as unknown as typeof Scripted;
+  return { factory, sent, deliver };
 }
 
 describe('changes frames that arrive together', () => {

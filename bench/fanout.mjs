@@ -1,0 +1,97 @@
+// Fan-out (issue 21): one writer writes into a space at a fixed rate, one change at a time as apps do,
+// while R readers of the space are connected (raw protocol clients in P processes of
+// bench/fanout-readers.mjs, which note arrivals without decoding). Per rate: the server's CPU time per
+// delivered change (its process alone), the delivery lag from the start of each write to its arrival
+// at each reader (p50, p99), and whether every delivery arrived. The server runs in its own process
+// with default limits (connection caps raised only: the readers all come from 127.0.0.1) and SQLite
+// on disk.
+//
+//   tsc -b && node bench/fanout.mjs [--readers 1000] [--processes 4] [--rates 25,50,100,200] [--seconds 10]
+import { fork } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { WebSocket } from 'ws';
+import { createReplica, memoryStorage } from '../packages/client/dist/index.js';
+import { startChild } from './child.mjs';
+import { fmt, table } from './lib.mjs';
+
+const { values } = parseArgs({ options: { readers: { type: 'string' }, processes: { type: 'string' }, rates: { type: 'string' }, seconds: { type: 'string' } } });
+const READERS = Number(values.readers ?? 1000);
+const PROCESSES = Number(values.processes ?? 4);
+const RATES = (values.rates ?? '25,50,100,200').split(',').map(Number);
+const SECONDS = Number(values.seconds ?? 10);
+const SPACE = 'fan';
+const now = () => performance.timeOrigin + performance.now();
+
+const dir = mkdtempSync(join(tmpdir(), 'syncline-fanout-'));
+const server = await startChild('syncline.mjs', [join(dir, 'fan.db'), 'many-connections']);
+const readers = [];
+for (let p = 0; p < PROCESSES; p++) {
+  const count = Math.floor(READERS / PROCESSES) + (p < READERS % PROCESSES ? 1 : 0);
+  const child = fork(fileURLToPath(new URL('./fanout-readers.mjs', import.meta.url)), [String(server.port), String(count), SPACE, String(p * 100_000)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  readers.push({ child, count, ready: new Promise((resolve) => child.once('message', resolve)) });
+}
+await Promise.all(readers.map((r) => r.ready));
+const writer = await createReplica({ name: 'writer', schema: { events: {} }, storage: memoryStorage(), tabs: false, sync: { url: `ws://127.0.0.1:${server.port}/sync`, WebSocket, spaces: [SPACE] } });
+await writer.sync.waitFor((s) => s.state === 'synced', 30_000);
+
+const report = () =>
+  Promise.all(
+    readers.map(
+      (r) =>
+        new Promise((resolve) => {
+          r.child.once('message', resolve);
+          r.child.send({ type: 'report' });
+        }),
+    ),
+  );
+await report(); // what the welcome and catch-up sent: not counted
+
+const rows = [];
+let written = 0;
+for (const rate of RATES) {
+  const n = Math.round(rate * SECONDS);
+  const cpu0 = await server.cpu();
+  const t0 = now();
+  for (let i = 0; i < n; i++) {
+    // One write at a time, each awaited, at the rate (catching up when behind).
+    const due = t0 + (i * 1000) / rate;
+    const wait = due - now();
+    if (wait > 1) await new Promise((resolve) => setTimeout(resolve, wait));
+    await writer.put('events', `w${written++}`, { t: now(), title: `event ${i} at ${rate}/s`, start: 1_700_000_000_000 + i * 60_000 }, { space: SPACE });
+  }
+  const writeSeconds = (now() - t0) / 1000;
+  // Every delivery (n per reader), or 30 s after the last write.
+  const lags = [];
+  let frames = 0;
+  const deadline = now() + 30_000;
+  while (lags.length < n * READERS && now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    for (const got of await report()) {
+      lags.push(...got.lags);
+      frames += got.frames;
+    }
+  }
+  const cpu = (await server.cpu()) - cpu0;
+  lags.sort((a, b) => a - b);
+  const pct = (p) => lags[Math.min(lags.length - 1, Math.floor((p / 100) * lags.length))] ?? NaN;
+  rows.push([
+    `${rate}/s`,
+    fmt(n / writeSeconds, 0),
+    `${fmt(lags.length)} of ${fmt(n * READERS)}`,
+    fmt(cpu / Math.max(1, lags.length), 2),
+    fmt(frames / Math.max(1, lags.length), 2),
+    `${fmt(pct(50), 1)} / ${fmt(pct(99), 1)} ms`,
+    fmt(cpu / 1000 / ((now() - t0) / 1000) / 10, 1),
+  ]);
+  console.log(`  ${rate}/s done: ${lags.length} of ${n * READERS} deliveries, p99 ${fmt(pct(99), 1)} ms`);
+}
+console.log(`fan-out (${new Date().toISOString()}): 1 writer, ${READERS} readers in ${PROCESSES} processes, ${SECONDS} s per rate, one write at a time`);
+console.log(table(['rate asked', 'writes/s made', 'deliveries', 'server CPU µs per delivery', 'frames per delivery', 'lag p50 / p99', 'server CPU %'], rows));
+await writer.close();
+for (const r of readers) r.child.send({ type: 'stop' });
+await server.stop();
+rmSync(dir, { recursive: true, force: true });
