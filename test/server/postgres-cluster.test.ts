@@ -185,7 +185,7 @@ describePg('several server instances on one PostgreSQL', () => {
     await sw.flushed();
     clock.value += 5 * 60_000;
     // A horizon past the delete (passes until the server's clock has moved past its stamp).
-    await waitUntil(async () => (await a.collect()).collected > 0, 5_000, 'A to collect the deleted record');
+    await waitUntil(async () => (await a.collect()).collected > 0, 15_000, 'A to collect the deleted record');
     // One at a time, each read by R before the next.
     for (let i = 0; i < 10; i++) {
       await w.put('events', `e${i}`, { n: i });
@@ -194,7 +194,7 @@ describePg('several server instances on one PostgreSQL', () => {
     await waitUntil(() => isSynced(sr), 10_000, 'R synced');
     // B's own pass tells what A's pass did (B relays A's commits from memory: no catch-up per commit tells it).
     await b.collect();
-    await waitUntil(async () => (await r.stats()).tombstones === 0, 5_000, 'R to forget the deleted record');
+    await waitUntil(async () => (await r.stats()).tombstones === 0, 15_000, 'R to forget the deleted record');
     // Each horizon once, the last the current one.
     const told = rec.of('horizon').map((m) => m.hlc);
     expect(told.length).toBeLessThan(10);
