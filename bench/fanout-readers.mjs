@@ -2,15 +2,19 @@
 // argv[2], argv[3] of them, that note when each change arrives. A change's `t` field is when its write
 // started (performance.timeOrigin + performance.now(), comparable across processes on one machine); the
 // frame's bytes are searched for it, not decoded, so that the readers cost little beside the server.
-// IPC: { type: 'ready' } once all are past their welcome; on { type: 'report' }, { type: 'lags', lags }
-// (ms, every arrival) and { type: 'frames', frames }.
+// Lags are kept as a histogram (buckets 1% wide). IPC: { type: 'ready' } once all are past their welcome;
+// on { type: 'report' }, { type: 'count', count, frames } (arrivals and frames since the last `histogram`);
+// on { type: 'histogram' }, { type: 'histogram', buckets: [[bucket, count], ...] }, and a fresh start.
 import { WebSocket } from 'ws';
 import { encodeUpstream, PROTOCOL_VERSION } from '../packages/core/dist/index.js';
 
-const [port, count, space, first] = [Number(process.argv[2]), Number(process.argv[3]), process.argv[4], Number(process.argv[5])];
+const [port, sockets, space, first] = [Number(process.argv[2]), Number(process.argv[3]), process.argv[4], Number(process.argv[5])];
 const now = () => performance.timeOrigin + performance.now();
-const lags = [];
+let buckets = new Map();
+let count = 0;
 let frames = 0;
+/** A lag's bucket: lags within 1% of each other share one (bench/fanout.mjs reads them back). */
+const bucketOf = (ms) => Math.max(0, Math.floor(Math.log(Math.max(ms, 0.01) / 0.01) / Math.log(1.01)));
 const T = Buffer.from('"t":');
 function arrived(data) {
   const at = now();
@@ -19,11 +23,13 @@ function arrived(data) {
   for (let i = buf.indexOf(T); i >= 0; i = buf.indexOf(T, i + 4)) {
     let j = i + 4;
     while (j < buf.length && ((buf[j] >= 48 && buf[j] <= 57) || buf[j] === 46)) j++;
-    lags.push(at - Number(buf.toString('latin1', i + 4, j)));
+    const b = bucketOf(at - Number(buf.toString('latin1', i + 4, j)));
+    buckets.set(b, (buckets.get(b) ?? 0) + 1);
+    count++;
   }
 }
 let ready = 0;
-for (let i = 0; i < count; i++) {
+for (let i = 0; i < sockets; i++) {
   const ws = new WebSocket(`ws://127.0.0.1:${port}/sync`);
   ws.binaryType = 'nodebuffer';
   ws.on('open', () => ws.send(encodeUpstream({ type: 'hello', protocol: PROTOCOL_VERSION, replica: `reader${first + i}`, spaces: [{ space, after: 0 }], time: Date.now() })));
@@ -31,7 +37,7 @@ for (let i = 0; i < count; i++) {
   ws.on('message', (data) => {
     if (!welcomed) {
       welcomed = true;
-      if (++ready === count) process.send({ type: 'ready' });
+      if (++ready === sockets) process.send({ type: 'ready' });
       return;
     }
     arrived(data);
@@ -39,8 +45,11 @@ for (let i = 0; i < count; i++) {
   ws.on('error', (error) => console.error('reader socket error', error.message));
 }
 process.on('message', (msg) => {
-  if (msg.type === 'report') {
-    process.send({ type: 'lags', lags: lags.splice(0), frames });
+  if (msg.type === 'report') process.send({ type: 'count', count, frames });
+  if (msg.type === 'histogram') {
+    process.send({ type: 'histogram', buckets: [...buckets] });
+    buckets = new Map();
+    count = 0;
     frames = 0;
   }
   if (msg.type === 'stop') process.exit(0);
