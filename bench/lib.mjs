@@ -167,3 +167,30 @@ export function rawJsonBytes(N, makeEvent) {
 export function spread(m, f = (x) => fmt(x)) {
   return `${f(m.median)} (${f(m.min)}–${f(m.max)})`;
 }
+
+/**
+ * Runs each of `systems` (name → async function resolving to ms) `runs` times in one process, the order
+ * reversed every other run, with a GC before each (when exposed); returns name → the ms of each run.
+ */
+export async function interleaved(systems, runs) {
+  const times = new Map(Object.keys(systems).map((name) => [name, []]));
+  for (let run = 0; run < runs; run++) {
+    const names = Object.keys(systems);
+    if (run % 2 === 1) names.reverse();
+    for (const name of names) {
+      globalThis.gc?.();
+      times.get(name).push(await systems[name]());
+    }
+  }
+  return times;
+}
+
+/** A table of `times` (from interleaved): median ms (min–max), µs per one of `n` items, × the `baseline` system's median. */
+export function timesTable(times, n, baseline, per, digits = 0) {
+  const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  const base = median(times.get(baseline));
+  return table(
+    ['system', 'ms', `µs per ${per}`, `× ${baseline.split(' ')[0]}`],
+    [...times].map(([name, xs]) => [name, `${fmt(median(xs), digits)} (${fmt(Math.min(...xs), digits)}–${fmt(Math.max(...xs), digits)})`, fmt((median(xs) * 1000) / n, 1), fmt(median(xs) / base, 2)]),
+  );
+}

@@ -6,7 +6,7 @@
 //   tsc -b && node bench/local-single.mjs [--writes 20000] [--runs 5]
 import { parseArgs } from 'node:util';
 import * as Y from 'yjs';
-import { event, fmt, table } from './lib.mjs';
+import { event, fmt, interleaved, timesTable } from './lib.mjs';
 
 const { values } = parseArgs({ options: { writes: { type: 'string' }, runs: { type: 'string' } } });
 const N = Number(values.writes ?? 20_000);
@@ -47,21 +47,6 @@ const systems = {
   },
 };
 
-const times = new Map(Object.keys(systems).map((name) => [name, []]));
-for (let run = 0; run < RUNS; run++) {
-  const names = Object.keys(systems);
-  if (run % 2 === 1) names.reverse();
-  for (const name of names) {
-    globalThis.gc?.();
-    times.get(name).push(await systems[name]());
-  }
-}
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const yjs = median(times.get('Yjs (Y.Map)'));
+const times = await interleaved(systems, RUNS);
 console.log(`${fmt(N)} single writes, each awaited; ms, median of ${RUNS} (min–max)`);
-console.log(
-  table(
-    ['system', 'ms', 'µs per write', '× Yjs'],
-    [...times].map(([name, xs]) => [name, `${fmt(median(xs))} (${fmt(Math.min(...xs))}–${fmt(Math.max(...xs))})`, fmt((median(xs) * 1000) / N, 1), fmt(median(xs) / yjs, 2)]),
-  ),
-);
+console.log(timesTable(times, N, 'Yjs (Y.Map)', 'write'));

@@ -8,7 +8,7 @@
 import { parseArgs } from 'node:util';
 import * as Y from 'yjs';
 import { decodeDownstream, encodeDownstream } from '../packages/core/dist/internal.js';
-import { event, fmt, table } from './lib.mjs';
+import { event, interleaved, timesTable } from './lib.mjs';
 
 const { values } = parseArgs({ options: { changes: { type: 'string' }, batch: { type: 'string' }, runs: { type: 'string' } } });
 const N = Number(values.changes ?? 20_000);
@@ -81,21 +81,6 @@ const systems = {
   },
 };
 
-const times = new Map(Object.keys(systems).map((name) => [name, []]));
-for (let run = 0; run < RUNS; run++) {
-  const names = Object.keys(systems);
-  if (run % 2 === 1) names.reverse();
-  for (const name of names) {
-    globalThis.gc?.();
-    times.get(name).push(await systems[name]());
-  }
-}
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const yjs = median(times.get('Yjs (merged updates)'));
+const times = await interleaved(systems, RUNS);
 console.log(`remote apply (${new Date().toISOString()}): ${N} changes of another replica, ${B} per message, memory storage; median of ${RUNS}`);
-console.log(
-  table(
-    ['system', 'ms', 'µs per change', '× Yjs'],
-    [...times].map(([name, xs]) => [name, `${fmt(median(xs), 0)} (${fmt(Math.min(...xs), 0)}–${fmt(Math.max(...xs), 0)})`, fmt((median(xs) * 1000) / N, 1), fmt(median(xs) / yjs, 2)]),
-  ),
-);
+console.log(timesTable(times, N, 'Yjs (merged updates)', 'change', 0));

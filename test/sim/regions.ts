@@ -130,7 +130,7 @@ const T0 = Date.UTC(2026, 0, 1);
 const NAMES = ['a', 'b', 'c'];
 const SETTLE_LIMIT_MS = 30 * 60_000;
 /** How often each region runs a collection pass (virtual ms). */
-const GC_INTERVAL_MS = process.env["NO_GC"] ? 0 : 5_000;
+const GC_INTERVAL_MS = 5_000;
 /** How long the run goes on with nothing written after its first checks, for every horizon to pass every delete. */
 const SETTLE_GC_MS = 3 * 60_000;
 const QUIESCE_LIMIT_MS = 60 * 60_000;
@@ -832,16 +832,6 @@ class RegionsWorld {
       states.slice(1).forEach((s, i) => {
         if (s !== states[0]) this.fail(`regions ${live[0]?.name} and ${live[i + 1]?.name} hold different records of ${space}: ${firstDifference(states[0] as string, s)}`);
       });
-      if (process.env['DBG_RECORD'] && states.some((s) => s !== states[0])) {
-        const [collection, id] = process.env['DBG_RECORD'].split('/');
-        for (const region of live) {
-          console.log(region.name, space, JSON.stringify(await (region.storage as ServerStorage).stability(space as SpaceId)));
-          console.log('   record', JSON.stringify(await (region.storage as ServerStorage).record(space as SpaceId, collection as string, id as string)));
-          for (const [pos, c] of region.archive.get(space) ?? []) {
-            if (c.collection === collection && c.id === id) console.log('  ', pos, c.op, c.replica.slice(0, 5), c.seq, c.hlc.slice(0, 17), JSON.stringify(c).slice(0, 120));
-          }
-        }
-      }
     }
 
     // Nothing written is lost: each replica's seqs 1..counter are in the log, and so is everything a region
