@@ -132,6 +132,27 @@ describePg('several server instances on one PostgreSQL', () => {
     expect(received().at(-1)).toMatchObject({ replica: wa1.id, seq: perWriter + 1 });
   });
 
+  it("a reader that joined an empty space reads the other instance's first commits from the log, each change once (no snapshot)", async () => {
+    const name = schemaForTest();
+    const [a, b] = [await instance(name), await instance(name)];
+    const space = 'empty-first' as SpaceId;
+    const watcher = await RawClient.open(b.url);
+    cleanup.push(() => watcher.close());
+    await watcher.hello('watcher' as ReplicaId, [{ space }]);
+    await watcher.next('synced', (m) => m.upTo === 0);
+    const writer = await RawClient.open(a.url);
+    cleanup.push(() => writer.close());
+    await writer.hello('writer' as ReplicaId, [{ space }]);
+    // One change at a time, as apps write: B hears each commit and its first one finds no relay position yet.
+    for (let seq = 1; seq <= 6; seq++) {
+      writer.send({ type: 'push', space, changes: [putChange('writer' as ReplicaId, space, seq, { seq }, { id: `e${seq}` })] });
+      await writer.next('ack', (m) => m.upTo === seq);
+    }
+    await watcher.next('changes', (m) => m.upTo === 6, 0, 10_000);
+    expect(watcher.of('snapshot')).toEqual([]);
+    expect(watcher.of('changes').flatMap((m) => m.changes.map((c) => c.seq))).toEqual([1, 2, 3, 4, 5, 6]);
+  });
+
   it('a commit of the other instance notified while a catch-up ends (announcing the horizon) still reaches the client', async () => {
     const name = schemaForTest();
     const a = await instance(name);

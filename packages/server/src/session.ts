@@ -105,7 +105,10 @@ interface Subscription {
    * that is ahead of this one).
    */
   readonly held: Map<string, number> | undefined;
-  /** Catch up from the log even from position 0 (a client from another region that holds part of it); else 0 means a snapshot. */
+  /**
+   * Catch up from the log even from position 0 (a client from another region that holds part of it, or one
+   * that has caught up once, at an empty log); else 0 means a snapshot.
+   */
   fromLog: boolean;
   live: boolean;
   catchingUp: boolean;
@@ -600,6 +603,9 @@ export class Session implements Follower {
         }
         // Live first, then look at the head: a commit is either relayed or seen here.
         sub.live = true;
+        // It holds the log up to sentUpTo now, even at 0 (an empty log): what follows is read from the log, not
+        // sent as a snapshot, whose records newer than its position the log would send again.
+        sub.fromLog = true;
         if ((await storage.head(space)) > sub.sentUpTo) sub.dirty = true;
       }
       if (sub.live && this.#state === 'ready') {
