@@ -1,5 +1,7 @@
-// A process of fan-out readers (bench/fanout.mjs): K raw protocol clients of one space on the server at
-// argv[2], argv[3] of them, that note when each change arrives. A change's `t` field is when its write
+// A process of fan-out readers (bench/fanout.mjs): K raw protocol clients of one space, argv[3] of them, on
+// the servers at the ports of argv[2] (comma-separated: reader i on port i mod n), that note when each
+// change arrives. They connect at most argv[6] per second (default: all at once), under a server's
+// per-address connection rate. A change's `t` field is when its write
 // started (performance.timeOrigin + performance.now(), comparable across processes on one machine); the
 // frame's bytes are searched for it, not decoded, so that the readers cost little beside the server.
 // Lags are kept as a histogram (buckets 1% wide). IPC: { type: 'ready' } once all are past their welcome;
@@ -8,7 +10,8 @@
 import { WebSocket } from 'ws';
 import { encodeUpstream, PROTOCOL_VERSION } from '../packages/core/dist/index.js';
 
-const [port, sockets, space, first] = [Number(process.argv[2]), Number(process.argv[3]), process.argv[4], Number(process.argv[5])];
+const [ports, sockets, space, first] = [process.argv[2].split(',').map(Number), Number(process.argv[3]), process.argv[4], Number(process.argv[5])];
+const perSecond = Number(process.argv[6] ?? Infinity);
 const now = () => performance.timeOrigin + performance.now();
 let buckets = new Map();
 let count = 0;
@@ -30,7 +33,8 @@ function arrived(data) {
 }
 let ready = 0;
 for (let i = 0; i < sockets; i++) {
-  const ws = new WebSocket(`ws://127.0.0.1:${port}/sync`);
+  if (i > 0 && Number.isFinite(perSecond) && i % perSecond === 0) await new Promise((resolve) => setTimeout(resolve, 1000));
+  const ws = new WebSocket(`ws://127.0.0.1:${ports[(first + i) % ports.length]}/sync`);
   ws.binaryType = 'nodebuffer';
   ws.on('open', () => ws.send(encodeUpstream({ type: 'hello', protocol: PROTOCOL_VERSION, replica: `reader${first + i}`, spaces: [{ space, after: 0 }], time: Date.now() })));
   let welcomed = false;

@@ -179,15 +179,14 @@ describePg('several server instances on one PostgreSQL', () => {
     });
     const b = await startServer({ storage: gated });
     cleanup.push(() => b.close());
-    const { w, r, sw, sr } = await pairOn(a, b, 'cluster');
-    await waitUntil(() => isSynced(sr) && isSynced(sw), 10_000, 'both synced');
-
-    // B's first notification of the space makes R's session catch up (B relays later ones from its own read
-    // of the log); that catch-up ends by reading the horizon: held there.
+    // R's session catches up when it connects, and its catch-up ends by reading the horizon: held there,
+    // while W's commits on A reach B.
     let release: () => void = () => undefined;
     hold = new Promise((resolve) => (release = resolve));
-    await w.put('events', 'first', { n: 1 });
+    const { w, r, sw, sr } = await pairOn(a, b, 'cluster');
+    await waitUntil(() => isSynced(sr) && isSynced(sw), 10_000, 'both synced');
     await waitUntil(() => holding, 10_000, 'R’s catch-up to end at the horizon');
+    await w.put('events', 'first', { n: 1 });
     await w.put('events', 'second', { n: 2 });
     await w.put('events', 'third', { n: 3 });
     await sw.flushed();

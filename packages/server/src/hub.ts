@@ -70,7 +70,21 @@ export class Hub {
     }
   }
 
-  /** Relays entries just stored in `space` (contiguous positions, ascending). */
+  /** The lowest position a live follower of `space` has been sent up to (undefined: none is live). */
+  lowestLive(space: SpaceId): number | undefined {
+    let lowest: number | undefined;
+    for (const follower of this.#followers.get(space) ?? []) {
+      if (follower.isLive(space) && (lowest === undefined || follower.sentUpTo(space) < lowest)) lowest = follower.sentUpTo(space);
+    }
+    return lowest;
+  }
+
+  /**
+   * Relays entries just stored in `space` (contiguous positions, ascending). A
+   * live follower at the position before them gets them all; one part-way into
+   * them (it read some from the log itself, ahead of this relay) gets the rest;
+   * one behind them missed some and reads the log.
+   */
   relay(space: SpaceId, entries: readonly LoggedChange[], batch: number): number {
     if (entries.length > 0) this.#advanced(space);
     const set = this.#followers.get(space);
@@ -78,25 +92,28 @@ export class Hub {
     const first = (entries[0] as LoggedChange).pos;
     const upTo = (entries[entries.length - 1] as LoggedChange).pos;
     const writers = new Set(entries.map((e) => e.change.replica));
-    // One encoding for everyone who wrote none of these entries, one per writer otherwise (and per frame budget).
+    // One encoding per starting point, per writer among the entries (everyone else shares one) and per frame budget.
     const frames = new Map<string, Array<{ frame: Uint8Array | undefined; upTo: number; count: number }>>();
-    const framesFor = (exclude: ReplicaId | '', budget: number): Array<{ frame: Uint8Array | undefined; upTo: number; count: number }> => {
-      const key = `${budget} ${exclude}`;
+    const framesFor = (rest: readonly LoggedChange[], exclude: ReplicaId | '', budget: number): Array<{ frame: Uint8Array | undefined; upTo: number; count: number }> => {
+      const key = `${budget} ${rest.length} ${exclude}`;
       let out = frames.get(key);
-      if (!out) frames.set(key, (out = encodeChanges(space, entries, { exclude, region: this.region }, batch, budget)));
+      if (!out) frames.set(key, (out = encodeChanges(space, rest, { exclude, region: this.region }, batch, budget)));
       return out;
     };
     let sent = 0;
     for (const follower of set) {
       if (!follower.isLive(space)) continue;
-      if (follower.sentUpTo(space) !== first - 1) {
-        if (follower.sentUpTo(space) < upTo) follower.resync(space);
+      const at = follower.sentUpTo(space);
+      if (at >= upTo) continue;
+      if (at < first - 1) {
+        follower.resync(space);
         continue;
       }
+      const rest = at === first - 1 ? entries : entries.slice(at - first + 1);
       const exclude = writers.has(follower.replica) ? follower.replica : '';
       const held = follower.held(space);
       // A follower that came from a region ahead of this one holds some of these already: its own frames.
-      const parts = held && entries.some((e) => isHeld(held, e)) ? encodeChanges(space, entries, { exclude, held, region: this.region }, batch, follower.budget) : framesFor(exclude, follower.budget);
+      const parts = held && rest.some((e) => isHeld(held, e)) ? encodeChanges(space, rest, { exclude, held, region: this.region }, batch, follower.budget) : framesFor(rest, exclude, follower.budget);
       for (const part of parts) {
         // A frame can fill the follower's send buffer and pause it: the rest of a
         // large commit group then waits in the log, not in the socket's memory.

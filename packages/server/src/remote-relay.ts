@@ -34,17 +34,26 @@ export class RemoteRelay {
 
   /** This instance stored and relayed entries of `space` up to `upTo`. */
   stored(space: SpaceId, upTo: number): void {
-    if (upTo > (this.#relayed.get(space) ?? 0)) this.#relayed.set(space, upTo);
+    if (this.hub.followers(space) === 0) this.#relayed.delete(space);
+    else if (upTo > (this.#relayed.get(space) ?? 0)) this.#relayed.set(space, upTo);
   }
 
   /** Another instance's commits took `space` to `head` (storage.watch). */
   advanced(space: SpaceId, head: number): void {
-    const relayed = this.#relayed.get(space);
-    // Nobody follows the space here, or nothing is known of it yet: followers (if any) read the log themselves.
-    if (relayed === undefined || this.hub.followers(space) === 0) {
-      this.#relayed.set(space, Math.max(relayed ?? 0, head));
+    // Nobody follows the space here: nothing is kept for it (every instance hears every commit of the
+    // database, of spaces it may never serve).
+    if (this.hub.followers(space) === 0) {
+      this.#relayed.delete(space);
       this.hub.resyncBehind(space, head);
       return;
+    }
+    // Nothing relayed here yet: start where the lowest live follower is, not with a catch-up of every
+    // follower at once. With none live yet, they are catching up and read the log themselves.
+    let relayed = this.#relayed.get(space);
+    if (relayed === undefined) {
+      relayed = this.hub.lowestLive(space);
+      this.#relayed.set(space, relayed ?? head);
+      if (relayed === undefined) return this.hub.resyncBehind(space, head);
     }
     if (head <= relayed) return;
     this.#pending.set(space, Math.max(this.#pending.get(space) ?? 0, head));
@@ -57,8 +66,9 @@ export class RemoteRelay {
     try {
       for (;;) {
         target = this.#pending.get(space) ?? 0;
-        const from = this.#relayed.get(space) ?? 0;
-        if (target <= from) break;
+        const from = this.#relayed.get(space);
+        // Its last follower here left meanwhile (stored() forgot the space).
+        if (from === undefined || target <= from) break;
         const entries = await this.storage.readLog(space, from, this.batch, this.maxBytes);
         // Compacted meanwhile, or nothing to read: the followers behind read the log themselves.
         if (entries[0]?.pos !== from + 1) {
