@@ -4,7 +4,7 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { findNonJson, isJson } from '@syncline/core/internal';
+import { findNonJson, frozenFieldsCopy, isJson, jsonBytesBound, type Fields, type Json } from '@syncline/core/internal';
 
 class Point {
   x = 1;
@@ -53,6 +53,40 @@ describe('findNonJson', () => {
         expect(isJson(JSON.parse(text))).toBe(true);
       }),
       { numRuns: 300 },
+    );
+  });
+});
+
+describe('frozenFieldsCopy and jsonBytesBound', () => {
+  it('frozenFieldsCopy: equal JSON, top-level keys sorted, frozen all the way down, sharing nothing with the input', () => {
+    fc.assert(
+      fc.property(fc.dictionary(fc.string(), fc.jsonValue({ maxDepth: 4 })), (fields) => {
+        const copy = frozenFieldsCopy(fields as Fields);
+        expect(copy).toEqual(fields);
+        // Sorted as a put's stored fields are (integer-like keys come first in any JS object).
+        const inSortedOrder: Record<string, true> = {};
+        for (const key of Object.keys(fields).sort()) Object.defineProperty(inSortedOrder, key, { value: true, enumerable: true });
+        expect(Object.keys(copy)).toEqual(Object.keys(inSortedOrder));
+        const walk = (a: unknown, b: unknown): void => {
+          if (typeof a !== 'object' || a === null) return;
+          expect(Object.isFrozen(a)).toBe(true);
+          expect(a).not.toBe(b);
+          for (const key of Object.keys(a)) walk((a as Record<string, unknown>)[key], (b as Record<string, unknown>)[key]);
+        };
+        walk(copy, fields);
+      }),
+    );
+    const proto = frozenFieldsCopy(JSON.parse('{"__proto__": {"x": 1}, "a": 2}') as Fields);
+    expect(Object.keys(proto)).toEqual(['__proto__', 'a']);
+  });
+
+  it('jsonBytesBound is never below the UTF-8 bytes of JSON.stringify', () => {
+    fc.assert(
+      fc.property(fc.jsonValue({ maxDepth: 4 }), fc.string({ unit: 'binary' }), (value, text) => {
+        for (const v of [value as Json, text, { [text]: text }, [text, value as Json]]) {
+          expect(jsonBytesBound(v)).toBeGreaterThanOrEqual(Buffer.byteLength(JSON.stringify(v)));
+        }
+      }),
     );
   });
 });

@@ -6,6 +6,7 @@
  */
 import {
   changeBytes,
+  frozenFieldsCopy,
   mayExceedChangeLimit,
   mayExceedRecordLimit,
   MAX_RECORD_BYTES,
@@ -277,7 +278,8 @@ export class Replica<S extends Schema = Schema> {
     const ops: WriteOp[] = [];
     fn({
       put: (collection, id, value, options) =>
-        ops.push({ kind: 'put', ...this.#writeTarget(collection, id, options), value: checkValue(this.#collections, collection, value as Fields) }),
+        // One frozen copy of the value: the record, its visible value and the outbox's change share it.
+        ops.push({ kind: 'put', ...this.#writeTarget(collection, id, options), value: frozenFieldsCopy(checkValue(this.#collections, collection, value as Fields)) }),
       patch: (collection, id, patch, options) =>
         ops.push({ kind: 'patch', ...this.#writeTarget(collection, id, options), patch: checkPatch(this.#collections, collection, patch as Patch) }),
       delete: (collection, id, options) => ops.push({ kind: 'delete', ...this.#writeTarget(collection, id, options) }),

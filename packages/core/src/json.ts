@@ -72,6 +72,56 @@ function nonJsonAt(value: unknown, depth: number): string | undefined {
   }
 }
 
+/**
+ * A deep copy of JSON fields (checked with isFields first), the top level's keys
+ * sorted, frozen all the way down. What a local write stores: the record's
+ * state, its visible value and the outbox's change share this one copy, and no
+ * later mutation of the app's object reaches them.
+ */
+export function frozenFieldsCopy(fields: Fields): Fields {
+  const names = Object.keys(fields).sort();
+  const out: Record<string, Json> = {};
+  for (const name of names) setOwn(out, name, frozenJsonCopy(fields[name] as Json));
+  return Object.freeze(out);
+}
+
+function frozenJsonCopy(value: Json): Json {
+  if (typeof value !== 'object' || value === null) return value;
+  if (Array.isArray(value)) return Object.freeze((value as readonly Json[]).map(frozenJsonCopy));
+  const out: Record<string, Json> = {};
+  for (const key in value) if (Object.hasOwn(value, key)) setOwn(out, key, frozenJsonCopy((value as Fields)[key] as Json));
+  return Object.freeze(out);
+}
+
+/**
+ * An upper bound of the UTF-8 bytes of JSON.stringify(value), by a walk that
+ * builds no string: a string takes at most 6 bytes per UTF-16 unit (an escape)
+ * and its quotes, a number at most 24. Size checks use it to skip the exact
+ * measure of values far below a limit.
+ */
+export function jsonBytesBound(value: Json | undefined): number {
+  switch (typeof value) {
+    case 'string':
+      return 2 + 6 * value.length;
+    case 'number':
+      return 24;
+    case 'boolean':
+      return 5;
+    case 'undefined':
+      return 0;
+    default: {
+      if (value === null) return 4;
+      let bytes = 2;
+      if (Array.isArray(value)) {
+        for (const item of value as readonly Json[]) bytes += 1 + jsonBytesBound(item);
+        return bytes;
+      }
+      for (const key in value) if (Object.hasOwn(value, key)) bytes += 4 + 6 * key.length + jsonBytesBound((value as Fields)[key]);
+      return bytes;
+    }
+  }
+}
+
 /** True when `value` is JSON: no undefined, NaN, Infinity, function, class instance or cycle, and at most MAX_JSON_DEPTH deep. */
 export function isJson(value: unknown): value is Json {
   return findNonJson(value) === undefined;

@@ -120,7 +120,8 @@ function laterThanAll(state: LwwState, hlc: HlcString): boolean {
 export function applyLww(state: LwwState, op: LwwOp, hlc: HlcString): LwwState {
   // The common case: a put later than everything the record holds replaces all of it.
   if (op.op === 'put' && laterThanAll(state, hlc)) {
-    return { cleared: hlc, deleted: state.deleted, touched: hlc, stamped: sortedFields(op.fields), fields: NO_FIELDS };
+    // A local put's fields are a sorted, frozen copy already (frozenFieldsCopy): shared, not copied again.
+    return { cleared: hlc, deleted: state.deleted, touched: hlc, stamped: sortedFields(op.fields, Object.isFrozen(op.fields)), fields: NO_FIELDS };
   }
   const cleared = op.op === 'patch' ? state.cleared : maxHlc(state.cleared, hlc);
   const deleted = op.op === 'delete' ? maxHlc(state.deleted, hlc) : state.deleted;

@@ -9,6 +9,7 @@
  * refuses to start with limits below the promise (`checkServerLimits`).
  */
 import type { Change } from '../change.js';
+import { jsonBytesBound } from '../json.js';
 import type { RecordState } from '../record-state.js';
 import { change as changeSchema } from './common.js';
 import { frameSize } from './frame.js';
@@ -112,30 +113,30 @@ const HEADER_BOUND = 10_000;
 
 /**
  * False when `change` is certainly within MAX_CHANGE_BYTES, by a cheap bound
- * (one native JSON.stringify of its payload, at most 3 bytes per UTF-16 unit of
- * it, plus the largest header); true when it may not be, and changeBytes must
+ * (jsonBytesBound of its payload, a walk that builds no string, plus the
+ * largest header); true when it may not be, and changeBytes must
  * tell. Most writes are far below the limit and skip the exact measure.
  */
 export function mayExceedChangeLimit(change: Change): boolean {
   let payload: number;
   switch (change.op) {
     case 'put':
-      payload = JSON.stringify(change.fields).length;
+      payload = jsonBytesBound(change.fields);
       break;
     case 'patch':
-      payload = JSON.stringify(change.fields).length + JSON.stringify(change.unset).length;
+      payload = jsonBytesBound(change.fields) + jsonBytesBound(change.unset);
       break;
     case 'delete':
       payload = 0;
       break;
     case 'version':
       // A context entry: a replica id of at most 64 ASCII characters and a seq, in brackets.
-      payload = JSON.stringify(change.value).length + change.context.size * 100;
+      payload = jsonBytesBound(change.value) + change.context.size * 300;
       break;
     case 'crdt':
       return change.update.length + HEADER_BOUND > MAX_CHANGE_BYTES;
   }
-  return payload * 3 + HEADER_BOUND > MAX_CHANGE_BYTES;
+  return payload + HEADER_BOUND > MAX_CHANGE_BYTES;
 }
 
 /** The exact bytes of a record's stored state (what MAX_RECORD_BYTES bounds). */
@@ -145,7 +146,7 @@ export function recordBytes(state: RecordState): number {
 
 /**
  * False when a record's state is certainly within MAX_RECORD_BYTES, by a cheap
- * bound (one JSON.stringify of its values, at most 3 bytes per UTF-16 unit,
+ * bound (jsonBytesBound of its values, a walk that builds no string,
  * generous room for every stamp, name and context); true when it may not be,
  * and recordBytes must tell.
  */
@@ -153,12 +154,12 @@ export function mayExceedRecordLimit(state: RecordState): boolean {
   let bound = 1_000;
   const { lww, merge, crdt } = state;
   if (lww) {
-    if (lww.stamped) bound += JSON.stringify(lww.stamped).length * 3;
-    for (const [name, field] of lww.fields) bound += (name.length + (field.value === undefined ? 0 : JSON.stringify(field.value).length)) * 3 + 200;
+    if (lww.stamped) bound += jsonBytesBound(lww.stamped);
+    for (const [name, field] of lww.fields) bound += name.length * 6 + jsonBytesBound(field.value) + 200;
   }
   if (merge) {
     bound += merge.seen.size * 100;
-    for (const version of merge.siblings) bound += JSON.stringify(version.value).length * 3 + version.context.size * 100 + 300;
+    for (const version of merge.siblings) bound += jsonBytesBound(version.value) + version.context.size * 100 + 300;
   }
   if (crdt) for (const [name, field] of crdt) bound += field.update.length + name.length * 3 + 200;
   return bound > MAX_RECORD_BYTES;
