@@ -22,6 +22,18 @@ interface Entry {
   readonly doc: Y.Doc;
   readonly type: CrdtType;
   pending: Uint8Array[];
+  /** Tracks this replica's edits of the document (origin null: the app's), for replica.undo(). */
+  readonly undo: Y.UndoManager | undefined;
+}
+
+/**
+ * How open documents take part in a replica's undo history (undo.ts): a new
+ * Yjs undo item is a step ('edit': the app edited; 'undone' and 'redone': the
+ * replica's undo or redo of a step ran it).
+ */
+export interface CrdtUndo {
+  readonly captureMs: number;
+  step(manager: Y.UndoManager, kind: 'edit' | 'undone' | 'redone'): void;
 }
 
 export const crdtKey = (t: Pick<CrdtTarget, 'collection' | 'id' | 'space'>, field?: string): string =>
@@ -36,6 +48,7 @@ export class CrdtDocs {
     private readonly onError: (error: unknown) => void,
     /** A fresh Yjs client id for each opened document (the replica's random source, so simulations replay). */
     private readonly newClientId: () => number,
+    private readonly undo?: CrdtUndo,
   ) {}
 
   /** The open document for a field, creating it from the stored update. */
@@ -46,7 +59,7 @@ export class CrdtDocs {
     const doc = new Y.Doc();
     doc.clientID = this.newClientId();
     if (stored) Y.applyUpdate(doc, stored, REMOTE);
-    const entry: Entry = { target, doc, type, pending: [] };
+    const entry: Entry = { target, doc, type, pending: [], undo: this.undo ? this.#undoManager(doc, type, this.undo) : undefined };
     doc.on('update', (update: Uint8Array, origin: unknown) => {
       if (origin === REMOTE) return;
       if (entry.pending.push(update) === 1) queueMicrotask(() => this.#flush(entry));
@@ -57,6 +70,21 @@ export class CrdtDocs {
     if (!set) this.#byRecord.set(recordKey, (set = new Set()));
     set.add(entry);
     return doc;
+  }
+
+  #undoManager(doc: Y.Doc, type: CrdtType, undo: CrdtUndo): Y.UndoManager {
+    // Remote edits and other tabs' come with the REMOTE origin: not tracked, so undo never reverts them.
+    const manager = new Y.UndoManager(crdtRoot(doc, type), { captureTimeout: undo.captureMs, trackedOrigins: new Set([null]) });
+    manager.on('stack-item-added', (event: { type: 'undo' | 'redo' }) => {
+      if (event.type === 'redo') undo.step(manager, 'undone');
+      else undo.step(manager, manager.redoing ? 'redone' : 'edit');
+    });
+    return manager;
+  }
+
+  /** The next edit of any open document (but `except`'s) starts a new undo step: the replica recorded another step. */
+  stopCapturing(except?: Y.UndoManager): void {
+    for (const entry of this.#open.values()) if (entry.undo !== except) entry.undo?.stopCapturing();
   }
 
   root(doc: Y.Doc, type: CrdtType): Y.Text | Y.Map<unknown> | Y.Array<unknown> {
@@ -97,6 +125,9 @@ export class CrdtDocs {
     const set = this.#byRecord.get(recordKey);
     set?.delete(entry);
     if (set?.size === 0) this.#byRecord.delete(recordKey);
+    // Its undo steps are gone with it: undo() of one of them does nothing.
+    entry.undo?.clear();
+    entry.undo?.destroy();
     entry.doc.destroy();
   }
 
@@ -107,7 +138,10 @@ export class CrdtDocs {
 
   destroy(): void {
     this.flushAll();
-    for (const entry of this.#open.values()) entry.doc.destroy();
+    for (const entry of this.#open.values()) {
+      entry.undo?.destroy();
+      entry.doc.destroy();
+    }
     this.#open.clear();
     this.#byRecord.clear();
   }

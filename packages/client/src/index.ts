@@ -23,6 +23,7 @@ export {
 export type { Query, Range, Row, Cursor, KeyPart } from './query.js';
 export type { QueryCallback } from './live-query.js';
 export { ReplicaError, SyncError, type ReplicaErrorCode, type SyncErrorCode, type ValidationIssue } from './errors.js';
+export type { UndoHistory, UndoOptions } from './undo.js';
 export { MAX_CHANGE_BYTES, MAX_RECORD_BYTES, MIN_FRAME_BYTES } from '@syncline/core';
 export type { Fields, Json, ReplicaId, SpaceId, HlcString, Version, Resolver, CrdtType } from '@syncline/core';
 export { memoryStorage } from './storage/memory-storage.js';

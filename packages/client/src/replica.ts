@@ -21,6 +21,7 @@ import {
   type Change,
   type Fields,
   type HlcString,
+  type RecordState,
   type ReplicaId,
   type SnapshotRecord,
   type SpaceId,
@@ -51,6 +52,7 @@ import { outboxEntries } from './storage/outbox.js';
 import { defaultTabs, isSpacesMessage, isTabMessage, type ChannelLike, type LocksLike, type SpaceChange, type SpacesMessage, type TabMessage, type TabsOptions } from './tabs.js';
 import { checkPatch, checkValue, validateWrites, type Patch } from './validate.js';
 import { applyToStored, buildChange, type WriteOp } from './write.js';
+import { DEFAULT_CAPTURE_MS, DEFAULT_UNDO_LIMIT, History, revertOp, stepOf, type UndoHistory, type UndoOptions } from './undo.js';
 
 export type { CommitEvent };
 
@@ -85,6 +87,12 @@ export interface ReplicaOptions<S extends Schema = Schema> {
   readonly tabs?: TabsOptions | false;
   /** Non-fatal problems (a live query that failed, a remote clock far ahead). */
   readonly onError?: (error: Error) => void;
+  /**
+   * The undo history of this replica's own writes (replica.undo(), redo()):
+   * `limit`, the steps kept (default 100; 0: no history), `captureMs`, how close
+   * edits of one crdt field must be to make one step (default 500).
+   */
+  readonly undo?: UndoOptions;
   /** Sync with a Syncline server; only the leader tab connects. See replica.sync. */
   readonly sync?: SyncOptions;
 }
@@ -164,6 +172,9 @@ export class Replica<S extends Schema = Schema> {
   readonly #clock: ReplicaClock;
   readonly #live: LiveQueries;
   readonly #crdt: CrdtDocs;
+  readonly #history: History;
+  /** Each local change's record state before it, while its undo step is being made (undo.ts). */
+  readonly #before = new WeakMap<Change, RecordState | undefined>();
   readonly #onError: (error: Error) => void;
   readonly #listeners = new Set<(event: CommitEvent) => void>();
   readonly #pending = new Set<Promise<unknown>>();
@@ -204,10 +215,22 @@ export class Replica<S extends Schema = Schema> {
     this.#queue = new CommitQueue((ops) => this.#commitNow(ops));
     this.#onError = options.onError ?? ((error) => console.error('[syncline]', error));
     this.#live = new LiveQueries((q) => this.#runQuery(q), (e) => this.#onError(e as Error));
+    this.#history = new History(options.undo?.limit ?? DEFAULT_UNDO_LIMIT);
     this.#crdt = new CrdtDocs(
       (target, update, type) => this.#commit([{ kind: 'crdt', ...target, type, update }]).then(() => undefined),
       (e) => this.#onError(e as Error),
       () => new DataView(init.randomBytes(4).buffer).getUint32(0),
+      this.#history.limit > 0
+        ? {
+            captureMs: options.undo?.captureMs ?? DEFAULT_CAPTURE_MS,
+            step: (manager, kind) => {
+              if (kind === 'undone') return this.#history.pushRedo({ kind: 'crdt', manager });
+              if (kind === 'redone') return this.#history.pushUndo({ kind: 'crdt', manager });
+              this.#crdt.stopCapturing(manager);
+              this.#history.record({ kind: 'crdt', manager });
+            },
+          }
+        : undefined,
     );
     this.#storage.onVersionChange = () => {
       this.#onError(new ReplicaError('closed', `database of replica "${this.name}" was upgraded or deleted by another tab; reopen the replica`));
@@ -286,7 +309,74 @@ export class Replica<S extends Schema = Schema> {
     });
     if (ops.length === 0) return;
     await validateWrites(this.#collections, ops, (op) => this.#storage.transaction('readonly', (tx) => tx.getRecord(op.collection, op.id, op.space)).then((r) => (r?.value === undefined ? undefined : { value: r.value })));
-    await this.#commit(ops);
+    const changes = await this.#commit(ops);
+    if (this.#history.limit > 0) {
+      const step = stepOf(changes, (c) => this.#before.get(c), (collection) => this.#collections.get(collection));
+      if (step) {
+        this.#crdt.stopCapturing();
+        this.#history.record(step);
+      }
+    }
+  }
+
+  /**
+   * Undoes this replica's latest write step that is not undone yet, as new
+   * writes: each field it wrote goes back to its value before, unless another
+   * write (another replica's, or a later one of this one) has set it since; a
+   * record it created is deleted again, one it deleted comes back. Crdt fields
+   * use Yjs's undo of this replica's own edits. Resolves true when there was a
+   * step to undo (even if others had overwritten all of it), false otherwise.
+   * See `history`, and ReplicaOptions.undo for what a step is.
+   */
+  undo(): Promise<boolean> {
+    return this.#unwind('undo');
+  }
+
+  /** Redoes the latest undone step (the same rules: a field set by another write since is left alone). False when there is none. */
+  redo(): Promise<boolean> {
+    return this.#unwind('redo');
+  }
+
+  /** Whether undo() and redo() have a step, a subscription to changes of that, and clear(). */
+  get history(): UndoHistory {
+    return this.#history;
+  }
+
+  async #unwind(direction: 'undo' | 'redo'): Promise<boolean> {
+    this.#checkOpen();
+    const step = direction === 'undo' ? this.#history.popUndo() : this.#history.popRedo();
+    if (!step) return false;
+    if (step.kind === 'crdt') {
+      // Yjs's own undo of this replica's edits; its stack-item-added event makes the opposite step.
+      if (direction === 'undo') step.manager.undo();
+      else step.manager.redo();
+      return true;
+    }
+    // Read and written in one transaction: a remote write that lands first is seen, never overwritten.
+    const changes = await this.#track(
+      this.#queue.exclusive(() =>
+        this.#storage.transaction('readwrite', async (tx) => {
+          const current = await tx.getRecords(step.records);
+          const ops: WriteOp[] = [];
+          step.records.forEach((entry, i) => {
+            const def = this.#collections.get(entry.collection);
+            const op = def && revertOp(entry, current[i]?.state, def, this.#history);
+            if (op) ops.push(op);
+          });
+          return ops.length === 0 ? [] : this.#write(tx, ops);
+        }),
+      ),
+    );
+    this.#history.unwound(step, changes);
+    if (changes.length === 0) return true;
+    this.#committedLocal(changes);
+    const next = stepOf(changes, (c) => this.#before.get(c), (collection) => this.#collections.get(collection));
+    if (next) {
+      this.#crdt.stopCapturing();
+      if (direction === 'undo') this.#history.pushRedo(next);
+      else this.#history.pushUndo(next);
+    }
+    return true;
   }
 
   #target(collection: string, id: string, options?: WriteOptions): { collection: string; id: string; space: SpaceId } {
@@ -337,12 +427,14 @@ export class Replica<S extends Schema = Schema> {
   #commitNow(ops: readonly WriteOp[]): Promise<Change[]> {
     const run = this.#storage.transaction('readwrite', (tx) => this.#write(tx, ops));
     return run.then((changes) => {
-      this.#committed(
-        { local: true, records: changes.map((c) => [c.collection, c.id, c.space] as const), outbox: [...new Set(changes.map((c) => c.space))] },
-        true,
-      );
+      this.#committedLocal(changes);
       return changes;
     });
+  }
+
+  /** Local changes were committed: live queries, other tabs and listeners hear of them. */
+  #committedLocal(changes: readonly Change[]): void {
+    this.#committed({ local: true, records: changes.map((c) => [c.collection, c.id, c.space] as const), outbox: [...new Set(changes.map((c) => c.space))] }, true);
   }
 
   /** Builds, applies and queues the changes of `ops` in `tx`. */
@@ -387,6 +479,7 @@ export class Replica<S extends Schema = Schema> {
         }
       }
       cache.set(next);
+      if (this.#history.limit > 0) this.#before.set(change, record?.state);
       changes.push(change);
     }
     await Promise.all([

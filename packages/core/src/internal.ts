@@ -10,7 +10,7 @@ export * from './hlc.js';
 export * as vv from './version-vector.js';
 export { SeqSet, type VersionVector, type Ordering, type SeqRange } from './version-vector.js';
 export * from './change.js';
-export { type LwwField, type LwwState, lwwEntries, lwwField } from './lww.js';
+export { type LwwField, type LwwState, lwwDeletedAt, lwwEntries, lwwField } from './lww.js';
 export { type MergeState, type Version, type Resolver, latestWins, contextFor, compareVersions } from './merge.js';
 export { type CrdtField, ROOT as CRDT_ROOT, crdtDoc, crdtRoot, crdtValue, checkCrdtUpdate } from './crdt.js';
 export * from './record-state.js';

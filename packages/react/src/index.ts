@@ -11,4 +11,5 @@ export { useQuery, type QueryResult } from './use-query.js';
 export { useRecord, type RecordResult } from './use-record.js';
 export { useConflicts } from './use-conflicts.js';
 export { useSyncStatus } from './use-sync-status.js';
+export { useUndo, type UndoControls } from './use-undo.js';
 export { createHooks, type TypedHooks } from './typed-hooks.js';
