@@ -7,7 +7,9 @@ export interface UndoControls {
   readonly undo: () => Promise<boolean>;
   /** Redoes the latest undone step (replica.redo()). */
   readonly redo: () => Promise<boolean>;
+  /** True when undo() has a step to undo. */
   readonly canUndo: boolean;
+  /** True when redo() has a step to redo. */
   readonly canRedo: boolean;
 }
 
