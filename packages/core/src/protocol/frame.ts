@@ -113,35 +113,42 @@ function malformed(message: string): never {
   throw new ProtocolError('malformed_frame', message);
 }
 
+/** A varint of `frame` at `at.offset` (advanced past it). */
+function readVarint(frame: Uint8Array, at: { offset: number }): number {
+  let n = 0;
+  let scale = 1;
+  for (let i = 0; i < 7; i++) {
+    if (at.offset >= frame.length) malformed('truncated frame header');
+    const byte = frame[at.offset++] as number;
+    n += (byte & 0x7f) * scale;
+    if ((byte & 0x80) === 0) return n;
+    scale *= 128;
+  }
+  return malformed('varint too long');
+}
+
+const NO_ATTACHMENTS = new Float64Array(0);
+
 export function readFrame(frame: Uint8Array): RawFrame {
   if (!(frame instanceof Uint8Array)) malformed('a frame must be binary');
   if (frame.length === 0 || frame[0] !== FRAME_MARKER) malformed('missing frame marker');
-  let offset = 1;
-  const readVarint = (): number => {
-    let n = 0;
-    let scale = 1;
-    for (let i = 0; i < 7; i++) {
-      if (offset >= frame.length) malformed('truncated frame header');
-      const byte = frame[offset++] as number;
-      n += (byte & 0x7f) * scale;
-      if ((byte & 0x80) === 0) return n;
-      scale *= 128;
-    }
-    return malformed('varint too long');
-  };
-  const count = readVarint();
+  // Most frames (stored states, changes of lww records) have no attachment and a one-byte JSON length
+  // prefix or two: read without allocating anything but the JSON.
+  const at = { offset: 1 };
+  const count = readVarint(frame, at);
   // Cheap bounds first, before reading a length: each attachment needs a length byte and
   // JSON_BYTES_PER_ATTACHMENT bytes of JSON to be referenced.
   if (count > MAX_ATTACHMENTS || count * (JSON_BYTES_PER_ATTACHMENT + 1) > frame.length) malformed('too many attachments');
-  const starts = new Float64Array(count);
-  const lengths = new Float64Array(count);
+  const starts = count === 0 ? NO_ATTACHMENTS : new Float64Array(count);
+  const lengths = count === 0 ? NO_ATTACHMENTS : new Float64Array(count);
   let total = 0;
   for (let i = 0; i < count; i++) {
-    const length = readVarint();
+    const length = readVarint(frame, at);
     lengths[i] = length;
     total += length;
   }
-  const jsonLength = readVarint();
+  const jsonLength = readVarint(frame, at);
+  let offset = at.offset;
   if (offset + jsonLength + total !== frame.length) malformed('frame lengths do not add up');
   if (count * JSON_BYTES_PER_ATTACHMENT > jsonLength) malformed('more attachments than the message could refer to');
   let json: unknown;
