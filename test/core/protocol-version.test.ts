@@ -41,6 +41,7 @@ const WIRE_HASHES: Readonly<Record<number, string>> = {
   5: '15e523e861120c2f672e3c7620c24778ae95812c1b466647e1a178dfcf56b1e5',
   6: '644dd1febf7b9e4403368f4d19da4228bb6f3a97e1dbee22a1dc88b08c833c58',
   7: 'c0a2031fdf85dc2b24412dca2562106df929770ea58ffa5dd8c4b7d6fc3c8821',
+  8: 'fd09db2f085d17cf4ad85468b90df9d4eea355df6ce473d516be3bfe2fd17ae0',
 };
 
 const hash = (text: string): string => createHash('sha256').update(text).digest('hex');
@@ -72,7 +73,7 @@ describe('protocol version guard', () => {
   it('describeProtocol is deterministic and covers every message, field and encoding rule', () => {
     const description = describeProtocol();
     expect(describeProtocol()).toBe(description);
-    for (const type of ['hello', 'push', 'ping', 'pong', 'welcome', 'ack', 'changes', 'snapshot', 'synced', 'error']) {
+    for (const type of ['hello', 'push', 'presence', 'ping', 'pong', 'welcome', 'ack', 'changes', 'snapshot', 'synced', 'error']) {
       expect(description).toContain(`literal:${type}`);
     }
     for (const op of ['put', 'patch', 'delete', 'version', 'crdt']) expect(description).toContain(`literal:${op}`);

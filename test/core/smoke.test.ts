@@ -9,6 +9,6 @@ describe('smoke', () => {
     expect(Object.keys(view.value ?? {})).toEqual(['__proto__', 'constructor', 'title']);
     const msg = decodeUpstream(encodeUpstream({ type: 'push', space: 's' as SpaceId, changes: [c] }));
     expect(msg).toEqual({ type: 'push', space: 's', changes: [c] });
-    expect(PROTOCOL_VERSION).toBe(7);
+    expect(PROTOCOL_VERSION).toBe(8);
   });
 });

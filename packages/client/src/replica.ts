@@ -52,6 +52,7 @@ import { outboxEntries } from './storage/outbox.js';
 import { defaultTabs, isSpacesMessage, isTabMessage, type ChannelLike, type LocksLike, type SpaceChange, type SpacesMessage, type TabMessage, type TabsOptions } from './tabs.js';
 import { checkPatch, checkValue, validateWrites, type Patch } from './validate.js';
 import { applyToStored, buildChange, type WriteOp } from './write.js';
+import { PresenceStore, type Presence } from './presence.js';
 import { DEFAULT_CAPTURE_MS, DEFAULT_UNDO_LIMIT, History, revertOp, stepOf, type UndoHistory, type UndoOptions } from './undo.js';
 
 export type { CommitEvent };
@@ -173,6 +174,7 @@ export class Replica<S extends Schema = Schema> {
   readonly #live: LiveQueries;
   readonly #crdt: CrdtDocs;
   readonly #history: History;
+  readonly #presence: PresenceStore;
   /** Each local change's record state before it, while its undo step is being made (undo.ts). */
   readonly #before = new WeakMap<Change, RecordState | undefined>();
   readonly #onError: (error: Error) => void;
@@ -216,6 +218,7 @@ export class Replica<S extends Schema = Schema> {
     this.#onError = options.onError ?? ((error) => console.error('[syncline]', error));
     this.#live = new LiveQueries((q) => this.#runQuery(q), (e) => this.#onError(e as Error));
     this.#history = new History(options.undo?.limit ?? DEFAULT_UNDO_LIMIT);
+    this.#presence = new PresenceStore(this.defaultSpace);
     this.#crdt = new CrdtDocs(
       (target, update, type) => this.#commit([{ kind: 'crdt', ...target, type, update }]).then(() => undefined),
       (e) => this.#onError(e as Error),
@@ -335,6 +338,14 @@ export class Replica<S extends Schema = Schema> {
   /** Redoes the latest undone step (the same rules: a field set by another write since is left alone). False when there is none. */
   redo(): Promise<boolean> {
     return this.#unwind('redo');
+  }
+
+  /**
+   * This replica's ephemeral state per space, and the other connected
+   * replicas' (protocol 8): see the README, "Presence". Never stored.
+   */
+  get presence(): Presence {
+    return this.#presence;
   }
 
   /** Whether undo() and redo() have a step, a subscription to changes of that, and clear(). */
@@ -571,6 +582,7 @@ export class Replica<S extends Schema = Schema> {
       onLeaderChange: (listener) => this.onLeaderChange(listener),
       onCommit: (listener) => this.onCommit(listener),
       now: () => this.#clock.device(),
+      presence: this.#presence,
       report: (error) => this.#onError(error),
       readOutbox: (space, limit) => read((tx) => tx.readOutbox(space, limit)),
       ackOutbox: (space, upTo, hlc) => this.#ack(space, upTo, hlc),

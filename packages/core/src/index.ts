@@ -87,4 +87,4 @@ export {
   type Welcome,
   type WelcomeLimits,
 } from './protocol/index.js';
-export { MAX_CHANGE_BYTES, MAX_RECORD_BYTES, MIN_FRAME_BYTES, PROMISED_LIMITS, type ServerLimits } from './protocol/limits.js';
+export { MAX_CHANGE_BYTES, MAX_RECORD_BYTES, MAX_PRESENCE_BYTES, MIN_FRAME_BYTES, PROMISED_LIMITS, type ServerLimits } from './protocol/limits.js';

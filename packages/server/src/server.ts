@@ -17,6 +17,7 @@ import { DEFAULT_CSP, handleHttp, staticFiles } from './http.js';
 import { Gc, type GcResult } from './gc.js';
 import { ServerWriter } from './writer.js';
 import { RemoteRelay } from './remote-relay.js';
+import { PresenceRooms } from './presence.js';
 import { compactSpaces } from './storage/compact.js';
 import { inspectStorage, type Inspection } from './inspect.js';
 import { Hub } from './hub.js';
@@ -140,6 +141,7 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
   const peerSyncUrls = (options.peers ?? []).map(syncUrl);
   const sessions = new Set<Session>();
   const admission = new Admission(limits, now);
+  const presence = new PresenceRooms();
   const remote = new RemoteRelay(storage, hub, limits.relayBatch, limits.maxFrameBytes, (error) => logger.error({ err: error }, 'reading commits of other instances failed'));
   const committer = new Committer(
     storage,
@@ -307,6 +309,7 @@ export function createSyncServer(options: SyncServerOptions = {}): SyncServer {
       stability,
       storage,
       hub,
+      presence,
       committer,
       authenticate,
       limits,

@@ -18,12 +18,15 @@ import {
   fitFrames,
   regionsFor,
   MIN_FRAME_BYTES,
+  MAX_PRESENCE_BYTES,
   MAX_RETIRED_PER_MESSAGE,
+  PRESENCE_UPDATES_PER_SECOND,
   type Access,
   type DownstreamMessage,
   type ErrorCode,
   type Hello,
   type HlcString,
+  type Json,
   type Push,
   type ReplicaId,
   type ServerLimits,
@@ -36,6 +39,7 @@ import { checkChange } from './change-checks.js';
 import type { Committer } from './committer.js';
 import { encodeChanges, originList, type Follower, type Hub } from './hub.js';
 import { capFloor } from './gc.js';
+import type { PresenceMember, PresenceRooms } from './presence.js';
 import type { Metrics } from './metrics.js';
 import type { Limits } from './options.js';
 import type { ServerStorage, Stability as StorageStability } from './storage/types.js';
@@ -53,6 +57,8 @@ export interface SessionContext {
   readonly stability: Stability;
   readonly storage: ServerStorage;
   readonly hub: Hub;
+  /** Presence of the spaces' clients (protocol 8): presence.ts. */
+  readonly presence: PresenceRooms;
   readonly committer: Committer;
   readonly authenticate: Authenticate;
   readonly limits: Limits;
@@ -130,7 +136,7 @@ const CLOSE_POLICY = 1008;
 const CLOSE_GOING_AWAY = 1001;
 const CLOSE_TRY_LATER = 1013;
 
-export class Session implements Follower {
+export class Session implements Follower, PresenceMember {
   replica: ReplicaId = '' as ReplicaId;
   #grant: Grant | undefined;
   #state: 'hello' | 'authenticating' | 'ready' | 'closed' = 'hello';
@@ -157,6 +163,9 @@ export class Session implements Follower {
   /** Cancels the waits for stability in progress. */
   readonly #waits = new Set<() => void>();
   #tokens: number;
+  /** Presence updates this connection may still send now (a bucket of PRESENCE_UPDATES_PER_SECOND). */
+  #presenceTokens = PRESENCE_UPDATES_PER_SECOND;
+  #presenceRefill = 0;
   #lastRefill: number;
   /** Rate limiting: until when further drops go unanswered, how many since the last notice, and in the current second. */
   #quietUntil = Number.NEGATIVE_INFINITY;
@@ -176,6 +185,7 @@ export class Session implements Follower {
     this.#budget = ctx.limits.maxFrameBytes;
     this.#tokens = ctx.limits.messagesPerSecond;
     this.#lastRefill = ctx.now();
+    this.#presenceRefill = ctx.now();
     this.#helloTimer = setTimeout(() => this.fail('not_ready', 'no hello received in time', true), ctx.limits.helloTimeoutMs);
     this.#openedAt = ctx.now();
   }
@@ -271,12 +281,42 @@ export class Session implements Follower {
         }
         return;
       }
+      case 'presence':
+        if (this.#state !== 'ready') return this.fail('not_ready', 'presence before the handshake completed', true);
+        return this.#onPresence(message.space, message.state);
       case 'ping':
         this.#send({ type: 'pong', id: message.id });
         return;
       case 'pong':
         return;
     }
+  }
+
+  /**
+   * This replica's presence in a space it follows (read access is enough):
+   * relayed to the space's other protocol 8 clients, never stored. A state over
+   * MAX_PRESENCE_BYTES is refused (too_large), as are updates over
+   * PRESENCE_UPDATES_PER_SECOND (rate_limited, dropped): neither ends the
+   * connection.
+   */
+  #onPresence(space: SpaceId, state: Json | null): void {
+    if (!this.#subs.has(space)) return this.fail('forbidden', `space "${space}" was not granted to this connection`, false, space);
+    const bytes = state === null ? 0 : Buffer.byteLength(JSON.stringify(state));
+    if (bytes > MAX_PRESENCE_BYTES) return this.fail('too_large', `a presence state of ${bytes} bytes; at most ${MAX_PRESENCE_BYTES} (MAX_PRESENCE_BYTES)`, false, space);
+    const now = this.ctx.now();
+    this.#presenceTokens = Math.min(PRESENCE_UPDATES_PER_SECOND, this.#presenceTokens + ((now - this.#presenceRefill) / 1000) * PRESENCE_UPDATES_PER_SECOND);
+    this.#presenceRefill = now;
+    if (this.#presenceTokens < 1) {
+      this.ctx.metrics.framesDropped.inc({ reason: 'presence_rate' });
+      const retryAfter = Math.ceil(((1 - this.#presenceTokens) / PRESENCE_UPDATES_PER_SECOND) * 1000);
+      return this.fail('rate_limited', `more than ${PRESENCE_UPDATES_PER_SECOND} presence updates per second: this one was dropped`, false, space, retryAfter);
+    }
+    this.#presenceTokens -= 1;
+    this.ctx.presence.set(space, this, state);
+  }
+
+  sendPresence(frame: Uint8Array): void {
+    if (this.#state === 'ready') this.#sendFrame(frame);
   }
 
   /**
@@ -433,6 +473,7 @@ export class Session implements Follower {
       const sub: Subscription = { access, sentUpTo: 0, held, fromLog: false, live: false, catchingUp: true, dirty: false };
       this.#subs.set(space, sub);
       this.ctx.hub.follow(space, this);
+      if (this.#protocol >= 8) this.ctx.presence.join(space, this);
       void this.#start(space, sub, after, head, region);
     }
   }
@@ -770,7 +811,10 @@ export class Session implements Follower {
     clearInterval(this.#drainTimer);
     for (const cancel of this.#waits) cancel();
     this.#waits.clear();
-    for (const space of this.#subs.keys()) this.ctx.hub.unfollow(space, this);
+    for (const space of this.#subs.keys()) {
+      this.ctx.hub.unfollow(space, this);
+      if (this.#protocol >= 8) this.ctx.presence.leave(space, this);
+    }
     this.ctx.onClose(this);
     const ending = this.#ending;
     this.ctx.logger.info(

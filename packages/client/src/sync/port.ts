@@ -6,6 +6,7 @@
  * each in its own transaction.
  */
 import type { Change, HlcString, ReplicaId, SnapshotRecord, SpaceId } from '@syncline/core/internal';
+import type { PresenceStore } from '../presence.js';
 import type { LogCursor } from '../meta.js';
 import type { LogAdvance } from '../remote-apply.js';
 import type { SpaceChange } from '../tabs.js';
@@ -73,6 +74,8 @@ export interface ReplicaPort {
   onCommit(listener: (event: CommitEvent) => void): () => void;
   /** The device clock (createReplica's `now`): what `hello.time` and `lastSyncedAt` report. */
   now(): number;
+  /** This replica's presence (presence.ts): the engine carries it over a protocol 8 connection. */
+  readonly presence: PresenceStore;
   /** Non-fatal problems, for the app's onError. */
   report(error: Error): void;
 

@@ -508,6 +508,7 @@ export class SyncEngine {
     const session = this.#session;
     if (!session) return;
     this.#session = undefined;
+    this.#port.presence.detach();
     clearInterval(session.ping);
     session.pusher.close();
     session.connection.close();
@@ -782,6 +783,9 @@ export class SyncEngine {
         session.horizons.set(message.space, message.hlc);
         if (message.upTo < Number.MAX_SAFE_INTEGER) session.collected.set(message.space, message.hlc);
         return this.#port.horizon(message.space, message.hlc, message.upTo, session.region);
+      case 'presence':
+        if (this.#syncing.has(message.space)) this.#port.presence.received(message.space, message.full ?? false, message.peers, this.#port.id);
+        return;
       case 'retired':
         // Only from a server without a region (which joins no snapshot): see retired.ts.
         if (session.region !== undefined) return;
@@ -822,6 +826,8 @@ export class SyncEngine {
       stoppedSpaces: this.#stoppedList(),
     });
     for (const space of granted) session.pusher.next(space);
+    // Presence (protocol 8): this replica's states go out now, and peers' arrive with each space's subscription.
+    if (message.protocol >= 8) this.#port.presence.attach({ send: (space, state) => this.#send(session, { type: 'presence', space, state }) }, granted);
   }
 
   /** Tells the server this replica's floors in these spaces, those that moved since last told (protocol 6). */

@@ -4,7 +4,7 @@ import { MAX_CHANGES_PER_MESSAGE, MAX_ORIGINS, MAX_RETIRED_PER_MESSAGE, MAX_SPAC
 import { snapshotRecords } from './state.js';
 import { compactChanges } from './changes.js';
 import { ping, pong } from './upstream.js';
-import { array, boolean, int, literal, object, oneOf, optional, string, variants, type Infer } from './schema.js';
+import { array, boolean, int, json, literal, nullable, object, oneOf, optional, string, variants, type Infer } from './schema.js';
 
 /** The access a server grants to a space: 'read' (receive changes) or 'write' (also push). */
 export const ACCESS_LEVELS = ['read', 'write'] as const;
@@ -89,6 +89,23 @@ export const horizon = object({ type: literal('horizon'), space: spaceId, hlc, u
  */
 export const retired = object({ type: literal('retired'), replicas: array(replicaId, MAX_RETIRED_PER_MESSAGE), upTo: int(0) });
 
+/** The most presence entries in one `presence` message; a longer list goes in several. */
+export const MAX_PRESENCE_PEERS = 10_000;
+
+/**
+ * Protocol 8: presence of the other clients of `space` (upstream `presence`).
+ * `full`: the list is everyone there now, replacing what the client knew
+ * (sent when its subscription starts, in several messages when large: the
+ * first is full, the rest add to it); else each entry is a change: a state, or
+ * null when that replica left. Never logged or stored.
+ */
+export const presenceList = object({
+  type: literal('presence'),
+  space: spaceId,
+  full: optional(boolean),
+  peers: array(object({ replica: replicaId, state: nullable(json) }), MAX_PRESENCE_PEERS),
+});
+
 /** Catch-up of `space` is complete up to `upTo`; live changes follow. */
 export const synced = object({ type: literal('synced'), space: spaceId, upTo: position });
 
@@ -106,7 +123,7 @@ export const error = object({
   retryAfter: optional(int(0)),
 });
 
-export const downstream = variants('type', { welcome, ack, changes, snapshot, synced, horizon, retired, error, ping, pong });
+export const downstream = variants('type', { welcome, ack, changes, snapshot, synced, horizon, retired, presence: presenceList, error, ping, pong });
 
 /**
  * `welcome`, the answer to hello: `protocol` (the server's PROTOCOL_VERSION),
@@ -144,6 +161,8 @@ export type Snapshot = Infer<typeof snapshot>;
 export type Horizon = Infer<typeof horizon>;
 /** `retired` (protocol 7): `replicas` retired for good; `upTo`: how many retirements the client has then heard of. */
 export type Retired = Infer<typeof retired>;
+/** `presence` (protocol 8): `space`, `peers: [{replica, state}]` (state null: left) and `full?` (the list replaces what the client knew). */
+export type PresenceList = Infer<typeof presenceList>;
 /** `synced`: catch-up of `space` is complete up to log position `upTo`; live changes follow. */
 export type Synced = Infer<typeof synced>;
 /**
@@ -153,4 +172,4 @@ export type Synced = Infer<typeof synced>;
  */
 export type ErrorMessage = Infer<typeof error>;
 /** Any message from the server to a client. */
-export type DownstreamMessage = Welcome | Ack | Changes | Snapshot | Synced | Horizon | Retired | ErrorMessage | Infer<typeof ping> | Infer<typeof pong>;
+export type DownstreamMessage = Welcome | Ack | Changes | Snapshot | Synced | Horizon | Retired | PresenceList | ErrorMessage | Infer<typeof ping> | Infer<typeof pong>;

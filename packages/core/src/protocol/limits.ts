@@ -44,6 +44,16 @@ export const MAX_CHANGE_BYTES = 256 * 1024;
  */
 export const MAX_RECORD_BYTES = 512 * 1024;
 
+/**
+ * The most bytes a presence state may take (its JSON, UTF-8; protocol 8): a
+ * cursor, a selection, a name and a colour, not a document. The client
+ * refuses a larger one (`too_large`), and so does the server.
+ */
+export const MAX_PRESENCE_BYTES = 4 * 1024;
+
+/** The most presence updates the server takes from one connection per second (protocol 8); the client sends at most 20. */
+export const PRESENCE_UPDATES_PER_SECOND = 20;
+
 /** Room a frame keeps around one record or change: envelope, clock table, ids. */
 const FRAME_ENVELOPE_BYTES = 64 * 1024;
 

@@ -1,6 +1,6 @@
 /** Messages from a client (replica) to the server. */
 import { MAX_CHANGES_PER_MESSAGE, MAX_SPACES_PER_HELLO, change, hlc, originVector, position, regionName, replicaId, spaceId } from './common.js';
-import { array, int, literal, object, optional, string, variants, type Infer } from './schema.js';
+import { array, int, json, literal, nullable, object, optional, string, variants, type Infer } from './schema.js';
 
 /**
  * How many regions must hold a change before the server calls it stable:
@@ -60,12 +60,19 @@ export const push = object({
  */
 export const floor = object({ type: literal('floor'), floors: array(object({ space: spaceId, hlc }), MAX_SPACES_PER_HELLO) });
 
+/**
+ * Protocol 8: this replica's presence in `space` (any JSON of at most
+ * MAX_PRESENCE_BYTES, or null: none), for the other clients of the space to
+ * see while this connection lasts. Never logged or stored.
+ */
+export const presence = object({ type: literal('presence'), space: spaceId, state: nullable(json) });
+
 /** A liveness probe, either direction; answered with a pong of the same id. */
 export const ping = object({ type: literal('ping'), id: int(0) });
 /** The answer to a ping: `id` is the ping's. */
 export const pong = object({ type: literal('pong'), id: int(0) });
 
-export const upstream = variants('type', { hello, push, floor, ping, pong });
+export const upstream = variants('type', { hello, push, floor, presence, ping, pong });
 
 /**
  * `hello`, the first message of a connection: `protocol` (the client's
@@ -82,9 +89,11 @@ export type Hello = Infer<typeof hello>;
 export type Push = Infer<typeof push>;
 /** `floor` (protocol 6): `floors: [{space, hlc}]`; every change of the replica in `space` that the server lacks is stamped after `hlc`. */
 export type Floor = Infer<typeof floor>;
+/** `presence` (protocol 8): `space` and `state`, this replica's presence there (JSON, or null for none); ephemeral. */
+export type PresenceUpdate = Infer<typeof presence>;
 /** `ping`: `id`, an integer >= 0 the pong echoes. Either direction. */
 export type Ping = Infer<typeof ping>;
 /** `pong`: `id`, the id of the ping it answers. Either direction. */
 export type Pong = Infer<typeof pong>;
 /** Any message from a client to the server. */
-export type UpstreamMessage = Hello | Push | Floor | Ping | Pong;
+export type UpstreamMessage = Hello | Push | Floor | PresenceUpdate | Ping | Pong;

@@ -32,8 +32,13 @@
  *      and the client drops their merge-context entries that no sibling needs; hello says
  *      how many retirements the client has heard of (`retired`), so it hears each once. A
  *      version 7 server sends older clients no `retired` (they keep the entries).
+ *   8: presence. A client says its ephemeral state in a space (`presence`, upstream), and the
+ *      server relays it to the space's other clients of version 8 (`presence`, downstream: the
+ *      full list when a subscription starts, then each change; a replica that disconnects
+ *      leaves with state null). Nothing of it is logged or stored. A client sends presence only
+ *      to a server whose welcome says version 8; a version 8 server sends older clients none.
  */
-export const PROTOCOL_VERSION = 7;
+export const PROTOCOL_VERSION = 8;
 /** The oldest version a peer may speak and still be served. */
 export const MIN_PROTOCOL_VERSION = 2;
 
