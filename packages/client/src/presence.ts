@@ -5,7 +5,7 @@
  * state lives while its replica's connection does. The sync engine carries it
  * (PresenceLink); without a connection this replica sees no one.
  */
-import { MAX_PRESENCE_BYTES, PRESENCE_UPDATES_PER_SECOND, isSpaceId, type Json, type ReplicaId, type SpaceId } from '@syncline/core/internal';
+import { MAX_PRESENCE_BYTES, PRESENCE_UPDATES_PER_SECOND, findNonJson, isSpaceId, type Json, type ReplicaId, type SpaceId } from '@syncline/core/internal';
 import { ReplicaError } from './errors.js';
 
 /** Another replica's presence in a space. */
@@ -24,7 +24,7 @@ export interface Presence {
   /**
    * Sets this replica's state in a space (null: none), for the other replicas
    * connected to it to see until this one disconnects. JSON of at most
-   * MAX_PRESENCE_BYTES (else ReplicaError `too_large`). Sent at most 20 times a
+   * MAX_PRESENCE_BYTES (else ReplicaError `too_large`; not JSON: `invalid_argument`). Sent at most 20 times a
    * second (the latest state wins), and again after each reconnect.
    */
   set(state: Json | null, options?: PresenceOptions): void;
@@ -34,6 +34,28 @@ export interface Presence {
   peers(options?: PresenceOptions): readonly PresencePeer[];
   /** Calls `listener` with the others' states now and whenever they change (join, update, leave); returns unsubscribe. */
   subscribe(listener: (peers: readonly PresencePeer[]) => void, options?: PresenceOptions): () => void;
+}
+
+/**
+ * Presence between the tabs of one replica (tabs.ts: they share one id and one
+ * connection, held by the leader tab): a tab that is not the leader forwards
+ * its set() to the leader, and the leader tells every tab the peers it hears.
+ */
+export type PresenceTabMessage =
+  | { readonly type: 'presence'; readonly from: string; readonly op: 'set'; readonly space: SpaceId; readonly state: Json | null }
+  | { readonly type: 'presence'; readonly from: string; readonly op: 'peers'; readonly space: SpaceId; readonly peers: readonly PresencePeer[] }
+  | { readonly type: 'presence'; readonly from: string; readonly op: 'ask' | 'ask-states' };
+
+export function isPresenceTabMessage(value: unknown): value is PresenceTabMessage {
+  const m = value as PresenceTabMessage | null;
+  return typeof m === 'object' && m !== null && m.type === 'presence' && typeof m.from === 'string' && ['set', 'peers', 'ask', 'ask-states'].includes(m.op);
+}
+
+/** What the store needs of the tabs: posting to the others, and whether this one holds the connection. */
+export interface PresenceTabs {
+  post(message: PresenceTabMessage): void;
+  readonly from: string;
+  isLeader(): boolean;
 }
 
 /** How the sync engine carries presence (one per connection that a protocol 8 server welcomed). */
@@ -53,6 +75,7 @@ export class PresenceStore implements Presence {
   readonly #sent = new Map<SpaceId, number>();
   readonly #timers = new Map<SpaceId, ReturnType<typeof setTimeout>>();
   #link: PresenceLink | undefined;
+  #tabs: PresenceTabs | undefined;
   /** Spaces the link may carry (those the connection was granted). */
   #linked = new Set<SpaceId>();
 
@@ -61,15 +84,14 @@ export class PresenceStore implements Presence {
   set(state: Json | null, options?: PresenceOptions): void {
     const space = this.#space(options);
     if (state !== null) {
-      let bytes: number;
-      try {
-        bytes = new TextEncoder().encode(JSON.stringify(state)).length;
-      } catch {
-        throw new ReplicaError('invalid_argument', 'a presence state must be JSON');
-      }
+      const bad = findNonJson(state);
+      if (bad !== undefined) throw new ReplicaError('invalid_argument', `a presence state must be JSON (${bad} is not)`);
+      const bytes = new TextEncoder().encode(JSON.stringify(state)).length;
       if (bytes > MAX_PRESENCE_BYTES) throw new ReplicaError('too_large', `a presence state of ${bytes} bytes; at most ${MAX_PRESENCE_BYTES} (MAX_PRESENCE_BYTES)`);
     }
     this.#mine.set(space, state);
+    // A tab without the connection: the leader tab sends it (one state per replica: the latest set of any tab).
+    if (this.#tabs && !this.#tabs.isLeader()) return this.#tabs.post({ type: 'presence', from: this.#tabs.from, op: 'set', space, state });
     this.#schedule(space);
   }
 
@@ -91,6 +113,36 @@ export class PresenceStore implements Presence {
       set.delete(listener);
       if (set.size === 0) this.#listeners.delete(space);
     };
+  }
+
+  // ---- the other tabs --------------------------------------------------------------------
+
+  /** Shares presence with the replica's other tabs; a tab that is not the leader asks for the peers known. */
+  connectTabs(tabs: PresenceTabs): void {
+    this.#tabs = tabs;
+    if (!tabs.isLeader()) tabs.post({ type: 'presence', from: tabs.from, op: 'ask' });
+  }
+
+  /** This tab became the leader: the other tabs send it their states, to go out on its connection. */
+  becameLeader(): void {
+    this.#tabs?.post({ type: 'presence', from: this.#tabs.from, op: 'ask-states' });
+  }
+
+  fromTab(message: PresenceTabMessage): void {
+    const tabs = this.#tabs;
+    if (!tabs || message.from === tabs.from) return;
+    const leader = tabs.isLeader();
+    if (message.op === 'set' && leader) {
+      this.#mine.set(message.space, message.state);
+      this.#schedule(message.space);
+    } else if (message.op === 'peers' && !leader) {
+      this.#peers.set(message.space, new Map(message.peers.map((p) => [p.replica, p.state])));
+      this.#publish(message.space);
+    } else if (message.op === 'ask' && leader) {
+      for (const [space, peers] of this.#lists) tabs.post({ type: 'presence', from: tabs.from, op: 'peers', space, peers });
+    } else if (message.op === 'ask-states' && !leader) {
+      for (const [space, state] of this.#mine) if (state !== null) tabs.post({ type: 'presence', from: tabs.from, op: 'set', space, state });
+    }
   }
 
   // ---- the sync engine's side ------------------------------------------------------
@@ -151,6 +203,7 @@ export class PresenceStore implements Presence {
     const list: readonly PresencePeer[] = known ? Object.freeze([...known].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([replica, state]) => Object.freeze({ replica, state }))) : NO_PEERS;
     this.#lists.set(space, list);
     for (const listener of this.#listeners.get(space) ?? []) listener(list);
+    if (this.#tabs?.isLeader()) this.#tabs.post({ type: 'presence', from: this.#tabs.from, op: 'peers', space, peers: list });
   }
 
   #space(options: PresenceOptions | undefined): SpaceId {

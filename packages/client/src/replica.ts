@@ -52,7 +52,7 @@ import { outboxEntries } from './storage/outbox.js';
 import { defaultTabs, isSpacesMessage, isTabMessage, type ChannelLike, type LocksLike, type SpaceChange, type SpacesMessage, type TabMessage, type TabsOptions } from './tabs.js';
 import { checkPatch, checkValue, validateWrites, type Patch } from './validate.js';
 import { applyToStored, buildChange, type WriteOp } from './write.js';
-import { PresenceStore, type Presence } from './presence.js';
+import { isPresenceTabMessage, PresenceStore, type Presence, type PresenceTabMessage } from './presence.js';
 import { DEFAULT_CAPTURE_MS, DEFAULT_UNDO_LIMIT, History, revertOp, stepOf, type UndoHistory, type UndoOptions } from './undo.js';
 
 export type { CommitEvent };
@@ -244,7 +244,16 @@ export class Replica<S extends Schema = Schema> {
     this.#electLeader(tabs?.locks);
     if (tabs?.channel) {
       this.#channel = tabs.channel(`syncline:${this.name}`);
-      this.#channel.onmessage = (event) => {
+      const channel = this.#channel;
+      this.#presence.connectTabs({ from: this.#tabId, isLeader: () => this.#leader, post: (message) => this.#post(message) });
+      this.onLeaderChange((leader) => {
+        if (leader) this.#presence.becameLeader();
+      });
+      channel.onmessage = (event) => {
+        if (isPresenceTabMessage(event.data)) {
+          if (!this.#closed) this.#presence.fromTab(event.data);
+          return;
+        }
         if (isTabMessage(event.data) && event.data.from !== this.#tabId) this.#onOtherTab(event.data);
         else if (isSpacesMessage(event.data) && event.data.from !== this.#tabId && !this.#closed) {
           for (const listener of this.#spaceListeners) listener(event.data.change);
@@ -851,7 +860,7 @@ export class Replica<S extends Schema = Schema> {
   }
 
   /** Tells the other tabs (BroadcastChannel), when there is a channel; a failure goes to onError. */
-  #post(message: TabMessage | SpacesMessage): void {
+  #post(message: TabMessage | SpacesMessage | PresenceTabMessage): void {
     if (!this.#channel) return;
     try {
       this.#channel.postMessage(message);

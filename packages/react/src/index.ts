@@ -12,4 +12,5 @@ export { useRecord, type RecordResult } from './use-record.js';
 export { useConflicts } from './use-conflicts.js';
 export { useSyncStatus } from './use-sync-status.js';
 export { useUndo, type UndoControls } from './use-undo.js';
+export { usePresence, type PresenceResult } from './use-presence.js';
 export { createHooks, type TypedHooks } from './typed-hooks.js';
