@@ -22,6 +22,7 @@ import { mutate, mutationArb, randomFrameBytesArb, yjsUpdate, type Mutation } fr
 import {
   CRDT_TYPES,
   FRAME_MARKER,
+  MAX_PRESENCE_BYTES,
   MAX_WALL,
   PROTOCOL_VERSION,
   ProtocolError,
@@ -867,6 +868,14 @@ export function predict(data: Uint8Array | string, view: ConnView, world: World)
     case 'floor':
       // Noted for the stability horizon; nothing is answered.
       return view.phase === 'ready' ? { kind: 'silent' } : { kind: 'fatal', code: 'not_ready' };
+    case 'presence': {
+      // Relayed to the space's other clients; the sender is answered only with a refusal.
+      if (view.phase !== 'ready') return { kind: 'fatal', code: 'not_ready' };
+      if (!view.subscribed.includes(message.space)) return { kind: 'refuse', code: 'forbidden', space: message.space };
+      if (message.state !== null && Buffer.byteLength(JSON.stringify(message.state)) > MAX_PRESENCE_BYTES) return { kind: 'refuse', code: 'too_large', space: message.space };
+      // Whether it is within the per-second presence rate depends on timing the model does not keep.
+      return { kind: 'skip', why: 'presence rate' };
+    }
   }
 }
 

@@ -30,7 +30,7 @@ async function client(url: string, replica: string, spaces: readonly string[] = 
   return c;
 }
 
-const presenceOf = (c: RawClient, space = TEAM) => c.of('presence').filter((m) => m.space === space);
+const presenceOf = (c: RawClient, space: SpaceId = TEAM) => c.of('presence').filter((m) => m.space === space);
 
 describe('presence (protocol 8)', () => {
   it('relays a state to the other clients of the space; a later subscriber gets the full list; a state goes with its connection', async () => {
@@ -146,7 +146,7 @@ describe('presence (protocol 8)', () => {
     reader.send({ type: 'presence', space: 'secret' as SpaceId, state: { looking: true } });
     const refused = await reader.error('forbidden');
     expect([refused.fatal, refused.space]).toEqual([false, 'secret']);
-    expect(presenceOf(writer, 'secret')).toEqual([]);
+    expect(presenceOf(writer, 'secret' as SpaceId)).toEqual([]);
   });
 
   it('sends clients of protocol 7 no presence, and their hello still works beside protocol 8 clients', async () => {
