@@ -387,6 +387,7 @@ async function settle(conn: FuzzConn, view: ConnView, expected: Expect, sentChan
       case 'changes':
       case 'snapshot':
       case 'synced':
+      case 'presence':
         stats.background++;
         continue;
       case 'error':
