@@ -70,11 +70,19 @@ export async function retiredEntries(r: Replica, space: string, retired: Readonl
 /**
  * A record that exists, without the put and delete stamps of its lww part (see
  * dumpReplica; a put before the last delete goes too); an lww part left with
- * nothing (a delete, then crdt edits) goes.
+ * nothing (a delete, then crdt edits) goes. A deleted record keeps its delete
+ * and loses a put from before it.
  */
 export function withoutHistory(state: RecordState): RecordState {
   const { lww } = state;
-  if (!lww || !materialize(state).exists) return state;
+  if (!lww) return state;
+  if (!materialize(state).exists) {
+    // A deleted record held for its crdt part: a put before its last delete is history as well (a region that
+    // forgot the record, then took the delete again with later crdt edits, holds none). It can never make the
+    // record exist again; only a write stamped after the delete can.
+    const before = lww.touched !== undefined && lww.deleted !== undefined && lww.touched <= lww.deleted;
+    return before ? { ...state, lww: { ...lww, touched: undefined, stamped: undefined } } : state;
+  }
   // A put before the last delete is history too (a region that forgot the deleted record, then took crdt edits
   // made after the delete, holds no lww part at all).
   const before = lww.touched !== undefined && lww.deleted !== undefined && lww.touched <= lww.deleted;

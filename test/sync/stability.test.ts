@@ -11,10 +11,10 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { createReplica, indexedDbStorage, localLocks, memoryStorage, type Replica, type Schema, type SyncEngine } from '@syncline/client';
 import { IDBFactory, IDBKeyRange } from 'fake-indexeddb';
-import type { HlcString, ReplicaId, SpaceId } from '@syncline/core/internal';
+import { formatTimestamp, type HlcString, type ReplicaId, type SpaceId } from '@syncline/core/internal';
 import { sqliteStorage, type ServerStorage, type SyncServer } from '@syncline/server';
 import { portOf, storageOf } from '../internals.js';
-import { cleanupStack, counter, idbStorage, isSynced, ManualClock, outboxCount, replica, startServer, sync, uniqueName, visibleState as everyRecord, waitUntil, withOverrides, WS } from './harness.js';
+import { cleanupStack, counter, idbStorage, isSynced, ManualClock, outboxCount, RawClient, replica, startServer, sync, uniqueName, visibleState as everyRecord, waitUntil, withOverrides, WS } from './harness.js';
 
 const cleanup = cleanupStack();
 afterEach(() => cleanup.run());
@@ -498,6 +498,33 @@ describe('garbage collection at the stability horizon', () => {
     await newcomer.put('meetings', 'standup', { by: 'newcomer' });
     for (const r of [six, seven]) await waitUntil(async () => (await r.get('meetings', 'standup'))?.value['by'] === 'newcomer', 10_000, 'the newcomer’s write to arrive');
     for (const r of [six, seven, newcomer]) expect(await r.conflicts('meetings', 'standup')).toEqual([]);
+  });
+
+  it("tells a client of retirements only once its catch-ups ended: a retired replica's last versions reach it before it drops that replica's entries", async () => {
+    const server = await startServer();
+    cleanup.push(() => server.close());
+    const space = 'retire-late' as SpaceId;
+    // A writer stores versions of a merge record, one superseding the other, then is retired.
+    const w = await RawClient.open(server.url);
+    cleanup.push(() => w.close());
+    await w.hello('gone' as ReplicaId, [{ space }]);
+    const hlc = (n: number) => formatTimestamp({ wall: Date.now() - 60_000 + n, counter: 0, replica: 'gone' as ReplicaId });
+    w.send({ type: 'push', space, changes: [{ space, collection: 'meetings', id: 'm', replica: 'gone' as ReplicaId, seq: 1, hlc: hlc(1), op: 'version', value: { v: 1 }, context: new Map() }] });
+    await w.next('ack', (m) => m.upTo === 1);
+    w.close();
+    expect(await server.retire('gone' as ReplicaId)).toEqual(['gone']);
+
+    // A client of protocol 8 that syncs two spaces from nothing: `retired` comes after both catch-ups ended.
+    const r = await RawClient.open(server.url);
+    cleanup.push(() => r.close());
+    await r.hello('late' as ReplicaId, [{ space }, { space: 'other' }]);
+    await r.next('retired');
+    const types = r.messages.map((m) => (m.type === 'synced' ? `synced:${m.space}` : m.type));
+    const told = types.indexOf('retired');
+    expect(types.indexOf(`synced:${space}`)).toBeGreaterThan(-1);
+    expect(types.indexOf(`synced:${space}`)).toBeLessThan(told);
+    expect(types.indexOf('synced:other')).toBeLessThan(told);
+    expect(r.messages.findIndex((m) => m.type === 'snapshot')).toBeLessThan(told);
   });
 
   it('collect() called while a pass is under way runs another after it, which covers every write stored before the call', async () => {

@@ -151,6 +151,8 @@ export class Session implements Follower, PresenceMember {
   #ending: { readonly code: number | undefined; readonly reason: string; readonly by: 'server' | 'client' } | undefined;
   /** Protocol 7, a server without a region: how many retirements this client has heard of (tellRetired); undefined: it hears none. */
   #retiredHeard: number | undefined;
+  /** A tellRetired waits for the catch-ups under way. */
+  #retiredWaiting = false;
   /** The tellRetired calls, one after another: each reads what the one before did not send. */
   #tellingRetired: Promise<void> = Promise.resolve();
   /** The largest frame this session sends: the server's limit, and the client's when it said (protocol 4). */
@@ -390,6 +392,15 @@ export class Session implements Follower, PresenceMember {
    */
   tellRetired(): void {
     if (this.#retiredHeard === undefined) return;
+    // Only to a client that holds the log of each of its spaces as far as it is live: a retired replica's last
+    // changes may still be on their way to it (a catch-up under way), and it must apply them before it drops
+    // that replica's merge-context entries, or it would drop entries that a version still to come needs, and
+    // hold another state than every replica that heard in time. The end of each catch-up asks again.
+    if (this.#subs.size === 0 || [...this.#subs.values()].some((sub) => !sub.live || sub.catchingUp)) {
+      this.#retiredWaiting = true;
+      return;
+    }
+    this.#retiredWaiting = false;
     this.#tellingRetired = this.#tellingRetired.then(() => this.#tellRetired()).catch((error: unknown) => this.#internal(error));
   }
 
@@ -462,10 +473,7 @@ export class Session implements Follower, PresenceMember {
     this.#subject = grant.subject;
     this.#spaceNames = granted.map((g) => g.space);
     this.ctx.logger.info({ replica: this.replica, subject: grant.subject, spaces: logSpaces(this.#spaceNames), address: this.ctx.address, protocol: this.#protocol }, 'client connected');
-    if (this.#protocol >= 7 && this.ctx.region === undefined) {
-      this.#retiredHeard = hello.retired ?? 0;
-      this.tellRetired();
-    }
+    if (this.#protocol >= 7 && this.ctx.region === undefined) this.#retiredHeard = hello.retired ?? 0;
     if (grant.expiresAt !== undefined) this.#expireAt(grant.expiresAt);
     for (const { space, access, after, head, region, origins } of granted) {
       const held = origins && this.ctx.region !== undefined ? new Map(origins.map((o) => [o.region === this.ctx.region ? '' : o.region, o.upTo])) : undefined;
@@ -476,6 +484,8 @@ export class Session implements Follower, PresenceMember {
       if (this.#protocol >= 8) this.ctx.presence.join(space, this);
       void this.#start(space, sub, after, head, region);
     }
+    // Told once the catch-ups end (tellRetired).
+    this.tellRetired();
   }
 
   /**
@@ -659,6 +669,7 @@ export class Session implements Follower, PresenceMember {
     } finally {
       sub.catchingUp = false;
     }
+    if (this.#retiredWaiting && sub.live) this.tellRetired();
     // A resync asked for after the loop above ended (while `synced` and the horizon went out) only marked
     // the subscription dirty: nobody else reads what it was for.
     if (sub.dirty && this.#state === 'ready' && !this.#paused() && this.#subs.get(space) === sub) void this.#catchUp(space);
