@@ -76,6 +76,24 @@ describe('undo and redo of local writes', () => {
     expect(await valueOf(a, 'events', 'e')).toEqual({ title: 'Lunch', start: 12 });
   });
 
+  it('undoes a delete of a record with a crdt field: its text comes back as it was', async () => {
+    let time = T0;
+    const a = await device(1, () => time++);
+    const b = await device(2, () => time++);
+    await a.put('pads', 'p', { title: 'Agenda' });
+    const text = await a.text('pads', 'p', 'body');
+    const written = nextCommit(a, 'the text edit');
+    text.insert(0, 'demo, then lunch');
+    await written;
+    await a.delete('pads', 'p');
+    expect(await a.get('pads', 'p')).toBeUndefined();
+    await a.undo();
+    expect((await a.get('pads', 'p'))?.value).toEqual({ title: 'Agenda', body: 'demo, then lunch' });
+    // And on another device that gets the same changes.
+    await deliver(a, b);
+    expect((await b.get('pads', 'p'))?.value).toEqual({ title: 'Agenda', body: 'demo, then lunch' });
+  });
+
   it('a batch is one step; a new write clears the redo steps; subscribe hears every change of canUndo/canRedo', async () => {
     let time = T0;
     const a = await device(1, () => time++);

@@ -53,7 +53,7 @@ import { defaultTabs, isSpacesMessage, isTabMessage, type ChannelLike, type Lock
 import { checkPatch, checkValue, validateWrites, type Patch } from './validate.js';
 import { applyToStored, buildChange, type WriteOp } from './write.js';
 import { isPresenceTabMessage, PresenceStore, type Presence, type PresenceTabMessage } from './presence.js';
-import { DEFAULT_CAPTURE_MS, DEFAULT_UNDO_LIMIT, History, revertOp, stepOf, type UndoHistory, type UndoOptions } from './undo.js';
+import { DEFAULT_CAPTURE_MS, DEFAULT_UNDO_LIMIT, History, revertOps, stepOf, type UndoHistory, type UndoOptions } from './undo.js';
 
 export type { CommitEvent };
 
@@ -380,8 +380,7 @@ export class Replica<S extends Schema = Schema> {
           const ops: WriteOp[] = [];
           step.records.forEach((entry, i) => {
             const def = this.#collections.get(entry.collection);
-            const op = def && revertOp(entry, current[i]?.state, def, this.#history);
-            if (op) ops.push(op);
+            if (def) ops.push(...revertOps(entry, current[i]?.state, def, this.#history));
           });
           return ops.length === 0 ? [] : this.#write(tx, ops);
         }),

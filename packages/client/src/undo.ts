@@ -44,6 +44,8 @@ export interface RecordUndo {
   readonly existed: boolean;
   /** Its visible fields before the step (crdt fields left out). */
   readonly before: Fields;
+  /** Its crdt fields that had a value before the step: undoing the step's delete shows them again. */
+  readonly crdtBefore: readonly string[];
   /** lww: per field the step wrote (set, unset, or cleared by a put or delete), the stamp of its last write of it. */
   readonly fields: Map<string, HlcString>;
   /** lww: per field in `fields`, its stamp before the step. */
@@ -232,11 +234,15 @@ export function stepOf(changes: readonly Change[], before: (change: Change) => R
       const view = materialize(before(change), { resolve: defOf(change.collection)?.resolve });
       const crdt = defOf(change.collection)?.crdt;
       const visible: Record<string, Json> = {};
-      for (const [name, value] of Object.entries(view.value ?? {})) if (!crdt?.has(name)) Object.defineProperty(visible, name, { value, enumerable: true, writable: true, configurable: true });
+      const crdtBefore: string[] = [];
+      for (const [name, value] of Object.entries(view.value ?? {})) {
+        if (crdt?.has(name)) crdtBefore.push(name);
+        else Object.defineProperty(visible, name, { value, enumerable: true, writable: true, configurable: true });
+      }
       const state = before(change);
       const siblings = state?.merge?.siblings ?? [];
       entry = {
-        collection: change.collection, id: change.id, space: change.space, existed: view.exists, before: visible, fields: new Map(), beforeStamps: new Map(),
+        collection: change.collection, id: change.id, space: change.space, existed: view.exists, before: visible, crdtBefore, fields: new Map(), beforeStamps: new Map(),
         last: change.hlc, beforeLast: siblings.length === 1 ? siblings[0]?.hlc : undefined, touch: undefined, beforeTouch: state?.lww?.touched,
         clears: undefined, beforeCleared: state?.lww?.cleared, beforeLww: state?.lww,
       };
@@ -291,16 +297,19 @@ function fieldStamp(lww: LwwState | undefined, name: string): Stamp {
   return { hlc: lww.cleared, clear: true };
 }
 
+/** A Yjs update that changes nothing: written to a crdt field, it stamps the field after a delete, so its content shows again. */
+const EMPTY_UPDATE = new Uint8Array([0, 0]);
+
 /**
- * The writes that undo `entry` given the record's state now (`current`), or
- * undefined when nothing of it is still the step's.
+ * The writes that undo `entry` given the record's state now (`current`): none
+ * when nothing of it is still the step's.
  */
-export function revertOp(entry: RecordUndo, current: RecordState | undefined, def: CollectionDef, history: History): WriteOp | undefined {
+export function revertOps(entry: RecordUndo, current: RecordState | undefined, def: CollectionDef, history: History): WriteOp[] {
   const target = { collection: entry.collection, id: entry.id, space: entry.space };
   if (def.policy === 'merge') {
     const siblings = current?.merge?.siblings ?? [];
-    if (siblings.length !== 1 || !history.owns({ hlc: siblings[0]?.hlc, clear: false }, VERSION, entry.last)) return undefined;
-    return entry.existed ? { kind: 'put', ...target, value: entry.before } : { kind: 'delete', ...target };
+    if (siblings.length !== 1 || !history.owns({ hlc: siblings[0]?.hlc, clear: false }, VERSION, entry.last)) return [];
+    return [entry.existed ? { kind: 'put', ...target, value: entry.before } : { kind: 'delete', ...target }];
   }
   const lww = current?.lww;
   const mine = [...entry.fields].filter(([name, hlc]) => history.owns(fieldStamp(lww, name), name, hlc)).map(([name]) => name);
@@ -308,20 +317,27 @@ export function revertOp(entry: RecordUndo, current: RecordState | undefined, de
   const view = materialize(current, { resolve: def.resolve });
   const patch: Record<string, Json | undefined> = {};
   for (const name of mine) Object.defineProperty(patch, name, { value: entry.before[name], enumerable: true, writable: true, configurable: true });
+  const patchOp: WriteOp = { kind: 'patch', ...target, patch };
   if (!entry.existed) {
     // Created by the step: deleted again when every field it has now is the step's (and the step wrote
     // some of them, or touched the record last: a put of no fields).
-    if (!view.exists) return undefined;
+    if (!view.exists) return [];
     const others = Object.keys(view.value ?? {}).some((name) => !def.crdt.has(name) && !mine.includes(name));
-    if (!others && (mine.length > 0 || touchedLast)) return { kind: 'delete', ...target };
-    return mine.length > 0 ? { kind: 'patch', ...target, patch } : undefined;
+    if (!others && (mine.length > 0 || touchedLast)) return [{ kind: 'delete', ...target }];
+    return mine.length > 0 ? [patchOp] : [];
   }
   if (!view.exists) {
     // Gone now: back with its fields when the step's delete is what hides it, left alone when another did.
-    return lww && lwwDeletedAt(lww) === entry.last ? { kind: 'patch', ...target, patch } : undefined;
+    if (!lww || lwwDeletedAt(lww) !== entry.last) return [];
+    // Its crdt fields (notes) were hidden by the delete, not changed: a write that changes nothing shows them again.
+    const crdt = entry.crdtBefore.flatMap((field): WriteOp[] => {
+      const type = def.crdt.get(field);
+      return type ? [{ kind: 'crdt', ...target, field, type, update: EMPTY_UPDATE }] : [];
+    });
+    return [patchOp, ...crdt];
   }
   // A put or patch of nothing new still made the record's latest touch: an empty patch takes it over, so
   // that undoing the step before (which may have created the record) finds it as that step left it.
-  if (mine.length === 0 && !touchedLast) return undefined;
-  return { kind: 'patch', ...target, patch };
+  if (mine.length === 0 && !touchedLast) return [];
+  return [patchOp];
 }
