@@ -49,7 +49,7 @@ describeE2E('calendar: notes edited on two devices at once', (e2e) => {
     // The merged notes are stored: B, reloaded, opens them again.
     await waitSettled(a);
     await waitSettled(b);
-    await a.locator('[data-testid="event-cancel"]').click();
+    await a.locator('[data-testid="event-save"]').click();
     await b.reload();
     await waitSettled(b);
     const again = await openNotes(b, id);

@@ -18,7 +18,7 @@ import { syncUrl, type ReplicaHost } from './data/host';
 import { SETTINGS_SPACE, toCalEvent, toCalendar, toStatus, type Calendar, type ShownEvent, type StatusInfo } from './data/model';
 import { updateEvent } from './data/events';
 import { overlaps } from './layout';
-import { SynclineProvider, useQuery, useReplica, type QueryResult } from './syncline';
+import { SynclineProvider, usePresence, useQuery, useReplica, useUndo, type QueryResult } from './syncline';
 import { ErrorBoundary } from './components/ErrorBoundary';
 import { EventDialog, type DialogTarget } from './components/EventDialog';
 import { MonthView } from './components/MonthView';
@@ -106,14 +106,24 @@ function CalendarApp({ host }: { readonly host: ReplicaHost }): ReactNode {
   const [dialog, setDialog] = useState<DialogTarget | undefined>();
   const [calendarDialog, setCalendarDialog] = useState<{ calendar: Calendar | undefined } | undefined>();
   const [icsOpen, setIcsOpen] = useState(false);
-  const [toast, setToast] = useState<string | undefined>();
+  const [toast, setToastState] = useState<{ readonly text: string; readonly undoable: boolean } | undefined>();
+  // A toast; `undoable`: it reports this device's latest write, which Undo (or Ctrl/Cmd+Z) takes back.
+  const setToast = useCallback((text: string | undefined, undoable = false) => setToastState(text === undefined ? undefined : { text, undoable }), []);
+  const { undo, redo, canUndo } = useUndo();
+  const undoNow = useCallback(() => {
+    setToastState(undefined);
+    undo().then(
+      (done) => done && setToast('Undone'),
+      (error: unknown) => setToast(`Could not undo: ${(error as Error).message}`),
+    );
+  }, [undo, setToast]);
   const [hidden, toggleHidden] = useHidden(`syncline-calendar:${host.device.dbName}:hidden`);
   const deviceLabel = host.device.name ?? `browser ${replica.id.slice(0, 4)}`;
 
   useEffect(() => writeUrl(view, date), [view, date]);
   useEffect(() => {
     if (!toast) return;
-    const timer = setTimeout(() => setToast(undefined), 4000);
+    const timer = setTimeout(() => setToastState(undefined), toast.undoable ? 8000 : 4000);
     return () => clearTimeout(timer);
   }, [toast]);
 
@@ -179,11 +189,11 @@ function CalendarApp({ host }: { readonly host: ReplicaHost }): ReactNode {
   const reschedule = useCallback(
     (e: ShownEvent, start: Date, end: Date) => {
       updateEvent(replica, e.id, e.space, e.fields, { ...e.fields, start: start.getTime(), end: end.getTime() }).then(
-        () => setToast(`Moved “${e.title || '(No title)'}” to ${formatTime(start)}–${formatTime(end)}, ${start.toLocaleDateString()}`),
+        (moved) => moved && setToast(`Moved “${e.title || '(No title)'}” to ${formatTime(start)}–${formatTime(end)}, ${start.toLocaleDateString()}`, true),
         (error: unknown) => setToast(`Could not move the event: ${(error as Error).message}`),
       );
     },
-    [replica],
+    [replica, setToast],
   );
   const closeDialog = useCallback(() => setDialog(undefined), []);
   const closeCalendarDialog = useCallback(() => setCalendarDialog(undefined), []);
@@ -194,12 +204,23 @@ function CalendarApp({ host }: { readonly host: ReplicaHost }): ReactNode {
     create({ start, end: new Date(start.getTime() + HOUR), allDay: false });
   };
 
-  // Keyboard: t today, w / m views, ← → previous / next.
+  // Keyboard: t today, w / m views, ← → previous / next; Ctrl/Cmd+Z undo, Ctrl/Cmd+Shift+Z (or Ctrl+Y) redo.
   useEffect(() => {
     const onKey = (e: KeyboardEvent) => {
-      if (dialog || calendarDialog || icsOpen || e.metaKey || e.ctrlKey || e.altKey) return;
+      if (dialog || calendarDialog || icsOpen || e.altKey) return;
       const t = e.target as HTMLElement | null;
       if (t && (t.tagName === 'INPUT' || t.tagName === 'TEXTAREA' || t.tagName === 'SELECT' || t.isContentEditable)) return;
+      if (e.metaKey || e.ctrlKey) {
+        const key = e.key.toLowerCase();
+        if (key === 'z' && !e.shiftKey) {
+          e.preventDefault();
+          undoNow();
+        } else if ((key === 'z' && e.shiftKey) || key === 'y') {
+          e.preventDefault();
+          void redo();
+        }
+        return;
+      }
       if (e.key === 't') today();
       else if (e.key === 'w') setView('week');
       else if (e.key === 'm') setView('month');
@@ -208,7 +229,7 @@ function CalendarApp({ host }: { readonly host: ReplicaHost }): ReactNode {
     };
     window.addEventListener('keydown', onKey);
     return () => window.removeEventListener('keydown', onKey);
-  }, [dialog, calendarDialog, icsOpen, today, setView, go]);
+  }, [dialog, calendarDialog, icsOpen, today, setView, go, undoNow, redo]);
 
   const saveCalendar = async (name: string, color: string) => {
     const existing = calendarDialog?.calendar;
@@ -233,6 +254,16 @@ function CalendarApp({ host }: { readonly host: ReplicaHost }): ReactNode {
     setCalendarDialog(undefined);
     setToast(`Removed “${existing.name}”`);
   };
+
+  // Presence: who else looks at the same week (or month), and who has which event open; never stored.
+  const { peers, set: setPresence } = usePresence(SETTINGS_SPACE);
+  const looking = `${view}:${isoDate(view === 'week' ? weekStart : monthStart)}`;
+  const editing = dialog?.mode === 'edit' ? `${dialog.space}/${dialog.id}` : undefined;
+  useEffect(() => {
+    setPresence({ name: deviceLabel, looking, ...(editing ? { editing } : {}) });
+  }, [setPresence, deviceLabel, looking, editing]);
+  const presentHere = peers.filter((p) => (p.state as { looking?: unknown } | null)?.looking === looking).map((p) => String((p.state as { name?: unknown }).name ?? p.replica.slice(0, 4)));
+  const editorsOf = (key: string): string[] => peers.filter((p) => (p.state as { editing?: unknown } | null)?.editing === key).map((p) => String((p.state as { name?: unknown }).name ?? p.replica.slice(0, 4)));
 
   const title = view === 'week' ? formatWeekRange(weekStart) : formatMonthYear(monthStart);
 
@@ -275,6 +306,16 @@ function CalendarApp({ host }: { readonly host: ReplicaHost }): ReactNode {
         <button type="button" className="ics-button" data-testid="ics-button" onClick={() => setIcsOpen(true)} title="Import or export .ics files">
           Import / Export
         </button>
+        {presentHere.length > 0 && (
+          <div className="presence" data-testid="presence" aria-label={`Also looking at this ${view}: ${presentHere.join(', ')}`}>
+            {presentHere.map((name) => (
+              <span key={name} className="presence-avatar" title={`${name} is looking at this ${view}`}>
+                {name.slice(0, 1).toUpperCase()}
+              </span>
+            ))}
+            <span className="presence-names">{presentHere.join(', ')}</span>
+          </div>
+        )}
         <SyncIndicator syncUrl={syncUrl()} deviceLabel={deviceLabel} calendarName={calendarName} />
       </header>
       <SyncErrorBanner calendarName={calendarName} onToken={(token) => host.setToken(token)} />
@@ -323,7 +364,7 @@ function CalendarApp({ host }: { readonly host: ReplicaHost }): ReactNode {
             </div>
           )}
         >
-          <EventDialog target={dialog} calendars={calendars} deviceLabel={deviceLabel} onClose={closeDialog} onSaved={setToast} />
+          <EventDialog target={dialog} calendars={calendars} deviceLabel={deviceLabel} onClose={closeDialog} onSaved={setToast} editors={dialog.mode === 'edit' ? editorsOf(`${dialog.space}/${dialog.id}`) : []} />
         </ErrorBoundary>
       )}
       {calendarDialog && (
@@ -332,7 +373,12 @@ function CalendarApp({ host }: { readonly host: ReplicaHost }): ReactNode {
       {icsOpen && <IcsDialog calendars={calendars} hidden={hidden} defaultCalendar={defaultCalendar} deviceLabel={deviceLabel} onClose={() => setIcsOpen(false)} onDone={setToast} />}
       {toast && (
         <div className="toast" role="status" data-testid="toast">
-          {toast}
+          <span>{toast.text}</span>
+          {toast.undoable && canUndo && (
+            <button type="button" className="toast-action" data-testid="toast-undo" onClick={undoNow}>
+              Undo
+            </button>
+          )}
         </div>
       )}
     </div>

@@ -1,9 +1,9 @@
-import { useEffect, useId, useRef, useState, type FormEvent, type ReactNode } from 'react';
+import { useCallback, useEffect, useId, useRef, useState, type FormEvent, type ReactNode } from 'react';
 import { addDays, floatingFromLocal, formatLongDate, HOUR, isoDate, isoTime, parseLocal } from '../dates';
 import { createEvent, deleteEvent, moveEvent, setStatus, updateEvent } from '../data/events';
 import { isStatus, newEventId, STATUS_LABELS, STATUSES, toCalEvent, toStatus, type CalEvent, type Calendar, type EventFields, type EventStatus } from '../data/model';
 import { useConflicts, useRecord, useReplica } from '../syncline';
-import { NotesEditor } from './NotesEditor';
+import { NotesEditor, type NotesSession } from './NotesEditor';
 import type { NewRange } from './WeekView';
 
 export type DialogTarget = { readonly mode: 'new'; readonly range: NewRange; readonly space: string } | { readonly mode: 'edit'; readonly id: string; readonly space: string };
@@ -79,11 +79,20 @@ export interface EventDialogProps {
   /** Who writes a status (shown to the other device in a conflict). */
   readonly deviceLabel: string;
   readonly onClose: () => void;
-  readonly onSaved: (message: string) => void;
+  /** What was written, for a toast; `undoable`: the write is this device's latest step (Undo offered). */
+  readonly onSaved: (message: string, undoable?: boolean) => void;
+  /** The other devices that have this event open now (presence). */
+  readonly editors?: readonly string[];
 }
 
-export function EventDialog({ target, calendars, deviceLabel, onClose, onSaved }: EventDialogProps): ReactNode {
+export function EventDialog({ target, calendars, deviceLabel, onClose, onSaved, editors = [] }: EventDialogProps): ReactNode {
   const replica = useReplica();
+  // Cancel (or Escape, or a click outside) takes back the notes typed in this dialog too.
+  const notesSession = useRef<NotesSession | undefined>(undefined);
+  const cancel = useCallback(() => {
+    notesSession.current?.revert();
+    onClose();
+  }, [onClose]);
   const ids = useId();
   const editing = target.mode === 'edit';
   const eventId = useRef(target.mode === 'edit' ? target.id : newEventId()).current;
@@ -124,11 +133,11 @@ export function EventDialog({ target, calendars, deviceLabel, onClose, onSaved }
 
   useEffect(() => {
     const onKey = (e: KeyboardEvent) => {
-      if (e.key === 'Escape') onClose();
+      if (e.key === 'Escape') cancel();
     };
     window.addEventListener('keydown', onKey);
     return () => window.removeEventListener('keydown', onKey);
-  }, [onClose]);
+  }, [cancel]);
 
   const set = <K extends FormField>(key: K, value: Form[K]) => {
     setForm((f) => ({ ...f, [key]: value }));
@@ -156,9 +165,11 @@ export function EventDialog({ target, calendars, deviceLabel, onClose, onSaved }
         await moveEvent(replica, eventId, space, form.calendar, fields, current.notes, touched.has('status') ? form.status : status, deviceLabel);
         onSaved(`Moved “${fields.title || '(No title)'}” to ${calendars.find((c) => c.id === form.calendar)?.name ?? form.calendar}`);
       } else {
-        await updateEvent(replica, eventId, space, current.fields, fields);
-        if (touched.has('status') && (form.status !== currentStatus || conflicts.length > 1)) await setStatus(replica, eventId, space, form.status, deviceLabel);
-        onSaved(`Saved “${fields.title || '(No title)'}”`);
+        const changed = await updateEvent(replica, eventId, space, current.fields, fields);
+        const statusSet = touched.has('status') && (form.status !== currentStatus || conflicts.length > 1);
+        if (statusSet) await setStatus(replica, eventId, space, form.status, deviceLabel);
+        // One write: Undo takes it back (a status set as well is a second one).
+        onSaved(`Saved “${fields.title || '(No title)'}”`, changed || statusSet);
       }
       onClose();
     } catch (err) {
@@ -172,7 +183,7 @@ export function EventDialog({ target, calendars, deviceLabel, onClose, onSaved }
     setBusy(true);
     try {
       await deleteEvent(replica, eventId, space);
-      onSaved(`Deleted “${current?.title || '(No title)'}”`);
+      onSaved(`Deleted “${current?.title || '(No title)'}”`, true);
       onClose();
     } catch (err) {
       setError(`Could not delete: ${(err as Error).message}`);
@@ -196,7 +207,7 @@ export function EventDialog({ target, calendars, deviceLabel, onClose, onSaved }
   const id = (name: string) => `${ids}-${name}`;
 
   return (
-    <div className="backdrop" onPointerDown={(e) => e.target === e.currentTarget && onClose()}>
+    <div className="backdrop" onPointerDown={(e) => e.target === e.currentTarget && cancel()}>
       <form
         className="dialog event-dialog"
         role="dialog"
@@ -209,6 +220,11 @@ export function EventDialog({ target, calendars, deviceLabel, onClose, onSaved }
         style={{ borderTopColor: calendar?.color }}
       >
         <h2 id={id('heading')}>{editing ? 'Edit event' : 'New event'}</h2>
+        {editors.length > 0 && (
+          <p className="dialog-note presence-note" data-testid="event-editors">
+            {editors.join(', ')} {editors.length === 1 ? 'has' : 'have'} this event open too
+          </p>
+        )}
         {gone ? (
           <p className="dialog-note" data-testid="event-gone">
             This event was deleted (on this or another device).
@@ -302,7 +318,7 @@ export function EventDialog({ target, calendars, deviceLabel, onClose, onSaved }
             <div className="field">
               <label htmlFor={editing ? 'event-notes' : id('notes')}>Notes</label>
               {editing ? (
-                <NotesEditor id={eventId} space={space} />
+                <NotesEditor id={eventId} space={space} session={notesSession} />
               ) : (
                 <div className="notes">
                   <textarea id={id('notes')} data-testid="event-notes" data-ready="true" rows={5} placeholder="Add notes" value={form.notes} onChange={(e) => set('notes', e.target.value)} />
@@ -323,7 +339,7 @@ export function EventDialog({ target, calendars, deviceLabel, onClose, onSaved }
             </button>
           )}
           <span className="spacer" />
-          <button type="button" data-testid="event-cancel" onClick={onClose}>
+          <button type="button" data-testid="event-cancel" onClick={cancel}>
             {gone ? 'Close' : 'Cancel'}
           </button>
           {!gone && (

@@ -1,10 +1,20 @@
 import { useEffect, useRef, useState, type ReactNode } from 'react';
-import type * as Y from 'yjs';
+import * as Y from 'yjs';
 import { useReplica } from '../syncline';
 import { acquireNotes, applyDiff, TEXTAREA, transformPosition } from '../data/notes';
 
-/** A textarea bound to an event's collaborative notes (a Y.Text). */
-export function NotesEditor({ id, space }: { readonly id: string; readonly space: string }): ReactNode {
+/** What the dialog can do with the notes typed while it was open. */
+export interface NotesSession {
+  /** Takes back what was typed here since the dialog opened (Cancel); others' edits stay. */
+  revert(): void;
+}
+
+/**
+ * A textarea bound to an event's collaborative notes (a Y.Text). `session`
+ * receives a handle that reverts this textarea's own edits (Yjs's UndoManager
+ * of the textarea's origin: text other devices typed meanwhile stays).
+ */
+export function NotesEditor({ id, space, session }: { readonly id: string; readonly space: string; readonly session?: { current: NotesSession | undefined } }): ReactNode {
   const replica = useReplica();
   const ref = useRef<HTMLTextAreaElement>(null);
   const [ready, setReady] = useState(false);
@@ -18,6 +28,7 @@ export function NotesEditor({ id, space }: { readonly id: string; readonly space
     let last = '';
     let stopped = false;
     let flash: ReturnType<typeof setTimeout> | undefined;
+    let undo: Y.UndoManager | undefined;
 
     const onInput = () => {
       if (!text) return;
@@ -51,6 +62,10 @@ export function NotesEditor({ id, space }: { readonly id: string; readonly space
         last = t.toString();
         area.value = last;
         t.observe(onChange);
+        // Everything typed in this dialog is one step: Cancel takes it back.
+        const typed = new Y.UndoManager(t, { trackedOrigins: new Set([TEXTAREA]), captureTimeout: Number.POSITIVE_INFINITY });
+        undo = typed;
+        if (session) session.current = { revert: () => void typed.undo() };
         setReady(true);
       },
       (error: unknown) => console.error('[calendar] notes', error),
@@ -60,6 +75,8 @@ export function NotesEditor({ id, space }: { readonly id: string; readonly space
       clearTimeout(flash);
       area.removeEventListener('input', onInput);
       text?.unobserve(onChange);
+      undo?.destroy();
+      if (session) session.current = undefined;
       handle.release();
       setReady(false);
     };

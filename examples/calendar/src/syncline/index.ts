@@ -7,7 +7,7 @@ import { useEffect, useState } from 'react';
 import type { SyncStatus } from '@syncline/client';
 import { useReplica, useSyncStatus as useReactSyncStatus } from '@syncline/react';
 
-export { SynclineProvider, useReplica, useQuery, useRecord, useConflicts, type QueryResult } from '@syncline/react';
+export { SynclineProvider, useReplica, useQuery, useRecord, useConflicts, usePresence, useUndo, type QueryResult } from '@syncline/react';
 
 const OFFLINE: SyncStatus = { state: 'offline', pending: 0 };
 
