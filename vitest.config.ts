@@ -43,7 +43,7 @@ export default defineConfig({
     // by time it measures itself, not by how fast the machine is.
     maxWorkers: 2,
     projects: [
-      { extends: true, test: { name: 'syncline', include: ['test/**/*.test.ts', 'test/**/*.test.tsx'], exclude: [...configDefaults.exclude, 'test/react18/**'] } },
+      { extends: true, test: { name: 'syncline', include: ['test/**/*.test.ts', 'test/**/*.test.tsx', 'examples/calendar/test/**/*.test.ts'], exclude: [...configDefaults.exclude, 'test/react18/**'] } },
       { extends: true, resolve: { alias: react18Aliases() }, test: { name: 'react18', include: ['test/react18/**/*.test.tsx'] } },
     ],
   },

@@ -7,7 +7,10 @@
  *   button), on both devices;
  * - Ctrl+Z after a remote edit of another field of the same event reverts only
  *   this device's field, on both devices;
- * - Cancel in the dialog takes back the notes typed in it.
+ * - Cancel in the dialog takes back the notes typed in it;
+ * - a device is named after its browser until renamed, and others see the new
+ *   name; with the network up and the server out of reach, the indicator says
+ *   so instead of "Offline".
  */
 import { expect, it } from 'vitest';
 import type { Page } from 'playwright-core';
@@ -141,5 +144,34 @@ describeE2E('calendar: presence and undo', (e2e) => {
     await a.locator('[data-testid="event-save"]').click();
     notes = (await openEvent(a, id)).locator('[data-testid="event-notes"][data-ready="true"]');
     await expect.poll(() => notes.inputValue(), { timeout: WAIT }).toBe('Agenda: kept');
+  });
+
+  it('names a device after its browser until it is renamed; says the server is out of reach, not offline, when the network is up', async () => {
+    const deviceA = await e2e.device('A');
+    const deviceB = await e2e.device('B');
+    const a = await deviceA.context.newPage();
+    deviceA.pages.push(a);
+    // Without ?device=, as people open it: the browser's name.
+    await a.goto(`${deviceA.origin}/?date=${WEEK}`, { timeout: WAIT });
+    await waitSettled(a);
+    const b = await deviceB.open({ date: WEEK });
+    await expect.poll(() => b.locator('[data-testid="presence"]').textContent(), { timeout: WAIT }).toContain('Chrome on Linux');
+
+    await a.locator('[data-testid="sync-indicator"]').click();
+    await a.locator('[data-testid="device-name"]').fill('Ann’s laptop');
+    await a.locator('[data-testid="device-name-save"]').click();
+    await expect.poll(() => b.locator('[data-testid="presence"]').textContent(), { timeout: WAIT }).toContain('Ann’s laptop');
+    await a.reload();
+    await waitSettled(a);
+    await expect.poll(() => b.locator('[data-testid="presence"]').textContent(), { timeout: WAIT }).toContain('Ann’s laptop');
+
+    // The network is up (the browser says online) but the server cannot be reached.
+    deviceA.link.down();
+    const indicator = a.locator('[data-testid="sync-indicator"][data-state="unreachable"][data-online="true"]');
+    await indicator.waitFor({ timeout: WAIT });
+    expect(await a.locator('[data-testid="sync-label"]').textContent()).toMatch(/^Can't reach the server/);
+    await deviceA.shot('unreachable-A', a);
+    deviceA.link.up();
+    await waitSettled(a);
   });
 });

@@ -14,7 +14,7 @@ import {
   startOfWeek,
   type View,
 } from './dates';
-import { syncUrl, type ReplicaHost } from './data/host';
+import { deviceLabelOf, renameDevice, syncUrl, type ReplicaHost } from './data/host';
 import { SETTINGS_SPACE, toCalEvent, toCalendar, toStatus, type Calendar, type ShownEvent, type StatusInfo } from './data/model';
 import { updateEvent } from './data/events';
 import { overlaps } from './layout';
@@ -118,7 +118,14 @@ function CalendarApp({ host }: { readonly host: ReplicaHost }): ReactNode {
     );
   }, [undo, setToast]);
   const [hidden, toggleHidden] = useHidden(`syncline-calendar:${host.device.dbName}:hidden`);
-  const deviceLabel = host.device.name ?? `browser ${replica.id.slice(0, 4)}`;
+  const [deviceLabel, setDeviceLabel] = useState(() => deviceLabelOf(host.device));
+  const rename = useCallback(
+    (name: string) => {
+      renameDevice(host.device, name);
+      setDeviceLabel(name);
+    },
+    [host],
+  );
 
   useEffect(() => writeUrl(view, date), [view, date]);
   useEffect(() => {
@@ -316,7 +323,7 @@ function CalendarApp({ host }: { readonly host: ReplicaHost }): ReactNode {
             <span className="presence-names">{presentHere.join(', ')}</span>
           </div>
         )}
-        <SyncIndicator syncUrl={syncUrl()} deviceLabel={deviceLabel} calendarName={calendarName} />
+        <SyncIndicator syncUrl={syncUrl()} deviceLabel={deviceLabel} calendarName={calendarName} onRename={rename} />
       </header>
       <SyncErrorBanner calendarName={calendarName} onToken={(token) => host.setToken(token)} />
       <div className="main">

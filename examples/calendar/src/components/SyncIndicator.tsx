@@ -66,11 +66,12 @@ export function describeSyncError(error: SyncErrorInfo, clockOffset: number | un
       const off = clockOffset !== undefined && Math.abs(clockOffset) > 60_000 ? ` This device's clock is ${minutes(clockOffset)} ${clockOffset < 0 ? 'ahead of' : 'behind'} the server's.` : '';
       return { title: "The sync server refused changes: this device's clock is wrong.", detail: `Set the date and time correctly (automatic time).${off} ${kept}` };
     }
+    case 'shutting_down':
+      return { title: 'The sync server is restarting.', detail: 'Reconnecting automatically; your changes are kept on this device.' };
     case 'rate_limited':
     case 'slow_consumer':
     case 'too_many_connections':
-    case 'shutting_down':
-      return { title: 'The sync server is busy.', detail: `${error.message}. Retrying automatically.` };
+      return { title: 'The sync server is busy.', detail: 'Retrying automatically; your changes are kept on this device.' };
     default:
       return { title: 'The sync server refused the connection.', detail: `${error.message} (${error.code}). ${kept}` };
   }
@@ -80,10 +81,34 @@ export interface SyncIndicatorProps {
   readonly syncUrl: string;
   readonly deviceLabel: string;
   readonly calendarName: (space: string) => string;
+  /** Renames this device (the name other devices see in conflicts and presence). */
+  readonly onRename?: (name: string) => void;
+}
+
+/** The name this device shows to others, editable. */
+function DeviceName({ current, onRename }: { readonly current: string; readonly onRename: (name: string) => void }): ReactNode {
+  const [name, setName] = useState(current);
+  return (
+    <form
+      className="device-name"
+      onSubmit={(e) => {
+        e.preventDefault();
+        if (name.trim()) onRename(name.trim().slice(0, 40));
+      }}
+    >
+      <label>
+        Name of this device
+        <input value={name} maxLength={40} onChange={(e) => setName(e.target.value)} data-testid="device-name" />
+      </label>
+      <button type="submit" data-testid="device-name-save" disabled={!name.trim() || name.trim() === current}>
+        Rename
+      </button>
+    </form>
+  );
 }
 
 /** Online/offline, pending changes, last synced; click for details. */
-export function SyncIndicator({ syncUrl, deviceLabel, calendarName }: SyncIndicatorProps): ReactNode {
+export function SyncIndicator({ syncUrl, deviceLabel, calendarName, onRename }: SyncIndicatorProps): ReactNode {
   const replica = useReplica();
   const status = useSyncStatus();
   const online = useOnline();
@@ -116,6 +141,11 @@ export function SyncIndicator({ syncUrl, deviceLabel, calendarName }: SyncIndica
   } else if (status.state === 'connecting') {
     state = 'connecting';
     label = 'Connecting…';
+  } else if (online) {
+    // The network is up but the server cannot be reached (down, restarting, or the address is wrong).
+    state = 'unreachable';
+    const wait = status.retryAt !== undefined ? Math.max(0, Math.round((status.retryAt - now) / 1000)) : undefined;
+    label = wait !== undefined && wait > 0 ? `Can't reach the server; retrying in ${wait} s` : "Can't reach the server";
   } else {
     state = 'offline';
     label = 'Offline';
@@ -174,6 +204,7 @@ export function SyncIndicator({ syncUrl, deviceLabel, calendarName }: SyncIndica
               {deviceLabel} ({replica.name}, replica {replica.id})
             </dd>
           </dl>
+          {onRename && <DeviceName current={deviceLabel} onRename={onRename} />}
           {status.leader && (status.state === 'offline' || status.state === 'stopped') && online && (
             <button type="button" onClick={() => replica.sync?.reconnectNow()} data-testid="sync-retry">
               Retry now

@@ -21,6 +21,48 @@ export function deviceFromLocation(search = location.search): Device {
   return { name, dbName: name ? `calendar-${name}` : 'calendar' };
 }
 
+/**
+ * A name people can read for this browser, from its user agent: "Chrome on
+ * Linux", "Safari on iPhone". What other devices see in conflicts and
+ * presence until the person renames the device.
+ */
+export function describeBrowser(userAgent: string): string {
+  const browser = /Edg\//.test(userAgent)
+    ? 'Edge'
+    : /Firefox\//.test(userAgent)
+      ? 'Firefox'
+      : /(Chrome|Chromium|CriOS)\//.test(userAgent)
+        ? 'Chrome'
+        : /Safari\//.test(userAgent)
+          ? 'Safari'
+          : 'Browser';
+  const system = /iPhone/.test(userAgent)
+    ? 'iPhone'
+    : /iPad/.test(userAgent)
+      ? 'iPad'
+      : /Android/.test(userAgent)
+        ? 'Android'
+        : /Windows/.test(userAgent)
+          ? 'Windows'
+          : /Mac OS X|Macintosh/.test(userAgent)
+            ? 'Mac'
+            : /CrOS/.test(userAgent)
+              ? 'ChromeOS'
+              : /Linux/.test(userAgent)
+                ? 'Linux'
+                : '';
+  return system ? `${browser} on ${system}` : browser;
+}
+
+/** The name this device shows others: the one set here (localStorage), else ?device=NAME, else the browser's. */
+export function deviceLabelOf(device: Device): string {
+  return localStorage.getItem(`syncline-calendar:${device.dbName}:device-name`) || device.name || describeBrowser(navigator.userAgent);
+}
+
+export function renameDevice(device: Device, name: string): void {
+  localStorage.setItem(`syncline-calendar:${device.dbName}:device-name`, name);
+}
+
 /** ws(s)://host/sync of the page's origin, or ?server=ws://… to point elsewhere. */
 export function syncUrl(loc: Location = location): string {
   const override = new URLSearchParams(loc.search).get('server');
