@@ -10,12 +10,15 @@ import { ReplicaError } from './errors.js';
 
 /** Another replica's presence in a space. */
 export interface PresencePeer<T = Json> {
+  /** The other replica's id. */
   readonly replica: ReplicaId;
+  /** The state it set (presence.set on that replica). */
   readonly state: T;
 }
 
 /** Options of presence calls: the space (default: the replica's default space). */
 export interface PresenceOptions {
+  /** The space (default: the replica's default space). */
   readonly space?: string;
 }
 
