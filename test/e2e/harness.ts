@@ -146,6 +146,8 @@ export interface OpenOptions {
 export interface DeviceOptions {
   readonly timezoneId?: string;
   readonly locale?: string;
+  /** The system's colour scheme the browser reports (prefers-color-scheme); default light. */
+  readonly colorScheme?: 'light' | 'dark';
 }
 
 export const SYNC = '[data-testid="sync-indicator"]';
@@ -430,6 +432,7 @@ export function describeE2E(name: string, body: (e2e: E2E) => void): void {
           locale: options.locale ?? LOCALE,
           timezoneId: options.timezoneId ?? TIMEZONE,
           viewport: { width: 1280, height: 860 },
+          colorScheme: options.colorScheme ?? 'light',
         });
         context.setDefaultTimeout(WAIT);
         const link = await Link.open(fixture.server.port);

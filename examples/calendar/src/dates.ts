@@ -1,6 +1,7 @@
 /**
  * Date helpers. The calendar works in the browser's local time zone; weeks start
- * on Monday. Timed events are stored as epoch milliseconds; all-day events as
+ * on the locale's first day (Sunday for en-US, Monday for en-GB and de-DE).
+ * Timed events are stored as epoch milliseconds; all-day events as
  * UTC midnights of their dates (a "floating" date that reads the same in every
  * time zone), with an exclusive end date like iCalendar's DTEND.
  */
@@ -25,9 +26,26 @@ export function addMonths(d: Date, n: number): Date {
   return new Date(target.getFullYear(), target.getMonth(), Math.min(d.getDate(), last));
 }
 
-/** Monday of the week holding `d`. */
-export function startOfWeek(d: Date): Date {
-  const day = (d.getDay() + 6) % 7; // Monday = 0
+/** Regions whose weeks start on Sunday, for engines without Intl.Locale week info. */
+const SUNDAY_REGIONS = new Set(['US', 'CA', 'MX', 'BR', 'JP', 'KR', 'TW', 'HK', 'IL', 'PH', 'ZA', 'AU', 'IN', 'SA', 'PE', 'CO', 'VE', 'GT', 'DO', 'PR']);
+
+/** The first day of the week in `locale` (0 Sunday … 6 Saturday), from Intl.Locale's week info where the engine has it. */
+export function firstDayOfWeek(locale: string = navigator.language): number {
+  try {
+    const tag = new Intl.Locale(locale).maximize();
+    const info = (tag as Intl.Locale & { getWeekInfo?: () => { firstDay: number }; weekInfo?: { firstDay: number } }).getWeekInfo?.() ?? (tag as Intl.Locale & { weekInfo?: { firstDay: number } }).weekInfo;
+    if (info) return info.firstDay % 7; // Intl counts Monday 1 … Sunday 7
+    return SUNDAY_REGIONS.has(tag.region ?? '') ? 0 : 1;
+  } catch {
+    return 1;
+  }
+}
+
+const FIRST_DAY = typeof navigator === 'undefined' ? 1 : firstDayOfWeek();
+
+/** The first day of the week holding `d` (the locale's: see firstDayOfWeek). */
+export function startOfWeek(d: Date, firstDay: number = FIRST_DAY): Date {
+  const day = (d.getDay() - firstDay + 7) % 7;
   return addDays(startOfDay(d), -day);
 }
 

@@ -34,3 +34,13 @@ describe('calendar texts', () => {
     for (const [ua, expected] of cases) expect(describeBrowser(ua)).toBe(expected);
   });
 });
+
+describe('weeks', () => {
+  it('start on the locale’s first day: Sunday for en-US, Monday for en-GB and de-DE', async () => {
+    const { firstDayOfWeek, startOfWeek, isoDate } = await import('../src/dates');
+    expect([firstDayOfWeek('en-US'), firstDayOfWeek('en-GB'), firstDayOfWeek('de-DE')]).toEqual([0, 1, 1]);
+    const wednesday = new Date(2027, 2, 3);
+    expect(isoDate(startOfWeek(wednesday, 0))).toBe('2027-02-28');
+    expect(isoDate(startOfWeek(wednesday, 1))).toBe('2027-03-01');
+  });
+});

@@ -10,7 +10,7 @@ const LANE_PX = 21;
 
 export interface MonthViewProps {
   readonly month: Date;
-  /** Monday of the first row. */
+  /** The first day of the first row (the locale's first day of the week). */
   readonly gridStart: Date;
   readonly events: readonly ShownEvent[];
   readonly now: Date;

@@ -1,5 +1,5 @@
 import { useEffect, useLayoutEffect, useMemo, useRef, useState, type PointerEvent as ReactPointerEvent, type ReactNode } from 'react';
-import { addDays, formatHour, formatWeekday, HOUR, isoDate, isoTime, MINUTE, sameDay, startOfDay } from '../dates';
+import { addDays, formatHour, formatTime, formatWeekday, HOUR, isoDate, isoTime, MINUTE, sameDay, startOfDay } from '../dates';
 import type { ShownEvent } from '../data/model';
 import { isBarEvent, layoutBars, layoutDay } from '../layout';
 import { EventChip } from './EventChip';
@@ -271,7 +271,7 @@ function Ghost({ day, range, title, color }: { day: Date; range: NewRange; title
   return (
     <div className="ghost" data-testid="drag-ghost" style={{ top, height, ...(color ? { background: color } : {}) }}>
       {title && <strong>{title} </strong>}
-      {isoTime(range.start)} – {isoTime(range.end)}
+      {formatTime(range.start)} – {formatTime(range.end)}
     </div>
   );
 }
