@@ -217,6 +217,8 @@ function CalendarApp({ host }: { readonly host: ReplicaHost }): ReactNode {
       if (dialog || calendarDialog || icsOpen || e.altKey) return;
       const t = e.target as HTMLElement | null;
       if (t && (t.tagName === 'INPUT' || t.tagName === 'TEXTAREA' || t.tagName === 'SELECT' || t.isContentEditable)) return;
+      // The time grid and the mini month move their own focus with the arrows.
+      if (t?.closest('[role="grid"], [data-testid="mini-month"]') && e.key.startsWith('Arrow')) return;
       if (e.metaKey || e.ctrlKey) {
         const key = e.key.toLowerCase();
         if (key === 'z' && !e.shiftKey) {

@@ -27,7 +27,14 @@ export function EventChip({ event, variant, style, continuesBefore, continuesAft
   if (continuesAfter) classes.push('continues-after');
   if (dragging) classes.push('dragging');
   if (compact) classes.push('event-compact');
-  const label = [event.title || '(No title)', time, event.location, event.status ? STATUS_LABELS[event.status] : '', event.calendarName].filter(Boolean).join(', ');
+  const title = event.title || '(No title)';
+  // What the chip shows, in its order: its accessible name starts with exactly that (WCAG "label in name"),
+  // then says what it leaves out.
+  const shownTime = variant === 'dot' ? (event.allDay ? '' : formatTime(event.start)) : variant === 'box' ? (compact && !event.allDay ? formatTime(event.start) : time) : '';
+  const showsLocation = variant === 'box' && !compact && Boolean(event.location);
+  const visible = (variant === 'dot' ? [shownTime, title] : [title, shownTime, showsLocation ? event.location : '']).filter(Boolean).join(' ');
+  const rest = [shownTime === time ? '' : time, showsLocation ? '' : event.location, event.status ? STATUS_LABELS[event.status] : '', event.calendarName].filter(Boolean);
+  const label = [visible, ...rest].join(', ');
   return (
     <div
       className={classes.join(' ')}
@@ -57,10 +64,10 @@ export function EventChip({ event, variant, style, continuesBefore, continuesAft
       }}
     >
       {variant === 'dot' && <span className="event-dot" aria-hidden="true" />}
-      {variant === 'dot' && !event.allDay && <span className="event-time">{formatTime(event.start)}</span>}
-      <span className="event-title">{event.title || '(No title)'}</span>
-      {variant === 'box' && <span className="event-time">{compact && !event.allDay ? formatTime(event.start) : time}</span>}
-      {variant === 'box' && !compact && event.location && <span className="event-location">{event.location}</span>}
+      {variant === 'dot' && !event.allDay && <span className="event-time">{formatTime(event.start)} </span>}
+      <span className="event-title">{title}</span>
+      {variant === 'box' && <span className="event-time"> {shownTime}</span>}
+      {showsLocation && <span className="event-location"> {event.location}</span>}
       {variant === 'box' && onPointerDown && !continuesAfter && <span className="resize-handle" data-testid={`resize-${event.id}`} aria-hidden="true" />}
       {event.conflict > 1 && (
         <span className="conflict-badge" data-testid={`conflict-badge-${event.id}`} title={`${event.conflict} conflicting status changes: open to choose`}>

@@ -4,6 +4,7 @@ import { createEvent, deleteEvent, moveEvent, setStatus, updateEvent } from '../
 import { isStatus, newEventId, STATUS_LABELS, STATUSES, toCalEvent, toStatus, type CalEvent, type Calendar, type EventFields, type EventStatus } from '../data/model';
 import { useConflicts, useRecord, useReplica } from '../syncline';
 import { NotesEditor, type NotesSession } from './NotesEditor';
+import { useDialogFocus } from './dialog-focus';
 import type { NewRange } from './WeekView';
 
 export type DialogTarget = { readonly mode: 'new'; readonly range: NewRange; readonly space: string } | { readonly mode: 'edit'; readonly id: string; readonly space: string };
@@ -89,6 +90,8 @@ export function EventDialog({ target, calendars, deviceLabel, onClose, onSaved, 
   const replica = useReplica();
   // Cancel (or Escape, or a click outside) takes back the notes typed in this dialog too.
   const notesSession = useRef<NotesSession | undefined>(undefined);
+  const formRef = useRef<HTMLFormElement>(null);
+  useDialogFocus(formRef);
   const cancel = useCallback(() => {
     notesSession.current?.revert();
     onClose();
@@ -209,6 +212,7 @@ export function EventDialog({ target, calendars, deviceLabel, onClose, onSaved, 
   return (
     <div className="backdrop" onPointerDown={(e) => e.target === e.currentTarget && cancel()}>
       <form
+        ref={formRef}
         className="dialog event-dialog"
         role="dialog"
         aria-modal="true"

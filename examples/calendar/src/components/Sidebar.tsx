@@ -1,5 +1,5 @@
-import { useEffect, useRef, useState, type ReactNode } from 'react';
-import { addDays, addMonths, formatMonthYear, formatWeekday, isoDate, sameDay, startOfMonth, startOfWeek } from '../dates';
+import { useEffect, useRef, useState, type KeyboardEvent as ReactKeyboardEvent, type ReactNode } from 'react';
+import { addDays, addMonths, formatLongDate, formatMonthYear, formatWeekday, isoDate, sameDay, startOfMonth, startOfWeek } from '../dates';
 import { COLORS, type Calendar } from '../data/model';
 
 export interface SidebarProps {
@@ -57,6 +57,21 @@ function MiniMonth({ date, now, onPickDate }: { date: Date; now: Date; onPickDat
   const dateKey = isoDate(date).slice(0, 7);
   useEffect(() => setMonth(startOfMonth(new Date(`${dateKey}-01T00:00`))), [dateKey]);
   const gridStart = startOfWeek(month);
+  // One tab stop for the 42 days (roving tabindex): the selected date when it is shown, else the 1st; arrows move.
+  const [focusDay, setFocusDay] = useState<Date | undefined>();
+  const shown = (d: Date) => d >= gridStart && d < addDays(gridStart, 42);
+  const tabDay = focusDay && shown(focusDay) ? focusDay : shown(date) && date.getMonth() === month.getMonth() ? date : month;
+  const gridRef = useRef<HTMLDivElement>(null);
+  const onKeyDown = (e: ReactKeyboardEvent<HTMLDivElement>) => {
+    const step: Record<string, number> = { ArrowLeft: -1, ArrowRight: 1, ArrowUp: -7, ArrowDown: 7 };
+    const by = step[e.key];
+    if (by === undefined) return;
+    e.preventDefault();
+    const next = addDays(tabDay, by);
+    if (next.getMonth() !== month.getMonth() && !shown(next)) setMonth(startOfMonth(next));
+    setFocusDay(next);
+    requestAnimationFrame(() => (gridRef.current?.querySelector(`[data-testid="mini-${isoDate(next)}"]`) as HTMLElement | null)?.focus());
+  };
   return (
     <div className="mini-month" data-testid="mini-month">
       <div className="mini-head">
@@ -68,7 +83,7 @@ function MiniMonth({ date, now, onPickDate }: { date: Date; now: Date; onPickDat
           ›
         </button>
       </div>
-      <div className="mini-grid">
+      <div className="mini-grid" ref={gridRef} onKeyDown={onKeyDown}>
         {Array.from({ length: 7 }, (_, i) => (
           <span key={`h${i}`} className="mini-weekday">
             {formatWeekday(addDays(gridStart, i)).slice(0, 1)}
@@ -81,7 +96,17 @@ function MiniMonth({ date, now, onPickDate }: { date: Date; now: Date; onPickDat
           if (sameDay(d, now)) classes.push('today');
           if (sameDay(d, date)) classes.push('selected');
           return (
-            <button key={i} type="button" className={classes.join(' ')} data-testid={`mini-${isoDate(d)}`} onClick={() => onPickDate(d)}>
+            <button
+              key={i}
+              type="button"
+              className={classes.join(' ')}
+              data-testid={`mini-${isoDate(d)}`}
+              tabIndex={sameDay(d, tabDay) ? 0 : -1}
+              aria-label={formatLongDate(d)}
+              aria-current={sameDay(d, date) ? 'date' : undefined}
+              onFocus={() => setFocusDay(d)}
+              onClick={() => onPickDate(d)}
+            >
               {d.getDate()}
             </button>
           );

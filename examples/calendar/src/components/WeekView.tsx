@@ -1,5 +1,5 @@
-import { useEffect, useLayoutEffect, useMemo, useRef, useState, type PointerEvent as ReactPointerEvent, type ReactNode } from 'react';
-import { addDays, formatHour, formatTime, formatWeekday, HOUR, isoDate, isoTime, MINUTE, sameDay, startOfDay } from '../dates';
+import { useEffect, useLayoutEffect, useMemo, useRef, useState, type KeyboardEvent as ReactKeyboardEvent, type PointerEvent as ReactPointerEvent, type ReactNode } from 'react';
+import { addDays, formatHour, formatLongDate, formatTime, formatWeekday, HOUR, isoDate, isoTime, MINUTE, sameDay, startOfDay } from '../dates';
 import type { ShownEvent } from '../data/model';
 import { isBarEvent, layoutBars, layoutDay } from '../layout';
 import { EventChip } from './EventChip';
@@ -74,6 +74,30 @@ export function WeekView({ weekStart, events, now, onCreate, onOpen, onPickDay, 
   const colsRef = useRef<HTMLDivElement>(null);
   const allDayRef = useRef<HTMLDivElement>(null);
   const [drag, setDrag] = useState<Drag | undefined>();
+  // Keyboard: the time grid is one tab stop; arrows move a cursor over its half-hour slots (↑ ↓ by half an
+  // hour, ← → by a day), Enter or Space creates an hour-long event there.
+  const [cursor, setCursor] = useState<{ day: number; slot: number }>({ day: 0, slot: (9 * 60) / SLOT_MIN });
+  const slotsPerDay = (24 * 60) / SLOT_MIN;
+  const slotStart = (day: number, slot: number): Date => {
+    const d = days[day] as Date;
+    return new Date(d.getFullYear(), d.getMonth(), d.getDate(), 0, slot * SLOT_MIN);
+  };
+  const onGridKeyDown = (e: ReactKeyboardEvent<HTMLDivElement>) => {
+    const moves: Record<string, [number, number]> = { ArrowUp: [0, -1], ArrowDown: [0, 1], ArrowLeft: [-1, 0], ArrowRight: [1, 0], Home: [0, -slotsPerDay], End: [0, slotsPerDay] };
+    const move = moves[e.key];
+    if (move) {
+      e.preventDefault();
+      const next = { day: Math.min(6, Math.max(0, cursor.day + move[0])), slot: Math.min(slotsPerDay - 1, Math.max(0, cursor.slot + move[1])) };
+      setCursor(next);
+      const stamp = `${isoDate(slotStart(next.day, next.slot))}T${isoTime(slotStart(next.day, next.slot))}`;
+      (colsRef.current?.querySelector(`[data-datetime="${stamp}"]`) as HTMLElement | null)?.focus();
+    } else if (e.key === 'Enter' || e.key === ' ') {
+      if (!(e.target as HTMLElement).classList.contains('slot')) return;
+      e.preventDefault();
+      const start = slotStart(cursor.day, cursor.slot);
+      onCreate({ start, end: new Date(start.getTime() + HOUR), allDay: false });
+    }
+  };
 
   const bars = useMemo(() => layoutBars(events.filter(isBarEvent), weekStart, 7), [events, weekStart]);
   const lanes = bars.reduce((n, b) => Math.max(n, b.lane + 1), 0);
@@ -218,15 +242,33 @@ export function WeekView({ weekStart, events, now, onCreate, onOpen, onPickDay, 
             onPointerMove={onPointerMove}
             onPointerUp={onPointerUp}
             onPointerCancel={onPointerCancel}
+            onKeyDown={onGridKeyDown}
             data-testid="time-grid"
           >
             {days.map((d, i) => (
               <div key={d.getTime()} className={`day-col${sameDay(d, now) ? ' today' : ''}`} data-testid={`day-col-${isoDate(d)}`} data-date={isoDate(d)}>
-                {Array.from({ length: (24 * 60) / SLOT_MIN }, (_, s) => {
-                  const t = new Date(d.getFullYear(), d.getMonth(), d.getDate(), 0, s * SLOT_MIN);
-                  const stamp = `${isoDate(t)}T${isoTime(t)}`;
-                  return <div key={s} className={`slot${s % 2 === 1 ? ' half' : ''}`} data-testid={`slot-${stamp}`} data-datetime={stamp} style={{ height: (HOUR_PX * SLOT_MIN) / 60 }} />;
-                })}
+                <div className="slots" role="grid" aria-label={`${formatLongDate(d)}: half-hour slots; arrows move, Enter creates an event`}>
+                  <div role="row" className="slots-row">
+                    {Array.from({ length: slotsPerDay }, (_, s) => {
+                      const t = new Date(d.getFullYear(), d.getMonth(), d.getDate(), 0, s * SLOT_MIN);
+                      const stamp = `${isoDate(t)}T${isoTime(t)}`;
+                      const active = cursor.day === i && cursor.slot === s;
+                      return (
+                        <div
+                          key={s}
+                          role="gridcell"
+                          aria-label={`${formatLongDate(t)}, ${formatTime(t)}`}
+                          tabIndex={active ? 0 : -1}
+                          onFocus={() => !active && setCursor({ day: i, slot: s })}
+                          className={`slot${s % 2 === 1 ? ' half' : ''}`}
+                          data-testid={`slot-${stamp}`}
+                          data-datetime={stamp}
+                          style={{ height: (HOUR_PX * SLOT_MIN) / 60 }}
+                        />
+                      );
+                    })}
+                  </div>
+                </div>
                 {selection && !selection.allDay && <Ghost day={d} range={selection} />}
                 {dragged && drag?.event && <Ghost day={d} range={{ ...dragged, allDay: false }} title={drag.event.title || '(No title)'} color={drag.event.color} />}
                 {(boxes[i] ?? []).map((box) => (
