@@ -148,6 +148,10 @@ export interface DeviceOptions {
   readonly locale?: string;
   /** The system's colour scheme the browser reports (prefers-color-scheme); default light. */
   readonly colorScheme?: 'light' | 'dark';
+  /** The window size; default 1280 × 860. */
+  readonly viewport?: { readonly width: number; readonly height: number };
+  /** A phone: touch events, a mobile viewport and user agent details. */
+  readonly mobile?: boolean;
 }
 
 export const SYNC = '[data-testid="sync-indicator"]';
@@ -431,8 +435,9 @@ export function describeE2E(name: string, body: (e2e: E2E) => void): void {
         const context = await e2e.browser.newContext({
           locale: options.locale ?? LOCALE,
           timezoneId: options.timezoneId ?? TIMEZONE,
-          viewport: { width: 1280, height: 860 },
+          viewport: options.viewport ?? { width: 1280, height: 860 },
           colorScheme: options.colorScheme ?? 'light',
+          ...(options.mobile ? { isMobile: true, hasTouch: true, deviceScaleFactor: 2 } : {}),
         });
         context.setDefaultTimeout(WAIT);
         const link = await Link.open(fixture.server.port);

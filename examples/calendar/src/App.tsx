@@ -12,6 +12,7 @@ import {
   startOfDay,
   startOfMonth,
   startOfWeek,
+  daysOf,
   type View,
 } from './dates';
 import { deviceLabelOf, renameDevice, syncUrl, type ReplicaHost } from './data/host';
@@ -53,11 +54,14 @@ export function App({ host }: { readonly host: ReplicaHost }): ReactNode {
   );
 }
 
-// ---- URL state: ?view=week|month&date=YYYY-MM-DD (other parameters, like device, are kept) ----
+// ---- URL state: ?view=day|3day|week|month&date=YYYY-MM-DD (other parameters, like device, are kept) ----
+
+const VIEWS: readonly View[] = ['day', '3day', 'week', 'month'];
 
 function readUrl(): { view: View; date: Date } {
   const params = new URLSearchParams(location.search);
-  const view = params.get('view') === 'month' ? 'month' : 'week';
+  const asked = params.get('view');
+  const view = VIEWS.includes(asked as View) ? (asked as View) : 'week';
   const date = parseLocal(params.get('date') ?? '') ?? startOfDay(new Date());
   return { view, date };
 }
@@ -75,6 +79,19 @@ function useRowsKept(result: QueryResult): QueryResult['rows'] {
   const [kept, setKept] = useState(result.rows);
   if (!result.loading && kept !== result.rows) setKept(result.rows);
   return result.loading ? kept : result.rows;
+}
+
+/** True while the window is narrower than a tablet: the phone layout (day and 3-day views, a menu, a drawer). */
+const PHONE = '(max-width: 640px)';
+function usePhone(): boolean {
+  const query = useMemo(() => window.matchMedia(PHONE), []);
+  return useSyncExternalStore(
+    (onChange) => {
+      query.addEventListener('change', onChange);
+      return () => query.removeEventListener('change', onChange);
+    },
+    () => query.matches,
+  );
 }
 
 function useHidden(key: string): [ReadonlySet<string>, (id: string) => void] {
@@ -102,7 +119,12 @@ function useHidden(key: string): [ReadonlySet<string>, (id: string) => void] {
 function CalendarApp({ host }: { readonly host: ReplicaHost }): ReactNode {
   const replica = useReplica();
   const now = useNow();
-  const [{ view, date }, setNav] = useState(readUrl);
+  const [{ view: chosenView, date }, setNav] = useState(readUrl);
+  const phone = usePhone();
+  // A week of seven columns does not fit a phone: it shows three days there.
+  const view: View = phone && chosenView === 'week' ? '3day' : chosenView;
+  const dayCount = daysOf(view);
+  const [menuOpen, setMenuOpen] = useState(false);
   const [dialog, setDialog] = useState<DialogTarget | undefined>();
   const [calendarDialog, setCalendarDialog] = useState<{ calendar: Calendar | undefined } | undefined>();
   const [icsOpen, setIcsOpen] = useState(false);
@@ -155,8 +177,10 @@ function CalendarApp({ host }: { readonly host: ReplicaHost }): ReactNode {
   const weekStart = startOfWeek(date);
   const monthStart = startOfMonth(date);
   const gridStart = startOfWeek(monthStart);
-  const from = view === 'week' ? weekStart : gridStart;
-  const to = addDays(from, view === 'week' ? 7 : 42);
+  // The first day of the time grid: the week's first day, or the chosen day for the day and 3-day views.
+  const gridFrom = view === 'week' ? weekStart : startOfDay(date);
+  const from = view === 'month' ? gridStart : gridFrom;
+  const to = addDays(from, view === 'month' ? 42 : dayCount);
   // Events starting up to 62 days before the range still show if they last into it;
   // all-day events are stored at UTC midnight, hence the extra day on both sides.
   const eventsQuery = useQuery({ collection: 'events', index: 'byStart', range: { gte: from.getTime() - 62 * DAY, lt: to.getTime() + DAY } });
@@ -187,7 +211,7 @@ function CalendarApp({ host }: { readonly host: ReplicaHost }): ReactNode {
 
   const defaultCalendar = calendars.find((c) => !hidden.has(c.id))?.id ?? calendars[0]?.id ?? 'cal-personal';
 
-  const go = useCallback((delta: number) => setNav((n) => ({ ...n, date: n.view === 'week' ? addDays(n.date, 7 * delta) : addMonths(n.date, delta) })), []);
+  const go = useCallback((delta: number) => setNav((n) => ({ ...n, date: view === 'month' ? addMonths(n.date, delta) : addDays(n.date, daysOf(view) * delta) })), [view]);
   const today = useCallback(() => setNav((n) => ({ ...n, date: startOfDay(new Date()) })), []);
   const setView = useCallback((v: View) => setNav((n) => ({ ...n, view: v })), []);
   const openWeekOf = useCallback((d: Date) => setNav({ view: 'week', date: d }), []);
@@ -206,7 +230,7 @@ function CalendarApp({ host }: { readonly host: ReplicaHost }): ReactNode {
   const closeCalendarDialog = useCallback(() => setCalendarDialog(undefined), []);
 
   const createNow = () => {
-    const base = view === 'week' && !(now >= weekStart && now < addDays(weekStart, 7)) ? weekStart : now;
+    const base = view !== 'month' && !(now >= gridFrom && now < addDays(gridFrom, dayCount)) ? gridFrom : now;
     const start = new Date(base.getFullYear(), base.getMonth(), base.getDate(), base === now ? now.getHours() + 1 : 9);
     create({ start, end: new Date(start.getTime() + HOUR), allDay: false });
   };
@@ -266,7 +290,7 @@ function CalendarApp({ host }: { readonly host: ReplicaHost }): ReactNode {
 
   // Presence: who else looks at the same week (or month), and who has which event open; never stored.
   const { peers, set: setPresence } = usePresence(SETTINGS_SPACE);
-  const looking = `${view}:${isoDate(view === 'week' ? weekStart : monthStart)}`;
+  const looking = `${view}:${isoDate(view === 'month' ? monthStart : gridFrom)}`;
   const editing = dialog?.mode === 'edit' ? `${dialog.space}/${dialog.id}` : undefined;
   useEffect(() => {
     setPresence({ name: deviceLabel, looking, ...(editing ? { editing } : {}) });
@@ -274,11 +298,21 @@ function CalendarApp({ host }: { readonly host: ReplicaHost }): ReactNode {
   const presentHere = peers.filter((p) => (p.state as { looking?: unknown } | null)?.looking === looking).map((p) => String((p.state as { name?: unknown }).name ?? p.replica.slice(0, 4)));
   const editorsOf = (key: string): string[] => peers.filter((p) => (p.state as { editing?: unknown } | null)?.editing === key).map((p) => String((p.state as { name?: unknown }).name ?? p.replica.slice(0, 4)));
 
-  const title = view === 'week' ? formatWeekRange(weekStart) : formatMonthYear(monthStart);
+  const title = view === 'month' ? formatMonthYear(monthStart) : formatWeekRange(gridFrom, dayCount);
+  const unit = view === 'month' ? 'month' : view === 'week' ? 'week' : view === 'day' ? 'day' : '3 days';
+  const pickDate = (d: Date) => {
+    setNav((n) => ({ ...n, date: d }));
+    setMenuOpen(false);
+  };
 
   return (
     <div className="app" data-testid="app" data-device={host.device.name ?? ''} data-replica={replica.id}>
       <header className="toolbar">
+        <button type="button" className="icon-button menu-button" aria-label="Menu" aria-expanded={menuOpen} data-testid="menu" onClick={() => setMenuOpen((o) => !o)}>
+          <svg viewBox="0 0 24 24" width="22" height="22" aria-hidden="true">
+            <path d="M4 7h16M4 12h16M4 17h16" stroke="currentColor" strokeWidth="2" strokeLinecap="round" />
+          </svg>
+        </button>
         <div className="brand">
           <svg viewBox="0 0 24 24" width="28" height="28" aria-hidden="true">
             <rect x="2" y="4" width="20" height="18" rx="3" fill="#1a73e8" />
@@ -293,10 +327,10 @@ function CalendarApp({ host }: { readonly host: ReplicaHost }): ReactNode {
           Today
         </button>
         <div className="nav-arrows">
-          <button type="button" className="icon-button" aria-label={view === 'week' ? 'Previous week' : 'Previous month'} data-testid="nav-prev" onClick={() => go(-1)}>
+          <button type="button" className="icon-button" aria-label={`Previous ${unit}`} data-testid="nav-prev" onClick={() => go(-1)}>
             ‹
           </button>
-          <button type="button" className="icon-button" aria-label={view === 'week' ? 'Next week' : 'Next month'} data-testid="nav-next" onClick={() => go(1)}>
+          <button type="button" className="icon-button" aria-label={`Next ${unit}`} data-testid="nav-next" onClick={() => go(1)}>
             ›
           </button>
         </div>
@@ -305,9 +339,21 @@ function CalendarApp({ host }: { readonly host: ReplicaHost }): ReactNode {
         </h1>
         <span className="spacer" />
         <div className="view-switch" role="group" aria-label="View">
-          <button type="button" aria-pressed={view === 'week'} data-testid="view-week" onClick={() => setView('week')}>
-            Week
-          </button>
+          {phone && (
+            <>
+              <button type="button" aria-pressed={view === 'day'} data-testid="view-day" onClick={() => setView('day')}>
+                Day
+              </button>
+              <button type="button" aria-pressed={view === '3day'} data-testid="view-3day" onClick={() => setView('3day')}>
+                3 days
+              </button>
+            </>
+          )}
+          {!phone && (
+            <button type="button" aria-pressed={view === 'week'} data-testid="view-week" onClick={() => setView('week')}>
+              Week
+            </button>
+          )}
           <button type="button" aria-pressed={view === 'month'} data-testid="view-month" onClick={() => setView('month')}>
             Month
           </button>
@@ -328,32 +374,48 @@ function CalendarApp({ host }: { readonly host: ReplicaHost }): ReactNode {
         <SyncIndicator syncUrl={syncUrl()} deviceLabel={deviceLabel} calendarName={calendarName} onRename={rename} />
       </header>
       <SyncErrorBanner calendarName={calendarName} onToken={(token) => host.setToken(token)} />
-      <div className="main">
+      <div className={`main${menuOpen ? ' menu-open' : ''}`}>
+        {menuOpen && <div className="drawer-backdrop" data-testid="drawer-backdrop" onClick={() => setMenuOpen(false)} />}
         <Sidebar
+          onImport={() => {
+            setMenuOpen(false);
+            setIcsOpen(true);
+          }}
           calendars={calendars}
           hidden={hidden}
           date={date}
           now={now}
           onToggle={toggleHidden}
           onEdit={(calendar) => setCalendarDialog({ calendar })}
-          onPickDate={(d) => setNav((n) => ({ ...n, date: d }))}
-          onCreate={createNow}
+          onPickDate={pickDate}
+          onCreate={() => {
+            setMenuOpen(false);
+            createNow();
+          }}
         />
         <main className="view" data-testid="calendar-view" data-loading={eventsQuery.loading ? 'true' : 'false'} data-events={events.length}>
-          {view === 'week' ? (
+          {view !== 'month' ? (
             <WeekView
-              weekStart={weekStart}
+              weekStart={gridFrom}
+              dayCount={dayCount}
               events={events}
               now={now}
               onCreate={create}
               onOpen={open}
-              onPickDay={(d) => setNav({ view: 'month', date: d })}
+              onPickDay={(d) => setNav({ view: phone && view !== 'day' ? 'day' : 'month', date: d })}
               onReschedule={reschedule}
             />
           ) : (
             <MonthView month={monthStart} gridStart={gridStart} events={events} now={now} onCreate={create} onOpen={open} onPickDay={openWeekOf} />
           )}
         </main>
+        {phone && (
+          <button type="button" className="fab-create" aria-label="Create event" data-testid="fab-create" onClick={createNow}>
+            <svg viewBox="0 0 24 24" width="26" height="26" aria-hidden="true">
+              <path d="M12 4v16M4 12h16" stroke="currentColor" strokeWidth="2.5" strokeLinecap="round" />
+            </svg>
+          </button>
+        )}
       </div>
       {dialog && (
         <ErrorBoundary

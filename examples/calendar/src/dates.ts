@@ -10,7 +10,11 @@ export const MINUTE = 60_000;
 export const HOUR = 60 * MINUTE;
 export const DAY = 24 * HOUR;
 
-export type View = 'week' | 'month';
+/** The views: a day, three days, a week (the days of the time grid), or a month. */
+export type View = 'day' | '3day' | 'week' | 'month';
+
+/** How many days the time grid shows in a view (0: the month grid). */
+export const daysOf = (view: View): number => (view === 'day' ? 1 : view === '3day' ? 3 : view === 'week' ? 7 : 0);
 
 export function startOfDay(d: Date): Date {
   return new Date(d.getFullYear(), d.getMonth(), d.getDate());
@@ -108,8 +112,9 @@ export const formatHour = (d: Date): string => hourFormat.format(d);
 export const formatLongDate = (d: Date): string => longDateFormat.format(d);
 
 /** "12 – 18 May 2025", "28 Apr – 4 May 2025", "29 Dec 2025 – 4 Jan 2026". */
-export function formatWeekRange(start: Date): string {
-  const end = addDays(start, 6);
+export function formatWeekRange(start: Date, days = 7): string {
+  if (days === 1) return longDateFormat.format(start);
+  const end = addDays(start, days - 1);
   if (start.getFullYear() !== end.getFullYear()) {
     return `${start.getDate()} ${shortMonthFormat.format(start)} ${start.getFullYear()} – ${end.getDate()} ${shortMonthFormat.format(end)} ${end.getFullYear()}`;
   }

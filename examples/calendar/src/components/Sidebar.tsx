@@ -11,11 +11,13 @@ export interface SidebarProps {
   readonly onEdit: (calendar: Calendar | undefined) => void;
   readonly onPickDate: (d: Date) => void;
   readonly onCreate: () => void;
+  /** Opens Import / Export (shown in the sidebar when it is the phone's drawer). */
+  readonly onImport?: () => void;
 }
 
-export function Sidebar({ calendars, hidden, date, now, onToggle, onEdit, onPickDate, onCreate }: SidebarProps): ReactNode {
+export function Sidebar({ calendars, hidden, date, now, onToggle, onEdit, onPickDate, onCreate, onImport }: SidebarProps): ReactNode {
   return (
-    <aside className="sidebar">
+    <aside className="sidebar" data-testid="sidebar">
       <button type="button" className="create-button" data-testid="create-event" onClick={onCreate}>
         <svg viewBox="0 0 24 24" width="24" height="24" aria-hidden="true">
           <path d="M12 4v16M4 12h16" stroke="currentColor" strokeWidth="2.5" strokeLinecap="round" />
@@ -48,6 +50,11 @@ export function Sidebar({ calendars, hidden, date, now, onToggle, onEdit, onPick
           + New calendar
         </button>
       </section>
+      {onImport && (
+        <button type="button" className="link-button drawer-only" data-testid="drawer-ics" onClick={onImport}>
+          Import / Export .ics
+        </button>
+      )}
     </aside>
   );
 }

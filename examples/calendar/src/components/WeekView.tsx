@@ -42,7 +42,10 @@ function draggedTimes(drag: Drag): { start: Date; end: Date } | undefined {
 }
 
 export interface WeekViewProps {
+  /** The first day shown. */
   readonly weekStart: Date;
+  /** How many days it shows (7: a week; 3 or 1 on a phone). */
+  readonly dayCount?: number;
   readonly events: readonly ShownEvent[];
   readonly now: Date;
   readonly onCreate: (range: NewRange) => void;
@@ -68,8 +71,8 @@ function dragRange(drag: Drag): NewRange {
   return { start: a, end: new Date(b.getTime() + SNAP_MIN * MINUTE), allDay: false };
 }
 
-export function WeekView({ weekStart, events, now, onCreate, onOpen, onPickDay, onReschedule }: WeekViewProps): ReactNode {
-  const days = useMemo(() => Array.from({ length: 7 }, (_, i) => addDays(weekStart, i)), [weekStart]);
+export function WeekView({ weekStart, dayCount = 7, events, now, onCreate, onOpen, onPickDay, onReschedule }: WeekViewProps): ReactNode {
+  const days = useMemo(() => Array.from({ length: dayCount }, (_, i) => addDays(weekStart, i)), [weekStart, dayCount]);
   const scrollRef = useRef<HTMLDivElement>(null);
   const colsRef = useRef<HTMLDivElement>(null);
   const allDayRef = useRef<HTMLDivElement>(null);
@@ -78,6 +81,8 @@ export function WeekView({ weekStart, events, now, onCreate, onOpen, onPickDay, 
   // hour, ← → by a day), Enter or Space creates an hour-long event there.
   const [cursor, setCursor] = useState<{ day: number; slot: number }>({ day: 0, slot: (9 * 60) / SLOT_MIN });
   const slotsPerDay = (24 * 60) / SLOT_MIN;
+  // The view may show fewer days than when the cursor moved (a week, then a day).
+  const cursorDay = Math.min(cursor.day, dayCount - 1);
   const slotStart = (day: number, slot: number): Date => {
     const d = days[day] as Date;
     return new Date(d.getFullYear(), d.getMonth(), d.getDate(), 0, slot * SLOT_MIN);
@@ -87,19 +92,19 @@ export function WeekView({ weekStart, events, now, onCreate, onOpen, onPickDay, 
     const move = moves[e.key];
     if (move) {
       e.preventDefault();
-      const next = { day: Math.min(6, Math.max(0, cursor.day + move[0])), slot: Math.min(slotsPerDay - 1, Math.max(0, cursor.slot + move[1])) };
+      const next = { day: Math.min(dayCount - 1, Math.max(0, cursorDay + move[0])), slot: Math.min(slotsPerDay - 1, Math.max(0, cursor.slot + move[1])) };
       setCursor(next);
       const stamp = `${isoDate(slotStart(next.day, next.slot))}T${isoTime(slotStart(next.day, next.slot))}`;
       (colsRef.current?.querySelector(`[data-datetime="${stamp}"]`) as HTMLElement | null)?.focus();
     } else if (e.key === 'Enter' || e.key === ' ') {
       if (!(e.target as HTMLElement).classList.contains('slot')) return;
       e.preventDefault();
-      const start = slotStart(cursor.day, cursor.slot);
+      const start = slotStart(cursorDay, cursor.slot);
       onCreate({ start, end: new Date(start.getTime() + HOUR), allDay: false });
     }
   };
 
-  const bars = useMemo(() => layoutBars(events.filter(isBarEvent), weekStart, 7), [events, weekStart]);
+  const bars = useMemo(() => layoutBars(events.filter(isBarEvent), weekStart, dayCount), [events, weekStart, dayCount]);
   const lanes = bars.reduce((n, b) => Math.max(n, b.lane + 1), 0);
   const boxes = useMemo(() => days.map((d) => layoutDay(events, d)), [events, days]);
 
@@ -110,16 +115,16 @@ export function WeekView({ weekStart, events, now, onCreate, onOpen, onPickDay, 
     const el = scrollRef.current;
     if (!el) return;
     const current = new Date();
-    const hasToday = current.getTime() >= weekKey && current.getTime() < weekKey + 7 * 24 * HOUR;
+    const hasToday = current.getTime() >= weekKey && current.getTime() < weekKey + dayCount * 24 * HOUR;
     const hour = hasToday ? Math.min(16, Math.max(0, current.getHours() - 2)) : 7;
     el.scrollTop = hour * HOUR_PX;
-  }, [weekKey]);
+  }, [weekKey, dayCount]);
 
   const pointFromEvent = (kind: Drag['kind'], e: { clientX: number; clientY: number }): Date | undefined => {
     const el = kind === 'allday' ? allDayRef.current : colsRef.current;
     if (!el) return undefined;
     const rect = el.getBoundingClientRect();
-    const col = Math.min(6, Math.max(0, Math.floor(((e.clientX - rect.left) / rect.width) * 7)));
+    const col = Math.min(dayCount - 1, Math.max(0, Math.floor(((e.clientX - rect.left) / rect.width) * dayCount)));
     const day = days[col] as Date;
     if (kind === 'allday') return day;
     const snap = kind === 'timed' ? SNAP_MIN : MOVE_SNAP_MIN;
@@ -172,7 +177,7 @@ export function WeekView({ weekStart, events, now, onCreate, onOpen, onPickDay, 
   const draggedKey = dragged && drag?.event ? `${drag.event.space}/${drag.event.id}` : undefined;
 
   return (
-    <div className="week" data-testid="week-view" data-week-start={isoDate(weekStart)}>
+    <div className="week" data-testid="week-view" data-week-start={isoDate(weekStart)} data-days={dayCount} style={{ ['--days' as string]: dayCount }}>
       <div className="week-head">
         <div className="gutter" />
         {days.map((d) => (
@@ -218,8 +223,8 @@ export function WeekView({ weekStart, events, now, onCreate, onOpen, onPickDay, 
                 position: 'absolute',
                 top: 4 + bar.lane * BAR_PX,
                 height: BAR_PX - 3,
-                left: `calc(${(bar.from / 7) * 100}% + 2px)`,
-                width: `calc(${((bar.to - bar.from + 1) / 7) * 100}% - 5px)`,
+                left: `calc(${(bar.from / dayCount) * 100}% + 2px)`,
+                width: `calc(${((bar.to - bar.from + 1) / dayCount) * 100}% - 5px)`,
               }}
             />
           ))}
@@ -252,7 +257,7 @@ export function WeekView({ weekStart, events, now, onCreate, onOpen, onPickDay, 
                     {Array.from({ length: slotsPerDay }, (_, s) => {
                       const t = new Date(d.getFullYear(), d.getMonth(), d.getDate(), 0, s * SLOT_MIN);
                       const stamp = `${isoDate(t)}T${isoTime(t)}`;
-                      const active = cursor.day === i && cursor.slot === s;
+                      const active = cursorDay === i && cursor.slot === s;
                       return (
                         <div
                           key={s}
