@@ -27,6 +27,7 @@ import { CalendarDialog, Sidebar } from './components/Sidebar';
 import { SyncErrorBanner, SyncIndicator } from './components/SyncIndicator';
 import { useNow, WeekView, type NewRange } from './components/WeekView';
 import { IcsDialog } from './components/IcsDialog';
+import { t } from './i18n';
 
 /** Opens the replica (through the host) and shows the calendar once it is ready. */
 export function App({ host }: { readonly host: ReplicaHost }): ReactNode {
@@ -34,16 +35,16 @@ export function App({ host }: { readonly host: ReplicaHost }): ReactNode {
   if (state.phase === 'opening') {
     return (
       <div className="splash" data-testid="loading">
-        Opening your calendar…
+        {t.loading}
       </div>
     );
   }
   if (state.phase === 'failed') {
     return (
       <div className="splash splash-error" role="alert" data-testid="open-error">
-        <h1>The calendar could not open its local database.</h1>
+        <h1>{t.openFailed}</h1>
         <p>{state.error.message}</p>
-        <p>Private browsing or full storage can cause this. Reload to try again.</p>
+        <p>{t.openFailedHint}</p>
       </div>
     );
   }
@@ -135,8 +136,8 @@ function CalendarApp({ host }: { readonly host: ReplicaHost }): ReactNode {
   const undoNow = useCallback(() => {
     setToastState(undefined);
     undo().then(
-      (done) => done && setToast('Undone'),
-      (error: unknown) => setToast(`Could not undo: ${(error as Error).message}`),
+      (done) => done && setToast(t.undone),
+      (error: unknown) => setToast(t.couldNotUndo({ message: (error as Error).message })),
     );
   }, [undo, setToast]);
   const [hidden, toggleHidden] = useHidden(`syncline-calendar:${host.device.dbName}:hidden`);
@@ -171,7 +172,7 @@ function CalendarApp({ host }: { readonly host: ReplicaHost }): ReactNode {
     if (calendarIds) host.setCalendarSpaces(calendarIds.split('\u0000'));
   }, [host, calendarIds]);
   const calendarById = useMemo(() => new Map(calendars.map((c) => [c.id, c])), [calendars]);
-  const calendarName = useCallback((space: string) => (space === SETTINGS_SPACE ? 'the calendar list' : (calendarById.get(space)?.name ?? space)), [calendarById]);
+  const calendarName = useCallback((space: string) => (space === SETTINGS_SPACE ? t.calendarList : (calendarById.get(space)?.name ?? space)), [calendarById]);
 
   // The visible range, and the events that overlap it.
   const weekStart = startOfWeek(date);
@@ -220,8 +221,8 @@ function CalendarApp({ host }: { readonly host: ReplicaHost }): ReactNode {
   const reschedule = useCallback(
     (e: ShownEvent, start: Date, end: Date) => {
       updateEvent(replica, e.id, e.space, e.fields, { ...e.fields, start: start.getTime(), end: end.getTime() }).then(
-        (moved) => moved && setToast(`Moved “${e.title || '(No title)'}” to ${formatTime(start)}–${formatTime(end)}, ${start.toLocaleDateString()}`, true),
-        (error: unknown) => setToast(`Could not move the event: ${(error as Error).message}`),
+        (moved) => moved && setToast(t.movedTo({ title: e.title || t.noTitle, start: formatTime(start), end: formatTime(end), date: start.toLocaleDateString() }), true),
+        (error: unknown) => setToast(t.couldNotMove({ message: (error as Error).message })),
       );
     },
     [replica, setToast],
@@ -239,10 +240,10 @@ function CalendarApp({ host }: { readonly host: ReplicaHost }): ReactNode {
   useEffect(() => {
     const onKey = (e: KeyboardEvent) => {
       if (dialog || calendarDialog || icsOpen || e.altKey) return;
-      const t = e.target as HTMLElement | null;
-      if (t && (t.tagName === 'INPUT' || t.tagName === 'TEXTAREA' || t.tagName === 'SELECT' || t.isContentEditable)) return;
+      const target = e.target as HTMLElement | null;
+      if (target && (target.tagName === 'INPUT' || target.tagName === 'TEXTAREA' || target.tagName === 'SELECT' || target.isContentEditable)) return;
       // The time grid and the mini month move their own focus with the arrows.
-      if (t?.closest('[role="grid"], [data-testid="mini-month"]') && e.key.startsWith('Arrow')) return;
+      if (target?.closest('[role="grid"], [data-testid="mini-month"]') && e.key.startsWith('Arrow')) return;
       if (e.metaKey || e.ctrlKey) {
         const key = e.key.toLowerCase();
         if (key === 'z' && !e.shiftKey) {
@@ -277,7 +278,7 @@ function CalendarApp({ host }: { readonly host: ReplicaHost }): ReactNode {
       }
       setCalendarDialog(undefined);
     } catch (error) {
-      setToast(`Could not save the calendar: ${(error as Error).message}`);
+      setToast(t.couldNotSaveCalendar({ message: (error as Error).message }));
     }
   };
   const deleteCalendar = async () => {
@@ -285,7 +286,7 @@ function CalendarApp({ host }: { readonly host: ReplicaHost }): ReactNode {
     if (!existing) return;
     await replica.delete('calendars', existing.id, { space: SETTINGS_SPACE });
     setCalendarDialog(undefined);
-    setToast(`Removed “${existing.name}”`);
+    setToast(t.calendarRemoved({ name: existing.name }));
   };
 
   // Presence: who else looks at the same week (or month), and who has which event open; never stored.
@@ -299,7 +300,6 @@ function CalendarApp({ host }: { readonly host: ReplicaHost }): ReactNode {
   const editorsOf = (key: string): string[] => peers.filter((p) => (p.state as { editing?: unknown } | null)?.editing === key).map((p) => String((p.state as { name?: unknown }).name ?? p.replica.slice(0, 4)));
 
   const title = view === 'month' ? formatMonthYear(monthStart) : formatWeekRange(gridFrom, dayCount);
-  const unit = view === 'month' ? 'month' : view === 'week' ? 'week' : view === 'day' ? 'day' : '3 days';
   const pickDate = (d: Date) => {
     setNav((n) => ({ ...n, date: d }));
     setMenuOpen(false);
@@ -308,7 +308,7 @@ function CalendarApp({ host }: { readonly host: ReplicaHost }): ReactNode {
   return (
     <div className="app" data-testid="app" data-device={host.device.name ?? ''} data-replica={replica.id}>
       <header className="toolbar">
-        <button type="button" className="icon-button menu-button" aria-label="Menu" aria-expanded={menuOpen} data-testid="menu" onClick={() => setMenuOpen((o) => !o)}>
+        <button type="button" className="icon-button menu-button" aria-label={t.menu} aria-expanded={menuOpen} data-testid="menu" onClick={() => setMenuOpen((o) => !o)}>
           <svg viewBox="0 0 24 24" width="22" height="22" aria-hidden="true">
             <path d="M4 7h16M4 12h16M4 17h16" stroke="currentColor" strokeWidth="2" strokeLinecap="round" />
           </svg>
@@ -321,16 +321,16 @@ function CalendarApp({ host }: { readonly host: ReplicaHost }): ReactNode {
               {now.getDate()}
             </text>
           </svg>
-          <span>Calendar</span>
+          <span>{t.appName}</span>
         </div>
         <button type="button" className="today-button" data-testid="nav-today" onClick={today}>
-          Today
+          {t.today}
         </button>
         <div className="nav-arrows">
-          <button type="button" className="icon-button" aria-label={`Previous ${unit}`} data-testid="nav-prev" onClick={() => go(-1)}>
+          <button type="button" className="icon-button" aria-label={t.previous({ view })} data-testid="nav-prev" onClick={() => go(-1)}>
             ‹
           </button>
-          <button type="button" className="icon-button" aria-label={`Next ${unit}`} data-testid="nav-next" onClick={() => go(1)}>
+          <button type="button" className="icon-button" aria-label={t.next({ view })} data-testid="nav-next" onClick={() => go(1)}>
             ›
           </button>
         </div>
@@ -338,33 +338,33 @@ function CalendarApp({ host }: { readonly host: ReplicaHost }): ReactNode {
           {title}
         </h1>
         <span className="spacer" />
-        <div className="view-switch" role="group" aria-label="View">
+        <div className="view-switch" role="group" aria-label={t.viewSwitch}>
           {phone && (
             <>
               <button type="button" aria-pressed={view === 'day'} data-testid="view-day" onClick={() => setView('day')}>
-                Day
+                {t.day}
               </button>
               <button type="button" aria-pressed={view === '3day'} data-testid="view-3day" onClick={() => setView('3day')}>
-                3 days
+                {t.threeDays}
               </button>
             </>
           )}
           {!phone && (
             <button type="button" aria-pressed={view === 'week'} data-testid="view-week" onClick={() => setView('week')}>
-              Week
+              {t.week}
             </button>
           )}
           <button type="button" aria-pressed={view === 'month'} data-testid="view-month" onClick={() => setView('month')}>
-            Month
+            {t.month}
           </button>
         </div>
-        <button type="button" className="ics-button" data-testid="ics-button" onClick={() => setIcsOpen(true)} title="Import or export .ics files">
-          Import / Export
+        <button type="button" className="ics-button" data-testid="ics-button" onClick={() => setIcsOpen(true)} title={t.icsButtonTitle}>
+          {t.icsButton}
         </button>
         {presentHere.length > 0 && (
-          <div className="presence" data-testid="presence" aria-label={`Also looking at this ${view}: ${presentHere.join(', ')}`}>
+          <div className="presence" data-testid="presence" aria-label={t.alsoLooking({ view, names: presentHere.join(', ') })}>
             {presentHere.map((name) => (
-              <span key={name} className="presence-avatar" title={`${name} is looking at this ${view}`}>
+              <span key={name} className="presence-avatar" title={t.isLooking({ view, name })}>
                 {name.slice(0, 1).toUpperCase()}
               </span>
             ))}
@@ -410,7 +410,7 @@ function CalendarApp({ host }: { readonly host: ReplicaHost }): ReactNode {
           )}
         </main>
         {phone && (
-          <button type="button" className="fab-create" aria-label="Create event" data-testid="fab-create" onClick={createNow}>
+          <button type="button" className="fab-create" aria-label={t.createEvent} data-testid="fab-create" onClick={createNow}>
             <svg viewBox="0 0 24 24" width="26" height="26" aria-hidden="true">
               <path d="M12 4v16M4 12h16" stroke="currentColor" strokeWidth="2.5" strokeLinecap="round" />
             </svg>
@@ -423,12 +423,12 @@ function CalendarApp({ host }: { readonly host: ReplicaHost }): ReactNode {
           fallback={(error) => (
             <div className="backdrop">
               <div className="dialog" role="alertdialog" data-testid="dialog-error">
-                <h2>This event could not be shown</h2>
+                <h2>{t.eventNotShown}</h2>
                 <p className="form-error">{error.message}</p>
                 <div className="dialog-buttons">
                   <span className="spacer" />
                   <button type="button" className="primary" onClick={closeDialog}>
-                    Close
+                    {t.close}
                   </button>
                 </div>
               </div>
@@ -447,7 +447,7 @@ function CalendarApp({ host }: { readonly host: ReplicaHost }): ReactNode {
           <span>{toast.text}</span>
           {toast.undoable && canUndo && (
             <button type="button" className="toast-action" data-testid="toast-undo" onClick={undoNow}>
-              Undo
+              {t.undo}
             </button>
           )}
         </div>

@@ -5,6 +5,7 @@
  * UTC midnights of their dates (a "floating" date that reads the same in every
  * time zone), with an exclusive end date like iCalendar's DTEND.
  */
+import { t } from './i18n';
 
 export const MINUTE = 60_000;
 export const HOUR = 60 * MINUTE;
@@ -124,15 +125,15 @@ export function formatWeekRange(start: Date, days = 7): string {
   return `${start.getDate()} – ${end.getDate()} ${monthYearFormat.format(end)}`;
 }
 
-/** "5 min ago", "just now", "yesterday 14:02". */
+/** "5 min ago", "just now" (in the catalogue's language), or the date and time. */
 export function formatAgo(ms: number, now = Date.now()): string {
   const s = Math.round((now - ms) / 1000);
-  if (s < 10) return 'just now';
-  if (s < 60) return `${s} s ago`;
+  if (s < 10) return t.justNow;
+  if (s < 60) return t.secondsAgo({ count: s });
   const m = Math.round(s / 60);
-  if (m < 60) return `${m} min ago`;
+  if (m < 60) return t.minutesAgo({ count: m });
   const h = Math.round(m / 60);
-  if (h < 24) return `${h} h ago`;
+  if (h < 24) return t.hoursAgo({ count: h });
   return new Date(ms).toLocaleString();
 }
 

@@ -2,7 +2,12 @@ import { StrictMode } from 'react';
 import { createRoot } from 'react-dom/client';
 import { App } from './App';
 import { deviceFromLocation, ReplicaHost } from './data/host';
+import { lang, t } from './i18n';
 import './styles.css';
+
+// The page speaks the catalogue's language (index.html says English).
+document.documentElement.lang = lang;
+document.title = t.documentTitle;
 
 const host = new ReplicaHost(deviceFromLocation());
 host.start();

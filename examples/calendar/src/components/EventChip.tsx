@@ -1,6 +1,7 @@
 import type { CSSProperties, PointerEvent as ReactPointerEvent, ReactNode } from 'react';
 import { formatTime, isoDate } from '../dates';
 import { STATUS_LABELS, type ShownEvent } from '../data/model';
+import { t } from '../i18n';
 
 export interface EventChipProps {
   readonly event: ShownEvent;
@@ -19,7 +20,7 @@ export interface EventChipProps {
 
 /** One event on a grid (a box in the week's time grid, a bar in a day row, a dot line in the month). */
 export function EventChip({ event, variant, style, continuesBefore, continuesAfter, onOpen, onPointerDown, dragging, compact }: EventChipProps): ReactNode {
-  const time = event.allDay ? 'All day' : `${formatTime(event.start)} – ${formatTime(event.end)}`;
+  const time = event.allDay ? t.allDay : `${formatTime(event.start)} – ${formatTime(event.end)}`;
   const classes = ['event', `event-${variant}`];
   if (event.status === 'cancelled') classes.push('event-cancelled');
   if (event.status === 'tentative') classes.push('event-tentative');
@@ -27,7 +28,7 @@ export function EventChip({ event, variant, style, continuesBefore, continuesAft
   if (continuesAfter) classes.push('continues-after');
   if (dragging) classes.push('dragging');
   if (compact) classes.push('event-compact');
-  const title = event.title || '(No title)';
+  const title = event.title || t.noTitle;
   // What the chip shows, in its order: its accessible name starts with exactly that (WCAG "label in name"),
   // then says what it leaves out.
   const shownTime = variant === 'dot' ? (event.allDay ? '' : formatTime(event.start)) : variant === 'box' ? (compact && !event.allDay ? formatTime(event.start) : time) : '';
@@ -70,7 +71,7 @@ export function EventChip({ event, variant, style, continuesBefore, continuesAft
       {showsLocation && <span className="event-location"> {event.location}</span>}
       {variant === 'box' && onPointerDown && !continuesAfter && <span className="resize-handle" data-testid={`resize-${event.id}`} aria-hidden="true" />}
       {event.conflict > 1 && (
-        <span className="conflict-badge" data-testid={`conflict-badge-${event.id}`} title={`${event.conflict} conflicting status changes: open to choose`}>
+        <span className="conflict-badge" data-testid={`conflict-badge-${event.id}`} title={t.conflictBadge({ count: event.conflict })}>
           !
         </span>
       )}

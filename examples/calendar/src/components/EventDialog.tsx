@@ -6,6 +6,7 @@ import { useConflicts, useRecord, useReplica } from '../syncline';
 import { NotesEditor, type NotesSession } from './NotesEditor';
 import { useDialogFocus } from './dialog-focus';
 import type { NewRange } from './WeekView';
+import { t } from '../i18n';
 
 export type DialogTarget = { readonly mode: 'new'; readonly range: NewRange; readonly space: string } | { readonly mode: 'edit'; readonly id: string; readonly space: string };
 
@@ -63,14 +64,14 @@ function fieldsFromForm(form: Form, uid: string | undefined): EventFields | stri
   if (form.allDay) {
     const first = parseLocal(form.startDate);
     const last = parseLocal(form.endDate);
-    if (!first || !last) return 'Enter a start and an end date.';
-    if (last < first) return 'The event ends before it starts.';
+    if (!first || !last) return t.needDates;
+    if (last < first) return t.endsBeforeStart;
     return { title: form.title.trim(), start: floatingFromLocal(first), end: floatingFromLocal(addDays(last, 1)), allDay: true, location: form.location.trim(), ...(uid ? { uid } : {}) };
   }
   const start = parseLocal(form.startDate, form.startTime);
   const end = parseLocal(form.endDate, form.endTime);
-  if (!start || !end) return 'Enter a start and an end date and time.';
-  if (end <= start) return 'The event ends before it starts.';
+  if (!start || !end) return t.needDatesAndTimes;
+  if (end <= start) return t.endsBeforeStart;
   return { title: form.title.trim(), start: start.getTime(), end: end.getTime(), allDay: false, location: form.location.trim(), ...(uid ? { uid } : {}) };
 }
 
@@ -159,24 +160,24 @@ export function EventDialog({ target, calendars, deviceLabel, onClose, onSaved, 
     try {
       if (!editing) {
         await createEvent(replica, eventId, form.calendar, fields, form.notes, form.status, deviceLabel);
-        onSaved(`Created “${fields.title || '(No title)'}”`);
+        onSaved(t.created({ title: fields.title || t.noTitle }));
       } else if (!current) {
-        setError('This event was deleted on another device.');
+        setError(t.eventDeletedElsewhere);
         return;
       } else if (form.calendar !== space) {
         const status = statusRow ? currentStatus : form.status;
         await moveEvent(replica, eventId, space, form.calendar, fields, current.notes, touched.has('status') ? form.status : status, deviceLabel);
-        onSaved(`Moved “${fields.title || '(No title)'}” to ${calendars.find((c) => c.id === form.calendar)?.name ?? form.calendar}`);
+        onSaved(t.movedToCalendar({ title: fields.title || t.noTitle, calendar: calendars.find((c) => c.id === form.calendar)?.name ?? form.calendar }));
       } else {
         const changed = await updateEvent(replica, eventId, space, current.fields, fields);
         const statusSet = touched.has('status') && (form.status !== currentStatus || conflicts.length > 1);
         if (statusSet) await setStatus(replica, eventId, space, form.status, deviceLabel);
         // One write: Undo takes it back (a status set as well is a second one).
-        onSaved(`Saved “${fields.title || '(No title)'}”`, changed || statusSet);
+        onSaved(t.saved({ title: fields.title || t.noTitle }), changed || statusSet);
       }
       onClose();
     } catch (err) {
-      setError(`Could not save: ${(err as Error).message}`);
+      setError(t.couldNotSave({ message: (err as Error).message }));
     } finally {
       setBusy(false);
     }
@@ -186,10 +187,10 @@ export function EventDialog({ target, calendars, deviceLabel, onClose, onSaved, 
     setBusy(true);
     try {
       await deleteEvent(replica, eventId, space);
-      onSaved(`Deleted “${current?.title || '(No title)'}”`, true);
+      onSaved(t.deleted({ title: current?.title || t.noTitle }), true);
       onClose();
     } catch (err) {
-      setError(`Could not delete: ${(err as Error).message}`);
+      setError(t.couldNotDelete({ message: (err as Error).message }));
     } finally {
       setBusy(false);
     }
@@ -223,23 +224,23 @@ export function EventDialog({ target, calendars, deviceLabel, onClose, onSaved, 
         onSubmit={onSubmit}
         style={{ borderTopColor: calendar?.color }}
       >
-        <h2 id={id('heading')}>{editing ? 'Edit event' : 'New event'}</h2>
+        <h2 id={id('heading')}>{editing ? t.editEvent : t.newEvent}</h2>
         {editors.length > 0 && (
           <p className="dialog-note presence-note" data-testid="event-editors">
-            {editors.join(', ')} {editors.length === 1 ? 'has' : 'have'} this event open too
+            {t.alsoEditing({ names: editors })}
           </p>
         )}
         {gone ? (
           <p className="dialog-note" data-testid="event-gone">
-            This event was deleted (on this or another device).
+            {t.eventGone}
           </p>
         ) : (
           <>
             <input
               ref={titleRef}
               className="title-input"
-              aria-label="Title"
-              placeholder="Add title"
+              aria-label={t.title}
+              placeholder={t.titlePlaceholder}
               data-testid="event-title"
               value={form.title}
               onChange={(e) => set('title', e.target.value)}
@@ -247,26 +248,26 @@ export function EventDialog({ target, calendars, deviceLabel, onClose, onSaved, 
             <div className="when">
               <label className="check">
                 <input type="checkbox" data-testid="event-allday" checked={form.allDay} onChange={(e) => set('allDay', e.target.checked)} />
-                All day
+                {t.allDay}
               </label>
               <div className="when-row">
-                <label htmlFor={id('start-date')}>Starts</label>
+                <label htmlFor={id('start-date')}>{t.starts}</label>
                 <input id={id('start-date')} type="date" data-testid="event-start-date" value={form.startDate} onChange={(e) => set('startDate', e.target.value)} required />
-                {!form.allDay && <input type="time" aria-label="Start time" data-testid="event-start-time" value={form.startTime} onChange={(e) => set('startTime', e.target.value)} required />}
+                {!form.allDay && <input type="time" aria-label={t.startTime} data-testid="event-start-time" value={form.startTime} onChange={(e) => set('startTime', e.target.value)} required />}
               </div>
               <div className="when-row">
-                <label htmlFor={id('end-date')}>Ends</label>
+                <label htmlFor={id('end-date')}>{t.ends}</label>
                 <input id={id('end-date')} type="date" data-testid="event-end-date" value={form.endDate} onChange={(e) => set('endDate', e.target.value)} required />
-                {!form.allDay && <input type="time" aria-label="End time" data-testid="event-end-time" value={form.endTime} onChange={(e) => set('endTime', e.target.value)} required />}
+                {!form.allDay && <input type="time" aria-label={t.endTime} data-testid="event-end-time" value={form.endTime} onChange={(e) => set('endTime', e.target.value)} required />}
               </div>
               {form.startDate && parseLocal(form.startDate) && <div className="when-summary">{formatLongDate(parseLocal(form.startDate) as Date)}</div>}
             </div>
             <label className="field">
-              <span>Location</span>
-              <input data-testid="event-location" value={form.location} placeholder="Add location" onChange={(e) => set('location', e.target.value)} />
+              <span>{t.location}</span>
+              <input data-testid="event-location" value={form.location} placeholder={t.locationPlaceholder} onChange={(e) => set('location', e.target.value)} />
             </label>
             <label className="field">
-              <span>Calendar</span>
+              <span>{t.calendar}</span>
               <select data-testid="event-calendar" value={form.calendar} onChange={(e) => set('calendar', e.target.value)}>
                 {calendars.map((c) => (
                   <option key={c.id} value={c.id}>
@@ -277,7 +278,7 @@ export function EventDialog({ target, calendars, deviceLabel, onClose, onSaved, 
               </select>
             </label>
             <fieldset className="field status-field" data-testid="event-status" data-status={form.status}>
-              <legend>Status</legend>
+              <legend>{t.status}</legend>
               <div className="segmented">
                 {STATUSES.map((s) => (
                   <label key={s} className={form.status === s ? 'on' : ''}>
@@ -287,9 +288,9 @@ export function EventDialog({ target, calendars, deviceLabel, onClose, onSaved, 
                 ))}
               </div>
               {conflicts.length > 1 && (
-                <div className="conflict-panel" data-testid="conflict-panel" role="group" aria-label="Conflicting status">
+                <div className="conflict-panel" data-testid="conflict-panel" role="group" aria-label={t.conflictingStatus}>
                   <p>
-                    <span className="conflict-badge inline">!</span> The status was changed on {conflicts.length} devices at the same time. Which one should it be?
+                    <span className="conflict-badge inline">!</span> {t.conflictQuestion({ count: conflicts.length })}
                   </p>
                   <ul>
                     {conflicts.map((v, i) => {
@@ -306,7 +307,7 @@ export function EventDialog({ target, calendars, deviceLabel, onClose, onSaved, 
                             onClick={() => isStatus(s) && void chooseVersion(s)}
                             disabled={!isStatus(s)}
                           >
-                            <strong>{isStatus(s) ? STATUS_LABELS[s] : 'Deleted'}</strong>
+                            <strong>{isStatus(s) ? STATUS_LABELS[s] : t.deletedVersion}</strong>
                             <span>
                               {by}
                               {at && ` · ${at}`}
@@ -320,12 +321,12 @@ export function EventDialog({ target, calendars, deviceLabel, onClose, onSaved, 
               )}
             </fieldset>
             <div className="field">
-              <label htmlFor={editing ? 'event-notes' : id('notes')}>Notes</label>
+              <label htmlFor={editing ? 'event-notes' : id('notes')}>{t.notes}</label>
               {editing ? (
                 <NotesEditor id={eventId} space={space} session={notesSession} />
               ) : (
                 <div className="notes">
-                  <textarea id={id('notes')} data-testid="event-notes" data-ready="true" rows={5} placeholder="Add notes" value={form.notes} onChange={(e) => set('notes', e.target.value)} />
+                  <textarea id={id('notes')} data-testid="event-notes" data-ready="true" rows={5} placeholder={t.notesPlaceholder} value={form.notes} onChange={(e) => set('notes', e.target.value)} />
                 </div>
               )}
             </div>
@@ -339,16 +340,16 @@ export function EventDialog({ target, calendars, deviceLabel, onClose, onSaved, 
         <div className="dialog-buttons">
           {editing && !gone && (
             <button type="button" className="danger" data-testid="event-delete" onClick={onDelete} disabled={busy}>
-              Delete
+              {t.delete}
             </button>
           )}
           <span className="spacer" />
           <button type="button" data-testid="event-cancel" onClick={cancel}>
-            {gone ? 'Close' : 'Cancel'}
+            {gone ? t.close : t.cancel}
           </button>
           {!gone && (
             <button type="submit" className="primary" data-testid="event-save" disabled={busy || (editing && loading)}>
-              Save
+              {t.save}
             </button>
           )}
         </div>

@@ -2,6 +2,7 @@ import { useEffect, useState, type ReactNode } from 'react';
 import { exportIcs, importIntoCalendar, parseIcs, type ExportItem, type ParsedIcs } from '../data/ics';
 import { space as toSpace, toCalEvent, toStatus, type Calendar } from '../data/model';
 import { useReplica } from '../syncline';
+import { t } from '../i18n';
 
 export interface IcsDialogProps {
   readonly calendars: readonly Calendar[];
@@ -37,7 +38,7 @@ export function IcsDialog({ calendars, hidden, defaultCalendar, deviceLabel, onC
     if (!file) return;
     try {
       const result = parseIcs(await file.text());
-      if (result.events.length === 0) setError('The file holds no events.');
+      if (result.events.length === 0) setError(t.icsNoEvents);
       setParsed(result);
     } catch (err) {
       setError((err as Error).message);
@@ -50,10 +51,10 @@ export function IcsDialog({ calendars, hidden, defaultCalendar, deviceLabel, onC
     try {
       await importIntoCalendar(replica, target, parsed.events, deviceLabel, setProgress);
       const name = calendars.find((c) => c.id === target)?.name ?? target;
-      onDone(`Imported ${parsed.events.length} event${parsed.events.length === 1 ? '' : 's'} into ${name}`);
+      onDone(t.imported({ count: parsed.events.length, calendar: name }));
       onClose();
     } catch (err) {
-      setError(`Import failed: ${(err as Error).message}`);
+      setError(t.importFailed({ message: (err as Error).message }));
     } finally {
       setProgress(undefined);
     }
@@ -71,7 +72,7 @@ export function IcsDialog({ calendars, hidden, defaultCalendar, deviceLabel, onC
       }
     }
     items.sort((a, b) => a.event.fields.start - b.event.fields.start);
-    const name = exportFrom === ALL_VISIBLE ? 'Calendar' : (calendars.find((c) => c.id === exportFrom)?.name ?? exportFrom);
+    const name = exportFrom === ALL_VISIBLE ? t.appName : (calendars.find((c) => c.id === exportFrom)?.name ?? exportFrom);
     const blob = new Blob([exportIcs(items, name)], { type: 'text/calendar;charset=utf-8' });
     const url = URL.createObjectURL(blob);
     const a = document.createElement('a');
@@ -82,22 +83,20 @@ export function IcsDialog({ calendars, hidden, defaultCalendar, deviceLabel, onC
     a.click();
     a.remove();
     setTimeout(() => URL.revokeObjectURL(url), 10_000);
-    onDone(`Exported ${items.length} event${items.length === 1 ? '' : 's'}`);
+    onDone(t.exported({ count: items.length }));
   };
-
-  const recurring = parsed && parsed.series > 0 ? ` (${parsed.series} repeating series expanded for one year${parsed.truncated ? `, ${parsed.truncated} cut at 500 occurrences` : ''})` : '';
 
   return (
     <div className="backdrop" onPointerDown={(e) => e.target === e.currentTarget && progress === undefined && onClose()}>
-      <div className="dialog ics-dialog" role="dialog" aria-modal="true" aria-label="Import and export" data-testid="ics-dialog">
-        <h2>Import</h2>
-        <p className="dialog-note">Add the events of an .ics file (from another calendar app) to one of your calendars. Importing the same file again updates those events.</p>
+      <div className="dialog ics-dialog" role="dialog" aria-modal="true" aria-label={t.icsDialog} data-testid="ics-dialog">
+        <h2>{t.importHeading}</h2>
+        <p className="dialog-note">{t.importNote}</p>
         <label className="field">
-          <span>File</span>
+          <span>{t.file}</span>
           <input type="file" accept=".ics,text/calendar" data-testid="ics-file" onChange={(e) => void onFile(e.target.files?.[0])} />
         </label>
         <label className="field">
-          <span>Into calendar</span>
+          <span>{t.intoCalendar}</span>
           <select data-testid="ics-import-calendar" value={target} onChange={(e) => setTarget(e.target.value)}>
             {calendars.map((c) => (
               <option key={c.id} value={c.id}>
@@ -108,9 +107,7 @@ export function IcsDialog({ calendars, hidden, defaultCalendar, deviceLabel, onC
         </label>
         {parsed && parsed.events.length > 0 && (
           <p className="ics-summary" data-testid="ics-summary" data-count={parsed.events.length}>
-            {fileName}: {parsed.events.length} event{parsed.events.length === 1 ? '' : 's'}
-            {recurring}
-            {parsed.skipped ? `; ${parsed.skipped} without a start skipped` : ''}.
+            {t.icsSummary({ file: fileName ?? '', count: parsed.events.length, series: parsed.series, truncated: parsed.truncated, skipped: parsed.skipped })}
           </p>
         )}
         {progress !== undefined && parsed && (
@@ -126,15 +123,15 @@ export function IcsDialog({ calendars, hidden, defaultCalendar, deviceLabel, onC
         <div className="dialog-buttons">
           <span className="spacer" />
           <button type="button" className="primary" data-testid="ics-import" disabled={!parsed || parsed.events.length === 0 || progress !== undefined} onClick={onImport}>
-            Import
+            {t.import}
           </button>
         </div>
 
-        <h2>Export</h2>
+        <h2>{t.exportHeading}</h2>
         <label className="field">
-          <span>Calendar</span>
+          <span>{t.calendar}</span>
           <select data-testid="ics-export-calendar" value={exportFrom} onChange={(e) => setExportFrom(e.target.value)}>
-            <option value={ALL_VISIBLE}>All shown calendars</option>
+            <option value={ALL_VISIBLE}>{t.allShownCalendars}</option>
             {calendars.map((c) => (
               <option key={c.id} value={c.id}>
                 {c.name}
@@ -145,10 +142,10 @@ export function IcsDialog({ calendars, hidden, defaultCalendar, deviceLabel, onC
         <div className="dialog-buttons">
           <span className="spacer" />
           <button type="button" data-testid="ics-close" onClick={onClose} disabled={progress !== undefined}>
-            Close
+            {t.close}
           </button>
           <button type="button" className="primary" data-testid="ics-export" onClick={() => void onExport()}>
-            Export .ics
+            {t.exportIcs}
           </button>
         </div>
       </div>

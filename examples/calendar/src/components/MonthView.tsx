@@ -4,6 +4,7 @@ import type { ShownEvent } from '../data/model';
 import { isBarEvent, layoutBars } from '../layout';
 import { EventChip } from './EventChip';
 import type { NewRange } from './WeekView';
+import { t } from '../i18n';
 
 const HEAD_PX = 26;
 const LANE_PX = 21;
@@ -138,7 +139,7 @@ function MonthRow({ weekStart, month, events, now, maxLanes, selected, onOpen, o
               data-testid={`goto-${isoDate(d)}`}
               onPointerDown={(e) => e.stopPropagation()}
               onClick={() => onPickDay(d)}
-              title="Open this week"
+              title={t.openWeek}
             >
               {d.getDate() === 1 ? `${d.getDate()} ${d.toLocaleString(undefined, { month: 'short' })}` : d.getDate()}
             </button>
@@ -151,7 +152,7 @@ function MonthRow({ weekStart, month, events, now, maxLanes, selected, onOpen, o
                 onPointerDown={(e) => e.stopPropagation()}
                 onClick={() => onPickDay(d)}
               >
-                +{hidden} more
+                {t.more({ count: hidden })}
               </button>
             )}
           </div>

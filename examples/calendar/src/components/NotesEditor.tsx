@@ -2,6 +2,7 @@ import { useEffect, useRef, useState, type ReactNode } from 'react';
 import * as Y from 'yjs';
 import { useReplica } from '../syncline';
 import { acquireNotes, applyDiff, TEXTAREA, transformPosition } from '../data/notes';
+import { t } from '../i18n';
 
 /** What the dialog can do with the notes typed while it was open. */
 export interface NotesSession {
@@ -89,11 +90,11 @@ export function NotesEditor({ id, space, session }: { readonly id: string; reado
         id="event-notes"
         data-testid="event-notes"
         data-ready={ready ? 'true' : 'false'}
-        placeholder={ready ? 'Add notes: everyone with this calendar can edit them at the same time' : 'Loading notes…'}
+        placeholder={ready ? t.notesSharedPlaceholder : t.notesLoading}
         readOnly={!ready}
         rows={5}
       />
-      {remoteEdit && <span className="notes-live">edited on another device</span>}
+      {remoteEdit && <span className="notes-live">{t.notesEditedElsewhere}</span>}
     </div>
   );
 }

@@ -1,6 +1,7 @@
 import { useEffect, useRef, useState, type KeyboardEvent as ReactKeyboardEvent, type ReactNode } from 'react';
 import { addDays, addMonths, formatLongDate, formatMonthYear, formatWeekday, isoDate, sameDay, startOfMonth, startOfWeek } from '../dates';
 import { COLORS, type Calendar } from '../data/model';
+import { t } from '../i18n';
 
 export interface SidebarProps {
   readonly calendars: readonly Calendar[];
@@ -22,11 +23,11 @@ export function Sidebar({ calendars, hidden, date, now, onToggle, onEdit, onPick
         <svg viewBox="0 0 24 24" width="24" height="24" aria-hidden="true">
           <path d="M12 4v16M4 12h16" stroke="currentColor" strokeWidth="2.5" strokeLinecap="round" />
         </svg>
-        Create
+        {t.create}
       </button>
       <MiniMonth date={date} now={now} onPickDate={onPickDate} />
-      <section className="calendars" aria-label="Calendars">
-        <h3>My calendars</h3>
+      <section className="calendars" aria-label={t.calendars}>
+        <h3>{t.myCalendars}</h3>
         <ul>
           {calendars.map((c) => (
             <li key={c.id} data-testid={`calendar-${c.id}`}>
@@ -40,19 +41,19 @@ export function Sidebar({ calendars, hidden, date, now, onToggle, onEdit, onPick
                 />
                 <span className="calendar-name">{c.name}</span>
               </label>
-              <button type="button" className="icon-button" aria-label={`Edit ${c.name}`} title="Rename, colour, delete" data-testid={`calendar-edit-${c.id}`} onClick={() => onEdit(c)}>
+              <button type="button" className="icon-button" aria-label={t.editCalendarNamed({ name: c.name })} title={t.editCalendarTitle} data-testid={`calendar-edit-${c.id}`} onClick={() => onEdit(c)}>
                 ⋯
               </button>
             </li>
           ))}
         </ul>
         <button type="button" className="link-button" data-testid="calendar-add" onClick={() => onEdit(undefined)}>
-          + New calendar
+          {t.addCalendar}
         </button>
       </section>
       {onImport && (
         <button type="button" className="link-button drawer-only" data-testid="drawer-ics" onClick={onImport}>
-          Import / Export .ics
+          {t.drawerIcs}
         </button>
       )}
     </aside>
@@ -83,10 +84,10 @@ function MiniMonth({ date, now, onPickDate }: { date: Date; now: Date; onPickDat
     <div className="mini-month" data-testid="mini-month">
       <div className="mini-head">
         <span>{formatMonthYear(month)}</span>
-        <button type="button" className="icon-button" aria-label="Previous month" onClick={() => setMonth(addMonths(month, -1))}>
+        <button type="button" className="icon-button" aria-label={t.previous({ view: 'month' })} onClick={() => setMonth(addMonths(month, -1))}>
           ‹
         </button>
-        <button type="button" className="icon-button" aria-label="Next month" onClick={() => setMonth(addMonths(month, 1))}>
+        <button type="button" className="icon-button" aria-label={t.next({ view: 'month' })} onClick={() => setMonth(addMonths(month, 1))}>
           ›
         </button>
       </div>
@@ -149,7 +150,7 @@ export function CalendarDialog({ calendar, canDelete, onSave, onDelete, onClose 
         className="dialog calendar-dialog"
         role="dialog"
         aria-modal="true"
-        aria-label={calendar ? `Edit ${calendar.name}` : 'New calendar'}
+        aria-label={calendar ? t.editCalendarNamed({ name: calendar.name }) : t.newCalendar}
         data-testid="calendar-dialog"
         style={{ borderTopColor: color }}
         onSubmit={(e) => {
@@ -157,13 +158,13 @@ export function CalendarDialog({ calendar, canDelete, onSave, onDelete, onClose 
           if (name.trim()) onSave(name.trim(), color);
         }}
       >
-        <h2>{calendar ? 'Edit calendar' : 'New calendar'}</h2>
+        <h2>{calendar ? t.editCalendar : t.newCalendar}</h2>
         <label className="field">
-          <span>Name</span>
+          <span>{t.name}</span>
           <input ref={nameRef} data-testid="calendar-name" value={name} onChange={(e) => setName(e.target.value)} required maxLength={60} />
         </label>
         <fieldset className="field">
-          <legend>Colour</legend>
+          <legend>{t.colour}</legend>
           <div className="swatches">
             {COLORS.map((c) => (
               <button
@@ -171,7 +172,7 @@ export function CalendarDialog({ calendar, canDelete, onSave, onDelete, onClose 
                 type="button"
                 className={`swatch${c === color ? ' on' : ''}`}
                 style={{ background: c }}
-                aria-label={`Colour ${c}`}
+                aria-label={t.colourNamed({ color: c })}
                 aria-pressed={c === color}
                 data-testid={`calendar-color-${c.slice(1)}`}
                 onClick={() => setColor(c)}
@@ -179,7 +180,7 @@ export function CalendarDialog({ calendar, canDelete, onSave, onDelete, onClose 
             ))}
           </div>
         </fieldset>
-        {calendar && <p className="dialog-note">Synced as space “{calendar.id}”.</p>}
+        {calendar && <p className="dialog-note">{t.syncedAsSpace({ space: calendar.id })}</p>}
         <div className="dialog-buttons">
           {calendar && canDelete && (
             <button
@@ -187,17 +188,17 @@ export function CalendarDialog({ calendar, canDelete, onSave, onDelete, onClose 
               className="danger"
               data-testid="calendar-delete"
               onClick={() => (confirming ? onDelete() : setConfirming(true))}
-              title="Removes the calendar from the list on every device; its events stay on the server."
+              title={t.removeCalendarTitle}
             >
-              {confirming ? 'Click again to remove' : 'Remove'}
+              {confirming ? t.removeCalendarConfirm : t.removeCalendar}
             </button>
           )}
           <span className="spacer" />
           <button type="button" onClick={onClose} data-testid="calendar-cancel">
-            Cancel
+            {t.cancel}
           </button>
           <button type="submit" className="primary" data-testid="calendar-save">
-            Save
+            {t.save}
           </button>
         </div>
       </form>

@@ -2,6 +2,7 @@ import { useEffect, useState, type ReactNode } from 'react';
 import type { SyncErrorInfo } from '@syncline/client';
 import { formatAgo } from '../dates';
 import { useReplica, useSyncStatus } from '../syncline';
+import { t } from '../i18n';
 
 function useOnline(): boolean {
   const [online, setOnline] = useState(() => navigator.onLine);
@@ -44,7 +45,7 @@ function useLastSynced(name: string, current: number | undefined): number | unde
 
 const minutes = (ms: number): string => {
   const m = Math.round(Math.abs(ms) / 60_000);
-  return m >= 120 ? `${Math.round(m / 60)} hours` : `${m} minute${m === 1 ? '' : 's'}`;
+  return m >= 120 ? t.hours({ count: Math.round(m / 60) }) : t.minutes({ count: m });
 };
 
 /** Refusals that go away by themselves (the engine retries). */
@@ -52,28 +53,28 @@ const TRANSIENT: ReadonlySet<string> = new Set(['rate_limited', 'slow_consumer',
 
 /** What a server refusal means for the person using the calendar. */
 export function describeSyncError(error: SyncErrorInfo, clockOffset: number | undefined, calendarName: (space: string) => string): { title: string; detail: string } {
-  const kept = 'Your changes are kept on this device and will sync once this is fixed.';
+  const kept = t.errorKept;
   switch (error.code) {
     case 'unauthenticated':
-      return { title: 'The sync server did not accept your sign-in.', detail: `The access token is missing, invalid or expired. ${kept}` };
+      return { title: t.errorSignIn, detail: `${t.errorToken} ${kept}` };
     case 'forbidden':
       return {
-        title: error.space ? `You do not have access to “${calendarName(error.space)}” on the sync server.` : 'The sync server refused access.',
+        title: error.space ? t.errorNoAccessTo({ calendar: calendarName(error.space) }) : t.errorForbidden,
         detail: `${error.message}. ${kept}`,
       };
     case 'clock_drift':
     case 'clock_overflow': {
-      const off = clockOffset !== undefined && Math.abs(clockOffset) > 60_000 ? ` This device's clock is ${minutes(clockOffset)} ${clockOffset < 0 ? 'ahead of' : 'behind'} the server's.` : '';
-      return { title: "The sync server refused changes: this device's clock is wrong.", detail: `Set the date and time correctly (automatic time).${off} ${kept}` };
+      const off = clockOffset !== undefined && Math.abs(clockOffset) > 60_000 ? ` ${t.errorClockOff({ duration: minutes(clockOffset), ahead: clockOffset < 0 })}` : '';
+      return { title: t.errorClock, detail: `${t.errorClockFix}${off} ${kept}` };
     }
     case 'shutting_down':
-      return { title: 'The sync server is restarting.', detail: 'Reconnecting automatically; your changes are kept on this device.' };
+      return { title: t.errorRestarting, detail: t.errorRestartingDetail };
     case 'rate_limited':
     case 'slow_consumer':
     case 'too_many_connections':
-      return { title: 'The sync server is busy.', detail: 'Retrying automatically; your changes are kept on this device.' };
+      return { title: t.errorBusy, detail: t.errorBusyDetail };
     default:
-      return { title: 'The sync server refused the connection.', detail: `${error.message} (${error.code}). ${kept}` };
+      return { title: t.errorRefused, detail: `${error.message} (${error.code}). ${kept}` };
   }
 }
 
@@ -97,11 +98,11 @@ function DeviceName({ current, onRename }: { readonly current: string; readonly 
       }}
     >
       <label>
-        Name of this device
+        {t.deviceName}
         <input value={name} maxLength={40} onChange={(e) => setName(e.target.value)} data-testid="device-name" />
       </label>
       <button type="submit" data-testid="device-name-save" disabled={!name.trim() || name.trim() === current}>
-        Rename
+        {t.rename}
       </button>
     </form>
   );
@@ -120,38 +121,38 @@ export function SyncIndicator({ syncUrl, deviceLabel, calendarName, onRename }: 
   let label: string;
   if (!status.leader) {
     state = 'other-tab';
-    label = 'Synced by another tab';
+    label = t.syncOtherTab;
   } else if (status.error && !TRANSIENT.has(status.error.code) && status.state !== 'synced') {
     // Refused (sign-in, access, clock): retrying will not help until that is fixed.
     state = 'error';
-    label = 'Not syncing';
+    label = t.syncNotSyncing;
   } else if (!online) {
     state = 'offline';
-    label = 'Offline';
+    label = t.syncOffline;
   } else if (status.state === 'synced' && status.error?.space) {
     // Everything else synced; the server refused one space (no access).
     state = 'partial';
-    label = `Synced, except ${calendarName(status.error.space)}`;
+    label = t.syncPartial({ calendar: calendarName(status.error.space) });
   } else if (status.state === 'synced') {
     state = 'synced';
-    label = 'Synced';
+    label = t.syncSynced;
   } else if (status.state === 'syncing') {
     state = 'syncing';
-    label = status.bootstrap ? `Downloading ${status.bootstrap.received} of ${status.bootstrap.total}` : 'Syncing…';
+    label = status.bootstrap ? t.syncDownloading({ received: status.bootstrap.received, total: status.bootstrap.total }) : t.syncSyncing;
   } else if (status.state === 'connecting') {
     state = 'connecting';
-    label = 'Connecting…';
+    label = t.syncConnecting;
   } else if (online) {
     // The network is up but the server cannot be reached (down, restarting, or the address is wrong).
     state = 'unreachable';
     const wait = status.retryAt !== undefined ? Math.max(0, Math.round((status.retryAt - now) / 1000)) : undefined;
-    label = wait !== undefined && wait > 0 ? `Can't reach the server; retrying in ${wait} s` : "Can't reach the server";
+    label = wait !== undefined && wait > 0 ? t.syncRetryingIn({ seconds: wait }) : t.syncUnreachable;
   } else {
     state = 'offline';
-    label = 'Offline';
+    label = t.syncOffline;
   }
-  const pending = status.pending > 0 ? `${status.pending} change${status.pending === 1 ? '' : 's'} to upload` : '';
-  const last = lastSyncedAt ? `Last synced ${formatAgo(lastSyncedAt, now)}` : 'Not synced yet';
+  const pending = status.pending > 0 ? t.syncPending({ count: status.pending }) : '';
+  const last = lastSyncedAt ? t.syncLast({ ago: formatAgo(lastSyncedAt, now) }) : t.syncNotYet;
 
   return (
     <div className="sync">
@@ -181,33 +182,31 @@ export function SyncIndicator({ syncUrl, deviceLabel, calendarName, onRename }: 
       {open && (
         <div className="sync-details" data-testid="sync-details">
           <dl>
-            <dt>Status</dt>
+            <dt>{t.detailsStatus}</dt>
             <dd>{label}</dd>
-            <dt>Network</dt>
-            <dd>{online ? 'online' : 'offline'}</dd>
-            <dt>Waiting to upload</dt>
-            <dd data-testid="sync-details-pending">{status.pending === 0 ? 'nothing' : pending}</dd>
-            <dt>Last synced</dt>
-            <dd data-testid="sync-last">{lastSyncedAt ? `${new Date(lastSyncedAt).toLocaleString()} (${formatAgo(lastSyncedAt, now)})` : 'never'}</dd>
+            <dt>{t.detailsNetwork}</dt>
+            <dd>{online ? t.online : t.offline}</dd>
+            <dt>{t.detailsPending}</dt>
+            <dd data-testid="sync-details-pending">{status.pending === 0 ? t.nothing : pending}</dd>
+            <dt>{t.detailsLastSynced}</dt>
+            <dd data-testid="sync-last">{lastSyncedAt ? `${new Date(lastSyncedAt).toLocaleString()} (${formatAgo(lastSyncedAt, now)})` : t.never}</dd>
             {status.clockOffset !== undefined && Math.abs(status.clockOffset) > 60_000 && (
               <>
-                <dt>Clock</dt>
+                <dt>{t.detailsClock}</dt>
                 <dd className="warn">
-                  {minutes(status.clockOffset)} {status.clockOffset < 0 ? 'ahead of' : 'behind'} the server
+                  {t.clockVsServer({ duration: minutes(status.clockOffset), ahead: status.clockOffset < 0 })}
                 </dd>
               </>
             )}
-            <dt>Server</dt>
+            <dt>{t.detailsServer}</dt>
             <dd>{syncUrl}</dd>
-            <dt>Device</dt>
-            <dd>
-              {deviceLabel} ({replica.name}, replica {replica.id})
-            </dd>
+            <dt>{t.detailsDevice}</dt>
+            <dd>{t.deviceReplica({ label: deviceLabel, db: replica.name, replica: replica.id })}</dd>
           </dl>
           {onRename && <DeviceName current={deviceLabel} onRename={onRename} />}
           {status.leader && (status.state === 'offline' || status.state === 'stopped') && online && (
             <button type="button" onClick={() => replica.sync?.reconnectNow()} data-testid="sync-retry">
-              Retry now
+              {t.retryNow}
             </button>
           )}
         </div>
@@ -237,13 +236,13 @@ export function SyncErrorBanner({ calendarName, onToken }: { readonly calendarNa
             if (token.trim()) onToken(token.trim());
           }}
         >
-          <input type="password" placeholder="Access token" aria-label="Access token" value={token} onChange={(e) => setToken(e.target.value)} data-testid="sync-token" />
+          <input type="password" placeholder={t.accessToken} aria-label={t.accessToken} value={token} onChange={(e) => setToken(e.target.value)} data-testid="sync-token" />
           <button type="submit" data-testid="sync-token-save">
-            Connect
+            {t.connect}
           </button>
         </form>
       )}
-      <button type="button" className="banner-close" aria-label="Dismiss" onClick={() => setDismissed(error)}>
+      <button type="button" className="banner-close" aria-label={t.dismiss} onClick={() => setDismissed(error)}>
         ×
       </button>
     </div>

@@ -3,6 +3,7 @@ import { addDays, formatHour, formatLongDate, formatTime, formatWeekday, HOUR, i
 import type { ShownEvent } from '../data/model';
 import { isBarEvent, layoutBars, layoutDay } from '../layout';
 import { EventChip } from './EventChip';
+import { t } from '../i18n';
 
 export const HOUR_PX = 48;
 const SLOT_MIN = 30;
@@ -62,8 +63,8 @@ function dragRange(drag: Drag): NewRange {
     return { start: a, end: addDays(b, 1), allDay: true };
   }
   if (!drag.moved) {
-    const t = drag.anchor;
-    const start = new Date(t.getFullYear(), t.getMonth(), t.getDate(), t.getHours(), Math.floor(t.getMinutes() / SLOT_MIN) * SLOT_MIN);
+    const at = drag.anchor;
+    const start = new Date(at.getFullYear(), at.getMonth(), at.getDate(), at.getHours(), Math.floor(at.getMinutes() / SLOT_MIN) * SLOT_MIN);
     return { start, end: new Date(start.getTime() + HOUR), allDay: false };
   }
   // A drag selects the half-hour slots it covers.
@@ -187,7 +188,7 @@ export function WeekView({ weekStart, dayCount = 7, events, now, onCreate, onOpe
             className={`week-day-head${sameDay(d, now) ? ' today' : ''}`}
             data-testid={`day-head-${isoDate(d)}`}
             onClick={() => onPickDay(d)}
-            title="Show this month"
+            title={t.showMonth}
           >
             <span className="weekday">{formatWeekday(d)}</span>
             <span className="daynum">{d.getDate()}</span>
@@ -196,7 +197,7 @@ export function WeekView({ weekStart, dayCount = 7, events, now, onCreate, onOpe
       </div>
 
       <div className="allday-row">
-        <div className="gutter allday-label">all-day</div>
+        <div className="gutter allday-label">{t.allDayRow}</div>
         <div
           className="allday-cells"
           ref={allDayRef}
@@ -252,17 +253,17 @@ export function WeekView({ weekStart, dayCount = 7, events, now, onCreate, onOpe
           >
             {days.map((d, i) => (
               <div key={d.getTime()} className={`day-col${sameDay(d, now) ? ' today' : ''}`} data-testid={`day-col-${isoDate(d)}`} data-date={isoDate(d)}>
-                <div className="slots" role="grid" aria-label={`${formatLongDate(d)}: half-hour slots; arrows move, Enter creates an event`}>
+                <div className="slots" role="grid" aria-label={t.slots({ date: formatLongDate(d) })}>
                   <div role="row" className="slots-row">
                     {Array.from({ length: slotsPerDay }, (_, s) => {
-                      const t = new Date(d.getFullYear(), d.getMonth(), d.getDate(), 0, s * SLOT_MIN);
-                      const stamp = `${isoDate(t)}T${isoTime(t)}`;
+                      const at = new Date(d.getFullYear(), d.getMonth(), d.getDate(), 0, s * SLOT_MIN);
+                      const stamp = `${isoDate(at)}T${isoTime(at)}`;
                       const active = cursorDay === i && cursor.slot === s;
                       return (
                         <div
                           key={s}
                           role="gridcell"
-                          aria-label={`${formatLongDate(t)}, ${formatTime(t)}`}
+                          aria-label={`${formatLongDate(at)}, ${formatTime(at)}`}
                           tabIndex={active ? 0 : -1}
                           onFocus={() => !active && setCursor({ day: i, slot: s })}
                           className={`slot${s % 2 === 1 ? ' half' : ''}`}
@@ -275,7 +276,7 @@ export function WeekView({ weekStart, dayCount = 7, events, now, onCreate, onOpe
                   </div>
                 </div>
                 {selection && !selection.allDay && <Ghost day={d} range={selection} />}
-                {dragged && drag?.event && <Ghost day={d} range={{ ...dragged, allDay: false }} title={drag.event.title || '(No title)'} color={drag.event.color} />}
+                {dragged && drag?.event && <Ghost day={d} range={{ ...dragged, allDay: false }} title={drag.event.title || t.noTitle} color={drag.event.color} />}
                 {(boxes[i] ?? []).map((box) => (
                   <EventChip
                     key={`${box.event.space}/${box.event.id}`}

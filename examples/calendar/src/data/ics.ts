@@ -13,6 +13,7 @@
 import ICAL from 'ical.js';
 import type { Replica } from '@syncline/client';
 import { localFromFloating } from '../dates';
+import { t } from '../i18n';
 import { setStatus } from './events';
 import { isStatus, type CalEvent, type EventFields, type EventStatus } from './model';
 import { writeNotes } from './notes';
@@ -106,7 +107,7 @@ export function parseIcs(source: string, options: ParseOptions = {}): ParsedIcs 
   try {
     jcal = ICAL.parse(source);
   } catch (error) {
-    throw new Error(`This is not a valid .ics file: ${(error as Error).message}`, { cause: error });
+    throw new Error(t.icsInvalid({ message: (error as Error).message }), { cause: error });
   }
   const roots: unknown[] = Array.isArray(jcal) && Array.isArray(jcal[0]) ? jcal : [jcal];
   const events: ImportedEvent[] = [];
@@ -117,7 +118,7 @@ export function parseIcs(source: string, options: ParseOptions = {}): ParsedIcs 
 
   for (const root of roots) {
     const calendar: IcalComponent = new ICAL.Component(root as unknown[]);
-    if (calendar.name !== 'vcalendar') throw new Error('This file holds no calendar (no BEGIN:VCALENDAR).');
+    if (calendar.name !== 'vcalendar') throw new Error(t.icsNoCalendar);
     const name = calendar.getFirstPropertyValue('x-wr-calname');
     if (typeof name === 'string' && !calendarName) calendarName = name;
     for (const tz of calendar.getAllSubcomponents('vtimezone')) {

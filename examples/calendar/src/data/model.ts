@@ -14,6 +14,7 @@
 import { defineSchema, type Row } from '@syncline/client';
 import { spaceId, type Fields, type SpaceId, type Version } from '@syncline/core';
 import { localFromFloating } from '../dates';
+import { t } from '../i18n';
 
 export const SETTINGS_SPACE: SpaceId = spaceId('settings');
 
@@ -22,7 +23,8 @@ export const space = (id: string): SpaceId => spaceId(id);
 
 export type EventStatus = 'confirmed' | 'tentative' | 'cancelled';
 export const STATUSES: readonly EventStatus[] = ['confirmed', 'tentative', 'cancelled'];
-export const STATUS_LABELS: Record<EventStatus, string> = { confirmed: 'Confirmed', tentative: 'Tentative', cancelled: 'Cancelled' };
+/** What people read for a status (the stored values stay the English words above). */
+export const STATUS_LABELS: Record<EventStatus, string> = { confirmed: t.statusConfirmed, tentative: t.statusTentative, cancelled: t.statusCancelled };
 
 export const isStatus = (v: unknown): v is EventStatus => v === 'confirmed' || v === 'tentative' || v === 'cancelled';
 
