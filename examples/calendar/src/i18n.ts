@@ -16,6 +16,9 @@ type Message = { message: string };
 
 const s = (count: number, one: string, many: string): string => (count === 1 ? one : many);
 
+/** "this week", "these 3 days": what a person looks at, in English. */
+const thisViewEn = (view: View): string => ({ day: 'this day', '3day': 'these 3 days', week: 'this week', month: 'this month' })[view];
+
 export const en = {
   documentTitle: 'Syncline Calendar',
   loading: 'Opening your calendar…',
@@ -33,8 +36,8 @@ export const en = {
   month: 'Month',
   icsButton: 'Import / Export',
   icsButtonTitle: 'Import or export .ics files',
-  alsoLooking: ({ view, names }: { view: View; names: string }) => `Also looking at this ${view}: ${names}`,
-  isLooking: ({ view, name }: { view: View; name: string }) => `${name} is looking at this ${view}`,
+  alsoLooking: ({ view, names }: { view: View; names: string }) => `Also looking at ${thisViewEn(view)}: ${names}`,
+  isLooking: ({ view, name }: { view: View; name: string }) => `${name} is looking at ${thisViewEn(view)}`,
   createEvent: 'Create event',
   eventNotShown: 'This event could not be shown',
   close: 'Close',
