@@ -2,7 +2,7 @@
  * The calendar on a phone (390 × 844, touch) and a tablet (768 × 1024), in
  * Chromium: the header fits, the week shows as three days (and a day), the
  * sidebar is a drawer behind the menu button; an event is created by a tap,
- * opened by a tap and moved with a finger. Screenshots of both sizes go to
+ * opened by a tap, moved and resized with a finger. Screenshots of both sizes go to
  * test-results/e2e.
  */
 import { expect, it } from 'vitest';
@@ -28,7 +28,7 @@ async function touchDrag(page: Page, from: { x: number; y: number }, to: { x: nu
 }
 
 describeE2E('calendar: on a phone', (e2e) => {
-  it('fits a phone: three days, a header that fits, the sidebar as a drawer; create, open and move an event by touch', async () => {
+  it('fits a phone: three days, a header that fits, the sidebar as a drawer; create, open, move and resize an event by touch', async () => {
     const device = await e2e.device('phone', { viewport: { width: 390, height: 844 }, mobile: true });
     const page = await device.open({ date: '2027-03-02' });
     const view = page.locator('[data-testid="week-view"]');
@@ -68,6 +68,12 @@ describeE2E('calendar: on a phone', (e2e) => {
     await touchDrag(page, start, { x: start.x, y: start.y + 96 });
     await expect.poll(async () => (await weekEvents(page)).find((e) => e.title === 'Coffee')?.start, { timeout: WAIT }).toBe('2027-03-03T12:00');
     await page.locator('[data-testid="toast-undo"]').waitFor({ timeout: WAIT });
+    // Resize: a finger drags its bottom edge an hour down.
+    const coffeeId = (await weekEvents(page)).find((e) => e.title === 'Coffee')?.id as string;
+    const handle = (await page.locator(`[data-testid="resize-${coffeeId}"]`).boundingBox()) as { x: number; y: number; width: number; height: number };
+    const grip = { x: handle.x + handle.width / 2, y: handle.y + handle.height / 2 };
+    await touchDrag(page, grip, { x: grip.x, y: grip.y + 48 });
+    await expect.poll(async () => (await weekEvents(page)).find((e) => e.title === 'Coffee')?.text, { timeout: WAIT }).toContain('12:00 – 14:00');
     await waitSettled(page);
     await device.shot('phone-moved', page);
 
