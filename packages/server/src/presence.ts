@@ -71,11 +71,6 @@ export class PresenceRooms {
     if (room.members.size === 0) this.#rooms.delete(space);
   }
 
-  /** How many replicas have a state in `space` (metrics, tests). */
-  count(space: SpaceId): number {
-    return this.#rooms.get(space)?.states.size ?? 0;
-  }
-
   /** One encoding for every other member (per frame budget). */
   #tell(space: SpaceId, members: ReadonlySet<PresenceMember>, from: PresenceMember, peer: Peer): void {
     const frame = encodeDownstream({ type: 'presence', space, peers: [peer] });
