@@ -58,6 +58,8 @@ export function App({ host }: { readonly host: ReplicaHost }): ReactNode {
 // ---- URL state: ?view=day|3day|week|month&date=YYYY-MM-DD (other parameters, like device, are kept) ----
 
 const VIEWS: readonly View[] = ['day', '3day', 'week', 'month'];
+/** The view switch's words for each view. */
+const VIEW_LABELS: Readonly<Record<View, (messages: typeof t) => string>> = { day: (m) => m.day, '3day': (m) => m.threeDays, week: (m) => m.week, month: (m) => m.month };
 
 function readUrl(): { view: View; date: Date } {
   const params = new URLSearchParams(location.search);
@@ -339,24 +341,11 @@ function CalendarApp({ host }: { readonly host: ReplicaHost }): ReactNode {
         </h1>
         <span className="spacer" />
         <div className="view-switch" role="group" aria-label={t.viewSwitch}>
-          {phone && (
-            <>
-              <button type="button" aria-pressed={view === 'day'} data-testid="view-day" onClick={() => setView('day')}>
-                {t.day}
-              </button>
-              <button type="button" aria-pressed={view === '3day'} data-testid="view-3day" onClick={() => setView('3day')}>
-                {t.threeDays}
-              </button>
-            </>
-          )}
-          {!phone && (
-            <button type="button" aria-pressed={view === 'week'} data-testid="view-week" onClick={() => setView('week')}>
-              {t.week}
+          {(phone ? (['day', '3day', 'month'] as const) : (['week', 'month'] as const)).map((v) => (
+            <button key={v} type="button" aria-pressed={view === v} data-testid={`view-${v}`} onClick={() => setView(v)}>
+              {VIEW_LABELS[v](t)}
             </button>
-          )}
-          <button type="button" aria-pressed={view === 'month'} data-testid="view-month" onClick={() => setView('month')}>
-            {t.month}
-          </button>
+          ))}
         </div>
         <button type="button" className="ics-button" data-testid="ics-button" onClick={() => setIcsOpen(true)} title={t.icsButtonTitle}>
           {t.icsButton}

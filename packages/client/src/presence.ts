@@ -67,6 +67,7 @@ export interface PresenceLink {
 }
 
 const MIN_INTERVAL_MS = 1000 / PRESENCE_UPDATES_PER_SECOND;
+const encoder = new TextEncoder();
 const NO_PEERS: readonly PresencePeer[] = Object.freeze([]);
 
 export class PresenceStore implements Presence {
@@ -89,7 +90,7 @@ export class PresenceStore implements Presence {
     if (state !== null) {
       const bad = findNonJson(state);
       if (bad !== undefined) throw new ReplicaError('invalid_argument', `a presence state must be JSON (${bad} is not)`);
-      const bytes = new TextEncoder().encode(JSON.stringify(state)).length;
+      const bytes = encoder.encode(JSON.stringify(state)).length;
       if (bytes > MAX_PRESENCE_BYTES) throw new ReplicaError('too_large', `a presence state of ${bytes} bytes; at most ${MAX_PRESENCE_BYTES} (MAX_PRESENCE_BYTES)`);
     }
     this.#mine.set(space, state);

@@ -53,7 +53,7 @@ import { defaultTabs, isSpacesMessage, isTabMessage, type ChannelLike, type Lock
 import { checkPatch, checkValue, validateWrites, type Patch } from './validate.js';
 import { applyToStored, buildChange, type WriteOp } from './write.js';
 import { isPresenceTabMessage, PresenceStore, type Presence, type PresenceTabMessage } from './presence.js';
-import { DEFAULT_CAPTURE_MS, DEFAULT_UNDO_LIMIT, History, revertOps, stepOf, type UndoHistory, type UndoOptions } from './undo.js';
+import { DEFAULT_CAPTURE_MS, DEFAULT_UNDO_LIMIT, History, revertOps, stepOf, type UndoHistory, type UndoOptions, type UndoStep } from './undo.js';
 
 export type { CommitEvent };
 
@@ -322,13 +322,15 @@ export class Replica<S extends Schema = Schema> {
     if (ops.length === 0) return;
     await validateWrites(this.#collections, ops, (op) => this.#storage.transaction('readonly', (tx) => tx.getRecord(op.collection, op.id, op.space)).then((r) => (r?.value === undefined ? undefined : { value: r.value })));
     const changes = await this.#commit(ops);
-    if (this.#history.limit > 0) {
-      const step = stepOf(changes, (c) => this.#before.get(c), (collection) => this.#collections.get(collection));
-      if (step) {
-        this.#crdt.stopCapturing();
-        this.#history.record(step);
-      }
-    }
+    const step = this.#history.limit > 0 ? this.#stepOf(changes) : undefined;
+    if (step) this.#history.record(step);
+  }
+
+  /** The undo step `changes` make (undo.ts); the next edit of a crdt field starts a step of its own. */
+  #stepOf(changes: readonly Change[]): UndoStep | undefined {
+    const step = stepOf(changes, (c) => this.#before.get(c), (collection) => this.#collections.get(collection));
+    if (step) this.#crdt.stopCapturing();
+    return step;
   }
 
   /**
@@ -389,12 +391,9 @@ export class Replica<S extends Schema = Schema> {
     this.#history.unwound(step, changes);
     if (changes.length === 0) return true;
     this.#committedLocal(changes);
-    const next = stepOf(changes, (c) => this.#before.get(c), (collection) => this.#collections.get(collection));
-    if (next) {
-      this.#crdt.stopCapturing();
-      if (direction === 'undo') this.#history.pushRedo(next);
-      else this.#history.pushUndo(next);
-    }
+    const next = this.#stepOf(changes);
+    if (next && direction === 'undo') this.#history.pushRedo(next);
+    else if (next) this.#history.pushUndo(next);
     return true;
   }
 

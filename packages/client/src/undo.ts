@@ -231,7 +231,8 @@ export function stepOf(changes: readonly Change[], before: (change: Change) => R
     const key = JSON.stringify([change.collection, change.id, change.space]);
     let entry = records.get(key);
     if (!entry) {
-      const view = materialize(before(change), { resolve: defOf(change.collection)?.resolve });
+      const state = before(change);
+      const view = materialize(state, { resolve: defOf(change.collection)?.resolve });
       const crdt = defOf(change.collection)?.crdt;
       const visible: Record<string, Json> = {};
       const crdtBefore: string[] = [];
@@ -239,7 +240,6 @@ export function stepOf(changes: readonly Change[], before: (change: Change) => R
         if (crdt?.has(name)) crdtBefore.push(name);
         else Object.defineProperty(visible, name, { value, enumerable: true, writable: true, configurable: true });
       }
-      const state = before(change);
       const siblings = state?.merge?.siblings ?? [];
       entry = {
         collection: change.collection, id: change.id, space: change.space, existed: view.exists, before: visible, crdtBefore, fields: new Map(), beforeStamps: new Map(),

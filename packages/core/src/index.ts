@@ -78,6 +78,8 @@ export {
   type Horizon,
   type Ping,
   type Pong,
+  type PresenceList,
+  type PresenceUpdate,
   type Push,
   type Retired,
   type Snapshot,
@@ -87,4 +89,4 @@ export {
   type Welcome,
   type WelcomeLimits,
 } from './protocol/index.js';
-export { MAX_CHANGE_BYTES, MAX_RECORD_BYTES, MAX_PRESENCE_BYTES, MIN_FRAME_BYTES, PROMISED_LIMITS, type ServerLimits } from './protocol/limits.js';
+export { MAX_CHANGE_BYTES, MAX_RECORD_BYTES, MAX_PRESENCE_BYTES, MIN_FRAME_BYTES, PRESENCE_UPDATES_PER_SECOND, PROMISED_LIMITS, type ServerLimits } from './protocol/limits.js';
